@@ -1,0 +1,51 @@
+# Thin wrapper over CMake. `make run` and `make test` are the two commands the README
+# opens with; both install missing Debian packages first (as root).
+BUILD      ?= build
+BUILD_SAN  ?= build-san
+JOBS       ?= $(shell nproc)
+CMAKE_GEN  := -G Ninja
+
+.PHONY: all build run test test-fast test-san deps deps-test fuzz bench format lint clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# The main job: the built-in demo model (random weights) unless MODEL=path.gguf is given.
+run: build
+	./$(BUILD)/sov run $(if $(MODEL),-m $(MODEL)) -p "$(or $(PROMPT),Once upon a time)" -n $(or $(N),64)
+
+# Every test: the release build, then the whole suite again under ASan+UBSan.
+test: test-fast test-san
+
+test-fast: deps-test build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-san: deps-test
+	@cmake -S . -B $(BUILD_SAN) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSOV_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_SAN) -j $(JOBS)
+	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) -LE slow
+
+fuzz: deps-test
+	@CC=clang cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSOV_FUZZ=ON -DSOV_TESTS=OFF >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+	@echo "fuzz targets are in build-fuzz/fuzz/; e.g. build-fuzz/fuzz/fuzz_gguf -max_total_time=60 tests/gguf/corpus"
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint: build
+	cppcheck --quiet --enable=warning,performance,portability --std=c11 --error-exitcode=1 \
+	  --suppress=missingIncludeSystem -I include -I src src
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN) build-fuzz

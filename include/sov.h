@@ -1,0 +1,265 @@
+/* sov.h - the public API of sov, a sovereign AI inference stack.
+ *
+ * The flow is one way: text -> tokens (sov_vocab) -> batches (sov_batch) -> logits
+ * (sov_context over a sov_model) -> token (sov_sampler) -> text.
+ *
+ * Conventions (as libuv): every name starts with sov_; handles are opaque; every fallible
+ * call returns a sov_status (or, for calls that return a count, a negative sov_status);
+ * sov_strerror() names a status and sov_last_error() gives the one-line detail of the
+ * calling thread's last failure (which field, which offset, what to do). Memory passed in
+ * is always the caller's; memory a sov_*_new/_load returns is freed with its _free. */
+#ifndef SOV_H
+#define SOV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SOV_VERSION_STRING "0.1.0"
+
+/* ---- status ---------------------------------------------------------------------- */
+
+#define SOV_STATUS_MAP(X)                                                  \
+    X(OK, "success")                                                       \
+    X(ERR_NOMEM, "out of memory")                                          \
+    X(ERR_IO, "input/output error")                                        \
+    X(ERR_FORMAT, "malformed input")                                       \
+    X(ERR_UNSUPPORTED, "not supported")                                    \
+    X(ERR_ARG, "invalid argument")                                         \
+    X(ERR_NOT_FOUND, "not found")                                          \
+    X(ERR_KV_FULL, "KV cache has no free blocks")                          \
+    X(ERR_CONTEXT, "context length exceeded")                              \
+    X(ERR_CANCELLED, "cancelled")
+
+typedef enum sov_status {
+#define SOV_STATUS_ENUM_(name, text) SOV_##name,
+    SOV_STATUS_MAP(SOV_STATUS_ENUM_)
+#undef SOV_STATUS_ENUM_
+    SOV_STATUS_COUNT
+} sov_status;
+
+/* A short fixed name for a status ("malformed input"); never NULL. */
+const char *sov_strerror(sov_status status);
+
+/* The detail of the calling thread's most recent failure, one line, e.g.
+ * "gguf: tensor 'output.weight' data ends at byte 4096, past the end of the file
+ * (3000 bytes)". Empty string when there is none. Valid until the next sov_ call on
+ * this thread that fails. */
+const char *sov_last_error(void);
+
+/* ---- models ---------------------------------------------------------------------- */
+
+typedef struct sov_model sov_model;
+typedef struct sov_vocab sov_vocab;
+
+/* Called during long operations with the fraction done, 0..1. */
+typedef void (*sov_progress_fn)(float fraction, void *user);
+
+typedef struct sov_model_params {
+    sov_progress_fn progress; /* optional load progress */
+    void *progress_user;
+    bool prefault; /* read every weight page at load time (default false) */
+} sov_model_params;
+
+sov_model_params sov_model_default_params(void);
+
+/* Memory-maps a GGUF file and validates it. Weights stay in the mapping where the
+ * kernels can use their layout. Errors: SOV_ERR_IO (cannot open/map), SOV_ERR_FORMAT
+ * (malformed file), SOV_ERR_UNSUPPORTED (architecture or tensor type), SOV_ERR_NOMEM. */
+sov_status sov_model_load(const char *path, const sov_model_params *params, sov_model **out);
+void sov_model_free(sov_model *model);
+
+typedef struct sov_model_info {
+    const char *arch;         /* "llama", "qwen2", "mistral" */
+    const char *name;         /* general.name, or "" */
+    const char *weight_type;  /* most common tensor type by bytes, e.g. "Q4_0" */
+    int32_t n_vocab;
+    int32_t n_embd;           /* model width */
+    int32_t n_layer;
+    int32_t n_head;           /* query heads */
+    int32_t n_head_kv;        /* key/value heads (grouped-query attention when < n_head) */
+    int32_t head_dim;
+    int32_t n_ff;             /* feed-forward width */
+    int32_t n_ctx_train;      /* context length the model was trained with */
+    uint64_t n_params;        /* parameters in all weight tensors */
+    uint64_t weight_bytes;    /* bytes of all weight tensors */
+} sov_model_info;
+
+void sov_model_get_info(const sov_model *model, sov_model_info *out);
+
+/* The model's tokenizer; owned by the model. */
+const sov_vocab *sov_model_vocab(const sov_model *model);
+
+/* ---- tokenizer ------------------------------------------------------------------- */
+
+typedef int32_t sov_token;
+
+/* Loads only the tokenizer of a GGUF file (a vocabulary-only file, or a full model).
+ * Errors: SOV_ERR_IO, SOV_ERR_FORMAT, SOV_ERR_UNSUPPORTED (tokenizer model). */
+sov_status sov_vocab_load(const char *path, sov_vocab **out);
+void sov_vocab_free(sov_vocab *vocab);
+
+int32_t sov_vocab_size(const sov_vocab *vocab);
+sov_token sov_vocab_bos(const sov_vocab *vocab); /* -1 when the vocabulary has none */
+sov_token sov_vocab_eos(const sov_vocab *vocab); /* -1 when the vocabulary has none */
+/* True for tokens that end a generation (EOS, EOT, <|im_end|>, <|eot_id|>, ...). */
+bool sov_vocab_is_eog(const sov_vocab *vocab, sov_token token);
+/* True for control tokens (BOS, EOS, <|im_start|>, ...). */
+bool sov_vocab_is_control(const sov_vocab *vocab, sov_token token);
+
+/* Splits UTF-8 text into tokens. add_special: add BOS/EOS as the vocabulary's metadata
+ * asks (tokenizer.ggml.add_bos_token / add_eos_token). parse_special: text that spells
+ * a control token ("<|im_start|>") becomes that token instead of ordinary text.
+ * Writes at most cap tokens to out and returns the full count (call again with a
+ * larger buffer when it exceeds cap), or a negative sov_status. */
+int32_t sov_tokenize(const sov_vocab *vocab, const char *text, size_t len, bool add_special,
+                     bool parse_special, sov_token *out, int32_t cap);
+
+/* The bytes of one token (a byte-fallback token gives its single byte, which may be part
+ * of a UTF-8 sequence). Control tokens give their text only when special is true.
+ * Writes at most cap bytes (no terminator) and returns the full length, or a negative
+ * sov_status (SOV_ERR_ARG for an id outside the vocabulary). */
+int32_t sov_token_to_piece(const sov_vocab *vocab, sov_token token, bool special, char *buf,
+                           int32_t cap);
+
+/* The text of a token sequence, exactly inverting sov_tokenize for any UTF-8 text
+ * (the SentencePiece leading space that tokenization added is removed when
+ * remove_leading_space is set). Writes at most cap bytes plus a terminator when it
+ * fits and returns the full length, or a negative sov_status. */
+int32_t sov_detokenize(const sov_vocab *vocab, const sov_token *tokens, int32_t n, bool special,
+                       bool remove_leading_space, char *buf, int32_t cap);
+
+/* ---- chat templates -------------------------------------------------------------- */
+
+typedef struct sov_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content;
+} sov_chat_message;
+
+/* The template family the vocabulary's tokenizer.chat_template belongs to ("chatml",
+ * "llama3", "llama2", "mistral", "gemma", "zephyr", ...), or NULL when the file has no
+ * template or one sov does not recognise. */
+const char *sov_chat_template_detect(const sov_vocab *vocab);
+
+/* Names of the families sov can render, NULL-terminated. */
+const char *const *sov_chat_template_names(void);
+
+/* Renders messages as the prompt text the model was trained on, with the assistant's
+ * generation prompt at the end when add_generation_prompt. template_name NULL uses the
+ * detected family. Writes at most cap bytes plus a terminator when it fits and returns
+ * the full length, or a negative sov_status: SOV_ERR_NOT_FOUND when the template is
+ * unknown (sov_last_error says which names exist), SOV_ERR_ARG for a bad role. */
+int32_t sov_chat_apply(const sov_vocab *vocab, const char *template_name,
+                       const sov_chat_message *messages, size_t n_messages,
+                       bool add_generation_prompt, char *buf, int32_t cap);
+
+/* ---- contexts, sequences and batches --------------------------------------------- */
+
+typedef struct sov_context sov_context;
+typedef int32_t sov_seq_id;
+
+typedef enum sov_kv_type { SOV_KV_F16 = 0, SOV_KV_F32 = 1 } sov_kv_type;
+
+typedef struct sov_context_params {
+    int32_t n_ctx;          /* most positions one sequence may hold; 0: the model's
+                               training context, at most 4096 */
+    int32_t n_seq_max;      /* most sequences alive at once (default 1) */
+    int32_t n_batch;        /* most tokens in one sov_decode call (default 512) */
+    int64_t kv_cache_bytes; /* KV pool size; 0: room for n_seq_max full sequences */
+    int32_t n_threads;      /* 0: one per physical core */
+    sov_kv_type kv_type;    /* element type of cached keys and values */
+} sov_context_params;
+
+sov_context_params sov_context_default_params(void);
+
+/* A context runs a model: it owns the paged KV cache, the per-batch activations and the
+ * worker threads. The model must outlive it. */
+sov_status sov_context_new(const sov_model *model, const sov_context_params *params,
+                           sov_context **out);
+void sov_context_free(sov_context *ctx);
+
+/* Starts an empty sequence. Errors: SOV_ERR_KV_FULL when n_seq_max are alive. */
+sov_status sov_seq_new(sov_context *ctx, sov_seq_id *out);
+/* Ends a sequence and returns its KV blocks to the pool. */
+void sov_seq_free(sov_context *ctx, sov_seq_id seq);
+/* Number of positions the sequence holds in the cache, or -1 for an unknown id. */
+int32_t sov_seq_length(const sov_context *ctx, sov_seq_id seq);
+/* Forgets positions >= n_keep (for example to re-generate). */
+sov_status sov_seq_truncate(sov_context *ctx, sov_seq_id seq, int32_t n_keep);
+
+/* Several tokens, of one or several sequences, evaluated in one pass. The tokens of one
+ * sequence must appear in order of position and continue that sequence exactly
+ * (the first has position sov_seq_length()). */
+typedef struct sov_batch {
+    int32_t n_tokens;
+    const sov_token *token;  /* [n_tokens] token ids */
+    const sov_seq_id *seq;   /* [n_tokens] sequence of each token */
+    const int32_t *pos;      /* [n_tokens] position of each token in its sequence */
+    const uint8_t *logits;   /* [n_tokens] nonzero: return this token's logits */
+} sov_batch;
+
+/* Evaluates the batch and appends its keys and values to the sequences' caches. For each
+ * token with logits set, in batch order, writes n_vocab floats to logits_out.
+ * Errors (the cache is left unchanged): SOV_ERR_ARG (bad token, sequence or position,
+ * or more than n_batch tokens), SOV_ERR_CONTEXT (a sequence would pass n_ctx),
+ * SOV_ERR_KV_FULL (not enough free KV blocks). */
+sov_status sov_decode(sov_context *ctx, const sov_batch *batch, float *logits_out);
+
+/* Which kernel set the context runs ("scalar", "avx2", "avx512", "avx512_vnni",
+ * "neon", "neon_dotprod"), chosen from the CPU or forced with SOV_ISA. */
+const char *sov_context_isa(const sov_context *ctx);
+int32_t sov_context_threads(const sov_context *ctx);
+
+/* ---- sampling -------------------------------------------------------------------- */
+
+typedef struct sov_sampler sov_sampler;
+
+typedef struct sov_sampler_params {
+    float temperature;       /* 0: greedy (argmax) */
+    int32_t top_k;           /* 0: off */
+    float top_p;             /* 1: off */
+    float min_p;             /* 0: off */
+    float repeat_penalty;    /* 1: off; divides positive logits of recent tokens */
+    int32_t repeat_last_n;   /* window of recent tokens the penalties look at; -1: all */
+    float presence_penalty;  /* 0: off; subtracted once from tokens seen */
+    float frequency_penalty; /* 0: off; subtracted per occurrence */
+    uint64_t seed;           /* same seed, same logits: same tokens */
+} sov_sampler_params;
+
+sov_sampler_params sov_sampler_default_params(void);
+
+/* Errors: SOV_ERR_ARG for out-of-range parameters (negative temperature, top_p outside
+ * (0, 1], ...), SOV_ERR_NOMEM. */
+sov_status sov_sampler_new(const sov_sampler_params *params, int32_t n_vocab, sov_sampler **out);
+void sov_sampler_free(sov_sampler *sampler);
+/* Adds bias to a token's logit before sampling (OpenAI logit_bias); -INFINITY bans it. */
+sov_status sov_sampler_set_logit_bias(sov_sampler *sampler, sov_token token, float bias);
+/* Chooses the next token from n_vocab logits (the array is used as scratch and changed). */
+sov_token sov_sampler_sample(sov_sampler *sampler, float *logits);
+/* Records a token as part of the history the penalties look at (prompt tokens too). */
+void sov_sampler_accept(sov_sampler *sampler, sov_token token);
+void sov_sampler_reset(sov_sampler *sampler);
+
+/* Stop strings: feed generated text as it comes; the stopper returns how many bytes of
+ * what it holds are safe to show (a possible stop string prefix is held back) and says
+ * when a stop string completed. */
+typedef struct sov_stopper sov_stopper;
+sov_status sov_stopper_new(const char *const *stops, size_t n_stops, sov_stopper **out);
+void sov_stopper_free(sov_stopper *stopper);
+/* Appends text. Sets *stopped when a stop string is now complete; the text before it is
+ * then all that is released. Returns the bytes released to *out (owned by the stopper,
+ * valid until the next call), to be shown to the user. */
+size_t sov_stopper_feed(sov_stopper *stopper, const char *text, size_t len, const char **out,
+                        bool *stopped);
+/* At the end of generation: releases whatever is still held. */
+size_t sov_stopper_flush(sov_stopper *stopper, const char **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,33 @@
+/* cli.h - the sov command's subcommands and the helpers they share. */
+#ifndef SOV_CLI_H
+#define SOV_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "sov.h"
+
+int cmd_run(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_gen_model(int argc, char **argv);
+
+/* Prints "sov <cmd>: <message>" and, when status is set, sov_last_error(). Returns 1. */
+int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_status_error(const char *cmd, sov_status st);
+
+/* Option parsing helpers: true when argv[*i] is name (or, for the value forms, name=V or
+ * name V, advancing *i); a missing or bad value prints an error and sets *bad. */
+bool cli_flag(char **argv, int *i, const char *name);
+bool cli_opt_str(int argc, char **argv, int *i, const char *name, const char **out, bool *bad);
+bool cli_opt_int(int argc, char **argv, int *i, const char *name, long *out, bool *bad);
+bool cli_opt_float(int argc, char **argv, int *i, const char *name, double *out, bool *bad);
+
+/* A progress bar on stderr when it is a terminal, else a few percentage lines. */
+void cli_progress(float fraction, void *label);
+
+/* Path of the built-in demo model, generated on first use (random weights). */
+int cli_demo_model_path(char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,67 @@
+/* kernels.h - the one dispatch table of compute kernels.
+ *
+ * Every kernel has a plain C version in scalar*.c, the reference the SIMD versions are
+ * tested against. sov_kernels_select() picks the best table the CPU supports once at
+ * start-up (cpuid on x86, getauxval on Arm), or the one SOV_ISA names
+ * (scalar|avx2|avx512|neon); contexts keep a pointer to the table they use.
+ *
+ * Weight rows are in their file type; the activation row they are multiplied with is
+ * first converted to that type's activation format (sov_type_traits.act_type): F32 for
+ * float weights, Q8A for the 32-blocks, Q8K for the k-quants. */
+#ifndef SOV_KERNELS_H
+#define SOV_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/fp16.h"
+#include "quant/quant.h"
+
+/* sum_i w[i] * a[i] over n values; w a row of the weight type, a a row of its
+ * activation format. */
+typedef float (*sov_vec_dot_fn)(int64_t n, const void *w, const void *a);
+
+/* The same for a tile: for r < nr, c < nc:
+ *   y[c * ldy + r] = vec_dot(n, (char *)w + r * ldw, (char *)a + c * lda)
+ * (ldw, lda in bytes; ldy in floats). */
+typedef void (*sov_gemm_fn)(int64_t n, const void *w, size_t ldw, int nr, const void *a, size_t lda,
+                            int nc, float *y, size_t ldy);
+
+typedef struct sov_kernels {
+    const char *isa; /* "scalar", "avx2", "avx512", "avx512_vnni", "neon", "neon_dotprod" */
+
+    /* dot products and tiles by weight type (NULL: type not computable) */
+    sov_vec_dot_fn vec_dot[SOV_TYPE_COUNT];
+    sov_gemm_fn gemm[SOV_TYPE_COUNT];
+
+    /* activation quantizers: n floats (n a multiple of 32 / 256) into Q8A / Q8K.
+     * d = max|x| / 127, q = round-half-even(x * (1 / d)); every ISA gives identical bytes. */
+    void (*quantize_q8a)(const float *x, void *y, int64_t n);
+    void (*quantize_q8k)(const float *x, void *y, int64_t n);
+
+    /* float ops on rows of n values */
+    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps); /* y = x / rms(x) * w */
+    void (*silu_mul)(float *y, const float *gate, const float *up, int64_t n);       /* y = silu(gate) * up */
+    void (*add)(float *y, const float *x, int64_t n);                                /* y += x */
+    void (*scale)(float *y, float a, int64_t n);                                     /* y *= a */
+    float (*dot_f32)(const float *a, const float *b, int64_t n);
+    float (*dot_f16)(const sov_half *a, const float *b, int64_t n);
+    void (*axpy_f32)(float *y, float a, const float *x, int64_t n);   /* y += a * x */
+    void (*axpy_f16)(float *y, float a, const sov_half *x, int64_t n);
+    void (*f32_to_f16)(sov_half *y, const float *x, int64_t n);
+    /* in place: x = exp(x - max) / sum; returns nothing, n >= 1 */
+    void (*softmax)(float *x, int64_t n);
+} sov_kernels;
+
+/* The table for this CPU, or the one SOV_ISA forces (falling back to the best available
+ * with a warning on stderr when the CPU lacks it). Never NULL. */
+const sov_kernels *sov_kernels_select(void);
+/* A specific table by name, or NULL when unknown or the CPU lacks the feature. */
+const sov_kernels *sov_kernels_by_name(const char *isa);
+/* Names of all tables compiled in (available or not), NULL-terminated. */
+const char *const *sov_kernels_names(void);
+
+/* The tables (defined per ISA file; the SIMD ones exist only on their architecture). */
+extern const sov_kernels sov_kernels_scalar;
+
+#endif
