@@ -1,7 +1,6 @@
 /* dispatch.c - picks the kernel table once from what the CPU reports.
  *
- * x86: cpuid via the compiler's __builtin_cpu_supports (which also checks that the OS
- * saves the wide registers). Arm: getauxval(AT_HWCAP) for asimd and asimddp. SOV_ISA
+ * x86: cpuid leaves 1 and 7 plus xgetbv (the OS must save the wide registers). Arm: getauxval(AT_HWCAP) for asimd and asimddp. SOV_ISA
  * overrides the choice for tests and benchmarks. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,17 +25,49 @@ static const char *const names[] = {"scalar", "avx2", "avx512", "neon", "neon_do
 
 const char *const *sov_kernels_names(void) { return names; }
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+/* Feature bits from cpuid leaves 1 and 7, and whether the OS saves the YMM (and ZMM)
+ * state (xgetbv), without which the instructions fault. */
+typedef struct x86_features {
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16;
+} x86_features;
+
+static x86_features x86_detect(void) {
+    x86_features f = {0};
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    f.fma = (c >> 12) & 1;
+    f.f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return (x86_features){0};
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    const bool ymm = (xlo & 0x6) == 0x6, zmm = (xlo & 0xe6) == 0xe6;
+    if (!ymm) return (x86_features){0};
+    if (__get_cpuid_max(0, NULL) < 7) return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    f.avx2 = (b >> 5) & 1;
+    if (zmm) {
+        f.avx512f = (b >> 16) & 1;
+        f.avx512dq = (b >> 17) & 1;
+        f.avx512bw = (b >> 30) & 1;
+        f.avx512vl = (b >> 31) & 1;
+        f.avx512vnni = (c >> 11) & 1;
+        __cpuid_count(7, 1, a, b, c, d);
+        f.avx512bf16 = (a >> 5) & 1;
+    }
+    return f;
+}
+#endif
+
 static bool cpu_has(const char *isa) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (strcmp(isa, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
-    if (strcmp(isa, "avx512") == 0)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+    const x86_features f = x86_detect();
+    const bool avx2 = f.avx2 && f.fma && f.f16c;
+    if (strcmp(isa, "avx2") == 0) return avx2;
+    if (strcmp(isa, "avx512") == 0) return avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
     return false;
 #elif defined(__aarch64__)
     unsigned long hw = getauxval(AT_HWCAP);
@@ -45,6 +76,14 @@ static bool cpu_has(const char *isa) {
     return false;
 #else
     (void)isa;
+    return false;
+#endif
+}
+
+bool sov_cpu_has_avx512_vnni(void) {
+#if defined(__x86_64__)
+    return x86_detect().avx512vnni;
+#else
     return false;
 #endif
 }

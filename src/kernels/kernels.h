@@ -11,6 +11,7 @@
 #ifndef SOV_KERNELS_H
 #define SOV_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,9 @@ const sov_kernels *sov_kernels_select(void);
 const sov_kernels *sov_kernels_by_name(const char *isa);
 /* Names of all tables compiled in (available or not), NULL-terminated. */
 const char *const *sov_kernels_names(void);
+
+/* Whether the CPU has AVX-512 VNNI (vpdpbusd), for the avx512 table's own choice. */
+bool sov_cpu_has_avx512_vnni(void);
 
 /* The tables (defined per ISA file; the SIMD ones exist only on their architecture). */
 extern const sov_kernels sov_kernels_scalar;
