@@ -1,0 +1,122 @@
+/* kv.c - block pool and block tables of the paged KV cache (see kv.h). */
+#include "kv/kv.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/status.h"
+#include "core/util.h"
+
+size_t kv_block_bytes(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size, sov_kv_type type) {
+    const size_t elt = type == SOV_KV_F32 ? 4 : 2;
+    return 2 * (size_t)n_layer * (size_t)n_head_kv * (size_t)block_size * (size_t)head_dim * elt;
+}
+
+sov_status kv_init(sov_kv *kv, int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size,
+                   int32_t n_blocks, sov_kv_type type) {
+    memset(kv, 0, sizeof *kv);
+    if (n_blocks < 1 || block_size < 1)
+        return sov_fail(SOV_ERR_ARG, "kv cache: %d blocks of %d positions is too small", n_blocks, block_size);
+    kv->n_layer = n_layer;
+    kv->n_head_kv = n_head_kv;
+    kv->head_dim = head_dim;
+    kv->block_size = block_size;
+    kv->n_blocks = n_blocks;
+    kv->type = type;
+    kv->elt = type == SOV_KV_F32 ? 4 : 2;
+    kv->head_bytes = (size_t)block_size * (size_t)head_dim * kv->elt;
+    kv->block_bytes = (size_t)n_layer * (size_t)n_head_kv * kv->head_bytes;
+    if (!sov_mul_size(kv->block_bytes, (size_t)n_blocks, &kv->map_bytes))
+        return sov_fail(SOV_ERR_ARG, "kv cache: size overflows");
+    /* anonymous mappings: pages are committed on first write, so an unused pool costs
+     * address space, not memory */
+    kv->k = mmap(NULL, kv->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    kv->v = mmap(NULL, kv->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    kv->ref = calloc((size_t)n_blocks, sizeof *kv->ref);
+    kv->free_stack = malloc((size_t)n_blocks * sizeof *kv->free_stack);
+    if (kv->k == MAP_FAILED || kv->v == MAP_FAILED || !kv->ref || !kv->free_stack) {
+        if (kv->k == MAP_FAILED) kv->k = NULL;
+        if (kv->v == MAP_FAILED) kv->v = NULL;
+        kv_destroy(kv);
+        return sov_fail(SOV_ERR_NOMEM, "kv cache: cannot reserve %zu bytes", 2 * kv->map_bytes);
+    }
+    /* block 0 on top of the stack: low addresses are used first */
+    for (int32_t i = 0; i < n_blocks; i++) kv->free_stack[i] = n_blocks - 1 - i;
+    kv->n_free = n_blocks;
+    return SOV_OK;
+}
+
+void kv_destroy(sov_kv *kv) {
+    if (kv->k) munmap(kv->k, kv->map_bytes);
+    if (kv->v) munmap(kv->v, kv->map_bytes);
+    free(kv->ref);
+    free(kv->free_stack);
+    memset(kv, 0, sizeof *kv);
+}
+
+int32_t kv_alloc(sov_kv *kv) {
+    if (kv->n_free == 0) return -1;
+    int32_t b = kv->free_stack[--kv->n_free];
+    kv->ref[b] = 1;
+    return b;
+}
+
+void kv_retain(sov_kv *kv, int32_t block) { kv->ref[block]++; }
+
+void kv_release(sov_kv *kv, int32_t block) {
+    if (--kv->ref[block] == 0) kv->free_stack[kv->n_free++] = block;
+}
+
+/* Whether appending at position seq->n_pos writes into an existing, shared block. */
+static bool tail_is_shared(const sov_kv *kv, const kv_seq *seq) {
+    if (seq->n_pos % kv->block_size == 0 || seq->n_pos == 0) return false;
+    const int32_t b = seq->blocks[seq->n_pos / kv->block_size];
+    return kv->ref[b] > 1;
+}
+
+int32_t kv_seq_blocks_needed(const sov_kv *kv, const kv_seq *seq, int32_t new_len) {
+    const int32_t want = (new_len + kv->block_size - 1) / kv->block_size;
+    int32_t n = want > seq->n_blocks ? want - seq->n_blocks : 0;
+    if (new_len > seq->n_pos && tail_is_shared(kv, seq)) n++;
+    return n;
+}
+
+sov_status kv_seq_reserve(sov_kv *kv, kv_seq *seq, int32_t new_len) {
+    const int32_t want = (new_len + kv->block_size - 1) / kv->block_size;
+    if (want > seq->cap) {
+        int32_t cap = seq->cap ? seq->cap : 16;
+        while (cap < want) cap *= 2;
+        int32_t *p = realloc(seq->blocks, (size_t)cap * sizeof *p);
+        if (!p) return sov_fail(SOV_ERR_NOMEM, "kv cache: out of memory for a block table");
+        seq->blocks = p;
+        seq->cap = cap;
+    }
+    if (new_len > seq->n_pos && tail_is_shared(kv, seq)) {
+        const int32_t i = seq->n_pos / kv->block_size, old = seq->blocks[i];
+        const int32_t fresh = kv_alloc(kv);
+        if (fresh < 0) return sov_fail(SOV_ERR_KV_FULL, "kv cache: no free block");
+        memcpy(kv->k + (size_t)fresh * kv->block_bytes, kv->k + (size_t)old * kv->block_bytes, kv->block_bytes);
+        memcpy(kv->v + (size_t)fresh * kv->block_bytes, kv->v + (size_t)old * kv->block_bytes, kv->block_bytes);
+        kv_release(kv, old);
+        seq->blocks[i] = fresh;
+    }
+    while (seq->n_blocks < want) {
+        const int32_t b = kv_alloc(kv);
+        if (b < 0) return sov_fail(SOV_ERR_KV_FULL, "kv cache: no free block");
+        seq->blocks[seq->n_blocks++] = b;
+    }
+    return SOV_OK;
+}
+
+void kv_seq_truncate(sov_kv *kv, kv_seq *seq, int32_t n_keep) {
+    if (n_keep < 0) n_keep = 0;
+    if (n_keep > seq->n_pos) n_keep = seq->n_pos;
+    const int32_t keep_blocks = (n_keep + kv->block_size - 1) / kv->block_size;
+    while (seq->n_blocks > keep_blocks) kv_release(kv, seq->blocks[--seq->n_blocks]);
+    seq->n_pos = n_keep;
+}
+
+void kv_seq_clear(sov_kv *kv, kv_seq *seq) {
+    kv_seq_truncate(kv, seq, 0);
+}

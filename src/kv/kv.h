@@ -1,0 +1,81 @@
+/* kv.h - the paged KV cache: a pool of fixed-size blocks and per-sequence block tables.
+ *
+ * The cache holds, for every layer, the keys and values of cached positions. Storage is
+ * a pool of n_blocks blocks; a block holds block_size consecutive positions of one
+ * sequence for all layers and KV heads, laid out
+ *     block -> layer -> kv head -> slot (position within the block) -> head_dim values
+ * so that one head's keys for a block are contiguous (the attention inner loop) and one
+ * block is one contiguous region (allocated lazily by the OS, cheap to zero).
+ *
+ * A sequence owns a block table: blocks[i] holds its positions [i*bs, (i+1)*bs).
+ * Blocks are reference counted so that sequences can share a common prefix (the server's
+ * prefix cache hands full blocks from one sequence to another); a shared block is never
+ * written: appending into a shared partial block copies it first (copy on write). */
+#ifndef SOV_KV_H
+#define SOV_KV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sov.h"
+
+typedef struct sov_kv {
+    int32_t n_layer, n_head_kv, head_dim;
+    int32_t block_size;   /* positions per block */
+    int32_t n_blocks;
+    sov_kv_type type;
+    size_t elt;           /* bytes per element (2 or 4) */
+    size_t head_bytes;    /* bytes of one head's slots in a block: block_size * head_dim * elt */
+    size_t block_bytes;   /* bytes of one block's keys (and again of its values), all layers */
+    uint8_t *k, *v;       /* [n_blocks][n_layer][n_head_kv][block_size][head_dim] */
+    size_t map_bytes;     /* bytes mapped for each of k and v */
+    int32_t *ref;         /* [n_blocks] reference counts (0 = free) */
+    int32_t *free_stack;  /* [n_blocks] free block ids; the top is reused first */
+    int32_t n_free;
+} sov_kv;
+
+typedef struct kv_seq {
+    bool live;
+    int32_t n_pos;        /* positions cached */
+    int32_t *blocks;      /* block table */
+    int32_t n_blocks;     /* entries used in blocks */
+    int32_t cap;
+} kv_seq;
+
+/* Bytes one block takes (keys and values) for these dimensions. */
+size_t kv_block_bytes(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size, sov_kv_type type);
+
+sov_status kv_init(sov_kv *kv, int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size,
+                   int32_t n_blocks, sov_kv_type type);
+void kv_destroy(sov_kv *kv);
+
+/* A free block with reference count 1, or -1 when none is free. */
+int32_t kv_alloc(sov_kv *kv);
+void kv_retain(sov_kv *kv, int32_t block);
+/* Drops a reference; the block returns to the pool at zero. */
+void kv_release(sov_kv *kv, int32_t block);
+
+/* Keys / values of one head of one layer in a block: [block_size][head_dim] elements. */
+static inline void *kv_k(const sov_kv *kv, int32_t layer, int32_t block, int32_t head) {
+    return kv->k + (size_t)block * kv->block_bytes +
+           ((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * kv->head_bytes;
+}
+static inline void *kv_v(const sov_kv *kv, int32_t layer, int32_t block, int32_t head) {
+    return kv->v + (size_t)block * kv->block_bytes +
+           ((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * kv->head_bytes;
+}
+
+/* Blocks that growing seq to new_len positions would take from the pool (new blocks,
+ * plus a copy of a shared partial last block). */
+int32_t kv_seq_blocks_needed(const sov_kv *kv, const kv_seq *seq, int32_t new_len);
+/* Makes seq's block table cover new_len positions with blocks it may write. The caller
+ * has checked kv_seq_blocks_needed() <= n_free. Errors: SOV_ERR_NOMEM (table growth),
+ * SOV_ERR_KV_FULL. */
+sov_status kv_seq_reserve(sov_kv *kv, kv_seq *seq, int32_t new_len);
+/* Drops positions >= n_keep, releasing blocks no longer needed. */
+void kv_seq_truncate(sov_kv *kv, kv_seq *seq, int32_t n_keep);
+/* Releases every block and clears the sequence (keeps the table's memory). */
+void kv_seq_clear(sov_kv *kv, kv_seq *seq);
+
+#endif

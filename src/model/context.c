@@ -1,0 +1,246 @@
+/* context.c - sov_context: creating the KV pool, buffers and threads, managing
+ * sequences, and sov_decode(), which validates a batch, reserves its KV blocks
+ * (all or nothing) and runs the forward pass. */
+#include "model/context.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "core/util.h"
+
+enum { KV_BLOCK_SIZE = 16 };
+
+sov_context_params sov_context_default_params(void) {
+    return (sov_context_params){
+        .n_ctx = 0,
+        .n_seq_max = 1,
+        .n_batch = 512,
+        .kv_cache_bytes = 0,
+        .n_threads = 0,
+        .kv_type = SOV_KV_F16,
+    };
+}
+
+static void *alloc_floats(size_t n, bool *oom) {
+    void *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) *oom = true;
+    return p;
+}
+
+/* YaRN's correction range: the dimensions whose wavelength crosses the original context
+ * between beta_fast and beta_slow rotations. */
+static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return (float)n_dims * logf((float)n_ctx_orig / (n_rot * 2.0f * (float)M_PI)) / (2.0f * logf(base));
+}
+
+sov_status sov_context_new(const sov_model *model, const sov_context_params *params, sov_context **out) {
+    *out = NULL;
+    const sov_hparams *hp = &model->hp;
+    sov_context_params p = params ? *params : sov_context_default_params();
+    if (p.n_ctx < 0 || p.n_seq_max < 0 || p.n_batch < 0 || p.kv_cache_bytes < 0 || p.n_threads < 0)
+        return sov_fail(SOV_ERR_ARG, "context: negative parameter");
+    if (p.n_ctx == 0) p.n_ctx = SOV_MIN(hp->n_ctx_train, 4096);
+    if (p.n_seq_max == 0) p.n_seq_max = 1;
+    if (p.n_batch == 0) p.n_batch = 512;
+    if (p.n_threads == 0) p.n_threads = sov_physical_cores();
+    if (p.kv_type != SOV_KV_F16 && p.kv_type != SOV_KV_F32) return sov_fail(SOV_ERR_ARG, "context: bad kv_type");
+    if (p.n_ctx > (1 << 24) || p.n_seq_max > (1 << 16) || p.n_batch > (1 << 16) || p.n_threads > 1024)
+        return sov_fail(SOV_ERR_ARG, "context: n_ctx, n_seq_max, n_batch or n_threads is too large");
+
+    const size_t block_bytes = kv_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, KV_BLOCK_SIZE, p.kv_type);
+    int64_t n_blocks;
+    if (p.kv_cache_bytes > 0) {
+        n_blocks = p.kv_cache_bytes / (int64_t)block_bytes;
+        if (n_blocks < 1)
+            return sov_fail(SOV_ERR_ARG, "context: a KV cache of %lld bytes holds no block (one is %zu bytes)",
+                            (long long)p.kv_cache_bytes, block_bytes);
+    } else {
+        n_blocks = (int64_t)p.n_seq_max * ((p.n_ctx + KV_BLOCK_SIZE - 1) / KV_BLOCK_SIZE);
+    }
+    if (n_blocks > INT32_MAX / 2) return sov_fail(SOV_ERR_ARG, "context: KV cache too large");
+    p.kv_cache_bytes = n_blocks * (int64_t)block_bytes;
+
+    sov_context *c = calloc(1, sizeof *c);
+    if (!c) return sov_fail(SOV_ERR_NOMEM, "context: out of memory");
+    c->model = model;
+    c->p = p;
+    c->k = sov_kernels_select();
+    c->n_threads = p.n_threads;
+    sov_status st = sov_pool_new(p.n_threads, &c->pool);
+    if (!st) st = kv_init(&c->kv, hp->n_layer, hp->n_head_kv, hp->head_dim, KV_BLOCK_SIZE, (int32_t)n_blocks, p.kv_type);
+    if (st) {
+        sov_context_free(c);
+        return st;
+    }
+
+    const size_t T = (size_t)p.n_batch, E = (size_t)hp->n_embd, D = (size_t)hp->head_dim;
+    const size_t HD = (size_t)hp->n_head * D, KVD = (size_t)hp->n_head_kv * D, F = (size_t)hp->n_ff;
+    const size_t maxK = SOV_MAX(SOV_MAX(E, F), HD);
+    bool oom = false;
+    c->seqs = calloc((size_t)p.n_seq_max, sizeof *c->seqs);
+    c->x = alloc_floats(T * E, &oom);
+    c->xb = alloc_floats(T * E, &oom);
+    c->q = alloc_floats(T * HD, &oom);
+    c->kx = alloc_floats(T * KVD, &oom);
+    c->vx = alloc_floats(T * KVD, &oom);
+    c->att = alloc_floats(T * HD, &oom);
+    c->hg = alloc_floats(T * F, &oom);
+    c->hu = alloc_floats(T * F, &oom);
+    c->tmp = alloc_floats(T * E, &oom);
+    c->rope = alloc_floats(T * (size_t)hp->n_rot, &oom);
+    c->act_q8a = malloc(T * sov_row_size(SOV_TYPE_Q8A, (int64_t)((maxK + 255) / 256 * 256)));
+    c->act_q8k = malloc(T * sov_row_size(SOV_TYPE_Q8K, (int64_t)((maxK + 255) / 256 * 256)));
+    c->scores_stride = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)p.n_ctx;
+    c->scores = alloc_floats((size_t)p.n_threads * c->scores_stride, &oom);
+    c->tok_pos = malloc(T * sizeof *c->tok_pos);
+    c->tok_blocks = malloc(T * sizeof *c->tok_blocks);
+    c->out_rows = malloc(T * sizeof *c->out_rows);
+    c->seq_next = malloc((size_t)p.n_seq_max * sizeof *c->seq_next);
+    if (oom || !c->seq_next || !c->seqs || !c->act_q8a || !c->act_q8k || !c->tok_pos || !c->tok_blocks || !c->out_rows) {
+        sov_context_free(c);
+        return sov_fail(SOV_ERR_NOMEM, "context: out of memory for a batch of %d tokens", p.n_batch);
+    }
+    if (hp->rope_scaling == SOV_ROPE_SCALING_YARN) {
+        const float lo = floorf(yarn_corr_dim(hp->n_rot, hp->rope_orig_ctx, hp->yarn_beta_fast, hp->rope_base));
+        const float hi = ceilf(yarn_corr_dim(hp->n_rot, hp->rope_orig_ctx, hp->yarn_beta_slow, hp->rope_base));
+        c->yarn_corr[0] = SOV_MAX(0.0f, lo);
+        c->yarn_corr[1] = SOV_MIN((float)(hp->n_rot - 1), hi);
+    }
+    *out = c;
+    return SOV_OK;
+}
+
+void sov_context_free(sov_context *c) {
+    if (!c) return;
+    sov_pool_free(c->pool);
+    if (c->seqs)
+        for (int i = 0; i < c->p.n_seq_max; i++) free(c->seqs[i].blocks);
+    free(c->seqs);
+    if (c->kv.ref) kv_destroy(&c->kv);
+    free(c->x);
+    free(c->xb);
+    free(c->q);
+    free(c->kx);
+    free(c->vx);
+    free(c->att);
+    free(c->hg);
+    free(c->hu);
+    free(c->tmp);
+    free(c->rope);
+    free(c->act_q8a);
+    free(c->act_q8k);
+    free(c->scores);
+    free(c->tok_pos);
+    free(c->tok_blocks);
+    free(c->out_rows);
+    free(c->seq_next);
+    free(c);
+}
+
+const char *sov_context_isa(const sov_context *c) { return c->k->isa; }
+int32_t sov_context_threads(const sov_context *c) { return c->n_threads; }
+
+/* ---- sequences ---- */
+
+static kv_seq *live_seq(const sov_context *c, sov_seq_id id) {
+    if (id < 0 || id >= c->p.n_seq_max || !c->seqs[id].live) return NULL;
+    return &c->seqs[id];
+}
+
+sov_status sov_seq_new(sov_context *c, sov_seq_id *out) {
+    for (int i = 0; i < c->p.n_seq_max; i++) {
+        if (!c->seqs[i].live) {
+            c->seqs[i].live = true;
+            c->seqs[i].n_pos = 0;
+            c->seqs[i].n_blocks = 0;
+            *out = i;
+            return SOV_OK;
+        }
+    }
+    return sov_fail(SOV_ERR_KV_FULL, "context: all %d sequences are in use", c->p.n_seq_max);
+}
+
+void sov_seq_free(sov_context *c, sov_seq_id id) {
+    kv_seq *s = live_seq(c, id);
+    if (!s) return;
+    kv_seq_clear(&c->kv, s);
+    s->live = false;
+}
+
+int32_t sov_seq_length(const sov_context *c, sov_seq_id id) {
+    const kv_seq *s = live_seq(c, id);
+    return s ? s->n_pos : -1;
+}
+
+sov_status sov_seq_truncate(sov_context *c, sov_seq_id id, int32_t n_keep) {
+    kv_seq *s = live_seq(c, id);
+    if (!s) return sov_fail(SOV_ERR_ARG, "context: sequence %d does not exist", id);
+    if (n_keep < 0) return sov_fail(SOV_ERR_ARG, "context: cannot keep %d positions", n_keep);
+    kv_seq_truncate(&c->kv, s, n_keep);
+    return SOV_OK;
+}
+
+/* ---- decoding ---- */
+
+sov_status sov_decode(sov_context *c, const sov_batch *b, float *logits_out) {
+    const int T = b ? b->n_tokens : 0;
+    if (T < 1 || T > c->p.n_batch)
+        return sov_fail(SOV_ERR_ARG, "decode: a batch must hold 1 to %d tokens, not %d", c->p.n_batch, T);
+    if (!b->token || !b->seq || !b->pos)
+        return sov_fail(SOV_ERR_ARG, "decode: batch token, seq and pos arrays are required");
+    const int32_t n_vocab = c->model->hp.n_vocab;
+
+    /* 1. validate: known tokens, live sequences, contiguous positions within n_ctx;
+     *    seq_next[s] tracks the position sequence s continues at within this batch */
+    int n_out = 0;
+    for (int i = 0; i < T; i++)
+        if (b->seq[i] >= 0 && b->seq[i] < c->p.n_seq_max) c->seq_next[b->seq[i]] = -1;
+    for (int i = 0; i < T; i++) {
+        if (b->token[i] < 0 || b->token[i] >= n_vocab)
+            return sov_fail(SOV_ERR_ARG, "decode: token %d at batch index %d is outside the vocabulary (0..%d)",
+                            b->token[i], i, n_vocab - 1);
+        const kv_seq *s = live_seq(c, b->seq[i]);
+        if (!s) return sov_fail(SOV_ERR_ARG, "decode: sequence %d at batch index %d does not exist", b->seq[i], i);
+        const int32_t expect = c->seq_next[b->seq[i]] < 0 ? s->n_pos : c->seq_next[b->seq[i]];
+        c->seq_next[b->seq[i]] = expect + 1;
+        if (b->pos[i] != expect)
+            return sov_fail(SOV_ERR_ARG, "decode: token at batch index %d has position %d; sequence %d continues at %d",
+                            i, b->pos[i], b->seq[i], expect);
+        if (b->pos[i] >= c->p.n_ctx)
+            return sov_fail(SOV_ERR_CONTEXT, "decode: sequence %d would pass the context length %d", b->seq[i],
+                            c->p.n_ctx);
+        if (b->logits && b->logits[i]) c->out_rows[n_out++] = i;
+    }
+    if (n_out > 0 && !logits_out) return sov_fail(SOV_ERR_ARG, "decode: logits requested but no output buffer");
+
+    /* 2. reserve KV blocks for every sequence, all or nothing */
+    int32_t needed = 0;
+    for (int i = 0; i < T; i++) {
+        const sov_seq_id id = b->seq[i];
+        if (c->seq_next[id] < 0) continue; /* counted already */
+        needed += kv_seq_blocks_needed(&c->kv, &c->seqs[id], c->seq_next[id]);
+        c->seq_next[id] = -1;
+    }
+    if (needed > c->kv.n_free)
+        return sov_fail(SOV_ERR_KV_FULL, "decode: the batch needs %d KV blocks, %d are free", needed, c->kv.n_free);
+    for (int i = 0; i < T; i++) {
+        kv_seq *s = &c->seqs[b->seq[i]];
+        sov_status st = kv_seq_reserve(&c->kv, s, b->pos[i] + 1);
+        if (st) return st; /* only on out-of-memory for a block table */
+    }
+    for (int i = 0; i < T; i++) {
+        c->tok_pos[i] = b->pos[i];
+        c->tok_blocks[i] = c->seqs[b->seq[i]].blocks;
+    }
+
+    /* 3. run, then the sequences hold the new positions */
+    sov_forward(c, b, n_out, logits_out);
+    for (int i = 0; i < T; i++) {
+        kv_seq *s = &c->seqs[b->seq[i]];
+        if (b->pos[i] + 1 > s->n_pos) s->n_pos = b->pos[i] + 1;
+    }
+    return SOV_OK;
+}

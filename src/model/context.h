@@ -1,0 +1,51 @@
+/* context.h - the state of a running model: KV cache, sequences, activation buffers,
+ * worker threads. Internal to the model module (the public handle is sov_context).
+ *
+ * T below is the context's n_batch (most tokens per decode call); E, H, Hkv, D, F are
+ * the model's width, query heads, KV heads, head size and feed-forward width. */
+#ifndef SOV_MODEL_CONTEXT_H
+#define SOV_MODEL_CONTEXT_H
+
+#include "core/threadpool.h"
+#include "kernels/kernels.h"
+#include "kv/kv.h"
+#include "model/model.h"
+
+struct sov_context {
+    const sov_model *model;
+    const sov_kernels *k;
+    sov_pool *pool;
+    int n_threads;
+    sov_context_params p;   /* resolved parameters (no zeros left) */
+
+    sov_kv kv;
+    kv_seq *seqs;           /* [n_seq_max] */
+
+    /* activations of one batch */
+    float *x;               /* (T, E) residual stream */
+    float *xb;              /* (T, E) normalised input of a block */
+    float *q;               /* (T, H*D) queries */
+    float *kx;              /* (T, Hkv*D) new keys */
+    float *vx;              /* (T, Hkv*D) new values */
+    float *att;             /* (T, H*D) attention output */
+    float *hg;              /* (T, F) gate projection, then silu(gate) * up */
+    float *hu;              /* (T, F) up projection */
+    float *tmp;             /* (T, E) projection result before it joins the residual */
+    float *rope;            /* (T, n_rot) cos, sin pairs of each token's position */
+    void *act_q8a;          /* (T, max K) activations quantized to Q8A */
+    void *act_q8k;          /* (T, max K) activations quantized to Q8K */
+    float *scores;          /* [n_threads] x (H/Hkv, n_ctx) attention scores */
+    size_t scores_stride;   /* floats per thread in scores */
+    float yarn_corr[2];     /* YaRN correction dimensions */
+
+    /* per-token view of the batch being decoded */
+    int32_t *tok_pos;       /* (T) position */
+    const int32_t **tok_blocks; /* (T) block table of the token's sequence */
+    int32_t *out_rows;      /* (T) batch indices of tokens whose logits are wanted */
+    int32_t *seq_next;      /* [n_seq_max] scratch of sov_decode's validation */
+};
+
+/* Runs the forward pass for a validated batch whose KV blocks are reserved (forward.c). */
+void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits);
+
+#endif

@@ -1,0 +1,81 @@
+/* forward.c - the transformer forward pass of llama, mistral and qwen2 over a batch.
+ *
+ * A batch holds T tokens, possibly of several sequences; each token carries its position
+ * and its sequence's block table (context.h), so every op below works on (T, ...) rows
+ * and only attention looks at sequences. The pass is one job on the thread pool: every
+ * thread runs this function, and the ops split their work and synchronise (ops.c).
+ *
+ *   x = embed(tokens)                                  (T, E)
+ *   per layer:
+ *     xb = rmsnorm(x) * attn_norm
+ *     q, k, v = xb Wq^T (+bq), xb Wk^T (+bk), xb Wv^T (+bv)
+ *     rope(q), rope(k); cache <- k, v
+ *     att = softmax(q k^T / sqrt(D)) v                 causal, grouped-query
+ *     x += att Wo^T
+ *     xb = rmsnorm(x) * ffn_norm
+ *     x += (silu(xb Wgate^T) * (xb Wup^T)) Wdown^T
+ *   logits = rmsnorm(x[rows wanted]) * out_norm  Wout^T
+ */
+#include <math.h>
+
+#include "model/context.h"
+#include "model/ops.h"
+
+typedef struct forward_job {
+    sov_context *c;
+    const sov_batch *b;
+    int n_out;
+    float *logits; /* (n_out, n_vocab) */
+} forward_job;
+
+static void layer_forward(const op_thread *t, int il, int T) {
+    sov_context *c = t->c;
+    const sov_layer *L = &c->model->layers[il];
+    const sov_hparams *hp = &c->model->hp;
+
+    op_rmsnorm(t, c->xb, c->x, L->attn_norm, T, hp->n_embd);
+    const op_matmul qkv[3] = {
+        {&L->wq, c->q, L->bq, false},
+        {&L->wk, c->kx, L->bk, false},
+        {&L->wv, c->vx, L->bv, false},
+    };
+    op_matmuls(t, c->xb, T, qkv, 3);
+    op_rope(t, c->q, T, hp->n_head);
+    op_rope(t, c->kx, T, hp->n_head_kv);
+    op_kv_store(t, il, c->kx, c->vx, T);
+    op_attention(t, il, c->q, c->att, T);
+    const op_matmul out = {&L->wo, c->x, NULL, true};
+    op_matmuls(t, c->att, T, &out, 1);
+
+    op_rmsnorm(t, c->xb, c->x, L->ffn_norm, T, hp->n_embd);
+    const op_matmul gate_up[2] = {
+        {&L->w_gate, c->hg, NULL, false},
+        {&L->w_up, c->hu, NULL, false},
+    };
+    op_matmuls(t, c->xb, T, gate_up, 2);
+    op_silu_mul(t, c->hg, c->hu, (int64_t)T * hp->n_ff);
+    const op_matmul down = {&L->w_down, c->x, NULL, true};
+    op_matmuls(t, c->hg, T, &down, 1);
+}
+
+static void forward_thread(void *arg, int ith, int nth) {
+    const forward_job *job = arg;
+    sov_context *c = job->c;
+    const sov_model *m = c->model;
+    const op_thread t = {c, ith, nth};
+    const int T = job->b->n_tokens;
+
+    op_rope_cache(&t, job->b->pos, T);
+    op_embed(&t, c->x, job->b->token, T);
+    for (int il = 0; il < m->hp.n_layer; il++) layer_forward(&t, il, T);
+    if (job->n_out == 0) return;
+    op_gather(&t, c->xb, c->x, c->out_rows, job->n_out, m->hp.n_embd);
+    op_rmsnorm(&t, c->xb, c->xb, m->out_norm, job->n_out, m->hp.n_embd);
+    const op_matmul head = {&m->output, job->logits, NULL, false};
+    op_matmuls(&t, c->xb, job->n_out, &head, 1);
+}
+
+void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits) {
+    forward_job job = {c, b, n_out, logits};
+    sov_pool_run(c->pool, forward_thread, &job, c->n_threads);
+}

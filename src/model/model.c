@@ -1,0 +1,340 @@
+/* model.c - loading a model: hyperparameters from metadata, weights as views into the
+ * mapped file, and the tokenizer.
+ *
+ * Tensor names follow the GGUF convention (token_embd.weight, blk.N.attn_q.weight, ...).
+ * Every tensor the architecture needs is checked for presence, shape and a type the
+ * kernels can use before the model is handed out, so the forward pass never meets a
+ * surprise. Weights stay in the read-only mapping: loading a model copies nothing but a
+ * few small vectors stored in half precision. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/status.h"
+#include "core/util.h"
+#include "model/model.h"
+#include "quant/quant.h"
+#include "tok/tok.h"
+
+enum { MAX_LAYERS = 4096, MAX_DIM = 1 << 20 };
+
+static sov_status meta_missing(const char *key) {
+    return sov_fail(SOV_ERR_FORMAT, "model: metadata key '%s' is missing or not a number", key);
+}
+
+static sov_status get_dim(const gguf_file *f, const char *arch, const char *suffix, int32_t *out, bool required,
+                          int32_t dflt) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint32_t v;
+    if (!gguf_get_u32(f, key, &v)) {
+        if (gguf_find(f, key) || required) return meta_missing(key);
+        *out = dflt;
+        return SOV_OK;
+    }
+    if (v == 0 || v > MAX_DIM) return sov_fail(SOV_ERR_FORMAT, "model: %s = %u is out of range (1..%d)", key, v, MAX_DIM);
+    *out = (int32_t)v;
+    return SOV_OK;
+}
+
+static bool get_f32(const gguf_file *f, const char *arch, const char *suffix, float *out) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return gguf_get_f32(f, key, out);
+}
+
+sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
+    memset(hp, 0, sizeof *hp);
+    char arch[32];
+    if (!gguf_get_cstr(f, "general.architecture", arch, sizeof arch))
+        return sov_fail(SOV_ERR_FORMAT, "model: general.architecture is missing; is this a model file?");
+    if (strcmp(arch, "llama") == 0) {
+        hp->arch = SOV_ARCH_LLAMA;
+        hp->arch_name = "llama";
+    } else if (strcmp(arch, "qwen2") == 0) {
+        hp->arch = SOV_ARCH_QWEN2;
+        hp->arch_name = "qwen2";
+    } else if (strcmp(arch, "mistral") == 0) {
+        hp->arch = SOV_ARCH_MISTRAL;
+        hp->arch_name = "mistral";
+    } else {
+        return sov_fail(SOV_ERR_UNSUPPORTED,
+                        "model: architecture '%s' is not supported (llama, qwen2 and mistral are)", arch);
+    }
+    const char *a = hp->arch_name;
+    sov_status st;
+    if ((st = get_dim(f, a, "embedding_length", &hp->n_embd, true, 0))) return st;
+    if ((st = get_dim(f, a, "block_count", &hp->n_layer, true, 0))) return st;
+    if ((st = get_dim(f, a, "feed_forward_length", &hp->n_ff, true, 0))) return st;
+    if ((st = get_dim(f, a, "attention.head_count", &hp->n_head, true, 0))) return st;
+    if ((st = get_dim(f, a, "attention.head_count_kv", &hp->n_head_kv, false, hp->n_head))) return st;
+    if ((st = get_dim(f, a, "context_length", &hp->n_ctx_train, false, 2048))) return st;
+    if (hp->n_layer > MAX_LAYERS)
+        return sov_fail(SOV_ERR_FORMAT, "model: %s.block_count = %d is more than %d", a, hp->n_layer, MAX_LAYERS);
+    if (hp->n_head_kv > hp->n_head || hp->n_head % hp->n_head_kv != 0) {
+        return sov_fail(SOV_ERR_FORMAT, "model: %d query heads cannot share %d key/value heads evenly",
+                        hp->n_head, hp->n_head_kv);
+    }
+    int32_t dflt_hd = hp->n_embd / hp->n_head;
+    if ((st = get_dim(f, a, "attention.key_length", &hp->head_dim, false, dflt_hd))) return st;
+    int32_t vlen;
+    if ((st = get_dim(f, a, "attention.value_length", &vlen, false, hp->head_dim))) return st;
+    if (vlen != hp->head_dim) {
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: key length %d differs from value length %d", hp->head_dim,
+                        vlen);
+    }
+    if (hp->head_dim <= 0 || hp->head_dim % 2 != 0)
+        return sov_fail(SOV_ERR_FORMAT, "model: head size %d must be even and positive", hp->head_dim);
+    if ((st = get_dim(f, a, "rope.dimension_count", &hp->n_rot, false, hp->head_dim))) return st;
+    if (hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
+        return sov_fail(SOV_ERR_FORMAT, "model: rope.dimension_count %d must be even and <= head size %d", hp->n_rot,
+                        hp->head_dim);
+
+    hp->rms_eps = hp->arch == SOV_ARCH_QWEN2 ? 1e-6f : 1e-5f;
+    get_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->rms_eps);
+    if (!(hp->rms_eps > 0.0f && hp->rms_eps < 1.0f))
+        return sov_fail(SOV_ERR_FORMAT, "model: RMSNorm epsilon %g is out of range", (double)hp->rms_eps);
+    hp->rope_base = 10000.0f;
+    get_f32(f, a, "rope.freq_base", &hp->rope_base);
+    if (!(hp->rope_base > 1.0f) || !isfinite(hp->rope_base))
+        return sov_fail(SOV_ERR_FORMAT, "model: rope.freq_base %g is out of range", (double)hp->rope_base);
+    hp->rope_order = hp->arch == SOV_ARCH_QWEN2 ? SOV_ROPE_NEOX : SOV_ROPE_NORM;
+
+    /* rope scaling: rope.scaling.type (linear|yarn|none), rope.scaling.factor; older files
+     * give only rope.scale_linear */
+    hp->rope_scaling = SOV_ROPE_SCALING_NONE;
+    hp->rope_freq_scale = 1.0f;
+    hp->rope_orig_ctx = hp->n_ctx_train;
+    char key[160], type[32] = "";
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    gguf_get_cstr(f, key, type, sizeof type);
+    float factor = 0.0f;
+    bool has_factor = get_f32(f, a, "rope.scaling.factor", &factor);
+    float lin = 0.0f;
+    if (get_f32(f, a, "rope.scale_linear", &lin) && lin > 0.0f && !type[0]) {
+        strcpy(type, "linear");
+        factor = lin;
+        has_factor = true;
+    }
+    if (strcmp(type, "linear") == 0 || strcmp(type, "yarn") == 0) {
+        if (!has_factor || !(factor > 0.0f) || !isfinite(factor))
+            return sov_fail(SOV_ERR_FORMAT, "model: rope scaling '%s' needs a positive rope.scaling.factor", type);
+        if (factor != 1.0f) {
+            hp->rope_scaling = type[0] == 'l' ? SOV_ROPE_SCALING_LINEAR : SOV_ROPE_SCALING_YARN;
+            hp->rope_freq_scale = 1.0f / factor;
+        }
+    } else if (type[0] && strcmp(type, "none") != 0) {
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: rope scaling type '%s' is not supported (linear, yarn are)",
+                        type);
+    }
+    int32_t orig;
+    if (get_dim(f, a, "rope.scaling.original_context_length", &orig, false, hp->n_ctx_train) == SOV_OK)
+        hp->rope_orig_ctx = orig;
+    hp->yarn_ext_factor = hp->rope_scaling == SOV_ROPE_SCALING_YARN ? 1.0f : 0.0f;
+    hp->yarn_attn_factor = 1.0f;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
+    get_f32(f, a, "rope.scaling.yarn_beta_fast", &hp->yarn_beta_fast);
+    get_f32(f, a, "rope.scaling.yarn_beta_slow", &hp->yarn_beta_slow);
+    return SOV_OK;
+}
+
+/* ---- tensors ---- */
+
+static sov_status find_weight(const gguf_file *f, const char *name, int64_t rows, int64_t cols, bool optional,
+                              sov_weight *w) {
+    memset(w, 0, sizeof *w);
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t) {
+        if (optional) return SOV_OK;
+        return sov_fail(SOV_ERR_FORMAT, "model: tensor '%s' is missing", name);
+    }
+    if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows) {
+        return sov_fail(SOV_ERR_FORMAT,
+                        "model: tensor '%s' has shape [%" PRId64 ", %" PRId64 "], expected [%" PRId64 ", %" PRId64
+                        "]",
+                        name, t->ne[0], t->ne[1], cols, rows);
+    }
+    const sov_type_traits *tr = sov_type_info(t->type);
+    if (!tr || !tr->supported || t->type >= SOV_TYPE_COUNT) {
+        return sov_fail(SOV_ERR_UNSUPPORTED,
+                        "model: tensor '%s' has type %s, which sov cannot compute with yet "
+                        "(supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)",
+                        name, sov_type_name(t->type));
+    }
+    w->name = t->name;
+    w->type = t->type;
+    w->n_rows = rows;
+    w->n_cols = cols;
+    w->row_bytes = sov_row_size((sov_type)t->type, cols);
+    w->data = t->data;
+    return SOV_OK;
+}
+
+/* A vector of n floats: used in place when F32, else converted into an owned copy. */
+static sov_status find_vector(sov_model *m, const char *name, int64_t n, bool optional, const float **out) {
+    *out = NULL;
+    const gguf_tensor *t = gguf_find_tensor(m->file, name);
+    if (!t) {
+        if (optional) return SOV_OK;
+        return sov_fail(SOV_ERR_FORMAT, "model: tensor '%s' is missing", name);
+    }
+    if (t->n_elements != (uint64_t)n || t->ne[0] != n) {
+        return sov_fail(SOV_ERR_FORMAT, "model: tensor '%s' has %" PRIu64 " values, expected %" PRId64, name,
+                        t->n_elements, n);
+    }
+    if (t->type == SOV_TYPE_F32) {
+        *out = t->data;
+        return SOV_OK;
+    }
+    if (t->type != SOV_TYPE_F16 && t->type != SOV_TYPE_BF16) {
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: vector '%s' has type %s (F32, F16 or BF16 expected)", name,
+                        sov_type_name(t->type));
+    }
+    float *copy = malloc((size_t)n * sizeof *copy);
+    void **owned = realloc(m->owned, (m->n_owned + 1) * sizeof *owned);
+    if (!copy || !owned) {
+        free(copy);
+        if (owned) m->owned = owned;
+        return sov_fail(SOV_ERR_NOMEM, "model: out of memory");
+    }
+    m->owned = owned;
+    m->owned[m->n_owned++] = copy;
+    sov_dequantize_row((sov_type)t->type, t->data, copy, n);
+    *out = copy;
+    return SOV_OK;
+}
+
+static sov_status map_tensors(sov_model *m) {
+    const gguf_file *f = m->file;
+    sov_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv, F = hp->n_ff;
+    sov_status st;
+
+    const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
+    if (!emb) return sov_fail(SOV_ERR_FORMAT, "model: tensor 'token_embd.weight' is missing");
+    if (emb->ne[1] <= 0 || emb->ne[1] > INT32_MAX)
+        return sov_fail(SOV_ERR_FORMAT, "model: token_embd.weight has %" PRId64 " rows", emb->ne[1]);
+    hp->n_vocab = (int32_t)emb->ne[1];
+    if ((st = find_weight(f, "token_embd.weight", hp->n_vocab, E, false, &m->tok_embd))) return st;
+    if ((st = find_vector(m, "output_norm.weight", E, false, &m->out_norm))) return st;
+    if ((st = find_weight(f, "output.weight", hp->n_vocab, E, true, &m->output))) return st;
+    if (!m->output.data) m->output = m->tok_embd; /* tied embedding */
+    if ((st = find_vector(m, "rope_freqs.weight", hp->n_rot / 2, true, &m->rope_freqs))) return st;
+
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) return sov_fail(SOV_ERR_NOMEM, "model: out of memory");
+    char name[96];
+#define NAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt, il), name)
+    for (int il = 0; il < hp->n_layer; il++) {
+        sov_layer *L = &m->layers[il];
+        if ((st = find_vector(m, NAME("attn_norm.weight"), E, false, &L->attn_norm))) return st;
+        if ((st = find_weight(f, NAME("attn_q.weight"), H * D, E, false, &L->wq))) return st;
+        if ((st = find_weight(f, NAME("attn_k.weight"), Hkv * D, E, false, &L->wk))) return st;
+        if ((st = find_weight(f, NAME("attn_v.weight"), Hkv * D, E, false, &L->wv))) return st;
+        if ((st = find_vector(m, NAME("attn_q.bias"), H * D, true, &L->bq))) return st;
+        if ((st = find_vector(m, NAME("attn_k.bias"), Hkv * D, true, &L->bk))) return st;
+        if ((st = find_vector(m, NAME("attn_v.bias"), Hkv * D, true, &L->bv))) return st;
+        if ((st = find_weight(f, NAME("attn_output.weight"), E, H * D, false, &L->wo))) return st;
+        if ((st = find_vector(m, NAME("ffn_norm.weight"), E, false, &L->ffn_norm))) return st;
+        if ((st = find_weight(f, NAME("ffn_gate.weight"), F, E, false, &L->w_gate))) return st;
+        if ((st = find_weight(f, NAME("ffn_up.weight"), F, E, false, &L->w_up))) return st;
+        if ((st = find_weight(f, NAME("ffn_down.weight"), E, F, false, &L->w_down))) return st;
+    }
+#undef NAME
+    return SOV_OK;
+}
+
+static void summarise(sov_model *m) {
+    uint64_t bytes_by_type[SOV_TYPE_COUNT] = {0};
+    for (uint64_t i = 0; i < m->file->n_tensors; i++) {
+        const gguf_tensor *t = &m->file->tensors[i];
+        m->n_params += t->n_elements;
+        m->weight_bytes += t->nbytes;
+        if (t->n_dims >= 2) bytes_by_type[t->type] += t->nbytes;
+    }
+    int best = 0;
+    for (int t = 1; t < SOV_TYPE_COUNT; t++)
+        if (bytes_by_type[t] > bytes_by_type[best]) best = t;
+    m->weight_type = sov_type_name((uint32_t)best);
+    if (!gguf_get_cstr(m->file, "general.name", m->name, sizeof m->name)) m->name[0] = '\0';
+}
+
+sov_model_params sov_model_default_params(void) { return (sov_model_params){0}; }
+
+/* Reads every weight page once (for steady first-token latency), reporting progress. */
+static void prefault(const sov_model *m, const sov_model_params *p) {
+    const uint8_t *base = m->file->base + m->file->data_offset;
+    size_t n = m->file->size - m->file->data_offset;
+    const size_t step = 4096, chunk = (size_t)64 << 20;
+    volatile uint8_t sink = 0;
+    for (size_t at = 0; at < n; at += chunk) {
+        size_t end = SOV_MIN(n, at + chunk);
+        for (size_t i = at; i < end; i += step) sink ^= base[i];
+        if (p->progress) p->progress((float)end / (float)n, p->progress_user);
+    }
+    (void)sink;
+}
+
+sov_status sov_model_load(const char *path, const sov_model_params *params, sov_model **out) {
+    *out = NULL;
+    sov_model_params dflt = sov_model_default_params();
+    if (!params) params = &dflt;
+    sov_model *m = calloc(1, sizeof *m);
+    if (!m) return sov_fail(SOV_ERR_NOMEM, "model: out of memory");
+    sov_status st = gguf_open(path, &m->file);
+    if (!st) st = sov_hparams_read(m->file, &m->hp);
+    if (!st) st = map_tensors(m);
+    if (!st) st = tok_vocab_from_gguf(m->file, false, &m->vocab);
+    if (!st && sov_vocab_size(m->vocab) > m->hp.n_vocab) {
+        st = sov_fail(SOV_ERR_FORMAT, "model: the tokenizer has %d tokens but token_embd.weight only %d rows",
+                      sov_vocab_size(m->vocab), m->hp.n_vocab);
+    }
+    if (st) {
+        sov_model_free(m);
+        return st;
+    }
+    summarise(m);
+    if (m->file->size > m->file->data_offset) {
+        /* ask the kernel to start reading the weights now */
+        madvise((void *)((uintptr_t)m->file->base & ~(uintptr_t)4095), m->file->size, MADV_WILLNEED);
+    }
+    if (params->prefault) prefault(m, params);
+    else if (params->progress) params->progress(1.0f, params->progress_user);
+    *out = m;
+    return SOV_OK;
+}
+
+void sov_model_free(sov_model *m) {
+    if (!m) return;
+    sov_vocab_free(m->vocab);
+    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    gguf_close(m->file);
+    free(m);
+}
+
+void sov_model_get_info(const sov_model *m, sov_model_info *out) {
+    const sov_hparams *hp = &m->hp;
+    *out = (sov_model_info){
+        .arch = hp->arch_name,
+        .name = m->name,
+        .weight_type = m->weight_type,
+        .n_vocab = hp->n_vocab,
+        .n_embd = hp->n_embd,
+        .n_layer = hp->n_layer,
+        .n_head = hp->n_head,
+        .n_head_kv = hp->n_head_kv,
+        .head_dim = hp->head_dim,
+        .n_ff = hp->n_ff,
+        .n_ctx_train = hp->n_ctx_train,
+        .n_params = m->n_params,
+        .weight_bytes = m->weight_bytes,
+    };
+}
+
+const sov_vocab *sov_model_vocab(const sov_model *m) { return m->vocab; }

@@ -1,0 +1,89 @@
+/* model.h - a loaded model: hyperparameters and weight views into the GGUF mapping.
+ *
+ * Shapes are written as (rows, columns) in the order the data is laid out: a weight of
+ * shape (N, K) is N rows of K contiguous values, GGUF ne = [K, N], and multiplies an
+ * activation x of K values into N outputs. Vectors are (n). */
+#ifndef SOV_MODEL_H
+#define SOV_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf/gguf.h"
+#include "sov.h"
+
+typedef enum sov_arch { SOV_ARCH_LLAMA, SOV_ARCH_QWEN2, SOV_ARCH_MISTRAL } sov_arch;
+
+/* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) (llama/mistral GGUFs, whose
+ * q/k rows the converter permuted); NEOX rotates (x[i], x[i + n_rot/2]) (qwen2). */
+typedef enum sov_rope_order { SOV_ROPE_NORM, SOV_ROPE_NEOX } sov_rope_order;
+typedef enum sov_rope_scaling { SOV_ROPE_SCALING_NONE, SOV_ROPE_SCALING_LINEAR, SOV_ROPE_SCALING_YARN } sov_rope_scaling;
+
+typedef struct sov_hparams {
+    sov_arch arch;
+    const char *arch_name;   /* general.architecture */
+    int32_t n_vocab;
+    int32_t n_embd;          /* model width E */
+    int32_t n_layer;
+    int32_t n_head;          /* query heads H */
+    int32_t n_head_kv;       /* key/value heads Hkv; H % Hkv == 0 */
+    int32_t head_dim;        /* D */
+    int32_t n_ff;            /* feed-forward width F */
+    int32_t n_ctx_train;
+    float rms_eps;
+    /* RoPE */
+    int32_t n_rot;           /* dimensions rotated per head (<= D, even) */
+    float rope_base;         /* rope.freq_base */
+    sov_rope_order rope_order;
+    sov_rope_scaling rope_scaling;
+    float rope_freq_scale;   /* 1 / rope.scaling.factor (1 when none) */
+    int32_t rope_orig_ctx;   /* rope.scaling.original_context_length (yarn) */
+    float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+} sov_hparams;
+
+/* A matrix view: rows of a weight in its file type, in place in the mapping. */
+typedef struct sov_weight {
+    const char *name;
+    uint32_t type;     /* sov_type */
+    int64_t n_rows;    /* N */
+    int64_t n_cols;    /* K, a multiple of the type's block size */
+    size_t row_bytes;
+    const void *data;
+} sov_weight;
+
+typedef struct sov_layer {
+    const float *attn_norm;  /* (E) */
+    sov_weight wq;           /* (H*D, E) */
+    sov_weight wk;           /* (Hkv*D, E) */
+    sov_weight wv;           /* (Hkv*D, E) */
+    const float *bq;         /* (H*D) or NULL (qwen2 has q/k/v biases) */
+    const float *bk;         /* (Hkv*D) or NULL */
+    const float *bv;         /* (Hkv*D) or NULL */
+    sov_weight wo;           /* (E, H*D) */
+    const float *ffn_norm;   /* (E) */
+    sov_weight w_gate;       /* (F, E) */
+    sov_weight w_up;         /* (F, E) */
+    sov_weight w_down;       /* (E, F) */
+} sov_layer;
+
+struct sov_model {
+    gguf_file *file;
+    sov_hparams hp;
+    sov_weight tok_embd;       /* (n_vocab, E) */
+    const float *out_norm;     /* (E) */
+    sov_weight output;         /* (n_vocab, E); the embedding itself when tied */
+    const float *rope_freqs;   /* (n_rot/2) frequency divisors (Llama 3.1), or NULL */
+    sov_layer *layers;         /* [n_layer] */
+    sov_vocab *vocab;
+    char name[128];
+    const char *weight_type;
+    uint64_t n_params, weight_bytes;
+    void **owned;              /* float copies of small vectors stored as F16/BF16 */
+    size_t n_owned;
+};
+
+/* Reads and checks the hyperparameters of a parsed file (exposed for tests). */
+sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp);
+
+#endif

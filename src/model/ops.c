@@ -1,0 +1,242 @@
+/* ops.c - the threaded operations of the forward pass (see ops.h).
+ *
+ * Matrix products: the batch's activations are quantized once into the weight type's
+ * activation format (Q8A for the 32-blocks, Q8K for the k-quants, none for float
+ * weights), then the weight rows are split across threads; each thread walks its rows
+ * in tiles of ROW_TILE rows x COL_TILE tokens so a tile of weights is reused for every
+ * token of the batch while it is in cache. */
+#include "model/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/util.h"
+
+enum { ROW_TILE = 16, COL_TILE = 4 };
+
+static void barrier(const op_thread *t) { sov_pool_barrier(t->c->pool); }
+
+static void split(long n, long align, const op_thread *t, long *b, long *e) {
+    sov_split_range(n, align, t->ith, t->nth, b, e);
+}
+
+void op_rmsnorm(const op_thread *t, float *y, const float *x, const float *w, int T, int64_t n) {
+    long b, e;
+    split(T, 1, t, &b, &e);
+    const float eps = t->c->model->hp.rms_eps;
+    for (long i = b; i < e; i++) t->c->k->rmsnorm(y + i * n, x + i * n, w, n, eps);
+    barrier(t);
+}
+
+static void *act_buffer(const sov_context *c, sov_type at) {
+    return at == SOV_TYPE_Q8A ? c->act_q8a : c->act_q8k;
+}
+
+void op_matmuls(const op_thread *t, const float *x, int T, const op_matmul *mm, int n_mm) {
+    sov_context *c = t->c;
+    const sov_kernels *k = c->k;
+    const int64_t K = mm[0].w->n_cols;
+
+    /* 1. quantize x once per activation format the products need */
+    bool need[2] = {false, false};
+    for (int i = 0; i < n_mm; i++) {
+        const sov_type at = sov_type_info(mm[i].w->type)->act_type;
+        if (at == SOV_TYPE_Q8A) need[0] = true;
+        if (at == SOV_TYPE_Q8K) need[1] = true;
+    }
+    if (need[0] || need[1]) {
+        long b, e;
+        split(T, 1, t, &b, &e);
+        for (long i = b; i < e; i++) {
+            if (need[0]) k->quantize_q8a(x + i * K, (char *)c->act_q8a + i * sov_row_size(SOV_TYPE_Q8A, K), K);
+            if (need[1]) k->quantize_q8k(x + i * K, (char *)c->act_q8k + i * sov_row_size(SOV_TYPE_Q8K, K), K);
+        }
+        barrier(t);
+    }
+
+    /* 2. split all products' rows together across the threads */
+    long total = 0;
+    for (int i = 0; i < n_mm; i++) total += mm[i].w->n_rows;
+    long rb, re;
+    split(total, ROW_TILE, t, &rb, &re);
+    long base = 0;
+    for (int i = 0; i < n_mm; i++) {
+        const op_matmul *m = &mm[i];
+        const sov_weight *w = m->w;
+        const long N = w->n_rows;
+        const long lo = SOV_MAX(rb - base, 0), hi = SOV_MIN(re - base, N);
+        base += N;
+        if (lo >= hi) continue;
+        const sov_type at = sov_type_info(w->type)->act_type;
+        const void *a = at == SOV_TYPE_F32 ? (const void *)x : act_buffer(c, at);
+        const size_t lda = at == SOV_TYPE_F32 ? (size_t)K * sizeof(float) : sov_row_size(at, K);
+        const sov_gemm_fn gemm = k->gemm[w->type];
+        /* accumulate: compute into tmp (same layout as y), then add */
+        float *dst = m->accumulate ? c->tmp : m->y;
+        for (long r0 = lo; r0 < hi; r0 += ROW_TILE) {
+            const int nr = (int)SOV_MIN(ROW_TILE, hi - r0);
+            const char *wr = (const char *)w->data + (size_t)r0 * w->row_bytes;
+            for (int c0 = 0; c0 < T; c0 += COL_TILE) {
+                const int nc = SOV_MIN(COL_TILE, T - c0);
+                gemm(K, wr, w->row_bytes, nr, (const char *)a + (size_t)c0 * lda, lda, nc,
+                     dst + (size_t)c0 * (size_t)N + (size_t)r0, (size_t)N);
+            }
+        }
+        for (int tok = 0; tok < T; tok++) {
+            float *yr = m->y + (size_t)tok * (size_t)N;
+            if (m->accumulate) k->add(yr + lo, dst + (size_t)tok * (size_t)N + lo, hi - lo);
+            if (m->bias) k->add(yr + lo, m->bias + lo, hi - lo);
+        }
+    }
+    barrier(t);
+}
+
+void op_rope_cache(const op_thread *t, const int32_t *pos, int T) {
+    const sov_context *c = t->c;
+    const sov_hparams *hp = &c->model->hp;
+    const int half = hp->n_rot / 2;
+    const float *ff = c->model->rope_freqs;
+    const float fs = hp->rope_freq_scale, ext = hp->yarn_ext_factor;
+    float mscale = hp->yarn_attn_factor;
+    if (ext != 0.0f) mscale *= 1.0f + 0.1f * logf(1.0f / fs);
+    long b, e;
+    split(T, 1, t, &b, &e);
+    for (long i = b; i < e; i++) {
+        float *cs = c->rope + i * hp->n_rot;
+        for (int j = 0; j < half; j++) {
+            /* theta of pair j: pos * base^(-2j / n_rot), divided by its frequency factor */
+            const double inv_freq = pow((double)hp->rope_base, -2.0 * j / hp->n_rot);
+            float extrap = (float)((double)pos[i] * inv_freq);
+            if (ff) extrap /= ff[j];
+            const float interp = fs * extrap;
+            float theta = interp;
+            if (ext != 0.0f) {
+                const float y = ((float)j - c->yarn_corr[0]) / SOV_MAX(0.001f, c->yarn_corr[1] - c->yarn_corr[0]);
+                const float ramp = (1.0f - SOV_MIN(1.0f, SOV_MAX(0.0f, y))) * ext;
+                theta = interp * (1.0f - ramp) + extrap * ramp;
+            }
+            cs[2 * j] = cosf(theta) * mscale;
+            cs[2 * j + 1] = sinf(theta) * mscale;
+        }
+    }
+    barrier(t);
+}
+
+void op_rope(const op_thread *t, float *x, int T, int n_heads) {
+    const sov_context *c = t->c;
+    const sov_hparams *hp = &c->model->hp;
+    const int D = hp->head_dim, half = hp->n_rot / 2;
+    const bool neox = hp->rope_order == SOV_ROPE_NEOX;
+    long b, e;
+    split((long)T * n_heads, 1, t, &b, &e);
+    for (long r = b; r < e; r++) {
+        const long tok = r / n_heads;
+        float *v = x + r * D;
+        const float *cs = c->rope + tok * hp->n_rot;
+        for (int j = 0; j < half; j++) {
+            const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
+            const float x0 = v[i0], x1 = v[i1], cth = cs[2 * j], sth = cs[2 * j + 1];
+            v[i0] = x0 * cth - x1 * sth;
+            v[i1] = x0 * sth + x1 * cth;
+        }
+    }
+    barrier(t);
+}
+
+void op_kv_store(const op_thread *t, int layer, const float *k, const float *v, int T) {
+    const sov_context *c = t->c;
+    const sov_kv *kv = &c->kv;
+    const int Hkv = kv->n_head_kv, D = kv->head_dim, bs = kv->block_size;
+    long b, e;
+    split((long)T * Hkv, 1, t, &b, &e);
+    for (long r = b; r < e; r++) {
+        const int tok = (int)(r / Hkv), g = (int)(r % Hkv);
+        const int32_t pos = c->tok_pos[tok];
+        const int32_t blk = c->tok_blocks[tok][pos / bs];
+        const size_t off = (size_t)(pos % bs) * (size_t)D;
+        const float *ks = k + r * D, *vs = v + r * D;
+        if (kv->type == SOV_KV_F16) {
+            c->k->f32_to_f16((sov_half *)kv_k(kv, layer, blk, g) + off, ks, D);
+            c->k->f32_to_f16((sov_half *)kv_v(kv, layer, blk, g) + off, vs, D);
+        } else {
+            memcpy((float *)kv_k(kv, layer, blk, g) + off, ks, (size_t)D * sizeof(float));
+            memcpy((float *)kv_v(kv, layer, blk, g) + off, vs, (size_t)D * sizeof(float));
+        }
+    }
+    barrier(t);
+}
+
+void op_attention(const op_thread *t, int layer, const float *q, float *out, int T) {
+    const sov_context *c = t->c;
+    const sov_kernels *k = c->k;
+    const sov_kv *kv = &c->kv;
+    const sov_hparams *hp = &c->model->hp;
+    const int H = hp->n_head, Hkv = hp->n_head_kv, D = hp->head_dim, rep = H / Hkv, bs = kv->block_size;
+    const float scale = 1.0f / sqrtf((float)D);
+    const bool f16 = kv->type == SOV_KV_F16;
+    float *scores = c->scores + (size_t)t->ith * c->scores_stride; /* (rep, n_ctx) */
+    const size_t ldsc = (size_t)c->p.n_ctx;
+
+    long b, e;
+    split((long)T * Hkv, 1, t, &b, &e);
+    for (long r = b; r < e; r++) {
+        const int tok = (int)(r / Hkv), g = (int)(r % Hkv);
+        const int32_t n = c->tok_pos[tok] + 1; /* causal: positions 0..pos */
+        const int32_t *blocks = c->tok_blocks[tok];
+        const float *qg = q + ((size_t)tok * H + (size_t)g * rep) * D; /* rep query heads */
+        /* scores[h][j] = q_h . k_j * scale */
+        for (int32_t j0 = 0, bi = 0; j0 < n; j0 += bs, bi++) {
+            const int nj = SOV_MIN(bs, n - j0);
+            const void *kb = kv_k(kv, layer, blocks[bi], g);
+            for (int h = 0; h < rep; h++) {
+                float *sc = scores + (size_t)h * ldsc + j0;
+                const float *qh = qg + (size_t)h * D;
+                for (int j = 0; j < nj; j++) {
+                    sc[j] = scale * (f16 ? k->dot_f16((const sov_half *)kb + (size_t)j * D, qh, D)
+                                         : k->dot_f32((const float *)kb + (size_t)j * D, qh, D));
+                }
+            }
+        }
+        for (int h = 0; h < rep; h++) k->softmax(scores + (size_t)h * ldsc, n);
+        /* out_h = sum_j p[h][j] v_j */
+        float *og = out + ((size_t)tok * H + (size_t)g * rep) * D;
+        memset(og, 0, (size_t)rep * (size_t)D * sizeof(float));
+        for (int32_t j0 = 0, bi = 0; j0 < n; j0 += bs, bi++) {
+            const int nj = SOV_MIN(bs, n - j0);
+            const void *vb = kv_v(kv, layer, blocks[bi], g);
+            for (int h = 0; h < rep; h++) {
+                const float *p = scores + (size_t)h * ldsc + j0;
+                float *oh = og + (size_t)h * D;
+                for (int j = 0; j < nj; j++) {
+                    if (f16) k->axpy_f16(oh, p[j], (const sov_half *)vb + (size_t)j * D, D);
+                    else k->axpy_f32(oh, p[j], (const float *)vb + (size_t)j * D, D);
+                }
+            }
+        }
+    }
+    barrier(t);
+}
+
+void op_silu_mul(const op_thread *t, float *y, const float *x, int64_t n) {
+    long b, e;
+    split((long)n, 64, t, &b, &e);
+    if (e > b) t->c->k->silu_mul(y + b, y + b, x + b, e - b);
+    barrier(t);
+}
+
+void op_embed(const op_thread *t, float *x, const int32_t *tokens, int T) {
+    const sov_weight *w = &t->c->model->tok_embd;
+    long b, e;
+    split(T, 1, t, &b, &e);
+    for (long i = b; i < e; i++)
+        sov_dequantize_row((sov_type)w->type, (const char *)w->data + (size_t)tokens[i] * w->row_bytes,
+                           x + i * w->n_cols, w->n_cols);
+    barrier(t);
+}
+
+void op_gather(const op_thread *t, float *dst, const float *src, const int32_t *rows, int n, int64_t E) {
+    long b, e;
+    split(n, 1, t, &b, &e);
+    for (long i = b; i < e; i++) memmove(dst + i * E, src + (size_t)rows[i] * (size_t)E, (size_t)E * sizeof(float));
+    barrier(t);
+}

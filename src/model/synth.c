@@ -1,0 +1,324 @@
+/* synth.c - writing synthetic models (see synth.h).
+ *
+ * Values: each tensor gets its own random stream (seeded from the model seed and the
+ * tensor's index), uniform with standard deviation 1/sqrt(fan_in) for matrices (so
+ * activations keep their scale through the layers), 1 +- 0.1 for norm weights, and a
+ * small spread for biases. The embedding is uniform with standard deviation 1.
+ *
+ * The vocabulary, unless copied from another file, is a SentencePiece-style one:
+ * <unk> <s> </s>, the 256 byte tokens, single characters, then common English words and
+ * their prefixes, then letter pairs, with falling scores: enough that any text
+ * tokenizes. */
+#include "model/synth.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "gguf/gguf.h"
+#include "quant/quant.h"
+
+typedef enum { FILL_MATRIX, FILL_EMBD, FILL_NORM, FILL_BIAS, FILL_FREQS } fill_kind;
+
+typedef struct synth_tensor {
+    fill_kind kind;
+    uint32_t type;
+    int64_t rows, cols;
+} synth_tensor;
+
+typedef struct synth_job {
+    const sov_synth_params *p;
+    synth_tensor *t;
+    int n;
+} synth_job;
+
+sov_synth_params sov_synth_default_params(void) {
+    return (sov_synth_params){
+        .arch = "llama",
+        .name = "synthetic",
+        .n_embd = 256,
+        .n_layer = 4,
+        .n_head = 8,
+        .n_head_kv = 4,
+        .n_ff = 768,
+        .n_vocab = 4096,
+        .n_ctx = 2048,
+        .type = SOV_TYPE_F32,
+        .embd_type = SOV_TYPE_F32,
+        .output_type = SOV_TYPE_F32,
+        .seed = 1,
+    };
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [-1, 1) */
+static float rnd(uint64_t *s) { return (float)((double)(splitmix64(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0); }
+
+static bool fill_tensor(void *user, int index, void *dst, size_t nbytes) {
+    const synth_job *job = user;
+    const synth_tensor *t = &job->t[index];
+    uint64_t s = job->p->seed * 0x100000001b3ull + (uint64_t)index * 0x9e3779b97f4a7c15ull;
+    float *row = malloc((size_t)t->cols * sizeof *row);
+    if (!row) return false;
+    const float sqrt3 = 1.7320508f;
+    const float amp = t->kind == FILL_MATRIX ? sqrt3 / sqrtf((float)t->cols)
+                      : t->kind == FILL_EMBD ? sqrt3
+                      : 0.1f;
+    const size_t row_bytes = sov_row_size((sov_type)t->type, t->cols);
+    bool ok = true;
+    for (int64_t r = 0; r < t->rows && ok; r++) {
+        for (int64_t j = 0; j < t->cols; j++) {
+            const float u = rnd(&s);
+            switch (t->kind) {
+            case FILL_NORM: row[j] = 1.0f + amp * u; break;
+            case FILL_FREQS: row[j] = 1.0f + 3.0f * (float)j / (float)t->cols + 0.1f * u; break;
+            default: row[j] = amp * u; break;
+            }
+        }
+        ok = sov_quantize_row((sov_type)t->type, row, (char *)dst + (size_t)r * row_bytes, t->cols);
+    }
+    free(row);
+    (void)nbytes;
+    return ok;
+}
+
+/* ---- vocabulary ---- */
+
+static const char *const words[] = {
+    "the", "and", "was", "to", "a", "he", "she", "it", "of", "in", "that", "his", "her", "they", "with", "for",
+    "on", "is", "said", "you", "had", "but", "at", "one", "day", "little", "time", "upon", "once", "there",
+    "were", "saw", "big", "happy", "friend", "play", "went", "very", "so", "not", "be", "have", "are", "this",
+    "from", "by", "we", "all", "can", "will", "what", "about", "when", "up", "out", "do", "if", "my", "no",
+    "new", "more", "some", "like", "would", "just", "how", "model", "data", "home", "sovereign", "token"};
+
+typedef struct vocab_builder {
+    char **tok;
+    float *score;
+    int32_t *type;
+    int n, cap;
+} vocab_builder;
+
+static bool vb_has(const vocab_builder *vb, const char *s) {
+    for (int i = 0; i < vb->n; i++)
+        if (strcmp(vb->tok[i], s) == 0) return true;
+    return false;
+}
+
+/* Adds a token unless the vocabulary is full or (when check) already holds it. */
+static void vb_add_checked(vocab_builder *vb, const char *s, int32_t type, bool check) {
+    if (vb->n >= vb->cap || (check && vb_has(vb, s))) return;
+    vb->tok[vb->n] = strdup(s);
+    if (!vb->tok[vb->n]) return;
+    vb->score[vb->n] = type == 1 ? -(float)vb->n : 0.0f;
+    vb->type[vb->n] = type;
+    vb->n++;
+}
+
+static void vb_add(vocab_builder *vb, const char *s, int32_t type) { vb_add_checked(vb, s, type, true); }
+
+static void synth_vocab(gguf_writer *w, int n_vocab) {
+    vocab_builder vb = {calloc((size_t)n_vocab, sizeof(char *)), calloc((size_t)n_vocab, sizeof(float)),
+                        calloc((size_t)n_vocab, sizeof(int32_t)), 0, n_vocab};
+    if (!vb.tok || !vb.score || !vb.type) goto done;
+    vb_add(&vb, "<unk>", 2);
+    vb_add(&vb, "<s>", 3);
+    vb_add(&vb, "</s>", 3);
+    char buf[64];
+    for (int b = 0; b < 256; b++) {
+        snprintf(buf, sizeof buf, "<0x%02X>", b);
+        vb_add(&vb, buf, 6);
+    }
+    const char *space = "\xe2\x96\x81"; /* U+2581, SentencePiece's space */
+    vb_add(&vb, space, 1);
+    for (int ch = 33; ch < 127; ch++) {
+        snprintf(buf, sizeof buf, "%c", ch);
+        vb_add(&vb, buf, 1);
+        snprintf(buf, sizeof buf, "%s%c", space, ch);
+        vb_add(&vb, buf, 1);
+    }
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        const size_t len = strlen(words[i]);
+        for (size_t k = 2; k <= len; k++) {
+            snprintf(buf, sizeof buf, "%s%.*s", space, (int)k, words[i]);
+            vb_add(&vb, buf, 1);
+            snprintf(buf, sizeof buf, "%.*s", (int)k, words[i]);
+            vb_add(&vb, buf, 1);
+        }
+    }
+    for (int a = 'a'; a <= 'z' && vb.n < n_vocab; a++)
+        for (int b = 'a'; b <= 'z' && vb.n < n_vocab; b++) {
+            snprintf(buf, sizeof buf, "%c%c", a, b);
+            vb_add(&vb, buf, 1);
+        }
+    for (int i = 0; vb.n < n_vocab; i++) { /* filler until the size asked for */
+        snprintf(buf, sizeof buf, "<extra_%d>", i); /* unique by construction */
+        vb_add_checked(&vb, buf, 4, false);
+    }
+    gguf_set_str(w, "tokenizer.ggml.model", "llama");
+    gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)vb.tok, (uint64_t)vb.n);
+    gguf_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, vb.score, (uint64_t)vb.n);
+    gguf_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, vb.type, (uint64_t)vb.n);
+    gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    gguf_set_bool(w, "tokenizer.ggml.add_bos_token", true);
+done:
+    for (int i = 0; i < vb.n; i++) free(vb.tok[i]);
+    free(vb.tok);
+    free(vb.score);
+    free(vb.type);
+}
+
+/* Copies tokenizer.* keys of another GGUF; returns its vocabulary size or -1. */
+static int copy_vocab(gguf_writer *w, const char *path) {
+    gguf_file *f;
+    if (gguf_open(path, &f) != SOV_OK) return -1;
+    int n = -1;
+    const gguf_kv *toks = gguf_find(f, "tokenizer.ggml.tokens");
+    if (toks && toks->type == GGUF_ARRAY && toks->arr_type == GGUF_STRING && toks->arr_n <= INT32_MAX) {
+        n = (int)toks->arr_n;
+        /* a view of the file with only its tokenizer.* keys */
+        gguf_file sub = *f;
+        gguf_kv *kept = malloc(f->n_kv * sizeof *kept + 1);
+        if (kept) {
+            uint64_t nk = 0;
+            for (uint64_t i = 0; i < f->n_kv; i++)
+                if (strncmp(f->kv[i].key, "tokenizer.", 10) == 0) kept[nk++] = f->kv[i];
+            sub.kv = kept;
+            sub.n_kv = nk;
+            gguf_copy_kv(w, &sub);
+            free(kept);
+        } else {
+            n = -1;
+        }
+    }
+    gguf_close(f);
+    return n;
+}
+
+/* ---- the model ---- */
+
+static sov_status check_rows(const char *what, uint32_t type, int64_t cols) {
+    const sov_type_traits *tr = sov_type_info(type);
+    if (!tr || !tr->supported)
+        return sov_fail(SOV_ERR_ARG, "gen-model: type %s cannot be generated", sov_type_name(type));
+    if (cols % tr->block_size != 0)
+        return sov_fail(SOV_ERR_ARG, "gen-model: %s rows of %lld values are not a multiple of %s's block size %d",
+                        what, (long long)cols, tr->name, tr->block_size);
+    return SOV_OK;
+}
+
+sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_progress_fn progress,
+                           void *progress_user) {
+    const bool qwen = strcmp(p->arch, "qwen2") == 0;
+    if (!qwen && strcmp(p->arch, "llama") != 0 && strcmp(p->arch, "mistral") != 0)
+        return sov_fail(SOV_ERR_ARG, "gen-model: architecture '%s' is not one of llama, qwen2, mistral", p->arch);
+    if (p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_head_kv < 1 || p->n_ff < 1 || p->n_ctx < 1 ||
+        p->n_head % p->n_head_kv != 0)
+        return sov_fail(SOV_ERR_ARG, "gen-model: dimensions must be positive and heads a multiple of KV heads");
+    const int64_t D = p->head_dim ? p->head_dim : p->n_embd / p->n_head;
+    if (D < 2 || D % 2 || (!p->head_dim && p->n_embd % p->n_head))
+        return sov_fail(SOV_ERR_ARG, "gen-model: head size %lld must be even (dim %d, heads %d)", (long long)D,
+                        p->n_embd, p->n_head);
+    const int64_t E = p->n_embd, HD = p->n_head * D, KVD = p->n_head_kv * D, F = p->n_ff;
+    sov_status st;
+    if ((st = check_rows("layer", p->type, E)) || (st = check_rows("attn_output", p->type, HD)) ||
+        (st = check_rows("ffn_down", p->type, F)) || (st = check_rows("token_embd", p->embd_type, E)) ||
+        (!p->tied && (st = check_rows("output", p->output_type, E))))
+        return st;
+
+    gguf_writer *w = gguf_writer_new();
+    if (!w) return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
+    int n_vocab = p->n_vocab;
+    if (p->vocab_from) {
+        n_vocab = copy_vocab(w, p->vocab_from);
+        if (n_vocab < 0) {
+            gguf_writer_free(w);
+            return sov_fail(SOV_ERR_ARG, "gen-model: cannot read a vocabulary from '%s'", p->vocab_from);
+        }
+    } else {
+        if (n_vocab < 300) {
+            gguf_writer_free(w);
+            return sov_fail(SOV_ERR_ARG, "gen-model: a synthetic vocabulary needs at least 300 tokens, not %d",
+                            n_vocab);
+        }
+        synth_vocab(w, n_vocab);
+    }
+
+    char key[128];
+#define KEY(s) (snprintf(key, sizeof key, "%s." s, p->arch), key)
+    gguf_set_str(w, "general.architecture", p->arch);
+    gguf_set_str(w, "general.name", p->name ? p->name : "synthetic");
+    gguf_set_str(w, "general.description", "synthetic model with random weights (sov gen-model)");
+    gguf_set_u32(w, KEY("context_length"), (uint32_t)p->n_ctx);
+    gguf_set_u32(w, KEY("embedding_length"), (uint32_t)E);
+    gguf_set_u32(w, KEY("block_count"), (uint32_t)p->n_layer);
+    gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)F);
+    gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)p->n_head);
+    gguf_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)p->n_head_kv);
+    if (p->head_dim) {
+        gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)D);
+        gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)D);
+    }
+    gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)D);
+    gguf_set_f32(w, KEY("rope.freq_base"), p->rope_base > 0 ? p->rope_base : (qwen ? 1000000.0f : 10000.0f));
+    gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), p->rms_eps > 0 ? p->rms_eps : (qwen ? 1e-6f : 1e-5f));
+    if (p->rope_scaling) {
+        gguf_set_str(w, KEY("rope.scaling.type"), p->rope_scaling);
+        gguf_set_f32(w, KEY("rope.scaling.factor"), p->rope_factor);
+        gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)p->n_ctx);
+    }
+    gguf_set_u32(w, "general.file_type", p->type);
+#undef KEY
+
+    /* tensors, in the order llama.cpp's converter writes them */
+    const int max_t = 16 * p->n_layer + 8;
+    synth_tensor *ts = calloc((size_t)max_t, sizeof *ts);
+    if (!ts) {
+        gguf_writer_free(w);
+        return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
+    }
+    int n = 0;
+    char name[96];
+#define ADD(kind_, type_, rows_, cols_, ...)                                                   \
+    do {                                                                                     \
+        snprintf(name, sizeof name, __VA_ARGS__);                                            \
+        const int64_t ne_[2] = {(cols_), (rows_)};                                           \
+        gguf_add_tensor(w, name, (type_), (rows_) == 1 ? 1 : 2, ne_);                        \
+        ts[n++] = (synth_tensor){(kind_), (type_), (rows_), (cols_)};                        \
+    } while (0)
+    ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
+    if (p->rope_freqs) ADD(FILL_FREQS, SOV_TYPE_F32, 1, D / 2, "rope_freqs.weight");
+    for (int il = 0; il < p->n_layer; il++) {
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.attn_norm.weight", il);
+        ADD(FILL_MATRIX, p->type, HD, E, "blk.%d.attn_q.weight", il);
+        ADD(FILL_MATRIX, p->type, KVD, E, "blk.%d.attn_k.weight", il);
+        ADD(FILL_MATRIX, p->type, KVD, E, "blk.%d.attn_v.weight", il);
+        if (qwen) {
+            ADD(FILL_BIAS, SOV_TYPE_F32, 1, HD, "blk.%d.attn_q.bias", il);
+            ADD(FILL_BIAS, SOV_TYPE_F32, 1, KVD, "blk.%d.attn_k.bias", il);
+            ADD(FILL_BIAS, SOV_TYPE_F32, 1, KVD, "blk.%d.attn_v.bias", il);
+        }
+        ADD(FILL_MATRIX, p->type, E, HD, "blk.%d.attn_output.weight", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.ffn_norm.weight", il);
+        ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
+        ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
+        ADD(FILL_MATRIX, p->type, E, F, "blk.%d.ffn_down.weight", il);
+    }
+    ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "output_norm.weight");
+    if (!p->tied) ADD(FILL_MATRIX, p->output_type, n_vocab, E, "output.weight");
+#undef ADD
+    synth_job job = {p, ts, n};
+    st = gguf_writer_write(w, path, fill_tensor, &job, progress, progress_user);
+    free(ts);
+    gguf_writer_free(w);
+    return st;
+}

@@ -1,0 +1,39 @@
+/* synth.h - synthetic models: a GGUF file of any supported architecture, shape and
+ * tensor type with seeded random weights, for tests, benchmarks and the demo model.
+ * (Speed does not depend on the weights' values, and the reference forward pass checks
+ * correctness on any values.) */
+#ifndef SOV_MODEL_SYNTH_H
+#define SOV_MODEL_SYNTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sov.h"
+
+typedef struct sov_synth_params {
+    const char *arch;        /* "llama", "qwen2", "mistral" */
+    const char *name;        /* general.name */
+    int32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+    int32_t head_dim;        /* 0: n_embd / n_head (else written as attention.key_length) */
+    uint32_t type;           /* type of the layer matrices */
+    uint32_t embd_type;      /* token_embd.weight */
+    uint32_t output_type;    /* output.weight (ignored when tied) */
+    bool tied;               /* no output.weight: logits use the embedding */
+    bool rope_freqs;         /* write a rope_freqs.weight tensor (Llama 3.1 style) */
+    const char *rope_scaling;/* NULL, "linear" or "yarn" */
+    float rope_factor;
+    float rope_base;         /* 0: the architecture's default */
+    float rms_eps;           /* 0: the architecture's default */
+    uint64_t seed;
+    const char *vocab_from;  /* copy tokenizer.* from this GGUF (n_vocab follows it), or NULL */
+} sov_synth_params;
+
+/* Defaults: a small llama (dim 256, 4 layers), F32, seed 1. */
+sov_synth_params sov_synth_default_params(void);
+
+/* Writes the model to path. Errors: SOV_ERR_ARG (inconsistent shape, e.g. a row length
+ * that is not a multiple of the type's block size), SOV_ERR_IO, SOV_ERR_NOMEM. */
+sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_progress_fn progress,
+                           void *progress_user);
+
+#endif
