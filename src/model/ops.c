@@ -177,9 +177,9 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
     float *scores = c->scores + (size_t)t->ith * c->scores_stride; /* (rep, n_ctx) */
     const size_t ldsc = (size_t)c->p.n_ctx;
 
-    long b, e;
-    split((long)T * Hkv, 1, t, &b, &e);
-    for (long r = b; r < e; r++) {
+    /* tasks (token, kv head) are dealt round-robin: with causal masking later tokens
+     * cost more, so contiguous ranges would leave the first thread idle */
+    for (long r = t->ith; r < (long)T * Hkv; r += t->nth) {
         const int tok = (int)(r / Hkv), g = (int)(r % Hkv);
         const int32_t n = c->tok_pos[tok] + 1; /* causal: positions 0..pos */
         const int32_t *blocks = c->tok_blocks[tok];
