@@ -191,6 +191,27 @@ int32_t sov_seq_length(const sov_context *ctx, sov_seq_id seq);
 /* Forgets positions >= n_keep (for example to re-generate). */
 sov_status sov_seq_truncate(sov_context *ctx, sov_seq_id seq, int32_t n_keep);
 
+/* Paged KV blocks, for schedulers that share prompt prefixes between sequences. The
+ * cache is a pool of blocks of sov_kv_block_size() positions; a sequence's block table
+ * lists the blocks holding its positions in order. Blocks are reference counted: a
+ * block stays allocated while any sequence or holder (a prefix cache) retains it, and a
+ * shared block is never written (sov_decode copies a shared partial block first). */
+int32_t sov_kv_block_size(const sov_context *ctx);
+int32_t sov_kv_blocks_total(const sov_context *ctx);
+int32_t sov_kv_blocks_free(const sov_context *ctx);
+/* The sequence's block table: *blocks is valid until the sequence next changes.
+ * Returns the number of blocks, or -1 for an unknown sequence. */
+int32_t sov_seq_blocks(const sov_context *ctx, sov_seq_id seq, const int32_t **blocks);
+/* Makes an empty sequence start with n full blocks (retaining each), so that it holds
+ * n * block_size positions without computing them. Errors: SOV_ERR_ARG (unknown or
+ * non-empty sequence, bad block id, or more than n_ctx positions). */
+sov_status sov_seq_attach_blocks(sov_context *ctx, sov_seq_id seq, const int32_t *blocks, int32_t n);
+/* Holds or drops an extra reference to a block (e.g. a prefix cache's). */
+void sov_kv_block_retain(sov_context *ctx, int32_t block);
+void sov_kv_block_release(sov_context *ctx, int32_t block);
+/* References to a block (0 = free). */
+int32_t sov_kv_block_refs(const sov_context *ctx, int32_t block);
+
 /* Several tokens, of one or several sequences, evaluated in one pass. The tokens of one
  * sequence must appear in order of position and continue that sequence exactly
  * (the first has position sov_seq_length()). */

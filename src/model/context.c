@@ -183,6 +183,56 @@ sov_status sov_seq_truncate(sov_context *c, sov_seq_id id, int32_t n_keep) {
     return SOV_OK;
 }
 
+/* ---- KV blocks ---- */
+
+int32_t sov_kv_block_size(const sov_context *c) { return c->kv.block_size; }
+int32_t sov_kv_blocks_total(const sov_context *c) { return c->kv.n_blocks; }
+int32_t sov_kv_blocks_free(const sov_context *c) { return c->kv.n_free; }
+
+int32_t sov_seq_blocks(const sov_context *c, sov_seq_id id, const int32_t **blocks) {
+    const kv_seq *s = live_seq(c, id);
+    if (!s) return -1;
+    *blocks = s->blocks;
+    return s->n_blocks;
+}
+
+static bool valid_block(const sov_context *c, int32_t b) { return b >= 0 && b < c->kv.n_blocks && c->kv.ref[b] > 0; }
+
+sov_status sov_seq_attach_blocks(sov_context *c, sov_seq_id id, const int32_t *blocks, int32_t n) {
+    kv_seq *s = live_seq(c, id);
+    if (!s || s->n_pos != 0 || s->n_blocks != 0)
+        return sov_fail(SOV_ERR_ARG, "context: sequence %d is unknown or not empty", id);
+    if (n < 0 || (int64_t)n * c->kv.block_size > c->p.n_ctx)
+        return sov_fail(SOV_ERR_ARG, "context: %d blocks do not fit the context of %d", n, c->p.n_ctx);
+    for (int32_t i = 0; i < n; i++)
+        if (!valid_block(c, blocks[i])) return sov_fail(SOV_ERR_ARG, "context: block %d is not allocated", blocks[i]);
+    if (n > s->cap) {
+        int32_t *p = realloc(s->blocks, (size_t)n * sizeof *p);
+        if (!p) return sov_fail(SOV_ERR_NOMEM, "context: out of memory for a block table");
+        s->blocks = p;
+        s->cap = n;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        kv_retain(&c->kv, blocks[i]);
+        s->blocks[i] = blocks[i];
+    }
+    s->n_blocks = n;
+    s->n_pos = n * c->kv.block_size;
+    return SOV_OK;
+}
+
+void sov_kv_block_retain(sov_context *c, int32_t b) {
+    if (valid_block(c, b)) kv_retain(&c->kv, b);
+}
+
+void sov_kv_block_release(sov_context *c, int32_t b) {
+    if (valid_block(c, b)) kv_release(&c->kv, b);
+}
+
+int32_t sov_kv_block_refs(const sov_context *c, int32_t b) {
+    return b >= 0 && b < c->kv.n_blocks ? c->kv.ref[b] : 0;
+}
+
 /* ---- decoding ---- */
 
 sov_status sov_decode(sov_context *c, const sov_batch *b, float *logits_out) {
