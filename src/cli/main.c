@@ -12,6 +12,8 @@ typedef struct command {
 
 static const command commands[] = {
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"detokenize", cmd_detokenize, "print the text of token ids"},
 };
 
 static void usage(FILE *f) {
