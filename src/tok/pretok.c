@@ -172,10 +172,21 @@ typedef struct range32 {
     uint32_t lo, hi;
 } range32;
 
+/* r sorted by lo, not overlapping except where noted (ds_cjk is small and unsorted: a
+ * linear scan) */
 static bool in_ranges(const range32 *r, size_t n, uint32_t cp) {
-    for (size_t i = 0; i < n; i++)
-        if (cp >= r[i].lo && cp <= r[i].hi) return true;
-    return false;
+    if (n <= 8) {
+        for (size_t i = 0; i < n; i++)
+            if (cp >= r[i].lo && cp <= r[i].hi) return true;
+        return false;
+    }
+    size_t lo = 0, hi = n; /* first range with r.hi >= cp */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (r[mid].hi < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && cp >= r[lo].lo;
 }
 
 /* DeepSeek LLM's letter class: [A-Za-zµÀ-ÖØ-öø-ƺ...𞤀-𞥃] */

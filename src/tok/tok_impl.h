@@ -64,7 +64,7 @@ struct sov_vocab {
     int32_t n_tokens;
     tok_token *tokens;       /* [n_tokens] */
 
-    uint32_t *id_hash;       /* [id_hash_mask + 1] token id + 1, 0 = empty */
+    uint64_t *id_hash;       /* [id_hash_mask + 1] (hash >> 32) << 32 | (token id + 1); 0 = empty */
     uint32_t id_hash_mask;
     tok_merge_slot *merges;  /* [merge_mask + 1] */
     uint32_t merge_mask;
@@ -98,11 +98,13 @@ struct sov_vocab {
 uint64_t tok_hash_bytes(const void *p, size_t n);
 sov_token tok_find(const sov_vocab *v, const char *s, size_t len);
 static inline sov_token tok_find_h(const sov_vocab *v, const char *s, size_t len, uint64_t h) {
+    const uint32_t tag = (uint32_t)(h >> 32);
     for (uint32_t i = (uint32_t)h & v->id_hash_mask;; i = (i + 1) & v->id_hash_mask) {
-        uint32_t e = v->id_hash[i];
+        uint64_t e = v->id_hash[i];
         if (!e) return -1;
-        const tok_token *t = &v->tokens[e - 1];
-        if (t->len == len && memcmp(t->text, s, len) == 0) return (sov_token)(e - 1);
+        if ((uint32_t)(e >> 32) != tag) continue;
+        const tok_token *t = &v->tokens[(uint32_t)e - 1];
+        if (t->len == len && memcmp(t->text, s, len) == 0) return (sov_token)((uint32_t)e - 1);
     }
 }
 static inline const tok_merge_slot *tok_merge_find(const sov_vocab *v, int32_t l, int32_t r) {

@@ -167,15 +167,18 @@ static const pre_name pre_names[] = {
 
 static void id_hash_insert(sov_vocab *v, int32_t id) {
     const tok_token *t = &v->tokens[id];
-    for (uint32_t i = (uint32_t)tok_hash_bytes(t->text, t->len) & v->id_hash_mask;; i = (i + 1) & v->id_hash_mask) {
-        uint32_t e = v->id_hash[i];
+    const uint64_t h = tok_hash_bytes(t->text, t->len);
+    const uint64_t entry = (h & 0xFFFFFFFF00000000ull) | ((uint32_t)id + 1);
+    for (uint32_t i = (uint32_t)h & v->id_hash_mask;; i = (i + 1) & v->id_hash_mask) {
+        uint64_t e = v->id_hash[i];
         if (!e) {
-            v->id_hash[i] = (uint32_t)id + 1;
+            v->id_hash[i] = entry;
             return;
         }
-        const tok_token *o = &v->tokens[e - 1];
+        if ((e >> 32) != (h >> 32)) continue;
+        const tok_token *o = &v->tokens[(uint32_t)e - 1];
         if (o->len == t->len && memcmp(o->text, t->text, t->len) == 0) {
-            v->id_hash[i] = (uint32_t)id + 1; /* a repeated text: the last id wins */
+            v->id_hash[i] = entry; /* a repeated text: the last id wins */
             return;
         }
     }
@@ -250,7 +253,7 @@ static sov_status load_merges(sov_vocab *v, const gguf_file *f) {
     if (st) return st;
     if (m->arr_n >= INT32_MAX / 4)
         return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s has too many entries", KEY_MERGES);
-    v->merge_mask = pow2_at_least(m->arr_n * 2 + 16) - 1;
+    v->merge_mask = pow2_at_least(m->arr_n + m->arr_n / 2 + 16) - 1;
     v->merges = malloc(((size_t)v->merge_mask + 1) * sizeof *v->merges);
     if (!v->merges) return sov_fail(SOV_ERR_NOMEM, "tokenizer: out of memory for %s", KEY_MERGES);
     for (size_t i = 0; i <= v->merge_mask; i++) v->merges[i].key = UINT64_MAX;
