@@ -194,6 +194,8 @@ static void spm_fragment(session *ss, const uint8_t *s, size_t n, bool prefix) {
         return;
     }
     /* runs: a new one starts at each "▁" that follows a character other than "▁" */
+    /* walk characters as the merge loop splits them (by lead byte, so that malformed
+       input cuts the same way) */
     size_t start = 0;
     bool prev_space = false;
     for (size_t i = 0; i < m;) {
@@ -203,7 +205,7 @@ static void spm_fragment(session *ss, const uint8_t *s, size_t n, bool prefix) {
             start = i;
         }
         prev_space = is_space;
-        i += is_space ? 3 : 1;
+        i += tok_utf8_len(e[i]);
     }
     word(ss, e + start, m - start, false);
 }
