@@ -413,7 +413,7 @@ int32_t sov_tokenize(const sov_vocab *v, const char *text, size_t len, bool add_
         result = -(int32_t)sov_fail(SOV_ERR_ARG, "sov_tokenize: more than 2^31 tokens");
     } else {
         result = (int32_t)ss.out.n;
-        if (cap > 0) memcpy(out, ss.out.v, (size_t)SOV_MIN(result, cap) * sizeof *out);
+        if (cap > 0 && result > 0) memcpy(out, ss.out.v, (size_t)SOV_MIN(result, cap) * sizeof *out);
     }
     free(ss.out.v);
     cache_free(&ss.cache);
