@@ -24,11 +24,6 @@ typedef struct writer {
     size_t n; /* full length, may exceed cap */
 } writer;
 
-static inline void put(writer *w, uint8_t c) {
-    if (w->n < w->cap) w->buf[w->n] = (char)c;
-    w->n++;
-}
-
 static void put_bytes(writer *w, const char *s, size_t n, bool *lstrip) {
     if (*lstrip && n) {
         if (s[0] == ' ') {
