@@ -247,6 +247,105 @@ static sov_status load_tokens(sov_vocab *v, const gguf_file *f) {
     return SOV_OK;
 }
 
+/* The first id-table candidate for a hash (or -1); used to prefetch. */
+static int64_t first_candidate(const sov_vocab *v, uint64_t h) {
+    for (uint32_t i = (uint32_t)h & v->id_hash_mask;; i = (i + 1) & v->id_hash_mask) {
+        uint64_t e = v->id_hash[i];
+        if (!e) return -1;
+        if ((uint32_t)(e >> 32) == (uint32_t)(h >> 32)) return (int64_t)(uint32_t)e - 1;
+    }
+}
+
+/* Merges are resolved in batches, each lookup in stages with prefetches in between: the
+ * tables are larger than the caches and the pairs come in no useful order, so a plain
+ * loop would wait on memory three or four times per lookup. */
+#define MERGE_BATCH 32
+#define MERGE_INLINE 120 /* longer merge texts get their concatenation from malloc */
+
+typedef struct merge_job {
+    const char *l, *r;   /* the two parts */
+    uint32_t ll, rl;
+    char *cat;           /* l + r: buf, or malloc'd when longer */
+    uint64_t h[3];       /* hashes of l, r, l + r */
+    sov_token id[3];
+    char buf[MERGE_INLINE];
+} merge_job;
+
+static void merge_insert(sov_vocab *v, uint64_t i, sov_token l, sov_token r, sov_token res) {
+    uint64_t key = ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    for (uint32_t k = (uint32_t)(h >> 32) & v->merge_mask;; k = (k + 1) & v->merge_mask) {
+        tok_merge_slot *slot = &v->merges[k];
+        if (slot->key == key) return; /* a repeated pair: the first rank wins */
+        if (slot->key == UINT64_MAX) {
+            slot->key = key;
+            slot->rank = (int32_t)i;
+            slot->result = res;
+            v->n_merges++;
+            return;
+        }
+    }
+}
+
+static sov_status merge_batch(sov_vocab *v, const gguf_kv *m, uint64_t base, size_t cnt, merge_job *job) {
+    /* 1: split "left right" (at the first space after the first byte: a left part may
+          itself be a space in vocabularies without byte-level encoding), hash, prefetch */
+    for (size_t j = 0; j < cnt; j++) {
+        merge_job *J = &job[j];
+        const uint64_t i = base + j;
+        gguf_str s = gguf_arr_str(m, i);
+        const char *sp = s.len > 1 ? memchr(s.ptr + 1, ' ', s.len - 1) : NULL;
+        if (!sp || sp + 1 == s.ptr + s.len)
+            return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s[%llu] '%.*s' is not two tokens separated by a space",
+                            KEY_MERGES, (unsigned long long)i, (int)SOV_MIN(s.len, 64), s.ptr);
+        if (s.len - 1 > MERGE_INLINE && !(J->cat = malloc(s.len - 1)))
+            return sov_fail(SOV_ERR_NOMEM, "tokenizer: out of memory for %s", KEY_MERGES);
+        J->l = s.ptr;
+        J->ll = (uint32_t)(sp - s.ptr);
+        J->r = sp + 1;
+        J->rl = (uint32_t)(s.len - J->ll - 1);
+        memcpy(J->cat, J->l, J->ll);
+        memcpy(J->cat + J->ll, J->r, J->rl);
+        J->h[0] = tok_hash_bytes(J->l, J->ll);
+        J->h[1] = tok_hash_bytes(J->r, J->rl);
+        J->h[2] = tok_hash_bytes(J->cat, (size_t)J->ll + J->rl);
+        for (int q = 0; q < 3; q++) __builtin_prefetch(&v->id_hash[(uint32_t)J->h[q] & v->id_hash_mask]);
+    }
+    /* 2: the candidate tokens' records, then their texts */
+    for (size_t j = 0; j < cnt; j++)
+        for (int q = 0; q < 3; q++) {
+            int64_t c = first_candidate(v, job[j].h[q]);
+            job[j].id[q] = (sov_token)c;
+            if (c >= 0) __builtin_prefetch(&v->tokens[c]);
+        }
+    for (size_t j = 0; j < cnt; j++)
+        for (int q = 0; q < 3; q++)
+            if (job[j].id[q] >= 0) __builtin_prefetch(v->tokens[job[j].id[q]].text);
+    /* 3: resolve exactly, prefetch the merge slot */
+    for (size_t j = 0; j < cnt; j++) {
+        merge_job *J = &job[j];
+        J->id[0] = tok_find_h(v, J->l, J->ll, J->h[0]);
+        J->id[1] = tok_find_h(v, J->r, J->rl, J->h[1]);
+        J->id[2] = tok_find_h(v, J->cat, (size_t)J->ll + J->rl, J->h[2]);
+        uint64_t key = ((uint64_t)(uint32_t)J->id[0] << 32) | (uint32_t)J->id[1];
+        __builtin_prefetch(&v->merges[(uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & v->merge_mask]);
+    }
+    /* 4: check and insert, in rank order */
+    for (size_t j = 0; j < cnt; j++) {
+        const merge_job *J = &job[j];
+        const uint64_t i = base + j;
+        const int len = (int)SOV_MIN((size_t)J->ll + 1 + J->rl, 64);
+        if (J->id[0] < 0 || J->id[1] < 0)
+            return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s[%llu] '%.*s' names a token not in %s", KEY_MERGES,
+                            (unsigned long long)i, len, J->l, KEY_TOKENS);
+        if (J->id[2] < 0)
+            return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s[%llu] '%.*s' makes a token not in %s", KEY_MERGES,
+                            (unsigned long long)i, len, J->l, KEY_TOKENS);
+        merge_insert(v, i, J->id[0], J->id[1], J->id[2]);
+    }
+    return SOV_OK;
+}
+
 static sov_status load_merges(sov_vocab *v, const gguf_file *f) {
     const gguf_kv *m;
     sov_status st = get_array(f, KEY_MERGES, GGUF_STRING, true, &m);
@@ -258,45 +357,15 @@ static sov_status load_merges(sov_vocab *v, const gguf_file *f) {
     if (!v->merges) return sov_fail(SOV_ERR_NOMEM, "tokenizer: out of memory for %s", KEY_MERGES);
     for (size_t i = 0; i <= v->merge_mask; i++) v->merges[i].key = UINT64_MAX;
 
-    char stackbuf[256];
-    for (uint64_t i = 0; i < m->arr_n; i++) {
-        gguf_str s = gguf_arr_str(m, i);
-        /* "left right": split at the first space after the first byte (a left part may
-           itself be a space in vocabularies without byte-level encoding) */
-        const char *sp = s.len > 1 ? memchr(s.ptr + 1, ' ', s.len - 1) : NULL;
-        if (!sp || sp + 1 == s.ptr + s.len)
-            return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s[%llu] '%.*s' is not two tokens separated by a space",
-                            KEY_MERGES, (unsigned long long)i, (int)SOV_MIN(s.len, 64), s.ptr);
-        size_t ll = (size_t)(sp - s.ptr), rl = s.len - ll - 1;
-        sov_token l = tok_find(v, s.ptr, ll), r = tok_find(v, sp + 1, rl);
-        if (l < 0 || r < 0)
-            return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s[%llu] '%.*s' names a token not in %s", KEY_MERGES,
-                            (unsigned long long)i, (int)SOV_MIN(s.len, 64), s.ptr, KEY_TOKENS);
-        char *buf = stackbuf;
-        if (ll + rl > sizeof stackbuf && !(buf = malloc(ll + rl)))
-            return sov_fail(SOV_ERR_NOMEM, "tokenizer: out of memory");
-        memcpy(buf, s.ptr, ll);
-        memcpy(buf + ll, sp + 1, rl);
-        sov_token res = tok_find(v, buf, ll + rl);
-        if (buf != stackbuf) free(buf);
-        if (res < 0)
-            return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s[%llu] '%.*s' makes a token not in %s", KEY_MERGES,
-                            (unsigned long long)i, (int)SOV_MIN(s.len, 64), s.ptr, KEY_TOKENS);
-        uint64_t key = ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
-        uint64_t h = key * 0x9E3779B97F4A7C15ull;
-        for (uint32_t k = (uint32_t)(h >> 32) & v->merge_mask;; k = (k + 1) & v->merge_mask) {
-            tok_merge_slot *slot = &v->merges[k];
-            if (slot->key == key) break; /* a repeated pair: the first rank wins */
-            if (slot->key == UINT64_MAX) {
-                slot->key = key;
-                slot->rank = (int32_t)i;
-                slot->result = res;
-                v->n_merges++;
-                break;
-            }
-        }
+    merge_job job[MERGE_BATCH];
+    for (uint64_t base = 0; base < m->arr_n && !st; base += MERGE_BATCH) {
+        const size_t cnt = (size_t)SOV_MIN((uint64_t)MERGE_BATCH, m->arr_n - base);
+        for (size_t j = 0; j < cnt; j++) job[j].cat = job[j].buf;
+        st = merge_batch(v, m, base, cnt, job);
+        for (size_t j = 0; j < cnt; j++)
+            if (job[j].cat != job[j].buf) free(job[j].cat);
     }
-    return SOV_OK;
+    return st;
 }
 
 static void set_eog(sov_vocab *v, sov_token t, bool on) {
