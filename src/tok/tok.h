@@ -15,7 +15,7 @@
 #include "sov.h"
 
 /* Builds the vocabulary of an open file; when take_file, the vocabulary owns (and
- * closes) f. Errors: SOV_ERR_FORMAT (missing or inconsistent tokenizer.* keys, naming
+ * closes) f, also when building fails. Errors: SOV_ERR_FORMAT (missing or inconsistent tokenizer.* keys, naming
  * the key), SOV_ERR_UNSUPPORTED (tokenizer.ggml.model other than llama/gpt2, or an
  * unknown tokenizer.ggml.pre, naming it), SOV_ERR_NOMEM. */
 sov_status tok_vocab_from_gguf(gguf_file *f, bool take_file, sov_vocab **out);
