@@ -29,6 +29,13 @@
 
 enum { SPIN_ROUNDS = 1 << 17 }; /* roughly 0.5-5 ms of pause instructions */
 
+/* Busy-waiting for other threads of a job: pause, and every 1024 rounds yield the CPU, so
+ * a job still finishes promptly when the machine has more runnable threads than cores. */
+static inline void spin_wait_step(unsigned *round) {
+    if ((++*round & 1023u) == 0) sched_yield();
+    else cpu_relax();
+}
+
 typedef struct worker {
     sov_pool *pool;
     int index;
@@ -132,6 +139,7 @@ int sov_pool_size(const sov_pool *p) { return p ? p->n_threads : 1; }
 
 void sov_pool_run(sov_pool *p, sov_pool_fn fn, void *arg, int n) {
     if (!p || p->n_threads == 1 || n == 1) {
+        if (p) p->n_active = 1; /* barriers inside fn must not wait for anyone */
         fn(arg, 0, 1);
         return;
     }
@@ -148,7 +156,8 @@ void sov_pool_run(sov_pool *p, sov_pool_fn fn, void *arg, int n) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(arg, 0, n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) cpu_relax();
+    unsigned round = 0;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) spin_wait_step(&round);
 }
 
 void sov_pool_barrier(sov_pool *p) {
@@ -159,7 +168,8 @@ void sov_pool_barrier(sov_pool *p) {
         atomic_fetch_add_explicit(&p->barrier_phase, 1, memory_order_release);
         return;
     }
-    while (atomic_load_explicit(&p->barrier_phase, memory_order_acquire) == phase) cpu_relax();
+    unsigned round = 0;
+    while (atomic_load_explicit(&p->barrier_phase, memory_order_acquire) == phase) spin_wait_step(&round);
 }
 
 int sov_physical_cores(void) {
