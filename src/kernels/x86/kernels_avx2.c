@@ -1,0 +1,541 @@
+/* kernels_avx2.c - the AVX2 + FMA + F16C kernel table (x86-64 since Haswell / Zen).
+ *
+ * Quantized dot products work block by block in integers: weights are unpacked to
+ * unsigned bytes (nibbles, plus the fifth/sixth bit where the format has one) and
+ * multiplied with the int8 activations by vpmaddubsw (u8 x s8 -> pairs summed to s16),
+ * then vpmaddwd widens to s32 (times the sub-block scale for the k-quants). The offset of
+ * the format (the -8 of q4_0, -16 of q5_0, -32 of q6_K) and the mins of q4_1/q5_1/q4_K/
+ * q5_K are applied once per block through the activation sums (Q8A.s, Q8K.bsums), so the
+ * inner loop never handles signed weights.
+ *
+ * Every product of a tile (gemm) is computed by the same instruction sequence as the
+ * single dot product (vec_dot is the 1x1 tile), so a token's result does not depend on
+ * which other tokens share its batch. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+/* ---- helpers ---- */
+
+static inline float hsum_ps(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* 32 unsigned bytes (u8) times 32 signed bytes, summed to 8 x s32 */
+static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* q4_0 / q4_1 nibbles of one block as 32 bytes: low nibbles first (values 0..15), then high */
+static inline __m256i unpack_nibbles(const uint8_t *qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(t, 4), m4), _mm_and_si128(t, m4));
+}
+
+/* The fifth bit of the 32 values of a q5 block (bit j of qh for value j) as 0x10 bytes. */
+static inline __m256i unpack_qh_bits(const uint8_t *qh) {
+    uint32_t bits;
+    memcpy(&bits, qh, 4);
+    /* spread: byte j takes bit j */
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll, 0x0101010101010101ll, 0);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
+    const __m256i mask = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    b = _mm256_cmpeq_epi8(_mm256_and_si256(b, mask), mask);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
+}
+
+/* ---- 32-blocks against Q8A ---- */
+
+static float dot_q4_0(int64_t n, const void *vw, const void *va) {
+    const block_q4_0 *w = vw;
+    const block_q8a *a = va;
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0.0f;
+    for (int64_t i = 0; i < n / QK; i++) {
+        const float dw = h2f(w[i].d);
+        const __m256i p = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[i].d), _mm256_cvtepi32_ps(p), acc);
+        off += dw * a[i].s;
+    }
+    return hsum_ps(acc) - 8.0f * off;
+}
+
+static float dot_q4_1(int64_t n, const void *vw, const void *va) {
+    const block_q4_1 *w = vw;
+    const block_q8a *a = va;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t i = 0; i < n / QK; i++) {
+        const float dw = h2f(w[i].d);
+        const __m256i p = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[i].d), _mm256_cvtepi32_ps(p), acc);
+        mins += h2f(w[i].m) * a[i].s;
+    }
+    return hsum_ps(acc) + mins;
+}
+
+static float dot_q5_0(int64_t n, const void *vw, const void *va) {
+    const block_q5_0 *w = vw;
+    const block_q8a *a = va;
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0.0f;
+    for (int64_t i = 0; i < n / QK; i++) {
+        const float dw = h2f(w[i].d);
+        const __m256i q = _mm256_or_si256(unpack_nibbles(w[i].qs), unpack_qh_bits(w[i].qh));
+        const __m256i p = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[i].d), _mm256_cvtepi32_ps(p), acc);
+        off += dw * a[i].s;
+    }
+    return hsum_ps(acc) - 16.0f * off;
+}
+
+static float dot_q5_1(int64_t n, const void *vw, const void *va) {
+    const block_q5_1 *w = vw;
+    const block_q8a *a = va;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t i = 0; i < n / QK; i++) {
+        const float dw = h2f(w[i].d);
+        const __m256i q = _mm256_or_si256(unpack_nibbles(w[i].qs), unpack_qh_bits(w[i].qh));
+        const __m256i p = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)a[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[i].d), _mm256_cvtepi32_ps(p), acc);
+        mins += h2f(w[i].m) * a[i].s;
+    }
+    return hsum_ps(acc) + mins;
+}
+
+static float dot_q8_0(int64_t n, const void *vw, const void *va) {
+    const block_q8_0 *w = vw;
+    const block_q8a *a = va;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK; i++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        const __m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        /* |x| (unsigned) times y with x's sign */
+        const __m256i p = dot_u8s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * a[i].d), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ---- k-quants against Q8K ---- */
+
+static float dot_q4_K(int64_t n, const void *vw, const void *va) {
+    const block_q4_K *w = vw;
+    const block_q8k *a = va;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = h2f(w[i].d) * a[i].d, dmin = h2f(w[i].dmin) * a[i].d;
+        uint8_t sc[8], m[8];
+        int summ = 0;
+        for (int j = 0; j < 8; j++) {
+            sov_k_scale_min(j, w[i].scales, &sc[j], &m[j]);
+            summ += m[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        }
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i al = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j));
+            const __m256i ah = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32));
+            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, al), _mm256_set1_epi16(sc[2 * j]));
+            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ah), _mm256_set1_epi16(sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        mins += dmin * (float)summ;
+    }
+    return hsum_ps(acc) - mins;
+}
+
+static float dot_q5_K(int64_t n, const void *vw, const void *va) {
+    const block_q5_K *w = vw;
+    const block_q8k *a = va;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = h2f(w[i].d) * a[i].d, dmin = h2f(w[i].dmin) * a[i].d;
+        uint8_t sc[8], m[8];
+        int summ = 0;
+        for (int j = 0; j < 8; j++) {
+            sov_k_scale_min(j, w[i].scales, &sc[j], &m[j]);
+            summ += m[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        }
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
+            const __m256i bl = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one);
+            const __m256i bh = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(bl, 4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(bh, 4));
+            const __m256i al = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j));
+            const __m256i ah = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32));
+            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, al), _mm256_set1_epi16(sc[2 * j]));
+            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ah), _mm256_set1_epi16(sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        mins += dmin * (float)summ;
+    }
+    return hsum_ps(acc) - mins;
+}
+
+static float dot_q6_K(int64_t n, const void *vw, const void *va) {
+    const block_q6_K *w = vw;
+    const block_q8k *a = va;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = h2f(w[i].d) * a[i].d;
+        const int8_t *sc = w[i].scales;
+        int corr = 0; /* sum of scale * activation sum: the -32 offset */
+        for (int j = 0; j < 16; j++) corr += sc[j] * a[i].bsums[j];
+        const uint8_t *ql = w[i].ql, *qh = w[i].qh;
+        const int8_t *q8 = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 2; c++, ql += 64, qh += 32, q8 += 128, sc += 8) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
+            const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
+            const __m256i s1 = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+            const __m256i s2 = _mm256_set_m128i(_mm_set1_epi16(sc[3]), _mm_set1_epi16(sc[2]));
+            const __m256i s3 = _mm256_set_m128i(_mm_set1_epi16(sc[5]), _mm_set1_epi16(sc[4]));
+            const __m256i s4 = _mm256_set_m128i(_mm_set1_epi16(sc[7]), _mm_set1_epi16(sc[6]));
+            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)q8)), s1);
+            const __m256i p2 =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(q8 + 32))), s2);
+            const __m256i p3 =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(q8 + 64))), s3);
+            const __m256i p4 =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(q4, _mm256_loadu_si256((const __m256i *)(q8 + 96))), s4);
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p1, p2), _mm256_add_epi32(p3, p4)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        off += d * (float)(32 * corr);
+    }
+    return hsum_ps(acc) - off;
+}
+
+/* ---- float weights ---- */
+
+static float dot_f32_avx2(const float *x, const float *y, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+static float dot_f16_avx2(const sov_half *x, const float *y, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8))), _mm256_loadu_ps(y + i + 8),
+                             a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i), a0);
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += h2f(x[i]) * y[i];
+    return s;
+}
+
+static inline __m256 load_bf16(const sov_bf16 *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+static float dot_bf16_w(int64_t n, const void *vw, const void *va) {
+    const sov_bf16 *x = vw;
+    const float *y = va;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(load_bf16(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(load_bf16(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16(x + i), _mm256_loadu_ps(y + i), a0);
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += sov_bf16_to_f32(x[i]) * y[i];
+    return s;
+}
+
+static float dot_f32_w(int64_t n, const void *w, const void *a) { return dot_f32_avx2(w, a, n); }
+static float dot_f16_w(int64_t n, const void *w, const void *a) { return dot_f16_avx2(w, a, n); }
+
+#define GEMM_VIA_DOT(name, dot)                                                                  \
+    static void name(int64_t n, const void *w, size_t ldw, int nr, const void *a, size_t lda,     \
+                     int nc, float *y, size_t ldy) {                                              \
+        for (int c = 0; c < nc; c++)                                                              \
+            for (int r = 0; r < nr; r++)                                                          \
+                y[(size_t)c * ldy + (size_t)r] =                                                  \
+                    dot(n, (const char *)w + (size_t)r * ldw, (const char *)a + (size_t)c * lda); \
+    }
+
+GEMM_VIA_DOT(gemm_f32, dot_f32_w)
+GEMM_VIA_DOT(gemm_f16, dot_f16_w)
+GEMM_VIA_DOT(gemm_bf16, dot_bf16_w)
+GEMM_VIA_DOT(gemm_q4_0, dot_q4_0)
+GEMM_VIA_DOT(gemm_q4_1, dot_q4_1)
+GEMM_VIA_DOT(gemm_q5_0, dot_q5_0)
+GEMM_VIA_DOT(gemm_q5_1, dot_q5_1)
+GEMM_VIA_DOT(gemm_q8_0, dot_q8_0)
+GEMM_VIA_DOT(gemm_q4_K, dot_q4_K)
+GEMM_VIA_DOT(gemm_q5_K, dot_q5_K)
+GEMM_VIA_DOT(gemm_q6_K, dot_q6_K)
+
+/* ---- activation quantizers (bit-identical with the scalar ones) ---- */
+
+static inline __m256 abs_ps(__m256 x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
+
+static inline float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 32 floats times id, rounded half to even, as 32 int8 (values fit: |x * id| <= 127). */
+static inline __m256i round_pack32(const float *x, __m256 id) {
+    const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x), id), mode));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id), mode));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id), mode));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id), mode));
+    /* packs interleave 128-bit lanes; the permute restores the order */
+    const __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+    const __m256i b = _mm256_packs_epi16(p01, p23);
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float block_amax(const float *x, int n) {
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(x + j)));
+    return hmax_ps(m);
+}
+
+static void quantize_q8a(const float *x, void *vy, int64_t n) {
+    block_q8a *y = vy;
+    for (int64_t i = 0; i < n / QK; i++, x += QK) {
+        const float d = block_amax(x, QK) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m256i q = round_pack32(x, _mm256_set1_ps(id));
+        _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        /* sum of the 32 int8 */
+        const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+        y[i].d = d;
+        y[i].s = d * (float)hsum_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+    }
+}
+
+static void quantize_q8k(const float *x, void *vy, int64_t n) {
+    block_q8k *y = vy;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        const float d = block_amax(x, QK_K) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        for (int j = 0; j < QK_K; j += 32) {
+            const __m256i q = round_pack32(x + j, vid);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), q);
+            /* two sums of 16: maddubs pairs, madd quads, then add within each 128-bit half */
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+            s = _mm256_hadd_epi32(s, s);
+            s = _mm256_hadd_epi32(s, s);
+            y[i].bsums[j / 16] = (int16_t)_mm256_extract_epi32(s, 0);
+            y[i].bsums[j / 16 + 1] = (int16_t)_mm256_extract_epi32(s, 4);
+        }
+        y[i].d = d;
+    }
+}
+
+/* ---- float ops ---- */
+
+/* e^x for 8 floats: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n through
+ * the exponent bits. Relative error ~2 ulp; x < -87.3 gives 0, x > 88.7 gives +inf. */
+static inline __m256 exp_ps(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.7f), lo = _mm256_set1_ps(-87.3f);
+    const __m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ), under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    const __m256 nf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693145752f), x);
+    r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(1.42860677e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* 2^n: n in [-126, 128]; split so that each factor is a normal float */
+    const __m256i n = _mm256_cvtps_epi32(nf);
+    const __m256i n1 = _mm256_srai_epi32(n, 1), n2 = _mm256_sub_epi32(n, n1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), over);
+    return _mm256_andnot_ps(under, res);
+}
+
+static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        acc = _mm256_fmadd_ps(v, v, acc);
+    }
+    double ss = hsum_ps(acc);
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    const float inv = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    const __m256 vi = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vi), _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) y[i] = x[i] * inv * w[i];
+}
+
+static void silu_mul(float *y, const float *gate, const float *up, int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 e = exp_ps(_mm256_xor_ps(g, neg));
+        const __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) y[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+static void add(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] += x[i];
+}
+
+static void scale(float *y, float a, int64_t n) {
+    int64_t i = 0;
+    const __m256 va = _mm256_set1_ps(a);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), va));
+    for (; i < n; i++) y[i] *= a;
+}
+
+static void axpy_f32(float *y, float a, const float *x, int64_t n) {
+    int64_t i = 0;
+    const __m256 va = _mm256_set1_ps(a);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void axpy_f16(float *y, float a, const sov_half *x, int64_t n) {
+    int64_t i = 0;
+    const __m256 va = _mm256_set1_ps(a);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
+                                                _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * h2f(x[i]);
+}
+
+static void f32_to_f16(sov_half *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = sov_f32_to_half(x[i]);
+}
+
+static void softmax(float *x, int64_t n) {
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    float max = hmax_ps(vm);
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    const __m256 vmax = _mm256_set1_ps(max);
+    __m256 vs = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(x + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    double sum = hsum_ps(vs);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    scale(x, (float)(1.0 / sum), n);
+}
+
+const sov_kernels sov_kernels_avx2 = {
+    .isa = "avx2",
+    .vec_dot =
+        {
+            [SOV_TYPE_F32] = dot_f32_w,
+            [SOV_TYPE_F16] = dot_f16_w,
+            [SOV_TYPE_BF16] = dot_bf16_w,
+            [SOV_TYPE_Q4_0] = dot_q4_0,
+            [SOV_TYPE_Q4_1] = dot_q4_1,
+            [SOV_TYPE_Q5_0] = dot_q5_0,
+            [SOV_TYPE_Q5_1] = dot_q5_1,
+            [SOV_TYPE_Q8_0] = dot_q8_0,
+            [SOV_TYPE_Q4_K] = dot_q4_K,
+            [SOV_TYPE_Q5_K] = dot_q5_K,
+            [SOV_TYPE_Q6_K] = dot_q6_K,
+        },
+    .gemm =
+        {
+            [SOV_TYPE_F32] = gemm_f32,
+            [SOV_TYPE_F16] = gemm_f16,
+            [SOV_TYPE_BF16] = gemm_bf16,
+            [SOV_TYPE_Q4_0] = gemm_q4_0,
+            [SOV_TYPE_Q4_1] = gemm_q4_1,
+            [SOV_TYPE_Q5_0] = gemm_q5_0,
+            [SOV_TYPE_Q5_1] = gemm_q5_1,
+            [SOV_TYPE_Q8_0] = gemm_q8_0,
+            [SOV_TYPE_Q4_K] = gemm_q4_K,
+            [SOV_TYPE_Q5_K] = gemm_q5_K,
+            [SOV_TYPE_Q6_K] = gemm_q6_K,
+        },
+    .quantize_q8a = quantize_q8a,
+    .quantize_q8k = quantize_q8k,
+    .rmsnorm = rmsnorm,
+    .silu_mul = silu_mul,
+    .add = add,
+    .scale = scale,
+    .dot_f32 = dot_f32_avx2,
+    .dot_f16 = dot_f16_avx2,
+    .axpy_f32 = axpy_f32,
+    .axpy_f16 = axpy_f16,
+    .f32_to_f16 = f32_to_f16,
+    .softmax = softmax,
+};
