@@ -338,3 +338,16 @@ void sov_model_get_info(const sov_model *m, sov_model_info *out) {
 }
 
 const sov_vocab *sov_model_vocab(const sov_model *m) { return m->vocab; }
+
+static uint64_t weight_bytes(const sov_weight *w) { return (uint64_t)w->row_bytes * (uint64_t)w->n_rows; }
+
+uint64_t sov_model_bytes_per_token(const sov_model *m) {
+    uint64_t n = m->tok_embd.row_bytes + weight_bytes(&m->output) + 4u * (uint64_t)m->hp.n_embd;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const sov_layer *L = &m->layers[il];
+        n += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv) + weight_bytes(&L->wo) +
+             weight_bytes(&L->w_gate) + weight_bytes(&L->w_up) + weight_bytes(&L->w_down) +
+             8u * (uint64_t)m->hp.n_embd; /* the two norm vectors */
+    }
+    return n;
+}

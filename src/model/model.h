@@ -83,6 +83,9 @@ struct sov_model {
     size_t n_owned;
 };
 
+/* Bytes of weights one decode step reads (every matrix once, one embedding row). */
+uint64_t sov_model_bytes_per_token(const sov_model *m);
+
 /* Reads and checks the hyperparameters of a parsed file (exposed for tests). */
 sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp);
 
