@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all build run test test-fast test-san deps deps-test fuzz bench format lint clean
+.PHONY: all build run test test-fast test-san test-arm deps deps-test fuzz bench format lint clean
 
 all: build
 
@@ -23,8 +23,10 @@ build: deps
 run: build
 	./$(BUILD)/sov run $(if $(MODEL),-m $(MODEL)) -p "$(or $(PROMPT),Once upon a time)" -n $(or $(N),64)
 
-# Every test: the release build, then the whole suite again under ASan+UBSan.
-test: test-fast test-san
+# Every test: the release build, the whole suite again under ASan+UBSan, and the kernel
+# tests cross-built for AArch64 and run under qemu, with and without the dot product
+# extension.
+test: test-fast test-san test-arm
 
 test-fast: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -34,6 +36,14 @@ test-san: deps-test
 	@cmake --build $(BUILD_SAN) -j $(JOBS)
 	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) -LE slow
+
+BUILD_ARM ?= build-arm
+test-arm: deps-test
+	@cmake -S . -B $(BUILD_ARM) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DSOV_KERNEL_ONLY=ON \
+	  -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake >/dev/null
+	@cmake --build $(BUILD_ARM) -j $(JOBS)
+	cd $(BUILD_ARM) && QEMU_CPU=max ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_ARM) && QEMU_CPU=cortex-a72 ctest --output-on-failure -j $(JOBS)
 
 fuzz: deps-test
 	@CC=clang cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSOV_FUZZ=ON -DSOV_TESTS=OFF >/dev/null
@@ -48,4 +58,4 @@ lint: build
 	  --suppress=missingIncludeSystem -I include -I src src
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN) build-fuzz
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_ARM) build-fuzz

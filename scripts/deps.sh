@@ -4,7 +4,7 @@
 set -euo pipefail
 need=(cmake ninja-build gcc libc6-dev)
 if [ "${1:-build}" = test ]; then
-  need+=(python3-numpy clang libclang-rt-14-dev)
+  need+=(python3-numpy clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 fi
 missing=()
 for p in "${need[@]}"; do
