@@ -11,9 +11,12 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"run", cmd_run, "generate text from a prompt (streams tokens), or chat"},
+    {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"detokenize", cmd_detokenize, "print the text of token ids"},
+    {"gen-model", cmd_gen_model, "write a synthetic GGUF model with random weights"},
 };
 
 static void usage(FILE *f) {

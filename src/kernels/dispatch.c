@@ -15,11 +15,14 @@
 #endif
 #endif
 
-/* Tables compiled only on their architecture; weak so a missing one reads as NULL. */
-extern const sov_kernels sov_kernels_avx2 __attribute__((weak));
-extern const sov_kernels sov_kernels_avx512 __attribute__((weak));
-extern const sov_kernels sov_kernels_neon __attribute__((weak));
-extern const sov_kernels sov_kernels_neon_dotprod __attribute__((weak));
+/* Tables compiled only on their architecture (strong references, so that the linker
+ * takes their objects out of the static library). */
+#if defined(__x86_64__)
+extern const sov_kernels sov_kernels_avx2;
+#elif defined(__aarch64__)
+extern const sov_kernels sov_kernels_neon;
+extern const sov_kernels sov_kernels_neon_dotprod;
+#endif
 
 static const char *const names[] = {"scalar", "avx2", "avx512", "neon", "neon_dotprod", NULL};
 
@@ -91,10 +94,12 @@ bool sov_cpu_has_avx512_vnni(void) {
 const sov_kernels *sov_kernels_by_name(const char *isa) {
     if (strcmp(isa, "scalar") == 0) return &sov_kernels_scalar;
     const sov_kernels *k = NULL;
+#if defined(__x86_64__)
     if (strcmp(isa, "avx2") == 0) k = &sov_kernels_avx2;
-    else if (strcmp(isa, "avx512") == 0) k = &sov_kernels_avx512;
-    else if (strcmp(isa, "neon") == 0) k = &sov_kernels_neon;
+#elif defined(__aarch64__)
+    if (strcmp(isa, "neon") == 0) k = &sov_kernels_neon;
     else if (strcmp(isa, "neon_dotprod") == 0) k = &sov_kernels_neon_dotprod;
+#endif
     if (!k || !cpu_has(isa)) return NULL;
     return k;
 }

@@ -103,7 +103,8 @@ static bool is_int_type(gguf_vtype t) {
            t == GGUF_I32 || t == GGUF_U64 || t == GGUF_I64;
 }
 
-/* A special token id: absent keeps *id; present must be an integer inside the vocabulary. */
+/* A special token id: absent keeps *id; present must be an integer inside the vocabulary,
+ * or -1 (also written as the u32 4294967295, as llama.cpp's converters do) for "none". */
 static sov_status get_token_id(const gguf_file *f, const char *key, int32_t n_tokens, int32_t *id) {
     const gguf_kv *kv = gguf_find(f, key);
     if (!kv) return SOV_OK;
@@ -111,6 +112,10 @@ static sov_status get_token_id(const gguf_file *f, const char *key, int32_t n_to
         return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s must be an integer, not %s", key,
                         gguf_vtype_name(kv->type));
     bool is_signed = kv->type == GGUF_I8 || kv->type == GGUF_I16 || kv->type == GGUF_I32 || kv->type == GGUF_I64;
+    if ((is_signed && kv->v.i == -1) || (!is_signed && (kv->v.u == UINT32_MAX || kv->v.u == UINT64_MAX))) {
+        *id = -1;
+        return SOV_OK;
+    }
     if (is_signed ? (kv->v.i < 0 || kv->v.i >= n_tokens) : kv->v.u >= (uint64_t)n_tokens)
         return sov_fail(SOV_ERR_FORMAT, "tokenizer: %s = %lld is outside the vocabulary of %d tokens", key,
                         is_signed ? (long long)kv->v.i : (long long)kv->v.u, n_tokens);
