@@ -206,6 +206,24 @@ static int copy_vocab(gguf_writer *w, const char *path) {
 
 /* ---- the model ---- */
 
+/* general.file_type uses llama.cpp's numbering of whole-file types, not tensor types. */
+static uint32_t llama_file_type(uint32_t type) {
+    switch (type) {
+    case SOV_TYPE_F32: return 0;
+    case SOV_TYPE_F16: return 1;
+    case SOV_TYPE_Q4_0: return 2;
+    case SOV_TYPE_Q4_1: return 3;
+    case SOV_TYPE_Q8_0: return 7;
+    case SOV_TYPE_Q5_0: return 8;
+    case SOV_TYPE_Q5_1: return 9;
+    case SOV_TYPE_Q4_K: return 15; /* Q4_K_M */
+    case SOV_TYPE_Q5_K: return 17; /* Q5_K_M */
+    case SOV_TYPE_Q6_K: return 18;
+    case SOV_TYPE_BF16: return 32;
+    default: return 0;
+    }
+}
+
 static sov_status check_rows(const char *what, uint32_t type, int64_t cols) {
     const sov_type_traits *tr = sov_type_info(type);
     if (!tr || !tr->supported)
@@ -276,7 +294,7 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         gguf_set_f32(w, KEY("rope.scaling.factor"), p->rope_factor);
         gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)p->n_ctx);
     }
-    gguf_set_u32(w, "general.file_type", p->type);
+    gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
 #undef KEY
 
     /* tensors, in the order llama.cpp's converter writes them */

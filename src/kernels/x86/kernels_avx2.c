@@ -62,18 +62,122 @@ static inline __m256i unpack_qh_bits(const uint8_t *qh) {
 
 /* ---- 32-blocks against Q8A ---- */
 
-static float dot_q4_0(int64_t n, const void *vw, const void *va) {
-    const block_q4_0 *w = vw;
-    const block_q8a *a = va;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0.0f;
-    for (int64_t i = 0; i < n / QK; i++) {
-        const float dw = h2f(w[i].d);
-        const __m256i p = dot_u8s8(unpack_nibbles(w[i].qs), _mm256_loadu_si256((const __m256i *)a[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[i].d), _mm256_cvtepi32_ps(p), acc);
-        off += dw * a[i].s;
+/* q4_0 and q8_0 tiles: R weight rows x C activation columns per call, so that each
+ * activation block is loaded once for R rows and each weight block once for C columns,
+ * and R independent weight streams keep the memory system busy. Every (r, c) has its
+ * own accumulator and goes through exactly the instructions of the 1 x 1 tile, so a
+ * product's value never depends on the tile it was computed in. */
+#define UNROLL _Pragma("GCC unroll 8")
+
+static inline __m256i q4_0_prod(__m256i q, __m256i y, __m256i y8) {
+    /* (q - 8) . y as pairs: q . y - 8 . y, both in int16 range */
+    return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(q, y), y8), _mm256_set1_epi16(1));
+}
+
+#define Q4_0_TILE(R, C)                                                                                     \
+    static inline void tile_q4_0_##R##x##C(int64_t nb, const char *w, size_t ldw, const char *a, size_t lda, \
+                                           float *y, size_t ldy) {                                           \
+        __m256 acc[R][C];                                                                                    \
+        UNROLL for (int r = 0; r < R; r++)                                                                   \
+            UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();                                     \
+        const __m256i eight = _mm256_set1_epi8(8);                                                           \
+        for (int64_t i = 0; i < nb; i++) {                                                                   \
+            __m256i ys[C], y8[C];                                                                            \
+            float da[C];                                                                                     \
+            UNROLL for (int c = 0; c < C; c++) {                                                             \
+                const block_q8a *b = (const block_q8a *)(a + (size_t)c * lda) + i;                           \
+                ys[c] = _mm256_loadu_si256((const __m256i *)b->qs);                                          \
+                y8[c] = _mm256_maddubs_epi16(eight, ys[c]);                                                  \
+                da[c] = b->d;                                                                                \
+            }                                                                                                \
+            UNROLL for (int r = 0; r < R; r++) {                                                             \
+                const block_q4_0 *b = (const block_q4_0 *)(w + (size_t)r * ldw) + i;                         \
+                const __m256i q = unpack_nibbles(b->qs);                                                     \
+                const float dw = h2f(b->d);                                                                  \
+                UNROLL for (int c = 0; c < C; c++)                                                           \
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[c]),                                  \
+                                                _mm256_cvtepi32_ps(q4_0_prod(q, ys[c], y8[c])), acc[r][c]);  \
+            }                                                                                                \
+        }                                                                                                    \
+        UNROLL for (int r = 0; r < R; r++)                                                                   \
+            UNROLL for (int c = 0; c < C; c++) y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                 \
     }
-    return hsum_ps(acc) - 8.0f * off;
+
+static inline __m256i q8_0_prod(__m256i q, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)),
+                             _mm256_set1_epi16(1));
+}
+
+#define Q8_0_TILE(R, C)                                                                                     \
+    static inline void tile_q8_0_##R##x##C(int64_t nb, const char *w, size_t ldw, const char *a, size_t lda, \
+                                           float *y, size_t ldy) {                                           \
+        __m256 acc[R][C];                                                                                    \
+        UNROLL for (int r = 0; r < R; r++)                                                                   \
+            UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();                                     \
+        for (int64_t i = 0; i < nb; i++) {                                                                   \
+            __m256i ys[C];                                                                                   \
+            float da[C];                                                                                     \
+            UNROLL for (int c = 0; c < C; c++) {                                                             \
+                const block_q8a *b = (const block_q8a *)(a + (size_t)c * lda) + i;                           \
+                ys[c] = _mm256_loadu_si256((const __m256i *)b->qs);                                          \
+                da[c] = b->d;                                                                                \
+            }                                                                                                \
+            UNROLL for (int r = 0; r < R; r++) {                                                             \
+                const block_q8_0 *b = (const block_q8_0 *)(w + (size_t)r * ldw) + i;                         \
+                const __m256i q = _mm256_loadu_si256((const __m256i *)b->qs);                                \
+                const float dw = h2f(b->d);                                                                  \
+                UNROLL for (int c = 0; c < C; c++)                                                           \
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[c]),                                  \
+                                                _mm256_cvtepi32_ps(q8_0_prod(q, ys[c])), acc[r][c]);         \
+            }                                                                                                \
+        }                                                                                                    \
+        UNROLL for (int r = 0; r < R; r++)                                                                   \
+            UNROLL for (int c = 0; c < C; c++) y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                 \
+    }
+
+Q4_0_TILE(1, 1)
+Q4_0_TILE(1, 2)
+Q4_0_TILE(4, 2)
+Q8_0_TILE(1, 1)
+Q8_0_TILE(1, 2)
+Q8_0_TILE(4, 2)
+
+/* Walks an nr x nc tile in 4 x 2 blocks, then the leftover rows, then a leftover column. */
+#define TILED_GEMM(name, T, blk)                                                                             \
+    static void name(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc,      \
+                     float *y, size_t ldy) {                                                                 \
+        const int64_t nb = n / QK;                                                                           \
+        const char *w = vw, *a = va;                                                                         \
+        int c = 0;                                                                                           \
+        for (; c + 2 <= nc; c += 2) {                                                                        \
+            int r = 0;                                                                                       \
+            for (; r + 4 <= nr; r += 4)                                                                      \
+                tile_##T##_4x2(nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
+            for (; r < nr; r++)                                                                              \
+                tile_##T##_1x2(nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
+        }                                                                                                    \
+        for (; c < nc; c++) {                                                                                \
+            /* one column (decode): rows one after the other, a single sequential stream, */               \
+            /* which the hardware prefetcher follows best */                                                 \
+            for (int r = 0; r < nr; r++)                                                                     \
+                tile_##T##_1x1(nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
+        }                                                                                                    \
+        (void)sizeof(blk);                                                                                   \
+    }
+
+TILED_GEMM(gemm_q4_0, q4_0, block_q4_0)
+TILED_GEMM(gemm_q8_0, q8_0, block_q8_0)
+
+static float dot_q4_0(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_q4_0_1x1(n / QK, w, 0, a, 0, &y, 1);
+    return y;
+}
+
+static float dot_q8_0(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_q8_0_1x1(n / QK, w, 0, a, 0, &y, 1);
+    return y;
 }
 
 static float dot_q4_1(int64_t n, const void *vw, const void *va) {
@@ -118,20 +222,6 @@ static float dot_q5_1(int64_t n, const void *vw, const void *va) {
         mins += h2f(w[i].m) * a[i].s;
     }
     return hsum_ps(acc) + mins;
-}
-
-static float dot_q8_0(int64_t n, const void *vw, const void *va) {
-    const block_q8_0 *w = vw;
-    const block_q8a *a = va;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK; i++) {
-        const __m256i x = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        const __m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        /* |x| (unsigned) times y with x's sign */
-        const __m256i p = dot_u8s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * a[i].d), _mm256_cvtepi32_ps(p), acc);
-    }
-    return hsum_ps(acc);
 }
 
 /* ---- k-quants against Q8K ---- */
@@ -308,11 +398,9 @@ static float dot_f16_w(int64_t n, const void *w, const void *a) { return dot_f16
 GEMM_VIA_DOT(gemm_f32, dot_f32_w)
 GEMM_VIA_DOT(gemm_f16, dot_f16_w)
 GEMM_VIA_DOT(gemm_bf16, dot_bf16_w)
-GEMM_VIA_DOT(gemm_q4_0, dot_q4_0)
 GEMM_VIA_DOT(gemm_q4_1, dot_q4_1)
 GEMM_VIA_DOT(gemm_q5_0, dot_q5_0)
 GEMM_VIA_DOT(gemm_q5_1, dot_q5_1)
-GEMM_VIA_DOT(gemm_q8_0, dot_q8_0)
 GEMM_VIA_DOT(gemm_q4_K, dot_q4_K)
 GEMM_VIA_DOT(gemm_q5_K, dot_q5_K)
 GEMM_VIA_DOT(gemm_q6_K, dot_q6_K)
