@@ -53,7 +53,7 @@ static void layer_forward(const op_thread *t, int il, int T) {
         {&L->w_up, c->hu, NULL, false},
     };
     op_matmuls(t, c->xb, T, gate_up, 2);
-    op_silu_mul(t, c->hg, c->hu, (int64_t)T * hp->n_ff);
+    op_silu_mul(t, c->hg, c->hu, T, hp->n_ff);
     const op_matmul down = {&L->w_down, c->x, NULL, true};
     op_matmuls(t, c->hg, T, &down, 1);
 }

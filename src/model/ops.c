@@ -217,10 +217,12 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
     barrier(t);
 }
 
-void op_silu_mul(const op_thread *t, float *y, const float *x, int64_t n) {
+void op_silu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n) {
+    /* whole rows per thread: a kernel may treat a row's tail differently from its body, so
+     * a value's result must not depend on where a thread's range happens to start */
     long b, e;
-    split((long)n, 64, t, &b, &e);
-    if (e > b) t->c->k->silu_mul(y + b, y + b, x + b, e - b);
+    split(T, 1, t, &b, &e);
+    for (long i = b; i < e; i++) t->c->k->silu_mul(y + i * n, y + i * n, x + i * n, n);
     barrier(t);
 }
 

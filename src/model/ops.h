@@ -41,8 +41,8 @@ void op_kv_store(const op_thread *t, int layer, const float *k, const float *v, 
  * the cache (positions 0..pos), into out (T, H*D). */
 void op_attention(const op_thread *t, int layer, const float *q, float *out, int T);
 
-/* y(T*n) = silu(y) * x */
-void op_silu_mul(const op_thread *t, float *y, const float *x, int64_t n);
+/* y(T, n) = silu(y) * x */
+void op_silu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n);
 
 /* Embedding rows of the tokens into x (T, E). */
 void op_embed(const op_thread *t, float *x, const int32_t *tokens, int T);
