@@ -116,6 +116,9 @@ static inline const char *test_tmp_path(const char *name, char *buf, size_t cap)
     return buf;
 }
 
+#define SOV_ARRAY_LEN_T(a) (sizeof(a) / sizeof((a)[0]))
+#define SOV_MAX_T(a, b) ((a) > (b) ? (a) : (b))
+
 /* Deterministic random numbers for tests (xorshift64*). */
 typedef struct { uint64_t s; } test_rng;
 static inline uint64_t test_rng_next(test_rng *r) {
