@@ -102,8 +102,9 @@ static void zeros_and_constants(void) {
 
 /* Block scales are half precision: from 1e-2 to 1e3 the relative error does not depend
  * on magnitude. Far below (1e-6), the scales are subnormal halves and precision drops, as
- * in every implementation of these formats; the result must still be finite and of the
- * right size, never garbage. */
+ * in every implementation of these formats (at 1e-6 the scales round to zero and so do
+ * the values); the result must still be finite and no larger than the input, never
+ * garbage: relative error at most 1. */
 static void extreme_magnitudes_keep_relative_error(void) {
     float x[256];
     for (int s = -2; s <= 3; s += 5) {
@@ -114,9 +115,9 @@ static void extreme_magnitudes_keep_relative_error(void) {
         CHECK_MSG(rel_rmse(SOV_TYPE_Q6_K, x, 256) < 0.03, "q6_K at 1e%d", s);
     }
     for (int i = 0; i < 256; i++) x[i] = gauss() * 1e-6f;
-    CHECK(rel_rmse(SOV_TYPE_Q8_0, x, 256) < 0.5);
-    CHECK(rel_rmse(SOV_TYPE_Q4_K, x, 256) < 1.0);
-    CHECK(rel_rmse(SOV_TYPE_Q6_K, x, 256) < 1.0);
+    CHECK(rel_rmse(SOV_TYPE_Q8_0, x, 256) <= 1.0);
+    CHECK(rel_rmse(SOV_TYPE_Q4_K, x, 256) <= 1.0);
+    CHECK(rel_rmse(SOV_TYPE_Q6_K, x, 256) <= 1.0);
 }
 
 static void quantization_is_deterministic_and_matches_the_kernels(void) {
