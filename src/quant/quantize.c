@@ -236,7 +236,13 @@ static void kquant_asym(const float *x, int nmax, sov_half *d_out, sov_half *dmi
     const float d = max_sc / 63.0f, dmin = max_mn / 63.0f;
     *d_out = sov_f32_to_half(d);
     *dmin_out = sov_f32_to_half(dmin);
-    const float dq = sov_half_to_f32(*d_out), dminq = sov_half_to_f32(*dmin_out);
+    float dq = sov_half_to_f32(*d_out), dminq = sov_half_to_f32(*dmin_out);
+    if (dq == 0.0f) {
+        /* the scales underflow half precision (values below ~1e-7): with no usable scale
+         * the best representation is all zeros, not a bare offset */
+        *d_out = *dmin_out = 0;
+        dq = dminq = 0.0f;
+    }
     memset(scales, 0, 12);
     for (int j = 0; j < 8; j++) {
         int ls = dq > 0.0f ? nearest_int(sc[j] / dq) : 0, lm = dminq > 0.0f ? nearest_int(mn[j] / dminq) : 0;
