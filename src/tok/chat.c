@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/status.h"
 #include "tok/tok.h"
@@ -62,24 +63,28 @@ const char *chat_detect(const char *t, size_t len) {
  * message. Copied to buf; false when there is none. */
 bool chat_default_system(const char *t, size_t len, char *buf, size_t cap) {
     if (!t || !has(t, len, "!= 'system'")) return false;
-    static const char open[] = "<|im_start|>system\n";
-    const size_t n = sizeof open - 1;
-    for (size_t i = 0; i + n <= len; i++) {
-        if (memcmp(t + i, open, n) != 0) continue;
-        const char *s = t + i + n;
-        const char *end = NULL;
-        for (const char *p = s; p + 10 <= t + len; p++)
-            if (memcmp(p, "<|im_end|>", 10) == 0) {
-                end = p;
-                break;
-            }
-        if (!end || (size_t)(end - s) >= cap) return false;
-        /* the literal must be plain text, not an expression */
-        for (const char *p = s; p < end; p++)
-            if (*p == '{' || *p == '}' || *p == '\'' || *p == '"' || *p == '+') return false;
-        memcpy(buf, s, (size_t)(end - s));
-        buf[end - s] = '\0';
-        return true;
+    /* the opening, with a real newline (as GGUF files store Qwen2's template) or the
+     * two-character escape \n (as Qwen2.5's template source writes it) */
+    static const char *const opens[] = {"<|im_start|>system\n", "<|im_start|>system\\n"};
+    for (size_t o = 0; o < 2; o++) {
+        const size_t n = strlen(opens[o]);
+        for (size_t i = 0; i + n <= len; i++) {
+            if (memcmp(t + i, opens[o], n) != 0) continue;
+            const char *s = t + i + n, *end = NULL;
+            for (const char *p = s; p + 10 <= t + len; p++)
+                if (memcmp(p, "<|im_end|>", 10) == 0) {
+                    end = p;
+                    break;
+                }
+            if (!end || (size_t)(end - s) >= cap) continue;
+            bool plain = true; /* a literal, not an expression */
+            for (const char *p = s; p < end; p++)
+                if (*p == '{' || *p == '}' || *p == '\'' || *p == '"' || *p == '+' || *p == '\\') plain = false;
+            if (!plain) continue;
+            memcpy(buf, s, (size_t)(end - s));
+            buf[end - s] = '\0';
+            return true;
+        }
     }
     return false;
 }
@@ -139,7 +144,20 @@ int32_t chat_render(const char *family, const chat_context *cx, const sov_chat_m
         }
         if (gen) put(&o, "<|im_start|>assistant\n");
     } else if (!strcmp(family, "llama3")) {
-        for (size_t i = 0; i < n; i++) {
+        size_t first = 0;
+        if (cx && cx->llama_date) {
+            /* Llama 3.1+: the system turn always comes first, with the knowledge cut-off
+             * and the date, then the (trimmed) system message if there is one */
+            put(&o, "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: ");
+            put(&o, cx->llama_date);
+            put(&o, "\n\n");
+            if (n > 0 && is_role(m[0].role, "system")) {
+                put_trim(&o, m[0].content);
+                first = 1;
+            }
+            put(&o, "<|eot_id|>");
+        }
+        for (size_t i = first; i < n; i++) {
             put(&o, "<|start_header_id|>");
             put(&o, m[i].role);
             put(&o, "<|end_header_id|>\n\n");
@@ -320,5 +338,18 @@ int32_t sov_chat_apply(const sov_vocab *v, const char *template_name, const sov_
     }
     if (t && !strcmp(family, "chatml") && chat_default_system(t, len, sys, sizeof sys)) cx.default_system = sys;
     if (t && !strcmp(family, "zephyr") && has(t, len, "<|endoftext|>")) cx.zephyr_end = "<|endoftext|>";
+    char date[32];
+    if (t && !strcmp(family, "llama3") && has(t, len, "Cutting Knowledge Date")) {
+        /* the template's own default: today's date where it can ask for it, else its constant */
+        if (has(t, len, "strftime_now")) {
+            const time_t now = time(NULL);
+            struct tm tmv;
+            gmtime_r(&now, &tmv);
+            strftime(date, sizeof date, "%d %b %Y", &tmv);
+            cx.llama_date = date;
+        } else {
+            cx.llama_date = "26 Jul 2024";
+        }
+    }
     return chat_render(family, &cx, messages, n_messages, add_generation_prompt, buf, cap);
 }

@@ -14,6 +14,8 @@ typedef struct chat_context {
     const char *eos_text;       /* e.g. "</s>" (ends assistant turns) */
     const char *default_system; /* chatml: system message written when none is given */
     const char *zephyr_end;     /* zephyr: end-of-turn text when not the EOS text */
+    const char *llama_date;     /* llama3: Llama 3.1+ templates open with a system header
+                                   carrying this "Today Date" (NULL: plain llama3) */
 } chat_context;
 
 /* The family of a Jinja template text, or NULL. */
