@@ -135,7 +135,7 @@ static void check_gemm(const sov_kernels *k) {
         const sov_type t = weight_types[ti];
         const int64_t n = sov_type_info(t)->block_size == 256 ? 512 : 96;
         const int R = 9, C = 8; /* rows 1..8 and columns 1..7 are used */
-        const size_t ldw = sov_row_size(t, n) + 6; /* odd strides: rows not adjacent */
+        const size_t ldw = sov_row_size(t, n) + 8; /* rows not adjacent (still float aligned) */
         const sov_type at = sov_type_info(t)->act_type;
         const size_t lda = (at == SOV_TYPE_F32 ? (size_t)n * 4 : sov_row_size(at, n)) + 12;
         char *W = calloc((size_t)R, ldw), *A = calloc((size_t)C, lda);
