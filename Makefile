@@ -48,7 +48,8 @@ test-arm: deps-test
 fuzz: deps-test
 	@CC=clang cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSOV_FUZZ=ON -DSOV_TESTS=OFF >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
-	@echo "fuzz targets are in build-fuzz/fuzz/; e.g. build-fuzz/fuzz/fuzz_gguf -max_total_time=60 tests/gguf/corpus"
+	@echo "fuzz targets are in build-fuzz/fuzz/: fuzz_gguf, fuzz_tokenize (seeds: tests/tok/corpus), fuzz_chat;"
+	@echo "e.g. build-fuzz/fuzz/fuzz_gguf -max_total_time=60 build/tests/tmp/gguf_corpus (written by the gguf tests)"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
