@@ -422,7 +422,8 @@ sov_status gguf_open(const char *path, gguf_file **out) {
         close(fd);
         return sov_fail(SOV_ERR_FORMAT, "gguf: '%s' is empty", path);
     }
-    void *base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    /* private: pages a model repacks in place become its own copies; the file never changes */
+    void *base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (base == MAP_FAILED) return sov_fail(SOV_ERR_IO, "cannot map '%s': %s", path, strerror(errno));
     sov_status s = gguf_parse(base, size, out);

@@ -124,3 +124,10 @@ const sov_kernels *sov_kernels_select(void) {
     }
     return best();
 }
+
+bool sov_kernels_prefers_planar(const sov_kernels *k, sov_type type) {
+    /* the scalar table computes planar types too (as the reference), but gains nothing
+     * from them; SIMD tables that have a planar kernel want the repack */
+    const int p = sov_planar_type(type);
+    return p >= 0 && k != &sov_kernels_scalar && k->vec_dot[p] != NULL;
+}

@@ -5,9 +5,11 @@
  * start-up (cpuid on x86, getauxval on Arm), or the one SOV_ISA names
  * (scalar|avx2|avx512|neon); contexts keep a pointer to the table they use.
  *
- * Weight rows are in their file type; the activation row they are multiplied with is
- * first converted to that type's activation format (sov_type_traits.act_type): F32 for
- * float weights, Q8A for the 32-blocks, Q8K for the k-quants. */
+ * Weight rows are in their file type, or in a planar layout the model repacked them to
+ * at load (Q4_0P, Q8_0P) when the table has kernels for it (sov_kernels_prefers_planar);
+ * the activation row they are multiplied with is first converted to that type's
+ * activation format (sov_type_traits.act_type): F32 for float weights, Q8A for the
+ * 32-blocks, Q8K for the k-quants, Q8P for the planar types. */
 #ifndef SOV_KERNELS_H
 #define SOV_KERNELS_H
 
@@ -32,13 +34,16 @@ typedef struct sov_kernels {
     const char *isa; /* "scalar", "avx2", "avx512", "avx512_vnni", "neon", "neon_dotprod" */
 
     /* dot products and tiles by weight type (NULL: type not computable) */
-    sov_vec_dot_fn vec_dot[SOV_TYPE_COUNT];
-    sov_gemm_fn gemm[SOV_TYPE_COUNT];
+    sov_vec_dot_fn vec_dot[SOV_TYPE_MAX];
+    sov_gemm_fn gemm[SOV_TYPE_MAX];
 
     /* activation quantizers: n floats (n a multiple of 32 / 256) into Q8A / Q8K.
      * d = max|x| / 127, q = round-half-even(x * (1 / d)); every ISA gives identical bytes. */
     void (*quantize_q8a)(const float *x, void *y, int64_t n);
     void (*quantize_q8k)(const float *x, void *y, int64_t n);
+    /* Q8P (the planar types' activations): the same int8 values and scales as Q8A, laid
+     * out planar (quant.h); byte-identical across ISAs as well */
+    void (*quantize_q8p)(const float *x, void *y, int64_t n);
 
     /* float ops on rows of n values */
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps); /* y = x / rms(x) * w */
@@ -61,6 +66,10 @@ const sov_kernels *sov_kernels_select(void);
 const sov_kernels *sov_kernels_by_name(const char *isa);
 /* Names of all tables compiled in (available or not), NULL-terminated. */
 const char *const *sov_kernels_names(void);
+
+/* Whether weights of this file type should be repacked to its planar type for this
+ * table (the table has native kernels for the planar type). */
+bool sov_kernels_prefers_planar(const sov_kernels *k, sov_type type);
 
 /* Whether the CPU has AVX-512 VNNI (vpdpbusd), for the avx512 table's own choice. */
 bool sov_cpu_has_avx512_vnni(void);

@@ -97,6 +97,8 @@ GEMM_VIA_DOT(gemm_q8_0, sov_vec_dot_q8_0_scalar)
 GEMM_VIA_DOT(gemm_q4_K, sov_vec_dot_q4_K_scalar)
 GEMM_VIA_DOT(gemm_q5_K, sov_vec_dot_q5_K_scalar)
 GEMM_VIA_DOT(gemm_q6_K, sov_vec_dot_q6_K_scalar)
+GEMM_VIA_DOT(gemm_q4_0p, sov_vec_dot_q4_0p_scalar)
+GEMM_VIA_DOT(gemm_q8_0p, sov_vec_dot_q8_0p_scalar)
 
 const sov_kernels sov_kernels_scalar = {
     .isa = "scalar",
@@ -113,6 +115,8 @@ const sov_kernels sov_kernels_scalar = {
             [SOV_TYPE_Q4_K] = sov_vec_dot_q4_K_scalar,
             [SOV_TYPE_Q5_K] = sov_vec_dot_q5_K_scalar,
             [SOV_TYPE_Q6_K] = sov_vec_dot_q6_K_scalar,
+            [SOV_TYPE_Q4_0P] = sov_vec_dot_q4_0p_scalar,
+            [SOV_TYPE_Q8_0P] = sov_vec_dot_q8_0p_scalar,
         },
     .gemm =
         {
@@ -127,9 +131,12 @@ const sov_kernels sov_kernels_scalar = {
             [SOV_TYPE_Q4_K] = gemm_q4_K,
             [SOV_TYPE_Q5_K] = gemm_q5_K,
             [SOV_TYPE_Q6_K] = gemm_q6_K,
+            [SOV_TYPE_Q4_0P] = gemm_q4_0p,
+            [SOV_TYPE_Q8_0P] = gemm_q8_0p,
         },
     .quantize_q8a = sov_quantize_q8a_scalar,
     .quantize_q8k = sov_quantize_q8k_scalar,
+    .quantize_q8p = sov_quantize_q8p_scalar,
     .rmsnorm = rmsnorm,
     .silu_mul = silu_mul,
     .add = add,

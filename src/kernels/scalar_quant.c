@@ -2,6 +2,7 @@
  * multiplying in float: slow but obviously right (the first reference; integer versions
  * that mirror the SIMD kernels replace these). */
 #include <math.h>
+#include <string.h>
 
 #include "kernels/scalar_quant.h"
 #include "quant/quant.h"
@@ -72,3 +73,53 @@ void sov_quantize_q8k_scalar(const float *x, void *vy, int64_t n) {
         y[i].d = d;
     }
 }
+
+/* ---- planar types against Q8P: per block, the integer sum of products, times both
+ * scales (the same arithmetic as the file layouts, read from planar places) ---- */
+
+static inline float half_at(const uint8_t *p) {
+    sov_half h;
+    memcpy(&h, p, 2);
+    return sov_half_to_f32(h);
+}
+
+static inline float f32_at(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+float sov_vec_dot_q4_0p_scalar(int64_t n, const void *vw, const void *va) {
+    const int64_t nb = n / QK;
+    const uint8_t *w = vw, *a = va;
+    const int8_t *aq = (const int8_t *)(a + 8 * nb);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *qs = w + 2 * nb + 16 * i;
+        int s = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            s += ((qs[j] & 0xF) - 8) * aq[sov_q8p_index(i, j, nb)];
+            s += ((qs[j] >> 4) - 8) * aq[sov_q8p_index(i, j + QK / 2, nb)];
+        }
+        sum += half_at(w + 2 * i) * f32_at(a + 4 * i) * (float)s;
+    }
+    return sum;
+}
+
+float sov_vec_dot_q8_0p_scalar(int64_t n, const void *vw, const void *va) {
+    const int64_t nb = n / QK;
+    const uint8_t *w = vw, *a = va;
+    const int8_t *wq = (const int8_t *)(w + 2 * nb), *aq = (const int8_t *)(a + 8 * nb);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int s = 0;
+        for (int j = 0; j < QK; j++) {
+            const size_t k = sov_q8p_index(i, j, nb);
+            s += wq[k] * aq[k];
+        }
+        sum += half_at(w + 2 * i) * f32_at(a + 4 * i) * (float)s;
+    }
+    return sum;
+}
+
+void sov_quantize_q8p_scalar(const float *x, void *y, int64_t n) { sov_quantize_q8p_ref(x, y, n); }

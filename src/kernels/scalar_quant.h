@@ -14,7 +14,11 @@ float sov_vec_dot_q4_K_scalar(int64_t n, const void *w, const void *a);
 float sov_vec_dot_q5_K_scalar(int64_t n, const void *w, const void *a);
 float sov_vec_dot_q6_K_scalar(int64_t n, const void *w, const void *a);
 
+float sov_vec_dot_q4_0p_scalar(int64_t n, const void *w, const void *a);
+float sov_vec_dot_q8_0p_scalar(int64_t n, const void *w, const void *a);
+
 void sov_quantize_q8a_scalar(const float *x, void *y, int64_t n);
+void sov_quantize_q8p_scalar(const float *x, void *y, int64_t n);
 void sov_quantize_q8k_scalar(const float *x, void *y, int64_t n);
 
 #endif

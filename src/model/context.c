@@ -93,13 +93,14 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     c->rope = alloc_floats(T * (size_t)hp->n_rot, &oom);
     c->act_q8a = malloc(T * sov_row_size(SOV_TYPE_Q8A, (int64_t)((maxK + 255) / 256 * 256)));
     c->act_q8k = malloc(T * sov_row_size(SOV_TYPE_Q8K, (int64_t)((maxK + 255) / 256 * 256)));
+    c->act_q8p = malloc(T * sov_row_size(SOV_TYPE_Q8P, (int64_t)((maxK + 255) / 256 * 256)));
     c->scores_stride = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)p.n_ctx;
     c->scores = alloc_floats((size_t)p.n_threads * c->scores_stride, &oom);
     c->tok_pos = malloc(T * sizeof *c->tok_pos);
     c->tok_blocks = malloc(T * sizeof *c->tok_blocks);
     c->out_rows = malloc(T * sizeof *c->out_rows);
     c->seq_next = malloc((size_t)p.n_seq_max * sizeof *c->seq_next);
-    if (oom || !c->seq_next || !c->seqs || !c->act_q8a || !c->act_q8k || !c->tok_pos || !c->tok_blocks || !c->out_rows) {
+    if (oom || !c->seq_next || !c->seqs || !c->act_q8a || !c->act_q8k || !c->act_q8p || !c->tok_pos || !c->tok_blocks || !c->out_rows) {
         sov_context_free(c);
         return sov_fail(SOV_ERR_NOMEM, "context: out of memory for a batch of %d tokens", p.n_batch);
     }
@@ -132,6 +133,7 @@ void sov_context_free(sov_context *c) {
     free(c->rope);
     free(c->act_q8a);
     free(c->act_q8k);
+    free(c->act_q8p);
     free(c->scores);
     free(c->tok_pos);
     free(c->tok_blocks);

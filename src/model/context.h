@@ -34,6 +34,7 @@ struct sov_context {
     float *rope;            /* (T, n_rot) cos, sin pairs of each token's position */
     void *act_q8a;          /* (T, max K) activations quantized to Q8A */
     void *act_q8k;          /* (T, max K) activations quantized to Q8K */
+    void *act_q8p;          /* (T, max K) activations quantized to Q8P (planar weights) */
     float *scores;          /* [n_threads] x (H/Hkv, n_ctx) attention scores */
     size_t scores_stride;   /* floats per thread in scores */
     float yarn_corr[2];     /* YaRN correction dimensions */

@@ -15,6 +15,7 @@
 
 #include "core/status.h"
 #include "core/util.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "tok/tok.h"
@@ -265,6 +266,46 @@ static void summarise(sov_model *m) {
 
 sov_model_params sov_model_default_params(void) { return (sov_model_params){0}; }
 
+/* Rewrites a weight's rows into the planar layout its kernels read fastest, in place in
+ * the private mapping (the touched pages become the process's own; the file is
+ * untouched). The weight keeps its size, so memory stays within the file's. */
+static sov_status repack_weight(sov_model *m, sov_weight *w) {
+    const int pt = sov_planar_type((sov_type)w->type);
+    if (pt < 0) return SOV_OK;
+    const size_t bytes = w->row_bytes * (size_t)w->n_rows;
+    const uintptr_t page = 4096, lo = (uintptr_t)w->data & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)w->data + bytes + page - 1) & ~(page - 1);
+    if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0)
+        return sov_fail(SOV_ERR_NOMEM, "model: cannot make '%s' writable to repack it", w->name);
+    for (int64_t r = 0; r < w->n_rows; r++) {
+        if (!sov_repack_row_planar((sov_type)w->type, (char *)w->data + (size_t)r * w->row_bytes, w->n_cols))
+            return sov_fail(SOV_ERR_NOMEM, "model: out of memory repacking '%s'", w->name);
+    }
+    mprotect((void *)lo, hi - lo, PROT_READ);
+    const uint32_t from = w->type;
+    w->type = (uint32_t)pt;
+    if (m->tok_embd.data == w->data && m->tok_embd.type == from) m->tok_embd.type = (uint32_t)pt; /* tied */
+    return SOV_OK;
+}
+
+static sov_status repack_weights(sov_model *m, const sov_model_params *p) {
+    const sov_kernels *k = sov_kernels_select();
+    sov_weight *list[8];
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        sov_layer *L = &m->layers[il];
+        sov_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < SOV_ARRAY_LEN(ws); i++) {
+            if (!sov_kernels_prefers_planar(k, (sov_type)ws[i]->type)) continue;
+            sov_status st = repack_weight(m, ws[i]);
+            if (st) return st;
+        }
+        if (p->progress) p->progress(0.99f * (float)(il + 1) / (float)m->hp.n_layer, p->progress_user);
+    }
+    list[0] = &m->output;
+    if (sov_kernels_prefers_planar(k, (sov_type)m->output.type)) return repack_weight(m, list[0]);
+    return SOV_OK;
+}
+
 /* Reads every weight page once (for steady first-token latency), reporting progress. */
 static void prefault(const sov_model *m, const sov_model_params *p) {
     const uint8_t *base = m->file->base + m->file->data_offset;
@@ -303,7 +344,12 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
         madvise((void *)((uintptr_t)m->file->base & ~(uintptr_t)4095), m->file->size, MADV_WILLNEED);
     }
     if (params->prefault) prefault(m, params);
-    else if (params->progress) params->progress(1.0f, params->progress_user);
+    sov_status rs = repack_weights(m, params);
+    if (rs) {
+        sov_model_free(m);
+        return rs;
+    }
+    if (params->progress) params->progress(1.0f, params->progress_user);
     *out = m;
     return SOV_OK;
 }

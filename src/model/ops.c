@@ -29,7 +29,7 @@ void op_rmsnorm(const op_thread *t, float *y, const float *x, const float *w, in
 }
 
 static void *act_buffer(const sov_context *c, sov_type at) {
-    return at == SOV_TYPE_Q8A ? c->act_q8a : c->act_q8k;
+    return at == SOV_TYPE_Q8A ? c->act_q8a : at == SOV_TYPE_Q8P ? c->act_q8p : c->act_q8k;
 }
 
 void op_matmuls(const op_thread *t, const float *x, int T, const op_matmul *mm, int n_mm) {
@@ -38,18 +38,20 @@ void op_matmuls(const op_thread *t, const float *x, int T, const op_matmul *mm, 
     const int64_t K = mm[0].w->n_cols;
 
     /* 1. quantize x once per activation format the products need */
-    bool need[2] = {false, false};
+    bool need_a = false, need_k = false, need_p = false;
     for (int i = 0; i < n_mm; i++) {
         const sov_type at = sov_type_info(mm[i].w->type)->act_type;
-        if (at == SOV_TYPE_Q8A) need[0] = true;
-        if (at == SOV_TYPE_Q8K) need[1] = true;
+        need_a |= at == SOV_TYPE_Q8A;
+        need_k |= at == SOV_TYPE_Q8K;
+        need_p |= at == SOV_TYPE_Q8P;
     }
-    if (need[0] || need[1]) {
+    if (need_a || need_k || need_p) {
         long b, e;
         split(T, 1, t, &b, &e);
         for (long i = b; i < e; i++) {
-            if (need[0]) k->quantize_q8a(x + i * K, (char *)c->act_q8a + i * sov_row_size(SOV_TYPE_Q8A, K), K);
-            if (need[1]) k->quantize_q8k(x + i * K, (char *)c->act_q8k + i * sov_row_size(SOV_TYPE_Q8K, K), K);
+            if (need_a) k->quantize_q8a(x + i * K, (char *)c->act_q8a + i * sov_row_size(SOV_TYPE_Q8A, K), K);
+            if (need_k) k->quantize_q8k(x + i * K, (char *)c->act_q8k + i * sov_row_size(SOV_TYPE_Q8K, K), K);
+            if (need_p) k->quantize_q8p(x + i * K, (char *)c->act_q8p + i * sov_row_size(SOV_TYPE_Q8P, K), K);
         }
         barrier(t);
     }

@@ -152,6 +152,9 @@ void sov_dequantize_row(sov_type type, const void *src, float *dst, int64_t n) {
     case SOV_TYPE_Q6_K: deq_q6_K(src, dst, n / QK_K); break;
     case SOV_TYPE_Q8A: deq_q8a(src, dst, n / QK); break;
     case SOV_TYPE_Q8K: deq_q8k(src, dst, n / QK_K); break;
+    case SOV_TYPE_Q4_0P:
+    case SOV_TYPE_Q8_0P:
+    case SOV_TYPE_Q8P: sov_dequantize_planar(type, src, dst, n); break;
     default: memset(dst, 0, (size_t)n * sizeof(float)); break; /* callers check supported */
     }
 }

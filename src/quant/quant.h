@@ -53,9 +53,13 @@ typedef enum sov_type {
     SOV_TYPE_Q1_0 = 41,
     SOV_TYPE_Q2_0 = 42,
     SOV_TYPE_COUNT = 43, /* ids below this may be valid; sov_type_traits says which */
-    /* sov's own activation formats (never in files) */
-    SOV_TYPE_Q8A = 64,
-    SOV_TYPE_Q8K = 65,
+    /* sov's own formats (never in files) */
+    SOV_TYPE_Q8A = 64,   /* activations for the 32-blocks */
+    SOV_TYPE_Q8K = 65,   /* activations for the k-quants */
+    SOV_TYPE_Q4_0P = 66, /* q4_0 rows repacked planar (see below) */
+    SOV_TYPE_Q8_0P = 67, /* q8_0 rows repacked planar */
+    SOV_TYPE_Q8P = 68,   /* activations for the planar types */
+    SOV_TYPE_MAX = 69,   /* bound of every type id, for tables */
 } sov_type;
 
 typedef struct sov_type_traits {
@@ -88,6 +92,24 @@ typedef struct { sov_half d; int8_t qs[QK]; } block_q8_0;
 typedef struct { sov_half d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
 typedef struct { sov_half d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; sov_half d; } block_q6_K;
+
+/* The planar layouts keep a row's bytes but regroup them so SIMD kernels read whole
+ * vectors: all block scales first, then all quants, with the quants of blocks 2k and
+ * 2k+1 interleaved by halves (for q8 data: 64 bytes = [2k: 0-15][2k+1: 0-15]
+ * [2k: 16-31][2k+1: 16-31]; for q4 data the 16 bytes of each block stay as they are,
+ * which in a 32-byte load already gives the same pairing once split into nibbles).
+ * A trailing odd block keeps its natural order.
+ *   Q4_0P row of nb blocks: [nb x f16 d][nb x 16 nibble bytes]         (18 nb bytes)
+ *   Q8_0P row:              [nb x f16 d][nb x 32 int8, pair-interleaved] (34 nb bytes)
+ *   Q8P row (activations):  [nb x f32 d][nb x f32 sum of the block's int8]
+ *                           [nb x 32 int8, pair-interleaved]            (40 nb bytes) */
+
+/* Byte offset, inside a pair-interleaved quant area, of value j (0..31) of block i. */
+static inline size_t sov_q8p_index(int64_t i, int j, int64_t nb) {
+    if ((i | 1) >= nb) return (size_t)(32 * i + j); /* a trailing odd block: natural order */
+    const size_t base = (size_t)(64 * (i >> 1));
+    return base + (size_t)((j >> 4) * 32 + (i & 1) * 16 + (j & 15));
+}
 
 /* Q8A: 32 activations as int8 with a float scale d; s = d * sum(qs) (for the offset and
  * min terms of q4_0/q4_1/q5_0/q5_1 dot products). */
@@ -125,7 +147,18 @@ static inline void sov_k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t
 void sov_dequantize_row(sov_type type, const void *src, float *dst, int64_t n);
 
 /* Scalar reference quantizer: n floats into a row of `type` (every supported type,
- * Q8A and Q8K included). Returns false for a type it cannot produce. */
+ * Q8A, Q8K and the planar types included). Returns false for a type it cannot produce. */
 bool sov_quantize_row(sov_type type, const float *src, void *dst, int64_t n);
+
+/* Dequantizes a row of a planar type (Q4_0P, Q8_0P, Q8P); sov_dequantize_row calls it. */
+void sov_dequantize_planar(sov_type type, const void *row, float *y, int64_t n);
+/* The reference Q8P activation quantizer. */
+void sov_quantize_q8p_ref(const float *x, void *y, int64_t n);
+
+/* The planar type a file type can be repacked to (SOV_TYPE_Q4_0P for Q4_0, ...), or -1. */
+int sov_planar_type(sov_type type);
+/* Rewrites one row of n values from its file layout to its planar layout, in place
+ * (the row keeps its size). False only when out of memory. */
+bool sov_repack_row_planar(sov_type type, void *row, int64_t n);
 
 #endif

@@ -348,6 +348,12 @@ bool sov_quantize_row(sov_type type, const float *src, void *dst, int64_t n) {
     case SOV_TYPE_Q6_K: q6_K(src, dst, n / QK_K); return true;
     case SOV_TYPE_Q8A: sov_quantize_q8a_scalar(src, dst, n); return true;
     case SOV_TYPE_Q8K: sov_quantize_q8k_scalar(src, dst, n); return true;
+    case SOV_TYPE_Q8P: sov_quantize_q8p_ref(src, dst, n); return true;
+    case SOV_TYPE_Q4_0P:
+    case SOV_TYPE_Q8_0P: {
+        const sov_type file = type == SOV_TYPE_Q4_0P ? SOV_TYPE_Q4_0 : SOV_TYPE_Q8_0;
+        return sov_quantize_row(file, src, dst, n) && sov_repack_row_planar(file, dst, n);
+    }
     default: return false;
     }
 }

@@ -48,12 +48,16 @@ static const sov_type_traits traits[SOV_TYPE_COUNT] = {
     T(SOV_TYPE_Q2_0, "Q2_0", 64, 18, false, SOV_TYPE_Q8A),
 };
 
-static const sov_type_traits q8a_traits = {"Q8A", 32, 40, true, SOV_TYPE_Q8A};
-static const sov_type_traits q8k_traits = {"Q8K", 256, 292, true, SOV_TYPE_Q8K};
+static const sov_type_traits own_traits[] = {
+    [SOV_TYPE_Q8A - SOV_TYPE_Q8A] = {"Q8A", 32, 40, true, SOV_TYPE_Q8A},
+    [SOV_TYPE_Q8K - SOV_TYPE_Q8A] = {"Q8K", 256, 292, true, SOV_TYPE_Q8K},
+    [SOV_TYPE_Q4_0P - SOV_TYPE_Q8A] = {"Q4_0P", 32, 18, true, SOV_TYPE_Q8P},
+    [SOV_TYPE_Q8_0P - SOV_TYPE_Q8A] = {"Q8_0P", 32, 34, true, SOV_TYPE_Q8P},
+    [SOV_TYPE_Q8P - SOV_TYPE_Q8A] = {"Q8P", 32, 40, true, SOV_TYPE_Q8P},
+};
 
 const sov_type_traits *sov_type_info(uint32_t type) {
-    if (type == SOV_TYPE_Q8A) return &q8a_traits;
-    if (type == SOV_TYPE_Q8K) return &q8k_traits;
+    if (type >= SOV_TYPE_Q8A && type < SOV_TYPE_MAX) return &own_traits[type - SOV_TYPE_Q8A];
     if (type >= SOV_TYPE_COUNT || !traits[type].name) return NULL;
     return &traits[type];
 }

@@ -17,7 +17,8 @@
 
 static const sov_type weight_types[] = {SOV_TYPE_F32,  SOV_TYPE_F16,  SOV_TYPE_BF16, SOV_TYPE_Q4_0,
                                         SOV_TYPE_Q4_1, SOV_TYPE_Q5_0, SOV_TYPE_Q5_1, SOV_TYPE_Q8_0,
-                                        SOV_TYPE_Q4_K, SOV_TYPE_Q5_K, SOV_TYPE_Q6_K};
+                                        SOV_TYPE_Q4_K, SOV_TYPE_Q5_K, SOV_TYPE_Q6_K, SOV_TYPE_Q4_0P,
+                                        SOV_TYPE_Q8_0P};
 
 static test_rng rng = {0x5eed};
 
@@ -45,6 +46,7 @@ static void *activation(const sov_kernels *k, sov_type t, const float *x, int64_
     }
     void *a = malloc(sov_row_size(at, n) + 64);
     if (at == SOV_TYPE_Q8A) k->quantize_q8a(x, a, n);
+    else if (at == SOV_TYPE_Q8P) k->quantize_q8p(x, a, n);
     else k->quantize_q8k(x, a, n);
     return a;
 }

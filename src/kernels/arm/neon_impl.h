@@ -467,6 +467,7 @@ static void NAME(softmax)(float *x, int64_t n) {
                  [SOV_TYPE_Q4_K] = NAME(gemm_q4_K), [SOV_TYPE_Q5_K] = NAME(gemm_q5_K),           \
                  [SOV_TYPE_Q6_K] = NAME(gemm_q6_K)},                                             \
         .quantize_q8a = NAME(quantize_q8a), .quantize_q8k = NAME(quantize_q8k),                  \
+        .quantize_q8p = sov_quantize_q8p_ref,                                                    \
         .rmsnorm = NAME(rmsnorm), .silu_mul = NAME(silu_mul), .add = NAME(add),                  \
         .scale = NAME(scale), .dot_f32 = NAME(dot_f32), .dot_f16 = NAME(dot_f16),                \
         .axpy_f32 = NAME(axpy_f32), .axpy_f16 = NAME(axpy_f16), .f32_to_f16 = NAME(f32_to_f16),  \

@@ -224,6 +224,162 @@ static float dot_q5_1(int64_t n, const void *vw, const void *va) {
     return hsum_ps(acc) + mins;
 }
 
+/* ---- planar q4_0 / q8_0 against Q8P ----
+ * Layouts in quant.h. A 32-byte load of q4_0P nibbles covers blocks 2k and 2k+1; split
+ * into low and high nibbles it lines up with the two 32-byte halves of the Q8P pair, so
+ * one maddubs per half and one madd give both blocks' sums (lanes 0-3 and 4-7). Scales
+ * are loaded 8 blocks at a time and spread to the pair's lanes with one permute. The -8
+ * of q4_0 is applied once per row: sum_i dw_i da_i (8 sum_i q_a). Every (r, c) of a
+ * tile runs the instructions of the 1 x 1 case on its own accumulators. */
+
+static inline __m256i pair_idx(int j) {
+    return _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1);
+}
+
+/* one leftover block (outside the groups of 8) of q4_0P x Q8P, in integers */
+static inline float q4_0p_block(const uint8_t *w, const uint8_t *a, int64_t i, int64_t nb) {
+    const uint8_t *qs = w + 2 * nb + 16 * i;
+    const int8_t *aq = (const int8_t *)(a + 8 * nb);
+    int s = 0;
+    for (int j = 0; j < 16; j++) {
+        s += ((qs[j] & 0xF) - 8) * aq[sov_q8p_index(i, j, nb)];
+        s += ((qs[j] >> 4) - 8) * aq[sov_q8p_index(i, j + 16, nb)];
+    }
+    uint16_t hd;
+    float da;
+    memcpy(&hd, w + 2 * i, 2);
+    memcpy(&da, a + 4 * i, 4);
+    return h2f(hd) * da * (float)s;
+}
+
+static inline float q8_0p_block(const uint8_t *w, const uint8_t *a, int64_t i, int64_t nb) {
+    const int8_t *wq = (const int8_t *)(w + 2 * nb), *aq = (const int8_t *)(a + 8 * nb);
+    int s = 0;
+    for (int j = 0; j < 32; j++) {
+        const size_t k = sov_q8p_index(i, j, nb);
+        s += wq[k] * aq[k];
+    }
+    uint16_t hd;
+    float da;
+    memcpy(&hd, w + 2 * i, 2);
+    memcpy(&da, a + 4 * i, 4);
+    return h2f(hd) * da * (float)s;
+}
+
+#define PLANAR_TILE(T, R, C, PAIR_PRODUCT, OFFSET)                                                        \
+    static inline void tile_##T##_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,       \
+                                            size_t lda, float *y, size_t ldy) {                          \
+        enum { NC = C }; /* the column count, for the product macros */                                  \
+        __m256 acc[R][C];                                                                                \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(); \
+        const int64_t ng = nb / 8 * 8; /* blocks in whole groups of 8 */                                 \
+        for (int64_t i = 0; i < ng; i += 8) {                                                            \
+            __m256 dw[R], da[C];                                                                         \
+            UNROLL for (int r = 0; r < R; r++) dw[r] = _mm256_cvtph_ps(                                  \
+                _mm_loadu_si128((const __m128i *)(wb + (size_t)r * ldw + 2 * i)));                       \
+            UNROLL for (int c = 0; c < C; c++) da[c] = _mm256_loadu_ps((const float *)(ab + (size_t)c * lda) + i); \
+            UNROLL for (int j = 0; j < 4; j++) {                                                         \
+                const __m256i idx = pair_idx(j);                                                         \
+                __m256i ylo[C], yhi[C];                                                                  \
+                __m256 sa[C];                                                                            \
+                UNROLL for (int c = 0; c < C; c++) {                                                     \
+                    const char *q8 = ab + (size_t)c * lda + 8 * nb + 32 * (i + 2 * j);                   \
+                    ylo[c] = _mm256_loadu_si256((const __m256i *)q8);                                    \
+                    yhi[c] = _mm256_loadu_si256((const __m256i *)(q8 + 32));                             \
+                    sa[c] = _mm256_permutevar8x32_ps(da[c], idx);                                        \
+                }                                                                                        \
+                UNROLL for (int r = 0; r < R; r++) {                                                     \
+                    const __m256 sw = _mm256_permutevar8x32_ps(dw[r], idx);                              \
+                    const char *wq = wb + (size_t)r * ldw + 2 * nb;                                      \
+                    PAIR_PRODUCT                                                                         \
+                }                                                                                        \
+            }                                                                                            \
+        }                                                                                                \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {                          \
+            const uint8_t *w = (const uint8_t *)(wb + (size_t)r * ldw), *a = (const uint8_t *)(ab + (size_t)c * lda); \
+            float v = hsum_ps(acc[r][c]);                                                                \
+            OFFSET                                                                                       \
+            for (int64_t i = ng; i < nb; i++) v += T##_block(w, a, i, nb);                               \
+            y[(size_t)c * ldy + (size_t)r] = v;                                                          \
+        }                                                                                                \
+    }
+
+/* q4_0P: nibbles of blocks 2k, 2k+1 in one load */
+#define Q4P_PRODUCT                                                                                      \
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 16 * (i + 2 * j)));                      \
+    const __m256i lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));                                      \
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f));                \
+    UNROLL for (int c = 0; c < NC; c++) {                                                                \
+        const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo[c]), _mm256_maddubs_epi16(hi, yhi[c])); \
+        const __m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));                                  \
+        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(sw, sa[c]), acc[r][c]);         \
+    }
+
+/* the -8 of the whole-group blocks: dw da (8 sum q_a), 8 blocks per step */
+#define Q4P_OFFSET                                                                                       \
+    {                                                                                                    \
+        __m256 corr = _mm256_setzero_ps();                                                               \
+        for (int64_t i = 0; i < ng; i += 8) {                                                            \
+            const __m256 s = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i))), \
+                                           _mm256_loadu_ps((const float *)a + i));                       \
+            corr = _mm256_fmadd_ps(s, _mm256_loadu_ps((const float *)a + nb + i), corr);                 \
+        }                                                                                                \
+        v -= 8.0f * hsum_ps(corr);                                                                       \
+    }
+
+/* q8_0P: the weight pair is laid out like the activations' */
+#define Q8P_PRODUCT                                                                                      \
+    const __m256i wlo = _mm256_loadu_si256((const __m256i *)(wq + 32 * (i + 2 * j)));                     \
+    const __m256i whi = _mm256_loadu_si256((const __m256i *)(wq + 32 * (i + 2 * j) + 32));                \
+    const __m256i alo = _mm256_sign_epi8(wlo, wlo), ahi = _mm256_sign_epi8(whi, whi);                     \
+    UNROLL for (int c = 0; c < NC; c++) {                                                                \
+        const __m256i p = _mm256_add_epi32(                                                              \
+            _mm256_madd_epi16(_mm256_maddubs_epi16(alo, _mm256_sign_epi8(ylo[c], wlo)), _mm256_set1_epi16(1)), \
+            _mm256_madd_epi16(_mm256_maddubs_epi16(ahi, _mm256_sign_epi8(yhi[c], whi)), _mm256_set1_epi16(1))); \
+        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(sw, sa[c]), acc[r][c]);         \
+    }
+
+PLANAR_TILE(q4_0p, 1, 1, Q4P_PRODUCT, Q4P_OFFSET)
+PLANAR_TILE(q4_0p, 1, 2, Q4P_PRODUCT, Q4P_OFFSET)
+PLANAR_TILE(q4_0p, 4, 2, Q4P_PRODUCT, Q4P_OFFSET)
+PLANAR_TILE(q8_0p, 1, 1, Q8P_PRODUCT, )
+PLANAR_TILE(q8_0p, 1, 2, Q8P_PRODUCT, )
+PLANAR_TILE(q8_0p, 4, 2, Q8P_PRODUCT, )
+
+/* nb counts 32-blocks for every tiled type */
+#define TILED_GEMM_P(name, T)                                                                            \
+    static void name(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc,  \
+                     float *y, size_t ldy) {                                                             \
+        const int64_t nb = n / QK;                                                                       \
+        const char *w = vw, *a = va;                                                                     \
+        int c = 0;                                                                                       \
+        for (; c + 2 <= nc; c += 2) {                                                                    \
+            int r = 0;                                                                                   \
+            for (; r + 4 <= nr; r += 4)                                                                  \
+                tile_##T##_4x2(nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
+            for (; r < nr; r++)                                                                          \
+                tile_##T##_1x2(nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
+        }                                                                                                \
+        for (; c < nc; c++)                                                                              \
+            for (int r = 0; r < nr; r++)                                                                 \
+                tile_##T##_1x1(nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
+    }
+
+TILED_GEMM_P(gemm_q4_0p, q4_0p)
+TILED_GEMM_P(gemm_q8_0p, q8_0p)
+
+static float dot_q4_0p(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_q4_0p_1x1(n / QK, w, 0, a, 0, &y, 1);
+    return y;
+}
+
+static float dot_q8_0p(int64_t n, const void *w, const void *a) {
+    float y;
+    tile_q8_0p_1x1(n / QK, w, 0, a, 0, &y, 1);
+    return y;
+}
+
 /* ---- k-quants against Q8K ---- */
 
 static float dot_q4_K(int64_t n, const void *vw, const void *va) {
@@ -470,6 +626,31 @@ static void quantize_q8k(const float *x, void *vy, int64_t n) {
     }
 }
 
+static void quantize_q8p(const float *x, void *vy, int64_t n) {
+    const int64_t nb = n / QK;
+    uint8_t *p = vy;
+    float *d = (float *)p, *sums = (float *)(p + 4 * nb);
+    int8_t *qs = (int8_t *)(p + 8 * nb);
+    for (int64_t i = 0; i < nb; i += 2, x += 2 * QK) {
+        const int nblk = i + 1 < nb ? 2 : 1;
+        __m256i q[2];
+        for (int b = 0; b < nblk; b++) {
+            const float dd = block_amax(x + QK * b, QK) / 127.0f;
+            const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+            q[b] = round_pack32(x + QK * b, _mm256_set1_ps(id));
+            const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q[b]);
+            d[i + b] = dd;
+            sums[i + b] = (float)hsum_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+        }
+        if (nblk == 2) { /* [2k: 0-15][2k+1: 0-15][2k: 16-31][2k+1: 16-31] */
+            _mm256_storeu_si256((__m256i *)(qs + 32 * i), _mm256_permute2x128_si256(q[0], q[1], 0x20));
+            _mm256_storeu_si256((__m256i *)(qs + 32 * i + 32), _mm256_permute2x128_si256(q[0], q[1], 0x31));
+        } else {
+            _mm256_storeu_si256((__m256i *)(qs + 32 * i), q[0]);
+        }
+    }
+}
+
 /* ---- float ops ---- */
 
 /* e^x for 8 floats: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n through
@@ -600,6 +781,8 @@ const sov_kernels sov_kernels_avx2 = {
             [SOV_TYPE_Q4_K] = dot_q4_K,
             [SOV_TYPE_Q5_K] = dot_q5_K,
             [SOV_TYPE_Q6_K] = dot_q6_K,
+            [SOV_TYPE_Q4_0P] = dot_q4_0p,
+            [SOV_TYPE_Q8_0P] = dot_q8_0p,
         },
     .gemm =
         {
@@ -614,9 +797,12 @@ const sov_kernels sov_kernels_avx2 = {
             [SOV_TYPE_Q4_K] = gemm_q4_K,
             [SOV_TYPE_Q5_K] = gemm_q5_K,
             [SOV_TYPE_Q6_K] = gemm_q6_K,
+            [SOV_TYPE_Q4_0P] = gemm_q4_0p,
+            [SOV_TYPE_Q8_0P] = gemm_q8_0p,
         },
     .quantize_q8a = quantize_q8a,
     .quantize_q8k = quantize_q8k,
+    .quantize_q8p = quantize_q8p,
     .rmsnorm = rmsnorm,
     .silu_mul = silu_mul,
     .add = add,
