@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "core/status.h"
+#include "core/threadpool.h"
 #include "core/util.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
@@ -266,44 +267,93 @@ static void summarise(sov_model *m) {
 
 sov_model_params sov_model_default_params(void) { return (sov_model_params){0}; }
 
-/* Rewrites a weight's rows into the planar layout its kernels read fastest, in place in
- * the private mapping (the touched pages become the process's own; the file is
- * untouched). The weight keeps its size, so memory stays within the file's. */
-static sov_status repack_weight(sov_model *m, sov_weight *w) {
-    const int pt = sov_planar_type((sov_type)w->type);
-    if (pt < 0) return SOV_OK;
-    const size_t bytes = w->row_bytes * (size_t)w->n_rows;
-    const uintptr_t page = 4096, lo = (uintptr_t)w->data & ~(page - 1);
-    const uintptr_t hi = ((uintptr_t)w->data + bytes + page - 1) & ~(page - 1);
-    if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0)
-        return sov_fail(SOV_ERR_NOMEM, "model: cannot make '%s' writable to repack it", w->name);
-    for (int64_t r = 0; r < w->n_rows; r++) {
-        if (!sov_repack_row_planar((sov_type)w->type, (char *)w->data + (size_t)r * w->row_bytes, w->n_cols))
-            return sov_fail(SOV_ERR_NOMEM, "model: out of memory repacking '%s'", w->name);
+/* Repacking: weights whose kernels read a planar layout faster (sov_kernels_prefers_planar)
+ * are rewritten at load into one anonymous region (transparent huge pages where the
+ * kernel offers them), in parallel, and the file pages they came from are released, so
+ * resident memory stays about the file's size and the process pays no copy-on-write
+ * fault per page. */
+typedef struct repack_job {
+    sov_weight **w;
+    size_t n;
+    uint8_t **dst; /* destination of each weight */
+} repack_job;
+
+static void repack_thread(void *arg, int ith, int nth) {
+    const repack_job *j = arg;
+    for (size_t i = 0; i < j->n; i++) {
+        const sov_weight *w = j->w[i];
+        long b, e;
+        sov_split_range(w->n_rows, 1, ith, nth, &b, &e);
+        for (long r = b; r < e; r++)
+            sov_repack_row_planar_to((sov_type)w->type, (const char *)w->data + (size_t)r * w->row_bytes,
+                                     j->dst[i] + (size_t)r * w->row_bytes, w->n_cols);
     }
-    mprotect((void *)lo, hi - lo, PROT_READ);
-    const uint32_t from = w->type;
-    w->type = (uint32_t)pt;
-    if (m->tok_embd.data == w->data && m->tok_embd.type == from) m->tok_embd.type = (uint32_t)pt; /* tied */
-    return SOV_OK;
 }
 
 static sov_status repack_weights(sov_model *m, const sov_model_params *p) {
     const sov_kernels *k = sov_kernels_select();
-    sov_weight *list[8];
+    const size_t n_max = (size_t)m->hp.n_layer * 7 + 1;
+    sov_weight **list = calloc(n_max, sizeof *list);
+    uint8_t **dst = calloc(n_max, sizeof *dst);
+    if (!list || !dst) {
+        free(list);
+        free(dst);
+        return sov_fail(SOV_ERR_NOMEM, "model: out of memory");
+    }
+    size_t n = 0, total = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         sov_layer *L = &m->layers[il];
         sov_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < SOV_ARRAY_LEN(ws); i++) {
-            if (!sov_kernels_prefers_planar(k, (sov_type)ws[i]->type)) continue;
-            sov_status st = repack_weight(m, ws[i]);
-            if (st) return st;
-        }
-        if (p->progress) p->progress(0.99f * (float)(il + 1) / (float)m->hp.n_layer, p->progress_user);
+        for (size_t i = 0; i < SOV_ARRAY_LEN(ws); i++)
+            if (sov_kernels_prefers_planar(k, (sov_type)ws[i]->type)) list[n++] = ws[i];
     }
-    list[0] = &m->output;
-    if (sov_kernels_prefers_planar(k, (sov_type)m->output.type)) return repack_weight(m, list[0]);
-    return SOV_OK;
+    if (sov_kernels_prefers_planar(k, (sov_type)m->output.type)) list[n++] = &m->output;
+    for (size_t i = 0; i < n; i++) total += (list[i]->row_bytes * (size_t)list[i]->n_rows + 63) & ~(size_t)63;
+    sov_status st = SOV_OK;
+    if (n > 0) {
+        const size_t huge = (size_t)2 << 20;
+        const size_t map = total + huge;
+        uint8_t *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (raw == MAP_FAILED) {
+            st = sov_fail(SOV_ERR_NOMEM, "model: cannot map %zu bytes for repacked weights", total);
+        } else {
+            m->repacked = raw;
+            m->repacked_bytes = map;
+            uint8_t *base = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+            madvise(base, total, MADV_HUGEPAGE);
+            size_t at = 0;
+            for (size_t i = 0; i < n; i++) {
+                dst[i] = base + at;
+                at += (list[i]->row_bytes * (size_t)list[i]->n_rows + 63) & ~(size_t)63;
+            }
+            sov_pool *pool = NULL;
+            if (sov_pool_new(sov_physical_cores(), &pool) != SOV_OK) pool = NULL;
+            /* a layer's worth at a time, so that progress can be shown and the file pages
+             * released as we go */
+            for (size_t i = 0; i < n;) {
+                size_t j = i + 1;
+                while (j < n && j - i < 7) j++;
+                repack_job job = {list + i, j - i, dst + i};
+                sov_pool_run(pool, repack_thread, &job, 0);
+                for (size_t q = i; q < j; q++) {
+                    sov_weight *w = list[q];
+                    const uintptr_t pg = 4096, lo = ((uintptr_t)w->data + pg - 1) & ~(pg - 1);
+                    const uintptr_t hi = ((uintptr_t)w->data + w->row_bytes * (size_t)w->n_rows) & ~(pg - 1);
+                    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* the file copy is not needed */
+                    const bool tied = m->tok_embd.data == w->data && m->tok_embd.type == w->type;
+                    w->type = (uint32_t)sov_planar_type((sov_type)w->type);
+                    w->data = dst[q];
+                    if (tied) m->tok_embd = *w;
+                }
+                i = j;
+                if (p->progress) p->progress(0.99f * (float)i / (float)n, p->progress_user);
+            }
+            sov_pool_free(pool);
+        }
+    }
+    free(list);
+    free(dst);
+    return st;
 }
 
 /* Reads every weight page once (for steady first-token latency), reporting progress. */
@@ -357,6 +407,7 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
 void sov_model_free(sov_model *m) {
     if (!m) return;
     sov_vocab_free(m->vocab);
+    if (m->repacked) munmap(m->repacked, m->repacked_bytes);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);

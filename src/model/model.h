@@ -81,6 +81,8 @@ struct sov_model {
     uint64_t n_params, weight_bytes;
     void **owned;              /* float copies of small vectors stored as F16/BF16 */
     size_t n_owned;
+    void *repacked;            /* anonymous mapping holding the repacked weights, or NULL */
+    size_t repacked_bytes;
 };
 
 /* Bytes of weights one decode step reads (every matrix once, one embedding row). */

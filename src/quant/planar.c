@@ -39,6 +39,31 @@ bool sov_repack_row_planar(sov_type type, void *row, int64_t n) {
     return true;
 }
 
+void sov_repack_row_planar_to(sov_type type, const void *src_row, void *dst_row, int64_t n) {
+    const int64_t nb = n / QK;
+    uint8_t *out = dst_row;
+    if (type == SOV_TYPE_Q4_0) {
+        const block_q4_0 *src = src_row;
+        for (int64_t i = 0; i < nb; i++) {
+            memcpy(out + 2 * i, &src[i].d, 2);
+            memcpy(out + 2 * nb + 16 * i, src[i].qs, 16);
+        }
+    } else if (type == SOV_TYPE_Q8_0) {
+        const block_q8_0 *src = src_row;
+        int8_t *qs = (int8_t *)(out + 2 * nb);
+        for (int64_t i = 0; i < nb; i++) {
+            memcpy(out + 2 * i, &src[i].d, 2);
+            if ((i | 1) < nb) { /* whole pair: halves interleaved */
+                const int64_t base = 64 * (i >> 1) + (i & 1) * 16;
+                memcpy(qs + base, src[i].qs, 16);
+                memcpy(qs + base + 32, src[i].qs + 16, 16);
+            } else {
+                memcpy(qs + 32 * i, src[i].qs, 32);
+            }
+        }
+    }
+}
+
 void sov_dequantize_planar(sov_type type, const void *row, float *y, int64_t n) {
     const int64_t nb = n / QK;
     const uint8_t *p = row;

@@ -160,5 +160,7 @@ int sov_planar_type(sov_type type);
 /* Rewrites one row of n values from its file layout to its planar layout, in place
  * (the row keeps its size). False only when out of memory. */
 bool sov_repack_row_planar(sov_type type, void *row, int64_t n);
+/* The same from a file row into a separate destination of the same size. */
+void sov_repack_row_planar_to(sov_type type, const void *src_row, void *dst_row, int64_t n);
 
 #endif
