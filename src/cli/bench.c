@@ -145,7 +145,7 @@ int cmd_bench(int argc, char **argv) {
     const double t_load = sov_now_s();
     sov_model *model;
     sov_model_params mp = sov_model_default_params();
-    mp.prefault = true;
+    mp.prefault = true; /* load time includes reading every weight page */
     mp.progress = cli_progress;
     mp.progress_user = "loading";
     sov_status st = sov_model_load(path, &mp, &model);

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* Best of three streaming reads of a `bytes` buffer (at least 64 MiB) split over
+/* Best of five streaming reads of a `bytes` buffer (at least 64 MiB) split over
  * `threads` threads, in GB/s (1e9 bytes); 0 on allocation failure. */
 double sov_measure_read_bandwidth(int threads, size_t bytes);
 

@@ -57,6 +57,14 @@ typedef struct sov_kernels {
     void (*f32_to_f16)(sov_half *y, const float *x, int64_t n);
     /* in place: x = exp(x - max) / sum; returns nothing, n >= 1 */
     void (*softmax)(float *x, int64_t n);
+
+    /* attention over a block of cached positions (K, V: n rows of d values each):
+     *   scores[j] = scale * (q . K[j])          for j < n
+     *   out      += sum_j p[j] * V[j]                                              */
+    void (*attn_scores_f16)(float *scores, const float *q, const sov_half *K, int n, int d, float scale);
+    void (*attn_scores_f32)(float *scores, const float *q, const float *K, int n, int d, float scale);
+    void (*attn_values_f16)(float *out, const float *p, const sov_half *V, int n, int d);
+    void (*attn_values_f32)(float *out, const float *p, const float *V, int n, int d);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

@@ -67,6 +67,19 @@ static void softmax(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
+static void attn_scores_f16(float *sc, const float *q, const sov_half *K, int n, int d, float scale) {
+    for (int j = 0; j < n; j++) sc[j] = scale * dot_f16(K + (size_t)j * d, q, d);
+}
+static void attn_scores_f32(float *sc, const float *q, const float *K, int n, int d, float scale) {
+    for (int j = 0; j < n; j++) sc[j] = scale * dot_f32(K + (size_t)j * d, q, d);
+}
+static void attn_values_f16(float *out, const float *p, const sov_half *V, int n, int d) {
+    for (int j = 0; j < n; j++) axpy_f16(out, p[j], V + (size_t)j * d, d);
+}
+static void attn_values_f32(float *out, const float *p, const float *V, int n, int d) {
+    for (int j = 0; j < n; j++) axpy_f32(out, p[j], V + (size_t)j * d, d);
+}
+
 static float vec_dot_f32(int64_t n, const void *w, const void *a) { return dot_f32(w, a, n); }
 static float vec_dot_f16(int64_t n, const void *w, const void *a) { return dot_f16(w, a, n); }
 static float vec_dot_bf16(int64_t n, const void *w, const void *a) {
@@ -147,4 +160,8 @@ const sov_kernels sov_kernels_scalar = {
     .axpy_f16 = axpy_f16,
     .f32_to_f16 = f32_to_f16,
     .softmax = softmax,
+    .attn_scores_f16 = attn_scores_f16,
+    .attn_scores_f32 = attn_scores_f32,
+    .attn_values_f16 = attn_values_f16,
+    .attn_values_f32 = attn_values_f32,
 };

@@ -186,17 +186,15 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
         const int32_t n = c->tok_pos[tok] + 1; /* causal: positions 0..pos */
         const int32_t *blocks = c->tok_blocks[tok];
         const float *qg = q + ((size_t)tok * H + (size_t)g * rep) * D; /* rep query heads */
-        /* scores[h][j] = q_h . k_j * scale */
+        /* scores[h][j] = q_h . k_j * scale, a block of positions at a time */
         for (int32_t j0 = 0, bi = 0; j0 < n; j0 += bs, bi++) {
             const int nj = SOV_MIN(bs, n - j0);
             const void *kb = kv_k(kv, layer, blocks[bi], g);
             for (int h = 0; h < rep; h++) {
                 float *sc = scores + (size_t)h * ldsc + j0;
                 const float *qh = qg + (size_t)h * D;
-                for (int j = 0; j < nj; j++) {
-                    sc[j] = scale * (f16 ? k->dot_f16((const sov_half *)kb + (size_t)j * D, qh, D)
-                                         : k->dot_f32((const float *)kb + (size_t)j * D, qh, D));
-                }
+                if (f16) k->attn_scores_f16(sc, qh, kb, nj, D, scale);
+                else k->attn_scores_f32(sc, qh, kb, nj, D, scale);
             }
         }
         for (int h = 0; h < rep; h++) k->softmax(scores + (size_t)h * ldsc, n);
@@ -209,10 +207,8 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
             for (int h = 0; h < rep; h++) {
                 const float *p = scores + (size_t)h * ldsc + j0;
                 float *oh = og + (size_t)h * D;
-                for (int j = 0; j < nj; j++) {
-                    if (f16) k->axpy_f16(oh, p[j], (const sov_half *)vb + (size_t)j * D, D);
-                    else k->axpy_f32(oh, p[j], (const float *)vb + (size_t)j * D, D);
-                }
+                if (f16) k->attn_values_f16(oh, p, vb, nj, D);
+                else k->attn_values_f32(oh, p, vb, nj, D);
             }
         }
     }

@@ -451,6 +451,19 @@ static void NAME(softmax)(float *x, int64_t n) {
     NAME(scale)(x, (float)(1.0 / sum), n);
 }
 
+static void NAME(attn_scores_f16)(float *sc, const float *q, const sov_half *K, int n, int d, float scale) {
+    for (int j = 0; j < n; j++) sc[j] = scale * NAME(dot_f16)(K + (size_t)j * d, q, d);
+}
+static void NAME(attn_scores_f32)(float *sc, const float *q, const float *K, int n, int d, float scale) {
+    for (int j = 0; j < n; j++) sc[j] = scale * NAME(dot_f32)(K + (size_t)j * d, q, d);
+}
+static void NAME(attn_values_f16)(float *out, const float *p, const sov_half *V, int n, int d) {
+    for (int j = 0; j < n; j++) NAME(axpy_f16)(out, p[j], V + (size_t)j * d, d);
+}
+static void NAME(attn_values_f32)(float *out, const float *p, const float *V, int n, int d) {
+    for (int j = 0; j < n; j++) NAME(axpy_f32)(out, p[j], V + (size_t)j * d, d);
+}
+
 #define NEON_TABLE(isa_name)                                                                      \
     {                                                                                            \
         .isa = isa_name,                                                                         \
@@ -471,7 +484,9 @@ static void NAME(softmax)(float *x, int64_t n) {
         .rmsnorm = NAME(rmsnorm), .silu_mul = NAME(silu_mul), .add = NAME(add),                  \
         .scale = NAME(scale), .dot_f32 = NAME(dot_f32), .dot_f16 = NAME(dot_f16),                \
         .axpy_f32 = NAME(axpy_f32), .axpy_f16 = NAME(axpy_f16), .f32_to_f16 = NAME(f32_to_f16),  \
-        .softmax = NAME(softmax),                                                                \
+        .softmax = NAME(softmax), .attn_scores_f16 = NAME(attn_scores_f16),                      \
+        .attn_scores_f32 = NAME(attn_scores_f32), .attn_values_f16 = NAME(attn_values_f16),      \
+        .attn_values_f32 = NAME(attn_values_f32),                                                \
     }
 
 #endif

@@ -766,6 +766,81 @@ static void softmax(float *x, int64_t n) {
     scale(x, (float)(1.0 / sum), n);
 }
 
+/* ---- attention over a block of cached positions ---- */
+
+/* the 8 horizontal sums of v[0..7] as one vector (lane j = sum of v[j]) */
+static inline __m256 hsum8(const __m256 v[8]) {
+    const __m256 a = _mm256_hadd_ps(v[0], v[1]), b = _mm256_hadd_ps(v[2], v[3]);
+    const __m256 c = _mm256_hadd_ps(v[4], v[5]), d = _mm256_hadd_ps(v[6], v[7]);
+    const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+    /* ab: [s0 s1 s2 s3 | s0' s1' s2' s3'] (low/high halves of the rows), cd likewise */
+    const __m256 lo = _mm256_permute2f128_ps(ab, cd, 0x20), hi = _mm256_permute2f128_ps(ab, cd, 0x31);
+    return _mm256_add_ps(lo, hi);
+}
+
+static void attn_scores_f16(float *sc, const float *q, const sov_half *K, int n, int d, float scale) {
+    int j = 0;
+    if (d % 8 == 0) {
+        const __m256 vs = _mm256_set1_ps(scale);
+        for (; j + 8 <= n; j += 8) {
+            __m256 acc[8];
+            for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+            for (int k = 0; k < d; k += 8) {
+                const __m256 qv = _mm256_loadu_ps(q + k);
+                for (int r = 0; r < 8; r++)
+                    acc[r] = _mm256_fmadd_ps(
+                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(K + (size_t)(j + r) * d + k))), qv, acc[r]);
+            }
+            _mm256_storeu_ps(sc + j, _mm256_mul_ps(hsum8(acc), vs));
+        }
+    }
+    for (; j < n; j++) sc[j] = scale * dot_f16_avx2(K + (size_t)j * d, q, d);
+}
+
+static void attn_scores_f32(float *sc, const float *q, const float *K, int n, int d, float scale) {
+    int j = 0;
+    if (d % 8 == 0) {
+        const __m256 vs = _mm256_set1_ps(scale);
+        for (; j + 8 <= n; j += 8) {
+            __m256 acc[8];
+            for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+            for (int k = 0; k < d; k += 8) {
+                const __m256 qv = _mm256_loadu_ps(q + k);
+                for (int r = 0; r < 8; r++)
+                    acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(K + (size_t)(j + r) * d + k), qv, acc[r]);
+            }
+            _mm256_storeu_ps(sc + j, _mm256_mul_ps(hsum8(acc), vs));
+        }
+    }
+    for (; j < n; j++) sc[j] = scale * dot_f32_avx2(K + (size_t)j * d, q, d);
+}
+
+static void attn_values_f16(float *out, const float *p, const sov_half *V, int n, int d) {
+    if (d % 8 != 0 || d > 256) {
+        for (int j = 0; j < n; j++) axpy_f16(out, p[j], V + (size_t)j * d, d);
+        return;
+    }
+    for (int k = 0; k < d; k += 8) { /* one 8-column strip of the output at a time */
+        __m256 acc = _mm256_loadu_ps(out + k);
+        for (int j = 0; j < n; j++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]),
+                                  _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(V + (size_t)j * d + k))), acc);
+        _mm256_storeu_ps(out + k, acc);
+    }
+}
+
+static void attn_values_f32(float *out, const float *p, const float *V, int n, int d) {
+    if (d % 8 != 0) {
+        for (int j = 0; j < n; j++) axpy_f32(out, p[j], V + (size_t)j * d, d);
+        return;
+    }
+    for (int k = 0; k < d; k += 8) {
+        __m256 acc = _mm256_loadu_ps(out + k);
+        for (int j = 0; j < n; j++) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + (size_t)j * d + k), acc);
+        _mm256_storeu_ps(out + k, acc);
+    }
+}
+
 const sov_kernels sov_kernels_avx2 = {
     .isa = "avx2",
     .vec_dot =
@@ -813,4 +888,8 @@ const sov_kernels sov_kernels_avx2 = {
     .axpy_f16 = axpy_f16,
     .f32_to_f16 = f32_to_f16,
     .softmax = softmax,
+    .attn_scores_f16 = attn_scores_f16,
+    .attn_scores_f32 = attn_scores_f32,
+    .attn_values_f16 = attn_values_f16,
+    .attn_values_f32 = attn_values_f32,
 };
