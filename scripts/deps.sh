@@ -2,7 +2,7 @@
 # Installs the Debian packages sov's build and tests need, when any is missing.
 # Usage: scripts/deps.sh [build|test]   (test adds what the test suite uses)
 set -euo pipefail
-need=(cmake ninja-build gcc libc6-dev)
+need=(cmake ninja-build gcc libc6-dev pkg-config libevent-dev libjansson-dev)
 if [ "${1:-build}" = test ]; then
   need+=(python3-numpy clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 fi
