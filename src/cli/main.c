@@ -17,6 +17,7 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"detokenize", cmd_detokenize, "print the text of token ids"},
     {"gen-model", cmd_gen_model, "write a synthetic GGUF model with random weights"},
+    {"quantize", cmd_quantize, "rewrite a model's weights in a smaller type (Q8_0, Q4_K_M, ...)"},
 };
 
 static void usage(FILE *f) {
