@@ -1,425 +1,762 @@
-"""An independent reference implementation of GGUF models in Python + NumPy.
+#!/usr/bin/python3
+"""reference.py - an independent reference implementation of GGUF models in Python + NumPy.
 
-It shares no code with sov: its own GGUF reader, its own dequantizers (vectorised, and
-bit-exact in float32 with the block formats' definitions, so they equal sov's
-src/quant/dequant.c value for value), and a plain forward pass of the llama / mistral /
-qwen2 architectures computed in float64. Tests compare sov's logits with these.
+It shares nothing with sov's C code: its own GGUF reader, its own dequantizers and a plain
+forward pass of the llama / mistral / qwen2 architectures. Tests hold sov (and this file
+itself) against it, so it is written to be read: the forward pass is one straight line
+from the embedding to the logits, over all positions of a chunk at once (causal mask),
+with shapes in the comments.
 
-    m = Model(path); m.logits([1, 2, 3], kv_f16=True, act_q8=False)
-                                                         -> float64 [n_tokens, n_vocab]
-    dequantize_tensor(path, name)                        -> float32, file element order
+Precision. Dequantization is float32 and bit-exact with the formats' definitions (the
+float operations in the definitions' order, e.g. q6_K is (d * scale) * q, q4_K is
+(d*sc)*q - (dmin*m); NumPy never fuses a*b+c), so it equals src/quant/dequant.c value
+for value. The forward pass runs in float64: the reference's own rounding (~1e-16
+relative) is then negligible next to a float32 engine's (~1e-7), so whatever separates
+an engine from this file is the engine's own rounding, and near-ties between two tokens
+can be told apart from real disagreements. Weights are cached dequantized as float64
+(8 bytes a parameter; above SOV_REF_F64_LIMIT_MB, default 4096, as float32 and widened
+in row chunks at each product).
 
-CLI:
-    reference.py logits MODEL --tokens 1,2,3 [--kv-f16] --out FILE   (float32 LE rows)
-    reference.py dequant MODEL NAME --out FILE
-    reference.py generate MODEL --tokens 1,2,3 -n N                  (greedy ids)
+Optional engine effects, off by default:
+  kv_f16  keys and values rounded to float16 before attention (sov's default KV cache,
+          and llama.cpp's);
+  act_q8  activations entering a product with a quantized weight rounded the way sov
+          quantizes them (Q8A / Q8K / Q8P: blocks of 32, or 256 for the k-quants,
+          d = max|x| / 127 in float32, q = round-half-even(x * (1/d)), value q * d).
+
+Library use:
+    g = GGUF(path); g.kv["llama.block_count"]; g.tensors["output.weight"].ne
+    dequantize_tensor(path_or_GGUF, name)          -> float32, file element order
+    m = Model(path)
+    m.logits([1, 2, 3], kv_f16=False)               -> float64 [n_tokens, n_vocab]
+    cache = m.new_cache(); m.forward(ids, cache)    -> logits of ids, appended to cache
+    m.generate([1, 2, 3], n)                        -> (greedy ids, [top1 - top2 logit gap])
+
+CLI (see --help):
+    reference.py logits MODEL --tokens 1,2,3 [--kv-f16] [--act-q8] --out FILE
+        float32 little-endian [n_tokens][n_vocab]
+    reference.py dequant MODEL TENSOR_NAME --out FILE
+        the tensor as float32 little-endian, in file element order
+    reference.py generate MODEL --tokens 1,2,3 -n N [--kv-f16] [--margins]
+        greedy token ids, one line, space separated
 """
 import argparse
 import math
+import os
 import struct
 import sys
 
 import numpy as np
 
-# ---- GGUF reading -------------------------------------------------------------------
+# ---- GGUF ----------------------------------------------------------------------------
+# File layout (little-endian): "GGUF", u32 version (2 or 3), i64 n_tensors, i64 n_kv;
+# n_kv x (string key, i32 value type, value); n_tensors x (string name, u32 n_dims,
+# n_dims x i64 ne, i32 ggml type, u64 offset); padding to general.alignment (u32, default
+# 32, a power of two); the data section, each tensor at data_start + offset. A string is
+# u64 length + bytes (no terminator); an array is i32 element type, u64 count, elements;
+# a bool is one byte.
 
-_SCALARS = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8",
-            11: "<i8", 12: "<f8"}
-STRING, ARRAY = 8, 9
+GGUF_MAGIC = b"GGUF"
+GGUF_DEFAULT_ALIGNMENT = 32
+GGML_MAX_DIMS = 4
 
-# type id -> (name, values per block, bytes per block)
-TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22),
-         7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176),
-         14: ("Q6_K", 256, 210), 30: ("BF16", 1, 2)}
+# value type id -> (name, little-endian numpy dtype; None for string and array)
+VALUE_TYPES = {
+    0: ("UINT8", "<u1"), 1: ("INT8", "<i1"), 2: ("UINT16", "<u2"), 3: ("INT16", "<i2"),
+    4: ("UINT32", "<u4"), 5: ("INT32", "<i4"), 6: ("FLOAT32", "<f4"), 7: ("BOOL", "<u1"),
+    8: ("STRING", None), 9: ("ARRAY", None), 10: ("UINT64", "<u8"), 11: ("INT64", "<i8"),
+    12: ("FLOAT64", "<f8"),
+}
+T_BOOL, T_STRING, T_ARRAY = 7, 8, 9
+
+# ggml type id -> (name, values per block, bytes per block): every type a file may hold,
+# so any file parses and an unsupported type is named in the error.
+GGML_TYPES = {
+    0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20),
+    6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36),
+    10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176),
+    14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292), 16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74),
+    18: ("IQ3_XXS", 256, 98), 19: ("IQ1_S", 256, 50), 20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110),
+    22: ("IQ2_S", 256, 82), 23: ("IQ4_XS", 256, 136), 24: ("I8", 1, 1), 25: ("I16", 1, 2),
+    26: ("I32", 1, 4), 27: ("I64", 1, 8), 28: ("F64", 1, 8), 29: ("IQ1_M", 256, 56),
+    30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54), 35: ("TQ2_0", 256, 66), 39: ("MXFP4", 32, 17),
+    40: ("NVFP4", 64, 36), 41: ("Q1_0", 128, 18), 42: ("Q2_0", 64, 18),
+}
+TYPE_IDS = {v[0]: k for k, v in GGML_TYPES.items()}
+FLOAT_TYPES = {0, 1, 30}                      # F32, F16, BF16: no activation quantization
+K_QUANTS = {12, 13, 14}                       # 256-value super-blocks
 
 
-class GGUF:
-    """The metadata and tensor table of a GGUF v2/v3 file; tensor data via memmap."""
+class GGUFError(ValueError):
+    """A file this reader cannot (or must not) read; the message says why."""
 
-    def __init__(self, path):
-        self.path = path
-        self.data = np.memmap(path, dtype=np.uint8, mode="r")
-        self.pos = 0
-        if bytes(self.data[:4]) != b"GGUF":
-            raise ValueError("%s: not a GGUF file" % path)
-        self.pos = 4
-        version = self._u32()
-        if version not in (2, 3):
-            raise ValueError("%s: GGUF version %d" % (path, version))
-        n_tensors, n_kv = self._u64(), self._u64()
-        self.kv = {}
-        for _ in range(n_kv):
-            key = self._str()
-            self.kv[key] = self._value(self._u32())
-        self.tensors = {}
-        for _ in range(n_tensors):
-            name = self._str()
-            n_dims = self._u32()
-            ne = [self._u64() for _ in range(n_dims)]
-            typ = self._u32()
-            off = self._u64()
-            self.tensors[name] = (ne, typ, off)
-        align = int(self.kv.get("general.alignment", 32))
-        self.data_start = (self.pos + align - 1) // align * align
 
-    def _take(self, n):
-        b = bytes(self.data[self.pos:self.pos + n])
-        if len(b) != n:
-            raise ValueError("truncated file")
+def type_name(type_id):
+    return GGML_TYPES[type_id][0] if type_id in GGML_TYPES else "unknown(%d)" % type_id
+
+
+class TensorInfo:
+    """One tensor of the table: ne[0] is the contiguous dimension, so a matrix with
+    ne = [K, N] is N rows of K values."""
+
+    def __init__(self, name, ne, type_id, offset):
+        self.name, self.ne, self.type, self.offset = name, tuple(ne), type_id, offset
+        self.type_name, self.block_size, self.type_size = GGML_TYPES[type_id]
+        self.n_elements = int(np.prod(self.ne, dtype=np.uint64)) if self.ne else 1
+        self.row_bytes = self.ne[0] // self.block_size * self.type_size if self.ne else self.type_size
+        self.n_bytes = self.n_elements // self.block_size * self.type_size
+        self.data = None                      # uint8 memmap view, set by the reader
+
+    def __repr__(self):
+        return "TensorInfo(%r, ne=%r, %s, offset=%d)" % (self.name, list(self.ne), self.type_name, self.offset)
+
+
+class _Cursor:
+    """Bounds-checked little-endian reads from a uint8 buffer."""
+
+    def __init__(self, buf, path):
+        self.buf, self.pos, self.path = buf, 0, path
+
+    def take(self, n, what):
+        if n < 0 or self.pos + n > len(self.buf):
+            raise GGUFError("%s: truncated: %s needs %d bytes at offset %d, the file has %d" %
+                            (self.path, what, n, self.pos, len(self.buf)))
+        b = bytes(self.buf[self.pos:self.pos + n])
         self.pos += n
         return b
 
-    def _u32(self):
-        return struct.unpack("<I", self._take(4))[0]
+    def unpack(self, fmt, what):
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), what))[0]
 
-    def _u64(self):
-        return struct.unpack("<Q", self._take(8))[0]
+    def string(self, what):
+        n = self.unpack("Q", what + " length")
+        return self.take(n, what).decode("utf-8", errors="surrogateescape")
 
-    def _str(self):
-        return self._take(self._u64()).decode("utf-8", errors="surrogateescape")
-
-    def _value(self, t):
-        if t in _SCALARS:
-            v = np.frombuffer(self._take(np.dtype(_SCALARS[t]).itemsize), dtype=_SCALARS[t])[0]
-            return bool(v) if t == 7 else v.item()
-        if t == STRING:
-            return self._str()
-        if t == ARRAY:
-            it, n = self._u32(), self._u64()
-            if it in _SCALARS:
-                dt = np.dtype(_SCALARS[it])
-                return np.frombuffer(self._take(dt.itemsize * n), dtype=dt).copy()
-            return [self._value(it) for _ in range(n)]
-        raise ValueError("unknown value type %d" % t)
-
-    def raw(self, name):
-        ne, typ, off = self.tensors[name]
-        if typ not in TYPES:
-            raise ValueError("tensor %s has type id %d, which the reference does not know" % (name, typ))
-        _, bs, ts = TYPES[typ]
-        n = int(np.prod(ne))
-        start = self.data_start + off
-        return ne, typ, self.data[start:start + n // bs * ts]
+    def remaining(self):
+        return len(self.buf) - self.pos
 
 
-# ---- dequantization (float32, the formats' definitions operation for operation) ------
+class GGUF:
+    """A GGUF v2/v3 file: .version, .kv (key -> value; numeric arrays as NumPy arrays,
+    bool arrays as bool arrays, string arrays as lists), .kv_types (key -> value type id,
+    or (ARRAY, element type id)), .tensors (name -> TensorInfo, in file order),
+    .alignment, .data_start. Tensor bytes are memory-mapped, never copied."""
 
-def _f16(b):
-    return b.view(np.float16).astype(np.float32)
+    def __init__(self, path):
+        self.path = path
+        size = os.path.getsize(path)
+        self.buf = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        c = _Cursor(self.buf, path)
+        if c.take(4, "magic") != GGUF_MAGIC:
+            raise GGUFError("%s: not a GGUF file (bad magic)" % path)
+        self.version = c.unpack("I", "version")
+        if self.version not in (2, 3):
+            if self.version & 0xFFFF == 0 and self.version != 0:
+                raise GGUFError("%s: big-endian GGUF files are not supported" % path)
+            raise GGUFError("%s: GGUF version %d is not supported (2 and 3 are)" % (path, self.version))
+        n_tensors = c.unpack("q", "tensor count")
+        n_kv = c.unpack("q", "key-value count")
+        # every entry takes at least 8 bytes, which bounds absurd counts before any loop
+        if n_tensors < 0 or n_kv < 0 or n_tensors > c.remaining() // 8 or n_kv > c.remaining() // 8:
+            raise GGUFError("%s: implausible counts: %d tensors, %d key-value pairs" % (path, n_tensors, n_kv))
+        self.kv, self.kv_types = {}, {}
+        for _ in range(n_kv):
+            key = c.string("key")
+            if key in self.kv:
+                raise GGUFError("%s: duplicate key %r" % (path, key))
+            t = c.unpack("i", "value type of %r" % key)
+            self.kv[key], self.kv_types[key] = self._value(c, t, key)
+        self.alignment = GGUF_DEFAULT_ALIGNMENT
+        if "general.alignment" in self.kv:
+            a = self.kv["general.alignment"]
+            if self.kv_types["general.alignment"] != 4 or a == 0 or a & (a - 1):
+                raise GGUFError("%s: general.alignment must be a u32 power of two, not %r" % (path, a))
+            self.alignment = a
+        self.tensors = {}
+        for _ in range(n_tensors):
+            self._tensor_info(c)
+        self.data_start = -(-c.pos // self.alignment) * self.alignment
+        for ti in self.tensors.values():
+            start = self.data_start + ti.offset
+            if ti.offset % self.alignment:
+                raise GGUFError("%s: tensor %r: offset %d is not a multiple of the alignment %d" %
+                                (path, ti.name, ti.offset, self.alignment))
+            if start + ti.n_bytes > size:
+                raise GGUFError("%s: tensor %r: data [%d, %d) lies past the end of the file (%d bytes)" %
+                                (path, ti.name, start, start + ti.n_bytes, size))
+            ti.data = self.buf[start:start + ti.n_bytes]
+
+    def _value(self, c, t, key):
+        """(value, type) of one value of type t."""
+        if t == T_STRING:
+            return c.string("string value of %r" % key), t
+        if t == T_ARRAY:
+            et = c.unpack("i", "array type of %r" % key)
+            n = c.unpack("Q", "array length of %r" % key)
+            if et in VALUE_TYPES and VALUE_TYPES[et][1] is not None:
+                dt = np.dtype(VALUE_TYPES[et][1])
+                if n > c.remaining() // dt.itemsize:
+                    raise GGUFError("%s: truncated: array %r of %d values" % (self.path, key, n))
+                a = np.frombuffer(c.take(n * dt.itemsize, "array %r" % key), dtype=dt).copy()
+                return (a != 0 if et == T_BOOL else a), (T_ARRAY, et)
+            if et not in (T_STRING, T_ARRAY):
+                raise GGUFError("%s: key %r: unknown array element type %d" % (self.path, key, et))
+            if n > c.remaining() // 8:        # a string or an array takes at least 8 bytes
+                raise GGUFError("%s: truncated: array %r of %d values" % (self.path, key, n))
+            return [self._value(c, et, key)[0] for _ in range(n)], (T_ARRAY, et)
+        if t not in VALUE_TYPES:
+            raise GGUFError("%s: key %r: unknown value type %d" % (self.path, key, t))
+        dt = np.dtype(VALUE_TYPES[t][1])
+        v = np.frombuffer(c.take(dt.itemsize, "value of %r" % key), dtype=dt)[0].item()
+        return (v != 0 if t == T_BOOL else v), t
+
+    def _tensor_info(self, c):
+        name = c.string("tensor name")
+        if name in self.tensors:
+            raise GGUFError("%s: duplicate tensor %r" % (self.path, name))
+        n_dims = c.unpack("I", "dimension count of %r" % name)
+        if n_dims > GGML_MAX_DIMS:
+            raise GGUFError("%s: tensor %r has %d dimensions (at most %d)" % (self.path, name, n_dims, GGML_MAX_DIMS))
+        ne = [c.unpack("q", "shape of %r" % name) for _ in range(n_dims)]
+        if any(n < 0 for n in ne):
+            raise GGUFError("%s: tensor %r has a negative dimension %r" % (self.path, name, ne))
+        t = c.unpack("i", "type of %r" % name)
+        if t not in GGML_TYPES:
+            raise GGUFError("%s: tensor %r has type id %d, which is no ggml type" % (self.path, name, t))
+        offset = c.unpack("Q", "offset of %r" % name)
+        bs = GGML_TYPES[t][1]
+        if ne and ne[0] % bs:
+            raise GGUFError("%s: tensor %r: row of %d values is not a multiple of %s's block of %d" %
+                            (self.path, name, ne[0], type_name(t), bs))
+        if math.prod(ne) > len(self.buf) * bs:
+            raise GGUFError("%s: tensor %r: shape %r is larger than the file" % (self.path, name, ne))
+        self.tensors[name] = TensorInfo(name, ne, t, offset)
+
+    def tensor(self, name):
+        if name not in self.tensors:
+            raise KeyError("%s: no tensor %r" % (self.path, name))
+        return self.tensors[name]
 
 
-def _blocks(raw, ts):
-    return np.asarray(raw).reshape(-1, ts)
+# ---- dequantization --------------------------------------------------------------------
+# Each function takes the raw bytes of whole blocks (uint8 [nb * type_size]) and returns
+# float32 [nb * block_size] in file order. Integer work in int32, then float32 products
+# in the definitions' order.
+
+def _blocks(raw, type_size):
+    return np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, type_size)
 
 
-def _deq_q4_0(raw):
+def _half(b, col):
+    """The float16 at byte column col of every block, as float32 [nb, 1]."""
+    return np.ascontiguousarray(b[:, col:col + 2]).view("<f2").astype(np.float32)
+
+
+def _nibbles(qs):
+    """16 bytes per block -> 32 values: low nibbles are values 0-15, high nibbles 16-31."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int32)
+
+
+def _fifth_bits(qh_bytes):
+    """The 4 qh bytes of q5_0/q5_1 blocks -> [nb, 32]: bit i of the u32 is value i's 5th bit."""
+    qh = np.ascontiguousarray(qh_bytes).view("<u4").astype(np.int64)
+    return ((qh >> np.arange(32)) & 1).astype(np.int32)
+
+
+def deq_q4_0(raw):
     b = _blocks(raw, 18)
-    d = _f16(b[:, 0:2].copy()).reshape(-1, 1)
-    qs = b[:, 2:18]
-    lo = (qs & 0x0F).astype(np.int32) - 8
-    hi = (qs >> 4).astype(np.int32) - 8
-    return (np.concatenate([lo, hi], axis=1).astype(np.float32) * d).reshape(-1)
+    d = _half(b, 0)
+    return ((_nibbles(b[:, 2:18]) - 8).astype(np.float32) * d).reshape(-1)
 
 
-def _deq_q4_1(raw):
+def deq_q4_1(raw):
     b = _blocks(raw, 20)
-    d = _f16(b[:, 0:2].copy()).reshape(-1, 1)
-    m = _f16(b[:, 2:4].copy()).reshape(-1, 1)
-    qs = b[:, 4:20]
-    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32)
-    return (q * d + m).reshape(-1)
+    d, m = _half(b, 0), _half(b, 2)
+    return (_nibbles(b[:, 4:20]).astype(np.float32) * d + m).reshape(-1)
 
 
-def _qh_bits(qh_bytes):
-    qh = qh_bytes.copy().view("<u4").reshape(-1, 1)
-    j = np.arange(32, dtype=np.uint32).reshape(1, -1)
-    return ((qh >> j) & 1).astype(np.int32)  # bit j of qh belongs to value j
-
-
-def _deq_q5_0(raw):
+def deq_q5_0(raw):
     b = _blocks(raw, 22)
-    d = _f16(b[:, 0:2].copy()).reshape(-1, 1)
-    bits = _qh_bits(b[:, 2:6])
-    qs = b[:, 6:22]
-    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int32) | (bits << 4)
+    d = _half(b, 0)
+    q = _nibbles(b[:, 6:22]) | (_fifth_bits(b[:, 2:6]) << 4)
     return ((q - 16).astype(np.float32) * d).reshape(-1)
 
 
-def _deq_q5_1(raw):
+def deq_q5_1(raw):
     b = _blocks(raw, 24)
-    d = _f16(b[:, 0:2].copy()).reshape(-1, 1)
-    m = _f16(b[:, 2:4].copy()).reshape(-1, 1)
-    bits = _qh_bits(b[:, 4:8])
-    qs = b[:, 8:24]
-    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int32) | (bits << 4)
+    d, m = _half(b, 0), _half(b, 2)
+    q = _nibbles(b[:, 8:24]) | (_fifth_bits(b[:, 4:8]) << 4)
     return (q.astype(np.float32) * d + m).reshape(-1)
 
 
-def _deq_q8_0(raw):
+def deq_q8_0(raw):
     b = _blocks(raw, 34)
-    d = _f16(b[:, 0:2].copy()).reshape(-1, 1)
-    q = b[:, 2:34].copy().view(np.int8).astype(np.float32)
-    return (q * d).reshape(-1)
+    d = _half(b, 0)
+    return (np.ascontiguousarray(b[:, 2:34]).view(np.int8).astype(np.float32) * d).reshape(-1)
 
 
-def _k_scales(sc):
-    """6-bit scales and mins of the 8 sub-blocks from the 12 packed bytes: [nb, 8] each."""
-    sc = sc.astype(np.int32)
-    s = np.empty((sc.shape[0], 8), np.int32)
-    m = np.empty((sc.shape[0], 8), np.int32)
-    s[:, :4] = sc[:, 0:4] & 63
-    m[:, :4] = sc[:, 4:8] & 63
-    s[:, 4:] = (sc[:, 8:12] & 0x0F) | ((sc[:, 0:4] >> 6) << 4)
-    m[:, 4:] = (sc[:, 8:12] >> 4) | ((sc[:, 4:8] >> 6) << 4)
-    return s, m
+def _k_scale_min(s12):
+    """The 12 packed scale bytes of q4_K/q5_K -> 6-bit (scale, min) of sub-blocks 0-7,
+    each int32 [nb, 8]. Sub-blocks 0-3: low 6 bits of bytes 0-3 (scales) and 4-7 (mins);
+    4-7: low / high nibble of bytes 8-11, with the top 2 bits of bytes 0-3 / 4-7 above."""
+    s = s12.astype(np.int32)
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 0x0F) | ((s[:, 0:4] >> 6) << 4)], axis=1)
+    mn = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
+    return sc, mn
 
 
-def _deq_q4_K(raw):
+def _k_combine(b, q):
+    """y = (d * sc) * q - (dmin * m) for q [nb, 8 sub-blocks, 32] of a q4_K/q5_K block."""
+    d, dmin = _half(b, 0), _half(b, 2)
+    sc, mn = _k_scale_min(b[:, 4:16])
+    d_sub = (d * sc.astype(np.float32))[:, :, None]
+    m_sub = (dmin * mn.astype(np.float32))[:, :, None]
+    return (d_sub * q.astype(np.float32) - m_sub).reshape(-1)
+
+
+def deq_q4_K(raw):
+    # 4 groups of 32 bytes; group g holds sub-block 2g in its low nibbles, 2g+1 in its high
     b = _blocks(raw, 144)
-    d = _f16(b[:, 0:2].copy()).reshape(-1, 1)
-    dmin = _f16(b[:, 2:4].copy()).reshape(-1, 1)
-    s, m = _k_scales(b[:, 4:16])
-    d_sub = d * s.astype(np.float32)         # [nb, 8]  (d * sc) in float32
-    m_sub = dmin * m.astype(np.float32)
-    qs = b[:, 16:144].reshape(-1, 4, 32)     # 4 groups of 32 bytes = 64 values each
-    q = np.concatenate([qs & 0x0F, qs >> 4], axis=2).reshape(-1, 8, 32).astype(np.float32)
-    return (d_sub[:, :, None] * q - m_sub[:, :, None]).reshape(-1)
+    qs = b[:, 16:144].reshape(-1, 4, 32).astype(np.int32)
+    q = np.stack([qs & 0x0F, qs >> 4], axis=2).reshape(-1, 8, 32)
+    return _k_combine(b, q)
 
 
-def _deq_q5_K(raw):
+def deq_q5_K(raw):
+    # as q4_K, plus a 5th bit: bit 2g of qh[l] for value l of sub-block 2g, bit 2g+1 for 2g+1
     b = _blocks(raw, 176)
-    d = _f16(b[:, 0:2].copy()).reshape(-1, 1)
-    dmin = _f16(b[:, 2:4].copy()).reshape(-1, 1)
-    s, m = _k_scales(b[:, 4:16])
-    d_sub = d * s.astype(np.float32)
-    m_sub = dmin * m.astype(np.float32)
-    qh = b[:, 16:48].astype(np.int32)        # [nb, 32]
-    qs = b[:, 48:176].reshape(-1, 4, 32).astype(np.int32)
-    out = np.empty((b.shape[0], 8, 32), np.float32)
-    for g in range(4):
-        lo = (qs[:, g] & 0x0F) + np.where(qh & (1 << (2 * g)), 16, 0)
-        hi = (qs[:, g] >> 4) + np.where(qh & (1 << (2 * g + 1)), 16, 0)
-        out[:, 2 * g] = lo.astype(np.float32)
-        out[:, 2 * g + 1] = hi.astype(np.float32)
-    return (d_sub[:, :, None] * out - m_sub[:, :, None]).reshape(-1)
+    qh = b[:, 16:48].astype(np.int32)[:, None, :]          # [nb, 1, 32]
+    qs = b[:, 48:176].reshape(-1, 4, 32).astype(np.int32)  # [nb, 4, 32]
+    g = np.arange(4).reshape(1, 4, 1)
+    lo = (qs & 0x0F) + ((qh >> (2 * g)) & 1) * 16
+    hi = (qs >> 4) + ((qh >> (2 * g + 1)) & 1) * 16
+    q = np.stack([lo, hi], axis=2).reshape(-1, 8, 32)
+    return _k_combine(b, q)
 
 
-def _deq_q6_K(raw):
+def deq_q6_K(raw):
+    # Two halves of 128 values; in half h, value 32k + l (k = 0..3, l = 0..31) takes 4 low
+    # bits from ql[64h + l] (k = 0, 2: low / high nibble) or ql[64h + 32 + l] (k = 1, 3),
+    # 2 high bits from qh[32h + l] >> 2k, and int8 scale scales[8h + 2k + l // 16].
     b = _blocks(raw, 210)
-    ql = b[:, 0:128].astype(np.int32)
-    qh = b[:, 128:192].astype(np.int32)
-    sc = b[:, 192:208].copy().view(np.int8).astype(np.float32)
-    d = _f16(b[:, 208:210].copy()).reshape(-1, 1)
-    out = np.empty((b.shape[0], 256), np.float32)
-    for half in range(2):
-        l = ql[:, 64 * half:64 * half + 64]
-        h = qh[:, 32 * half:32 * half + 32]
-        q1 = ((l[:, 0:32] & 0xF) | (((h >> 0) & 3) << 4)) - 32
-        q2 = ((l[:, 32:64] & 0xF) | (((h >> 2) & 3) << 4)) - 32
-        q3 = ((l[:, 0:32] >> 4) | (((h >> 4) & 3) << 4)) - 32
-        q4 = ((l[:, 32:64] >> 4) | (((h >> 6) & 3) << 4)) - 32
-        for k, q in enumerate((q1, q2, q3, q4)):
-            # value l of this quarter belongs to sub-block 8*half + 2*k + l // 16
-            s = np.repeat(sc[:, 8 * half + 2 * k:8 * half + 2 * k + 2], 16, axis=1)
-            out[:, 128 * half + 32 * k:128 * half + 32 * k + 32] = (d * s) * q.astype(np.float32)
-    return out.reshape(-1)
+    ql = b[:, 0:128].reshape(-1, 2, 2, 32).astype(np.int32)   # [nb, half, 0-31 | 32-63, l]
+    qh = b[:, 128:192].reshape(-1, 2, 1, 32).astype(np.int32)  # [nb, half, 1, l]
+    low = np.stack([ql[:, :, 0] & 0x0F, ql[:, :, 1] & 0x0F, ql[:, :, 0] >> 4, ql[:, :, 1] >> 4], axis=2)
+    high = (qh >> (2 * np.arange(4).reshape(1, 1, 4, 1))) & 3
+    q = (low | (high << 4)) - 32                                # [nb, half, k, l]
+    sc = np.ascontiguousarray(b[:, 192:208]).view(np.int8).astype(np.float32).reshape(-1, 2, 4, 2)
+    sc = np.repeat(sc, 16, axis=3)                              # [nb, half, k, l]
+    d = _half(b, 208).reshape(-1, 1, 1, 1)
+    return ((d * sc) * q.astype(np.float32)).reshape(-1)
 
 
-def dequantize(typ, raw):
-    if typ == 0:
-        return np.asarray(raw).copy().view("<f4")
-    if typ == 1:
-        return np.asarray(raw).copy().view("<f2").astype(np.float32)
-    if typ == 30:
-        u = np.asarray(raw).copy().view("<u2").astype(np.uint32) << 16
-        return u.view(np.float32)
-    fn = {2: _deq_q4_0, 3: _deq_q4_1, 6: _deq_q5_0, 7: _deq_q5_1, 8: _deq_q8_0, 12: _deq_q4_K, 13: _deq_q5_K,
-          14: _deq_q6_K}.get(typ)
+def deq_f32(raw):
+    return np.ascontiguousarray(raw).view("<f4").astype(np.float32)
+
+
+def deq_f16(raw):
+    return np.ascontiguousarray(raw).view("<f2").astype(np.float32)
+
+
+def deq_bf16(raw):
+    return (np.ascontiguousarray(raw).view("<u2").astype(np.uint32) << 16).view(np.float32)
+
+
+DEQUANTIZERS = {0: deq_f32, 1: deq_f16, 30: deq_bf16, 2: deq_q4_0, 3: deq_q4_1, 6: deq_q5_0, 7: deq_q5_1,
+                8: deq_q8_0, 12: deq_q4_K, 13: deq_q5_K, 14: deq_q6_K}
+
+
+def dequantize(type_id, raw, what="data"):
+    """float32 values of raw bytes of type type_id (whole blocks)."""
+    fn = DEQUANTIZERS.get(type_id)
     if fn is None:
-        raise ValueError("type id %d is not supported by the reference" % typ)
+        raise GGUFError("%s has type %s, which the reference cannot dequantize (it knows %s)" %
+                        (what, type_name(type_id), ", ".join(type_name(t) for t in sorted(DEQUANTIZERS))))
+    ts = GGML_TYPES[type_id][2]
+    if len(raw) % ts:
+        raise GGUFError("%s: %d bytes are not whole %s blocks" % (what, len(raw), type_name(type_id)))
     return fn(raw)
 
 
-def dequantize_tensor(path, name):
-    g = path if isinstance(path, GGUF) else GGUF(path)
-    ne, typ, raw = g.raw(name)
-    return dequantize(typ, raw)
+def dequantize_tensor(path_or_gguf, name):
+    """A whole tensor as float32, flat, in file element order."""
+    g = path_or_gguf if isinstance(path_or_gguf, GGUF) else GGUF(path_or_gguf)
+    ti = g.tensor(name)
+    return dequantize(ti.type, ti.data, "tensor %r" % name)
 
 
-# ---- the model -----------------------------------------------------------------------
+def quantize_activations_q8(x, block):
+    """Rows of x rounded as sov's activation quantizers do (see the module comment):
+    float32 math, result widened to float64. x: [n_rows, n] with n % block == 0."""
+    xb = np.asarray(x, dtype=np.float32).reshape(x.shape[0], -1, block)
+    d = np.abs(xb).max(axis=2, keepdims=True) / np.float32(127.0)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1.0) / d, np.float32(0.0)).astype(np.float32)
+    q = np.rint(xb * inv)                                    # round half to even
+    return (q * d).astype(np.float64).reshape(x.shape)
+
+
+# ---- RoPE ----------------------------------------------------------------------------
+
+def yarn_corr_dims(n_rot, n_ctx_orig, base, beta_fast=32.0, beta_slow=1.0):
+    """ggml's YaRN correction range [low, high] of rotary pair indices: the dimension whose
+    wavelength turns beta times over n_ctx_orig, floored / ceiled, clamped to [0, n_rot-1]."""
+    def dim(n_turns):
+        return n_rot * math.log(n_ctx_orig / (n_turns * 2 * math.pi)) / (2 * math.log(base))
+    return max(0.0, math.floor(dim(beta_fast))), min(n_rot - 1.0, math.ceil(dim(beta_slow)))
+
+
+def rope_angles(positions, n_rot, base, freq_scale=1.0, ext_factor=0.0, attn_factor=1.0, corr_dims=(0.0, 0.0),
+                freq_factors=None):
+    """cos, sin [n_positions, n_rot/2] of ggml's rope (rope_yarn): pair j at position p turns
+    by theta_extrap = p * base^(-2j/n_rot) / freq_factors[j]; theta_interp = freq_scale *
+    theta_extrap; with ext_factor != 0 (YaRN) theta blends the two by the ramp
+    1 - clamp((j - low) / max(0.001, high - low), 0, 1) (times ext_factor) and both cos and
+    sin are scaled by attn_factor * (1 + 0.1 ln(1 / freq_scale)), else by attn_factor."""
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 1)
+    j = np.arange(n_rot // 2, dtype=np.float64)
+    inv_freq = base ** (-2.0 * j / n_rot)
+    if freq_factors is not None:
+        inv_freq = inv_freq / np.asarray(freq_factors, dtype=np.float64)[:n_rot // 2]
+    theta_extrap = pos * inv_freq
+    theta_interp = freq_scale * theta_extrap
+    mscale = attn_factor
+    if ext_factor != 0.0:
+        low, high = corr_dims
+        ramp = (1.0 - np.clip((j - low) / max(0.001, high - low), 0.0, 1.0)) * ext_factor
+        theta = theta_interp * (1 - ramp) + theta_extrap * ramp
+        mscale *= 1.0 + 0.1 * math.log(1.0 / freq_scale)
+    else:
+        theta = theta_interp
+    return np.cos(theta) * mscale, np.sin(theta) * mscale
+
+
+def apply_rope(x, cos, sin, neox):
+    """Rotates x [n_positions, n_heads, head_dim] (a new array is returned). Pair j is
+    (x[2j], x[2j+1]) in the normal order (llama: HF->GGUF conversion permuted q/k for it)
+    or (x[j], x[j + n_rot/2]) in the NeoX order (qwen2); dimensions from n_rot on pass."""
+    half = cos.shape[1]
+    i0 = np.arange(half) if neox else 2 * np.arange(half)
+    i1 = i0 + half if neox else i0 + 1
+    c, s = cos[:, None, :], sin[:, None, :]
+    a, b = x[:, :, i0], x[:, :, i1]
+    y = x.copy()
+    y[:, :, i0] = a * c - b * s
+    y[:, :, i1] = a * s + b * c
+    return y
+
+
+# ---- the model ---------------------------------------------------------------------------
+
+ARCHS = ("llama", "mistral", "qwen2")
+
+
+class Cache:
+    """Keys and values of the positions seen so far: per layer [n_past, n_head_kv, head_dim]."""
+
+    def __init__(self, n_layer):
+        self.k = [None] * n_layer
+        self.v = [None] * n_layer
+        self.n_past = 0
+
 
 class Model:
-    def __init__(self, path):
-        g = self.g = GGUF(path)
-        arch = self.arch = g.kv["general.architecture"]
-        if arch not in ("llama", "mistral", "qwen2"):
-            raise ValueError("architecture %s" % arch)
-        kv = lambda k, d=None: g.kv.get("%s.%s" % (arch, k), d)
-        self.n_embd = int(kv("embedding_length"))
-        self.n_layer = int(kv("block_count"))
-        self.n_head = int(kv("attention.head_count"))
-        self.n_head_kv = int(kv("attention.head_count_kv", self.n_head))
-        self.head_dim = int(kv("attention.key_length", self.n_embd // self.n_head))
-        self.n_rot = int(kv("rope.dimension_count", self.head_dim))
-        self.eps = float(kv("attention.layer_norm_rms_epsilon", 1e-6 if arch == "qwen2" else 1e-5))
-        self.base = float(kv("rope.freq_base", 10000.0))
-        self.neox = arch == "qwen2"
-        stype = kv("rope.scaling.type", "none")
-        factor = float(kv("rope.scaling.factor", 1.0))
-        self.freq_scale = 1.0 / factor if stype in ("linear", "yarn") and factor not in (0.0, 1.0) else 1.0
-        self.yarn = stype == "yarn" and self.freq_scale != 1.0
-        self.n_ctx_orig = int(kv("rope.scaling.original_context_length", kv("context_length", 2048)))
-        self.cache = {}
-        emb_ne = g.tensors["token_embd.weight"][0]
-        self.n_vocab = int(emb_ne[1])
-        self.freq_factors = self._vec("rope_freqs.weight") if "rope_freqs.weight" in g.tensors else None
+    def __init__(self, path, f64_limit_bytes=None):
+        g = self.g = GGUF(path) if not isinstance(path, GGUF) else path
+        self.arch = g.kv.get("general.architecture")
+        if self.arch not in ARCHS:
+            raise GGUFError("%s: architecture %r is not supported (%s are)" % (g.path, self.arch, ", ".join(ARCHS)))
+        a = self.arch
 
-    def _mat(self, name):
-        """Rows x cols float64 matrix (GGUF ne = [cols, rows])."""
-        if name not in self.cache:
-            ne, typ, raw = self.g.raw(name)
-            self.cache[name] = dequantize(typ, raw).astype(np.float64).reshape(int(ne[1]), int(ne[0]))
-        return self.cache[name]
+        def key(k, default=KeyError):
+            full = "%s.%s" % (a, k)
+            if full in g.kv:
+                return g.kv[full]
+            if default is KeyError:
+                raise GGUFError("%s: missing key %s" % (g.path, full))
+            return default
 
-    def _vec(self, name):
-        ne, typ, raw = self.g.raw(name)
-        return dequantize(typ, raw).astype(np.float64)
+        # hyperparameters, as llama.cpp reads them
+        self.n_embd = int(key("embedding_length"))
+        self.n_layer = int(key("block_count"))
+        self.n_head = int(key("attention.head_count"))
+        self.n_head_kv = int(key("attention.head_count_kv", self.n_head))
+        self.n_ff = int(key("feed_forward_length"))
+        self.head_dim = int(key("attention.key_length", self.n_embd // self.n_head))
+        self.head_dim_v = int(key("attention.value_length", self.n_embd // self.n_head))
+        self.n_rot = int(key("rope.dimension_count", self.head_dim))
+        self.eps = float(key("attention.layer_norm_rms_epsilon"))
+        if self.n_head <= 0 or self.n_head_kv <= 0 or self.n_head % self.n_head_kv:
+            raise GGUFError("%s: %d heads cannot share %d KV heads" % (g.path, self.n_head, self.n_head_kv))
+        if self.n_rot % 2 or self.n_rot > self.head_dim:
+            raise GGUFError("%s: rope.dimension_count %d must be even and <= head size %d" %
+                            (g.path, self.n_rot, self.head_dim))
+        self.neox = a == "qwen2"
+        # llama's attention.scale (granite-style models); 0 or absent: 1/sqrt(head size)
+        scale = float(key("attention.scale", 0.0)) if a != "qwen2" else 0.0
+        self.kq_scale = scale if scale != 0.0 else 1.0 / math.sqrt(self.head_dim)
+        self._read_rope(key)
 
-    def _has(self, name):
-        return name in self.g.tensors
+        self.n_vocab = int(g.tensor("token_embd.weight").ne[1])
+        self.out_name = "output.weight" if "output.weight" in g.tensors else "token_embd.weight"
+        self.freq_factors = self._vector("rope_freqs.weight") if "rope_freqs.weight" in g.tensors else None
+        if self.freq_factors is not None and len(self.freq_factors) < self.n_rot // 2:
+            raise GGUFError("%s: rope_freqs.weight has %d values, RoPE needs %d" %
+                            (g.path, len(self.freq_factors), self.n_rot // 2))
+        self._check_shapes()
+        if f64_limit_bytes is None:
+            f64_limit_bytes = int(float(os.environ.get("SOV_REF_F64_LIMIT_MB", "4096")) * 2**20)
+        n_params = sum(ti.n_elements for ti in g.tensors.values())
+        self.weight_dtype = np.float64 if 8 * n_params <= f64_limit_bytes else np.float32
+        self._weights = {}
 
-    def _mv(self, name, x):
-        """W @ x. With act_q8 set and a quantized W, x is first rounded the way llama.cpp-style
-        engines quantize activations: blocks of 32 (256 for the k-quants) as int8 with scale
-        max|x| / 127, rounded half to even."""
-        typ = self.g.tensors[name][1]
-        if self.act_q8 and typ not in (0, 1, 30):
-            bs = 256 if typ in (12, 13, 14) else 32
-            xb = x.astype(np.float32).reshape(-1, bs)
-            d = np.abs(xb).max(axis=1, keepdims=True) / np.float32(127.0)
-            inv = np.where(d != 0, np.float32(1.0) / np.where(d != 0, d, 1), 0).astype(np.float32)
-            x = (np.rint(xb * inv) * d).astype(np.float64).reshape(-1)
-        return self._mat(name) @ x
+    def _read_rope(self, key):
+        """RoPE frequency and scaling parameters (llama.cpp's reading for these archs:
+        scaling type default "linear", factor from rope.scaling.factor or the older
+        rope.scale_linear, none -> no scaling; YaRN with ext_factor 1, beta_fast 32,
+        beta_slow 1 and, after llama.cpp's compensation, attention factor 1 times
+        rope.scaling.attn_factor)."""
+        self.rope_base = float(key("rope.freq_base", 10000.0))
+        stype = key("rope.scaling.type", "linear")
+        if stype not in ("none", "linear", "yarn"):
+            raise GGUFError("%s: rope scaling type %r is not supported (none, linear, yarn are)" % (self.g.path, stype))
+        factor = float(key("rope.scaling.factor", 0.0)) or float(key("rope.scale_linear", 0.0))
+        self.rope_scaling = stype
+        self.freq_scale = 1.0 / factor if factor != 0.0 and stype != "none" else 1.0
+        self.ext_factor = 1.0 if stype == "yarn" else 0.0
+        if float(key("rope.scaling.yarn_log_multiplier", 0.0)) != 0.0:
+            raise GGUFError("%s: rope.scaling.yarn_log_multiplier is not supported" % self.g.path)
+        self.attn_factor = float(key("rope.scaling.attn_factor", 1.0))
+        self.n_ctx_orig = int(key("rope.scaling.original_context_length", key("context_length", 0)))
+        self.corr_dims = (0.0, 0.0)
+        if self.ext_factor != 0.0:
+            if self.n_ctx_orig <= 0:
+                raise GGUFError("%s: YaRN needs the original context length" % self.g.path)
+            self.corr_dims = yarn_corr_dims(self.n_rot, self.n_ctx_orig, self.rope_base)
 
-    def rope_angles(self, pos):
-        """cos, sin [n_rot/2] for one position (ggml's rope with yarn / linear / freq factors)."""
-        half = self.n_rot // 2
-        j = np.arange(half, dtype=np.float64)
-        theta_extrap = pos * self.base ** (-2.0 * j / self.n_rot)
-        if self.freq_factors is not None:
-            theta_extrap = theta_extrap / self.freq_factors[:half]
-        theta_interp = self.freq_scale * theta_extrap
-        mscale = 1.0
-        if self.yarn:
-            def corr_dim(n_rot_beta):
-                return self.n_rot * math.log(self.n_ctx_orig / (n_rot_beta * 2 * math.pi)) / (2 * math.log(self.base))
-            low = max(0.0, math.floor(corr_dim(32.0)))
-            high = min(self.n_rot - 1.0, math.ceil(corr_dim(1.0)))
-            y = (j - low) / max(0.001, high - low)
-            ramp = 1.0 - np.clip(y, 0.0, 1.0)  # ext_factor 1
-            theta = theta_interp * (1 - ramp) + theta_extrap * ramp
-            mscale = 1.0 + 0.1 * math.log(1.0 / self.freq_scale)
-        else:
-            theta = theta_interp
-        return np.cos(theta) * mscale, np.sin(theta) * mscale
+    def _check_shapes(self):
+        E, F = self.n_embd, self.n_ff
+        QD, KD, VD = self.n_head * self.head_dim, self.n_head_kv * self.head_dim, self.n_head_kv * self.head_dim_v
+        want = {"token_embd.weight": (E, self.n_vocab), "output_norm.weight": (E,)}
+        if self.out_name == "output.weight":
+            want["output.weight"] = (E, self.n_vocab)
+        for i in range(self.n_layer):
+            p = "blk.%d." % i
+            want.update({p + "attn_norm.weight": (E,), p + "attn_output.weight": (QD, E), p + "ffn_norm.weight": (E,),
+                         p + "ffn_gate.weight": (E, F), p + "ffn_up.weight": (E, F), p + "ffn_down.weight": (F, E)})
+            if p + "attn_qkv.weight" in self.g.tensors:
+                want[p + "attn_qkv.weight"] = (E, QD + KD + VD)
+            else:
+                want.update({p + "attn_q.weight": (E, QD), p + "attn_k.weight": (E, KD), p + "attn_v.weight": (E, VD)})
+        for name, ne in want.items():
+            if name not in self.g.tensors:
+                raise GGUFError("%s: missing tensor %s" % (self.g.path, name))
+            got = self.g.tensors[name].ne
+            if tuple(got[:len(ne)]) != ne or any(n != 1 for n in got[len(ne):]):
+                raise GGUFError("%s: tensor %s has shape %r, expected %r" % (self.g.path, name, list(got), list(ne)))
 
-    def rope(self, x, pos):
-        """x: [n_heads, head_dim] rotated in place for position pos."""
-        c, s = self.rope_angles(pos)
-        half = self.n_rot // 2
-        if self.neox:
-            i0, i1 = np.arange(half), np.arange(half) + half
-        else:
-            i0, i1 = 2 * np.arange(half), 2 * np.arange(half) + 1
-        a, b = x[:, i0].copy(), x[:, i1].copy()
-        x[:, i0] = a * c - b * s
-        x[:, i1] = a * s + b * c
-        return x
+    # -- weights --
+
+    def _vector(self, name):
+        """A 1-D tensor (norm weight, bias, freq factors) as float64."""
+        return dequantize_tensor(self.g, name).astype(np.float64)
+
+    def _opt_vector(self, name):
+        return self._vector(name) if name in self.g.tensors else None
+
+    def _matrix(self, name):
+        """Dequantized weight [rows = ne[1], cols = ne[0]], cached (see weight_dtype)."""
+        w = self._weights.get(name)
+        if w is None:
+            ti = self.g.tensor(name)
+            w = dequantize_tensor(self.g, name).reshape(-1, ti.ne[0]).astype(self.weight_dtype)
+            self._weights[name] = w
+        return w
+
+    def _rows(self, name, ids):
+        """Rows ids of a matrix as float64 [len(ids), ne[0]], dequantizing only those rows."""
+        ti = self.g.tensor(name)
+        if name in self._weights:
+            return self._matrix(name)[ids].astype(np.float64)
+        n_rows = ti.n_elements // ti.ne[0]
+        bad = [i for i in ids if not 0 <= i < n_rows]
+        if bad:
+            raise ValueError("token id %d is out of range (vocabulary of %d)" % (bad[0], n_rows))
+        rb = ti.row_bytes
+        return np.stack([dequantize(ti.type, ti.data[i * rb:(i + 1) * rb], name) for i in ids]).astype(np.float64)
+
+    def _mul(self, name, x, act_q8):
+        """x @ W.T for x [n, cols] -> [n, rows] in float64 (y = W @ x for each row x)."""
+        ti = self.g.tensor(name)
+        if act_q8 and ti.type not in FLOAT_TYPES:
+            x = quantize_activations_q8(x, 256 if ti.type in K_QUANTS else 32)
+        w = self._matrix(name)
+        if w.dtype == np.float64:
+            return x @ w.T
+        out = np.empty((x.shape[0], w.shape[0]))
+        step = 4096
+        for r in range(0, w.shape[0], step):
+            out[:, r:r + step] = x @ w[r:r + step].astype(np.float64).T
+        return out
+
+    def _linear(self, name, x, act_q8, bias=None):
+        y = self._mul(name, x, act_q8)
+        b = self._opt_vector(bias) if bias else None
+        return y if b is None else y + b
 
     def rmsnorm(self, x, w):
-        return x / np.sqrt(np.mean(x * x) + self.eps) * w
+        """x [n, E] normalised per row by its root mean square (+ eps), times w [E]."""
+        return x / np.sqrt(np.mean(x * x, axis=1, keepdims=True) + self.eps) * w
 
-    def logits(self, tokens, kv_f16=True, act_q8=False):
-        self.act_q8 = act_q8
-        E, H, Hkv, D = self.n_embd, self.n_head, self.n_head_kv, self.head_dim
-        rep = H // Hkv
-        emb = self._mat("token_embd.weight")
-        out_name = "output.weight" if self._has("output.weight") else "token_embd.weight"
-        K = [[] for _ in range(self.n_layer)]
-        V = [[] for _ in range(self.n_layer)]
-        result = np.zeros((len(tokens), self.n_vocab))
-        for t, tok in enumerate(tokens):
-            x = emb[tok].copy()
-            for il in range(self.n_layer):
-                p = "blk.%d." % il
-                xb = self.rmsnorm(x, self._vec(p + "attn_norm.weight"))
-                q = self._mv(p + "attn_q.weight", xb)
-                k = self._mv(p + "attn_k.weight", xb)
-                v = self._mv(p + "attn_v.weight", xb)
-                if self._has(p + "attn_q.bias"):
-                    q += self._vec(p + "attn_q.bias")
-                    k += self._vec(p + "attn_k.bias")
-                    v += self._vec(p + "attn_v.bias")
-                q = self.rope(q.reshape(H, D), t)
-                k = self.rope(k.reshape(Hkv, D), t)
-                v = v.reshape(Hkv, D)
-                if kv_f16:
-                    k = k.astype(np.float16).astype(np.float64)
-                    v = v.astype(np.float16).astype(np.float64)
-                K[il].append(k)
-                V[il].append(v)
-                keys = np.stack(K[il])    # [t+1, Hkv, D]
-                vals = np.stack(V[il])
-                att = np.empty((H, D))
-                for h in range(H):
-                    g = h // rep
-                    sc = keys[:, g, :] @ q[h] / math.sqrt(D)
-                    sc = np.exp(sc - sc.max())
-                    sc /= sc.sum()
-                    att[h] = sc @ vals[:, g, :]
-                x = x + self._mv(p + "attn_output.weight", att.reshape(-1))
-                xb = self.rmsnorm(x, self._vec(p + "ffn_norm.weight"))
-                gate = self._mv(p + "ffn_gate.weight", xb)
-                up = self._mv(p + "ffn_up.weight", xb)
-                x = x + self._mv(p + "ffn_down.weight", gate / (1.0 + np.exp(-gate)) * up)
-            result[t] = self._mv(out_name, self.rmsnorm(x, self._vec("output_norm.weight")))
-        return result
+    def rope_cos_sin(self, positions):
+        return rope_angles(positions, self.n_rot, self.rope_base, self.freq_scale, self.ext_factor,
+                           self.attn_factor, self.corr_dims, self.freq_factors)
 
+    # -- the forward pass --
 
-def main(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("logits")
-    a.add_argument("model")
-    a.add_argument("--tokens", required=True)
-    a.add_argument("--kv-f16", action="store_true")
-    a.add_argument("--out", required=True)
-    b = sub.add_parser("dequant")
-    b.add_argument("model")
-    b.add_argument("name")
-    b.add_argument("--out", required=True)
-    c = sub.add_parser("generate")
-    c.add_argument("model")
-    c.add_argument("--tokens", required=True)
-    c.add_argument("-n", type=int, default=16)
-    args = ap.parse_args(argv)
-    if args.cmd == "logits":
-        m = Model(args.model)
-        toks = [int(t) for t in args.tokens.split(",")]
-        m.logits(toks, kv_f16=args.kv_f16).astype("<f4").tofile(args.out)
-    elif args.cmd == "dequant":
-        dequantize_tensor(args.model, args.name).astype("<f4").tofile(args.out)
-    else:
-        m = Model(args.model)
-        toks = [int(t) for t in args.tokens.split(",")]
-        out = []
-        for _ in range(args.n):
-            nxt = int(np.argmax(m.logits(toks)[-1]))
+    def new_cache(self):
+        return Cache(self.n_layer)
+
+    def forward(self, tokens, cache=None, kv_f16=False, act_q8=False):
+        """Logits float64 [len(tokens), n_vocab] of tokens at positions cache.n_past...,
+        each attending causally to the cache and the earlier tokens of this chunk; their
+        keys and values are appended to the cache."""
+        cache = self.new_cache() if cache is None else cache
+        tokens = [int(t) for t in tokens]
+        T, H, Hkv, D, Dv = len(tokens), self.n_head, self.n_head_kv, self.head_dim, self.head_dim_v
+        rep = H // Hkv                              # query heads per KV head
+        p0 = cache.n_past
+        positions = np.arange(p0, p0 + T)
+        cos, sin = self.rope_cos_sin(positions)     # [T, n_rot/2]
+
+        x = self._rows("token_embd.weight", tokens)  # [T, E] the residual stream
+        for il in range(self.n_layer):
+            p = "blk.%d." % il
+            # attention
+            xb = self.rmsnorm(x, self._vector(p + "attn_norm.weight"))
+            q, k, v = self._qkv(p, xb, act_q8)     # [T, H*D], [T, Hkv*D], [T, Hkv*Dv]
+            q = apply_rope(q.reshape(T, H, D), cos, sin, self.neox)
+            k = apply_rope(k.reshape(T, Hkv, D), cos, sin, self.neox)
+            v = v.reshape(T, Hkv, Dv)
+            if kv_f16:
+                k = k.astype(np.float16).astype(np.float64)
+                v = v.astype(np.float16).astype(np.float64)
+            K = k if cache.k[il] is None else np.concatenate([cache.k[il], k])  # [S, Hkv, D]
+            V = v if cache.v[il] is None else np.concatenate([cache.v[il], v])  # [S, Hkv, Dv]
+            cache.k[il], cache.v[il] = K, V
+            att = self._attention(q, K, V, positions, rep)                     # [T, H*Dv]
+            x = x + self._linear(p + "attn_output.weight", att, act_q8, p + "attn_output.bias")
+            # feed-forward (SwiGLU)
+            xb = self.rmsnorm(x, self._vector(p + "ffn_norm.weight"))
+            gate = self._linear(p + "ffn_gate.weight", xb, act_q8, p + "ffn_gate.bias")  # [T, F]
+            up = self._linear(p + "ffn_up.weight", xb, act_q8, p + "ffn_up.bias")        # [T, F]
+            x = x + self._linear(p + "ffn_down.weight", silu(gate) * up, act_q8, p + "ffn_down.bias")
+        cache.n_past += T
+        xb = self.rmsnorm(x, self._vector("output_norm.weight"))
+        return self._mul(self.out_name, xb, act_q8)  # [T, V]
+
+    def _qkv(self, p, xb, act_q8):
+        if p + "attn_qkv.weight" in self.g.tensors:  # fused: rows are q, then k, then v
+            qkv = self._linear(p + "attn_qkv.weight", xb, act_q8, p + "attn_qkv.bias")
+            QD, KD = self.n_head * self.head_dim, self.n_head_kv * self.head_dim
+            q, k, v = qkv[:, :QD], qkv[:, QD:QD + KD], qkv[:, QD + KD:]
+            for name, t in (("attn_q", q), ("attn_k", k), ("attn_v", v)):
+                b = self._opt_vector(p + name + ".bias")
+                if b is not None:
+                    t += b
+            return q, k, v
+        return (self._linear(p + "attn_q.weight", xb, act_q8, p + "attn_q.bias"),
+                self._linear(p + "attn_k.weight", xb, act_q8, p + "attn_k.bias"),
+                self._linear(p + "attn_v.weight", xb, act_q8, p + "attn_v.bias"))
+
+    def _attention(self, q, K, V, positions, rep):
+        """Grouped-query causal attention. q [T, H, D] at positions; K [S, Hkv, D],
+        V [S, Hkv, Dv] for positions 0..S-1; query head h reads KV head h // rep.
+        Returns [T, H*Dv]."""
+        T, H, D = q.shape
+        S, Hkv, Dv = V.shape
+        qg = q.reshape(T, Hkv, rep, D).transpose(1, 0, 2, 3).reshape(Hkv, T * rep, D)
+        scores = qg @ K.transpose(1, 2, 0) * self.kq_scale             # [Hkv, T*rep, S]
+        query_pos = np.repeat(positions, rep)                         # row t*rep + r is position t
+        scores[:, np.arange(S)[None, :] > query_pos[:, None]] = -np.inf
+        scores = np.exp(scores - scores.max(axis=2, keepdims=True))
+        scores /= scores.sum(axis=2, keepdims=True)
+        out = scores @ V.transpose(1, 0, 2)                           # [Hkv, T*rep, Dv]
+        return out.reshape(Hkv, T, rep, Dv).transpose(1, 0, 2, 3).reshape(T, H * Dv)
+
+    def logits(self, tokens, kv_f16=False, act_q8=False):
+        """Logits float64 [len(tokens), n_vocab] of a whole sequence from position 0."""
+        return self.forward(tokens, self.new_cache(), kv_f16=kv_f16, act_q8=act_q8)
+
+    def generate(self, tokens, n, kv_f16=False, act_q8=False):
+        """n greedy tokens after tokens (argmax, the lowest id on an exact tie), and the
+        margin of each choice: its logit minus the runner-up's."""
+        cache = self.new_cache()
+        last = self.forward(tokens, cache, kv_f16, act_q8)[-1]
+        out, margins = [], []
+        for step in range(n):
+            nxt = int(np.argmax(last))
             out.append(nxt)
-            toks.append(nxt)
-        print(" ".join(map(str, out)))
+            margins.append(float(last[nxt] - np.partition(last, -2)[-2]))
+            if step + 1 < n:
+                last = self.forward([nxt], cache, kv_f16, act_q8)[-1]
+        return out, margins
+
+
+def silu(x):
+    """x * sigmoid(x), written with tanh so that no exp overflows."""
+    return x * 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+# ---- CLI ---------------------------------------------------------------------------------
+
+def _ids(s):
+    try:
+        ids = [int(t) for t in s.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError("token ids are comma-separated integers, not %r" % s)
+    if not ids:
+        raise argparse.ArgumentTypeError("no token ids")
+    return ids
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="reference.py", description=__doc__.split("\n\n")[0],
+                                 epilog="Library use and the precision rules are in the module docstring.")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+    a = sub.add_parser("logits", help="logits of every position, float32 LE [n_tokens][n_vocab]")
+    a.add_argument("model")
+    a.add_argument("--tokens", type=_ids, required=True, help="comma-separated token ids")
+    a.add_argument("--kv-f16", action="store_true", help="round keys and values to float16")
+    a.add_argument("--act-q8", action="store_true", help="quantize activations as sov does")
+    a.add_argument("--out", required=True)
+    b = sub.add_parser("dequant", help="one tensor as float32 LE in file element order")
+    b.add_argument("model")
+    b.add_argument("tensor")
+    b.add_argument("--out", required=True)
+    c = sub.add_parser("generate", help="greedy continuation: token ids on one line")
+    c.add_argument("model")
+    c.add_argument("--tokens", type=_ids, required=True)
+    c.add_argument("-n", type=int, default=16, help="tokens to generate (default 16)")
+    c.add_argument("--kv-f16", action="store_true")
+    c.add_argument("--margins", action="store_true", help="also print each choice's top1 - top2 logit gap")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "logits":
+            Model(args.model).logits(args.tokens, args.kv_f16, args.act_q8).astype("<f4").tofile(args.out)
+        elif args.cmd == "dequant":
+            dequantize_tensor(args.model, args.tensor).astype("<f4").tofile(args.out)
+        else:
+            ids, margins = Model(args.model).generate(args.tokens, args.n, kv_f16=args.kv_f16)
+            print(" ".join(map(str, ids)))
+            if args.margins:
+                print(" ".join("%.6f" % m for m in margins))
+    except (GGUFError, KeyError, ValueError, OSError) as e:
+        print("reference.py: error: %s" % (e.args[0] if e.args else e), file=sys.stderr)
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
