@@ -1,7 +1,12 @@
 /* The block formats, pinned by hand: blocks built byte by byte with values worked out on
- * paper from each format's definition, and the dequantized floats they must give. Any
- * change to nibble order, fifth/sixth-bit placement, scale packing or the order of the
- * scale multiplications fails here. */
+ * paper from each format's definition, and the dequantized floats they must give
+ * (nibble order, fifth bits, the 12 packed 6-bit k-quant scales and mins decoded from
+ * literal bytes incl. sub-blocks 4..7, q6_K's ql/qh/scales, negative, subnormal and
+ * infinite half scales). Then every value of blocks of random bytes against the layout
+ * written out value by value, rows of several blocks, Q8A/Q8K, and the planar layouts
+ * against the file rows they come from. Any change to nibble order, fifth/sixth-bit
+ * placement, scale packing or block stepping fails here. (The order of q6_K's
+ * (d * scale) * q cannot change a value: both partial products are exact in float.) */
 #include "test.h"
 
 #include "quant/quant.h"
@@ -167,6 +172,203 @@ static void subnormal_and_infinite_scales(void) {
     CHECK(isinf(y[0]) && y[0] > 0);
 }
 
+
+/* The 12 packed scale bytes of a k-quant block, decoded by hand (not by a packer):
+ *   j < 4:  scale = q[j] & 63,  min = q[j+4] & 63
+ *   j >= 4: scale = (q[j+4] & 0xF) | (q[j-4] >> 6) << 4,  min = (q[j+4] >> 4) | (q[j] >> 6) << 4 */
+static const uint8_t kscales[12] = {0xC1, 0x7F, 0x85, 0x00, 0x4A, 0xBF, 0x3C, 0xC0, 0x21, 0xF0, 0x0F, 0x9A};
+static const int ksc[8] = {1, 63, 5, 0, 49, 16, 47, 10}; /* e.g. j=4: 0x21 & 0xF = 1, 0xC1 >> 6 = 3: 1 | 48 */
+static const int kmn[8] = {10, 63, 60, 0, 18, 47, 0, 57}; /* e.g. j=7: 0x9A >> 4 = 9, 0xC0 >> 6 = 3: 9 | 48 */
+
+static void k_scales_decode_as_worked_by_hand(void) {
+    for (int j = 0; j < 8; j++) {
+        uint8_t s, m;
+        sov_k_scale_min(j, kscales, &s, &m);
+        CHECK_MSG(s == ksc[j] && m == kmn[j], "sub-block %d: scale %d min %d, want %d %d", j, s, m, ksc[j], kmn[j]);
+    }
+}
+
+static void q4_K_high_sub_blocks_and_mins(void) {
+    block_q4_K b = {.d = h(0.5f), .dmin = h(-0.25f)}; /* a negative dmin adds the min */
+    memcpy(b.scales, kscales, 12);
+    for (int i = 0; i < 128; i++) b.qs[i] = (uint8_t)(3 | (12 << 4)); /* low 3, high 12 */
+    float y[256];
+    sov_dequantize_row(SOV_TYPE_Q4_K, &b, y, 256);
+    /* sub-block 4 (values 128..159, low nibbles of bytes 64..95): 0.5*49*3 + 0.25*18 */
+    CHECK(y[128] == 0.5f * 49.0f * 3.0f + 0.25f * 18.0f && y[159] == y[128]);
+    /* sub-block 5 (values 160..191, high nibbles): 0.5*16*12 + 0.25*47 */
+    CHECK(y[160] == 0.5f * 16.0f * 12.0f + 0.25f * 47.0f);
+    CHECK(y[192] == 0.5f * 47.0f * 3.0f);                     /* sub-block 6: min 0 */
+    CHECK(y[255] == 0.5f * 10.0f * 12.0f + 0.25f * 57.0f);    /* sub-block 7 */
+    CHECK(y[96] == 0.0f);                                     /* sub-block 3: scale 0, min 0 */
+    CHECK(y[32] == 0.5f * 63.0f * 12.0f + 0.25f * 63.0f);     /* sub-block 1 */
+}
+
+static void q5_K_scales_mins_and_fifth_bits(void) {
+    block_q5_K b = {.d = h(0.25f), .dmin = h(1.0f)};
+    memcpy(b.scales, kscales, 12);
+    memset(b.qs, 0x5A, sizeof b.qs); /* low nibble 10, high 5 */
+    memset(b.qh, 0, sizeof b.qh);
+    b.qh[7] = 0xFF;                  /* value 7 of every sub-block gets +16 */
+    float y[256];
+    sov_dequantize_row(SOV_TYPE_Q5_K, &b, y, 256);
+    CHECK(y[4 * 32 + 7] == 0.25f * 49.0f * 26.0f - 18.0f); /* sub-block 4: low nibble 10 + 16 */
+    CHECK(y[4 * 32 + 6] == 0.25f * 49.0f * 10.0f - 18.0f);
+    CHECK(y[7 * 32 + 7] == 0.25f * 10.0f * 21.0f - 57.0f); /* sub-block 7: high nibble 5 + 16 */
+    CHECK(y[1 * 32 + 0] == 0.25f * 63.0f * 5.0f - 63.0f);
+}
+
+static void negative_scales_flip_the_values(void) {
+    block_q4_0 a = {.d = h(-0.5f)};
+    memset(a.qs, 0x0F, 16); /* low 15, high 0 */
+    float y[32];
+    sov_dequantize_row(SOV_TYPE_Q4_0, &a, y, 32);
+    CHECK(y[0] == -3.5f && y[16] == 4.0f);
+    block_q8_0 c = {.d = h(-2.0f)};
+    for (int j = 0; j < 32; j++) c.qs[j] = (int8_t)(j == 0 ? -128 : j == 1 ? 127 : 0);
+    sov_dequantize_row(SOV_TYPE_Q8_0, &c, y, 32);
+    CHECK(y[0] == 256.0f && y[1] == -254.0f && y[2] == 0.0f);
+    block_q5_1 d = {.d = h(-1.0f), .m = h(-3.0f)};
+    memset(d.qs, 0x21, 16);
+    memset(d.qh, 0xFF, 4);
+    sov_dequantize_row(SOV_TYPE_Q5_1, &d, y, 32);
+    CHECK(y[0] == -17.0f - 3.0f && y[16] == -18.0f - 3.0f);
+    block_q6_K e;
+    memset(&e, 0, sizeof e);
+    e.d = h(-1.0f);
+    e.scales[0] = -128;
+    float y6[256];
+    sov_dequantize_row(SOV_TYPE_Q6_K, &e, y6, 256);
+    CHECK(y6[0] == (-1.0f * -128.0f) * -32.0f && y6[15] == y6[0]); /* level 0 is -32 */
+    CHECK(y6[16] == 0.0f * -32.0f);                                 /* sub-block 1: scale 0 */
+}
+
+/* Every value of a block of random bytes against the layout written out per value (an
+ * independent derivation of the index arithmetic), for the formats with split bits. */
+static uint8_t nib(const uint8_t *q, int byte, int high) { return high ? q[byte] >> 4 : q[byte] & 0xF; }
+
+static void random_blocks_match_the_layout_value_by_value(void) {
+    test_rng r = {2024};
+    uint8_t raw[3 * 210];
+    float y[3 * 256];
+    for (int round = 0; round < 20; round++) {
+        for (size_t i = 0; i < sizeof raw; i++) raw[i] = (uint8_t)test_rng_next(&r);
+        /* q5_0, 3 blocks: value j < 16 is the low nibble of qs[j], j >= 16 the high nibble of
+         * qs[j-16]; its fifth bit is bit j of qh */
+        block_q5_0 *q5 = (block_q5_0 *)raw;
+        for (int i = 0; i < 3; i++) q5[i].d = h(0.125f * (float)(i + 1) * (round % 2 ? -1.0f : 1.0f));
+        sov_dequantize_row(SOV_TYPE_Q5_0, q5, y, 96);
+        int bad = 0;
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 32; j++) {
+                const uint32_t qh = (uint32_t)q5[i].qh[0] | (uint32_t)q5[i].qh[1] << 8 | (uint32_t)q5[i].qh[2] << 16 |
+                                    (uint32_t)q5[i].qh[3] << 24;
+                const int q = nib(q5[i].qs, j % 16, j >= 16) + 16 * (int)((qh >> j) & 1);
+                bad += y[32 * i + j] != (float)(q - 16) * sov_half_to_f32(q5[i].d);
+            }
+        /* q4_K, 2 blocks: value v = 64g + 32h + l is nibble h of qs[32g + l], sub-block 2g + h */
+        block_q4_K *k4 = (block_q4_K *)raw;
+        for (int i = 0; i < 2; i++) k4[i].d = h(0.01f * (float)(i + 1)), k4[i].dmin = h(-0.02f);
+        sov_dequantize_row(SOV_TYPE_Q4_K, k4, y, 512);
+        for (int i = 0; i < 2; i++)
+            for (int v = 0; v < 256; v++) {
+                const int g = v / 64, hh = (v / 32) % 2, l = v % 32;
+                uint8_t sc, m;
+                sov_k_scale_min(2 * g + hh, k4[i].scales, &sc, &m);
+                const float want = sov_half_to_f32(k4[i].d) * (float)sc * (float)nib(k4[i].qs, 32 * g + l, hh) -
+                                   sov_half_to_f32(k4[i].dmin) * (float)m;
+                bad += y[256 * i + v] != want;
+            }
+        /* q5_K, 2 blocks: as q4_K plus bit (2g + h) of qh[l] */
+        block_q5_K *k5 = (block_q5_K *)raw;
+        for (int i = 0; i < 2; i++) k5[i].d = h(0.03f), k5[i].dmin = h(0.5f * (float)i);
+        sov_dequantize_row(SOV_TYPE_Q5_K, k5, y, 512);
+        for (int i = 0; i < 2; i++)
+            for (int v = 0; v < 256; v++) {
+                const int g = v / 64, hh = (v / 32) % 2, l = v % 32;
+                uint8_t sc, m;
+                sov_k_scale_min(2 * g + hh, k5[i].scales, &sc, &m);
+                const int q = nib(k5[i].qs, 32 * g + l, hh) + 16 * ((k5[i].qh[l] >> (2 * g + hh)) & 1);
+                bad += y[256 * i + v] != sov_half_to_f32(k5[i].d) * (float)sc * (float)q -
+                                             sov_half_to_f32(k5[i].dmin) * (float)m;
+            }
+        /* q6_K, 3 blocks: value v = 128c + 32g + l; low 4 bits: nibble (g >= 2) of
+         * ql[64c + 32(g % 2) + l]; high 2 bits: bits 2g..2g+1 of qh[32c + l]; scale
+         * scales[8c + 2g + l / 16]; value (d * scale) * (q - 32) */
+        block_q6_K *k6 = (block_q6_K *)raw;
+        for (int i = 0; i < 3; i++) k6[i].d = h(i == 1 ? -0.004f : 0.002f);
+        sov_dequantize_row(SOV_TYPE_Q6_K, k6, y, 768);
+        for (int i = 0; i < 3; i++)
+            for (int v = 0; v < 256; v++) {
+                const int c = v / 128, g = (v % 128) / 32, l = v % 32;
+                const int q = nib(k6[i].ql, 64 * c + 32 * (g % 2) + l, g >= 2) |
+                              ((k6[i].qh[32 * c + l] >> (2 * g)) & 3) << 4;
+                const float want = sov_half_to_f32(k6[i].d) * (float)k6[i].scales[8 * c + 2 * g + l / 16] * (float)(q - 32);
+                bad += y[256 * i + v] != want;
+            }
+        CHECK_MSG(bad == 0, "round %d: %d values differ from the layout", round, bad);
+    }
+}
+
+static void rows_of_several_blocks_step_block_by_block(void) {
+    static const sov_type types[] = {SOV_TYPE_Q4_0, SOV_TYPE_Q4_1, SOV_TYPE_Q5_0, SOV_TYPE_Q5_1, SOV_TYPE_Q8_0,
+                                     SOV_TYPE_Q4_K, SOV_TYPE_Q5_K, SOV_TYPE_Q6_K};
+    test_rng r = {7};
+    uint8_t raw[4 * 210];
+    float all[4 * 256], one[256];
+    for (size_t t = 0; t < SOV_ARRAY_LEN_T(types); t++) {
+        const sov_type_traits *tr = sov_type_info(types[t]);
+        for (size_t i = 0; i < sizeof raw; i++) raw[i] = (uint8_t)test_rng_next(&r);
+        for (int b = 0; b < 4; b++) { /* finite scales: the halves at offset 0 and 2 (q6_K: 208) */
+            uint8_t *blk = raw + b * tr->type_size;
+            const sov_half d = h(0.01f * (float)(b + 1));
+            memcpy(blk + (types[t] == SOV_TYPE_Q6_K ? 208 : 0), &d, 2);
+            if (types[t] != SOV_TYPE_Q6_K) memcpy(blk + 2, &d, 2);
+        }
+        sov_dequantize_row(types[t], raw, all, 4 * tr->block_size);
+        for (int b = 0; b < 4; b++) {
+            sov_dequantize_row(types[t], raw + b * tr->type_size, one, tr->block_size);
+            CHECK_MSG(memcmp(one, all + b * tr->block_size, (size_t)tr->block_size * sizeof(float)) == 0,
+                      "%s block %d of a row", tr->name, b);
+        }
+    }
+}
+
+static void activation_formats_are_q_times_d(void) {
+    block_q8a a = {.d = 0.5f, .s = 0.0f};
+    for (int j = 0; j < 32; j++) a.qs[j] = (int8_t)(j - 16);
+    float y[256];
+    sov_dequantize_row(SOV_TYPE_Q8A, &a, y, 32);
+    CHECK(y[0] == -8.0f && y[31] == 7.5f);
+    static block_q8k k;
+    k.d = -0.25f;
+    for (int j = 0; j < 256; j++) k.qs[j] = (int8_t)(j % 255 - 127);
+    sov_dequantize_row(SOV_TYPE_Q8K, &k, y, 256);
+    CHECK(y[0] == 31.75f && y[254] == -31.75f && y[255] == 31.75f);
+}
+
+/* Planar rows hold the same values as the file rows they were repacked from, for whole
+ * pairs of blocks and a trailing odd block */
+static void planar_rows_dequantize_like_their_file_rows(void) {
+    test_rng r = {99};
+    for (int nb = 1; nb <= 11; nb += 2) {
+        for (int pass = 0; pass < 2; pass++) {
+            const int n = 32 * (nb + pass); /* odd and even block counts */
+            const sov_type ft = pass ? SOV_TYPE_Q8_0 : SOV_TYPE_Q4_0, pt = pass ? SOV_TYPE_Q8_0P : SOV_TYPE_Q4_0P;
+            float x[32 * 12], y1[32 * 12], y2[32 * 12];
+            uint8_t file[34 * 12], planar[34 * 12];
+            for (int i = 0; i < n; i++) x[i] = test_rng_float(&r);
+            CHECK(sov_quantize_row(ft, x, file, n));
+            sov_repack_row_planar_to(ft, file, planar, n);
+            sov_dequantize_row(ft, file, y1, n);
+            sov_dequantize_row(pt, planar, y2, n);
+            CHECK_MSG(memcmp(y1, y2, (size_t)n * sizeof(float)) == 0, "%s, %d blocks", sov_type_name(pt), n / 32);
+            CHECK(sov_repack_row_planar(ft, file, n)); /* in place gives the same bytes */
+            CHECK(memcmp(file, planar, sov_row_size(ft, n)) == 0);
+        }
+    }
+}
+
 int main(void) {
     RUN(f16_and_bf16_convert_exactly);
     RUN(q4_0_low_nibbles_first_minus_8);
@@ -179,5 +381,13 @@ int main(void) {
     RUN(q5_K_fifth_bits_pair_per_group);
     RUN(q6_K_quarters_and_signed_scales);
     RUN(subnormal_and_infinite_scales);
+    RUN(k_scales_decode_as_worked_by_hand);
+    RUN(q4_K_high_sub_blocks_and_mins);
+    RUN(q5_K_scales_mins_and_fifth_bits);
+    RUN(negative_scales_flip_the_values);
+    RUN(random_blocks_match_the_layout_value_by_value);
+    RUN(rows_of_several_blocks_step_block_by_block);
+    RUN(activation_formats_are_q_times_d);
+    RUN(planar_rows_dequantize_like_their_file_rows);
     TEST_EXIT();
 }
