@@ -49,14 +49,20 @@
 
 /* ---- helpers ---- */
 
+/* v limited to [lo, hi]; NaN gives lo (comparisons, not fminf: those are inlined). */
+static inline float clampf(float v, float lo, float hi) {
+    v = v > lo ? v : lo;
+    return v < hi ? v : hi;
+}
+
 /* v rounded to the nearest integer in [lo, hi] (halves up); NaN gives lo. */
 static inline int round_clamp(float v, int lo, int hi) {
-    v = fminf(fmaxf(v, (float)lo), (float)hi);
+    v = clampf(v, (float)lo, (float)hi);
     return (int)(v - (float)lo + 0.5f) + lo; /* the operand is >= 0: truncation is floor */
 }
 
 /* A scale limited to the finite half range (NaN gives -65504). */
-static inline float clamp_scale(float v) { return fminf(fmaxf(v, -65504.0f), 65504.0f); }
+static inline float clamp_scale(float v) { return clampf(v, -65504.0f, 65504.0f); }
 
 /* A half-precision scale, saturated at the largest finite half instead of overflowing. */
 static inline sov_half half_scale(float v) { return sov_f32_to_half(clamp_scale(v)); }
@@ -89,8 +95,8 @@ static void q4_0(const float *x, block_q4_0 *y, int64_t nb) {
         y[i].d = sov_f32_to_half(d);
         for (int j = 0; j < QK / 2; j++) {
             /* truncation of x/d + 8.5 (>= 0.5 for in-range values), at most 15 */
-            const int a = (int)fminf(fmaxf(x[j] * id + 8.5f, 0.0f), 15.0f);
-            const int b = (int)fminf(fmaxf(x[j + QK / 2] * id + 8.5f, 0.0f), 15.0f);
+            const int a = (int)clampf(x[j] * id + 8.5f, 0.0f, 15.0f);
+            const int b = (int)clampf(x[j + QK / 2] * id + 8.5f, 0.0f, 15.0f);
             y[i].qs[j] = (uint8_t)(a | (b << 4));
         }
     }
@@ -104,8 +110,8 @@ static void q4_1(const float *x, block_q4_1 *y, int64_t nb) {
         y[i].d = sov_f32_to_half(d);
         y[i].m = half_scale(mn);
         for (int j = 0; j < QK / 2; j++) {
-            const int a = (int)fminf(fmaxf((x[j] - mn) * id + 0.5f, 0.0f), 15.0f);
-            const int b = (int)fminf(fmaxf((x[j + QK / 2] - mn) * id + 0.5f, 0.0f), 15.0f);
+            const int a = (int)clampf((x[j] - mn) * id + 0.5f, 0.0f, 15.0f);
+            const int b = (int)clampf((x[j + QK / 2] - mn) * id + 0.5f, 0.0f, 15.0f);
             y[i].qs[j] = (uint8_t)(a | (b << 4));
         }
     }
@@ -127,7 +133,7 @@ static void q5_0(const float *x, block_q5_0 *y, int64_t nb) {
         const float d = clamp_scale(signed_max(x, QK) / -16.0f), id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = sov_f32_to_half(d);
         int q[QK];
-        for (int j = 0; j < QK; j++) q[j] = (int)fminf(fmaxf(x[j] * id + 16.5f, 0.0f), 31.0f);
+        for (int j = 0; j < QK; j++) q[j] = (int)clampf(x[j] * id + 16.5f, 0.0f, 31.0f);
         put_q5(q, y[i].qs, y[i].qh);
     }
 }
@@ -140,7 +146,7 @@ static void q5_1(const float *x, block_q5_1 *y, int64_t nb) {
         y[i].d = sov_f32_to_half(d);
         y[i].m = half_scale(mn);
         int q[QK];
-        for (int j = 0; j < QK; j++) q[j] = (int)fminf(fmaxf((x[j] - mn) * id + 0.5f, 0.0f), 31.0f);
+        for (int j = 0; j < QK; j++) q[j] = (int)clampf((x[j] - mn) * id + 0.5f, 0.0f, 31.0f);
         put_q5(q, y[i].qs, y[i].qh);
     }
 }
@@ -148,10 +154,10 @@ static void q5_1(const float *x, block_q5_1 *y, int64_t nb) {
 static void q8_0(const float *x, block_q8_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK) {
         float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < QK; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
         const float d = clamp_scale(amax / 127.0f), id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = sov_f32_to_half(d);
-        for (int j = 0; j < QK; j++) y[i].qs[j] = (int8_t)roundf(fminf(fmaxf(x[j] * id, -127.0f), 127.0f));
+        for (int j = 0; j < QK; j++) y[i].qs[j] = (int8_t)roundf(clampf(x[j] * id, -127.0f, 127.0f));
     }
 }
 
@@ -171,10 +177,27 @@ typedef struct fit {
     float err;   /* weighted squared error */
 } fit;
 
+/* Weighted sums of a sub-block that do not depend on the levels. */
+typedef struct wsums {
+    float sw, sx, sxx; /* sum w, sum w x, sum w x^2 */
+} wsums;
+
+static wsums sums_of(const float *x, const float *w, int n) {
+    wsums s = {0, 0, 0};
+    for (int j = 0; j < n; j++) {
+        s.sw += w[j];
+        s.sx += w[j] * x[j];
+        s.sxx += w[j] * x[j] * x[j];
+    }
+    return s;
+}
+
 /* Weighted least-squares scale and min for given levels L in [0, nmax] (min >= 0; when
  * the unconstrained optimum wants a negative min the constrained one has min = 0); kept
- * in *best when its error is lower. sw, sx: sums of w and w x. Returns whether kept. */
-static bool try_affine(const float *x, const float *w, int n, const uint8_t *L, float sw, float sx, fit *best) {
+ * in *best when its error is lower. The error comes from the sums (expanded square, in
+ * double): it only ranks candidates, and its rounding (~1e-7 of sum w x^2) is far below
+ * the difference one level makes. Returns whether kept. */
+static bool try_affine(const float *x, const float *w, int n, const uint8_t *L, wsums ws, fit *best) {
     float sl = 0, sl2 = 0, sxl = 0;
     for (int j = 0; j < n; j++) {
         const float l = (float)L[j];
@@ -182,19 +205,17 @@ static bool try_affine(const float *x, const float *w, int n, const uint8_t *L, 
         sl2 += w[j] * l * l;
         sxl += w[j] * l * x[j];
     }
-    const float det = sw * sl2 - sl * sl;
+    const float det = ws.sw * sl2 - sl * sl;
     if (!(det > 0.0f)) return false;
-    float scale = (sw * sxl - sx * sl) / det, min = (sl * sxl - sl2 * sx) / det;
+    float scale = (ws.sw * sxl - ws.sx * sl) / det, min = (sl * sxl - sl2 * ws.sx) / det;
     if (min < 0.0f) {
         min = 0.0f;
         scale = sxl / sl2;
     }
     if (!(scale > 0.0f)) return false;
-    float err = 0.0f;
-    for (int j = 0; j < n; j++) {
-        const float e = scale * (float)L[j] - min - x[j];
-        err += w[j] * e * e;
-    }
+    /* sum w (scale L - min - x)^2 */
+    const double s = scale, m = min;
+    const float err = (float)(s * s * sl2 + m * m * ws.sw + ws.sxx - 2.0 * s * m * sl - 2.0 * s * sxl + 2.0 * m * ws.sx);
     if (!(err < best->err)) return false;
     *best = (fit){scale, min, err};
     return true;
@@ -202,12 +223,9 @@ static bool try_affine(const float *x, const float *w, int n, const uint8_t *L, 
 
 /* x ~ scale * L - min, L in [0, nmax], min >= 0 (q4_K, q5_K sub-blocks of 32). */
 static fit fit_affine(const float *x, const float *w, int n, int nmax) {
-    float mn, mx, sw = 0.0f, sx = 0.0f;
+    float mn, mx;
     min_max(x, n, &mn, &mx);
-    for (int j = 0; j < n; j++) {
-        sw += w[j];
-        sx += w[j] * x[j];
-    }
+    const wsums ws = sums_of(x, w, n);
     if (mn > 0.0f) mn = 0.0f; /* the min term can only lower values */
     if (!(mx > mn)) return (fit){0.0f, -mn, 0.0f}; /* constant <= 0: the min alone is exact */
     fit best = {(mx - mn) / (float)nmax, -mn, INFINITY};
@@ -215,33 +233,29 @@ static fit fit_affine(const float *x, const float *w, int n, int nmax) {
     for (int k = -10; k <= 10; k++) {
         const float iscale = ((float)nmax + 0.1f * (float)k) / (mx - mn);
         for (int j = 0; j < n; j++) L[j] = (uint8_t)round_clamp(iscale * (x[j] - mn), 0, nmax);
-        try_affine(x, w, n, L, sw, sx, &best);
+        try_affine(x, w, n, L, ws, &best);
     }
     for (int it = 0; it < 3 && best.err < INFINITY; it++) {
         const float iscale = 1.0f / best.scale;
         for (int j = 0; j < n; j++) L[j] = (uint8_t)round_clamp((x[j] + best.min) * iscale, 0, nmax);
-        if (!try_affine(x, w, n, L, sw, sx, &best)) break;
+        if (!try_affine(x, w, n, L, ws, &best)) break;
     }
     if (best.err == INFINITY) best.err = 0.0f; /* no candidate fitted: the initial guess */
     return best;
 }
 
-/* Weighted least-squares scale for given levels (symmetric: x ~ scale * L). */
-static bool try_linear(const float *x, const float *w, int n, const int8_t *L, fit *best) {
+/* Weighted least-squares scale for given levels (symmetric: x ~ scale * L); the error
+ * sum w x^2 - (sum w x L)^2 / sum w L^2 as above. */
+static bool try_linear(const float *x, const float *w, int n, const int8_t *L, float sxx, fit *best) {
     float sl2 = 0, sxl = 0;
     for (int j = 0; j < n; j++) {
         sl2 += w[j] * (float)L[j] * (float)L[j];
         sxl += w[j] * (float)L[j] * x[j];
     }
     if (!(sl2 > 0.0f)) return false;
-    const float scale = sxl / sl2;
-    float err = 0.0f;
-    for (int j = 0; j < n; j++) {
-        const float e = scale * (float)L[j] - x[j];
-        err += w[j] * e * e;
-    }
+    const float err = (float)((double)sxx - (double)sxl * sxl / sl2);
     if (!(err < best->err)) return false;
-    *best = (fit){scale, 0.0f, err};
+    *best = (fit){sxl / sl2, 0.0f, err};
     return true;
 }
 
@@ -251,16 +265,17 @@ static fit fit_symmetric(const float *x, const float *w, int n, int nmax) {
     const float max = signed_max(x, n);
     if (max == 0.0f) return (fit){0.0f, 0.0f, 0.0f};
     fit best = {max / -(float)nmax, 0.0f, INFINITY};
+    const float sxx = sums_of(x, w, n).sxx;
     int8_t L[16];
     for (int k = -10; k <= 10; k++) {
         const float iscale = -((float)nmax + 0.1f * (float)k) / max;
         for (int j = 0; j < n; j++) L[j] = (int8_t)round_clamp(iscale * x[j], -nmax, nmax - 1);
-        try_linear(x, w, n, L, &best);
+        try_linear(x, w, n, L, sxx, &best);
     }
     for (int it = 0; it < 3 && best.err < INFINITY; it++) {
         const float iscale = 1.0f / best.scale;
         for (int j = 0; j < n; j++) L[j] = (int8_t)round_clamp(x[j] * iscale, -nmax, nmax - 1);
-        if (!try_linear(x, w, n, L, &best)) break;
+        if (!try_linear(x, w, n, L, sxx, &best)) break;
     }
     if (best.err == INFINITY) best.err = 0.0f;
     return best;
@@ -288,7 +303,7 @@ static float pick_scale_min(const float *x, const float *w, int nmax, fit f, flo
                             uint8_t *lm, uint8_t *L) {
     const float rs = d > 0.0f ? f.scale / d : 0.0f, rm = dmin > 0.0f ? f.min / dmin : 0.0f;
     /* floor of the ratios (non-negative: truncation) */
-    const int s0 = (int)fminf(fmaxf(rs, 0.0f), 63.0f), m0 = (int)fminf(fmaxf(rm, 0.0f), 63.0f);
+    const int s0 = (int)clampf(rs, 0.0f, 63.0f), m0 = (int)clampf(rm, 0.0f, 63.0f);
     float best = INFINITY;
     uint8_t Lt[32];
     for (int c = 0; c < 5; c++) {
@@ -449,13 +464,12 @@ static void codes_symmetric(const float *x, const float *w, const fit *f, sov_ha
     k->err = 0.0f;
     const float df = sov_half_to_f32(d);
     for (int j = 0; j < 16; j++) {
-        const float r = df != 0.0f ? fminf(fmaxf(f[j].scale / df, -129.0f), 128.0f) : 0.0f;
+        const float r = df != 0.0f ? clampf(f[j].scale / df, -128.0f, 127.0f) : 0.0f;
         const int s0 = (int)floorf(r);
         float best = INFINITY;
         uint8_t Lt[16];
         for (int c = 0; c < 3; c++) {
-            const int s = c == 2 ? 0 : s0 + c; /* below, above, zero */
-            if (s < -128 || s > 127) continue;
+            const int s = c == 2 ? 0 : s0 + c > 127 ? 127 : s0 + c; /* below, above, zero */
             const float err = levels_symmetric(x + 16 * j, w + 16 * j, df * (float)s, Lt);
             if (err < best) {
                 best = err;
