@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all build run test test-fast test-san test-arm deps deps-test fuzz bench format lint clean
+.PHONY: all build run test test-fast test-san test-arm bench deps deps-test fuzz format lint clean
 
 all: build
 
@@ -50,6 +50,11 @@ fuzz: deps-test
 	@cmake --build build-fuzz -j $(JOBS)
 	@echo "fuzz targets are in build-fuzz/fuzz/: fuzz_gguf, fuzz_tokenize (seeds: tests/tok/corpus), fuzz_chat;"
 	@echo "e.g. build-fuzz/fuzz/fuzz_gguf -max_total_time=60 build/tests/tmp/gguf_corpus (written by the gguf tests)"
+
+# Speed: synthetic 1.1B models (Q4_0, Q8_0), a 134M model and the shared real models;
+# LLAMA_BENCH=/path/to/llama-bench adds llama.cpp's figures side by side (docs/PERFORMANCE.md).
+bench: build
+	bench/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

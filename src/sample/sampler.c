@@ -13,7 +13,7 @@
  * Steps 1-2 are applied to the caller's logits array in place, so after a call it holds
  * the adjusted logits (sov_sampler_logprobs reads them). Truncation works on a scratch
  * candidate list; top-k uses a partial selection, so a 150k vocabulary is never fully
- * sorted when top-k is set, and min-p's threshold is applied before sorting. */
+ * sorted; min-p's threshold is applied first, and without top-p nothing is sorted. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,7 +250,9 @@ sov_token sov_sampler_sample(sov_sampler *sp, float *logits) {
         select_top(c, n, p->top_k);
         n = p->top_k;
     }
-    qsort(c, (size_t)n, sizeof *c, cmp_cand_desc);
+    /* top-p needs the survivors in order; without it the draw walks them as they are
+     * (no sort of a whole vocabulary per token when top_k is off) */
+    if (p->top_p < 1.0f || p->top_k > 0) qsort(c, (size_t)n, sizeof *c, cmp_cand_desc);
     /* top-p on probabilities at temperature 1 */
     if (p->top_p < 1.0f) {
         double z = 0.0;

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# make bench: the benchmark suite of docs/PERFORMANCE.md.
+#   1. synthetic TinyLlama-1.1B-shaped models (dim 2048, 22 layers, 32 heads, 4 KV heads,
+#      FFN 5632, Llama-2 vocabulary) in Q4_0 and Q8_0, and a 134M Q8_0 model, made once
+#      with `sov gen-model` into $BENCH_MODELS (default build/bench-models);
+#   2. `sov bench -p 512 -n 128 -t 1,2 -r 3` on each, and on the real models in
+#      ../shared/models;
+#   3. the tokenizer and kernel micro-benchmarks.
+# Results go to stdout and, as JSON lines, to build/bench-results.jsonl.
+# With LLAMA_BENCH=/path/to/llama-bench (llama.cpp, built outside this project) each model
+# is also measured by llama-bench right after sov, for side-by-side figures.
+# BENCH_QUICK=1 runs -p 64 -n 16 -r 1 (a smoke run).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+sov=${SOV_BIN:-$here/build/sov}
+models=${BENCH_MODELS:-$here/build/bench-models}
+shared=${SOV_SHARED_MODELS:-$here/../shared/models}
+out=$here/build/bench-results.jsonl
+p=512 n=128 r=3
+if [ "${BENCH_QUICK:-0}" = 1 ]; then p=64 n=16 r=1; fi
+mkdir -p "$models"
+: >"$out"
+
+vocab=$shared/vocab/ggml-vocab-llama-spm.gguf
+gen() { # name type dims...
+  local f=$models/$1.gguf; shift
+  [ -f "$f" ] && return 0
+  local vocab_args=(--vocab 32000)
+  [ -f "$vocab" ] && vocab_args=(--vocab-from "$vocab")
+  echo "== generating $f" >&2
+  "$sov" gen-model -o "$f" "${vocab_args[@]}" "$@" >&2
+}
+gen tinyllama-1.1b-q4_0 --type Q4_0 --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 --name tinyllama-1.1b-synthetic
+gen tinyllama-1.1b-q8_0 --type Q8_0 --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 --name tinyllama-1.1b-synthetic
+gen llama-134m-q8_0 --type Q8_0 --dim 768 --layers 12 --heads 12 --kv-heads 12 --ffn 2048 --name llama-134m-synthetic
+
+list=("$models/tinyllama-1.1b-q4_0.gguf" "$models/tinyllama-1.1b-q8_0.gguf" "$models/llama-134m-q8_0.gguf")
+for f in "$shared"/*.gguf; do [ -f "$f" ] && list+=("$f"); done
+
+for m in "${list[@]}"; do
+  echo
+  echo "== $(basename "$m")"
+  "$sov" bench -m "$m" -p $p -n $n -t 1,2 -r $r
+  "$sov" bench -m "$m" -p $p -n $n -t 1,2 -r $r --json --no-bandwidth 2>/dev/null >>"$out" || true
+  if [ -n "${LLAMA_BENCH:-}" ]; then
+    echo "-- llama.cpp (llama-bench) on the same file:"
+    "$LLAMA_BENCH" -m "$m" -p $p -n $n -t 1,2 -r $r 2>/dev/null | grep -E "^\|" || true
+  fi
+done
+
+echo
+echo "== tokenizer"
+"$here/build/bench/bench_tokenize" "$shared" || true
+echo
+echo "== kernels"
+"$here/build/bench/bench_kernels" || true
+echo
+echo "results: $out"
