@@ -1,0 +1,635 @@
+/* openai.c - the OpenAI wire format (see openai.h): request parsing and checking with
+ * OpenAI's error wording ("Invalid type for 'temperature': expected a number, but got a
+ * string instead."), and response, chunk and error JSON. */
+#include "server/openai.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool oai_fail(oai_error *err, int status, const char *type, const char *param, const char *code, const char *fmt,
+              ...) {
+    err->status = status;
+    err->type = type;
+    err->param = param;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static const char *type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "something else";
+}
+
+static bool bad_type(oai_error *err, const char *key, const char *want, const json_t *v) {
+    return oai_fail(err, 400, "invalid_request_error", key, "invalid_type",
+                    "Invalid type for '%s': expected %s, but got %s instead.", key, want, type_name(v));
+}
+
+/* The field, or NULL when absent or null. */
+static json_t *field(const json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return v && !json_is_null(v) ? v : NULL;
+}
+
+static bool get_bool(const json_t *o, const char *key, bool *out, oai_error *err) {
+    const json_t *v = field(o, key);
+    if (!v) return true;
+    if (!json_is_boolean(v)) return bad_type(err, key, "a boolean", v);
+    *out = json_is_true(v);
+    return true;
+}
+
+static bool get_number(const json_t *o, const char *key, double lo, double hi, double *out, oai_error *err) {
+    const json_t *v = field(o, key);
+    if (!v) return true;
+    if (!json_is_number(v)) return bad_type(err, key, "a number", v);
+    const double d = json_number_value(v);
+    if (!(d >= lo && d <= hi))
+        return oai_fail(err, 400, "invalid_request_error", key, "invalid_value",
+                        "Invalid '%s': expected a value between %g and %g, but got %g instead.", key, lo, hi, d);
+    *out = d;
+    return true;
+}
+
+/* Integers; a real with an integral value (3.0) counts. */
+static bool get_int(const json_t *o, const char *key, int64_t lo, int64_t hi, int64_t *out, bool *given,
+                    oai_error *err) {
+    const json_t *v = field(o, key);
+    if (!v) return true;
+    int64_t n;
+    if (json_is_integer(v)) {
+        n = (int64_t)json_integer_value(v);
+    } else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+               fabs(json_real_value(v)) < 9.0e15) {
+        n = (int64_t)json_real_value(v);
+    } else {
+        return bad_type(err, key, "an integer", v);
+    }
+    if (n < lo || n > hi)
+        return oai_fail(err, 400, "invalid_request_error", key, "invalid_value",
+                        "Invalid '%s': expected an integer between %lld and %lld, but got %lld instead.", key,
+                        (long long)lo, (long long)hi, (long long)n);
+    *out = n;
+    if (given) *given = true;
+    return true;
+}
+
+static bool get_string(const json_t *o, const char *key, char **out, oai_error *err) {
+    const json_t *v = field(o, key);
+    if (!v) return true;
+    if (!json_is_string(v)) return bad_type(err, key, "a string", v);
+    *out = strdup(json_string_value(v));
+    return *out ? true : oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+}
+
+/* ---- messages and prompts ---- */
+
+static bool message_content(const json_t *c, size_t idx, char **out, oai_error *err) {
+    if (!c || json_is_null(c)) {
+        *out = strdup("");
+    } else if (json_is_string(c)) {
+        *out = strdup(json_string_value(c));
+    } else if (json_is_array(c)) {
+        /* content parts: the text parts joined */
+        size_t total = 0, i;
+        json_t *part;
+        json_array_foreach(c, i, part) {
+            const json_t *type = json_object_get(part, "type");
+            const json_t *text = json_object_get(part, "text");
+            if (!json_is_object(part) || !json_is_string(type))
+                return oai_fail(err, 400, "invalid_request_error", "messages", "invalid_type",
+                                "Invalid 'messages[%zu].content[%zu]': expected an object with a 'type'.", idx, i);
+            if (strcmp(json_string_value(type), "text") != 0)
+                return oai_fail(err, 400, "invalid_request_error", "messages", "unsupported_content",
+                                "Invalid 'messages[%zu].content[%zu]': only 'text' content parts are supported, "
+                                "not '%s'.",
+                                idx, i, json_string_value(type));
+            if (!json_is_string(text))
+                return oai_fail(err, 400, "invalid_request_error", "messages", "invalid_type",
+                                "Invalid 'messages[%zu].content[%zu].text': expected a string.", idx, i);
+            total += json_string_length(text);
+        }
+        *out = malloc(total + 1);
+        if (*out) {
+            size_t at = 0;
+            json_array_foreach(c, i, part) {
+                const json_t *text = json_object_get(part, "text");
+                memcpy(*out + at, json_string_value(text), json_string_length(text));
+                at += json_string_length(text);
+            }
+            (*out)[at] = '\0';
+        }
+    } else {
+        return oai_fail(err, 400, "invalid_request_error", "messages", "invalid_type",
+                        "Invalid type for 'messages[%zu].content': expected a string or an array of content parts, "
+                        "but got %s instead.",
+                        idx, type_name(c));
+    }
+    return *out ? true : oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+}
+
+static bool parse_messages(const json_t *root, oai_request *r, oai_error *err) {
+    const json_t *m = json_object_get(root, "messages");
+    if (!m || json_is_null(m))
+        return oai_fail(err, 400, "invalid_request_error", "messages", "missing_required_parameter",
+                        "Missing required parameter: 'messages'.");
+    if (!json_is_array(m)) return bad_type(err, "messages", "an array", m);
+    const size_t n = json_array_size(m);
+    if (n == 0)
+        return oai_fail(err, 400, "invalid_request_error", "messages", "empty_array",
+                        "Invalid 'messages': empty array. Expected an array with minimum length 1.");
+    if (n > OAI_MAX_MESSAGES)
+        return oai_fail(err, 400, "invalid_request_error", "messages", "array_above_max_length",
+                        "Invalid 'messages': at most %d messages.", OAI_MAX_MESSAGES);
+    r->msgs = calloc(n, sizeof *r->msgs);
+    if (!r->msgs) return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *msg = json_array_get(m, i);
+        if (!json_is_object(msg))
+            return oai_fail(err, 400, "invalid_request_error", "messages", "invalid_type",
+                            "Invalid type for 'messages[%zu]': expected an object, but got %s instead.", i,
+                            type_name(msg));
+        const json_t *role = json_object_get(msg, "role");
+        if (!json_is_string(role))
+            return oai_fail(err, 400, "invalid_request_error", "messages", "missing_required_parameter",
+                            "Missing required parameter: 'messages[%zu].role'.", i);
+        const char *rs = json_string_value(role);
+        const char *mapped = strcmp(rs, "developer") == 0 ? "system" : rs;
+        if (strcmp(mapped, "system") != 0 && strcmp(mapped, "user") != 0 && strcmp(mapped, "assistant") != 0)
+            return oai_fail(err, 400, "invalid_request_error", "messages", "invalid_value",
+                            "Invalid value for 'messages[%zu].role': '%.40s' is not supported (system, developer, "
+                            "user, assistant).",
+                            i, rs);
+        char *content = NULL;
+        if (!message_content(json_object_get(msg, "content"), i, &content, err)) return false;
+        r->msgs[r->n_msgs].role = mapped[0] == 's' ? "system" : mapped[0] == 'u' ? "user" : "assistant";
+        r->msgs[r->n_msgs].content = content;
+        r->n_msgs++;
+    }
+    return true;
+}
+
+static bool token_array(const json_t *a, int32_t n_vocab, oai_request *r, oai_error *err) {
+    const size_t n = json_array_size(a);
+    if (n > (size_t)INT32_MAX / 8)
+        return oai_fail(err, 400, "invalid_request_error", "prompt", "invalid_value", "Invalid 'prompt': too long.");
+    r->prompt_toks = malloc((n ? n : 1) * sizeof *r->prompt_toks);
+    if (!r->prompt_toks) return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *t = json_array_get(a, i);
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= n_vocab)
+            return oai_fail(err, 400, "invalid_request_error", "prompt", "invalid_value",
+                            "Invalid 'prompt[%zu]': expected a token id from 0 to %d.", i, n_vocab - 1);
+        r->prompt_toks[i] = (sov_token)json_integer_value(t);
+    }
+    r->n_prompt_toks = (int32_t)n;
+    return true;
+}
+
+static bool parse_prompt(const json_t *root, int32_t n_vocab, oai_request *r, oai_error *err) {
+    const json_t *p = json_object_get(root, "prompt");
+    if (!p || json_is_null(p))
+        return oai_fail(err, 400, "invalid_request_error", "prompt", "missing_required_parameter",
+                        "Missing required parameter: 'prompt'.");
+    if (json_is_string(p)) {
+        r->prompt = strdup(json_string_value(p));
+        return r->prompt ? true : oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if (!json_is_array(p)) return bad_type(err, "prompt", "a string or an array", p);
+    if (json_array_size(p) == 0)
+        return oai_fail(err, 400, "invalid_request_error", "prompt", "empty_array", "Invalid 'prompt': empty array.");
+    const json_t *first = json_array_get(p, 0);
+    if (json_is_integer(first)) return token_array(p, n_vocab, r, err);
+    if (json_array_size(p) > 1)
+        return oai_fail(err, 400, "invalid_request_error", "prompt", "unsupported_value",
+                        "Invalid 'prompt': only one prompt per request is supported (got %zu).", json_array_size(p));
+    if (json_is_string(first)) {
+        r->prompt = strdup(json_string_value(first));
+        return r->prompt ? true : oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if (json_is_array(first)) return token_array(first, n_vocab, r, err);
+    return bad_type(err, "prompt", "a string, an array of strings or an array of token ids", first);
+}
+
+static bool parse_stop(const json_t *root, oai_request *r, oai_error *err) {
+    const json_t *s = field(root, "stop");
+    if (!s) return true;
+    if (json_is_string(s)) {
+        if (json_string_length(s) == 0) return true;
+        if (json_string_length(s) > OAI_MAX_STOP_LEN)
+            return oai_fail(err, 400, "invalid_request_error", "stop", "invalid_value",
+                            "Invalid 'stop': a stop sequence is at most %d bytes.", OAI_MAX_STOP_LEN);
+        r->stops[r->n_stops] = strdup(json_string_value(s));
+        return r->stops[r->n_stops++] ? true : oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if (!json_is_array(s)) return bad_type(err, "stop", "a string or an array of strings", s);
+    if (json_array_size(s) > OAI_MAX_STOPS)
+        return oai_fail(err, 400, "invalid_request_error", "stop", "array_above_max_length",
+                        "Invalid 'stop': at most %d stop sequences.", OAI_MAX_STOPS);
+    size_t i;
+    json_t *v;
+    json_array_foreach(s, i, v) {
+        if (!json_is_string(v)) return bad_type(err, "stop", "an array of strings", v);
+        if (json_string_length(v) > OAI_MAX_STOP_LEN)
+            return oai_fail(err, 400, "invalid_request_error", "stop", "invalid_value",
+                            "Invalid 'stop': a stop sequence is at most %d bytes.", OAI_MAX_STOP_LEN);
+        if (json_string_length(v) == 0) continue;
+        r->stops[r->n_stops] = strdup(json_string_value(v));
+        if (!r->stops[r->n_stops++]) return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    return true;
+}
+
+static bool parse_bias(const json_t *root, int32_t n_vocab, oai_request *r, oai_error *err) {
+    const json_t *b = field(root, "logit_bias");
+    if (!b) return true;
+    if (!json_is_object(b)) return bad_type(err, "logit_bias", "an object", b);
+    const size_t n = json_object_size(b);
+    if (n > OAI_MAX_BIAS)
+        return oai_fail(err, 400, "invalid_request_error", "logit_bias", "invalid_value",
+                        "Invalid 'logit_bias': at most %d entries.", OAI_MAX_BIAS);
+    if (n == 0) return true;
+    r->bias_tok = malloc(n * sizeof *r->bias_tok);
+    r->bias = malloc(n * sizeof *r->bias);
+    if (!r->bias_tok || !r->bias) return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)b, key, v) {
+        char *end = NULL;
+        const long id = strtol(key, &end, 10);
+        if (!key[0] || *end || id < 0 || id >= n_vocab)
+            return oai_fail(err, 400, "invalid_request_error", "logit_bias", "invalid_value",
+                            "Invalid 'logit_bias': key '%.40s' is not a token id from 0 to %d.", key, n_vocab - 1);
+        if (!json_is_number(v)) return bad_type(err, "logit_bias", "numbers as values", v);
+        const double d = json_number_value(v);
+        if (!(d >= -100 && d <= 100))
+            return oai_fail(err, 400, "invalid_request_error", "logit_bias", "invalid_value",
+                            "Invalid 'logit_bias': bias %g for token %ld is outside -100..100.", d, id);
+        r->bias_tok[r->n_bias] = (sov_token)id;
+        r->bias[r->n_bias] = d <= -100 ? -INFINITY : (float)d; /* -100 bans the token, as OpenAI */
+        r->n_bias++;
+    }
+    return true;
+}
+
+/* Fields sov does not implement: rejected clearly instead of silently ignored. */
+static bool reject_unsupported(const json_t *root, oai_kind kind, oai_error *err) {
+    int64_t n = 1;
+    if (!get_int(root, "n", 1, INT32_MAX, &n, NULL, err)) return false;
+    if (n != 1)
+        return oai_fail(err, 400, "invalid_request_error", "n", "unsupported_value",
+                        "Invalid 'n': only n=1 is supported (got %lld).", (long long)n);
+    const json_t *tools = field(root, "tools");
+    if (tools && (!json_is_array(tools) || json_array_size(tools) > 0))
+        return oai_fail(err, 400, "invalid_request_error", "tools", "unsupported_parameter",
+                        "'tools' are not supported by this server.");
+    if (field(root, "functions"))
+        return oai_fail(err, 400, "invalid_request_error", "functions", "unsupported_parameter",
+                        "'functions' are not supported by this server.");
+    const json_t *rf = field(root, "response_format");
+    if (rf) {
+        const json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
+        if (!json_is_string(t) || strcmp(json_string_value(t), "text") != 0)
+            return oai_fail(err, 400, "invalid_request_error", "response_format", "unsupported_value",
+                            "Invalid 'response_format': only {\"type\": \"text\"} is supported.");
+    }
+    if (kind == OAI_COMPLETION) {
+        bool echo = false;
+        if (!get_bool(root, "echo", &echo, err)) return false;
+        if (echo)
+            return oai_fail(err, 400, "invalid_request_error", "echo", "unsupported_value",
+                            "'echo' is not supported by this server.");
+        int64_t best_of = 1;
+        if (!get_int(root, "best_of", 1, INT32_MAX, &best_of, NULL, err)) return false;
+        if (best_of != 1)
+            return oai_fail(err, 400, "invalid_request_error", "best_of", "unsupported_value",
+                            "Invalid 'best_of': only 1 is supported.");
+        const json_t *suffix = field(root, "suffix");
+        if (suffix && (!json_is_string(suffix) || json_string_length(suffix) > 0))
+            return oai_fail(err, 400, "invalid_request_error", "suffix", "unsupported_parameter",
+                            "'suffix' is not supported by this server.");
+    }
+    return true;
+}
+
+static bool parse_root(const json_t *root, oai_kind kind, int32_t n_vocab, oai_request *r, oai_error *err) {
+    if (!json_is_object(root))
+        return oai_fail(err, 400, "invalid_request_error", NULL, "invalid_type",
+                        "The request body must be a JSON object, not %s.", type_name(root));
+    if (!get_string(root, "model", &r->model, err)) return false;
+    if (kind == OAI_CHAT ? !parse_messages(root, r, err) : !parse_prompt(root, n_vocab, r, err)) return false;
+    if (!reject_unsupported(root, kind, err)) return false;
+    if (!get_bool(root, "stream", &r->stream, err)) return false;
+    const json_t *so = field(root, "stream_options");
+    if (so) {
+        if (!json_is_object(so)) return bad_type(err, "stream_options", "an object", so);
+        if (!get_bool(so, "include_usage", &r->include_usage, err)) return false;
+    }
+    const int64_t max_gen = INT32_MAX / 2;
+    if (!get_int(root, "max_tokens", 1, max_gen, &r->max_tokens, NULL, err)) return false;
+    if (!get_int(root, "max_completion_tokens", 1, max_gen, &r->max_tokens, NULL, err)) return false;
+    if (!get_number(root, "temperature", 0, 2, &r->temperature, err)) return false;
+    if (!get_number(root, "top_p", 0, 1, &r->top_p, err)) return false;
+    if (!get_number(root, "min_p", 0, 1, &r->min_p, err)) return false;
+    if (!get_number(root, "presence_penalty", -2, 2, &r->presence_penalty, err)) return false;
+    if (!get_number(root, "frequency_penalty", -2, 2, &r->frequency_penalty, err)) return false;
+    if (!get_number(root, "repeat_penalty", 0.01, 100, &r->repeat_penalty, err)) return false;
+    int64_t top_k = 0, seed = 0;
+    if (!get_int(root, "top_k", 0, 1 << 24, &top_k, NULL, err)) return false;
+    r->top_k = (int32_t)top_k;
+    if (!get_int(root, "seed", INT64_MIN, INT64_MAX, &seed, &r->has_seed, err)) return false;
+    r->seed = (uint64_t)seed;
+    if (!parse_stop(root, r, err)) return false;
+    if (!parse_bias(root, n_vocab, r, err)) return false;
+    if (!get_bool(root, "ignore_eos", &r->ignore_eos, err)) return false;
+    if (!get_string(root, "user", &r->user, err)) return false;
+    if (kind == OAI_CHAT) {
+        if (!get_bool(root, "logprobs", &r->logprobs, err)) return false;
+        int64_t top = -1;
+        bool given = false;
+        if (!get_int(root, "top_logprobs", 0, SCHED_MAX_TOP_LOGPROBS, &top, &given, err)) return false;
+        if (given && !r->logprobs)
+            return oai_fail(err, 400, "invalid_request_error", "top_logprobs", "invalid_value",
+                            "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.");
+        r->top_logprobs = given ? (int32_t)top : 0;
+    } else {
+        int64_t lp = 0;
+        if (!get_int(root, "logprobs", 0, SCHED_MAX_TOP_LOGPROBS, &lp, &r->logprobs, err)) return false;
+        r->top_logprobs = (int32_t)lp;
+    }
+    return true;
+}
+
+bool oai_parse(const char *body, size_t len, oai_kind kind, int32_t n_vocab, oai_request *out, oai_error *err) {
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+    out->kind = kind;
+    out->max_tokens = -1;
+    out->temperature = 1.0;
+    out->top_p = 1.0;
+    out->repeat_penalty = 1.0;
+    json_error_t je;
+    json_t *root = json_loadb(body, len, 0, &je);
+    if (!root) {
+        oai_fail(err, 400, "invalid_request_error", NULL, "invalid_json",
+                 "The request body is not valid JSON: %s (line %d, column %d).", je.text, je.line, je.column);
+        return false;
+    }
+    const bool ok = parse_root(root, kind, n_vocab, out, err);
+    json_decref(root);
+    if (!ok) {
+        if (err->status == 0) oai_fail(err, 400, "invalid_request_error", NULL, NULL, "Invalid request.");
+        oai_request_free(out);
+    }
+    return ok;
+}
+
+void oai_request_free(oai_request *r) {
+    free(r->model);
+    for (size_t i = 0; i < r->n_msgs; i++) free((char *)r->msgs[i].content);
+    free(r->msgs);
+    free(r->prompt);
+    free(r->prompt_toks);
+    for (int32_t i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    free(r->bias_tok);
+    free(r->bias);
+    free(r->user);
+    const oai_kind kind = r->kind;
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+}
+
+/* ---- JSON out ---- */
+
+static char *dump(json_t *o) {
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+char *oai_error_json(const oai_error *err) {
+    json_t *e = json_object();
+    json_object_set_new(e, "message", json_string(err->message[0] ? err->message : "error"));
+    json_object_set_new(e, "type", json_string(err->type ? err->type : "invalid_request_error"));
+    json_object_set_new(e, "param", err->param ? json_string(err->param) : json_null());
+    json_object_set_new(e, "code", err->code ? json_string(err->code) : json_null());
+    json_t *o = json_object();
+    json_object_set_new(o, "error", e);
+    char *s = dump(o);
+    if (!s) s = strdup("{\"error\":{\"message\":\"error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+    if (!s) abort(); /* cannot even say so */
+    return s;
+}
+
+char *oai_utf8_clean(const char *s, size_t n, size_t *out_len) {
+    char *o = malloc(n * 3 + 1); /* each bad byte may become 3 */
+    if (!o) return NULL;
+    size_t j = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = u[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (u[i + k] & 0xC0) == 0x80;
+        if (ok && len > 1) {
+            /* no overlong forms, surrogates or code points past U+10FFFF */
+            uint32_t cp = c & (0x7Fu >> len);
+            for (size_t k = 1; k < len; k++) cp = (cp << 6) | (u[i + k] & 0x3F);
+            ok = !((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+                   (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF);
+        }
+        if (ok && c != 0) {
+            memcpy(o + j, s + i, len);
+            j += len;
+            i += len;
+        } else {
+            memcpy(o + j, "\xEF\xBF\xBD", 3);
+            j += 3;
+            i++;
+        }
+    }
+    o[j] = '\0';
+    *out_len = j;
+    return o;
+}
+
+static json_t *clean_string(const char *s, size_t n) {
+    size_t len;
+    char *c = oai_utf8_clean(s, n, &len);
+    json_t *v = c ? json_stringn(c, len) : NULL;
+    free(c);
+    return v ? v : json_string("");
+}
+
+static double finite_lp(float lp) { return isfinite(lp) ? (double)lp : -9999.0; }
+
+/* A token's text and bytes. */
+static json_t *token_text(const sov_vocab *v, sov_token t, json_t **bytes_out) {
+    char piece[256];
+    int32_t n = sov_token_to_piece(v, t, false, piece, sizeof piece);
+    n = n < 0 ? 0 : n > (int32_t)sizeof piece ? (int32_t)sizeof piece : n;
+    if (bytes_out) {
+        json_t *b = json_array();
+        for (int32_t i = 0; i < n; i++) json_array_append_new(b, json_integer((unsigned char)piece[i]));
+        *bytes_out = b;
+    }
+    return clean_string(piece, (size_t)n);
+}
+
+static json_t *chat_logprobs(const oai_reply *rp, const sched_tok *toks, int32_t n) {
+    json_t *content = json_array();
+    for (int32_t i = 0; i < n; i++) {
+        json_t *item = json_object(), *bytes = NULL;
+        json_object_set_new(item, "token", token_text(rp->vocab, toks[i].id, &bytes));
+        json_object_set_new(item, "logprob", json_real(finite_lp(toks[i].logprob)));
+        json_object_set_new(item, "bytes", bytes);
+        json_t *top = json_array();
+        for (int32_t k = 0; k < toks[i].n_top && k < rp->top_logprobs; k++) {
+            json_t *alt = json_object(), *ab = NULL;
+            json_object_set_new(alt, "token", token_text(rp->vocab, toks[i].top_id[k], &ab));
+            json_object_set_new(alt, "logprob", json_real(finite_lp(toks[i].top_lp[k])));
+            json_object_set_new(alt, "bytes", ab);
+            json_array_append_new(top, alt);
+        }
+        json_object_set_new(item, "top_logprobs", top);
+        json_array_append_new(content, item);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "content", content);
+    return o;
+}
+
+static json_t *completion_logprobs(const oai_reply *rp, const sched_tok *toks, int32_t n, size_t text_offset) {
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    size_t off = text_offset;
+    for (int32_t i = 0; i < n; i++) {
+        char piece[256];
+        int32_t len = sov_token_to_piece(rp->vocab, toks[i].id, false, piece, sizeof piece);
+        len = len < 0 ? 0 : len > (int32_t)sizeof piece ? (int32_t)sizeof piece : len;
+        json_array_append_new(tokens, clean_string(piece, (size_t)len));
+        json_array_append_new(lps, json_real(finite_lp(toks[i].logprob)));
+        json_t *top = json_object();
+        for (int32_t k = 0; k < toks[i].n_top && k < rp->top_logprobs; k++) {
+            json_t *name = token_text(rp->vocab, toks[i].top_id[k], NULL);
+            if (!json_object_get(top, json_string_value(name)))
+                json_object_set_new(top, json_string_value(name), json_real(finite_lp(toks[i].top_lp[k])));
+            json_decref(name);
+        }
+        json_array_append_new(tops, top);
+        json_array_append_new(offs, json_integer((json_int_t)off));
+        off += (size_t)len;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "tokens", tokens);
+    json_object_set_new(o, "token_logprobs", lps);
+    json_object_set_new(o, "top_logprobs", tops);
+    json_object_set_new(o, "text_offset", offs);
+    return o;
+}
+
+static json_t *envelope(const oai_reply *rp, bool chunk) {
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(rp->id));
+    json_object_set_new(o, "object", json_string(rp->kind == OAI_CHAT ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                                                                      : "text_completion"));
+    json_object_set_new(o, "created", json_integer(rp->created));
+    json_object_set_new(o, "model", json_string(rp->model));
+    json_object_set_new(o, "system_fingerprint", json_string("sov-" SOV_VERSION_STRING));
+    return o;
+}
+
+static json_t *usage_json(const oai_usage *u) {
+    json_t *o = json_object();
+    json_object_set_new(o, "prompt_tokens", json_integer(u->prompt));
+    json_object_set_new(o, "completion_tokens", json_integer(u->completion));
+    json_object_set_new(o, "total_tokens", json_integer((json_int_t)u->prompt + u->completion));
+    json_t *d = json_object();
+    json_object_set_new(d, "cached_tokens", json_integer(u->cached));
+    json_object_set_new(o, "prompt_tokens_details", d);
+    return o;
+}
+
+const char *oai_finish_reason(sched_finish f) {
+    switch (f) {
+    case SCHED_RUNNING: return NULL;
+    case SCHED_FINISH_STOP: return "stop";
+    case SCHED_FINISH_LENGTH:
+    case SCHED_FINISH_DEADLINE:
+    case SCHED_FINISH_CANCELLED:
+    case SCHED_FINISH_ERROR: return "length";
+    }
+    return "length";
+}
+
+char *oai_chunk_json(const oai_reply *rp, bool role, const char *text, size_t len, const sched_tok *toks,
+                     int32_t n_toks, const char *finish, size_t text_offset) {
+    json_t *o = envelope(rp, true);
+    json_t *choice = json_object();
+    json_object_set_new(choice, "index", json_integer(0));
+    const bool lp = rp->top_logprobs >= 0 && n_toks > 0;
+    if (rp->kind == OAI_CHAT) {
+        json_t *delta = json_object();
+        if (role) json_object_set_new(delta, "role", json_string("assistant"));
+        if (role || len > 0) json_object_set_new(delta, "content", clean_string(text ? text : "", len));
+        json_object_set_new(choice, "delta", delta);
+        json_object_set_new(choice, "logprobs", lp ? chat_logprobs(rp, toks, n_toks) : json_null());
+    } else {
+        json_object_set_new(choice, "text", clean_string(text ? text : "", len));
+        json_object_set_new(choice, "logprobs", lp ? completion_logprobs(rp, toks, n_toks, text_offset) : json_null());
+    }
+    json_object_set_new(choice, "finish_reason", finish ? json_string(finish) : json_null());
+    json_t *choices = json_array();
+    json_array_append_new(choices, choice);
+    json_object_set_new(o, "choices", choices);
+    if (rp->include_usage) json_object_set_new(o, "usage", json_null());
+    return dump(o);
+}
+
+char *oai_usage_chunk_json(const oai_reply *rp, const oai_usage *u) {
+    json_t *o = envelope(rp, true);
+    json_object_set_new(o, "choices", json_array());
+    json_object_set_new(o, "usage", usage_json(u));
+    return dump(o);
+}
+
+char *oai_final_json(const oai_reply *rp, const char *text, size_t len, const sched_tok *toks, int32_t n_toks,
+                     const char *finish, const oai_usage *u) {
+    json_t *o = envelope(rp, false);
+    json_t *choice = json_object();
+    json_object_set_new(choice, "index", json_integer(0));
+    const bool lp = rp->top_logprobs >= 0;
+    if (rp->kind == OAI_CHAT) {
+        json_t *msg = json_object();
+        json_object_set_new(msg, "role", json_string("assistant"));
+        json_object_set_new(msg, "content", clean_string(text ? text : "", len));
+        json_object_set_new(msg, "refusal", json_null());
+        json_object_set_new(choice, "message", msg);
+        json_object_set_new(choice, "logprobs", lp ? chat_logprobs(rp, toks, n_toks) : json_null());
+    } else {
+        json_object_set_new(choice, "text", clean_string(text ? text : "", len));
+        json_object_set_new(choice, "logprobs", lp ? completion_logprobs(rp, toks, n_toks, 0) : json_null());
+    }
+    json_object_set_new(choice, "finish_reason", json_string(finish ? finish : "stop"));
+    json_t *choices = json_array();
+    json_array_append_new(choices, choice);
+    json_object_set_new(o, "choices", choices);
+    json_object_set_new(o, "usage", usage_json(u));
+    return dump(o);
+}

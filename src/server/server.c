@@ -1,0 +1,793 @@
+/* server.c - the HTTP side of the server (see server.h).
+ *
+ * Everything here runs on the one libevent thread. A completion request becomes an
+ * `hreq`: it is parsed and checked (openai.c), its prompt rendered and tokenized, and a
+ * sched_req submitted. The engine thread writes a byte to a pipe when requests have new
+ * output; the pipe's event drains sched_poll and turns each delta into SSE chunks or,
+ * at the end, one JSON body. Streams send their 200 header with the first token, so a
+ * request that times out or fails in the queue still gets a proper error status.
+ *
+ * Client disconnects: libevent notices a closed socket only when it writes to it, so
+ * while a request waits or computes we watch the socket ourselves (a read event that
+ * peeks: EOF means the client left) and libevent's close callback covers failed writes.
+ * Either way the request is cancelled in the scheduler, which frees its sequence and KV
+ * blocks in its next step; the hreq lives until the scheduler reports the end. */
+#include "server/server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <fcntl.h>
+#include <float.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "sched/sched.h"
+#include "server/metrics.h"
+#include "server/openai.h"
+
+typedef struct server server;
+
+typedef struct hreq {
+    server *srv;
+    struct evhttp_request *req;    /* NULL once the HTTP side is over */
+    struct evhttp_request *orphan; /* a request libevent detached from its closed connection: ours to free */
+    struct evhttp_connection *evcon;
+    struct event *peek;            /* watches the idle socket for a disconnect */
+    sched_req *sr;
+    const char *route;
+    oai_reply rp;
+    char id[48];
+    char model[128];
+    bool stream;
+    bool replying;                 /* streaming: the 200 header went out */
+    bool gone;                     /* the client left */
+    size_t text_offset;            /* completion logprobs: bytes of text sent so far */
+    /* non-streaming: everything so far */
+    char *text;
+    size_t len, cap;
+    sched_tok *toks;
+    int32_t n_toks, cap_toks;
+    struct hreq *prev, *next;      /* the server's list of live hreqs */
+} hreq;
+
+struct server {
+    server_params p;
+    const sov_model *model;
+    const sov_vocab *vocab;
+    sov_model_info info;
+    sched *sched;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    int pipe_fd[2];                /* engine -> HTTP thread wake-ups */
+    struct event *wake_ev, *sigterm_ev, *sigint_ev, *tick_ev;
+    hreq *live;
+    bool shutting_down;
+    double shutdown_deadline;
+    bool cancelled_all;
+    uint64_t id_counter;
+    http_counts counts;
+    struct evbuffer *scratch;
+};
+
+/* ---- replies ---- */
+
+static void add_header(struct evhttp_request *req, const char *k, const char *v) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), k, v);
+}
+
+static void send_body(server *s, struct evhttp_request *req, const char *route, int status, const char *ctype,
+                      const char *body, size_t len) {
+    add_header(req, "Content-Type", ctype);
+    struct evbuffer *b = evbuffer_new();
+    if (b) evbuffer_add(b, body, len);
+    const char *reason = status == 200   ? "OK"
+                         : status == 400 ? "Bad Request"
+                         : status == 404 ? "Not Found"
+                         : status == 405 ? "Method Not Allowed"
+                         : status == 413 ? "Payload Too Large"
+                         : status == 429 ? "Too Many Requests"
+                         : status == 503 ? "Service Unavailable"
+                                         : "Error";
+    evhttp_send_reply(req, status, reason, b);
+    if (b) evbuffer_free(b);
+    http_count(&s->counts, route, status);
+}
+
+static void send_json(server *s, struct evhttp_request *req, const char *route, int status, const char *json) {
+    send_body(s, req, route, status, "application/json", json, strlen(json));
+}
+
+static void send_error(server *s, struct evhttp_request *req, const char *route, const oai_error *e) {
+    char *j = oai_error_json(e);
+    send_json(s, req, route, e->status, j);
+    free(j);
+}
+
+static void send_error_msg(server *s, struct evhttp_request *req, const char *route, int status, const char *type,
+                           const char *code, const char *msg) {
+    oai_error e;
+    oai_fail(&e, status, type, NULL, code, "%s", msg);
+    send_error(s, req, route, &e);
+}
+
+/* ---- hreq lifetime ---- */
+
+static void stop_watching(hreq *h) {
+    if (h->peek) {
+        event_free(h->peek);
+        h->peek = NULL;
+    }
+    if (h->req && h->evcon) evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+}
+
+static void hreq_free(hreq *h) {
+    server *s = h->srv;
+    stop_watching(h);
+    if (h->orphan) evhttp_request_free(h->orphan);
+    if (h->sr) sched_req_release(h->sr);
+    if (h->prev) h->prev->next = h->next;
+    else s->live = h->next;
+    if (h->next) h->next->prev = h->prev;
+    free(h->text);
+    free(h->toks);
+    free(h);
+}
+
+/* The client left: cancel the work; the hreq goes when the scheduler says it ended. */
+static void client_gone(hreq *h) {
+    if (h->gone) return;
+    h->gone = true;
+    if (h->sr) sched_cancel(h->srv->sched, h->sr);
+}
+
+static void on_peek(evutil_socket_t fd, short what, void *arg) {
+    hreq *h = arg;
+    char c;
+    const ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) { /* the client sent more (pipelining): stop watching, libevent will read it */
+        event_free(h->peek);
+        h->peek = NULL;
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    /* EOF or a socket error: close the connection (which frees the request) and cancel */
+    struct evhttp_connection *evcon = h->evcon;
+    stop_watching(h);
+    h->req = NULL;
+    client_gone(h);
+    evhttp_connection_free(evcon);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg) {
+    hreq *h = arg;
+    if (h->peek) {
+        event_free(h->peek);
+        h->peek = NULL;
+    }
+    /* a failed write or a timeout detached the request from the connection: then it is
+     * ours to free; otherwise libevent frees it with the connection */
+    if (h->req && !evhttp_request_get_connection(h->req)) h->orphan = h->req;
+    h->req = NULL;
+    client_gone(h);
+}
+
+/* The HTTP side is over (the reply was sent): drop the watchers. */
+static void http_done(hreq *h) {
+    stop_watching(h);
+    h->req = NULL;
+}
+
+/* ---- streaming ---- */
+
+static void sse(hreq *h, const char *json) {
+    struct evbuffer *b = h->srv->scratch;
+    evbuffer_add_printf(b, "data: %s\n\n", json);
+    evhttp_send_reply_chunk(h->req, b);
+    evbuffer_drain(b, evbuffer_get_length(b));
+}
+
+static void start_stream(hreq *h) {
+    add_header(h->req, "Content-Type", "text/event-stream");
+    add_header(h->req, "Cache-Control", "no-cache");
+    add_header(h->req, "X-Accel-Buffering", "no");
+    evhttp_send_reply_start(h->req, 200, "OK");
+    http_count(&h->srv->counts, h->route, 200);
+    h->replying = true;
+    if (h->rp.kind == OAI_CHAT) {
+        char *j = oai_chunk_json(&h->rp, true, "", 0, NULL, 0, NULL, 0);
+        if (j) sse(h, j);
+        free(j);
+    }
+}
+
+/* An error before any output: a proper status instead of a 200 stream. */
+static bool early_error(hreq *h, const sched_delta *d) {
+    if (d->started || d->finish == SCHED_RUNNING || d->finish == SCHED_FINISH_STOP || d->finish == SCHED_FINISH_LENGTH)
+        return false;
+    if (d->finish == SCHED_FINISH_DEADLINE)
+        send_error_msg(h->srv, h->req, h->route, 503, "server_error", "timeout",
+                       "The request timed out before it could start: the server is busy. Try again later.");
+    else if (d->finish == SCHED_FINISH_CANCELLED)
+        send_error_msg(h->srv, h->req, h->route, 503, "server_error", "shutting_down",
+                       "The server is shutting down.");
+    else
+        send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, d->error[0] ? d->error : "engine error");
+    return true;
+}
+
+static void stream_delta(hreq *h, const sched_delta *d) {
+    if (!h->replying) {
+        if (d->finish != SCHED_RUNNING && early_error(h, d)) {
+            http_done(h);
+            return;
+        }
+        start_stream(h);
+    }
+    const char *finish = oai_finish_reason(d->finish);
+    if (d->len > 0 || d->n_toks > 0) {
+        char *j = oai_chunk_json(&h->rp, false, d->text, d->len, d->toks, d->n_toks, NULL, h->text_offset);
+        if (j) sse(h, j);
+        free(j);
+        h->text_offset += d->len;
+    }
+    if (!finish) return;
+    if (d->finish == SCHED_FINISH_ERROR) {
+        oai_error e;
+        oai_fail(&e, 500, "server_error", NULL, NULL, "%s", d->error[0] ? d->error : "engine error");
+        char *j = oai_error_json(&e);
+        sse(h, j);
+        free(j);
+    } else {
+        char *j = oai_chunk_json(&h->rp, false, "", 0, NULL, 0, finish, h->text_offset);
+        if (j) sse(h, j);
+        free(j);
+        if (h->rp.include_usage) {
+            const oai_usage u = {d->n_prompt, d->n_gen, d->n_cached};
+            j = oai_usage_chunk_json(&h->rp, &u);
+            if (j) sse(h, j);
+            free(j);
+        }
+    }
+    struct evbuffer *b = h->srv->scratch;
+    evbuffer_add_printf(b, "data: [DONE]\n\n");
+    evhttp_send_reply_chunk(h->req, b);
+    evbuffer_drain(b, evbuffer_get_length(b));
+    stop_watching(h);
+    evhttp_send_reply_end(h->req);
+    h->req = NULL;
+}
+
+/* ---- whole responses ---- */
+
+static bool keep(hreq *h, const sched_delta *d) {
+    if (d->len) {
+        if (h->len + d->len > h->cap) {
+            size_t cap = h->cap ? h->cap : 1024;
+            while (cap < h->len + d->len) cap *= 2;
+            char *p = realloc(h->text, cap);
+            if (!p) return false;
+            h->text = p;
+            h->cap = cap;
+        }
+        memcpy(h->text + h->len, d->text, d->len);
+        h->len += d->len;
+    }
+    if (d->n_toks) {
+        if (h->n_toks + d->n_toks > h->cap_toks) {
+            int32_t cap = h->cap_toks ? h->cap_toks : 64;
+            while (cap < h->n_toks + d->n_toks) cap *= 2;
+            sched_tok *p = realloc(h->toks, (size_t)cap * sizeof *p);
+            if (!p) return false;
+            h->toks = p;
+            h->cap_toks = cap;
+        }
+        memcpy(h->toks + h->n_toks, d->toks, (size_t)d->n_toks * sizeof *d->toks);
+        h->n_toks += d->n_toks;
+    }
+    return true;
+}
+
+static void whole_delta(hreq *h, const sched_delta *d) {
+    if (!keep(h, d)) {
+        send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, "out of memory");
+        http_done(h);
+        sched_cancel(h->srv->sched, h->sr);
+        return;
+    }
+    if (d->finish == SCHED_RUNNING) return;
+    if (early_error(h, d)) {
+        http_done(h);
+        return;
+    }
+    if (d->finish == SCHED_FINISH_ERROR) {
+        send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, d->error[0] ? d->error : "engine error");
+    } else {
+        const oai_usage u = {d->n_prompt, d->n_gen, d->n_cached};
+        char *j = oai_final_json(&h->rp, h->text, h->len, h->toks, h->n_toks, oai_finish_reason(d->finish), &u);
+        if (j) send_json(h->srv, h->req, h->route, 200, j);
+        else send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, "out of memory");
+        free(j);
+    }
+    http_done(h);
+}
+
+/* ---- engine output ---- */
+
+static void deliver(server *s) {
+    sched_req *ready[64];
+    int32_t n;
+    while ((n = sched_poll(s->sched, ready, 64)) > 0) {
+        for (int32_t i = 0; i < n; i++) {
+            hreq *h = sched_req_user(ready[i]);
+            sched_delta d;
+            sched_take(s->sched, ready[i], &d);
+            if (h->req) {
+                if (h->stream) stream_delta(h, &d);
+                else whole_delta(h, &d);
+            }
+            free(d.text);
+            free(d.toks);
+            if (d.finish != SCHED_RUNNING) {
+                if (h->req) { /* cannot happen: the last delta ends the reply */
+                    stop_watching(h);
+                    h->req = NULL;
+                }
+                hreq_free(h);
+            }
+        }
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+    char buf[256];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    deliver(arg);
+}
+
+/* Engine thread: a byte in the pipe wakes the HTTP thread (a full pipe already will). */
+static void notify(void *arg) {
+    server *s = arg;
+    const char c = 1;
+    ssize_t r = write(s->pipe_fd[1], &c, 1);
+    (void)r;
+}
+
+/* ---- completions ---- */
+
+static sov_token *tokenize(const sov_vocab *v, const char *text, int32_t *n_out) {
+    const size_t len = strlen(text);
+    if (len > (size_t)INT32_MAX / 8) return NULL;
+    int32_t cap = (int32_t)len + 8;
+    sov_token *t = malloc((size_t)cap * sizeof *t);
+    if (!t) return NULL;
+    int32_t n = sov_tokenize(v, text, len, true, true, t, cap);
+    if (n > cap) {
+        sov_token *p = realloc(t, (size_t)n * sizeof *t);
+        if (!p) {
+            free(t);
+            return NULL;
+        }
+        t = p;
+        n = sov_tokenize(v, text, len, true, true, t, n);
+    }
+    if (n < 0) {
+        free(t);
+        return NULL;
+    }
+    *n_out = n;
+    return t;
+}
+
+/* The prompt's tokens: chat messages through the model's template (ChatML when the model
+ * has none sov knows), completion text as is. */
+static sov_token *prompt_tokens(server *s, const oai_request *r, int32_t *n, oai_error *e) {
+    if (r->kind == OAI_COMPLETION && r->prompt_toks) {
+        sov_token *t = malloc(((size_t)r->n_prompt_toks + 1) * sizeof *t);
+        if (t) memcpy(t, r->prompt_toks, (size_t)r->n_prompt_toks * sizeof *t);
+        *n = r->n_prompt_toks;
+        if (!t) oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        return t;
+    }
+    char *text = r->prompt;
+    if (r->kind == OAI_CHAT) {
+        const char *tmpl = sov_chat_template_detect(s->vocab) ? NULL : "chatml";
+        const int32_t need = sov_chat_apply(s->vocab, tmpl, r->msgs, r->n_msgs, true, NULL, 0);
+        if (need < 0) {
+            oai_fail(e, 400, "invalid_request_error", "messages", NULL, "Cannot render the chat template: %s",
+                     sov_last_error());
+            return NULL;
+        }
+        text = malloc((size_t)need + 1);
+        if (!text || sov_chat_apply(s->vocab, tmpl, r->msgs, r->n_msgs, true, text, need + 1) != need) {
+            free(text);
+            oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+            return NULL;
+        }
+    }
+    sov_token *t = tokenize(s->vocab, text, n);
+    if (text != r->prompt) free(text);
+    if (!t) oai_fail(e, 400, "invalid_request_error", r->kind == OAI_CHAT ? "messages" : "prompt", NULL,
+                     "Cannot tokenize the prompt: %s", sov_last_error());
+    return t;
+}
+
+static bool model_matches(const server *s, const char *name) {
+    if (!name || !name[0]) return true;
+    if (strcmp(name, s->p.model_id) == 0) return true;
+    /* the file name with its extension names the same model */
+    const size_t n = strlen(s->p.model_id);
+    return strncmp(name, s->p.model_id, n) == 0 && strcmp(name + n, ".gguf") == 0;
+}
+
+static uint64_t next_seed(server *s) {
+    uint64_t z = sov_now_ns() ^ (++s->id_counter * 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    return z ^ (z >> 31);
+}
+
+/* Starts watching the connection for a disconnect while the request computes. */
+static void watch(hreq *h) {
+    h->evcon = evhttp_request_get_connection(h->req);
+    if (!h->evcon) return;
+    evhttp_connection_set_closecb(h->evcon, on_close, h);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(h->evcon);
+    const evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        h->peek = event_new(h->srv->base, fd, EV_READ | EV_PERSIST, on_peek, h);
+        if (h->peek) event_add(h->peek, NULL);
+    }
+}
+
+static void handle_completion(server *s, struct evhttp_request *req, oai_kind kind, const char *route) {
+    if (s->shutting_down) {
+        send_error_msg(s, req, route, 503, "server_error", "shutting_down", "The server is shutting down.");
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    const size_t len = evbuffer_get_length(in);
+    if (len > s->p.max_body) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "The request body is %zu bytes; the limit is %zu.", len, s->p.max_body);
+        send_error_msg(s, req, route, 413, "invalid_request_error", "request_too_large", msg);
+        return;
+    }
+    const char *body = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
+    oai_request r;
+    oai_error e;
+    if (!oai_parse(body, len, kind, s->info.n_vocab, &r, &e)) {
+        send_error(s, req, route, &e);
+        return;
+    }
+    if (!model_matches(s, r.model)) {
+        oai_fail(&e, 404, "invalid_request_error", "model", "model_not_found",
+                 "The model '%.100s' does not exist. This server serves '%.100s'.", r.model, s->p.model_id);
+        oai_request_free(&r);
+        send_error(s, req, route, &e);
+        return;
+    }
+    int32_t n_prompt = 0;
+    sov_token *toks = prompt_tokens(s, &r, &n_prompt, &e);
+    if (!toks) {
+        oai_request_free(&r);
+        send_error(s, req, route, &e);
+        return;
+    }
+    if (n_prompt >= s->p.n_ctx || n_prompt == 0) {
+        if (n_prompt == 0)
+            oai_fail(&e, 400, "invalid_request_error", kind == OAI_CHAT ? "messages" : "prompt", "empty_prompt",
+                     "The prompt is empty.");
+        else
+            oai_fail(&e, 400, "invalid_request_error", kind == OAI_CHAT ? "messages" : "prompt",
+                     "context_length_exceeded",
+                     "This model's maximum context length is %d tokens. However, your %s resulted in %d tokens "
+                     "(at least one must be left to generate).",
+                     s->p.n_ctx, kind == OAI_CHAT ? "messages" : "prompt", n_prompt);
+        free(toks);
+        oai_request_free(&r);
+        send_error(s, req, route, &e);
+        return;
+    }
+
+    sched_req_params rp = {.sp = sov_sampler_default_params()};
+    rp.sp.temperature = (float)r.temperature;
+    rp.sp.top_p = r.top_p > 0 ? (float)r.top_p : FLT_MIN;
+    rp.sp.top_k = r.top_k;
+    rp.sp.min_p = (float)r.min_p;
+    rp.sp.repeat_penalty = (float)r.repeat_penalty;
+    rp.sp.repeat_last_n = 64;
+    rp.sp.presence_penalty = (float)r.presence_penalty;
+    rp.sp.frequency_penalty = (float)r.frequency_penalty;
+    rp.sp.seed = r.has_seed ? r.seed : next_seed(s);
+    const int64_t room = s->p.n_ctx - n_prompt;
+    const int64_t want = r.max_tokens > 0 ? r.max_tokens : kind == OAI_COMPLETION ? 16 : room;
+    rp.max_tokens = (int32_t)SOV_MIN(want, room);
+    rp.ignore_eos = r.ignore_eos;
+    rp.top_logprobs = r.logprobs ? r.top_logprobs : -1;
+    for (int32_t i = 0; i < r.n_stops; i++) rp.stops[i] = r.stops[i];
+    rp.n_stops = r.n_stops;
+    rp.bias_tok = r.bias_tok;
+    rp.bias = r.bias;
+    rp.n_bias = r.n_bias;
+    rp.deadline = s->p.request_timeout_s > 0 ? sov_now_s() + s->p.request_timeout_s : 0;
+    rp.tenant = ""; /* one tenant for now; the prefix cache is scoped by it */
+
+    hreq *h = calloc(1, sizeof *h);
+    if (h) h->sr = sched_req_new(toks, n_prompt, &rp, h);
+    free(toks);
+    if (!h || !h->sr) {
+        free(h);
+        oai_request_free(&r);
+        send_error_msg(s, req, route, 500, "server_error", NULL, "out of memory");
+        return;
+    }
+    h->srv = s;
+    h->req = req;
+    h->route = route;
+    h->stream = r.stream;
+    snprintf(h->id, sizeof h->id, "%s-%016llx", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)next_seed(s));
+    snprintf(h->model, sizeof h->model, "%s", s->p.model_id);
+    h->rp = (oai_reply){kind, h->id, (long long)time(NULL), h->model, s->vocab, rp.top_logprobs,
+                        r.stream && r.include_usage};
+    oai_request_free(&r);
+
+    const sched_submit_result sr = sched_submit(s->sched, h->sr);
+    if (sr != SCHED_SUBMITTED) {
+        if (sr == SCHED_QUEUE_FULL) {
+            add_header(req, "Retry-After", "1");
+            send_error_msg(s, req, route, 429, "rate_limit_exceeded", "rate_limit_exceeded",
+                           "The server is at capacity: too many requests are waiting. Retry after a second.");
+        } else if (sr == SCHED_TOO_LONG) {
+            send_error_msg(s, req, route, 400, "invalid_request_error", "context_length_exceeded",
+                           "The prompt needs more KV cache than the server has (raise --kv-cache-mb).");
+        } else {
+            send_error_msg(s, req, route, 503, "server_error", "shutting_down", "The server is shutting down.");
+        }
+        sched_req_release(h->sr);
+        free(h);
+        return;
+    }
+    h->next = s->live;
+    if (s->live) s->live->prev = h;
+    s->live = h;
+    watch(h);
+}
+
+/* ---- other endpoints ---- */
+
+static void handle_models(server *s, struct evhttp_request *req, const char *route, const char *one) {
+    char buf[1024];
+    const char *owner = "sov";
+    if (one) {
+        if (!model_matches(s, one)) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "The model '%.100s' does not exist.", one);
+            send_error_msg(s, req, route, 404, "invalid_request_error", "model_not_found", msg);
+            return;
+        }
+        snprintf(buf, sizeof buf, "{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"%s\"}",
+                 s->p.model_id, owner);
+    } else {
+        snprintf(buf, sizeof buf,
+                 "{\"object\":\"list\",\"data\":[{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"%s\","
+                 "\"meta\":{\"n_ctx\":%d,\"n_params\":%llu,\"n_vocab\":%d,\"arch\":\"%s\",\"weight_type\":\"%s\"}}]}",
+                 s->p.model_id, owner, s->p.n_ctx, (unsigned long long)s->info.n_params, s->info.n_vocab,
+                 s->info.arch, s->info.weight_type);
+    }
+    send_json(s, req, route, 200, buf);
+}
+
+static void handle_metrics(server *s, struct evhttp_request *req) {
+    sched_stats st;
+    sched_get_stats(s->sched, &st);
+    http_count(&s->counts, "/metrics", 200); /* this response counts itself */
+    struct evbuffer *b = evbuffer_new();
+    if (!b) return;
+    metrics_write(b, &s->counts, &st);
+    add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void on_request(struct evhttp_request *req, void *arg) {
+    server *s = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path) {
+        send_error_msg(s, req, "other", 400, "invalid_request_error", NULL, "Bad request.");
+        return;
+    }
+    const enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    const bool get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD, post = m == EVHTTP_REQ_POST;
+    static const struct {
+        const char *path;
+        bool post;
+    } routes[] = {{"/v1/chat/completions", true}, {"/v1/completions", true}, {"/v1/models", false},
+                  {"/health", false},             {"/ready", false},         {"/metrics", false}};
+    const char *route = NULL;
+    bool want_post = false;
+    for (size_t i = 0; i < SOV_ARRAY_LEN(routes); i++) {
+        if (strcmp(path, routes[i].path) == 0) {
+            route = routes[i].path;
+            want_post = routes[i].post;
+        }
+    }
+    if (!route && strncmp(path, "/v1/models/", 11) == 0) {
+        route = "/v1/models";
+        if (!get) {
+            send_error_msg(s, req, route, 405, "invalid_request_error", NULL, "Use GET.");
+            return;
+        }
+        char *name = evhttp_decode_uri(path + 11);
+        handle_models(s, req, route, name ? name : "");
+        free(name);
+        return;
+    }
+    if (!route) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Unknown path '%.100s'.", path);
+        send_error_msg(s, req, "other", 404, "invalid_request_error", "unknown_url", msg);
+        return;
+    }
+    if (want_post ? !post : !get) {
+        add_header(req, "Allow", want_post ? "POST" : "GET");
+        send_error_msg(s, req, route, 405, "invalid_request_error", NULL, want_post ? "Use POST." : "Use GET.");
+        return;
+    }
+    if (route == routes[0].path) handle_completion(s, req, OAI_CHAT, route);
+    else if (route == routes[1].path) handle_completion(s, req, OAI_COMPLETION, route);
+    else if (route == routes[2].path) handle_models(s, req, route, NULL);
+    else if (route == routes[3].path) send_json(s, req, route, 200, "{\"status\":\"ok\"}");
+    else if (route == routes[4].path) {
+        if (s->shutting_down) send_json(s, req, route, 503, "{\"status\":\"shutting_down\"}");
+        else send_json(s, req, route, 200, "{\"status\":\"ready\"}");
+    } else handle_metrics(s, req);
+}
+
+/* ---- shutdown ---- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+    server *s = arg;
+    if (!s->shutting_down) return;
+    if (!s->cancelled_all && sov_now_s() > s->shutdown_deadline) {
+        fprintf(stderr, "sov serve: grace period over, cancelling %d request(s)\n", sched_active(s->sched));
+        sched_cancel_all(s->sched);
+        s->cancelled_all = true;
+    }
+    deliver(s);
+    if (!s->live && sched_active(s->sched) == 0) event_base_loopexit(s->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    server *s = arg;
+    if (s->shutting_down) {
+        fprintf(stderr, "sov serve: second signal, cancelling everything\n");
+        s->shutdown_deadline = 0;
+        return;
+    }
+    s->shutting_down = true;
+    s->shutdown_deadline = sov_now_s() + s->p.shutdown_timeout_s;
+    fprintf(stderr, "sov serve: %s: no new requests; %d running or waiting get up to %.0f s to finish\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", sched_active(s->sched), s->p.shutdown_timeout_s);
+    if (s->sock) {
+        evhttp_del_accept_socket(s->http, s->sock);
+        s->sock = NULL;
+    }
+    sched_close(s->sched);
+    const struct timeval tv = {0, 50 * 1000};
+    event_add(s->tick_ev, &tv);
+}
+
+/* ---- start and stop ---- */
+
+static int start(server *s) {
+    if (pipe(s->pipe_fd) != 0) return fprintf(stderr, "sov serve: pipe: %s\n", strerror(errno)), 1;
+    for (int i = 0; i < 2; i++) {
+        fcntl(s->pipe_fd[i], F_SETFL, fcntl(s->pipe_fd[i], F_GETFL) | O_NONBLOCK);
+        fcntl(s->pipe_fd[i], F_SETFD, FD_CLOEXEC);
+    }
+    s->base = event_base_new();
+    s->http = s->base ? evhttp_new(s->base) : NULL;
+    s->scratch = evbuffer_new();
+    if (!s->http || !s->scratch) return fprintf(stderr, "sov serve: cannot start libevent\n"), 1;
+    /* bodies up to twice the limit are read and answered with a JSON 413; beyond that
+     * libevent refuses them itself (after the headers, with its own 413 page) */
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)(s->p.max_body * 2 + 1024));
+    evhttp_set_max_headers_size(s->http, 64 * 1024);
+    evhttp_set_timeout(s->http, s->p.http_timeout_s);
+    evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(s->http, on_request, s);
+    s->sock = evhttp_bind_socket_with_handle(s->http, s->p.host, (ev_uint16_t)s->p.port);
+    if (!s->sock) {
+        fprintf(stderr, "sov serve: cannot listen on %s:%d: %s\n", s->p.host, s->p.port, strerror(errno));
+        return 1;
+    }
+    s->wake_ev = event_new(s->base, s->pipe_fd[0], EV_READ | EV_PERSIST, on_wake, s);
+    s->sigterm_ev = evsignal_new(s->base, SIGTERM, on_signal, s);
+    s->sigint_ev = evsignal_new(s->base, SIGINT, on_signal, s);
+    s->tick_ev = event_new(s->base, -1, EV_PERSIST, on_tick, s);
+    if (!s->wake_ev || !s->sigterm_ev || !s->sigint_ev || !s->tick_ev)
+        return fprintf(stderr, "sov serve: cannot create events\n"), 1;
+    event_add(s->wake_ev, NULL);
+    event_add(s->sigterm_ev, NULL);
+    event_add(s->sigint_ev, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static int bound_port(server *s) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    const evutil_socket_t fd = evhttp_bound_socket_get_fd(s->sock);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) return s->p.port;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return s->p.port;
+}
+
+int server_run(const sov_model *model, sov_context *ctx, const server_params *p) {
+    server *s = calloc(1, sizeof *s);
+    if (!s) return fprintf(stderr, "sov serve: out of memory\n"), 1;
+    s->p = *p;
+    s->model = model;
+    s->vocab = sov_model_vocab(model);
+    s->pipe_fd[0] = s->pipe_fd[1] = -1;
+    sov_model_get_info(model, &s->info);
+    int rc = start(s);
+    if (!rc) {
+        const sched_params sp = {.n_parallel = p->n_parallel, .n_batch = p->n_batch, .max_queue = p->max_queue,
+                                 .n_ctx = p->n_ctx, .notify = notify, .notify_user = s};
+        if (sched_new(ctx, model, &sp, &s->sched) != SOV_OK) {
+            fprintf(stderr, "sov serve: %s\n", sov_last_error());
+            rc = 1;
+        }
+    }
+    if (!rc) {
+        const int port = bound_port(s);
+        printf("sov serve: listening on http://%s:%d/v1  (model '%s', %d parallel, context %d, %d KV blocks of %d)\n",
+               p->host, port, p->model_id, p->n_parallel, p->n_ctx, sov_kv_blocks_total(ctx), sov_kv_block_size(ctx));
+        fflush(stdout);
+        if (p->ready_file) {
+            FILE *f = fopen(p->ready_file, "w");
+            if (f) {
+                fprintf(f, "%s %d\n", p->host, port);
+                fclose(f);
+            }
+        }
+        event_base_dispatch(s->base);
+        fprintf(stderr, "sov serve: stopped\n");
+    }
+    /* the engine ends whatever is left; then nobody else touches the requests */
+    sched_free(s->sched);
+    while (s->live) {
+        hreq *h = s->live;
+        stop_watching(h); /* no close callback into a freed hreq when evhttp_free closes it */
+        h->req = NULL;    /* libevent frees its requests with the connections */
+        hreq_free(h);
+    }
+    if (s->wake_ev) event_free(s->wake_ev);
+    if (s->sigterm_ev) event_free(s->sigterm_ev);
+    if (s->sigint_ev) event_free(s->sigint_ev);
+    if (s->tick_ev) event_free(s->tick_ev);
+    if (s->scratch) evbuffer_free(s->scratch);
+    if (s->http) evhttp_free(s->http);
+    if (s->base) event_base_free(s->base);
+    for (int i = 0; i < 2; i++)
+        if (s->pipe_fd[i] >= 0) close(s->pipe_fd[i]);
+    free(s);
+    return rc;
+}

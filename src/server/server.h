@@ -1,0 +1,40 @@
+/* server.h - the OpenAI-compatible HTTP server: libevent's evhttp on one thread, the
+ * engine loop (sched/sched.h) on another.
+ *
+ *   client ──HTTP──> evhttp thread ──submit──> sched (engine thread) ──> sov_decode
+ *          <──SSE───  (JSON, SSE)  <──output── (poll after a pipe wake-up)
+ *
+ * The HTTP thread parses and checks requests (server/openai.h), renders chat templates,
+ * tokenizes and submits; the engine thread does all model work and wakes the HTTP thread
+ * through a pipe when output is ready. Endpoints: POST /v1/chat/completions,
+ * POST /v1/completions, GET /v1/models, /health, /ready, /metrics. */
+#ifndef SOV_SERVER_SERVER_H
+#define SOV_SERVER_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sov.h"
+
+typedef struct server_params {
+    const char *host;
+    int port;                  /* 0: any free port (the chosen one is printed) */
+    const char *model_id;      /* the id clients name in "model" and /v1/models lists */
+    int32_t n_parallel;        /* sequences generating at once */
+    int32_t n_batch;           /* tokens per engine step (prefill chunk budget) */
+    int32_t max_queue;         /* requests waiting beyond n_parallel; more get 429 */
+    int32_t n_ctx;             /* positions per sequence */
+    size_t max_body;           /* largest request body; larger gets 413 */
+    double request_timeout_s;  /* per-request deadline from arrival; 0: none */
+    double shutdown_timeout_s; /* after SIGTERM, how long running streams may finish */
+    int http_timeout_s;        /* idle read/write timeout of a connection */
+    const char *ready_file;    /* when set, "host port\n" is written there once listening */
+} server_params;
+
+/* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets
+ * running requests finish for up to shutdown_timeout_s, cancels the rest and returns 0.
+ * Returns 1 (after a message on stderr) when it cannot start. ctx must have
+ * n_seq_max >= n_parallel and n_batch >= the server's n_batch. */
+int server_run(const sov_model *model, sov_context *ctx, const server_params *p);
+
+#endif
