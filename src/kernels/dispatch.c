@@ -19,6 +19,7 @@
  * takes their objects out of the static library). */
 #if defined(__x86_64__)
 extern const sov_kernels sov_kernels_avx2;
+extern const sov_kernels sov_kernels_avx512;
 #elif defined(__aarch64__)
 extern const sov_kernels sov_kernels_neon;
 extern const sov_kernels sov_kernels_neon_dotprod;
@@ -96,6 +97,7 @@ const sov_kernels *sov_kernels_by_name(const char *isa) {
     const sov_kernels *k = NULL;
 #if defined(__x86_64__)
     if (strcmp(isa, "avx2") == 0) k = &sov_kernels_avx2;
+    else if (strcmp(isa, "avx512") == 0) k = &sov_kernels_avx512;
 #elif defined(__aarch64__)
     if (strcmp(isa, "neon") == 0) k = &sov_kernels_neon;
     else if (strcmp(isa, "neon_dotprod") == 0) k = &sov_kernels_neon_dotprod;

@@ -17,6 +17,10 @@
 
 #include "kernels/kernels.h"
 
+#ifndef SOV_AVX2_TABLE_LINKAGE
+#define SOV_AVX2_TABLE_LINKAGE
+#endif
+
 /* ---- helpers ---- */
 
 static inline float hsum_ps(__m256 v) {
@@ -841,8 +845,15 @@ static void attn_values_f32(float *out, const float *p, const float *V, int n, i
     }
 }
 
-const sov_kernels sov_kernels_avx2 = {
-    .isa = "avx2",
+/* kernels_avx512.c compiles this file again for AVX-512 machines under its own table
+ * name (SOV_AVX2_TABLE, static there); here it is the AVX2 table. */
+#ifndef SOV_AVX2_TABLE
+#define SOV_AVX2_TABLE sov_kernels_avx2
+#define SOV_AVX2_ISA "avx2"
+#endif
+
+SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
+    .isa = SOV_AVX2_ISA,
     .vec_dot =
         {
             [SOV_TYPE_F32] = dot_f32_w,
