@@ -1,19 +1,38 @@
-/* sampler.c - choosing the next token from logits.
+/* sampler.c - choosing the next token from a row of logits.
  *
- * The steps, in llama.cpp's default order:
- *   1. logit bias (OpenAI logit_bias; -inf bans a token)
- *   2. penalties over the last repeat_last_n accepted tokens: repeat (positive logits
- *      divided by it, negative multiplied), frequency (minus count * f), presence (minus p)
- *   3. temperature 0: the argmax (the lowest id on ties), nothing random
- *   4. otherwise truncation on probabilities at temperature 1: top-k, then top-p (the
- *      smallest prefix of the sorted candidates whose mass reaches p), then min-p (drop
- *      tokens less likely than min_p times the most likely), at least one kept
- *   5. softmax of the survivors at the temperature, and a draw from xoshiro256**
- *      seeded with splitmix64(seed): same seed, same logits, same token, everywhere.
- * Steps 1-2 are applied to the caller's logits array in place, so after a call it holds
- * the adjusted logits (sov_sampler_logprobs reads them). Truncation works on a scratch
- * candidate list; top-k uses a partial selection, so a 150k vocabulary is never fully
- * sorted; min-p's threshold is applied first, and without top-p nothing is sorted. */
+ * The chain, in llama.cpp's default order (common/sampling.cpp, llama-sampler.cpp):
+ *   1. logit bias (OpenAI logit_bias; -inf bans a token). llama.cpp adds the bias before
+ *      the penalties, and so does sov: a repeated token's biased logit is what the
+ *      repeat penalty divides.
+ *   2. penalties over the last repeat_last_n accepted tokens, once per distinct token:
+ *      repeat (a positive logit is divided by it, zero or negative multiplied), then
+ *      frequency (minus count * f) and presence (minus p when the token was seen at all)
+ *   3. temperature 0: the argmax, the lowest id on ties; the PRNG is not touched
+ *   4. otherwise truncation, on probabilities at temperature 1:
+ *        top-k  keep the k most likely;
+ *        top-p  keep the smallest most-likely-first prefix of what top-k left whose mass
+ *               (normalised over what top-k left, as llama.cpp does) reaches p;
+ *        min-p  keep tokens at least min_p times as likely as the most likely one.
+ *      The most likely token always survives.
+ *   5. softmax of the survivors at the temperature and one draw from xoshiro256**,
+ *      seeded with splitmix64(seed): the same seed and logits give the same tokens on
+ *      any machine (up to the last bit of libm's expf, which would have to put a draw
+ *      within a rounding error of a boundary to matter). Weights are single-precision
+ *      expf (the cost on 150k candidates), summed in double.
+ *
+ * Steps 1-2 change the caller's logits array in place, so after a call it holds the
+ * adjusted logits that sov_sampler_logprobs reads. A NaN logit is treated as a ban
+ * (-inf) and +inf as the largest float, so a broken row cannot poison the softmax. If
+ * no token is left with a logit above -inf, the answer is the argmax of an all-equal
+ * row: token 0.
+ *
+ * Cost on a 150k vocabulary: truncation works on a scratch candidate list. top-k is a
+ * quickselect (O(V), never a full sort); min-p is a threshold on logits
+ * (l >= max + ln min_p) and needs no order; only top-p needs order, and it sorts just
+ * as far as the mass reaches p: the best 64 candidates, then 4x more each time
+ * (quickselect + sort of each slice), so with top_k 0 a typical peaked distribution
+ * sorts a few hundred candidates, not 150k. With top_p 1 nothing is sorted at all: the
+ * draw walks the survivors in the (deterministic) order they are in. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,16 +48,21 @@ typedef struct cand {
 struct sov_sampler {
     sov_sampler_params p;
     int32_t n_vocab;
-    float *bias;          /* [n_vocab] or NULL when no bias was set */
-    sov_token *ring;      /* recent tokens, the penalties' window */
-    int32_t ring_cap;     /* repeat_last_n, or growing when -1 (all) */
+    float *bias;        /* [n_vocab] added to the logits, or NULL until a bias is set */
+    bool penalize;      /* any penalty is active (else no history is kept) */
+    /* the penalty window: the last accepted tokens, oldest at ring[head] */
+    sov_token *ring;    /* [ring_cap] */
+    int32_t ring_cap;   /* grows by doubling up to the window (repeat_last_n; -1 no limit) */
     int32_t ring_len, ring_head;
-    int32_t *count;       /* [n_vocab] occurrences in the window */
-    cand *c;              /* [n_vocab] scratch */
-    uint64_t s[4];        /* xoshiro256** state */
+    int32_t *count;     /* [n_vocab] occurrences of each token in the window */
+    cand *c;            /* [n_vocab] scratch: the candidates of one call */
+    float *w;           /* [n_vocab] scratch: their weights exp((l - max) / T) */
+    uint64_t s[4];      /* xoshiro256** state */
 };
 
 sov_sampler_params sov_sampler_default_params(void) {
+    /* llama.cpp's defaults, except the seed: 0 is an ordinary, fixed seed here (sov has
+     * no "random seed" value; a caller that wants variety passes its own entropy) */
     return (sov_sampler_params){
         .temperature = 0.8f,
         .top_k = 40,
@@ -51,6 +75,8 @@ sov_sampler_params sov_sampler_default_params(void) {
         .seed = 0,
     };
 }
+
+/* ---- the PRNG: xoshiro256** (Blackman and Vigna), state from splitmix64 ---- */
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -72,7 +98,7 @@ static uint64_t next_u64(uint64_t s[4]) {
     return r;
 }
 
-/* uniform in [0, 1) with 53 random bits */
+/* uniform in [0, 1) from the top 53 bits */
 static double next_unit(uint64_t s[4]) { return (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
 
 static void seed_rng(sov_sampler *sp) {
@@ -80,32 +106,53 @@ static void seed_rng(sov_sampler *sp) {
     for (int i = 0; i < 4; i++) sp->s[i] = splitmix64(&x);
 }
 
+/* ---- life cycle ---- */
+
+static sov_status check_params(const sov_sampler_params *p, int32_t n_vocab) {
+    if (n_vocab < 1) return sov_fail(SOV_ERR_ARG, "sampler: vocabulary size %d must be positive", n_vocab);
+    if (!(p->temperature >= 0.0f) || !isfinite(p->temperature))
+        return sov_fail(SOV_ERR_ARG, "sampler: temperature %g must be 0 (greedy) or more", (double)p->temperature);
+    if (p->top_k < 0) return sov_fail(SOV_ERR_ARG, "sampler: top_k %d must be 0 (off) or more", (int)p->top_k);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return sov_fail(SOV_ERR_ARG, "sampler: top_p %g must be in (0, 1] (1 is off)", (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return sov_fail(SOV_ERR_ARG, "sampler: min_p %g must be in [0, 1] (0 is off)", (double)p->min_p);
+    if (!(p->repeat_penalty > 0.0f) || !isfinite(p->repeat_penalty))
+        return sov_fail(SOV_ERR_ARG, "sampler: repeat_penalty %g must be positive (1 is off)",
+                        (double)p->repeat_penalty);
+    if (p->repeat_last_n < -1)
+        return sov_fail(SOV_ERR_ARG, "sampler: repeat_last_n %d must be -1 (all) or more", (int)p->repeat_last_n);
+    if (!isfinite(p->presence_penalty))
+        return sov_fail(SOV_ERR_ARG, "sampler: presence_penalty %g must be a finite number",
+                        (double)p->presence_penalty);
+    if (!isfinite(p->frequency_penalty))
+        return sov_fail(SOV_ERR_ARG, "sampler: frequency_penalty %g must be a finite number",
+                        (double)p->frequency_penalty);
+    return SOV_OK;
+}
+
 sov_status sov_sampler_new(const sov_sampler_params *params, int32_t n_vocab, sov_sampler **out) {
+    if (!out) return sov_fail(SOV_ERR_ARG, "sampler: no output pointer");
     *out = NULL;
     const sov_sampler_params p = params ? *params : sov_sampler_default_params();
-    if (n_vocab < 1) return sov_fail(SOV_ERR_ARG, "sampler: vocabulary size %d", n_vocab);
-    if (!(p.temperature >= 0.0f) || !isfinite(p.temperature))
-        return sov_fail(SOV_ERR_ARG, "sampler: temperature %g must be 0 or more", (double)p.temperature);
-    if (p.top_k < 0) return sov_fail(SOV_ERR_ARG, "sampler: top_k %d must be 0 (off) or more", p.top_k);
-    if (!(p.top_p > 0.0f && p.top_p <= 1.0f))
-        return sov_fail(SOV_ERR_ARG, "sampler: top_p %g must be in (0, 1]", (double)p.top_p);
-    if (!(p.min_p >= 0.0f && p.min_p <= 1.0f))
-        return sov_fail(SOV_ERR_ARG, "sampler: min_p %g must be in [0, 1]", (double)p.min_p);
-    if (!(p.repeat_penalty > 0.0f) || !isfinite(p.repeat_penalty))
-        return sov_fail(SOV_ERR_ARG, "sampler: repeat_penalty %g must be positive", (double)p.repeat_penalty);
-    if (p.repeat_last_n < -1) return sov_fail(SOV_ERR_ARG, "sampler: repeat_last_n %d must be -1 or more", p.repeat_last_n);
-    if (!isfinite(p.presence_penalty) || !isfinite(p.frequency_penalty) || fabsf(p.presence_penalty) > 100.0f ||
-        fabsf(p.frequency_penalty) > 100.0f)
-        return sov_fail(SOV_ERR_ARG, "sampler: presence and frequency penalties must be within [-100, 100]");
+    const sov_status st = check_params(&p, n_vocab);
+    if (st) return st;
     sov_sampler *sp = calloc(1, sizeof *sp);
     if (!sp) return sov_fail(SOV_ERR_NOMEM, "sampler: out of memory");
     sp->p = p;
     sp->n_vocab = n_vocab;
-    sp->ring_cap = p.repeat_last_n == -1 ? 256 : p.repeat_last_n;
-    sp->count = calloc((size_t)n_vocab, sizeof *sp->count);
+    sp->penalize = p.repeat_last_n != 0 &&
+                   (p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f);
     sp->c = malloc((size_t)n_vocab * sizeof *sp->c);
-    sp->ring = malloc((size_t)(sp->ring_cap > 0 ? sp->ring_cap : 1) * sizeof *sp->ring);
-    if (!sp->count || !sp->c || !sp->ring) {
+    sp->w = malloc((size_t)n_vocab * sizeof *sp->w);
+    bool ok = sp->c && sp->w;
+    if (ok && sp->penalize) {
+        sp->ring_cap = p.repeat_last_n > 0 && p.repeat_last_n < 64 ? p.repeat_last_n : 64;
+        sp->ring = malloc((size_t)sp->ring_cap * sizeof *sp->ring);
+        sp->count = calloc((size_t)n_vocab, sizeof *sp->count);
+        ok = sp->ring && sp->count;
+    }
+    if (!ok) {
         sov_sampler_free(sp);
         return sov_fail(SOV_ERR_NOMEM, "sampler: out of memory");
     }
@@ -120,40 +167,45 @@ void sov_sampler_free(sov_sampler *sp) {
     free(sp->ring);
     free(sp->count);
     free(sp->c);
+    free(sp->w);
     free(sp);
 }
 
 sov_status sov_sampler_set_logit_bias(sov_sampler *sp, sov_token token, float bias) {
     if (token < 0 || token >= sp->n_vocab)
-        return sov_fail(SOV_ERR_ARG, "sampler: logit bias for token %d outside the vocabulary (0..%d)", token,
-                        sp->n_vocab - 1);
-    if (isnan(bias) || bias == INFINITY) return sov_fail(SOV_ERR_ARG, "sampler: logit bias must be a number or -inf");
+        return sov_fail(SOV_ERR_ARG, "sampler: logit bias for token %d outside the vocabulary (0..%d)", (int)token,
+                        (int)sp->n_vocab - 1);
+    if (isnan(bias) || bias == INFINITY)
+        return sov_fail(SOV_ERR_ARG, "sampler: logit bias %g for token %d must be a number or -inf", (double)bias,
+                        (int)token);
     if (!sp->bias && !(sp->bias = calloc((size_t)sp->n_vocab, sizeof *sp->bias)))
         return sov_fail(SOV_ERR_NOMEM, "sampler: out of memory");
     sp->bias[token] = bias;
     return SOV_OK;
 }
 
+/* ---- the penalty window ---- */
+
+/* Doubles the ring (up to the window) with its tokens unrolled to start at 0. */
+static bool grow_ring(sov_sampler *sp) {
+    const int32_t limit = sp->p.repeat_last_n; /* -1: none */
+    if (limit > 0 && sp->ring_cap >= limit) return false;
+    int64_t cap = (int64_t)sp->ring_cap * 2;
+    if (limit > 0 && cap > limit) cap = limit;
+    if (cap > INT32_MAX) return false;
+    sov_token *r = malloc((size_t)cap * sizeof *r);
+    if (!r) return false; /* keep sliding within what we have */
+    for (int32_t i = 0; i < sp->ring_len; i++) r[i] = sp->ring[(sp->ring_head + i) % sp->ring_cap];
+    free(sp->ring);
+    sp->ring = r;
+    sp->ring_cap = (int32_t)cap;
+    sp->ring_head = 0;
+    return true;
+}
+
 void sov_sampler_accept(sov_sampler *sp, sov_token t) {
-    if (t < 0 || t >= sp->n_vocab) return;
-    if (sp->p.repeat_last_n == 0) return;
-    if (sp->p.repeat_last_n == -1 && sp->ring_len == sp->ring_cap) { /* all history: grow */
-        sov_token *r = realloc(sp->ring, (size_t)sp->ring_cap * 2 * sizeof *r);
-        if (!r) return;
-        /* unroll the ring so that it starts at 0 */
-        sov_token *tmp = malloc((size_t)sp->ring_len * sizeof *tmp);
-        if (!tmp) {
-            sp->ring = r;
-            return;
-        }
-        for (int32_t i = 0; i < sp->ring_len; i++) tmp[i] = r[(sp->ring_head + i) % sp->ring_cap];
-        memcpy(r, tmp, (size_t)sp->ring_len * sizeof *tmp);
-        free(tmp);
-        sp->ring = r;
-        sp->ring_head = 0;
-        sp->ring_cap *= 2;
-    }
-    if (sp->ring_len == sp->ring_cap) { /* window full: the oldest leaves */
+    if (!sp->penalize || t < 0 || t >= sp->n_vocab) return;
+    if (sp->ring_len == sp->ring_cap && !grow_ring(sp)) { /* window full: the oldest leaves */
         sp->count[sp->ring[sp->ring_head]]--;
         sp->ring[sp->ring_head] = t;
         sp->ring_head = (sp->ring_head + 1) % sp->ring_cap;
@@ -170,21 +222,28 @@ void sov_sampler_reset(sov_sampler *sp) {
     seed_rng(sp);
 }
 
-/* Steps 1 and 2, on the caller's logits. */
-static void adjust(sov_sampler *sp, float *logits) {
-    if (sp->bias)
-        for (int32_t i = 0; i < sp->n_vocab; i++) logits[i] += sp->bias[i];
+/* ---- steps 1 and 2, on the caller's logits ---- */
+
+static void adjust(sov_sampler *sp, float *l) {
+    const int32_t V = sp->n_vocab;
+    for (int32_t i = 0; i < V; i++) {
+        float x = l[i];
+        if (sp->bias) x += sp->bias[i];
+        if (isnan(x)) x = -INFINITY;
+        else if (x == INFINITY) x = 3.40282347e38f; /* FLT_MAX */
+        l[i] = x;
+    }
+    if (!sp->penalize) return;
     const sov_sampler_params *p = &sp->p;
-    if (p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f) return;
-    /* each distinct token of the window once: mark by negating its count while applying */
+    /* once per distinct token of the window: its count is negated while done */
     for (int32_t i = 0; i < sp->ring_len; i++) {
         const sov_token t = sp->ring[(sp->ring_head + i) % sp->ring_cap];
         const int32_t n = sp->count[t];
-        if (n <= 0) continue; /* already done */
-        float l = logits[t];
-        if (p->repeat_penalty != 1.0f) l = l > 0.0f ? l / p->repeat_penalty : l * p->repeat_penalty;
-        l -= (float)n * p->frequency_penalty + p->presence_penalty;
-        logits[t] = l;
+        if (n <= 0) continue;
+        float x = l[t];
+        x = x > 0.0f ? x / p->repeat_penalty : x * p->repeat_penalty;
+        x -= (float)n * p->frequency_penalty + p->presence_penalty;
+        l[t] = isnan(x) ? -INFINITY : x; /* -inf - (-f) stays -inf; inf - inf cannot happen */
         sp->count[t] = -n;
     }
     for (int32_t i = 0; i < sp->ring_len; i++) {
@@ -193,108 +252,172 @@ static void adjust(sov_sampler *sp, float *logits) {
     }
 }
 
-static int cmp_cand_desc(const void *a, const void *b) {
-    const cand *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
+/* ---- ordering candidates ---- */
 
+/* The candidate order: larger logit first, lower id first among equals (a total order,
+ * so any correct sort or selection gives the same result everywhere). */
 static inline bool before(const cand *a, const cand *b) {
     return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
 }
 
-/* Moves the k best candidates (by logit, then id) to the front (unordered). */
+static int cmp_cand(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    return before(x, y) ? -1 : before(y, x) ? 1 : 0;
+}
+
+static inline void swap_cand(cand *a, cand *b) {
+    const cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Moves the k first candidates in the order to c[0..k) (in no particular order).
+ * Quickselect with a median-of-three pivot; after 64 rounds (a pathological input) the
+ * remaining range is sorted instead, so the worst case is O(n log n). */
 static void select_top(cand *c, int32_t n, int32_t k) {
+    if (k <= 0 || k >= n) return;
     int32_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        const cand pivot = c[lo + (hi - lo) / 2];
+    for (int rounds = 0; lo < hi; rounds++) {
+        if (rounds == 64) {
+            qsort(c + lo, (size_t)(hi - lo + 1), sizeof *c, cmp_cand);
+            return;
+        }
+        const int32_t mid = lo + (hi - lo) / 2;
+        if (before(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
+        if (before(&c[hi], &c[lo])) swap_cand(&c[hi], &c[lo]);
+        if (before(&c[hi], &c[mid])) swap_cand(&c[hi], &c[mid]);
+        const cand pivot = c[mid];
         int32_t i = lo, j = hi;
-        while (i <= j) {
+        while (i <= j) { /* Hoare partition: [lo, j] before-or-equal, [i, hi] after-or-equal */
             while (before(&c[i], &pivot)) i++;
             while (before(&pivot, &c[j])) j--;
-            if (i <= j) {
-                const cand t = c[i];
-                c[i] = c[j];
-                c[j] = t;
-                i++;
-                j--;
-            }
+            if (i <= j) swap_cand(&c[i++], &c[j--]);
         }
         if (k - 1 <= j) hi = j;
         else if (k - 1 >= i) lo = i;
-        else break;
+        else return; /* k-1 sits between the halves: equal to the pivot, in place */
     }
+}
+
+/* Moves the candidates with logit >= floor to the front; returns how many. */
+static int32_t partition_floor(cand *c, int32_t n, float floor) {
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (c[i].logit >= floor) swap_cand(&c[m++], &c[i]);
+    return m;
+}
+
+/* top-p over c[0..n): the length of the smallest best-first prefix whose mass, out of
+ * z = sum of exp(l - max) over all n, reaches p. Only c[0..m) (the min-p survivors,
+ * which come first in the order) are examined, so the answer is at most m. Sorts c
+ * only as far as it walks. */
+static int32_t top_p_cut(cand *c, int32_t m, float max, double z, double p) {
+    const double need = p * z;
+    double cum = 0.0;
+    int32_t sorted = 0;
+    for (int32_t i = 0; i < m; i++) {
+        if (i == sorted) { /* sort the next slice: 64 first, then 4x the sorted prefix */
+            int32_t upto = sorted == 0 ? 64 : (sorted > m / 4 ? m : sorted * 4);
+            if (upto > m) upto = m;
+            select_top(c + sorted, m - sorted, upto - sorted);
+            qsort(c + sorted, (size_t)(upto - sorted), sizeof *c, cmp_cand);
+            sorted = upto;
+        }
+        cum += expf(c[i].logit - max);
+        if (cum >= need) return i + 1;
+    }
+    return m;
+}
+
+/* ---- the sampler ---- */
+
+static sov_token argmax(const float *l, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (l[i] > l[best]) best = i;
+    return best;
 }
 
 sov_token sov_sampler_sample(sov_sampler *sp, float *logits) {
     adjust(sp, logits);
     const int32_t V = sp->n_vocab;
     const sov_sampler_params *p = &sp->p;
-    if (p->temperature <= 0.0f) {
-        int32_t best = 0;
-        for (int32_t i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = i;
-        return best;
-    }
+    if (p->temperature == 0.0f) return argmax(logits, V);
+
+    /* the candidates: every token not banned */
     cand *c = sp->c;
     float max = -INFINITY;
-    for (int32_t i = 0; i < V; i++) max = logits[i] > max ? logits[i] : max;
-    if (max == -INFINITY) return 0; /* everything banned: nothing sensible to do */
-    /* min-p threshold in logit space: p_i >= min_p * p_max  <=>  l_i >= max + log(min_p) */
-    const float floor_l = p->min_p > 0.0f ? max + logf(p->min_p) : -INFINITY;
     int32_t n = 0;
-    for (int32_t i = 0; i < V; i++)
-        if (logits[i] >= floor_l && logits[i] > -INFINITY) c[n++] = (cand){logits[i], i};
-    /* top-k; then the survivors sorted (needed by top-p, and for a stable draw order) */
+    for (int32_t i = 0; i < V; i++) {
+        if (logits[i] == -INFINITY) continue;
+        c[n++] = (cand){logits[i], i};
+        if (logits[i] > max) max = logits[i];
+    }
+    if (n <= 1) return n == 1 ? c[0].id : 0;
+
+    /* top-k (the max survives any k >= 1) */
     if (p->top_k > 0 && p->top_k < n) {
         select_top(c, n, p->top_k);
         n = p->top_k;
     }
-    /* top-p needs the survivors in order; without it the draw walks them as they are
-     * (no sort of a whole vocabulary per token when top_k is off) */
-    if (p->top_p < 1.0f || p->top_k > 0) qsort(c, (size_t)n, sizeof *c, cmp_cand_desc);
-    /* top-p on probabilities at temperature 1 */
+    /* min-p as a threshold: p_i >= min_p * p_max  <=>  l_i >= max + ln(min_p) */
+    const int32_t m = p->min_p > 0.0f ? partition_floor(c, n, max + logf(p->min_p)) : n;
+    /* top-p, normalised over what top-k left (min-p does not change that mass) */
     if (p->top_p < 1.0f) {
         double z = 0.0;
-        for (int32_t i = 0; i < n; i++) z += exp((double)(c[i].logit - max));
-        double cum = 0.0;
-        for (int32_t i = 0; i < n; i++) {
-            cum += exp((double)(c[i].logit - max)) / z;
-            if (cum >= p->top_p) {
-                n = i + 1;
-                break;
-            }
-        }
+        for (int32_t i = 0; i < n; i++) z += expf(c[i].logit - max);
+        n = top_p_cut(c, m, max, z, (double)p->top_p);
+    } else {
+        n = m;
     }
+
     /* softmax at the temperature and a draw */
+    float *w = sp->w;
     double z = 0.0;
-    for (int32_t i = 0; i < n; i++) z += exp((double)(c[i].logit - max) / p->temperature);
+    for (int32_t i = 0; i < n; i++) {
+        w[i] = expf((c[i].logit - max) / p->temperature);
+        z += w[i];
+    }
     const double u = next_unit(sp->s) * z;
     double cum = 0.0;
     for (int32_t i = 0; i < n; i++) {
-        cum += exp((double)(c[i].logit - max) / p->temperature);
+        cum += w[i];
         if (u < cum) return c[i].id;
     }
-    return c[n - 1].id;
+    /* u within rounding of z: the last candidate with any weight */
+    for (int32_t i = n - 1; i > 0; i--)
+        if (w[i] > 0.0f) return c[i].id;
+    return c[0].id;
 }
+
+/* ---- OpenAI logprobs ---- */
 
 int32_t sov_sampler_logprobs(const float *logits, int32_t n_vocab, sov_token chosen, int32_t top_n,
                              sov_token *top_ids, float *top_logprobs, float *chosen_logprob) {
+    /* log p_i = l_i - (max + ln sum exp(l_j - max)); NaN counts as -inf */
     float max = -INFINITY;
-    for (int32_t i = 0; i < n_vocab; i++) max = logits[i] > max ? logits[i] : max;
-    double z = 0.0;
-    for (int32_t i = 0; i < n_vocab; i++) z += exp((double)(logits[i] - max));
-    const double lz = log(z) + (double)max;
+    for (int32_t i = 0; i < n_vocab; i++)
+        if (logits[i] > max) max = logits[i];
+    double lz = -INFINITY;
+    if (max > -INFINITY) {
+        double z = 0.0;
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (logits[i] > -INFINITY) z += exp((double)logits[i] - (double)max);
+        lz = log(z) + (double)max;
+    }
     if (chosen_logprob) {
-        *chosen_logprob = chosen >= 0 && chosen < n_vocab ? (float)((double)logits[chosen] - lz) : -INFINITY;
+        const bool ok = chosen >= 0 && chosen < n_vocab && logits[chosen] > -INFINITY;
+        *chosen_logprob = ok ? (float)((double)logits[chosen] - lz) : -INFINITY;
     }
     if (top_n > n_vocab) top_n = n_vocab;
-    if (top_n <= 0) return 0;
-    /* insertion into a small sorted list: top_n is at most ~20 */
+    if (top_n <= 0 || !top_ids) return 0;
+    /* a sorted list of the best top_n (OpenAI allows at most 20): insertion, most
+     * likely first, lower id first among equals */
     int32_t k = 0;
     for (int32_t i = 0; i < n_vocab; i++) {
         const float l = logits[i];
-        if (k == top_n && l <= logits[top_ids[k - 1]]) continue;
+        if (!(l > -INFINITY)) continue;
+        if (k == top_n && !(l > logits[top_ids[k - 1]])) continue;
         int32_t j = k < top_n ? k++ : k - 1;
         while (j > 0 && logits[top_ids[j - 1]] < l) {
             top_ids[j] = top_ids[j - 1];
@@ -302,6 +425,7 @@ int32_t sov_sampler_logprobs(const float *logits, int32_t n_vocab, sov_token cho
         }
         top_ids[j] = i;
     }
-    for (int32_t i = 0; i < k; i++) top_logprobs[i] = (float)((double)logits[top_ids[i]] - lz);
+    if (top_logprobs)
+        for (int32_t i = 0; i < k; i++) top_logprobs[i] = (float)((double)logits[top_ids[i]] - lz);
     return k;
 }
