@@ -34,8 +34,8 @@
  * machine (ISO C mode, so the compiler fuses no multiply-adds).
  *
  * Inputs must be finite. Non-finite values give unspecified (but memory-safe, UB-free)
- * output: every float-to-integer conversion is of a value first clamped with fminf/fmaxf,
- * which map NaN to the lower bound. Magnitudes: scales are half precision, so a block
+ * output: every float-to-integer conversion is of a value first clamped by comparisons
+ * that map NaN to the lower bound, and every code has a defined value. Magnitudes: scales are half precision, so a block
  * whose scale would exceed 65504 saturates there (values beyond roughly 65504 x 8 for
  * q4_0, 65504 x 127 for q8_0, 65504 x 63 x 15 for q4_K are clipped to the largest
  * level), and values so small that their scale underflows half precision (q4_0 below
@@ -304,12 +304,14 @@ static float pick_scale_min(const float *x, const float *w, int nmax, fit f, flo
     const float rs = d > 0.0f ? f.scale / d : 0.0f, rm = dmin > 0.0f ? f.min / dmin : 0.0f;
     /* floor of the ratios (non-negative: truncation) */
     const int s0 = (int)clampf(rs, 0.0f, 63.0f), m0 = (int)clampf(rm, 0.0f, 63.0f);
-    float best = INFINITY;
+    /* zero first, always taken (so that even a NaN error leaves defined codes): never
+     * worse than dropping the sub-block; then floor and ceiling of each ratio */
+    *ls = *lm = 0;
+    float best = levels_affine(x, w, nmax, 0.0f, 0.0f, L);
     uint8_t Lt[32];
-    for (int c = 0; c < 5; c++) {
-        int a = s0 + (c & 1), b = m0 + (c >> 1 & 1);
-        if (c == 4) a = b = 0; /* zero: never worse than dropping the sub-block */
-        if (a > 63 || b > 63) continue;
+    for (int c = 0; c < 4; c++) {
+        const int a = s0 + (c & 1), b = m0 + (c >> 1);
+        if (a > 63 || b > 63 || (a == 0 && b == 0)) continue;
         const float err = levels_affine(x, w, nmax, d * (float)a, dmin * (float)b, Lt);
         if (err < best) {
             best = err;
@@ -466,10 +468,13 @@ static void codes_symmetric(const float *x, const float *w, const fit *f, sov_ha
     for (int j = 0; j < 16; j++) {
         const float r = df != 0.0f ? clampf(f[j].scale / df, -128.0f, 127.0f) : 0.0f;
         const int s0 = (int)floorf(r);
-        float best = INFINITY;
+        /* zero first, always taken; then the codes below and above the ratio */
+        k->sc[j] = 0;
+        float best = levels_symmetric(x + 16 * j, w + 16 * j, 0.0f, k->L + 16 * j);
         uint8_t Lt[16];
-        for (int c = 0; c < 3; c++) {
-            const int s = c == 2 ? 0 : s0 + c > 127 ? 127 : s0 + c; /* below, above, zero */
+        for (int c = 0; c < 2; c++) {
+            const int s = s0 + c > 127 ? 127 : s0 + c;
+            if (s == 0) continue;
             const float err = levels_symmetric(x + 16 * j, w + 16 * j, df * (float)s, Lt);
             if (err < best) {
                 best = err;

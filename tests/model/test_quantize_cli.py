@@ -63,7 +63,7 @@ for a, b in [("Q8_0", "Q6_K"), ("Q6_K", "Q5_K_M"), ("Q5_K_M", "Q4_K_M"), ("Q5_K_
 # The rule, restated: layer i of n gets more bits when i < n/8, i >= 7n/8 or
 # (i - n/8) % 3 == 2; for n = 8 that is layers 0, 3, 6 and 7.
 g = reference.GGUF(os.path.join(TMP, "qz_Q4_K_M.gguf"))
-types = {name: t for name, (ne, t, off) in g.tensors.items()}
+types = {name: ti.type for name, ti in g.tensors.items()}
 want6 = {"output.weight"} | {"blk.%d.%s.weight" % (i, w) for i in (0, 3, 6, 7) for w in ("attn_v", "ffn_down")}
 for name, t in types.items():
     if name.endswith("norm.weight"):
