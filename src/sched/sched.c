@@ -751,7 +751,7 @@ sched_submit_result sched_submit(sched *s, sched_req *r) {
     pthread_mutex_lock(&s->mu);
     sched_submit_result res = SCHED_SUBMITTED;
     if (s->closed || s->stop) res = SCHED_CLOSED;
-    else if (s->n_active - s->st.running >= s->p.max_queue) res = SCHED_QUEUE_FULL;
+    else if (s->n_active >= s->p.n_parallel + s->p.max_queue) res = SCHED_QUEUE_FULL; /* waiting beyond the slots */
     if (res == SCHED_SUBMITTED) {
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL); /* the engine's */
         r->inbox_next = NULL;
