@@ -5,12 +5,27 @@ set -euo pipefail
 need=(cmake ninja-build gcc libc6-dev pkg-config libevent-dev libjansson-dev)
 if [ "${1:-build}" = test ]; then
   need+=(python3-numpy clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+  command -v npm >/dev/null || need+=(nodejs npm) # the OpenAI client for the server tests
 fi
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+# The server tests drive sov serve with the official OpenAI client from npm (pinned by
+# tests/server/js/package-lock.json); installed beside the test when node is there.
+npm_client() {
+  local js
+  js=$(cd "$(dirname "$0")/.." && pwd)/tests/server/js
+  [ "${1:-build}" = test ] && command -v npm >/dev/null && [ ! -d "$js/node_modules/openai" ] || return 0
+  echo "sov: installing the npm test client (openai) into $js" >&2
+  npm ci --prefix "$js" --no-audit --no-fund >/dev/null 2>&1 || npm ci --prefix "$js" --no-audit --no-fund
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  npm_client "${1:-build}"
+  exit 0
+fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "sov: missing Debian packages: ${missing[*]}" >&2
   echo "sov: install them with: sudo apt-get install ${missing[*]}" >&2
@@ -22,3 +37,4 @@ apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
   apt-get update -qq >/dev/null
   apt-get install -y --no-install-recommends "${missing[@]}"
 }
+npm_client "${1:-build}"
