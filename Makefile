@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all build run test test-fast test-san test-arm bench deps deps-test fuzz format lint clean
+.PHONY: all build run generate test test-fast test-san test-arm bench deps deps-test fuzz format lint clean
 
 all: build
 
@@ -19,8 +19,13 @@ build: deps
 	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# The main job: the built-in demo model (random weights) unless MODEL=path.gguf is given.
+# The main job: the OpenAI-compatible server on the built-in demo model (random weights)
+# unless MODEL=path.gguf is given; PORT=8080 by default. Ctrl-C stops it gracefully.
 run: build
+	./$(BUILD)/sov serve $(if $(MODEL),-m $(MODEL)) --port $(or $(PORT),8080)
+
+# One generation on the command line instead of a server.
+generate: build
 	./$(BUILD)/sov run $(if $(MODEL),-m $(MODEL)) -p "$(or $(PROMPT),Once upon a time)" -n $(or $(N),64)
 
 # Every test: the release build, the whole suite again under ASan+UBSan, and the kernel
@@ -48,7 +53,8 @@ test-arm: deps-test
 fuzz: deps-test
 	@CC=clang cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSOV_FUZZ=ON -DSOV_TESTS=OFF >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
-	@echo "fuzz targets are in build-fuzz/fuzz/: fuzz_gguf, fuzz_tokenize (seeds: tests/tok/corpus), fuzz_chat;"
+	@echo "fuzz targets are in build-fuzz/fuzz/: fuzz_gguf, fuzz_tokenize (seeds: tests/tok/corpus), fuzz_chat,"
+	@echo "fuzz_openai (seeds: tests/server/corpus; length parity picks chat or completion);"
 	@echo "e.g. build-fuzz/fuzz/fuzz_gguf -max_total_time=60 build/tests/tmp/gguf_corpus (written by the gguf tests)"
 
 # Speed: synthetic 1.1B models (Q4_0, Q8_0), a 134M model and the shared real models;
