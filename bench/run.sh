@@ -40,8 +40,7 @@ for f in "$shared"/*.gguf; do [ -f "$f" ] && list+=("$f"); done
 for m in "${list[@]}"; do
   echo
   echo "== $(basename "$m")"
-  "$sov" bench -m "$m" -p $p -n $n -t 1,2 -r $r
-  "$sov" bench -m "$m" -p $p -n $n -t 1,2 -r $r --json --no-bandwidth 2>/dev/null >>"$out" || true
+  "$sov" bench -m "$m" -p $p -n $n -t 1,2 -r $r --json-file "$out"
   if [ -n "${LLAMA_BENCH:-}" ]; then
     echo "-- llama.cpp (llama-bench) on the same file:"
     "$LLAMA_BENCH" -m "$m" -p $p -n $n -t 1,2 -r $r 2>/dev/null | grep -E "^\|" || true

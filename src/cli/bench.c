@@ -6,6 +6,7 @@
  *   pp<N>: one sequence, N prompt tokens in one sov_decode call (logits for the last).
  *   tg<N>: one sequence from an empty cache, N decode steps of one token.
  * Each is run once to warm up, then -r times; mean and standard deviation of tokens/s. */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +34,8 @@ static void help(FILE *f) {
             "  -n N               generated tokens (default 128; 0 skips tg)\n"
             "  -t LIST            thread counts, comma separated (default: physical cores)\n"
             "  -r N               repeats (default 5)\n"
-            "  --json             one JSON object per line per measurement\n"
+            "  --json             one JSON object per line per measurement (instead of the table)\n"
+            "  --json-file PATH   also append those JSON lines to PATH (with the table)\n"
             "  --no-bandwidth     skip the bandwidth measurement\n");
 }
 
@@ -99,17 +101,17 @@ static double run_tg(sov_context *ctx, int n, int32_t n_vocab, float *logits, ui
     return rate;
 }
 
-static void json_str(const char *s) {
-    putchar('"');
+static void json_str(FILE *f, const char *s) {
+    putc('"', f);
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') putchar('\\');
-        if ((unsigned char)*s >= 0x20) putchar(*s);
+        if (*s == '"' || *s == '\\') putc('\\', f);
+        if ((unsigned char)*s >= 0x20) putc(*s, f);
     }
-    putchar('"');
+    putc('"', f);
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *path = NULL, *tlist = NULL;
+    const char *path = NULL, *tlist = NULL, *json_path = NULL;
     long n_pp = 512, n_tg = 128, reps = 5;
     bool json = false, bandwidth = true, bad = false;
     for (int i = 1; i < argc && !bad; i++) {
@@ -120,6 +122,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (cli_opt_int(argc, argv, &i, "-p", &n_pp, &bad) || cli_opt_int(argc, argv, &i, "-n", &n_tg, &bad) ||
                    cli_opt_int(argc, argv, &i, "-r", &reps, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "-t", &tlist, &bad)) {
+        } else if (cli_opt_str(argc, argv, &i, "--json-file", &json_path, &bad)) {
         } else if (cli_flag(argv, &i, "--json")) json = true;
         else if (cli_flag(argv, &i, "--no-bandwidth")) bandwidth = false;
         else return cli_error("bench", "unknown option '%s'; see sov bench --help", argv[i]);
@@ -163,8 +166,14 @@ int cmd_bench(int argc, char **argv) {
         printf("model: %s | %s %s | %.1fM params | %.2f GiB | %.1f MB of weights per token | load %.2f s\n", path,
                info.arch, info.weight_type, (double)info.n_params / 1e6, (double)info.weight_bytes / (1 << 30),
                (double)bpt / 1e6, load_s);
-        printf("| %-8s | %7s | %-7s | %18s | %9s | %9s |\n", "test", "threads", "isa", "tokens/s", "bw GB/s", "% of bw");
-        printf("|----------|---------|---------|--------------------|-----------|-----------|\n");
+        printf("| %-8s | %7s | %-11s | %18s | %9s | %9s |\n", "test", "threads", "isa", "tokens/s", "bw GB/s", "% of bw");
+        printf("|----------|---------|-------------|--------------------|-----------|-----------|\n");
+    }
+    FILE *jf = json ? stdout : NULL;
+    if (json_path && !(jf = fopen(json_path, "a"))) {
+        free(logits);
+        sov_model_free(model);
+        return cli_error("bench", "cannot open '%s' for --json-file: %s", json_path, strerror(errno));
     }
     uint64_t rng = 42;
     int rc = 0;
@@ -199,22 +208,24 @@ int cmd_bench(int argc, char **argv) {
             const double pct = kind == 1 && bw > 0 ? 100.0 * s.mean * (double)bpt / (bw * 1e9) : 0.0;
             char test[32];
             snprintf(test, sizeof test, "%s%ld", kind == 0 ? "pp" : "tg", n);
-            if (json) {
-                printf("{\"test\": \"%s\", \"threads\": %d, \"tokens_per_s\": %.3f, \"stddev\": %.3f, \"isa\": ", test,
-                       threads[ti], s.mean, s.sd);
-                json_str(sov_context_isa(ctx));
-                printf(", \"model\": ");
-                json_str(path);
-                printf(", \"arch\": \"%s\", \"type\": \"%s\", \"params\": %" PRIu64 ", \"model_bytes\": %" PRIu64
+            if (jf) {
+                fprintf(jf, "{\"test\": \"%s\", \"threads\": %d, \"tokens_per_s\": %.3f, \"stddev\": %.3f, \"isa\": ",
+                        test, threads[ti], s.mean, s.sd);
+                json_str(jf, sov_context_isa(ctx));
+                fprintf(jf, ", \"model\": ");
+                json_str(jf, path);
+                fprintf(jf, ", \"arch\": \"%s\", \"type\": \"%s\", \"params\": %" PRIu64 ", \"model_bytes\": %" PRIu64
                        ", \"bytes_per_token\": %" PRIu64 ", \"load_s\": %.3f, \"peak_rss_bytes\": %zu, "
                        "\"bandwidth_gbs\": %.2f, \"bandwidth_pct\": %.1f, \"repeats\": %ld}\n",
                        info.arch, info.weight_type, info.n_params, info.weight_bytes, bpt, load_s, sov_peak_rss_bytes(),
                        bw, pct, reps);
-            } else {
+                fflush(jf);
+            }
+            if (!json) {
                 char rate[40], pcts[16];
                 snprintf(rate, sizeof rate, "%.2f ± %.2f", s.mean, s.sd);
                 snprintf(pcts, sizeof pcts, kind == 1 && bw > 0 ? "%.1f%%" : "-", pct);
-                printf("| %-8s | %7d | %-7s | %18s | %9.1f | %9s |\n", test, threads[ti], sov_context_isa(ctx), rate, bw,
+                printf("| %-8s | %7d | %-11s | %18s | %9.1f | %9s |\n", test, threads[ti], sov_context_isa(ctx), rate, bw,
                        pcts);
             }
             fflush(stdout);
@@ -222,6 +233,7 @@ int cmd_bench(int argc, char **argv) {
         sov_context_free(ctx);
     }
     if (!json) printf("peak RSS %.1f MiB\n", (double)sov_peak_rss_bytes() / (1 << 20));
+    if (jf && jf != stdout) fclose(jf);
     free(logits);
     sov_model_free(model);
     return rc;
