@@ -136,6 +136,27 @@ int32_t pc_match(prefix_cache *pc, uint64_t root, const sov_token *toks, const u
     return n;
 }
 
+int32_t pc_match_partial(prefix_cache *pc, uint64_t parent, const sov_token *toks, int32_t n, int32_t *block_out) {
+    const int32_t bs = pc->block_size;
+    if (n > bs) n = bs;
+    int32_t best = 0, best_i = -1;
+    for (int32_t i = pc->head; i >= 0 && best < n; i = pc->e[i].next) {
+        if (pc->e[i].parent != parent) continue;
+        const sov_token *t = pc->toks + (size_t)i * (size_t)bs;
+        int32_t k = 0;
+        while (k < n && t[k] == toks[k]) k++;
+        if (k > best) {
+            best = k;
+            best_i = i;
+        }
+    }
+    if (best_i < 0) return 0;
+    *block_out = pc->e[best_i].block;
+    touch(pc, best_i);
+    pc->hits_partial_tokens += (uint64_t)best;
+    return best;
+}
+
 bool pc_insert(prefix_cache *pc, uint64_t parent, uint64_t hash, const sov_token *toks, int32_t block) {
     if (find(pc, hash) >= 0 || pc->n_free == 0) return false;
     const int32_t i = pc->free_ids[--pc->n_free];

@@ -47,7 +47,7 @@ typedef struct prefix_cache {
     int32_t head, tail;     /* LRU list: head most recent, tail evicted first */
     int32_t n_used;
     /* counters for /metrics */
-    uint64_t hits_blocks, lookups_blocks, evictions;
+    uint64_t hits_blocks, lookups_blocks, evictions, hits_partial_tokens;
 } prefix_cache;
 
 /* The root hash of a tenant's chains. */
@@ -64,6 +64,14 @@ void pc_destroy(prefix_cache *pc);
  * ids to blocks_out and returns how many; marks them recently used. */
 int32_t pc_match(prefix_cache *pc, uint64_t root, const sov_token *toks, const uint64_t *hashes,
                  int32_t n_blocks, int32_t *blocks_out);
+
+/* After a run of matched full blocks ending in chain hash `parent`: the cached block that
+ * continues the chain and shares the longest run of leading tokens with toks[0..n)
+ * (n < block_size: the part of the prompt that is not a full block, or a full block
+ * that differs somewhere). Returns that run's length (0: none) and the block in
+ * *block_out, marked recently used. The caller attaches the block and truncates the
+ * sequence to the matched length; its first write into the block copies it. O(entries). */
+int32_t pc_match_partial(prefix_cache *pc, uint64_t parent, const sov_token *toks, int32_t n, int32_t *block_out);
 
 /* Adds block (holding toks[0..block_size)) under hash, retaining it. Does nothing and
  * returns false when the hash is already cached (another sequence computed the same

@@ -321,11 +321,17 @@ static bool block_in_flight(const sched *s, const sched_req *r, int32_t b) {
 
 static int32_t blocks_for(const sched *s, int32_t n_pos) { return (n_pos + s->block_size - 1) / s->block_size; }
 
-static sov_status start_req(sched *s, sched_req *r, int32_t n_match) {
+/* n_match full blocks from the prefix cache (in blocks_tmp), then `partial` leading
+ * positions of one more cached block (blocks_tmp[n_match]) when partial > 0. */
+static sov_status start_req(sched *s, sched_req *r, int32_t n_match, int32_t partial) {
     sov_status st = sov_seq_new(s->ctx, &r->seq);
-    if (!st && n_match) st = sov_seq_attach_blocks(s->ctx, r->seq, s->blocks_tmp, n_match);
+    const int32_t n_attach = n_match + (partial > 0);
+    if (!st && n_attach) st = sov_seq_attach_blocks(s->ctx, r->seq, s->blocks_tmp, n_attach);
+    r->n_pos = n_match * s->block_size + partial;
+    /* the rest of the partial block is someone else's: forget it (the first write into
+     * the shared block copies it) */
+    if (!st && partial) st = sov_seq_truncate(s->ctx, r->seq, r->n_pos);
     if (st) return st;
-    r->n_pos = n_match * s->block_size;
     r->n_registered = n_match;
     if (!r->admitted_once) {
         r->admitted_once = true;
@@ -359,17 +365,26 @@ static void admit(sched *s) {
             i++; /* deferred: its next block is being computed; later requests may pass */
             continue;
         }
+        /* then the longest cached run of leading tokens in the next block, at token
+         * granularity (a chat history rarely ends on a block boundary); at least the
+         * last prompt token is always computed, for its logits */
+        int32_t partial = 0;
+        if (m < full || (r->n_toks - 1) % s->block_size) {
+            const int32_t at = m * s->block_size;
+            partial = pc_match_partial(&s->pc, m ? r->hashes[m - 1] : r->root, r->toks + at,
+                                       SOV_MIN(s->block_size - 1, r->n_toks - 1 - at), &s->blocks_tmp[m]);
+        }
         const int32_t need = blocks_for(s, r->n_toks) - m + 1;
         const int32_t free_now = sov_kv_blocks_free(s->ctx);
         if (need + reserve > free_now) {
             if (evictable < 0) evictable = pc_evictable(&s->pc);
             int32_t pinned = 0; /* matched blocks only the cache holds stop being evictable */
-            for (int32_t k = 0; k < m; k++) pinned += sov_kv_block_refs(s->ctx, s->blocks_tmp[k]) == 1;
+            for (int32_t k = 0; k < m + (partial > 0); k++) pinned += sov_kv_block_refs(s->ctx, s->blocks_tmp[k]) == 1;
             if (need + reserve > free_now + evictable - pinned) break; /* FIFO: the head waits for room */
             evictable -= pinned;
         }
         waiting_remove(s, i);
-        const sov_status st = start_req(s, r, m);
+        const sov_status st = start_req(s, r, m, partial);
         if (st) {
             running_remove(s, r);
             finish_req(s, r, SCHED_FINISH_ERROR, sov_last_error());

@@ -385,7 +385,7 @@ def test_prefix_cache_reports_cached_tokens():
     b = srv.json("/v1/completions", {"prompt": story + "The end", "max_tokens": 4, "temperature": 0})[1]
     n = b["usage"]["prompt_tokens"]
     cached = b["usage"]["prompt_tokens_details"]["cached_tokens"]
-    check(cached >= n - 32 and cached % 16 == 0, "second request reuses the shared prefix: %d of %d" % (cached, n))
+    check(n - 4 <= cached < n, "second request reuses the whole shared prefix (token granularity): %d of %d" % (cached, n))
     check(a["choices"][0]["text"] == sov_run(STORIES, story + "One day", 4), "first equals sov run")
     check(b["choices"][0]["text"] == sov_run(STORIES, story + "The end", 4), "cached second equals sov run")
 
