@@ -20,12 +20,13 @@
 #if defined(__x86_64__)
 extern const sov_kernels sov_kernels_avx2;
 extern const sov_kernels sov_kernels_avx512;
+extern const sov_kernels sov_kernels_avx512_vnni;
 #elif defined(__aarch64__)
 extern const sov_kernels sov_kernels_neon;
 extern const sov_kernels sov_kernels_neon_dotprod;
 #endif
 
-static const char *const names[] = {"scalar", "avx2", "avx512", "neon", "neon_dotprod", NULL};
+static const char *const names[] = {"scalar", "avx2", "avx512", "avx512_vnni", "neon", "neon_dotprod", NULL};
 
 const char *const *sov_kernels_names(void) { return names; }
 
@@ -71,7 +72,10 @@ static bool cpu_has(const char *isa) {
     const x86_features f = x86_detect();
     const bool avx2 = f.avx2 && f.fma && f.f16c;
     if (strcmp(isa, "avx2") == 0) return avx2;
-    if (strcmp(isa, "avx512") == 0) return avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+    const bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+    if (strcmp(isa, "avx512") == 0) return avx512;
+    /* vpdpbusd on ymm registers: AVX512_VNNI with AVX512VL (checked above) */
+    if (strcmp(isa, "avx512_vnni") == 0) return avx512 && f.avx512vnni;
     return false;
 #elif defined(__aarch64__)
     unsigned long hw = getauxval(AT_HWCAP);
@@ -98,6 +102,7 @@ const sov_kernels *sov_kernels_by_name(const char *isa) {
 #if defined(__x86_64__)
     if (strcmp(isa, "avx2") == 0) k = &sov_kernels_avx2;
     else if (strcmp(isa, "avx512") == 0) k = &sov_kernels_avx512;
+    else if (strcmp(isa, "avx512_vnni") == 0) k = &sov_kernels_avx512_vnni;
 #elif defined(__aarch64__)
     if (strcmp(isa, "neon") == 0) k = &sov_kernels_neon;
     else if (strcmp(isa, "neon_dotprod") == 0) k = &sov_kernels_neon_dotprod;
@@ -107,7 +112,7 @@ const sov_kernels *sov_kernels_by_name(const char *isa) {
 }
 
 static const sov_kernels *best(void) {
-    static const char *const order[] = {"avx512", "avx2", "neon_dotprod", "neon"};
+    static const char *const order[] = {"avx512_vnni", "avx512", "avx2", "neon_dotprod", "neon"};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         const sov_kernels *k = sov_kernels_by_name(order[i]);
         if (k) return k;

@@ -3,7 +3,8 @@
  * Every kernel has a plain C version in scalar*.c, the reference the SIMD versions are
  * tested against. sov_kernels_select() picks the best table the CPU supports once at
  * start-up (cpuid on x86, getauxval on Arm), or the one SOV_ISA names
- * (scalar|avx2|avx512|neon); contexts keep a pointer to the table they use.
+ * (scalar|avx2|avx512|avx512_vnni|neon|neon_dotprod); contexts keep a pointer to the
+ * table they use.
  *
  * Weight rows are in their file type, or in a planar layout the model repacked them to
  * at load (Q4_0P, Q8_0P) when the table has kernels for it (sov_kernels_prefers_planar);
@@ -79,7 +80,7 @@ const char *const *sov_kernels_names(void);
  * table (the table has native kernels for the planar type). */
 bool sov_kernels_prefers_planar(const sov_kernels *k, sov_type type);
 
-/* Whether the CPU has AVX-512 VNNI (vpdpbusd), for the avx512 table's own choice. */
+/* Whether the CPU has AVX-512 VNNI (vpdpbusd); the avx512_vnni table needs it. */
 bool sov_cpu_has_avx512_vnni(void);
 
 /* The tables (defined per ISA file; the SIMD ones exist only on their architecture). */

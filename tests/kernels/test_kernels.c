@@ -20,6 +20,8 @@
  *     not multiples of any vector width, several row lengths (odd block counts, planar
  *     leftovers): every y[c][r] bitwise equal to vec_dot of row r and column c — the
  *     engine relies on it so that a token's logits do not depend on its batch.
+ *   avx512 and avx512_vnni (kernels_avx2.c compiled again, with vpdpbusd in the latter):
+ *     every vec_dot and gemm result bitwise equal to the avx2 table's on the same inputs.
  *   quantize_q8a / q8k / q8p: bytes identical to the scalar table, and the scalar table
  *     equal to the contract written out here (d = max|x| / 127, q = round-half-even(x / d)
  *     incl. exact .5 ties, s = d * sum q, bsums), for 1..many blocks.
@@ -432,6 +434,66 @@ static void check_gemm(const sov_kernels *k, const sov_type *types, size_t nt) {
     }
 }
 
+/* ---- tables built from the same source ---- */
+
+/* The x86 tables avx512 and avx512_vnni are kernels_avx2.c compiled again (with EVEX
+ * encodings, and vpdpbusd for the u8 x s8 products with VNNI): their integer lanes and
+ * float operations are the avx2 table's, so every vec_dot and gemm product must be bit
+ * for bit the avx2 one. The engine does not need this (it uses one table per process),
+ * but it proves that vpdpbusd gives exactly the integers of vpmaddubsw + vpmaddwd (no
+ * saturation was relied on), which the tolerance of check_dots could not tell. */
+static const char *bitwise_base_of(const char *isa) {
+    if (!strcmp(isa, "avx512") || !strcmp(isa, "avx512_vnni")) return "avx2";
+    return NULL;
+}
+
+static void check_same_as_base(const sov_kernels *k, const sov_type *types, size_t nt) {
+    const char *base_name = bitwise_base_of(k->isa);
+    const sov_kernels *base = base_name ? sov_kernels_by_name(base_name) : NULL;
+    if (!base) return;
+    enum { NR = 8, NC = 8 };
+    int bad = 0;
+    for (size_t ti = 0; ti < nt; ti++) {
+        const sov_type t = types[ti];
+        if (!has_type(base, t)) continue;
+        int64_t len[16];
+        const size_t nl = lengths_for(t, len);
+        for (size_t ci = 0; ci < SOV_ARRAY_LEN_T(dot_cases); ci++)
+            for (size_t li = 0; li < nl; li++) {
+                const dot_case *dc = &dot_cases[ci];
+                const int64_t n = len[li];
+                const size_t ldw = sov_row_size(t, n), lda = act_size(t, n);
+                char *W = malloc(NR * ldw + 64), *A = malloc(NC * lda + 64);
+                float *x = malloc((size_t)n * sizeof *x);
+                for (int r = 0; r < NR; r++) {
+                    void *q = weights(t, n, dc->mode, dc->wscale, dc->lo, dc->hi);
+                    memcpy(W + (size_t)r * ldw, q, ldw);
+                    free(q);
+                }
+                for (int c = 0; c < NC; c++) {
+                    fill(x, n, dc->ascale);
+                    activation_into(&sov_kernels_scalar, t, x, n, A + (size_t)c * lda);
+                }
+                const float d = k->vec_dot[t](n, W, A), db = base->vec_dot[t](n, W, A);
+                if (memcmp(&d, &db, sizeof d) != 0 && bad++ < 3)
+                    fprintf(stderr, "%s vec_dot %s n=%lld (%s): %.9g != %s %.9g\n", k->isa, sov_type_name(t),
+                            (long long)n, dc->what, (double)d, base->isa, (double)db);
+                float Y[NR * NC], Yb[NR * NC];
+                k->gemm[t](n, W, ldw, NR, A, lda, NC, Y, NR);
+                base->gemm[t](n, W, ldw, NR, A, lda, NC, Yb, NR);
+                for (int i = 0; i < NR * NC; i++)
+                    if (memcmp(&Y[i], &Yb[i], sizeof Y[i]) != 0 && bad++ < 3)
+                        fprintf(stderr, "%s gemm %s n=%lld (%s) [%d]: %.9g != %s %.9g\n", k->isa, sov_type_name(t),
+                                (long long)n, dc->what, i, (double)Y[i], base->isa, (double)Yb[i]);
+                free(W);
+                free(A);
+                free(x);
+            }
+    }
+    CHECK_MSG(bad == 0, "%s: %d vec_dot / gemm results differ from %s", k->isa, bad, base->isa);
+    if (bad == 0) fprintf(stderr, "  %-12s vec_dot and gemm bit-identical with %s\n", k->isa, base->isa);
+}
+
 /* ---- float ops ---- */
 
 /* |a - b| <= rel * |b| + abs */
@@ -611,6 +673,7 @@ int main(void) {
         check_quantizers(k);
         check_dots(k, types, nt);
         check_gemm(k, types, nt);
+        check_same_as_base(k, types, nt);
         check_float_ops(k);
         fprintf(stderr, "%s %s\n", test_failures_ == before ? "ok  " : "FAIL", k->isa);
         tested++;

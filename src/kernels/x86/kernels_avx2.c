@@ -10,7 +10,15 @@
  *
  * Every product of a tile (gemm) is computed by the same instruction sequence as the
  * single dot product (vec_dot is the 1x1 tile), so a token's result does not depend on
- * which other tokens share its batch. */
+ * which other tokens share its batch.
+ *
+ * With AVX-512 VNNI (kernels_avx512_vnni.c compiles this file with -mavx512vnni) the
+ * u8 x s8 products go through vpdpbusd instead: it multiplies, sums each 4 bytes and adds
+ * to an int32 accumulator in one instruction, where vpmaddubsw + vpmaddwd + vpaddd take
+ * three. Each int32 lane then holds exactly the integer the AVX2 sequence gives (the sum
+ * of the same 4 products; vpmaddubsw never saturates here: every operand pair is at most
+ * 2 x 31 x 128 or, with the sign trick, 2 x 128 x 127 < 2^15), and the float part is
+ * unchanged, so the VNNI table is bit-identical to the avx2 and avx512 tables. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -40,10 +48,35 @@ static inline int hsum_epi32(__m256i v) {
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
-/* 32 unsigned bytes (u8) times 32 signed bytes, summed to 8 x s32 */
+/* vpdpbusd on 256-bit vectors needs AVX512_VNNI plus AVX512VL (the AVX-VNNI encoding
+ * of Alder Lake would be a separate table; no table here is built for it). */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define SOV_VNNI 1
+#else
+#define SOV_VNNI 0
+#endif
+
+/* 32 unsigned bytes (u8) times 32 signed bytes, summed to 8 x s32 (lane k: bytes 4k..4k+3).
+ * Both versions give the same lanes as long as vpmaddubsw does not saturate
+ * (|u_2k s_2k + u_2k+1 s_2k+1| < 2^15), which holds for every caller. */
 static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+#if SOV_VNNI
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
 }
+
+#if SOV_VNNI
+/* -k times the sum of each 4 bytes of y, as 8 x s32 (k <= 128): the start value of an
+ * accumulator that adds u . y where u = w + k as unsigned bytes, so that it ends at w . y.
+ * How the VNNI kernels handle signed weights (vpdpbusd wants one unsigned operand): one
+ * xor/offset per weight vector plus this per activation vector, shared by all rows and
+ * columns of a tile, instead of two vpsignb per product. */
+static inline __m256i neg_offset_sums(__m256i y, int k) {
+    return _mm256_sub_epi32(_mm256_setzero_si256(), dot_u8s8(_mm256_set1_epi8((char)k), y));
+}
+#endif
 
 /* q4_0 / q4_1 nibbles of one block as 32 bytes: low nibbles first (values 0..15), then high */
 static inline __m256i unpack_nibbles(const uint8_t *qs) {
@@ -73,9 +106,23 @@ static inline __m256i unpack_qh_bits(const uint8_t *qh) {
  * product's value never depends on the tile it was computed in. */
 #define UNROLL _Pragma("GCC unroll 8")
 
+/* The offset term of a q4_0 block against activations y, once per column and block:
+ * AVX2: 8 . y as int16 pairs; VNNI: -8 . y as int32 quads, the start of the accumulation. */
+static inline __m256i q4_0_yoff(__m256i y) {
+#if SOV_VNNI
+    return neg_offset_sums(y, 8);
+#else
+    return _mm256_maddubs_epi16(_mm256_set1_epi8(8), y);
+#endif
+}
+
 static inline __m256i q4_0_prod(__m256i q, __m256i y, __m256i y8) {
+#if SOV_VNNI
+    return _mm256_dpbusd_epi32(y8, q, y); /* -8 . y + q . y */
+#else
     /* (q - 8) . y as pairs: q . y - 8 . y, both in int16 range */
     return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(q, y), y8), _mm256_set1_epi16(1));
+#endif
 }
 
 #define Q4_0_TILE(R, C)                                                                                     \
@@ -84,14 +131,13 @@ static inline __m256i q4_0_prod(__m256i q, __m256i y, __m256i y8) {
         __m256 acc[R][C];                                                                                    \
         UNROLL for (int r = 0; r < R; r++)                                                                   \
             UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();                                     \
-        const __m256i eight = _mm256_set1_epi8(8);                                                           \
         for (int64_t i = 0; i < nb; i++) {                                                                   \
             __m256i ys[C], y8[C];                                                                            \
             float da[C];                                                                                     \
             UNROLL for (int c = 0; c < C; c++) {                                                             \
                 const block_q8a *b = (const block_q8a *)(a + (size_t)c * lda) + i;                           \
                 ys[c] = _mm256_loadu_si256((const __m256i *)b->qs);                                          \
-                y8[c] = _mm256_maddubs_epi16(eight, ys[c]);                                                  \
+                y8[c] = q4_0_yoff(ys[c]);                                                                    \
                 da[c] = b->d;                                                                                \
             }                                                                                                \
             UNROLL for (int r = 0; r < R; r++) {                                                             \
@@ -107,9 +153,34 @@ static inline __m256i q4_0_prod(__m256i q, __m256i y, __m256i y8) {
             UNROLL for (int c = 0; c < C; c++) y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                 \
     }
 
-static inline __m256i q8_0_prod(__m256i q, __m256i y) {
+/* q8_0: both operands signed. AVX2: the sign trick, |q| . (y * sign q). VNNI: the offset
+ * trick, (q + 128) . y - 128 . y (exact for every q, -128 included), with qx = q ^ 0x80
+ * once per weight block and yoff = -128 . y once per activation block. */
+static inline __m256i q8_0_wprep(__m256i q) {
+#if SOV_VNNI
+    return _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));
+#else
+    return q;
+#endif
+}
+
+static inline __m256i q8_0_yoff(__m256i y) {
+#if SOV_VNNI
+    return neg_offset_sums(y, 128);
+#else
+    (void)y;
+    return _mm256_setzero_si256();
+#endif
+}
+
+static inline __m256i q8_0_prod(__m256i q, __m256i y, __m256i yoff) {
+#if SOV_VNNI
+    return _mm256_dpbusd_epi32(yoff, q, y);
+#else
+    (void)yoff;
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)),
                              _mm256_set1_epi16(1));
+#endif
 }
 
 #define Q8_0_TILE(R, C)                                                                                     \
@@ -119,20 +190,21 @@ static inline __m256i q8_0_prod(__m256i q, __m256i y) {
         UNROLL for (int r = 0; r < R; r++)                                                                   \
             UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();                                     \
         for (int64_t i = 0; i < nb; i++) {                                                                   \
-            __m256i ys[C];                                                                                   \
+            __m256i ys[C], yoff[C];                                                                          \
             float da[C];                                                                                     \
             UNROLL for (int c = 0; c < C; c++) {                                                             \
                 const block_q8a *b = (const block_q8a *)(a + (size_t)c * lda) + i;                           \
                 ys[c] = _mm256_loadu_si256((const __m256i *)b->qs);                                          \
+                yoff[c] = q8_0_yoff(ys[c]);                                                                  \
                 da[c] = b->d;                                                                                \
             }                                                                                                \
             UNROLL for (int r = 0; r < R; r++) {                                                             \
                 const block_q8_0 *b = (const block_q8_0 *)(w + (size_t)r * ldw) + i;                         \
-                const __m256i q = _mm256_loadu_si256((const __m256i *)b->qs);                                \
+                const __m256i q = q8_0_wprep(_mm256_loadu_si256((const __m256i *)b->qs));                    \
                 const float dw = h2f(b->d);                                                                  \
                 UNROLL for (int c = 0; c < C; c++)                                                           \
                     acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[c]),                                  \
-                                                _mm256_cvtepi32_ps(q8_0_prod(q, ys[c])), acc[r][c]);         \
+                                                _mm256_cvtepi32_ps(q8_0_prod(q, ys[c], yoff[c])), acc[r][c]); \
             }                                                                                                \
         }                                                                                                    \
         UNROLL for (int r = 0; r < R; r++)                                                                   \
@@ -270,7 +342,7 @@ static inline float q8_0p_block(const uint8_t *w, const uint8_t *a, int64_t i, i
     return h2f(hd) * da * (float)s;
 }
 
-#define PLANAR_TILE(T, R, C, PAIR_PRODUCT, OFFSET)                                                        \
+#define PLANAR_TILE(T, R, C, COL_PREP, PAIR_PRODUCT, OFFSET)                                              \
     static inline void tile_##T##_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,       \
                                             size_t lda, float *y, size_t ldy) {                          \
         enum { NC = C }; /* the column count, for the product macros */                                  \
@@ -284,13 +356,14 @@ static inline float q8_0p_block(const uint8_t *w, const uint8_t *a, int64_t i, i
             UNROLL for (int c = 0; c < C; c++) da[c] = _mm256_loadu_ps((const float *)(ab + (size_t)c * lda) + i); \
             UNROLL for (int j = 0; j < 4; j++) {                                                         \
                 const __m256i idx = pair_idx(j);                                                         \
-                __m256i ylo[C], yhi[C];                                                                  \
+                __m256i ylo[C], yhi[C], yoff[C];                                                         \
                 __m256 sa[C];                                                                            \
                 UNROLL for (int c = 0; c < C; c++) {                                                     \
                     const char *q8 = ab + (size_t)c * lda + 8 * nb + 32 * (i + 2 * j);                   \
                     ylo[c] = _mm256_loadu_si256((const __m256i *)q8);                                    \
                     yhi[c] = _mm256_loadu_si256((const __m256i *)(q8 + 32));                             \
                     sa[c] = _mm256_permutevar8x32_ps(da[c], idx);                                        \
+                    COL_PREP                                                                             \
                 }                                                                                        \
                 UNROLL for (int r = 0; r < R; r++) {                                                     \
                     const __m256 sw = _mm256_permutevar8x32_ps(dw[r], idx);                              \
@@ -308,14 +381,24 @@ static inline float q8_0p_block(const uint8_t *w, const uint8_t *a, int64_t i, i
         }                                                                                                \
     }
 
+/* lo . ylo + hi . yhi per 4-byte lane. AVX2 adds the two vpmaddubsw results in int16
+ * (at most 4 x 15 x 128 = 7680, no wrap) before one vpmaddwd; VNNI chains two vpdpbusd. */
+static inline __m256i q4p_pair(__m256i lo, __m256i hi, __m256i ylo, __m256i yhi) {
+#if SOV_VNNI
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, ylo), hi, yhi);
+#else
+    const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+#endif
+}
+
 /* q4_0P: nibbles of blocks 2k, 2k+1 in one load */
 #define Q4P_PRODUCT                                                                                      \
     const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 16 * (i + 2 * j)));                      \
     const __m256i lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));                                      \
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f));                \
     UNROLL for (int c = 0; c < NC; c++) {                                                                \
-        const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo[c]), _mm256_maddubs_epi16(hi, yhi[c])); \
-        const __m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));                                  \
+        const __m256i p = q4p_pair(lo, hi, ylo[c], yhi[c]);                                              \
         acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(sw, sa[c]), acc[r][c]);         \
     }
 
@@ -331,7 +414,23 @@ static inline float q8_0p_block(const uint8_t *w, const uint8_t *a, int64_t i, i
         v -= 8.0f * hsum_ps(corr);                                                                       \
     }
 
-/* q8_0P: the weight pair is laid out like the activations' */
+/* q8_0P: the weight pair is laid out like the activations'. AVX2: the sign trick per
+ * product; VNNI: the offset trick as for q8_0 (Q8P_COL_PREP gives -128 . y of both
+ * halves per column, the weights are offset once per row), two vpdpbusd per product. */
+#if SOV_VNNI
+#define Q8P_COL_PREP                                                                                     \
+    yoff[c] = _mm256_sub_epi32(_mm256_setzero_si256(),                                                   \
+                               _mm256_dpbusd_epi32(dot_u8s8(_mm256_set1_epi8((char)0x80), ylo[c]),       \
+                                                   _mm256_set1_epi8((char)0x80), yhi[c]));
+#define Q8P_PRODUCT                                                                                      \
+    const __m256i wlo = q8_0_wprep(_mm256_loadu_si256((const __m256i *)(wq + 32 * (i + 2 * j))));        \
+    const __m256i whi = q8_0_wprep(_mm256_loadu_si256((const __m256i *)(wq + 32 * (i + 2 * j) + 32)));   \
+    UNROLL for (int c = 0; c < NC; c++) {                                                                \
+        const __m256i p = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(yoff[c], wlo, ylo[c]), whi, yhi[c]);   \
+        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(sw, sa[c]), acc[r][c]);         \
+    }
+#else
+#define Q8P_COL_PREP (void)yoff;
 #define Q8P_PRODUCT                                                                                      \
     const __m256i wlo = _mm256_loadu_si256((const __m256i *)(wq + 32 * (i + 2 * j)));                     \
     const __m256i whi = _mm256_loadu_si256((const __m256i *)(wq + 32 * (i + 2 * j) + 32));                \
@@ -342,13 +441,14 @@ static inline float q8_0p_block(const uint8_t *w, const uint8_t *a, int64_t i, i
             _mm256_madd_epi16(_mm256_maddubs_epi16(ahi, _mm256_sign_epi8(yhi[c], whi)), _mm256_set1_epi16(1))); \
         acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(sw, sa[c]), acc[r][c]);         \
     }
+#endif
 
-PLANAR_TILE(q4_0p, 1, 1, Q4P_PRODUCT, Q4P_OFFSET)
-PLANAR_TILE(q4_0p, 1, 2, Q4P_PRODUCT, Q4P_OFFSET)
-PLANAR_TILE(q4_0p, 4, 2, Q4P_PRODUCT, Q4P_OFFSET)
-PLANAR_TILE(q8_0p, 1, 1, Q8P_PRODUCT, )
-PLANAR_TILE(q8_0p, 1, 2, Q8P_PRODUCT, )
-PLANAR_TILE(q8_0p, 4, 2, Q8P_PRODUCT, )
+PLANAR_TILE(q4_0p, 1, 1, (void)yoff;, Q4P_PRODUCT, Q4P_OFFSET)
+PLANAR_TILE(q4_0p, 1, 2, (void)yoff;, Q4P_PRODUCT, Q4P_OFFSET)
+PLANAR_TILE(q4_0p, 4, 2, (void)yoff;, Q4P_PRODUCT, Q4P_OFFSET)
+PLANAR_TILE(q8_0p, 1, 1, Q8P_COL_PREP, Q8P_PRODUCT, )
+PLANAR_TILE(q8_0p, 1, 2, Q8P_COL_PREP, Q8P_PRODUCT, )
+PLANAR_TILE(q8_0p, 4, 2, Q8P_COL_PREP, Q8P_PRODUCT, )
 
 /* nb counts 32-blocks for every tiled type */
 #define TILED_GEMM_P(name, T)                                                                            \
@@ -845,8 +945,8 @@ static void attn_values_f32(float *out, const float *p, const float *V, int n, i
     }
 }
 
-/* kernels_avx512.c compiles this file again for AVX-512 machines under its own table
- * name (SOV_AVX2_TABLE, static there); here it is the AVX2 table. */
+/* kernels_avx512.c and kernels_avx512_vnni.c compile this file again for AVX-512
+ * machines under their own table names (SOV_AVX2_TABLE); here it is the AVX2 table. */
 #ifndef SOV_AVX2_TABLE
 #define SOV_AVX2_TABLE sov_kernels_avx2
 #define SOV_AVX2_ISA "avx2"
