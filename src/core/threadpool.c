@@ -62,10 +62,13 @@ struct sov_pool {
 };
 
 static unsigned wait_for_job(sov_pool *p, unsigned seen) {
-    for (int i = 0; i < SPIN_ROUNDS; i++) {
+    /* yielding now and then lets a thread that shares the cores run at once (the server's
+     * HTTP thread, whose write of a streamed token otherwise waited for the scheduler
+     * to preempt this spinner: ~4 ms per token) */
+    for (unsigned i = 0; i < SPIN_ROUNDS;) {
         unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
         if (g != seen) return g;
-        cpu_relax();
+        spin_wait_step(&i);
     }
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->n_sleeping, 1);
