@@ -99,12 +99,14 @@ static bool reserve(char **p, size_t *cap, size_t need) {
 static size_t release(sov_stopper *s, size_t n, const char **out) {
     if (!reserve(&s->out, &s->out_cap, n + 1)) n = 0;
     if (s->out) {
-        memcpy(s->out, s->held, n);
+        if (n) memcpy(s->out, s->held, n);
         s->out[n] = '\0';
         *out = s->out;
     }
-    memmove(s->held, s->held + n, s->held_len - n);
-    s->held_len -= n;
+    if (n) { /* (held may still be NULL when nothing was ever held) */
+        memmove(s->held, s->held + n, s->held_len - n);
+        s->held_len -= n;
+    }
     return n;
 }
 
