@@ -3,8 +3,9 @@
 For each architecture, tensor type and rope variant a small synthetic model is written
 with `sov gen-model`, a token sequence is evaluated by sov (tools/sov_logits, whole prompt
 in one call; KV cache in float16, then in float32) and by the reference, and every
-position's logits are compared. Each sov run is repeated with SOV_ISA=scalar, so both the
-CPU's best kernels (AVX2 here) and the scalar kernels are held to the reference.
+position's logits are compared. Each sov run is repeated with SOV_ISA forced to every other
+kernel table this CPU can run (scalar, and avx2 / avx512 below the best), so each table's
+kernels are held to the reference.
 
 Error measure: max |sov - ref| / max |ref| over all positions and logits. The reference
 computes in float64, so what it measures is sov's own rounding. Bounds:
@@ -89,6 +90,26 @@ def gen(path, arch, typ, extra):
     run([SOV, "gen-model", "-o", path, "--arch", arch, "--type", typ] + dims + extra)
 
 
+def cpu_isas():
+    """The kernel tables to force besides the default (the best): scalar, and the x86
+    tables this CPU has (from /proc/cpuinfo; the default already covers the best one)."""
+    isas = [None, "scalar"]
+    try:
+        flags = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        return isas
+    if {"avx2", "fma", "f16c"} <= flags:
+        isas.append("avx2")
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        isas.append("avx512")
+    if "avx512_vnni" in flags and "avx512" in isas:
+        isas.append("avx512_vnni")
+    return isas
+
+
+ISAS = cpu_isas()
+
+
 def sov_logits(path, tokens, n_vocab, kv_f32, isa):
     out = os.path.join(TMP, "fwd_sov.bin")
     env = dict(os.environ)
@@ -140,7 +161,7 @@ def main():
             noise = rel_err(model.logits(tokens, kv_f16=(kv == "f16"), act_q8=True), ref)
             bound = FLOAT_BOUND[kv] + NOISE_FACTOR * noise
             t_ref += time.time() - t0
-            for isa in (None, "scalar"):
+            for isa in ISAS:
                 t0 = time.time()
                 got = sov_logits(path, tokens, model.n_vocab, kv == "f32", isa)
                 t_sov += time.time() - t0
