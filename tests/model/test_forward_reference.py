@@ -111,7 +111,7 @@ ISAS = cpu_isas()
 
 
 def sov_logits(path, tokens, n_vocab, kv_f32, isa):
-    out = os.path.join(TMP, "fwd_sov.bin")
+    out = os.path.join(TMP, "fwd_sov_%d.bin" % os.getpid())  # unique: concurrent runs share TMP
     env = dict(os.environ)
     env.pop("SOV_ISA", None)
     if isa:
@@ -121,6 +121,7 @@ def sov_logits(path, tokens, n_vocab, kv_f32, isa):
         cmd.append("--kv-f32")
     run(cmd, env)
     got = np.fromfile(out, dtype="<f4")
+    os.remove(out)
     if got.size != len(tokens) * n_vocab:
         raise RuntimeError("sov_logits wrote %d values, expected %d" % (got.size, len(tokens) * n_vocab))
     return got.reshape(len(tokens), n_vocab).astype(np.float64)
@@ -149,7 +150,7 @@ def main():
     print("%-58s %-3s %-6s %9s %9s %9s %6s  %s" % ("case", "kv", "isa", "rel err", "bound", "q8 noise", "ratio",
                                                  "greedy differ/decisive"))
     for i, (arch, typ, extra, n_tok) in enumerate(CASES):
-        path = os.path.join(TMP, "fwd_%d.gguf" % i)
+        path = os.path.join(TMP, "fwd_%d_%d.gguf" % (os.getpid(), i))
         gen(path, arch, typ, extra)
         model = reference.Model(path)
         tokens = [1] + [int(t) for t in rng.integers(3, model.n_vocab, size=n_tok - 1)]
@@ -172,6 +173,7 @@ def main():
                 print("%-58s %-3s %-6s %9.2e %9.2e %9.2e %6s  %d/%d%s" %
                       (name, kv, isa or "best", err, bound, noise, "%.2f" % (err / noise) if noise else "-",
                        differ, decisive, "" if good else "   <-- FAIL"))
+        os.remove(path)
     print("time: reference %.1f s, sov %.1f s" % (t_ref, t_sov))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
