@@ -21,7 +21,9 @@
  *     leftovers): every y[c][r] bitwise equal to vec_dot of row r and column c — the
  *     engine relies on it so that a token's logits do not depend on its batch.
  *   avx512 and avx512_vnni (kernels_avx2.c compiled again, with vpdpbusd in the latter):
- *     every vec_dot and gemm result bitwise equal to the avx2 table's on the same inputs.
+ *     every vec_dot and gemm result bitwise equal to the avx2 table's on the same inputs
+ *     (except avx512_vnni's native 512-bit Q4_0P tiles: within the reference tolerance,
+ *     see bitwise_exempt).
  *   quantize_q8a / q8k / q8p: bytes identical to the scalar table, and the scalar table
  *     equal to the contract written out here (d = max|x| / 127, q = round-half-even(x / d)
  *     incl. exact .5 ties, s = d * sum q, bsums), for 1..many blocks.
@@ -314,10 +316,11 @@ static size_t types_of(const sov_kernels *k, sov_type *out) {
     return n;
 }
 
-/* row lengths for a type: 1, 2, 3, 8, 9, 10, 17 and 176 blocks (planar groups of 8 and
- * their leftovers, odd pairs); float rows also lengths that are not multiples of 8 */
+/* row lengths for a type: 1, 2, 3, 8, 9, 10, 17, 22 and 176 blocks (planar groups of 8
+ * and their leftovers, odd pairs; 22 = 16 + 4 + 2 for the 512-bit q4_0P steps); float
+ * rows also lengths that are not multiples of 8 */
 static size_t lengths_for(sov_type t, int64_t *len) {
-    static const int64_t blocks[] = {1, 2, 3, 8, 9, 10, 17, 176};
+    static const int64_t blocks[] = {1, 2, 3, 8, 9, 10, 17, 22, 176};
     static const int64_t floats[] = {1, 7, 8, 13, 16, 31, 100, 257, 1000, 4099};
     const int bs = sov_type_info(t)->block_size;
     if (bs == 1) {
@@ -389,7 +392,9 @@ static void check_gemm(const sov_kernels *k, const sov_type *types, size_t nt) {
         const sov_type t = types[ti];
         const int bs = sov_type_info(t)->block_size;
         const int64_t lens[] = {bs == 1 ? 13 : bs, bs == 1 ? 100 : 3 * bs, bs == 256 ? 512 : bs == 1 ? 264 : 9 * bs,
-                                bs == 32 ? 10 * bs : 2 * bs};
+                                bs == 32 ? 10 * bs : 2 * bs,
+                                /* 32-blocks: groups of 16 blocks, of 4 and leftovers (512-bit tiles) */
+                                bs == 32 ? 22 * bs : bs};
         for (size_t li = 0; li < SOV_ARRAY_LEN_T(lens); li++) {
             const int64_t n = lens[li];
             /* strides: +36 / +12 bytes keep the element alignment (UBSan) but are no
@@ -447,6 +452,23 @@ static const char *bitwise_base_of(const char *isa) {
     return NULL;
 }
 
+/* Exception: the avx512_vnni table has native 512-bit q4_0P tiles (tiles_avx512.h),
+ * which add the blocks' float products in another order than the 256-bit tiles. Their
+ * integer lanes are exact like all others, but the float results may differ from the
+ * avx2 table in the last bits, so for that one kernel each vec_dot and gemm result is
+ * held to the tolerance of check_dots against the double reference instead (check_gemm
+ * still requires its gemm to equal its vec_dot bit for bit). */
+static bool bitwise_exempt(const sov_kernels *k, sov_type t) {
+    return !strcmp(k->isa, "avx512_vnni") && t == SOV_TYPE_Q4_0P;
+}
+
+/* |got - reference| within the check_dots tolerance (for the bitwise_exempt kernels) */
+static bool near_ref(sov_type t, const void *w, const void *a, int64_t n, float got) {
+    double mag;
+    const double want = ref_dot(t, w, a, n, &mag);
+    return isfinite(got) && fabs(got - want) <= 1e-5 * mag + 1e-30;
+}
+
 static void check_same_as_base(const sov_kernels *k, const sov_type *types, size_t nt) {
     const char *base_name = bitwise_base_of(k->isa);
     const sov_kernels *base = base_name ? sov_kernels_by_name(base_name) : NULL;
@@ -474,15 +496,24 @@ static void check_same_as_base(const sov_kernels *k, const sov_type *types, size
                     fill(x, n, dc->ascale);
                     activation_into(&sov_kernels_scalar, t, x, n, A + (size_t)c * lda);
                 }
+                const bool exempt = bitwise_exempt(k, t);
                 const float d = k->vec_dot[t](n, W, A), db = base->vec_dot[t](n, W, A);
-                if (memcmp(&d, &db, sizeof d) != 0 && bad++ < 3)
+                if (exempt) {
+                    if (!near_ref(t, W, A, n, d) && bad++ < 3)
+                        fprintf(stderr, "%s vec_dot %s n=%lld (%s): %.9g out of tolerance (%s %.9g)\n", k->isa,
+                                sov_type_name(t), (long long)n, dc->what, (double)d, base->isa, (double)db);
+                } else if (memcmp(&d, &db, sizeof d) != 0 && bad++ < 3)
                     fprintf(stderr, "%s vec_dot %s n=%lld (%s): %.9g != %s %.9g\n", k->isa, sov_type_name(t),
                             (long long)n, dc->what, (double)d, base->isa, (double)db);
                 float Y[NR * NC], Yb[NR * NC];
                 k->gemm[t](n, W, ldw, NR, A, lda, NC, Y, NR);
                 base->gemm[t](n, W, ldw, NR, A, lda, NC, Yb, NR);
                 for (int i = 0; i < NR * NC; i++)
-                    if (memcmp(&Y[i], &Yb[i], sizeof Y[i]) != 0 && bad++ < 3)
+                    if (exempt) {
+                        if (!near_ref(t, W + (size_t)(i % NR) * ldw, A + (size_t)(i / NR) * lda, n, Y[i]) && bad++ < 3)
+                            fprintf(stderr, "%s gemm %s n=%lld (%s) [%d]: %.9g out of tolerance\n", k->isa,
+                                    sov_type_name(t), (long long)n, dc->what, i, (double)Y[i]);
+                    } else if (memcmp(&Y[i], &Yb[i], sizeof Y[i]) != 0 && bad++ < 3)
                         fprintf(stderr, "%s gemm %s n=%lld (%s) [%d]: %.9g != %s %.9g\n", k->isa, sov_type_name(t),
                                 (long long)n, dc->what, i, (double)Y[i], base->isa, (double)Yb[i]);
                 free(W);
@@ -491,7 +522,9 @@ static void check_same_as_base(const sov_kernels *k, const sov_type *types, size
             }
     }
     CHECK_MSG(bad == 0, "%s: %d vec_dot / gemm results differ from %s", k->isa, bad, base->isa);
-    if (bad == 0) fprintf(stderr, "  %-12s vec_dot and gemm bit-identical with %s\n", k->isa, base->isa);
+    if (bad == 0)
+        fprintf(stderr, "  %-12s vec_dot and gemm bit-identical with %s%s\n", k->isa, base->isa,
+                !strcmp(k->isa, "avx512_vnni") ? " (Q4_0P: within the reference tolerance)" : "");
 }
 
 /* ---- float ops ---- */

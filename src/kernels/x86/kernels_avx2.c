@@ -18,7 +18,9 @@
  * three. Each int32 lane then holds exactly the integer the AVX2 sequence gives (the sum
  * of the same 4 products; vpmaddubsw never saturates here: every operand pair is at most
  * 2 x 31 x 128 or, with the sign trick, 2 x 128 x 127 < 2^15), and the float part is
- * unchanged, so the VNNI table is bit-identical to the avx2 and avx512 tables. */
+ * unchanged, so the VNNI table is bit-identical to the avx2 and avx512 tables. The one
+ * exception is q4_0P, for which the VNNI table uses the native 512-bit tiles of
+ * tiles_avx512.h (same integers, float sums in another order). */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -469,14 +471,29 @@ PLANAR_TILE(q8_0p, 4, 2, Q8P_COL_PREP, Q8P_PRODUCT, )
                 tile_##T##_1x1(nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
     }
 
+/* With AVX-512 F + VNNI (the avx512_vnni table) q4_0P has native 512-bit tiles
+ * (tiles_avx512.h) instead of these. */
+#if SOV_VNNI && defined(__AVX512F__)
+#define SOV_Q4PZ 1
+#include "tiles_avx512.h"
+#define SOV_GEMM_Q4_0P gemm_q4_0pz
+#define SOV_DOT_Q4_0P dot_q4_0pz
+#else
+#define SOV_Q4PZ 0
+#define SOV_GEMM_Q4_0P gemm_q4_0p
+#define SOV_DOT_Q4_0P dot_q4_0p
+#endif
+
+#if !SOV_Q4PZ
 TILED_GEMM_P(gemm_q4_0p, q4_0p)
-TILED_GEMM_P(gemm_q8_0p, q8_0p)
 
 static float dot_q4_0p(int64_t n, const void *w, const void *a) {
     float y;
     tile_q4_0p_1x1(n / QK, w, 0, a, 0, &y, 1);
     return y;
 }
+#endif
+TILED_GEMM_P(gemm_q8_0p, q8_0p)
 
 static float dot_q8_0p(int64_t n, const void *w, const void *a) {
     float y;
@@ -486,113 +503,7 @@ static float dot_q8_0p(int64_t n, const void *w, const void *a) {
 
 /* ---- k-quants against Q8K ---- */
 
-static float dot_q4_K(int64_t n, const void *vw, const void *va) {
-    const block_q4_K *w = vw;
-    const block_q8k *a = va;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = h2f(w[i].d) * a[i].d, dmin = h2f(w[i].dmin) * a[i].d;
-        uint8_t sc[8], m[8];
-        int summ = 0;
-        for (int j = 0; j < 8; j++) {
-            sov_k_scale_min(j, w[i].scales, &sc[j], &m[j]);
-            summ += m[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
-        }
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
-            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            const __m256i al = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j));
-            const __m256i ah = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32));
-            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, al), _mm256_set1_epi16(sc[2 * j]));
-            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ah), _mm256_set1_epi16(sc[2 * j + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        mins += dmin * (float)summ;
-    }
-    return hsum_ps(acc) - mins;
-}
-
-static float dot_q5_K(int64_t n, const void *vw, const void *va) {
-    const block_q5_K *w = vw;
-    const block_q8k *a = va;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = h2f(w[i].d) * a[i].d, dmin = h2f(w[i].dmin) * a[i].d;
-        uint8_t sc[8], m[8];
-        int summ = 0;
-        for (int j = 0; j < 8; j++) {
-            sov_k_scale_min(j, w[i].scales, &sc[j], &m[j]);
-            summ += m[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
-        }
-        const __m256i hb = _mm256_loadu_si256((const __m256i *)w[i].qh);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * j));
-            const __m256i bl = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one);
-            const __m256i bh = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(bl, 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(bh, 4));
-            const __m256i al = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j));
-            const __m256i ah = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32));
-            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, al), _mm256_set1_epi16(sc[2 * j]));
-            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ah), _mm256_set1_epi16(sc[2 * j + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        mins += dmin * (float)summ;
-    }
-    return hsum_ps(acc) - mins;
-}
-
-static float dot_q6_K(int64_t n, const void *vw, const void *va) {
-    const block_q6_K *w = vw;
-    const block_q8k *a = va;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0.0f;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = h2f(w[i].d) * a[i].d;
-        const int8_t *sc = w[i].scales;
-        int corr = 0; /* sum of scale * activation sum: the -32 offset */
-        for (int j = 0; j < 16; j++) corr += sc[j] * a[i].bsums[j];
-        const uint8_t *ql = w[i].ql, *qh = w[i].qh;
-        const int8_t *q8 = a[i].qs;
-        __m256i sumi = _mm256_setzero_si256();
-        for (int c = 0; c < 2; c++, ql += 64, qh += 32, q8 += 128, sc += 8) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
-            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
-            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
-            const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
-            const __m256i s1 = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
-            const __m256i s2 = _mm256_set_m128i(_mm_set1_epi16(sc[3]), _mm_set1_epi16(sc[2]));
-            const __m256i s3 = _mm256_set_m128i(_mm_set1_epi16(sc[5]), _mm_set1_epi16(sc[4]));
-            const __m256i s4 = _mm256_set_m128i(_mm_set1_epi16(sc[7]), _mm_set1_epi16(sc[6]));
-            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)q8)), s1);
-            const __m256i p2 =
-                _mm256_madd_epi16(_mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(q8 + 32))), s2);
-            const __m256i p3 =
-                _mm256_madd_epi16(_mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(q8 + 64))), s3);
-            const __m256i p4 =
-                _mm256_madd_epi16(_mm256_maddubs_epi16(q4, _mm256_loadu_si256((const __m256i *)(q8 + 96))), s4);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p1, p2), _mm256_add_epi32(p3, p4)));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        off += d * (float)(32 * corr);
-    }
-    return hsum_ps(acc) - off;
-}
+#include "kquant_x86.h"
 
 /* ---- float weights ---- */
 
@@ -661,9 +572,6 @@ GEMM_VIA_DOT(gemm_bf16, dot_bf16_w)
 GEMM_VIA_DOT(gemm_q4_1, dot_q4_1)
 GEMM_VIA_DOT(gemm_q5_0, dot_q5_0)
 GEMM_VIA_DOT(gemm_q5_1, dot_q5_1)
-GEMM_VIA_DOT(gemm_q4_K, dot_q4_K)
-GEMM_VIA_DOT(gemm_q5_K, dot_q5_K)
-GEMM_VIA_DOT(gemm_q6_K, dot_q6_K)
 
 /* ---- activation quantizers (bit-identical with the scalar ones) ---- */
 
@@ -967,7 +875,7 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
             [SOV_TYPE_Q4_K] = dot_q4_K,
             [SOV_TYPE_Q5_K] = dot_q5_K,
             [SOV_TYPE_Q6_K] = dot_q6_K,
-            [SOV_TYPE_Q4_0P] = dot_q4_0p,
+            [SOV_TYPE_Q4_0P] = SOV_DOT_Q4_0P,
             [SOV_TYPE_Q8_0P] = dot_q8_0p,
         },
     .gemm =
@@ -983,7 +891,7 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
             [SOV_TYPE_Q4_K] = gemm_q4_K,
             [SOV_TYPE_Q5_K] = gemm_q5_K,
             [SOV_TYPE_Q6_K] = gemm_q6_K,
-            [SOV_TYPE_Q4_0P] = gemm_q4_0p,
+            [SOV_TYPE_Q4_0P] = SOV_GEMM_Q4_0P,
             [SOV_TYPE_Q8_0P] = gemm_q8_0p,
         },
     .quantize_q8a = quantize_q8a,

@@ -1,0 +1,387 @@
+/* kquant_x86.h - q4_K / q5_K / q6_K against Q8K on x86: AVX2, and 512-bit vectors where
+ * the table is built for AVX-512 (vpdpwssd with VNNI). Included by kernels_avx2.c (after
+ * its helpers: h2f, hsum_ps, SOV_VNNI, UNROLL).
+ *
+ * Tiles of R weight rows x C activation columns: each weight super-block's quants and
+ * its 6-bit scales/mins (q6_K: int8 scales) are unpacked once and used for all C
+ * columns, each activation super-block prepared once for all R rows. Per product and
+ * super-block everything stays in integers until one float step:
+ *   q4_K/q5_K: S = sum_j sc_j (q_j . a_j) in 8 int32 lanes (vpmaddubsw, then vpmaddwd by
+ *              the sub-block scale; vpdpwssd with VNNI); M = sum_j m_j bsum_j, the mins
+ *              through the activation block sums (vpmaddwd);
+ *              acc += (S dw - M dmin) da                     (8 float lanes)
+ *   q6_K:      S = sum_j sc_j (q_j . a_j) - 32 sum_j sc_j bsum_j (the -32 offset, exact
+ *              in int32); acc += S (dw da)
+ * and the 8 float lanes of acc are added once at the end of the row (vec_dot is the
+ * 1 x 1 tile). The 512-bit form (KQ_Z) computes two 32-value groups per instruction
+ * and adds its two 256-bit halves at the end of the super-block: the same integer
+ * terms in the same int32 lane as the 256-bit form. So every (r, c) gets the same int32
+ * lanes in every tile and table (vpdpwssd gives exactly the lanes of vpmaddwd + vpaddd;
+ * no saturation: |vpmaddubsw| <= 2 x 63 x 128, scales <= 128 in magnitude) and runs the
+ * same float instructions on its own accumulators: a product never depends on its tile
+ * (gemm == vec_dot bit for bit), and avx2, avx512 and avx512_vnni agree bit for bit.
+ * Integer bounds: q4_K/q5_K |S| <= 8 x 32 x 31 x 128 x 63 < 2^26, q6_K |S| <= 16 x 16 x
+ * 63 x 128 x 128 + 32 x 16 x 128 x 2032 < 2^29.
+ *
+ * Measured on Zen 4 (bench_kernels, one thread, batch of 8): q4_K 53 -> 257 GFLOP/s,
+ * q5_K 46 -> 222, q6_K 69 -> 264 (avx512_vnni); 53 -> 134, 47 -> 131, 64 -> 123 (avx2). */
+
+#if defined(__AVX512BW__) && !defined(KQ_Z)
+#define KQ_Z 1
+#elif !defined(KQ_Z)
+#define KQ_Z 0
+#endif
+
+/* 1-column tiles (decode, memory-bound): prefetch the same super-block of the rows two
+ * tiles ahead (the matmul op walks the rows in order). Measured on the TinyLlama q4_K
+ * model, one thread: 34 -> 50 tokens/s (one tile ahead: 50, four or eight: the same).
+ * A prefetch past the end of the matrix is harmless (no fault). */
+#define KQ_PREFETCH(BT)                                                                                  \
+    if (NC == 1)                                                                                         \
+        UNROLL for (int r = 0; r < NR; r++) {                                                            \
+            /* integer arithmetic: the address may lie outside the matrix */                             \
+            const uintptr_t pf = (uintptr_t)wb + (2 * NR + r) * ldw + (uintptr_t)i * sizeof(BT);         \
+            _mm_prefetch((const char *)pf, _MM_HINT_T0);                                                 \
+            _mm_prefetch((const char *)(pf + 64), _MM_HINT_T0);                                          \
+            _mm_prefetch((const char *)(pf + 128), _MM_HINT_T0);                                         \
+        }
+
+/* acc + p . s per int32 lane (p, s: 16 x int16, pairs summed) */
+static inline __m256i kq_dot16(__m256i acc, __m256i p, __m256i s) {
+#if SOV_VNNI
+    return _mm256_dpwssd_epi32(acc, p, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+#endif
+}
+
+/* int16 element k (0..7) of each 128-bit lane broadcast over that lane (pshufb index) */
+static inline __m256i kq_bcast16(int k) { return _mm256_set1_epi16((short)((2 * k + 1) << 8 | 2 * k)); }
+
+/* The 8 scales and 8 mins of a q4_K / q5_K super-block as int16: [sc0..sc7 | m0..m7]
+ * (sov_k_scale_min for j = 0..7). Reads 16 bytes from the 12 scale bytes (the 4 after
+ * them are quants of the same block). */
+static inline __m256i kq_scales_mins(const uint8_t *s) {
+    const __m128i b = _mm_loadu_si128((const __m128i *)s);
+    /* low parts: sc0-3 = s0-3 & 63, sc4-7 = s8-11 & 15, m0-3 = s4-7 & 63, m4-7 = s8-11 >> 4 */
+    const __m128i l = _mm_shuffle_epi8(b, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i mlo = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0);
+    const __m128i mhi = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15);
+    const __m128i lo = _mm_or_si128(_mm_and_si128(l, mlo), _mm_and_si128(_mm_srli_epi16(l, 4), mhi));
+    /* high parts (bits 4-5) of sc4-7 and m4-7: the top 2 bits of s0-3 and s4-7 */
+    const __m128i h = _mm_shuffle_epi8(b, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(h, 2), _mm_set1_epi8(0x30));
+    return _mm256_cvtepu8_epi16(_mm_or_si128(lo, hi));
+}
+
+/* Per activation column: the 8 sub-block sums of 32 (bsums in pairs) as int16 in the
+ * high lane, zeros in the low one, so that vpmaddwd with kq_scales_mins gives
+ * m_j bsum_j pairs in lanes 4-7 and zeros in lanes 0-3. */
+static inline __m256i kq_bsums32(const block_q8k *a) {
+    const __m128i s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums),
+                                     _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+    return _mm256_inserti128_si256(_mm256_setzero_si256(), s, 1);
+}
+
+/* bit b (0..7) of each byte of hb moved to bit 4 (others cleared): q5_K's fifth bits */
+static inline __m256i kq_bit4(__m256i hb, int b) {
+    const __m256i m = _mm256_set1_epi8(0x10);
+    if (b < 4) return _mm256_and_si256(_mm256_slli_epi16(hb, 4 - b), m);
+    if (b == 4) return _mm256_and_si256(hb, m);
+    return _mm256_and_si256(_mm256_srli_epi16(hb, b - 4), m);
+}
+
+/* q4_K and q5_K (Q5 = 0 / 1): the same tile, q5_K or-ing in the fifth bits */
+#define KQ_TILE_Q45(T, BT, Q5, R, C)                                                                     \
+    static inline void tile_##T##_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,      \
+                                            size_t lda, float *y, size_t ldy) {                          \
+        enum { NR = R, NC = C }; /* the tile shape, for KQ_Q45_LOOP */                                   \
+        __m256 acc[R][C];                                                                                \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(); \
+        for (int64_t i = 0; i < nb; i++) {                                                               \
+            const BT *w[R];                                                                              \
+            KQ_PREFETCH(BT)                                                                              \
+            const block_q8k *a[C];                                                                       \
+            __m256i sm[R], sumi[R][C];                                                                   \
+            UNROLL for (int r = 0; r < R; r++) {                                                         \
+                w[r] = (const BT *)(wb + (size_t)r * ldw) + i;                                           \
+                sm[r] = kq_scales_mins(w[r]->scales);                                                    \
+            }                                                                                            \
+            UNROLL for (int c = 0; c < C; c++) a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;     \
+            UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) sumi[r][c] = _mm256_setzero_si256(); \
+            KQ_Q45_LOOP(Q5)                                                                              \
+            UNROLL for (int c = 0; c < C; c++) {                                                         \
+                const __m256i bs = kq_bsums32(a[c]);                                                     \
+                const __m256 da = _mm256_set1_ps(a[c]->d);                                               \
+                UNROLL for (int r = 0; r < R; r++) {                                                     \
+                    const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sm[r], bs)),  \
+                                                      _mm256_set1_ps(h2f(w[r]->dmin)));                  \
+                    const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(sumi[r][c]),                     \
+                                                      _mm256_set1_ps(h2f(w[r]->d)), mins);               \
+                    acc[r][c] = _mm256_fmadd_ps(v, da, acc[r][c]);                                       \
+                }                                                                                        \
+            }                                                                                            \
+        }                                                                                                \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)                            \
+            y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                                         \
+    }
+
+/* 256-bit form: the two sub-blocks 2j (lo) and 2j + 1 (hi) of row r against every
+ * column: vpmaddubsw per sub-block (16 x int16 pair sums), then vpmaddwd by the
+ * sub-block scale and vpaddd */
+#define KQ_Q45_PRODUCTS                                                                                  \
+    const __m256i s0 = _mm256_shuffle_epi8(scb[r], kq_bcast16(2 * j));                                   \
+    const __m256i s1 = _mm256_shuffle_epi8(scb[r], kq_bcast16(2 * j + 1));                               \
+    UNROLL for (int c = 0; c < NC; c++) {                                                                \
+        const __m256i al = _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * j));                     \
+        const __m256i ah = _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * j + 32));                \
+        sumi[r][c] = kq_dot16(sumi[r][c], _mm256_maddubs_epi16(lo, al), s0);                             \
+        sumi[r][c] = kq_dot16(sumi[r][c], _mm256_maddubs_epi16(hi, ah), s1);                             \
+    }
+
+#if KQ_Z
+/* AVX-512: sub-blocks 2j and 2j + 1 in one 512-bit vector [lo nibbles | hi nibbles], which
+ * lines up with the 64 activations of the pair; the products of the two halves are
+ * added at the end of the super-block, which gives lane k of the 256-bit form exactly. */
+#if SOV_VNNI
+#define KQ_DOT16Z(acc, p, s) _mm512_dpwssd_epi32(acc, p, s)
+#else
+#define KQ_DOT16Z(acc, p, s) _mm512_add_epi32(acc, _mm512_madd_epi16(p, s))
+#endif
+#define KQ_Q45_LOOP(Q5)                                                                                  \
+    {                                                                                                    \
+        __m512i zs[NR][NC], scz[NR];                                                                     \
+        const __m512i shz = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);         \
+        const __m512i m4z = _mm512_set1_epi8(0x0f);                                                      \
+        UNROLL for (int r = 0; r < NR; r++) {                                                            \
+            scz[r] = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm[r]));                              \
+            UNROLL for (int c = 0; c < NC; c++) zs[r][c] = _mm512_setzero_si512();                       \
+        }                                                                                                \
+        UNROLL for (int j = 0; j < 4; j++) {                                                             \
+            const __m512i idx =                                                                          \
+                _mm512_inserti64x4(_mm512_castsi256_si512(kq_bcast16(2 * j)), kq_bcast16(2 * j + 1), 1); \
+            UNROLL for (int r = 0; r < NR; r++) {                                                        \
+                const __m512i qz = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[r]->qs + 32 * j))); \
+                __m512i q = _mm512_and_si512(_mm512_srlv_epi16(qz, shz), m4z);                           \
+                KQ_Q5_BITSZ_##Q5                                                                         \
+                const __m512i sz = _mm512_shuffle_epi8(scz[r], idx);                                     \
+                UNROLL for (int c = 0; c < NC; c++)                                                      \
+                    zs[r][c] = KQ_DOT16Z(zs[r][c],                                                       \
+                                         _mm512_maddubs_epi16(q, _mm512_loadu_si512(a[c]->qs + 64 * j)), sz); \
+            }                                                                                            \
+        }                                                                                                \
+        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++)                          \
+            sumi[r][c] =                                                                                 \
+                _mm256_add_epi32(_mm512_castsi512_si256(zs[r][c]), _mm512_extracti64x4_epi64(zs[r][c], 1)); \
+    }
+#define KQ_Q5_BITSZ_0
+#define KQ_Q5_BITSZ_1                                                                                    \
+    {                                                                                                    \
+        const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[r]->qh));        \
+        const __m512i cnt = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j))), \
+                                               _mm256_set1_epi16((short)(2 * j + 1)), 1);                \
+        const __m512i b = _mm512_and_si512(_mm512_srlv_epi16(hb, cnt), _mm512_set1_epi8(1));             \
+        q = _mm512_or_si512(q, _mm512_slli_epi16(b, 4));                                                 \
+    }
+#else
+#define KQ_Q45_LOOP(Q5)                                                                                  \
+    const __m256i m4 = _mm256_set1_epi8(0x0f);                                                           \
+    __m256i scb[NR]; /* sc0..sc7 in both 128-bit lanes */                                                \
+    UNROLL for (int r = 0; r < NR; r++) scb[r] = _mm256_permute2x128_si256(sm[r], sm[r], 0x00);          \
+    UNROLL for (int j = 0; j < 4; j++) {                                                                 \
+        UNROLL for (int r = 0; r < NR; r++) {                                                            \
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[r]->qs + 32 * j));                  \
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);    \
+            KQ_Q5_BITS_##Q5                                                                              \
+            KQ_Q45_PRODUCTS                                                                              \
+        }                                                                                                \
+    }
+#endif
+
+#define KQ_Q5_BITS_0
+#define KQ_Q5_BITS_1                                                                                     \
+    {                                                                                                    \
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)w[r]->qh);                                \
+        lo = _mm256_or_si256(lo, kq_bit4(hb, 2 * j));                                                    \
+        hi = _mm256_or_si256(hi, kq_bit4(hb, 2 * j + 1));                                                \
+    }
+
+/* q6_K: per half h of the super-block, q1..q4 are values 128h + 32k + (0..31), sub-blocks
+ * 8h + 2k (first 16) and 8h + 2k + 1 (last 16) */
+static inline __m256i kq_q6_scale(__m256i scb, int k) {
+    /* low lane: int16 element 2k, high lane: 2k + 1 */
+    const __m256i idx = _mm256_setr_epi8(4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                         4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                         4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2,
+                                         4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+                                         4 * k + 2, 4 * k + 3);
+    return _mm256_shuffle_epi8(scb, idx);
+}
+
+/* 256-bit form: q1..q4 of half h of row r against every column: vpmaddubsw, then
+ * vpmaddwd by the scale of each 16 */
+#define KQ_Q6_PRODUCTS                                                                                   \
+    UNROLL for (int k = 0; k < 4; k++) {                                                                 \
+        const __m256i s = kq_q6_scale(scb, k);                                                           \
+        UNROLL for (int c = 0; c < NC; c++) {                                                            \
+            const __m256i av = _mm256_loadu_si256((const __m256i *)(a[c]->qs + 128 * h + 32 * k));       \
+            sumi[r][c] = kq_dot16(sumi[r][c], _mm256_maddubs_epi16(q[k], av), s);                        \
+        }                                                                                                \
+    }
+
+#if KQ_Z
+#define KQ_Q6_LOOP                                                                                       \
+    {                                                                                                    \
+        const __m512i m4z = _mm512_set1_epi8(0x0f), m30z = _mm512_set1_epi8(0x30);                       \
+        const __m512i sh12 =                                                                             \
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(4)), _mm256_set1_epi16(2), 1);   \
+        const __m512i sh34 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);        \
+        /* 128-bit lane L: int16 element L (q1 | q2) or 4 + L (q3 | q4) */                               \
+        const __m512i i12 = _mm512_setr_epi32(0x01000100, 0x01000100, 0x01000100, 0x01000100, 0x03020302, 0x03020302, \
+                                              0x03020302, 0x03020302, 0x05040504, 0x05040504, 0x05040504, 0x05040504, \
+                                              0x07060706, 0x07060706, 0x07060706, 0x07060706);           \
+        const __m512i i34 = _mm512_add_epi8(i12, _mm512_set1_epi8(8));                                   \
+        __m512i zs[NR][NC];                                                                              \
+        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) zs[r][c] = _mm512_setzero_si512(); \
+        UNROLL for (int h = 0; h < 2; h++) {                                                             \
+            UNROLL for (int r = 0; r < NR; r++) {                                                        \
+                const __m512i scb = _mm512_broadcast_i32x4(                                              \
+                    _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(w[r]->scales + 8 * h))));        \
+                const __m512i l = _mm512_loadu_si512(w[r]->ql + 64 * h);                                 \
+                const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[r]->qh + 32 * h))); \
+                const __m512i q12 = _mm512_or_si512(_mm512_and_si512(l, m4z),                            \
+                                                    _mm512_and_si512(_mm512_sllv_epi16(hb, sh12), m30z)); \
+                const __m512i q34 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4z),      \
+                                                    _mm512_and_si512(_mm512_srlv_epi16(hb, sh34), m30z)); \
+                const __m512i s12 = _mm512_shuffle_epi8(scb, i12), s34 = _mm512_shuffle_epi8(scb, i34);  \
+                UNROLL for (int c = 0; c < NC; c++) {                                                    \
+                    const int8_t *q8 = a[c]->qs + 128 * h;                                               \
+                    zs[r][c] = KQ_DOT16Z(zs[r][c], _mm512_maddubs_epi16(q12, _mm512_loadu_si512(q8)), s12); \
+                    zs[r][c] = KQ_DOT16Z(zs[r][c], _mm512_maddubs_epi16(q34, _mm512_loadu_si512(q8 + 64)), s34); \
+                }                                                                                        \
+            }                                                                                            \
+        }                                                                                                \
+        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++)                          \
+            sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_add_epi32(_mm512_castsi512_si256(zs[r][c]), \
+                                                                       _mm512_extracti64x4_epi64(zs[r][c], 1))); \
+    }
+#else
+#define KQ_Q6_LOOP                                                                                       \
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);                             \
+    UNROLL for (int h = 0; h < 2; h++) {                                                                 \
+        UNROLL for (int r = 0; r < NR; r++) {                                                            \
+            const uint8_t *ql = w[r]->ql + 64 * h, *qh = w[r]->qh + 32 * h;                              \
+            const __m256i scb = _mm256_broadcastsi128_si256(                                             \
+                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(w[r]->scales + 8 * h))));            \
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);                                  \
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));                           \
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);                                  \
+            __m256i q[4];                                                                                \
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30)); \
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30)); \
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30)); \
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),                       \
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));                     \
+            KQ_Q6_PRODUCTS                                                                               \
+        }                                                                                                \
+    }
+#endif
+
+#define KQ_TILE_Q6(R, C)                                                                                 \
+    static inline void tile_q6_K_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,       \
+                                           size_t lda, float *y, size_t ldy) {                           \
+        enum { NR = R, NC = C }; /* the tile shape, for KQ_Q6_LOOP */                                    \
+        __m256 acc[R][C];                                                                                \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(); \
+        for (int64_t i = 0; i < nb; i++) {                                                               \
+            const block_q6_K *w[R];                                                                      \
+            KQ_PREFETCH(block_q6_K)                                                                      \
+            const block_q8k *a[C];                                                                       \
+            __m256i sumi[R][C];                                                                          \
+            UNROLL for (int r = 0; r < R; r++) w[r] = (const block_q6_K *)(wb + (size_t)r * ldw) + i;    \
+            UNROLL for (int c = 0; c < C; c++) a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;     \
+            /* the -32 offset: -32 sc_j bsum_j (|32 sc| <= 4096 fits int16) */                           \
+            UNROLL for (int r = 0; r < R; r++) {                                                         \
+                const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[r]->scales)); \
+                const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 5));  \
+                UNROLL for (int c = 0; c < C; c++)                                                       \
+                    sumi[r][c] = _mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)a[c]->bsums)); \
+            }                                                                                            \
+            KQ_Q6_LOOP                                                                                   \
+            UNROLL for (int c = 0; c < C; c++) {                                                         \
+                const __m256 da = _mm256_set1_ps(a[c]->d);                                               \
+                UNROLL for (int r = 0; r < R; r++)                                                       \
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r][c]),                          \
+                                                _mm256_mul_ps(_mm256_set1_ps(h2f(w[r]->d)), da), acc[r][c]); \
+            }                                                                                            \
+        }                                                                                                \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)                            \
+            y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                                         \
+    }
+
+/* Tile shapes (measured on Zen 4; the matmul op passes 16 rows x 4 tokens at a time):
+ * prompts: 4 rows x 4 columns for q4_K and q6_K with 512-bit vectors (2 x 4 ~8% slower,
+ * q5_K's 4 x 4 spills: 2 x 4), 2 x 4 with AVX2 (4 x 2, 4 x 4 and 2 x 2 slower); 2- and
+ * 1-column tiles for the leftover tokens. One token (decode): 4 rows x 1 column, four
+ * weight streams in flight (2 x 1 was ~35% slower, 8 x 1 no faster). Leftover rows by
+ * the 1-row tiles. */
+#if KQ_Z
+#define KQ_RB_Q4 4 /* rows of the 2- and 4-column tiles, per type */
+#define KQ_RB_Q5 2
+#define KQ_RB_Q6 4
+#else
+#define KQ_RB_Q4 2
+#define KQ_RB_Q5 2
+#define KQ_RB_Q6 2
+#endif
+#define KQ_RB1 4 /* rows of the 1-column tile */
+
+#define KQ_TILES(DEF, RB) KQ_TILES_(DEF, RB) /* RB expanded first */
+#define KQ_TILES_(DEF, RB)                                                                               \
+    DEF(1, 1)                                                                                            \
+    DEF(1, 2)                                                                                            \
+    DEF(1, 4)                                                                                            \
+    DEF(KQ_RB1, 1)                                                                                       \
+    DEF(RB, 2)                                                                                           \
+    DEF(RB, 4)
+
+#define KQ_DEF_Q4(R, C) KQ_TILE_Q45(q4_K, block_q4_K, 0, R, C)
+#define KQ_DEF_Q5(R, C) KQ_TILE_Q45(q5_K, block_q5_K, 1, R, C)
+#define KQ_DEF_Q6(R, C) KQ_TILE_Q6(R, C)
+KQ_TILES(KQ_DEF_Q4, KQ_RB_Q4)
+KQ_TILES(KQ_DEF_Q5, KQ_RB_Q5)
+KQ_TILES(KQ_DEF_Q6, KQ_RB_Q6)
+
+#define KQ_TILE_FN(T, R, C) KQ_TILE_FN_(T, R, C) /* R, C expanded first */
+#define KQ_TILE_FN_(T, R, C) tile_##T##_##R##x##C
+
+#define KQ_GEMM(T, RB) KQ_GEMM_(T, RB)
+#define KQ_GEMM_(T, RB)                                                                                  \
+    static void gemm_##T(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc, \
+                         float *y, size_t ldy) {                                                         \
+        typedef void (*tile_fn)(int64_t, const char *, size_t, const char *, size_t, float *, size_t);   \
+        static const tile_fn tiles[2][5] = {                                                             \
+            {0, KQ_TILE_FN(T, KQ_RB1, 1), KQ_TILE_FN(T, RB, 2), 0, KQ_TILE_FN(T, RB, 4)},                \
+            {0, KQ_TILE_FN(T, 1, 1), KQ_TILE_FN(T, 1, 2), 0, KQ_TILE_FN(T, 1, 4)}};                      \
+        const int64_t nb = n / QK_K;                                                                     \
+        const char *w = vw, *a = va;                                                                     \
+        for (int c = 0; c < nc;) {                                                                       \
+            const int cb = nc - c >= 4 ? 4 : nc - c >= 2 ? 2 : 1;                                        \
+            const int rb = cb == 1 ? KQ_RB1 : RB;                                                        \
+            int r = 0;                                                                                   \
+            for (; r + rb <= nr; r += rb)                                                                \
+                tiles[0][cb](nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
+            for (; r < nr; r++)                                                                          \
+                tiles[1][cb](nb, w + (size_t)r * ldw, ldw, a + (size_t)c * lda, lda, y + (size_t)c * ldy + r, ldy); \
+            c += cb;                                                                                     \
+        }                                                                                                \
+    }                                                                                                    \
+    static float dot_##T(int64_t n, const void *w, const void *a) {                                      \
+        float y;                                                                                         \
+        tile_##T##_1x1(n / QK_K, w, 0, a, 0, &y, 1);                                                     \
+        return y;                                                                                        \
+    }
+
+KQ_GEMM(q4_K, KQ_RB_Q4)
+KQ_GEMM(q5_K, KQ_RB_Q5)
+KQ_GEMM(q6_K, KQ_RB_Q6)
