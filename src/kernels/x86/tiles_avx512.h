@@ -84,7 +84,10 @@ static inline __m512i q4pz_off(__m512 s) {
             yh[c] = _mm512_shuffle_i64x2(a0, a1, 0xee);                                                  \
         }                                                                                                \
         UNROLL for (int r = 0; r < R; r++) {                                                             \
-            const __m512i q = _mm512_loadu_si512((const void *)(wb + (size_t)r * ldw + 2 * nb + 16 * (blk))); \
+            const char *wq = wb + (size_t)r * ldw + 2 * nb + 16 * (blk);                                 \
+            /* a few columns (batched decode) are memory-bound like decode: fetch the next tile */       \
+            if (R == 4 && C <= 4) _mm_prefetch(wq + 4 * ldw, _MM_HINT_T0);                                \
+            const __m512i q = _mm512_loadu_si512((const void *)wq);                                      \
             const __m512i lo = _mm512_and_si512(q, m4);                                                  \
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);                            \
             __m512i p[4];                                                                                \
