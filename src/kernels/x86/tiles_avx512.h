@@ -85,8 +85,9 @@ static inline __m512i q4pz_off(__m512 s) {
         }                                                                                                \
         UNROLL for (int r = 0; r < R; r++) {                                                             \
             const char *wq = wb + (size_t)r * ldw + 2 * nb + 16 * (blk);                                 \
-            /* a few columns (batched decode) are memory-bound like decode: fetch the next tile */       \
-            if (R == 4 && C <= 4) _mm_prefetch(wq + 4 * ldw, _MM_HINT_T0);                                \
+            /* a few columns (batched decode) are memory-bound like decode: prefetch 4 tiles on   \
+             * (measured: 16 rows ahead beats 4 and 8 by ~10% per step at 4 and 16 streams) */      \
+            if (R == 4 && C <= 4) _mm_prefetch(wq + 16 * ldw, _MM_HINT_T0);                               \
             const __m512i q = _mm512_loadu_si512((const void *)wq);                                      \
             const __m512i lo = _mm512_and_si512(q, m4);                                                  \
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);                            \
