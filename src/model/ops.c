@@ -12,7 +12,7 @@
 
 #include "core/util.h"
 
-enum { ROW_TILE = 16, COL_TILE = 4 };
+enum { ROW_TILE = 16, COL_TILE = 8 };
 
 static void barrier(const op_thread *t) { sov_pool_barrier(t->c->pool); }
 

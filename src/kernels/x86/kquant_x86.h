@@ -13,13 +13,14 @@
  *   q6_K:      S = sum_j sc_j (q_j . a_j) - 32 sum_j sc_j bsum_j (the -32 offset, exact
  *              in int32); acc += S (dw da)
  * and the 8 float lanes of acc are added once at the end of the row (vec_dot is the
- * 1 x 1 tile). The 512-bit form (KQ_Z) computes two 32-value groups per instruction
- * and adds its two 256-bit halves at the end of the super-block: the same integer
- * terms in the same int32 lane as the 256-bit form. So every (r, c) gets the same int32
- * lanes in every tile and table (vpdpwssd gives exactly the lanes of vpmaddwd + vpaddd;
- * no saturation: |vpmaddubsw| <= 2 x 63 x 128, scales <= 128 in magnitude) and runs the
- * same float instructions on its own accumulators: a product never depends on its tile
- * (gemm == vec_dot bit for bit), and avx2, avx512 and avx512_vnni agree bit for bit.
+ * 1 x 1 tile). That is the 256-bit form (the avx2 table). The 512-bit form (KQ_Z, both
+ * AVX-512 tables) computes two 32-value groups per instruction and orders the float part
+ * differently, to take it off the multiply port (described at its tiles below). In every
+ * table each (r, c) gets the same int32 lanes in every tile shape and runs the same float
+ * instructions on its own lanes: a product never depends on its tile (gemm == vec_dot bit
+ * for bit). vpdpwssd gives exactly the lanes of vpmaddwd + vpaddd (no saturation:
+ * |vpmaddubsw| <= 2 x 63 x 128, scales <= 128 in magnitude), so avx512 and avx512_vnni
+ * agree bit for bit; avx2 and avx512 agree within the reference tolerance.
  * Integer bounds: q4_K/q5_K |S| <= 8 x 32 x 31 x 128 x 63 < 2^26, q6_K |S| <= 16 x 16 x
  * 63 x 128 x 128 + 32 x 16 x 128 x 2032 < 2^29.
  *
@@ -91,6 +92,216 @@ static inline __m256i kq_bit4(__m256i hb, int b) {
     return _mm256_and_si256(_mm256_srli_epi16(hb, b - 4), m);
 }
 
+#if KQ_Z
+/* ---- 512-bit tiles (the avx512 and avx512_vnni tables) ----
+ *
+ * Rows one after the other, each against all C columns: per row and super-block,
+ * sub-blocks 2j and 2j + 1 sit in one 512-bit vector [lo nibbles | hi nibbles] (q6_K: two
+ * 32-value groups), which lines up with the 64 activations of the pair; vpmaddubsw, then
+ * vpdpwssd by the sub-block scales, into 16 int32 lanes per column.
+ * q4_K / q5_K: the 16 lanes of each of the (up to 4) columns are summed by fours in
+ * integers (kq_sum4: lane 4L + c of one vector holds column c's lanes 4L..4L+3), so one
+ * float step serves the whole row:
+ *   acc[r] += float(T) * (d_r da)           (lane 4L + c: da_c)
+ * and the mins of all R rows against all C columns take one vpdpwssd per column (lane
+ * 4r + k: m_r,2k bsum_c,2k + m_r,2k+1 bsum_c,2k+1, bsum the 32-value sums), summed by
+ * fours the same way, and one float step per super-block for the whole tile:
+ *   accm -= float(M) * (dmin da)            (lane 4r + c: dmin_r da_c)
+ * The product (r, c) is the sum of acc[r]'s lanes c, 4 + c, 8 + c, 12 + c, plus accm's
+ * lane 4r + c. Against the per-(r, c) float steps of the 256-bit form this takes 24 of
+ * the ~60 conversions and multiplies per 4 x 4 super-block off the multiply port and
+ * frees 12 registers: bench_kernels q4_K batch 96 -> 134 GFLOP/s on a Xeon (Sapphire
+ * Rapids class), pp512 of the 1.1B q4_K model 37 -> 45 tokens/s at one thread.
+ * q6_K: the -32 offset starts the integer accumulator (low 8 lanes); one float step per
+ * (r, c) on 16 lanes: acc[r][c] += float(S) * (d_r da_c).
+ * Each (r, c) goes through the same instructions in every tile shape (C = 1 and 2 reach
+ * the same exact integer sums by shorter routes), so gemm == vec_dot bit for bit. */
+#if SOV_VNNI
+#define KQ_DOT16Z(acc, p, s) _mm512_dpwssd_epi32(acc, p, s)
+#else
+#define KQ_DOT16Z(acc, p, s) _mm512_add_epi32(acc, _mm512_madd_epi16(p, s))
+#endif
+
+/* lane 4L + c (c < C): the sum of lanes 4L..4L+3 of zc (exact int32); C = 1 and 2 take
+ * shorter routes to the same sums */
+static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i z3) {
+    if (C == 1) {
+        const __m512i t = _mm512_add_epi32(z0, _mm512_shuffle_epi32(z0, _MM_PERM_BADC));
+        return _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_CDAB));
+    }
+    if (C == 2) {
+        const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi32(z0, z1), _mm512_unpackhi_epi32(z0, z1));
+        return _mm512_add_epi32(u, _mm512_shuffle_epi32(u, _MM_PERM_BADC));
+    }
+    /* per 128-bit lane: [z0_0 + z0_2, z1_0 + z1_2, z0_1 + z0_3, z1_1 + z1_3], and z2, z3 alike */
+    const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi32(z0, z1), _mm512_unpackhi_epi32(z0, z1));
+    const __m512i v = _mm512_add_epi32(_mm512_unpacklo_epi32(z2, z3), _mm512_unpackhi_epi32(z2, z3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(u, v), _mm512_unpackhi_epi64(u, v));
+}
+
+static inline float kq_hsum512(__m512 v) {
+    return hsum_ps(_mm256_add_ps(_mm512_castps512_ps256(v),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+}
+
+#define KQ_Q5_BITSZ_0
+#define KQ_Q5_BITSZ_1                                                                                    \
+    {                                                                                                    \
+        const __m512i cnt = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j))), \
+                                               _mm256_set1_epi16((short)(2 * j + 1)), 1);                \
+        const __m512i b = _mm512_and_si512(_mm512_srlv_epi16(hb, cnt), _mm512_set1_epi8(1));             \
+        q = _mm512_or_si512(q, _mm512_slli_epi16(b, 4));                                                 \
+    }
+#define KQ_Q5_HB_0
+#define KQ_Q5_HB_1 const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wr->qh));
+
+#define KQ_TILE_Q45(T, BT, Q5, R, C)                                                                     \
+    static inline void tile_##T##_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,      \
+                                            size_t lda, float *y, size_t ldy) {                          \
+        enum { NR = R, NC = C, NG = (C + 3) / 4, CG = C < 4 ? C : 4 }; /* NG groups of CG columns */     \
+        _Static_assert(R <= 4 && (C <= 4 || C % 4 == 0), "four lanes per row and column");              \
+        __m512 acc[R][NG], accm[NG];                                                                     \
+        UNROLL for (int g = 0; g < NG; g++) {                                                            \
+            accm[g] = _mm512_setzero_ps();                                                               \
+            UNROLL for (int r = 0; r < R; r++) acc[r][g] = _mm512_setzero_ps();                          \
+        }                                                                                                \
+        const __m512i shz = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);         \
+        const __m512i m4z = _mm512_set1_epi8(0x0f);                                                      \
+        for (int64_t i = 0; i < nb; i++) {                                                               \
+            const BT *w[R];                                                                              \
+            UNROLL for (int r = 0; r < R; r++) w[r] = (const BT *)(wb + (size_t)r * ldw) + i;            \
+            KQ_PREFETCH(BT)                                                                              \
+            const block_q8k *a[C];                                                                       \
+            __m512 da[NG], dm = _mm512_setzero_ps(); /* lane 4x + c: da of column 4g + c; 4r + x: dmin_r */ \
+            __m512i mins = _mm512_setzero_si512();                                                       \
+            UNROLL for (int g = 0; g < NG; g++) da[g] = _mm512_setzero_ps();                             \
+            UNROLL for (int c = 0; c < C; c++) {                                                         \
+                a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;                                    \
+                da[c / 4] = _mm512_mask_broadcastss_ps(da[c / 4], (__mmask16)(0x1111u << (c % 4)),       \
+                                                       _mm_set_ss(a[c]->d));                             \
+            }                                                                                            \
+            UNROLL for (int r = 0; r < R; r++) {                                                         \
+                const BT *wr = w[r];                                                                     \
+                const __m256i sm = kq_scales_mins(wr->scales);                                           \
+                const __mmask16 rl = (__mmask16)(0xFu << (4 * r));                                       \
+                mins = _mm512_mask_broadcast_i32x4(mins, rl, _mm256_extracti128_si256(sm, 1));           \
+                dm = _mm512_mask_broadcastss_ps(dm, rl, _mm_set_ss(h2f(wr->dmin)));                      \
+                const __m512i scz = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm));                  \
+                KQ_Q5_HB_##Q5                                                                            \
+                /* two integer chains per column when few columns (exact sums, added at the end) */     \
+                enum { NZ = C <= 2 ? 2 : 1 };                                                            \
+                __m512i zs[NG * 4], zt[NZ][C];                                                           \
+                UNROLL for (int c = 0; c < NG * 4; c++) zs[c] = _mm512_setzero_si512();                  \
+                UNROLL for (int z = 0; z < NZ; z++) UNROLL for (int c = 0; c < C; c++) zt[z][c] = _mm512_setzero_si512(); \
+                UNROLL for (int j = 0; j < 4; j++) {                                                     \
+                    const __m512i idx =                                                                  \
+                        _mm512_inserti64x4(_mm512_castsi256_si512(kq_bcast16(2 * j)), kq_bcast16(2 * j + 1), 1); \
+                    const __m512i qz =                                                                   \
+                        _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wr->qs + 32 * j)));  \
+                    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(qz, shz), m4z);                       \
+                    KQ_Q5_BITSZ_##Q5                                                                     \
+                    const __m512i sz = _mm512_shuffle_epi8(scz, idx);                                    \
+                    UNROLL for (int c = 0; c < C; c++)                                                   \
+                        zt[j % NZ][c] = KQ_DOT16Z(zt[j % NZ][c],                                         \
+                                                  _mm512_maddubs_epi16(q, _mm512_loadu_si512(a[c]->qs + 64 * j)), sz); \
+                }                                                                                        \
+                UNROLL for (int c = 0; c < C; c++)                                                       \
+                    zs[c] = NZ == 2 ? _mm512_add_epi32(zt[0][c], zt[NZ - 1][c]) : zt[0][c];             \
+                const __m512 dr = _mm512_set1_ps(h2f(wr->d));                                            \
+                UNROLL for (int g = 0; g < NG; g++)                                                      \
+                    acc[r][g] = _mm512_fmadd_ps(                                                         \
+                        _mm512_cvtepi32_ps(kq_sum4(CG, zs[4 * g], zs[4 * g + 1], zs[4 * g + 2], zs[4 * g + 3])), \
+                        _mm512_mul_ps(dr, da[g]), acc[r][g]);                                            \
+            }                                                                                            \
+            __m512i xm[NG * 4];                                                                          \
+            UNROLL for (int c = 0; c < NG * 4; c++) xm[c] = _mm512_setzero_si512();                      \
+            UNROLL for (int c = 0; c < C; c++) {                                                         \
+                /* lane 4r + k: m_r,2k bsum_c,2k + m_r,2k+1 bsum_c,2k+1 */                              \
+                const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[c]->bsums),         \
+                                                  _mm_loadu_si128((const __m128i *)(a[c]->bsums + 8)));  \
+                xm[c] = KQ_DOT16Z(_mm512_setzero_si512(), mins, _mm512_broadcast_i32x4(bs));             \
+            }                                                                                            \
+            UNROLL for (int g = 0; g < NG; g++)                                                          \
+                accm[g] = _mm512_fnmadd_ps(                                                              \
+                    _mm512_cvtepi32_ps(kq_sum4(CG, xm[4 * g], xm[4 * g + 1], xm[4 * g + 2], xm[4 * g + 3])), \
+                    _mm512_mul_ps(dm, da[g]), accm[g]);                                                  \
+        }                                                                                                \
+        UNROLL for (int g = 0; g < NG; g++) {                                                            \
+            float mv[16];                                                                                \
+            _mm512_storeu_ps(mv, accm[g]);                                                               \
+            UNROLL for (int r = 0; r < R; r++) {                                                         \
+                float v[16];                                                                             \
+                _mm512_storeu_ps(v, acc[r][g]);                                                          \
+                UNROLL for (int c = 0; c < CG; c++)                                                      \
+                    y[(size_t)(4 * g + c) * ldy + (size_t)r] =                                           \
+                        ((v[c] + v[4 + c]) + (v[8 + c] + v[12 + c])) + mv[4 * r + c];                    \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+/* q6_K: half h of the super-block is values 128h + (0..127); [q1 | q2] and [q3 | q4]
+ * line up with its activations 0..63 and 64..127. The -32 offset, -32 sum_j sc_j bsum_j,
+ * starts the integer accumulator (low 8 lanes; |32 sc| <= 4096 fits int16). */
+#define KQ_TILE_Q6(R, C)                                                                                 \
+    static inline void tile_q6_K_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,       \
+                                           size_t lda, float *y, size_t ldy) {                           \
+        enum { NR = R, NC = C };                                                                         \
+        __m512 acc[R][C];                                                                                \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps(); \
+        const __m512i m4z = _mm512_set1_epi8(0x0f), m30z = _mm512_set1_epi8(0x30);                       \
+        const __m512i sh12 =                                                                             \
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(4)), _mm256_set1_epi16(2), 1);   \
+        const __m512i sh34 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);        \
+        /* 128-bit lane L: int16 element L (q1 | q2) or 4 + L (q3 | q4) */                               \
+        const __m512i i12 = _mm512_setr_epi32(0x01000100, 0x01000100, 0x01000100, 0x01000100, 0x03020302, 0x03020302, \
+                                              0x03020302, 0x03020302, 0x05040504, 0x05040504, 0x05040504, 0x05040504, \
+                                              0x07060706, 0x07060706, 0x07060706, 0x07060706);           \
+        const __m512i i34 = _mm512_add_epi8(i12, _mm512_set1_epi8(8));                                   \
+        for (int64_t i = 0; i < nb; i++) {                                                               \
+            const block_q6_K *w[R];                                                                      \
+            UNROLL for (int r = 0; r < R; r++) w[r] = (const block_q6_K *)(wb + (size_t)r * ldw) + i;    \
+            KQ_PREFETCH(block_q6_K)                                                                      \
+            const block_q8k *a[C];                                                                       \
+            __m512 dac[C];                                                                               \
+            UNROLL for (int c = 0; c < C; c++) {                                                         \
+                a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;                                    \
+                dac[c] = _mm512_set1_ps(a[c]->d);                                                        \
+            }                                                                                            \
+            UNROLL for (int r = 0; r < R; r++) {                                                         \
+                const block_q6_K *wr = w[r];                                                             \
+                const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wr->scales));   \
+                const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 5));  \
+                __m512i zs[C];                                                                           \
+                UNROLL for (int c = 0; c < C; c++)                                                       \
+                    zs[c] = _mm512_zextsi256_si512(                                                      \
+                        _mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)a[c]->bsums)));       \
+                UNROLL for (int h = 0; h < 2; h++) {                                                     \
+                    const __m512i scb = _mm512_broadcast_i32x4(                                          \
+                        _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(wr->scales + 8 * h))));      \
+                    const __m512i l = _mm512_loadu_si512(wr->ql + 64 * h);                               \
+                    const __m512i hb =                                                                   \
+                        _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wr->qh + 32 * h)));  \
+                    const __m512i q12 = _mm512_or_si512(_mm512_and_si512(l, m4z),                        \
+                                                        _mm512_and_si512(_mm512_sllv_epi16(hb, sh12), m30z)); \
+                    const __m512i q34 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4z),  \
+                                                        _mm512_and_si512(_mm512_srlv_epi16(hb, sh34), m30z)); \
+                    const __m512i s12 = _mm512_shuffle_epi8(scb, i12), s34 = _mm512_shuffle_epi8(scb, i34); \
+                    UNROLL for (int c = 0; c < C; c++) {                                                 \
+                        const int8_t *q8 = a[c]->qs + 128 * h;                                           \
+                        zs[c] = KQ_DOT16Z(zs[c], _mm512_maddubs_epi16(q12, _mm512_loadu_si512(q8)), s12); \
+                        zs[c] = KQ_DOT16Z(zs[c], _mm512_maddubs_epi16(q34, _mm512_loadu_si512(q8 + 64)), s34); \
+                    }                                                                                    \
+                }                                                                                        \
+                const __m512 dr = _mm512_set1_ps(h2f(wr->d));                                            \
+                UNROLL for (int c = 0; c < C; c++)                                                       \
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(zs[c]), _mm512_mul_ps(dr, dac[c]), acc[r][c]); \
+            }                                                                                            \
+        }                                                                                                \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)                            \
+            y[(size_t)c * ldy + (size_t)r] = kq_hsum512(acc[r][c]);                                      \
+    }
+
+#else /* 256-bit tiles (the avx2 table) */
 /* q4_K and q5_K (Q5 = 0 / 1): the same tile, q5_K or-ing in the fifth bits */
 #define KQ_TILE_Q45(T, BT, Q5, R, C)                                                                     \
     static inline void tile_##T##_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,      \
@@ -139,51 +350,6 @@ static inline __m256i kq_bit4(__m256i hb, int b) {
         sumi[r][c] = kq_dot16(sumi[r][c], _mm256_maddubs_epi16(hi, ah), s1);                             \
     }
 
-#if KQ_Z
-/* AVX-512: sub-blocks 2j and 2j + 1 in one 512-bit vector [lo nibbles | hi nibbles], which
- * lines up with the 64 activations of the pair; the products of the two halves are
- * added at the end of the super-block, which gives lane k of the 256-bit form exactly. */
-#if SOV_VNNI
-#define KQ_DOT16Z(acc, p, s) _mm512_dpwssd_epi32(acc, p, s)
-#else
-#define KQ_DOT16Z(acc, p, s) _mm512_add_epi32(acc, _mm512_madd_epi16(p, s))
-#endif
-#define KQ_Q45_LOOP(Q5)                                                                                  \
-    {                                                                                                    \
-        __m512i zs[NR][NC], scz[NR];                                                                     \
-        const __m512i shz = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);         \
-        const __m512i m4z = _mm512_set1_epi8(0x0f);                                                      \
-        UNROLL for (int r = 0; r < NR; r++) {                                                            \
-            scz[r] = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm[r]));                              \
-            UNROLL for (int c = 0; c < NC; c++) zs[r][c] = _mm512_setzero_si512();                       \
-        }                                                                                                \
-        UNROLL for (int j = 0; j < 4; j++) {                                                             \
-            const __m512i idx =                                                                          \
-                _mm512_inserti64x4(_mm512_castsi256_si512(kq_bcast16(2 * j)), kq_bcast16(2 * j + 1), 1); \
-            UNROLL for (int r = 0; r < NR; r++) {                                                        \
-                const __m512i qz = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[r]->qs + 32 * j))); \
-                __m512i q = _mm512_and_si512(_mm512_srlv_epi16(qz, shz), m4z);                           \
-                KQ_Q5_BITSZ_##Q5                                                                         \
-                const __m512i sz = _mm512_shuffle_epi8(scz[r], idx);                                     \
-                UNROLL for (int c = 0; c < NC; c++)                                                      \
-                    zs[r][c] = KQ_DOT16Z(zs[r][c],                                                       \
-                                         _mm512_maddubs_epi16(q, _mm512_loadu_si512(a[c]->qs + 64 * j)), sz); \
-            }                                                                                            \
-        }                                                                                                \
-        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++)                          \
-            sumi[r][c] =                                                                                 \
-                _mm256_add_epi32(_mm512_castsi512_si256(zs[r][c]), _mm512_extracti64x4_epi64(zs[r][c], 1)); \
-    }
-#define KQ_Q5_BITSZ_0
-#define KQ_Q5_BITSZ_1                                                                                    \
-    {                                                                                                    \
-        const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[r]->qh));        \
-        const __m512i cnt = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j))), \
-                                               _mm256_set1_epi16((short)(2 * j + 1)), 1);                \
-        const __m512i b = _mm512_and_si512(_mm512_srlv_epi16(hb, cnt), _mm512_set1_epi8(1));             \
-        q = _mm512_or_si512(q, _mm512_slli_epi16(b, 4));                                                 \
-    }
-#else
 #define KQ_Q45_LOOP(Q5)                                                                                  \
     const __m256i m4 = _mm256_set1_epi8(0x0f);                                                           \
     __m256i scb[NR]; /* sc0..sc7 in both 128-bit lanes */                                                \
@@ -196,7 +362,6 @@ static inline __m256i kq_bit4(__m256i hb, int b) {
             KQ_Q45_PRODUCTS                                                                              \
         }                                                                                                \
     }
-#endif
 
 #define KQ_Q5_BITS_0
 #define KQ_Q5_BITS_1                                                                                     \
@@ -229,43 +394,6 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
         }                                                                                                \
     }
 
-#if KQ_Z
-#define KQ_Q6_LOOP                                                                                       \
-    {                                                                                                    \
-        const __m512i m4z = _mm512_set1_epi8(0x0f), m30z = _mm512_set1_epi8(0x30);                       \
-        const __m512i sh12 =                                                                             \
-            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(4)), _mm256_set1_epi16(2), 1);   \
-        const __m512i sh34 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);        \
-        /* 128-bit lane L: int16 element L (q1 | q2) or 4 + L (q3 | q4) */                               \
-        const __m512i i12 = _mm512_setr_epi32(0x01000100, 0x01000100, 0x01000100, 0x01000100, 0x03020302, 0x03020302, \
-                                              0x03020302, 0x03020302, 0x05040504, 0x05040504, 0x05040504, 0x05040504, \
-                                              0x07060706, 0x07060706, 0x07060706, 0x07060706);           \
-        const __m512i i34 = _mm512_add_epi8(i12, _mm512_set1_epi8(8));                                   \
-        __m512i zs[NR][NC];                                                                              \
-        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) zs[r][c] = _mm512_setzero_si512(); \
-        UNROLL for (int h = 0; h < 2; h++) {                                                             \
-            UNROLL for (int r = 0; r < NR; r++) {                                                        \
-                const __m512i scb = _mm512_broadcast_i32x4(                                              \
-                    _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(w[r]->scales + 8 * h))));        \
-                const __m512i l = _mm512_loadu_si512(w[r]->ql + 64 * h);                                 \
-                const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[r]->qh + 32 * h))); \
-                const __m512i q12 = _mm512_or_si512(_mm512_and_si512(l, m4z),                            \
-                                                    _mm512_and_si512(_mm512_sllv_epi16(hb, sh12), m30z)); \
-                const __m512i q34 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4z),      \
-                                                    _mm512_and_si512(_mm512_srlv_epi16(hb, sh34), m30z)); \
-                const __m512i s12 = _mm512_shuffle_epi8(scb, i12), s34 = _mm512_shuffle_epi8(scb, i34);  \
-                UNROLL for (int c = 0; c < NC; c++) {                                                    \
-                    const int8_t *q8 = a[c]->qs + 128 * h;                                               \
-                    zs[r][c] = KQ_DOT16Z(zs[r][c], _mm512_maddubs_epi16(q12, _mm512_loadu_si512(q8)), s12); \
-                    zs[r][c] = KQ_DOT16Z(zs[r][c], _mm512_maddubs_epi16(q34, _mm512_loadu_si512(q8 + 64)), s34); \
-                }                                                                                        \
-            }                                                                                            \
-        }                                                                                                \
-        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++)                          \
-            sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_add_epi32(_mm512_castsi512_si256(zs[r][c]), \
-                                                                       _mm512_extracti64x4_epi64(zs[r][c], 1))); \
-    }
-#else
 #define KQ_Q6_LOOP                                                                                       \
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);                             \
     UNROLL for (int h = 0; h < 2; h++) {                                                                 \
@@ -285,7 +413,6 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
             KQ_Q6_PRODUCTS                                                                               \
         }                                                                                                \
     }
-#endif
 
 #define KQ_TILE_Q6(R, C)                                                                                 \
     static inline void tile_q6_K_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,       \
@@ -318,6 +445,7 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
         UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)                            \
             y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                                         \
     }
+#endif /* KQ_Z */
 
 /* Tile shapes (measured on Zen 4; the matmul op passes 16 rows x 4 tokens at a time):
  * prompts: 4 rows x 4 columns for q4_K and q6_K with 512-bit vectors (2 x 4 ~8% slower,
@@ -327,7 +455,7 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
  * the 1-row tiles. */
 #if KQ_Z
 #define KQ_RB_Q4 4 /* rows of the 2- and 4-column tiles, per type */
-#define KQ_RB_Q5 2
+#define KQ_RB_Q5 4
 #define KQ_RB_Q6 4
 #else
 #define KQ_RB_Q4 2
@@ -351,22 +479,36 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
 KQ_TILES(KQ_DEF_Q4, KQ_RB_Q4)
 KQ_TILES(KQ_DEF_Q5, KQ_RB_Q5)
 KQ_TILES(KQ_DEF_Q6, KQ_RB_Q6)
+#if KQ_Z /* 8 columns: each row's unpacked quants serve twice as many products */
+KQ_DEF_Q4(1, 8)
+KQ_DEF_Q4(KQ_RB_Q4, 8)
+KQ_DEF_Q5(1, 8)
+KQ_DEF_Q5(KQ_RB_Q5, 8)
+#define KQ_C8(T, R) KQ_TILE_FN(T, R, 8)
+#define KQ_CMAX_q4_K 8
+#define KQ_CMAX_q5_K 8
+#else
+#define KQ_C8(T, R) 0
+#define KQ_CMAX_q4_K 4
+#define KQ_CMAX_q5_K 4
+#endif
+#define KQ_CMAX_q6_K 4
 
 #define KQ_TILE_FN(T, R, C) KQ_TILE_FN_(T, R, C) /* R, C expanded first */
 #define KQ_TILE_FN_(T, R, C) tile_##T##_##R##x##C
 
-#define KQ_GEMM(T, RB) KQ_GEMM_(T, RB)
-#define KQ_GEMM_(T, RB)                                                                                  \
+#define KQ_GEMM(T, RB, CM8) KQ_GEMM_(T, RB, CM8)
+#define KQ_GEMM_(T, RB, CM8)                                                                                  \
     static void gemm_##T(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc, \
                          float *y, size_t ldy) {                                                         \
         typedef void (*tile_fn)(int64_t, const char *, size_t, const char *, size_t, float *, size_t);   \
-        static const tile_fn tiles[2][5] = {                                                             \
-            {0, KQ_TILE_FN(T, KQ_RB1, 1), KQ_TILE_FN(T, RB, 2), 0, KQ_TILE_FN(T, RB, 4)},                \
-            {0, KQ_TILE_FN(T, 1, 1), KQ_TILE_FN(T, 1, 2), 0, KQ_TILE_FN(T, 1, 4)}};                      \
+        static const tile_fn tiles[2][9] = {                                                             \
+            {0, KQ_TILE_FN(T, KQ_RB1, 1), KQ_TILE_FN(T, RB, 2), 0, KQ_TILE_FN(T, RB, 4), 0, 0, 0, CM8(T, RB)}, \
+            {0, KQ_TILE_FN(T, 1, 1), KQ_TILE_FN(T, 1, 2), 0, KQ_TILE_FN(T, 1, 4), 0, 0, 0, CM8(T, 1)}};  \
         const int64_t nb = n / QK_K;                                                                     \
         const char *w = vw, *a = va;                                                                     \
         for (int c = 0; c < nc;) {                                                                       \
-            const int cb = nc - c >= 4 ? 4 : nc - c >= 2 ? 2 : 1;                                        \
+            const int cb = nc - c >= 8 && KQ_CMAX_##T >= 8 ? 8 : nc - c >= 4 ? 4 : nc - c >= 2 ? 2 : 1;  \
             const int rb = cb == 1 ? KQ_RB1 : RB;                                                        \
             int r = 0;                                                                                   \
             for (; r + rb <= nr; r += rb)                                                                \
@@ -382,6 +524,7 @@ KQ_TILES(KQ_DEF_Q6, KQ_RB_Q6)
         return y;                                                                                        \
     }
 
-KQ_GEMM(q4_K, KQ_RB_Q4)
-KQ_GEMM(q5_K, KQ_RB_Q5)
-KQ_GEMM(q6_K, KQ_RB_Q6)
+#define KQ_NO_C8(T, R) 0
+KQ_GEMM(q4_K, KQ_RB_Q4, KQ_C8)
+KQ_GEMM(q5_K, KQ_RB_Q5, KQ_C8)
+KQ_GEMM(q6_K, KQ_RB_Q6, KQ_NO_C8)
