@@ -245,9 +245,10 @@ static inline float kq_hsum512(__m512 v) {
 #define KQ_TILE_Q6(R, C)                                                                                 \
     static inline void tile_q6_K_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,       \
                                            size_t lda, float *y, size_t ldy) {                           \
-        enum { NR = R, NC = C };                                                                         \
-        __m512 acc[R][C];                                                                                \
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps(); \
+        enum { NR = R, NC = C, NG = (C + 3) / 4, CG = C < 4 ? C : 4 }; /* NG groups of CG columns */     \
+        _Static_assert(C <= 4 || C % 4 == 0, "four lanes per column");                                  \
+        __m512 acc[R][NG];                                                                               \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int g = 0; g < NG; g++) acc[r][g] = _mm512_setzero_ps(); \
         const __m512i m4z = _mm512_set1_epi8(0x0f), m30z = _mm512_set1_epi8(0x30);                       \
         const __m512i sh12 =                                                                             \
             _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(4)), _mm256_set1_epi16(2), 1);   \
@@ -262,16 +263,19 @@ static inline float kq_hsum512(__m512 v) {
             UNROLL for (int r = 0; r < R; r++) w[r] = (const block_q6_K *)(wb + (size_t)r * ldw) + i;    \
             KQ_PREFETCH(block_q6_K)                                                                      \
             const block_q8k *a[C];                                                                       \
-            __m512 dac[C];                                                                               \
+            __m512 da[NG]; /* lane 4x + c: da of column 4g + c */                                        \
+            UNROLL for (int g = 0; g < NG; g++) da[g] = _mm512_setzero_ps();                             \
             UNROLL for (int c = 0; c < C; c++) {                                                         \
                 a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;                                    \
-                dac[c] = _mm512_set1_ps(a[c]->d);                                                        \
+                da[c / 4] = _mm512_mask_broadcastss_ps(da[c / 4], (__mmask16)(0x1111u << (c % 4)),       \
+                                                       _mm_set_ss(a[c]->d));                             \
             }                                                                                            \
             UNROLL for (int r = 0; r < R; r++) {                                                         \
                 const block_q6_K *wr = w[r];                                                             \
                 const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wr->scales));   \
                 const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc, 5));  \
-                __m512i zs[C];                                                                           \
+                __m512i zs[NG * 4];                                                                      \
+                UNROLL for (int c = 0; c < NG * 4; c++) zs[c] = _mm512_setzero_si512();                  \
                 UNROLL for (int c = 0; c < C; c++)                                                       \
                     zs[c] = _mm512_zextsi256_si512(                                                      \
                         _mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)a[c]->bsums)));       \
@@ -293,12 +297,18 @@ static inline float kq_hsum512(__m512 v) {
                     }                                                                                    \
                 }                                                                                        \
                 const __m512 dr = _mm512_set1_ps(h2f(wr->d));                                            \
-                UNROLL for (int c = 0; c < C; c++)                                                       \
-                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(zs[c]), _mm512_mul_ps(dr, dac[c]), acc[r][c]); \
+                UNROLL for (int g = 0; g < NG; g++)                                                      \
+                    acc[r][g] = _mm512_fmadd_ps(                                                         \
+                        _mm512_cvtepi32_ps(kq_sum4(CG, zs[4 * g], zs[4 * g + 1], zs[4 * g + 2], zs[4 * g + 3])), \
+                        _mm512_mul_ps(dr, da[g]), acc[r][g]);                                            \
             }                                                                                            \
         }                                                                                                \
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)                            \
-            y[(size_t)c * ldy + (size_t)r] = kq_hsum512(acc[r][c]);                                      \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int g = 0; g < NG; g++) {                         \
+            float v[16];                                                                                 \
+            _mm512_storeu_ps(v, acc[r][g]);                                                              \
+            UNROLL for (int c = 0; c < CG; c++)                                                          \
+                y[(size_t)(4 * g + c) * ldy + (size_t)r] = (v[c] + v[4 + c]) + (v[8 + c] + v[12 + c]);  \
+        }                                                                                                \
     }
 
 #else /* 256-bit tiles (the avx2 table) */
@@ -484,15 +494,19 @@ KQ_DEF_Q4(1, 8)
 KQ_DEF_Q4(KQ_RB_Q4, 8)
 KQ_DEF_Q5(1, 8)
 KQ_DEF_Q5(KQ_RB_Q5, 8)
+KQ_DEF_Q6(1, 8)
+KQ_DEF_Q6(KQ_RB_Q6, 8)
 #define KQ_C8(T, R) KQ_TILE_FN(T, R, 8)
 #define KQ_CMAX_q4_K 8
 #define KQ_CMAX_q5_K 8
+#define KQ_CMAX_q6_K 8
 #else
 #define KQ_C8(T, R) 0
 #define KQ_CMAX_q4_K 4
 #define KQ_CMAX_q5_K 4
-#endif
 #define KQ_CMAX_q6_K 4
+#endif
+
 
 #define KQ_TILE_FN(T, R, C) KQ_TILE_FN_(T, R, C) /* R, C expanded first */
 #define KQ_TILE_FN_(T, R, C) tile_##T##_##R##x##C
@@ -524,7 +538,6 @@ KQ_DEF_Q5(KQ_RB_Q5, 8)
         return y;                                                                                        \
     }
 
-#define KQ_NO_C8(T, R) 0
 KQ_GEMM(q4_K, KQ_RB_Q4, KQ_C8)
 KQ_GEMM(q5_K, KQ_RB_Q5, KQ_C8)
-KQ_GEMM(q6_K, KQ_RB_Q6, KQ_NO_C8)
+KQ_GEMM(q6_K, KQ_RB_Q6, KQ_C8)
