@@ -18,9 +18,10 @@
  * three. Each int32 lane then holds exactly the integer the AVX2 sequence gives (the sum
  * of the same 4 products; vpmaddubsw never saturates here: every operand pair is at most
  * 2 x 31 x 128 or, with the sign trick, 2 x 128 x 127 < 2^15), and the float part is
- * unchanged, so the VNNI table is bit-identical to the avx2 and avx512 tables. The one
- * exception is q4_0P, for which the VNNI table uses the native 512-bit tiles of
- * tiles_avx512.h (same integers, float sums in another order). */
+ * unchanged, so the VNNI table is bit-identical to the avx2 and avx512 tables. The
+ * exceptions are the native 512-bit tiles: q4_0P in the VNNI table (tiles_avx512.h) and
+ * the k-quants in both AVX-512 tables (kquant_x86.h): same integers, float sums in
+ * another order. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>

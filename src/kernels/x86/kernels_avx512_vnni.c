@@ -7,7 +7,9 @@
  * integer lanes are the same as with the AVX2 sequence and the float part is unchanged,
  * so the results are bit-identical with the avx2 and avx512 tables - except q4_0P, which
  * here has native 512-bit tiles (tiles_avx512.h, included by kernels_avx2.c under
- * AVX512F + VNNI): exact integers as well, but the float sums in another order.
+ * AVX512F + VNNI): exact integers as well, but the float sums in another order; and the
+ * k-quants, whose 512-bit tiles (kquant_x86.h, vpdpwssd here) equal the avx512 table's bit
+ * for bit but not avx2's.
  * dispatch.c picks this table only when cpuid reports AVX512_VNNI as well as what the avx512 table needs;
  * the plain avx512 table stays for AVX-512 CPUs without VNNI (Skylake-SP). */
 #define SOV_AVX2_TABLE sov_kernels_avx512_vnni

@@ -110,8 +110,9 @@ static inline __m256i kq_bit4(__m256i hb, int b) {
  * The product (r, c) is the sum of acc[r]'s lanes c, 4 + c, 8 + c, 12 + c, plus accm's
  * lane 4r + c. Against the per-(r, c) float steps of the 256-bit form this takes 24 of
  * the ~60 conversions and multiplies per 4 x 4 super-block off the multiply port and
- * frees 12 registers: bench_kernels q4_K batch 96 -> 134 GFLOP/s on a Xeon (Sapphire
- * Rapids class), pp512 of the 1.1B q4_K model 37 -> 45 tokens/s at one thread.
+ * frees the registers for 8-column tiles. bench_kernels, batch of 8, on a Xeon (Sapphire
+ * Rapids class): q4_K 95 -> 134 GFLOP/s with 4-column tiles, 155 with 8; pp512 of the 1.1B
+ * q4_K model 37 -> 57-61 tokens/s at one thread.
  * q6_K: the -32 offset starts the integer accumulator (low 8 lanes); one float step per
  * (r, c) on 16 lanes: acc[r][c] += float(S) * (d_r da_c).
  * Each (r, c) goes through the same instructions in every tile shape (C = 1 and 2 reach
@@ -457,12 +458,12 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
     }
 #endif /* KQ_Z */
 
-/* Tile shapes (measured on Zen 4; the matmul op passes 16 rows x 4 tokens at a time):
- * prompts: 4 rows x 4 columns for q4_K and q6_K with 512-bit vectors (2 x 4 ~8% slower,
- * q5_K's 4 x 4 spills: 2 x 4), 2 x 4 with AVX2 (4 x 2, 4 x 4 and 2 x 2 slower); 2- and
- * 1-column tiles for the leftover tokens. One token (decode): 4 rows x 1 column, four
- * weight streams in flight (2 x 1 was ~35% slower, 8 x 1 no faster). Leftover rows by
- * the 1-row tiles. */
+/* Tile shapes (the matmul op passes 16 rows x 8 tokens at a time). 512-bit: 4 rows x 8, 4 and
+ * 2 columns for all three types (measured on a Xeon: 8 columns q4_K 134 -> 155 GFLOP/s,
+ * q6_K 126 -> 153 at a batch of 8; q5_K's 4 x 4 spilled in the per-pair form but fits
+ * now). AVX2: 2 x 4 (4 x 2, 4 x 4 and 2 x 2 slower on Zen 4), 2- and 1-column tiles for
+ * the leftover tokens. One token (decode): 4 rows x 1 column, four weight streams in
+ * flight (2 x 1 was ~35% slower, 8 x 1 no faster). Leftover rows by the 1-row tiles. */
 #if KQ_Z
 #define KQ_RB_Q4 4 /* rows of the 2- and 4-column tiles, per type */
 #define KQ_RB_Q5 4
