@@ -59,13 +59,22 @@ typedef struct sov_kernels {
     /* in place: x = exp(x - max) / sum; returns nothing, n >= 1 */
     void (*softmax)(float *x, int64_t n);
 
-    /* attention over a block of cached positions (K, V: n rows of d values each):
-     *   scores[j] = scale * (q . K[j])          for j < n
-     *   out      += sum_j p[j] * V[j]                                              */
-    void (*attn_scores_f16)(float *scores, const float *q, const sov_half *K, int n, int d, float scale);
-    void (*attn_scores_f32)(float *scores, const float *q, const float *K, int n, int d, float scale);
-    void (*attn_values_f16)(float *out, const float *p, const sov_half *V, int n, int d);
-    void (*attn_values_f32)(float *out, const float *p, const float *V, int n, int d);
+    /* attention over one block of cached positions (n <= bs of them, head dim d) for the
+     * nq query heads that share it (grouped-query attention), so each K and V value is
+     * loaded and widened once for all of them. K is stored transposed in the block
+     * (kv.h): K[i * bs + j] is dimension i of position j, so a vector holds one
+     * dimension of consecutive positions and no horizontal sums are needed; V is stored
+     * by position: V[j * d + i]. For h < nq:
+     *   scores[h * ldsc + j] = scale * sum_i q[h * d + i] K[i * bs + j]     (j < n)
+     *   out[h * d + i]      += sum_{j < n} p[h * ldp + j] V[j * d + i]      (i < d)
+     * Kernels may read K for positions n..bs-1 of the block (always inside the block)
+     * but write only scores j < n. */
+    void (*attn_scores_f16)(float *scores, size_t ldsc, const float *q, int nq, const sov_half *K, int n, int bs,
+                            int d, float scale);
+    void (*attn_scores_f32)(float *scores, size_t ldsc, const float *q, int nq, const float *K, int n, int bs,
+                            int d, float scale);
+    void (*attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d);
+    void (*attn_values_f32)(float *out, const float *p, size_t ldp, int nq, const float *V, int n, int d);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

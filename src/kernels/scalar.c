@@ -67,17 +67,31 @@ static void softmax(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-static void attn_scores_f16(float *sc, const float *q, const sov_half *K, int n, int d, float scale) {
-    for (int j = 0; j < n; j++) sc[j] = scale * dot_f16(K + (size_t)j * d, q, d);
+static void attn_scores_f16(float *sc, size_t ldsc, const float *q, int nq, const sov_half *K, int n, int bs, int d,
+                            float scale) {
+    for (int h = 0; h < nq; h++)
+        for (int j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int i = 0; i < d; i++) s += q[(size_t)h * d + i] * sov_half_to_f32(K[(size_t)i * bs + j]);
+            sc[(size_t)h * ldsc + j] = scale * s;
+        }
 }
-static void attn_scores_f32(float *sc, const float *q, const float *K, int n, int d, float scale) {
-    for (int j = 0; j < n; j++) sc[j] = scale * dot_f32(K + (size_t)j * d, q, d);
+static void attn_scores_f32(float *sc, size_t ldsc, const float *q, int nq, const float *K, int n, int bs, int d,
+                            float scale) {
+    for (int h = 0; h < nq; h++)
+        for (int j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int i = 0; i < d; i++) s += q[(size_t)h * d + i] * K[(size_t)i * bs + j];
+            sc[(size_t)h * ldsc + j] = scale * s;
+        }
 }
-static void attn_values_f16(float *out, const float *p, const sov_half *V, int n, int d) {
-    for (int j = 0; j < n; j++) axpy_f16(out, p[j], V + (size_t)j * d, d);
+static void attn_values_f16(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d) {
+    for (int h = 0; h < nq; h++)
+        for (int j = 0; j < n; j++) axpy_f16(out + (size_t)h * d, p[(size_t)h * ldp + j], V + (size_t)j * d, d);
 }
-static void attn_values_f32(float *out, const float *p, const float *V, int n, int d) {
-    for (int j = 0; j < n; j++) axpy_f32(out, p[j], V + (size_t)j * d, d);
+static void attn_values_f32(float *out, const float *p, size_t ldp, int nq, const float *V, int n, int d) {
+    for (int h = 0; h < nq; h++)
+        for (int j = 0; j < n; j++) axpy_f32(out + (size_t)h * d, p[(size_t)h * ldp + j], V + (size_t)j * d, d);
 }
 
 static float vec_dot_f32(int64_t n, const void *w, const void *a) { return dot_f32(w, a, n); }

@@ -3,9 +3,14 @@
  * The cache holds, for every layer, the keys and values of cached positions. Storage is
  * a pool of n_blocks blocks; a block holds block_size consecutive positions of one
  * sequence for all layers and KV heads, laid out
- *     block -> layer -> kv head -> slot (position within the block) -> head_dim values
- * so that one head's keys for a block are contiguous (the attention inner loop) and one
- * block is one contiguous region (allocated lazily by the OS, cheap to zero).
+ *     values: block -> layer -> kv head -> slot (position within the block) -> head_dim
+ *     keys:   block -> layer -> kv head -> head_dim -> slot   (transposed: dimension i of
+ *             slot j at i * block_size + j)
+ * so that one head's keys and values for a block are contiguous, keys hold one dimension
+ * of consecutive positions per vector (the attention kernels need no horizontal sums, see
+ * kernels.h), and one block is one contiguous region (allocated lazily by the OS, cheap
+ * to zero). Nothing outside the store (ops.c) and the attention kernels depends on the
+ * order within a head's slots: blocks are copied whole.
  *
  * A sequence owns a block table: blocks[i] holds its positions [i*bs, (i+1)*bs).
  * Blocks are reference counted so that sequences can share a common prefix (the server's

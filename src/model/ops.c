@@ -155,13 +155,17 @@ void op_kv_store(const op_thread *t, int layer, const float *k, const float *v, 
         const int tok = (int)(r / Hkv), g = (int)(r % Hkv);
         const int32_t pos = c->tok_pos[tok];
         const int32_t blk = c->tok_blocks[tok][pos / bs];
-        const size_t off = (size_t)(pos % bs) * (size_t)D;
+        const int j = pos % bs;
+        const size_t off = (size_t)j * (size_t)D;
         const float *ks = k + r * D, *vs = v + r * D;
+        /* V by position; K transposed (dimension i of position j at i * bs + j, kv.h) */
         if (kv->type == SOV_KV_F16) {
-            c->k->f32_to_f16((sov_half *)kv_k(kv, layer, blk, g) + off, ks, D);
+            sov_half *kt = (sov_half *)kv_k(kv, layer, blk, g) + j;
+            for (int i = 0; i < D; i++) kt[(size_t)i * bs] = sov_f32_to_half(ks[i]); /* = f32_to_f16 */
             c->k->f32_to_f16((sov_half *)kv_v(kv, layer, blk, g) + off, vs, D);
         } else {
-            memcpy((float *)kv_k(kv, layer, blk, g) + off, ks, (size_t)D * sizeof(float));
+            float *kt = (float *)kv_k(kv, layer, blk, g) + j;
+            for (int i = 0; i < D; i++) kt[(size_t)i * bs] = ks[i];
             memcpy((float *)kv_v(kv, layer, blk, g) + off, vs, (size_t)D * sizeof(float));
         }
     }
@@ -190,12 +194,8 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
         for (int32_t j0 = 0, bi = 0; j0 < n; j0 += bs, bi++) {
             const int nj = SOV_MIN(bs, n - j0);
             const void *kb = kv_k(kv, layer, blocks[bi], g);
-            for (int h = 0; h < rep; h++) {
-                float *sc = scores + (size_t)h * ldsc + j0;
-                const float *qh = qg + (size_t)h * D;
-                if (f16) k->attn_scores_f16(sc, qh, kb, nj, D, scale);
-                else k->attn_scores_f32(sc, qh, kb, nj, D, scale);
-            }
+            if (f16) k->attn_scores_f16(scores + j0, ldsc, qg, rep, kb, nj, bs, D, scale);
+            else k->attn_scores_f32(scores + j0, ldsc, qg, rep, kb, nj, bs, D, scale);
         }
         for (int h = 0; h < rep; h++) k->softmax(scores + (size_t)h * ldsc, n);
         /* out_h = sum_j p[h][j] v_j */
@@ -204,12 +204,8 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
         for (int32_t j0 = 0, bi = 0; j0 < n; j0 += bs, bi++) {
             const int nj = SOV_MIN(bs, n - j0);
             const void *vb = kv_v(kv, layer, blocks[bi], g);
-            for (int h = 0; h < rep; h++) {
-                const float *p = scores + (size_t)h * ldsc + j0;
-                float *oh = og + (size_t)h * D;
-                if (f16) k->attn_values_f16(oh, p, vb, nj, D);
-                else k->attn_values_f32(oh, p, vb, nj, D);
-            }
+            if (f16) k->attn_values_f16(og, scores + j0, ldsc, rep, vb, nj, D);
+            else k->attn_values_f32(og, scores + j0, ldsc, rep, vb, nj, D);
         }
     }
     barrier(t);

@@ -33,6 +33,8 @@
  *     silu_mul, add and scale (exactly the float operation), dot_f32 / dot_f16 (as the
  *     dots), axpy_f32 / f16, f32_to_f16 (bit-identical incl. subnormals, ties, overflow,
  *     inf, NaN), softmax (incl. -inf and n = 1).
+ *   attention over a KV block (scores against transposed keys, values) for several query
+ *     heads at once, f16 and f32, odd shapes and partial blocks, against double.
  * No files are read, so the same test runs cross-compiled under qemu-aarch64. */
 #include "test.h"
 
@@ -696,6 +698,90 @@ static void scalar_reference_is_exact_on_known_values(void) {
     free(a);
 }
 
+/* ---- attention over a block ---- */
+
+/* attn_scores / attn_values of one KV block for nq query heads, f16 and f32, against a
+ * double reference over the exact inputs: shapes with the usual head counts and sizes and
+ * odd ones (block sizes not a multiple of any vector width, head dims not a multiple of
+ * 8, nq that leaves a remainder after groups of 8 and 4, partial blocks n < bs). Scores
+ * past n are never written (sentinels), stale keys in slots n..bs-1 (huge values here)
+ * never reach a result. Tolerance: the bound of a float sum of m terms in any order,
+ * (m + 2) 2^-24 sum |term| (m - 1 additions, the product's and the scale's rounding); a
+ * wrong or missing term moves the result by about that term, far more. */
+static void check_attention(const sov_kernels *k) {
+    static const int shapes[][2] = {{16, 64}, {16, 128}, {32, 64}, {8, 64}, {16, 80}, {12, 64}, {16, 20}, {5, 8}};
+    static const int heads[] = {1, 3, 4, 5, 8, 9, 12};
+    int bad = 0, cases = 0;
+    for (size_t si = 0; si < SOV_ARRAY_LEN_T(shapes); si++)
+        for (size_t hi = 0; hi < SOV_ARRAY_LEN_T(heads); hi++)
+            for (int f16 = 0; f16 < 2; f16++) {
+                const int bs = shapes[si][0], d = shapes[si][1], nq = heads[hi];
+                const int n = 1 + (int)rnd((uint64_t)bs);
+                const size_t ldsc = (size_t)bs + 3;
+                float *q = malloc((size_t)nq * d * sizeof *q), *kf = malloc((size_t)bs * d * sizeof *kf);
+                float *vf = malloc((size_t)bs * d * sizeof *vf), *sc = malloc((size_t)nq * ldsc * sizeof *sc);
+                float *out = malloc((size_t)nq * d * sizeof *out), *out0 = malloc((size_t)nq * d * sizeof *out0);
+                sov_half *kh = malloc((size_t)bs * d * sizeof *kh), *vh = malloc((size_t)bs * d * sizeof *vh);
+                fill(q, (int64_t)nq * d, 1.0f);
+                for (int i = 0; i < bs * d; i++) {
+                    /* transposed keys: dimension i / bs of slot i % bs; stale slots huge */
+                    const bool stale = i % bs >= n;
+                    kh[i] = sov_f32_to_half(stale ? 6.0e4f : test_rng_float(&rng) * 2.0f);
+                    vh[i] = sov_f32_to_half(test_rng_float(&rng) * 2.0f);
+                    kf[i] = stale ? 3.0e38f : sov_half_to_f32(kh[i]);
+                    vf[i] = sov_half_to_f32(vh[i]);
+                }
+                for (size_t i = 0; i < (size_t)nq * ldsc; i++) sc[i] = -7.0f;
+                const float scale = 0.125f;
+                if (f16) k->attn_scores_f16(sc, ldsc, q, nq, kh, n, bs, d, scale);
+                else k->attn_scores_f32(sc, ldsc, q, nq, kf, n, bs, d, scale);
+                for (int h = 0; h < nq; h++)
+                    for (int j = 0; j < (int)ldsc; j++) {
+                        const float got = sc[(size_t)h * ldsc + j];
+                        if (j >= n) {
+                            if (got != -7.0f && bad++ < 3)
+                                fprintf(stderr, "%s attn_scores_%s bs=%d d=%d nq=%d n=%d: score %d,%d written\n", k->isa,
+                                        f16 ? "f16" : "f32", bs, d, nq, n, h, j);
+                            continue;
+                        }
+                        double want = 0, mag = 0;
+                        for (int i = 0; i < d; i++) {
+                            const double t = (double)q[(size_t)h * d + i] * kf[(size_t)i * bs + j];
+                            want += t;
+                            mag += fabs(t);
+                        }
+                        want *= scale;
+                        if (!(fabs(got - want) <= (d + 2) * 0x1p-24 * mag * scale + 1e-30) && bad++ < 3)
+                            fprintf(stderr, "%s attn_scores_%s bs=%d d=%d nq=%d n=%d [%d,%d]: %.9g, want %.9g\n", k->isa,
+                                    f16 ? "f16" : "f32", bs, d, nq, n, h, j, (double)got, want);
+                    }
+                /* values: the probabilities are the scores' row, any floats will do */
+                fill(out0, (int64_t)nq * d, 1.0f);
+                memcpy(out, out0, (size_t)nq * d * sizeof *out);
+                for (int h = 0; h < nq; h++)
+                    for (int j = 0; j < n; j++) sc[(size_t)h * ldsc + j] = test_rng_float(&rng);
+                if (f16) k->attn_values_f16(out, sc, ldsc, nq, vh, n, d);
+                else k->attn_values_f32(out, sc, ldsc, nq, vf, n, d);
+                for (int h = 0; h < nq; h++)
+                    for (int i = 0; i < d; i++) {
+                        double want = out0[(size_t)h * d + i], mag = fabs(want);
+                        for (int j = 0; j < n; j++) {
+                            const double t = (double)sc[(size_t)h * ldsc + j] * vf[(size_t)j * d + i];
+                            want += t;
+                            mag += fabs(t);
+                        }
+                        const float got = out[(size_t)h * d + i];
+                        if (!(fabs(got - want) <= (n + 3) * 0x1p-24 * mag + 1e-30) && bad++ < 3)
+                            fprintf(stderr, "%s attn_values_%s d=%d nq=%d n=%d [%d,%d]: %.9g, want %.9g\n", k->isa,
+                                    f16 ? "f16" : "f32", d, nq, n, h, i, (double)got, want);
+                    }
+                cases++;
+                free(q), free(kf), free(vf), free(sc), free(out), free(out0), free(kh), free(vh);
+            }
+    CHECK_MSG(bad == 0, "%s attention: %d results wrong", k->isa, bad);
+    if (bad == 0) fprintf(stderr, "  %-12s attention: %d block shapes within the float-sum bound of the double reference\n", k->isa, cases);
+}
+
 int main(void) {
     RUN(scalar_reference_is_exact_on_known_values);
     int tested = 0;
@@ -714,6 +800,7 @@ int main(void) {
         check_gemm(k, types, nt);
         check_same_as_base(k, types, nt);
         check_float_ops(k);
+        check_attention(k);
         fprintf(stderr, "%s %s\n", test_failures_ == before ? "ok  " : "FAIL", k->isa);
         tested++;
     }

@@ -451,17 +451,42 @@ static void NAME(softmax)(float *x, int64_t n) {
     NAME(scale)(x, (float)(1.0 / sum), n);
 }
 
-static void NAME(attn_scores_f16)(float *sc, const float *q, const sov_half *K, int n, int d, float scale) {
-    for (int j = 0; j < n; j++) sc[j] = scale * NAME(dot_f16)(K + (size_t)j * d, q, d);
+/* scores: 4 consecutive positions per vector (K is stored transposed), one head at a time */
+#define NEON_ATTN_SCORES(T, LOADK)                                                                \
+    static void NAME(attn_scores_##T)(float *sc, size_t ldsc, const float *q, int nq, const T##_elt *K, int n, \
+                                      int bs, int d, float scale) {                               \
+        for (int h = 0; h < nq; h++) {                                                            \
+            const float *qh = q + (size_t)h * d;                                                  \
+            float *s = sc + (size_t)h * ldsc;                                                     \
+            int j = 0;                                                                            \
+            for (; j + 4 <= n || (j < n && bs % 4 == 0); j += 4) {                                \
+                float32x4_t acc = vdupq_n_f32(0.0f);                                              \
+                for (int i = 0; i < d; i++) acc = vfmaq_n_f32(acc, LOADK(K + (size_t)i * bs + j), qh[i]); \
+                float r[4];                                                                       \
+                vst1q_f32(r, vmulq_n_f32(acc, scale));                                            \
+                for (int k = 0; k < 4 && j + k < n; k++) s[j + k] = r[k];                         \
+            }                                                                                     \
+            for (; j < n; j++) {                                                                  \
+                float a = 0.0f;                                                                   \
+                for (int i = 0; i < d; i++) a += qh[i] * ELT_##T(K[(size_t)i * bs + j]);         \
+                s[j] = scale * a;                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    }
+typedef sov_half f16_elt;
+typedef float f32_elt;
+#define ELT_f16(x) h2f(x)
+#define ELT_f32(x) (x)
+NEON_ATTN_SCORES(f16, load_f16)
+NEON_ATTN_SCORES(f32, vld1q_f32)
+
+static void NAME(attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d) {
+    for (int h = 0; h < nq; h++)
+        for (int j = 0; j < n; j++) NAME(axpy_f16)(out + (size_t)h * d, p[(size_t)h * ldp + j], V + (size_t)j * d, d);
 }
-static void NAME(attn_scores_f32)(float *sc, const float *q, const float *K, int n, int d, float scale) {
-    for (int j = 0; j < n; j++) sc[j] = scale * NAME(dot_f32)(K + (size_t)j * d, q, d);
-}
-static void NAME(attn_values_f16)(float *out, const float *p, const sov_half *V, int n, int d) {
-    for (int j = 0; j < n; j++) NAME(axpy_f16)(out, p[j], V + (size_t)j * d, d);
-}
-static void NAME(attn_values_f32)(float *out, const float *p, const float *V, int n, int d) {
-    for (int j = 0; j < n; j++) NAME(axpy_f32)(out, p[j], V + (size_t)j * d, d);
+static void NAME(attn_values_f32)(float *out, const float *p, size_t ldp, int nq, const float *V, int n, int d) {
+    for (int h = 0; h < nq; h++)
+        for (int j = 0; j < n; j++) NAME(axpy_f32)(out + (size_t)h * d, p[(size_t)h * ldp + j], V + (size_t)j * d, d);
 }
 
 #define NEON_TABLE(isa_name)                                                                      \

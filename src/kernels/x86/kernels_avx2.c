@@ -779,80 +779,172 @@ static void softmax(float *x, int64_t n) {
     scale(x, (float)(1.0 / sum), n);
 }
 
-/* ---- attention over a block of cached positions ---- */
+/* ---- attention over a block of cached positions ----
+ *
+ * K is stored transposed in each block (K[i * bs + j]: dimension i of position j), so a
+ * vector holds one dimension of 8 (16 with AVX-512) consecutive positions: the scores of
+ * NH query heads for those positions are NH accumulators, each the sum over i of
+ * q_h[i] x K[i][j..], with each K vector widened once for all NH heads and no horizontal
+ * sums. Values: NH heads x one strip of 8 (16) output dimensions, each V vector widened
+ * once for all NH heads. NH = 8, 4, 2, 1 as the group's head count decomposes. */
 
-/* the 8 horizontal sums of v[0..7] as one vector (lane j = sum of v[j]) */
-static inline __m256 hsum8(const __m256 v[8]) {
-    const __m256 a = _mm256_hadd_ps(v[0], v[1]), b = _mm256_hadd_ps(v[2], v[3]);
-    const __m256 c = _mm256_hadd_ps(v[4], v[5]), d = _mm256_hadd_ps(v[6], v[7]);
-    const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
-    /* ab: [s0 s1 s2 s3 | s0' s1' s2' s3'] (low/high halves of the rows), cd likewise */
-    const __m256 lo = _mm256_permute2f128_ps(ab, cd, 0x20), hi = _mm256_permute2f128_ps(ab, cd, 0x31);
-    return _mm256_add_ps(lo, hi);
-}
+static inline __m256 ld8_f16(const sov_half *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static inline __m256 ld8_f32(const float *p) { return _mm256_loadu_ps(p); }
+#ifdef __AVX512F__
+static inline __m512 ld16_f16(const sov_half *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static inline __m512 ld16_f32(const float *p) { return _mm512_loadu_ps(p); }
+#endif
 
-static void attn_scores_f16(float *sc, const float *q, const sov_half *K, int n, int d, float scale) {
-    int j = 0;
-    if (d % 8 == 0) {
-        const __m256 vs = _mm256_set1_ps(scale);
-        for (; j + 8 <= n; j += 8) {
-            __m256 acc[8];
-            for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
-            for (int k = 0; k < d; k += 8) {
-                const __m256 qv = _mm256_loadu_ps(q + k);
-                for (int r = 0; r < 8; r++)
-                    acc[r] = _mm256_fmadd_ps(
-                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(K + (size_t)(j + r) * d + k))), qv, acc[r]);
-            }
-            _mm256_storeu_ps(sc + j, _mm256_mul_ps(hsum8(acc), vs));
-        }
-    }
-    for (; j < n; j++) sc[j] = scale * dot_f16_avx2(K + (size_t)j * d, q, d);
-}
-
-static void attn_scores_f32(float *sc, const float *q, const float *K, int n, int d, float scale) {
-    int j = 0;
-    if (d % 8 == 0) {
-        const __m256 vs = _mm256_set1_ps(scale);
-        for (; j + 8 <= n; j += 8) {
-            __m256 acc[8];
-            for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
-            for (int k = 0; k < d; k += 8) {
-                const __m256 qv = _mm256_loadu_ps(q + k);
-                for (int r = 0; r < 8; r++)
-                    acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(K + (size_t)(j + r) * d + k), qv, acc[r]);
-            }
-            _mm256_storeu_ps(sc + j, _mm256_mul_ps(hsum8(acc), vs));
-        }
-    }
-    for (; j < n; j++) sc[j] = scale * dot_f32_avx2(K + (size_t)j * d, q, d);
-}
-
-static void attn_values_f16(float *out, const float *p, const sov_half *V, int n, int d) {
-    if (d % 8 != 0 || d > 256) {
-        for (int j = 0; j < n; j++) axpy_f16(out, p[j], V + (size_t)j * d, d);
+/* the first m (<= 8) lanes of v to y */
+static inline void store_first8(float *y, __m256 v, int m) {
+    if (m >= 8) {
+        _mm256_storeu_ps(y, v);
         return;
     }
-    for (int k = 0; k < d; k += 8) { /* one 8-column strip of the output at a time */
-        __m256 acc = _mm256_loadu_ps(out + k);
-        for (int j = 0; j < n; j++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]),
-                                  _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(V + (size_t)j * d + k))), acc);
-        _mm256_storeu_ps(out + k, acc);
-    }
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    memcpy(y, t, (size_t)m * sizeof(float));
 }
 
-static void attn_values_f32(float *out, const float *p, const float *V, int n, int d) {
-    if (d % 8 != 0) {
-        for (int j = 0; j < n; j++) axpy_f32(out, p[j], V + (size_t)j * d, d);
-        return;
+#define ATTN_SCORES_TILE8(T, ET, NH)                                                                     \
+    static inline void attn_sc8_##T##_##NH(float *sc, size_t ldsc, const float *q, const ET *K, int j, int m,   \
+                                           int bs, int d, float scale) {                                 \
+        __m256 acc[NH];                                                                                  \
+        UNROLL for (int h = 0; h < NH; h++) acc[h] = _mm256_setzero_ps();                                \
+        for (int i = 0; i < d; i++) {                                                                    \
+            const __m256 kv = ld8_##T(K + (size_t)i * bs + j);                                           \
+            UNROLL for (int h = 0; h < NH; h++)                                                          \
+                acc[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(q + (size_t)h * d + i), kv, acc[h]);        \
+        }                                                                                                \
+        UNROLL for (int h = 0; h < NH; h++)                                                              \
+            store_first8(sc + (size_t)h * ldsc + j, _mm256_mul_ps(acc[h], _mm256_set1_ps(scale)), m);     \
     }
-    for (int k = 0; k < d; k += 8) {
-        __m256 acc = _mm256_loadu_ps(out + k);
-        for (int j = 0; j < n; j++) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + (size_t)j * d + k), acc);
-        _mm256_storeu_ps(out + k, acc);
+
+#ifdef __AVX512F__
+#define ATTN_SCORES_TILE16(T, ET, NH)                                                                    \
+    static inline void attn_sc16_##T##_##NH(float *sc, size_t ldsc, const float *q, const ET *K, int j, int m,  \
+                                            int bs, int d, float scale) {                                \
+        __m512 acc[NH];                                                                                  \
+        UNROLL for (int h = 0; h < NH; h++) acc[h] = _mm512_setzero_ps();                                \
+        for (int i = 0; i < d; i++) {                                                                    \
+            const __m512 kv = ld16_##T(K + (size_t)i * bs + j);                                          \
+            UNROLL for (int h = 0; h < NH; h++)                                                          \
+                acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)h * d + i]), kv, acc[h]);              \
+        }                                                                                                \
+        const __mmask16 mk = (__mmask16)(m >= 16 ? 0xFFFFu : (1u << m) - 1);                             \
+        UNROLL for (int h = 0; h < NH; h++)                                                              \
+            _mm512_mask_storeu_ps(sc + (size_t)h * ldsc + j, mk, _mm512_mul_ps(acc[h], _mm512_set1_ps(scale))); \
     }
-}
+#define ATTN_SCORES_WIDE(T)                                                                              \
+    if (bs % 16 == 0) {                                                                                  \
+        for (int j = 0; j < n; j += 16) {                                                                \
+            int h = 0;                                                                                   \
+            for (; h + 8 <= nq; h += 8) attn_sc16_##T##_8(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+            for (; h + 4 <= nq; h += 4) attn_sc16_##T##_4(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+            for (; h < nq; h++) attn_sc16_##T##_1(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+        }                                                                                                \
+        return;                                                                                          \
+    }
+#else
+#define ATTN_SCORES_TILE16(T, ET, NH)
+#define ATTN_SCORES_WIDE(T)
+#endif
+
+#define ATTN_SCORES(T, ET)                                                                               \
+    ATTN_SCORES_TILE8(T, ET, 8)                                                                          \
+    ATTN_SCORES_TILE8(T, ET, 4)                                                                          \
+    ATTN_SCORES_TILE8(T, ET, 1)                                                                          \
+    ATTN_SCORES_TILE16(T, ET, 8)                                                                         \
+    ATTN_SCORES_TILE16(T, ET, 4)                                                                         \
+    ATTN_SCORES_TILE16(T, ET, 1)                                                                         \
+    static void attn_scores_##T(float *sc, size_t ldsc, const float *q, int nq, const ET *K, int n, int bs, int d, \
+                                float scale) {                                                           \
+        ATTN_SCORES_WIDE(T)                                                                              \
+        if (bs % 8 == 0) {                                                                               \
+            for (int j = 0; j < n; j += 8) {                                                             \
+                int h = 0;                                                                               \
+                for (; h + 8 <= nq; h += 8) attn_sc8_##T##_8(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+                for (; h + 4 <= nq; h += 4) attn_sc8_##T##_4(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+                for (; h < nq; h++) attn_sc8_##T##_1(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+            }                                                                                            \
+            return;                                                                                      \
+        }                                                                                                \
+        for (int h = 0; h < nq; h++) /* odd block sizes: plain loops */                                  \
+            for (int j = 0; j < n; j++) {                                                                \
+                float s = 0.0f;                                                                          \
+                for (int i = 0; i < d; i++) s += q[(size_t)h * d + i] * ELT_##T(K[(size_t)i * bs + j]);  \
+                sc[(size_t)h * ldsc + j] = scale * s;                                                    \
+            }                                                                                            \
+    }
+
+#define ELT_f16(x) h2f(x)
+#define ELT_f32(x) (x)
+ATTN_SCORES(f16, sov_half)
+ATTN_SCORES(f32, float)
+
+#define ATTN_VALUES_TILE8(T, ET, NH)                                                                     \
+    static inline void attn_va8_##T##_##NH(float *out, const float *p, size_t ldp, const ET *V, int n, int d, int i0) { \
+        __m256 acc[NH];                                                                                  \
+        UNROLL for (int h = 0; h < NH; h++) acc[h] = _mm256_loadu_ps(out + (size_t)h * d + i0);          \
+        for (int j = 0; j < n; j++) {                                                                    \
+            const __m256 vv = ld8_##T(V + (size_t)j * d + i0);                                           \
+            UNROLL for (int h = 0; h < NH; h++)                                                          \
+                acc[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + (size_t)h * ldp + j), vv, acc[h]);      \
+        }                                                                                                \
+        UNROLL for (int h = 0; h < NH; h++) _mm256_storeu_ps(out + (size_t)h * d + i0, acc[h]);          \
+    }
+
+#ifdef __AVX512F__
+#define ATTN_VALUES_TILE16(T, ET, NH)                                                                    \
+    static inline void attn_va16_##T##_##NH(float *out, const float *p, size_t ldp, const ET *V, int n, int d, int i0) { \
+        __m512 acc[NH];                                                                                  \
+        UNROLL for (int h = 0; h < NH; h++) acc[h] = _mm512_loadu_ps(out + (size_t)h * d + i0);          \
+        for (int j = 0; j < n; j++) {                                                                    \
+            const __m512 vv = ld16_##T(V + (size_t)j * d + i0);                                          \
+            UNROLL for (int h = 0; h < NH; h++)                                                          \
+                acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[(size_t)h * ldp + j]), vv, acc[h]);            \
+        }                                                                                                \
+        UNROLL for (int h = 0; h < NH; h++) _mm512_storeu_ps(out + (size_t)h * d + i0, acc[h]);          \
+    }
+#define ATTN_VALUES_WIDE(T)                                                                              \
+    if (d % 16 == 0) {                                                                                   \
+        for (int i0 = 0; i0 < d; i0 += 16) {                                                             \
+            int h = 0;                                                                                   \
+            for (; h + 8 <= nq; h += 8) attn_va16_##T##_8(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
+            for (; h + 4 <= nq; h += 4) attn_va16_##T##_4(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
+            for (; h < nq; h++) attn_va16_##T##_1(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
+        }                                                                                                \
+        return;                                                                                          \
+    }
+#else
+#define ATTN_VALUES_TILE16(T, ET, NH)
+#define ATTN_VALUES_WIDE(T)
+#endif
+
+#define ATTN_VALUES(T, ET)                                                                               \
+    ATTN_VALUES_TILE8(T, ET, 8)                                                                          \
+    ATTN_VALUES_TILE8(T, ET, 4)                                                                          \
+    ATTN_VALUES_TILE8(T, ET, 1)                                                                          \
+    ATTN_VALUES_TILE16(T, ET, 8)                                                                         \
+    ATTN_VALUES_TILE16(T, ET, 4)                                                                         \
+    ATTN_VALUES_TILE16(T, ET, 1)                                                                         \
+    static void attn_values_##T(float *out, const float *p, size_t ldp, int nq, const ET *V, int n, int d) { \
+        ATTN_VALUES_WIDE(T)                                                                              \
+        if (d % 8 == 0) {                                                                                \
+            for (int i0 = 0; i0 < d; i0 += 8) {                                                          \
+                int h = 0;                                                                               \
+                for (; h + 8 <= nq; h += 8) attn_va8_##T##_8(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
+                for (; h + 4 <= nq; h += 4) attn_va8_##T##_4(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
+                for (; h < nq; h++) attn_va8_##T##_1(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
+            }                                                                                            \
+            return;                                                                                      \
+        }                                                                                                \
+        for (int h = 0; h < nq; h++) /* odd head sizes: row by row */                                    \
+            for (int j = 0; j < n; j++) axpy_##T(out + (size_t)h * d, p[(size_t)h * ldp + j], V + (size_t)j * d, d); \
+    }
+
+ATTN_VALUES(f16, sov_half)
+ATTN_VALUES(f32, float)
 
 /* kernels_avx512.c and kernels_avx512_vnni.c compile this file again for AVX-512
  * machines under their own table names (SOV_AVX2_TABLE); here it is the AVX2 table. */
