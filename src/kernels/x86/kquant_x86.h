@@ -140,10 +140,16 @@ static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i
     return _mm512_add_epi32(_mm512_unpacklo_epi64(u, v), _mm512_unpackhi_epi64(u, v));
 }
 
-static inline float kq_hsum512(__m512 v) {
-    return hsum_ps(_mm256_add_ps(_mm512_castps512_ps256(v),
-                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
-}
+/* super-block i of the NC activation columns of a 512-bit tile: a[c], and da[g] with the
+ * scale of column 4g + c in lanes 4x + c (x = 0..3) */
+#define KQ_Z_COLUMNS                                                                                     \
+    const block_q8k *a[NC];                                                                              \
+    __m512 da[NG];                                                                                       \
+    UNROLL for (int g = 0; g < NG; g++) da[g] = _mm512_setzero_ps();                                     \
+    UNROLL for (int c = 0; c < NC; c++) {                                                                \
+        a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;                                            \
+        da[c / 4] = _mm512_mask_broadcastss_ps(da[c / 4], (__mmask16)(0x1111u << (c % 4)), _mm_set_ss(a[c]->d)); \
+    }
 
 #define KQ_Q5_BITSZ_0
 #define KQ_Q5_BITSZ_1                                                                                    \
@@ -172,15 +178,9 @@ static inline float kq_hsum512(__m512 v) {
             const BT *w[R];                                                                              \
             UNROLL for (int r = 0; r < R; r++) w[r] = (const BT *)(wb + (size_t)r * ldw) + i;            \
             KQ_PREFETCH(BT)                                                                              \
-            const block_q8k *a[C];                                                                       \
-            __m512 da[NG], dm = _mm512_setzero_ps(); /* lane 4x + c: da of column 4g + c; 4r + x: dmin_r */ \
+            KQ_Z_COLUMNS                                                                                 \
+            __m512 dm = _mm512_setzero_ps(); /* lane 4r + x: dmin_r */                                   \
             __m512i mins = _mm512_setzero_si512();                                                       \
-            UNROLL for (int g = 0; g < NG; g++) da[g] = _mm512_setzero_ps();                             \
-            UNROLL for (int c = 0; c < C; c++) {                                                         \
-                a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;                                    \
-                da[c / 4] = _mm512_mask_broadcastss_ps(da[c / 4], (__mmask16)(0x1111u << (c % 4)),       \
-                                                       _mm_set_ss(a[c]->d));                             \
-            }                                                                                            \
             UNROLL for (int r = 0; r < R; r++) {                                                         \
                 const BT *wr = w[r];                                                                     \
                 const __m256i sm = kq_scales_mins(wr->scales);                                           \
@@ -263,14 +263,7 @@ static inline float kq_hsum512(__m512 v) {
             const block_q6_K *w[R];                                                                      \
             UNROLL for (int r = 0; r < R; r++) w[r] = (const block_q6_K *)(wb + (size_t)r * ldw) + i;    \
             KQ_PREFETCH(block_q6_K)                                                                      \
-            const block_q8k *a[C];                                                                       \
-            __m512 da[NG]; /* lane 4x + c: da of column 4g + c */                                        \
-            UNROLL for (int g = 0; g < NG; g++) da[g] = _mm512_setzero_ps();                             \
-            UNROLL for (int c = 0; c < C; c++) {                                                         \
-                a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;                                    \
-                da[c / 4] = _mm512_mask_broadcastss_ps(da[c / 4], (__mmask16)(0x1111u << (c % 4)),       \
-                                                       _mm_set_ss(a[c]->d));                             \
-            }                                                                                            \
+            KQ_Z_COLUMNS                                                                                 \
             UNROLL for (int r = 0; r < R; r++) {                                                         \
                 const block_q6_K *wr = w[r];                                                             \
                 const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wr->scales));   \
