@@ -62,6 +62,15 @@ typedef struct hreq {
     struct hreq *prev, *next;      /* the server's list of live hreqs */
 } hreq;
 
+/* A completion's last reply while its bytes may still sit in libevent's output buffer: a
+ * shutdown waits for these so that no client loses the end of its answer. Freed when the
+ * reply has been written (the request's on-complete callback) or the connection closes. */
+typedef struct flusher {
+    server *srv;
+    struct evhttp_connection *evcon;
+    struct flusher *prev, *next;
+} flusher;
+
 struct server {
     server_params p;
     const sov_model *model;
@@ -74,6 +83,7 @@ struct server {
     int pipe_fd[2];                /* engine -> HTTP thread wake-ups */
     struct event *wake_ev, *sigterm_ev, *sigint_ev, *tick_ev;
     hreq *live;
+    flusher *flushing;
     bool shutting_down;
     double shutdown_deadline;
     bool cancelled_all;
@@ -184,7 +194,43 @@ static void on_close(struct evhttp_connection *evcon, void *arg) {
     client_gone(h);
 }
 
-/* The HTTP side is over (the reply was sent): drop the watchers. */
+static void flusher_free(flusher *f) {
+    if (f->prev) f->prev->next = f->next;
+    else f->srv->flushing = f->next;
+    if (f->next) f->next->prev = f->prev;
+    free(f);
+}
+
+static void on_flushed(struct evhttp_request *req, void *arg) {
+    flusher *f = arg;
+    (void)req;
+    evhttp_connection_set_closecb(f->evcon, NULL, NULL); /* the connection may serve another request */
+    flusher_free(f);
+}
+
+static void on_flusher_close(struct evhttp_connection *evcon, void *arg) {
+    (void)evcon;
+    flusher_free(arg);
+}
+
+/* The next reply sent on h->req is its last: stop watching for a disconnect and track the
+ * reply until its bytes are written. Call before sending; http_done() after. */
+static void last_reply(hreq *h) {
+    stop_watching(h);
+    struct evhttp_connection *evcon = h->evcon;
+    h->evcon = NULL; /* the connection's close callback belongs to the flusher now */
+    flusher *f = h->req && evcon ? calloc(1, sizeof *f) : NULL;
+    if (!f) return;
+    f->srv = h->srv;
+    f->evcon = evcon;
+    f->next = h->srv->flushing;
+    if (f->next) f->next->prev = f;
+    h->srv->flushing = f;
+    evhttp_connection_set_closecb(evcon, on_flusher_close, f);
+    evhttp_request_set_on_complete_cb(h->req, on_flushed, f);
+}
+
+/* The HTTP side is over (the last reply was sent). */
 static void http_done(hreq *h) {
     stop_watching(h);
     h->req = NULL;
@@ -217,6 +263,7 @@ static void start_stream(hreq *h) {
 static bool early_error(hreq *h, const sched_delta *d) {
     if (d->started || d->finish == SCHED_RUNNING || d->finish == SCHED_FINISH_STOP || d->finish == SCHED_FINISH_LENGTH)
         return false;
+    last_reply(h);
     if (d->finish == SCHED_FINISH_DEADLINE)
         send_error_msg(h->srv, h->req, h->route, 503, "server_error", "timeout",
                        "The request timed out before it could start: the server is busy. Try again later.");
@@ -265,9 +312,9 @@ static void stream_delta(hreq *h, const sched_delta *d) {
     evbuffer_add_printf(b, "data: [DONE]\n\n");
     evhttp_send_reply_chunk(h->req, b);
     evbuffer_drain(b, evbuffer_get_length(b));
-    stop_watching(h);
+    last_reply(h);
     evhttp_send_reply_end(h->req);
-    h->req = NULL;
+    http_done(h);
 }
 
 /* ---- whole responses ---- */
@@ -302,6 +349,7 @@ static bool keep(hreq *h, const sched_delta *d) {
 
 static void whole_delta(hreq *h, const sched_delta *d) {
     if (!keep(h, d)) {
+        last_reply(h);
         send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, "out of memory");
         http_done(h);
         sched_cancel(h->srv->sched, h->sr);
@@ -312,6 +360,7 @@ static void whole_delta(hreq *h, const sched_delta *d) {
         http_done(h);
         return;
     }
+    last_reply(h);
     if (d->finish == SCHED_FINISH_ERROR) {
         send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, d->error[0] ? d->error : "engine error");
     } else {
@@ -674,7 +723,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
         s->cancelled_all = true;
     }
     deliver(s);
-    if (!s->live && sched_active(s->sched) == 0) event_base_loopexit(s->base, NULL);
+    if (s->live || sched_active(s->sched) > 0) return;
+    /* every answer is complete; leave once their last bytes are written (a client that
+     * stopped reading holds the exit up to a little past the grace period, no longer) */
+    if (!s->flushing || sov_now_s() > s->shutdown_deadline + 1.0) event_base_loopexit(s->base, NULL);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -785,6 +837,10 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
         stop_watching(h); /* no close callback into a freed hreq when evhttp_free closes it */
         h->req = NULL;    /* libevent frees its requests with the connections */
         hreq_free(h);
+    }
+    while (s->flushing) { /* not written in time: evhttp_free closes these connections */
+        evhttp_connection_set_closecb(s->flushing->evcon, NULL, NULL);
+        flusher_free(s->flushing);
     }
     if (s->wake_ev) event_free(s->wake_ev);
     if (s->sigterm_ev) event_free(s->sigterm_ev);

@@ -180,7 +180,7 @@ def read_response(s):
         k, v = l.split(":", 1)
         headers[k.strip().lower()] = v.strip()
     if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = b""
+        parts = []  # joined once: bytes += would copy the whole body per chunk
         while True:
             rest = recv_until(s, rest, b"\r\n")
             size_line, rest = rest.split(b"\r\n", 1)
@@ -190,11 +190,11 @@ def read_response(s):
                 if not chunk:
                     raise EOFError("connection closed in a chunk")
                 rest += chunk
-            body += rest[:n]
+            parts.append(rest[:n])
             rest = rest[n + 2:]
             if n == 0:
                 break
-        return status, headers, body
+        return status, headers, b"".join(parts)
     if "content-length" in headers:
         n = int(headers["content-length"])
         while len(rest) < n:

@@ -433,6 +433,42 @@ def test_sigterm_is_graceful():
     c.close()
 
 
+def test_shutdown_writes_out_finished_answers():
+    """An answer the engine has finished but the client has not read yet (several MB still in
+    the server's buffers, beyond what the kernel socket buffers hold) is written out in full
+    before the server exits on SIGTERM."""
+    path = synthetic_model("srv_wide_vocab.gguf", "--dim", "64", "--layers", "1", "--heads", "4", "--kv-heads", "2",
+                           "--ffn", "128", "--vocab", "8192", "--ctx", "8192")
+    s = Server(path, "--shutdown-timeout", "20", "-c", "8192")
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server must buffer
+    c.settimeout(60)
+    c.connect((s.host, s.port))
+    body = json.dumps({"prompt": "Once", "max_tokens": 8000, "stream": True, "ignore_eos": True,
+                       "logprobs": 20}).encode()  # ~1 kB per token, ~8 MB in all
+    c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    t_end = time.time() + 120
+    while time.time() < t_end:
+        time.sleep(0.2)
+        m = s.metrics()
+        if m.get("sov_requests_finished_total{reason=\"length\"}", 0) >= 1:
+            break
+    check(time.time() < t_end, "the engine finished the request")
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # now read it quickly
+    try:
+        st, h, b = read_response(c)
+        text, finish, usage, ev = stream_text(b)
+        check(st == 200 and finish == "length" and ev[-1] == "[DONE]" and len(b) > 4 << 20,
+              "the whole answer (%d bytes) reached the client after SIGTERM" % len(b))
+    except (OSError, EOFError) as e:
+        check(False, "the answer was cut at shutdown: %r" % e)
+    check(s.proc.wait(30) == 0, "exit status 0")
+    s.log.close()
+    c.close()
+
+
 def read_response_after(sock, already):
     """read_response over a socket of which `already` bytes were read."""
     class Pre:
@@ -468,7 +504,7 @@ def main():
                    test_disconnect_mid_stream_frees_blocks, test_slow_client_is_served,
                    test_prompt_longer_than_context, test_huge_bodies_get_413, test_stalled_client_is_dropped,
                    test_disconnect_while_waiting_cancels, test_overload_gets_429, test_deadline_ends_request,
-                   test_sigterm_is_graceful, test_synthetic_model_chat_without_template])
+                   test_sigterm_is_graceful, test_shutdown_writes_out_finished_answers, test_synthetic_model_chat_without_template])
     finally:
         rc = srv.stop()
         check(rc == 0, "server exit status %s:\n%s" % (rc, srv.output()[-3000:]))
