@@ -402,7 +402,7 @@ def test_deadline_ends_request():
 
 
 def test_sigterm_is_graceful():
-    s = Server(slow_model(), "--shutdown-timeout", "20")
+    s = Server(slow_model(), "--shutdown-timeout", "60")  # generous: ASan on a loaded CI machine
     c = s.connect()
     body = json.dumps({"prompt": "Once", "max_tokens": 400, "stream": True, "ignore_eos": True}).encode()
     c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
@@ -439,7 +439,7 @@ def test_shutdown_writes_out_finished_answers():
     before the server exits on SIGTERM."""
     path = synthetic_model("srv_wide_vocab.gguf", "--dim", "64", "--layers", "1", "--heads", "4", "--kv-heads", "2",
                            "--ffn", "128", "--vocab", "8192", "--ctx", "8192")
-    s = Server(path, "--shutdown-timeout", "20", "-c", "8192")
+    s = Server(path, "--shutdown-timeout", "60", "-c", "8192")
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server must buffer
     c.settimeout(60)
