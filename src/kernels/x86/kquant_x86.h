@@ -6,16 +6,18 @@
  * its 6-bit scales/mins (q6_K: int8 scales) are unpacked once and used for all C
  * columns, each activation super-block prepared once for all R rows. Per product and
  * super-block everything stays in integers until one float step:
- *   q4_K/q5_K: S = sum_j sc_j (q_j . a_j) in 8 int32 lanes (vpmaddubsw, then vpmaddwd by
+ *   q4_K/q5_K: S = sum_j sc_j (q_j . a_j) in int32 lanes (vpmaddubsw, then vpmaddwd by
  *              the sub-block scale; vpdpwssd with VNNI); M = sum_j m_j bsum_j, the mins
  *              through the activation block sums (vpmaddwd);
- *              acc += (S dw - M dmin) da                     (8 float lanes)
+ *              acc += (S dw - M dmin) da
  *   q6_K:      S = sum_j sc_j (q_j . a_j) - 32 sum_j sc_j bsum_j (the -32 offset, exact
  *              in int32); acc += S (dw da)
- * and the 8 float lanes of acc are added once at the end of the row (vec_dot is the
- * 1 x 1 tile). That is the 256-bit form (the avx2 table). The 512-bit form (KQ_Z, both
- * AVX-512 tables) computes two 32-value groups per instruction and orders the float part
- * differently, to take it off the multiply port (described at its tiles below). In every
+ * and the float lanes of acc are added once at the end of the row (vec_dot is the 1 x 1
+ * tile). In the 256-bit form (the avx2 table) q6_K keeps 8 lanes per row; q4_K/q5_K
+ * take rows in pairs, 4 lanes each, so that two half sub-blocks add in int16 before the
+ * scale (described at their tile). The 512-bit form (KQ_Z, both AVX-512 tables) computes
+ * two 32-value groups per instruction and orders the float part differently, to take it
+ * off the multiply port (described at its tiles below). In every
  * table each (r, c) gets the same int32 lanes in every tile shape and runs the same float
  * instructions on its own lanes: a product never depends on its tile (gemm == vec_dot bit
  * for bit). vpdpwssd gives exactly the lanes of vpmaddwd + vpaddd (no saturation:
@@ -25,7 +27,10 @@
  * 63 x 128 x 128 + 32 x 16 x 128 x 2032 < 2^29.
  *
  * Measured on Zen 4 (bench_kernels, one thread, batch of 8): q4_K 53 -> 257 GFLOP/s,
- * q5_K 46 -> 222, q6_K 69 -> 264 (avx512_vnni); 53 -> 134, 47 -> 131, 64 -> 123 (avx2). */
+ * q5_K 46 -> 222, q6_K 69 -> 264 (avx512_vnni); 53 -> 134, 47 -> 131, 64 -> 123 (avx2,
+ * before the row pairs; on a Xeon they took avx2 q4_K 93 -> 128-130, q5_K 76-84 -> 98-100;
+ * a lone row is paired with itself, so vec_dot, the 1 x 1 tile, is ~30% slower than
+ * before: the engine multiplies through 4- to 16-row tiles and never calls it). */
 
 #if defined(__AVX512BW__) && !defined(KQ_Z)
 #define KQ_Z 1
@@ -73,15 +78,6 @@ static inline __m256i kq_scales_mins(const uint8_t *s) {
     const __m128i h = _mm_shuffle_epi8(b, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
     const __m128i hi = _mm_and_si128(_mm_srli_epi16(h, 2), _mm_set1_epi8(0x30));
     return _mm256_cvtepu8_epi16(_mm_or_si128(lo, hi));
-}
-
-/* Per activation column: the 8 sub-block sums of 32 (bsums in pairs) as int16 in the
- * high lane, zeros in the low one, so that vpmaddwd with kq_scales_mins gives
- * m_j bsum_j pairs in lanes 4-7 and zeros in lanes 0-3. */
-static inline __m256i kq_bsums32(const block_q8k *a) {
-    const __m128i s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums),
-                                     _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
-    return _mm256_inserti128_si256(_mm256_setzero_si256(), s, 1);
 }
 
 /* bit b (0..7) of each byte of hb moved to bit 4 (others cleared): q5_K's fifth bits */
@@ -306,74 +302,116 @@ static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i
     }
 
 #else /* 256-bit tiles (the avx2 table) */
-/* q4_K and q5_K (Q5 = 0 / 1): the same tile, q5_K or-ing in the fifth bits */
+/* q4_K and q5_K (Q5 = 0 / 1), rows in pairs: a vector holds 16 quants of row 2p in its low
+ * 128 bits and the same 16 of row 2p + 1 in its high 128 bits, so one vpmaddubsw against
+ * the 16 activations broadcast to both halves serves two rows; the two halves of a
+ * sub-block (quants 0-15 and 16-31) add in int16 (|sum| <= 4 x 31 x 128 < 2^15) before
+ * one vpmaddwd by [sc of row 2p x 8 | sc of row 2p + 1 x 8]. Per pair, column and
+ * sub-block that is 2 vpmaddubsw + 1 vpmaddwd instead of 2 + 2, and the float step runs
+ * once per pair: its lanes are [row 2p x 4 | row 2p + 1 x 4]. The rearrangement of the
+ * quants (vperm2i128) is per pair and serves every column. A single row is paired with
+ * itself, so each row gets the same lanes and float steps in every tile shape (gemm ==
+ * vec_dot bit for bit). */
 #define KQ_TILE_Q45(T, BT, Q5, R, C)                                                                     \
     static inline void tile_##T##_##R##x##C(int64_t nb, const char *wb, size_t ldw, const char *ab,      \
                                             size_t lda, float *y, size_t ldy) {                          \
-        enum { NR = R, NC = C }; /* the tile shape, for KQ_Q45_LOOP */                                   \
-        __m256 acc[R][C];                                                                                \
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps(); \
+        enum { NR = R, NC = C, NP = (R + 1) / 2 };                                                       \
+        const __m256i m4 = _mm256_set1_epi8(0x0f);                                                       \
+        __m256 acc[NP][C];                                                                               \
+        UNROLL for (int p = 0; p < NP; p++) UNROLL for (int c = 0; c < C; c++) acc[p][c] = _mm256_setzero_ps(); \
         for (int64_t i = 0; i < nb; i++) {                                                               \
-            const BT *w[R];                                                                              \
+            const BT *w[2 * NP]; /* a single row is its own partner */                                   \
             KQ_PREFETCH(BT)                                                                              \
+            UNROLL for (int r = 0; r < 2 * NP; r++) w[r] = (const BT *)(wb + (size_t)(r < R ? r : R - 1) * ldw) + i; \
             const block_q8k *a[C];                                                                       \
-            __m256i sm[R], sumi[R][C];                                                                   \
-            UNROLL for (int r = 0; r < R; r++) {                                                         \
-                w[r] = (const BT *)(wb + (size_t)r * ldw) + i;                                           \
-                sm[r] = kq_scales_mins(w[r]->scales);                                                    \
-            }                                                                                            \
             UNROLL for (int c = 0; c < C; c++) a[c] = (const block_q8k *)(ab + (size_t)c * lda) + i;     \
-            UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) sumi[r][c] = _mm256_setzero_si256(); \
-            KQ_Q45_LOOP(Q5)                                                                              \
+            __m256i scp[NP], mnp[NP], sumi[NP][C];                                                       \
+            UNROLL for (int p = 0; p < NP; p++) {                                                        \
+                const __m256i s0 = kq_scales_mins(w[2 * p]->scales), s1 = kq_scales_mins(w[2 * p + 1]->scales); \
+                scp[p] = _mm256_permute2x128_si256(s0, s1, 0x20); /* [sc0..7 of 2p | of 2p + 1] */       \
+                mnp[p] = _mm256_permute2x128_si256(s0, s1, 0x31); /* the mins likewise */                \
+                UNROLL for (int c = 0; c < C; c++) sumi[p][c] = _mm256_setzero_si256();                  \
+            }                                                                                            \
+            KQ_Q5_HB_##Q5                                                                                \
+            UNROLL for (int j = 0; j < 4; j++) {                                                         \
+                UNROLL for (int p = 0; p < NP; p++) {                                                    \
+                    const __m256i q0 = _mm256_loadu_si256((const __m256i *)(w[2 * p]->qs + 32 * j));     \
+                    const __m256i q1 = _mm256_loadu_si256((const __m256i *)(w[2 * p + 1]->qs + 32 * j)); \
+                    const __m256i x = _mm256_permute2x128_si256(q0, q1, 0x20); /* quants 0-15 */         \
+                    const __m256i z = _mm256_permute2x128_si256(q0, q1, 0x31); /* quants 16-31 */        \
+                    __m256i xl = _mm256_and_si256(x, m4), xh = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4); \
+                    __m256i zl = _mm256_and_si256(z, m4), zh = _mm256_and_si256(_mm256_srli_epi16(z, 4), m4); \
+                    KQ_Q5_PAIR_BITS_##Q5                                                                 \
+                    const __m256i sl = _mm256_shuffle_epi8(scp[p], kq_bcast16(2 * j));                   \
+                    const __m256i sh = _mm256_shuffle_epi8(scp[p], kq_bcast16(2 * j + 1));               \
+                    UNROLL for (int c = 0; c < NC; c++) {                                                \
+                        const __m128i *aq = (const __m128i *)(a[c]->qs + 64 * j);                        \
+                        const __m256i pl = _mm256_add_epi16(                                             \
+                            _mm256_maddubs_epi16(xl, _mm256_broadcastsi128_si256(_mm_loadu_si128(aq))),  \
+                            _mm256_maddubs_epi16(zl, _mm256_broadcastsi128_si256(_mm_loadu_si128(aq + 1)))); \
+                        const __m256i ph = _mm256_add_epi16(                                             \
+                            _mm256_maddubs_epi16(xh, _mm256_broadcastsi128_si256(_mm_loadu_si128(aq + 2))), \
+                            _mm256_maddubs_epi16(zh, _mm256_broadcastsi128_si256(_mm_loadu_si128(aq + 3)))); \
+                        sumi[p][c] = kq_dot16(kq_dot16(sumi[p][c], pl, sl), ph, sh);                     \
+                    }                                                                                    \
+                }                                                                                        \
+            }                                                                                            \
             UNROLL for (int c = 0; c < C; c++) {                                                         \
-                const __m256i bs = kq_bsums32(a[c]);                                                     \
+                const __m256i bs = kq_bsums32x2(a[c]);                                                   \
                 const __m256 da = _mm256_set1_ps(a[c]->d);                                               \
-                UNROLL for (int r = 0; r < R; r++) {                                                     \
-                    const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sm[r], bs)),  \
-                                                      _mm256_set1_ps(h2f(w[r]->dmin)));                  \
-                    const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(sumi[r][c]),                     \
-                                                      _mm256_set1_ps(h2f(w[r]->d)), mins);               \
-                    acc[r][c] = _mm256_fmadd_ps(v, da, acc[r][c]);                                       \
+                UNROLL for (int p = 0; p < NP; p++) {                                                    \
+                    const __m256 d = kq_pair_ps(w[2 * p]->d, w[2 * p + 1]->d);                           \
+                    const __m256 dmin = kq_pair_ps(w[2 * p]->dmin, w[2 * p + 1]->dmin);                  \
+                    const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mnp[p], bs)), dmin); \
+                    const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(sumi[p][c]), d, mins);           \
+                    acc[p][c] = _mm256_fmadd_ps(v, da, acc[p][c]);                                       \
                 }                                                                                        \
             }                                                                                            \
         }                                                                                                \
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)                            \
-            y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                                         \
-    }
-
-/* 256-bit form: the two sub-blocks 2j (lo) and 2j + 1 (hi) of row r against every
- * column: vpmaddubsw per sub-block (16 x int16 pair sums), then vpmaddwd by the
- * sub-block scale and vpaddd */
-#define KQ_Q45_PRODUCTS                                                                                  \
-    const __m256i s0 = _mm256_shuffle_epi8(scb[r], kq_bcast16(2 * j));                                   \
-    const __m256i s1 = _mm256_shuffle_epi8(scb[r], kq_bcast16(2 * j + 1));                               \
-    UNROLL for (int c = 0; c < NC; c++) {                                                                \
-        const __m256i al = _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * j));                     \
-        const __m256i ah = _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * j + 32));                \
-        sumi[r][c] = kq_dot16(sumi[r][c], _mm256_maddubs_epi16(lo, al), s0);                             \
-        sumi[r][c] = kq_dot16(sumi[r][c], _mm256_maddubs_epi16(hi, ah), s1);                             \
-    }
-
-#define KQ_Q45_LOOP(Q5)                                                                                  \
-    const __m256i m4 = _mm256_set1_epi8(0x0f);                                                           \
-    __m256i scb[NR]; /* sc0..sc7 in both 128-bit lanes */                                                \
-    UNROLL for (int r = 0; r < NR; r++) scb[r] = _mm256_permute2x128_si256(sm[r], sm[r], 0x00);          \
-    UNROLL for (int j = 0; j < 4; j++) {                                                                 \
-        UNROLL for (int r = 0; r < NR; r++) {                                                            \
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[r]->qs + 32 * j));                  \
-            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);    \
-            KQ_Q5_BITS_##Q5                                                                              \
-            KQ_Q45_PRODUCTS                                                                              \
+        UNROLL for (int p = 0; p < NP; p++) UNROLL for (int c = 0; c < C; c++) {                         \
+            y[(size_t)c * ldy + (size_t)(2 * p)] = kq_hsum4(_mm256_castps256_ps128(acc[p][c]));          \
+            if (2 * p + 1 < R)                                                                           \
+                y[(size_t)c * ldy + (size_t)(2 * p + 1)] = kq_hsum4(_mm256_extractf128_ps(acc[p][c], 1)); \
         }                                                                                                \
     }
 
-#define KQ_Q5_BITS_0
-#define KQ_Q5_BITS_1                                                                                     \
-    {                                                                                                    \
-        const __m256i hb = _mm256_loadu_si256((const __m256i *)w[r]->qh);                                \
-        lo = _mm256_or_si256(lo, kq_bit4(hb, 2 * j));                                                    \
-        hi = _mm256_or_si256(hi, kq_bit4(hb, 2 * j + 1));                                                \
+/* q5_K's fifth bits of the pair: bit k of qh byte i is the fifth bit of quant i of
+ * sub-block k; arranged like the quants ([row 2p | row 2p + 1], quants 0-15 / 16-31) */
+#define KQ_Q5_HB_0
+#define KQ_Q5_HB_1                                                                                       \
+    __m256i hx[NP], hz[NP];                                                                              \
+    UNROLL for (int p = 0; p < NP; p++) {                                                                \
+        const __m256i h0 = _mm256_loadu_si256((const __m256i *)w[2 * p]->qh);                            \
+        const __m256i h1 = _mm256_loadu_si256((const __m256i *)w[2 * p + 1]->qh);                        \
+        hx[p] = _mm256_permute2x128_si256(h0, h1, 0x20);                                                 \
+        hz[p] = _mm256_permute2x128_si256(h0, h1, 0x31);                                                 \
     }
+#define KQ_Q5_PAIR_BITS_0
+#define KQ_Q5_PAIR_BITS_1                                                                                \
+    xl = _mm256_or_si256(xl, kq_bit4(hx[p], 2 * j));                                                     \
+    xh = _mm256_or_si256(xh, kq_bit4(hx[p], 2 * j + 1));                                                 \
+    zl = _mm256_or_si256(zl, kq_bit4(hz[p], 2 * j));                                                     \
+    zh = _mm256_or_si256(zh, kq_bit4(hz[p], 2 * j + 1));
+
+/* The 8 sub-block sums of 32 (bsums in pairs) as int16 in both 128-bit lanes: vpmaddwd
+ * with a pair's mins [m of row 2p | m of row 2p + 1] gives each row's m_j bsum_j pairs
+ * in its half. */
+static inline __m256i kq_bsums32x2(const block_q8k *a) {
+    const __m128i s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums),
+                                     _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+    return _mm256_broadcastsi128_si256(s);
+}
+
+/* [a x 4 | b x 4] from two halves */
+static inline __m256 kq_pair_ps(uint16_t a, uint16_t b) {
+    return _mm256_setr_m128(_mm_set1_ps(h2f(a)), _mm_set1_ps(h2f(b)));
+}
+
+/* (v0 + v2) + (v1 + v3): the same order for both rows of a pair */
+static inline float kq_hsum4(__m128 v) {
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+}
 
 /* q6_K: per half h of the super-block, q1..q4 are values 128h + 32k + (0..31), sub-blocks
  * 8h + 2k (first 16) and 8h + 2k + 1 (last 16) */
@@ -454,8 +492,9 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
 /* Tile shapes (the matmul op passes 16 rows x 8 tokens at a time). 512-bit: 4 rows x 8, 4 and
  * 2 columns for all three types (measured on a Xeon: 8 columns q4_K 134 -> 155 GFLOP/s,
  * q6_K 126 -> 153 at a batch of 8; q5_K's 4 x 4 spilled in the per-pair form but fits
- * now). AVX2: 2 x 4 (4 x 2, 4 x 4 and 2 x 2 slower on Zen 4), 2- and 1-column tiles for
- * the leftover tokens. One token (decode): 4 rows x 1 column, four weight streams in
+ * now). AVX2: 2 x 4 (4 x 2, 4 x 4 and 2 x 2 slower on Zen 4; with row pairs 4 rows gain
+ * nothing on a Xeon) and 2 x 8 for q4_K (+13%), 2- and 1-column tiles for the leftover
+ * tokens. One token (decode): 4 rows x 1 column, four weight streams in
  * flight (2 x 1 was ~35% slower, 8 x 1 no faster). Leftover rows by the 1-row tiles. */
 #if KQ_Z
 #define KQ_RB_Q4 4 /* rows of the 2- and 4-column tiles, per type */
@@ -483,20 +522,24 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
 KQ_TILES(KQ_DEF_Q4, KQ_RB_Q4)
 KQ_TILES(KQ_DEF_Q5, KQ_RB_Q5)
 KQ_TILES(KQ_DEF_Q6, KQ_RB_Q6)
-#if KQ_Z /* 8 columns: each row's unpacked quants serve twice as many products */
+/* 8 columns: each row's unpacked quants serve twice as many products (AVX2: q4_K only;
+ * q5_K's fifth bits leave no registers for them) */
 KQ_DEF_Q4(1, 8)
 KQ_DEF_Q4(KQ_RB_Q4, 8)
+#define KQ_C8_q4_K(R) KQ_TILE_FN(q4_K, R, 8)
+#define KQ_CMAX_q4_K 8
+#if KQ_Z
 KQ_DEF_Q5(1, 8)
 KQ_DEF_Q5(KQ_RB_Q5, 8)
 KQ_DEF_Q6(1, 8)
 KQ_DEF_Q6(KQ_RB_Q6, 8)
-#define KQ_C8(T, R) KQ_TILE_FN(T, R, 8)
-#define KQ_CMAX_q4_K 8
+#define KQ_C8_q5_K(R) KQ_TILE_FN(q5_K, R, 8)
+#define KQ_C8_q6_K(R) KQ_TILE_FN(q6_K, R, 8)
 #define KQ_CMAX_q5_K 8
 #define KQ_CMAX_q6_K 8
 #else
-#define KQ_C8(T, R) 0
-#define KQ_CMAX_q4_K 4
+#define KQ_C8_q5_K(R) 0
+#define KQ_C8_q6_K(R) 0
 #define KQ_CMAX_q5_K 4
 #define KQ_CMAX_q6_K 4
 #endif
@@ -505,14 +548,14 @@ KQ_DEF_Q6(KQ_RB_Q6, 8)
 #define KQ_TILE_FN(T, R, C) KQ_TILE_FN_(T, R, C) /* R, C expanded first */
 #define KQ_TILE_FN_(T, R, C) tile_##T##_##R##x##C
 
-#define KQ_GEMM(T, RB, CM8) KQ_GEMM_(T, RB, CM8)
-#define KQ_GEMM_(T, RB, CM8)                                                                                  \
+#define KQ_GEMM(T, RB) KQ_GEMM_(T, RB) /* RB expanded first */
+#define KQ_GEMM_(T, RB)                                                                                  \
     static void gemm_##T(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc, \
                          float *y, size_t ldy) {                                                         \
         typedef void (*tile_fn)(int64_t, const char *, size_t, const char *, size_t, float *, size_t);   \
         static const tile_fn tiles[2][9] = {                                                             \
-            {0, KQ_TILE_FN(T, KQ_RB1, 1), KQ_TILE_FN(T, RB, 2), 0, KQ_TILE_FN(T, RB, 4), 0, 0, 0, CM8(T, RB)}, \
-            {0, KQ_TILE_FN(T, 1, 1), KQ_TILE_FN(T, 1, 2), 0, KQ_TILE_FN(T, 1, 4), 0, 0, 0, CM8(T, 1)}};  \
+            {0, KQ_TILE_FN(T, KQ_RB1, 1), KQ_TILE_FN(T, RB, 2), 0, KQ_TILE_FN(T, RB, 4), 0, 0, 0, KQ_C8_##T(RB)}, \
+            {0, KQ_TILE_FN(T, 1, 1), KQ_TILE_FN(T, 1, 2), 0, KQ_TILE_FN(T, 1, 4), 0, 0, 0, KQ_C8_##T(1)}};  \
         const int64_t nb = n / QK_K;                                                                     \
         const char *w = vw, *a = va;                                                                     \
         for (int c = 0; c < nc;) {                                                                       \
@@ -532,6 +575,6 @@ KQ_DEF_Q6(KQ_RB_Q6, 8)
         return y;                                                                                        \
     }
 
-KQ_GEMM(q4_K, KQ_RB_Q4, KQ_C8)
-KQ_GEMM(q5_K, KQ_RB_Q5, KQ_C8)
-KQ_GEMM(q6_K, KQ_RB_Q6, KQ_C8)
+KQ_GEMM(q4_K, KQ_RB_Q4)
+KQ_GEMM(q5_K, KQ_RB_Q5)
+KQ_GEMM(q6_K, KQ_RB_Q6)
