@@ -147,6 +147,17 @@ static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i
         da[c / 4] = _mm512_mask_broadcastss_ps(da[c / 4], (__mmask16)(0x1111u << (c % 4)), _mm_set_ss(a[c]->d)); \
     }
 
+/* The float step of row r for all C columns: zs[c], its int32 lanes for column c, summed by
+ * fours (kq_sum4), times d of the row's super-block wr and the columns' scales da */
+#define KQ_Z_ROW_ACC                                                                                     \
+    {                                                                                                    \
+        const __m512 dr = _mm512_set1_ps(h2f(wr->d));                                                    \
+        UNROLL for (int g = 0; g < NG; g++)                                                              \
+            acc[r][g] = _mm512_fmadd_ps(                                                                 \
+                _mm512_cvtepi32_ps(kq_sum4(CG, zs[4 * g], zs[4 * g + 1], zs[4 * g + 2], zs[4 * g + 3])),  \
+                _mm512_mul_ps(dr, da[g]), acc[r][g]);                                                    \
+    }
+
 #define KQ_Q5_BITSZ_0
 #define KQ_Q5_BITSZ_1                                                                                    \
     {                                                                                                    \
@@ -204,11 +215,7 @@ static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i
                 }                                                                                        \
                 UNROLL for (int c = 0; c < C; c++)                                                       \
                     zs[c] = NZ == 2 ? _mm512_add_epi32(zt[0][c], zt[NZ - 1][c]) : zt[0][c];             \
-                const __m512 dr = _mm512_set1_ps(h2f(wr->d));                                            \
-                UNROLL for (int g = 0; g < NG; g++)                                                      \
-                    acc[r][g] = _mm512_fmadd_ps(                                                         \
-                        _mm512_cvtepi32_ps(kq_sum4(CG, zs[4 * g], zs[4 * g + 1], zs[4 * g + 2], zs[4 * g + 3])), \
-                        _mm512_mul_ps(dr, da[g]), acc[r][g]);                                            \
+                KQ_Z_ROW_ACC                                                                             \
             }                                                                                            \
             __m512i xm[NG * 4];                                                                          \
             UNROLL for (int c = 0; c < NG * 4; c++) xm[c] = _mm512_setzero_si512();                      \
@@ -286,11 +293,7 @@ static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i
                         zs[c] = KQ_DOT16Z(zs[c], _mm512_maddubs_epi16(q34, _mm512_loadu_si512(q8 + 64)), s34); \
                     }                                                                                    \
                 }                                                                                        \
-                const __m512 dr = _mm512_set1_ps(h2f(wr->d));                                            \
-                UNROLL for (int g = 0; g < NG; g++)                                                      \
-                    acc[r][g] = _mm512_fmadd_ps(                                                         \
-                        _mm512_cvtepi32_ps(kq_sum4(CG, zs[4 * g], zs[4 * g + 1], zs[4 * g + 2], zs[4 * g + 3])), \
-                        _mm512_mul_ps(dr, da[g]), acc[r][g]);                                            \
+                KQ_Z_ROW_ACC                                                                             \
             }                                                                                            \
         }                                                                                                \
         UNROLL for (int r = 0; r < R; r++) UNROLL for (int g = 0; g < NG; g++) {                         \
@@ -356,14 +359,17 @@ static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i
                     }                                                                                    \
                 }                                                                                        \
             }                                                                                            \
+            __m256 d[NP], dmin[NP]; /* [row 2p x 4 | row 2p + 1 x 4] */                                   \
+            UNROLL for (int p = 0; p < NP; p++) {                                                        \
+                d[p] = kq_pair_ps(w[2 * p]->d, w[2 * p + 1]->d);                                         \
+                dmin[p] = kq_pair_ps(w[2 * p]->dmin, w[2 * p + 1]->dmin);                                \
+            }                                                                                            \
             UNROLL for (int c = 0; c < C; c++) {                                                         \
                 const __m256i bs = kq_bsums32x2(a[c]);                                                   \
                 const __m256 da = _mm256_set1_ps(a[c]->d);                                               \
                 UNROLL for (int p = 0; p < NP; p++) {                                                    \
-                    const __m256 d = kq_pair_ps(w[2 * p]->d, w[2 * p + 1]->d);                           \
-                    const __m256 dmin = kq_pair_ps(w[2 * p]->dmin, w[2 * p + 1]->dmin);                  \
-                    const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mnp[p], bs)), dmin); \
-                    const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(sumi[p][c]), d, mins);           \
+                    const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mnp[p], bs)), dmin[p]); \
+                    const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(sumi[p][c]), d[p], mins);        \
                     acc[p][c] = _mm256_fmadd_ps(v, da, acc[p][c]);                                       \
                 }                                                                                        \
             }                                                                                            \
