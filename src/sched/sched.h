@@ -37,7 +37,16 @@ typedef struct sched_req sched_req;
 
 enum { SCHED_MAX_TOP_LOGPROBS = 20, SCHED_MAX_STOPS = 16 };
 
+/* How waiting requests are admitted and the step's prompt budget is shared. */
+typedef enum sched_policy {
+    SCHED_POLICY_FAIR = 0,   /* by tenant: slots and prompt budget shared in proportion to
+                                weights; a tenant over its share yields a slot to a tenant
+                                under it (see sched.c) */
+    SCHED_POLICY_FIFO = 1,   /* arrival order, whoever sent it (the old behaviour) */
+} sched_policy;
+
 typedef struct sched_params {
+    sched_policy policy;
     int32_t n_parallel;      /* most sequences running at once (<= the context's n_seq_max) */
     int32_t n_batch;         /* tokens per step (<= the context's n_batch) */
     int32_t max_queue;       /* most requests waiting; more are refused (429) */
@@ -62,7 +71,10 @@ typedef struct sched_req_params {
     const float *bias;
     int32_t n_bias;
     double deadline;         /* sov_now_s() time after which the request ends; 0: none */
-    const char *tenant;      /* prefix-cache scope (copied); NULL: the default tenant */
+    const char *tenant;      /* prefix-cache scope and fairness unit (copied); NULL: the
+                                default tenant. Never anything the client sent: the server
+                                sets it from the authenticated key. */
+    double weight;           /* the tenant's weight for fair sharing (<= 0: 1) */
 } sched_req_params;
 
 /* A request for prompt[0..n). user is the submitter's handle (sched_req_user).
