@@ -10,12 +10,13 @@
 #include "cli/cli.h"
 #include "core/util.h"
 #include "server/server.h"
+#include "tenants/tenants.h"
 
 typedef struct serve_opts {
-    const char *model, *host, *alias, *ready_file;
+    const char *model, *host, *alias, *ready_file, *db, *sched;
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
-    bool kv_f32;
+    bool kv_f32, metrics_open;
 } serve_opts;
 
 static void help(FILE *f) {
@@ -44,7 +45,15 @@ static void help(FILE *f) {
             "  --http-timeout S        idle connection timeout (default 60)\n"
             "  --alias NAME            the model id clients use (default: the file name without .gguf)\n"
             "  --kv-f32                keep the KV cache in float32 (default float16)\n"
-            "  --ready-file FILE       write \"HOST PORT\" there once listening (for scripts)\n");
+            "  --ready-file FILE       write \"HOST PORT\" there once listening (for scripts)\n\n"
+            "Tenants (docs/TENANTS.md):\n"
+            "  --db DB                 state store: a SQLite file or a postgresql:// URL (or SOV_DB).\n"
+            "                          Once it holds an API key (sov keys create), every /v1 request\n"
+            "                          needs one; keys' model lists, limits and usage apply. Without\n"
+            "                          --db the server is open to anyone who can reach it.\n"
+            "  --metrics-open          serve /metrics without an admin key\n"
+            "  --sched fair|fifo       share slots and prompt budget fairly across tenants (default)\n"
+            "                          or admit in arrival order\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -57,7 +66,9 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--model", &o->model, &bad) ||
                    cli_opt_str(argc, argv, &i, "--host", &o->host, &bad) ||
                    cli_opt_str(argc, argv, &i, "--alias", &o->alias, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--ready-file", &o->ready_file, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--ready-file", &o->ready_file, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--db", &o->db, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
                    cli_opt_int(argc, argv, &i, "-np", &o->parallel, &bad) ||
                    cli_opt_int(argc, argv, &i, "--parallel", &o->parallel, &bad) ||
@@ -75,6 +86,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_float(argc, argv, &i, "--shutdown-timeout", &o->shutdown_timeout, &bad)) {
         } else if (cli_flag(argv, &i, "--kv-f32")) {
             o->kv_f32 = true;
+        } else if (cli_flag(argv, &i, "--metrics-open")) {
+            o->metrics_open = true;
         } else {
             return cli_error("serve", "unknown option '%s'; see sov serve --help", argv[i]);
         }
@@ -90,6 +103,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     if (o->body_kb < 1 || o->body_kb > (1 << 20)) return cli_error("serve", "--max-body-kb must be 1..1048576");
     if (o->http_timeout < 1 || o->http_timeout > 86400) return cli_error("serve", "--http-timeout must be 1..86400");
     if (o->timeout < 0 || o->shutdown_timeout < 0) return cli_error("serve", "timeouts cannot be negative");
+    if (o->sched && strcmp(o->sched, "fair") != 0 && strcmp(o->sched, "fifo") != 0)
+        return cli_error("serve", "--sched must be fair or fifo, not '%s'", o->sched);
+    if (!o->db) o->db = getenv("SOV_DB");
+    if (o->db && !*o->db) o->db = NULL;
     return 0;
 }
 
@@ -111,6 +128,7 @@ int cmd_serve(int argc, char **argv) {
                     .body_kb = 4096, .http_timeout = 60, .timeout = 600, .shutdown_timeout = 30};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
+    sov_status st;
     char demo[1024];
     if (!o.model) {
         if (cli_demo_model_path(demo, sizeof demo)) return 1;
@@ -118,13 +136,36 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sov: no -m given: serving the built-in DEMO model, which has RANDOM WEIGHTS —\n"
                         "     its output is gibberish by design. For real text: sov serve -m MODEL.gguf\n");
     }
+    char id[256];
+    model_id(&o, id, sizeof id);
+    /* the state store first: a store that cannot be opened fails in a second, not after
+     * the model has loaded */
+    tenants *tn = NULL;
+    if (o.db) {
+        const tenants_params tp = {.db = o.db, .model_id = id};
+        st = tenants_open(&tp, &tn);
+        if (st) return cli_status_error("serve", st);
+        if (tenants_auth_required(tn))
+            fprintf(stderr, "sov serve: tenants from %s: %zu API key(s); every /v1 request needs one\n",
+                    tenants_store_describe(tn), tenants_key_count(tn));
+        else
+            fprintf(stderr, "sov serve: %s holds no API keys yet: serving WITHOUT authentication until one is "
+                            "created (sov keys create --db ... --tenant NAME)\n",
+                    tenants_store_describe(tn));
+    } else {
+        fprintf(stderr, "sov serve: no --db: serving WITHOUT authentication, one default tenant (anyone who can "
+                        "reach the port can use the model)\n");
+    }
     fprintf(stderr, "sov serve: loading %s\n", o.model);
     sov_model_params mp = sov_model_default_params();
     mp.progress = cli_progress;
     mp.progress_user = "loading";
     sov_model *model = NULL;
-    sov_status st = sov_model_load(o.model, &mp, &model);
-    if (st) return cli_status_error("serve", st);
+    st = sov_model_load(o.model, &mp, &model);
+    if (st) {
+        tenants_close(tn);
+        return cli_status_error("serve", st);
+    }
     sov_model_info info;
     sov_model_get_info(model, &info);
     const int32_t n_ctx = (int32_t)(o.n_ctx ? o.n_ctx : SOV_MIN(info.n_ctx_train, 4096));
@@ -142,10 +183,9 @@ int cmd_serve(int argc, char **argv) {
     if ((st = sov_context_new(model, &cp, &ctx))) {
         rc = cli_status_error("serve", st);
         sov_model_free(model);
+        tenants_close(tn);
         return rc;
     }
-    char id[256];
-    model_id(&o, id, sizeof id);
     fprintf(stderr,
             "model: %s (%s, %s, %.1fM params) | %d threads | %s kernels | KV cache %.0f MB (%lld positions, "
             "%d per sequence)\n",
@@ -165,8 +205,12 @@ int cmd_serve(int argc, char **argv) {
         .shutdown_timeout_s = o.shutdown_timeout,
         .http_timeout_s = (int)o.http_timeout,
         .ready_file = o.ready_file,
+        .tenants = tn,
+        .metrics_open = o.metrics_open,
+        .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
     };
     rc = server_run(model, ctx, &sp);
+    tenants_close(tn);
     sov_context_free(ctx);
     sov_model_free(model);
     return rc;

@@ -163,6 +163,10 @@ sched_req *sched_req_new(const sov_token *prompt, int32_t n, const sched_req_par
 
 void *sched_req_user(const sched_req *r) { return r->user; }
 
+void sched_req_limit_tokens(sched_req *r, int32_t max_tokens) {
+    if (max_tokens >= 1 && max_tokens < r->p.max_tokens) r->p.max_tokens = max_tokens;
+}
+
 /* The submitter's reference; with no scheduler the request was never submitted. */
 void sched_req_release(sched_req *r) {
     if (!r) return;

@@ -81,6 +81,8 @@ typedef struct sched_req_params {
  * NULL when out of memory or a parameter is invalid (sov_last_error says which). */
 sched_req *sched_req_new(const sov_token *prompt, int32_t n, const sched_req_params *p, void *user);
 void *sched_req_user(const sched_req *r);
+/* Lowers the request's max_tokens (before it is submitted): a quota granted fewer tokens. */
+void sched_req_limit_tokens(sched_req *r, int32_t max_tokens);
 /* Drops the submitter's reference (after its last sched_take, or to abandon a request
  * that was never submitted). */
 void sched_req_release(sched_req *r);

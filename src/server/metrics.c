@@ -2,6 +2,9 @@
 #include "server/metrics.h"
 
 #include <event2/buffer.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void http_count(http_counts *c, const char *route, int status) {
@@ -39,7 +42,87 @@ static void hist(struct evbuffer *o, const char *name, const char *help, const s
                         (unsigned long long)cum, name, h->sum, name, (unsigned long long)h->n);
 }
 
-void metrics_write(struct evbuffer *o, const http_counts *c, const sched_stats *st) {
+tenant_count *tenant_count_get(tenant_counts *c, const char *name) {
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->e[i].name, name) == 0) return &c->e[i];
+    if (c->n == c->cap) {
+        const int cap = c->cap ? c->cap * 2 : 16;
+        tenant_count *p = realloc(c->e, (size_t)cap * sizeof *p);
+        if (!p) return NULL;
+        c->e = p;
+        c->cap = cap;
+    }
+    tenant_count *t = &c->e[c->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return t;
+}
+
+void tenant_counts_free(tenant_counts *c) {
+    free(c->e);
+    memset(c, 0, sizeof *c);
+}
+
+/* A label value with Prometheus' escapes (backslash, double quote, newline). */
+static void label(struct evbuffer *o, const char *v) {
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"') evbuffer_add_printf(o, "\\%c", *v);
+        else if (*v == '\n') evbuffer_add(o, "\\n", 2);
+        else evbuffer_add(o, v, 1);
+    }
+}
+
+static void tenant_series(struct evbuffer *o, const tenant_counts *tc, const char *name, const char *help,
+                          size_t field) {
+    head(o, name, "counter", help);
+    for (int i = 0; i < tc->n; i++) {
+        evbuffer_add_printf(o, "%s{tenant=\"", name);
+        label(o, tc->e[i].name);
+        evbuffer_add_printf(o, "\"} %llu\n", (unsigned long long)*(const uint64_t *)((const char *)&tc->e[i] + field));
+    }
+}
+
+static void tenant_metrics(struct evbuffer *o, const tenant_counts *tc, const store_figures *sf) {
+    tenant_series(o, tc, "sov_tenant_requests_total", "Completions ended, by tenant.",
+                  offsetof(tenant_count, requests));
+    tenant_series(o, tc, "sov_tenant_prompt_tokens_total", "Prompt tokens, by tenant.",
+                  offsetof(tenant_count, prompt_tokens));
+    tenant_series(o, tc, "sov_tenant_completion_tokens_total", "Generated tokens, by tenant.",
+                  offsetof(tenant_count, completion_tokens));
+    tenant_series(o, tc, "sov_tenant_cached_tokens_total", "Prompt tokens served from the prefix cache, by tenant.",
+                  offsetof(tenant_count, cached_tokens));
+    tenant_series(o, tc, "sov_tenant_forbidden_total", "Requests refused (403) because the key may not use the model.",
+                  offsetof(tenant_count, forbidden));
+    static const char *const limits[TENANT_LIMIT_COUNT] = {"requests_per_minute", "tokens_per_minute", "tokens_per_day"};
+    head(o, "sov_tenant_rate_limited_total", "counter", "Requests refused (429) by a key's limit, by tenant and limit.");
+    for (int i = 0; i < tc->n; i++)
+        for (int l = 0; l < TENANT_LIMIT_COUNT; l++) {
+            evbuffer_add_printf(o, "sov_tenant_rate_limited_total{tenant=\"");
+            label(o, tc->e[i].name);
+            evbuffer_add_printf(o, "\",limit=\"%s\"} %llu\n", limits[l], (unsigned long long)tc->e[i].limited[l]);
+        }
+    static const char *const reasons[] = {"", "missing", "malformed", "unknown", "revoked"};
+    head(o, "sov_auth_failures_total", "counter", "Requests refused (401), by reason.");
+    for (int r = 1; r < 5; r++)
+        evbuffer_add_printf(o, "sov_auth_failures_total{reason=\"%s\"} %llu\n", reasons[r],
+                            (unsigned long long)tc->auth_failures[r]);
+    if (!sf) return;
+    scalar(o, "sov_auth_required", "gauge", "1 when every /v1 request needs an API key.", sf->auth_required);
+    scalar(o, "sov_api_keys", "gauge", "API keys in the state store (revoked ones included).", (double)sf->keys);
+    scalar(o, "sov_store_up", "gauge", "1 when the last state store call succeeded.", sf->up);
+    scalar(o, "sov_store_errors_total", "counter", "Failed state store calls.", (double)sf->errors);
+    scalar(o, "sov_store_key_reloads_total", "counter", "Key tables read from the state store.", (double)sf->reloads);
+    scalar(o, "sov_store_reservations_total", "counter", "Quota reservations made in the state store.",
+           (double)sf->reservations);
+    scalar(o, "sov_store_reservation_seconds_total", "counter", "Time spent in quota reservations.",
+           sf->reserve_seconds);
+    scalar(o, "sov_store_usage_pending", "gauge", "Usage records waiting to be written.", (double)sf->pending);
+    scalar(o, "sov_store_usage_dropped_total", "counter", "Usage records lost while the store was unreachable.",
+           (double)sf->dropped);
+}
+
+void metrics_write(struct evbuffer *o, const http_counts *c, const sched_stats *st, const tenant_counts *tc,
+                   const store_figures *sf) {
     head(o, "sov_requests_total", "counter", "HTTP requests by route and response status.");
     for (int i = 0; i < c->n; i++)
         evbuffer_add_printf(o, "sov_requests_total{route=\"%s\",status=\"%d\"} %llu\n", c->e[i].route, c->e[i].status,
@@ -72,4 +155,5 @@ void metrics_write(struct evbuffer *o, const http_counts *c, const sched_stats *
     hist(o, "sov_time_to_first_token_seconds", "Time from arrival to the first generated token.", &st->ttft);
     hist(o, "sov_inter_token_latency_seconds", "Time between consecutive tokens of a request.", &st->itl);
     hist(o, "sov_queue_time_seconds", "Time from arrival to admission.", &st->queue_time);
+    if (tc) tenant_metrics(o, tc, sf);
 }

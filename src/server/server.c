@@ -36,6 +36,7 @@
 #include "sched/sched.h"
 #include "server/metrics.h"
 #include "server/openai.h"
+#include "tenants/tenants.h"
 
 typedef struct server server;
 
@@ -53,6 +54,13 @@ typedef struct hreq {
     bool stream;
     bool replying;                 /* streaming: the 200 header went out */
     bool gone;                     /* the client left */
+    tenants_key key;               /* who asked (a copy: the key table may be reloaded) */
+    tenants_resv resv;             /* its quota reservation, when the key has limits */
+    bool reserving;                /* waiting for the store worker's answer */
+    bool granted;                  /* resv holds tokens to settle at the end */
+    bool submitted;                /* handed to the engine */
+    bool settled;
+    int32_t n_prompt;
     size_t text_offset;            /* completion logprobs: bytes of text sent so far */
     /* non-streaming: everything so far */
     char *text;
@@ -89,6 +97,9 @@ struct server {
     bool cancelled_all;
     uint64_t id_counter;
     http_counts counts;
+    tenant_counts tcounts;
+    tenants *tenants;              /* NULL: no state store, everyone is the default tenant */
+    bool auth_was_required;
     struct evbuffer *scratch;
 };
 
@@ -105,6 +116,8 @@ static void send_body(server *s, struct evhttp_request *req, const char *route, 
     if (b) evbuffer_add(b, body, len);
     const char *reason = status == 200   ? "OK"
                          : status == 400 ? "Bad Request"
+                         : status == 401 ? "Unauthorized"
+                         : status == 403 ? "Forbidden"
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
                          : status == 413 ? "Payload Too Large"
@@ -160,7 +173,7 @@ static void hreq_free(hreq *h) {
 static void client_gone(hreq *h) {
     if (h->gone) return;
     h->gone = true;
-    if (h->sr) sched_cancel(h->srv->sched, h->sr);
+    if (h->sr && h->submitted) sched_cancel(h->srv->sched, h->sr);
 }
 
 static void on_peek(evutil_socket_t fd, short what, void *arg) {
@@ -375,6 +388,8 @@ static void whole_delta(hreq *h, const sched_delta *d) {
 
 /* ---- engine output ---- */
 
+static void settle(server *s, hreq *h, bool submitted, const sched_delta *d);
+
 static void deliver(server *s) {
     sched_req *ready[64];
     int32_t n;
@@ -394,17 +409,34 @@ static void deliver(server *s) {
                     stop_watching(h);
                     h->req = NULL;
                 }
+                settle(s, h, true, &d);
                 hreq_free(h);
             }
         }
     }
 }
 
+static void take_reservations(server *s);
+
+/* The key table may have been reloaded: say so when authentication turned on or off. */
+static void poll_keys(server *s) {
+    if (!s->tenants || !tenants_poll(s->tenants)) return;
+    const bool on = tenants_auth_required(s->tenants);
+    if (on != s->auth_was_required)
+        fprintf(stderr, "sov serve: %s\n",
+                on ? "API keys were created: every /v1 request now needs one"
+                   : "the state store holds no API keys any more: serving without authentication");
+    s->auth_was_required = on;
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
+    server *s = arg;
     char buf[256];
     while (read(fd, buf, sizeof buf) > 0) {
     }
-    deliver(arg);
+    poll_keys(s);
+    take_reservations(s);
+    deliver(s);
 }
 
 /* Engine thread: a byte in the pipe wakes the HTTP thread (a full pipe already will). */
@@ -506,7 +538,199 @@ static void watch(hreq *h) {
     }
 }
 
-static void handle_completion(server *s, struct evhttp_request *req, oai_kind kind, const char *route) {
+/* ---- tenants: limits and usage ---- */
+
+/* "6s", "6m0s", "2h3m4s": the reset times OpenAI's x-ratelimit-reset-* headers carry. */
+static void fmt_duration(char *buf, size_t cap, int64_t secs) {
+    if (secs < 0) secs = 0;
+    if (secs < 60) snprintf(buf, cap, "%llds", (long long)secs);
+    else if (secs < 3600) snprintf(buf, cap, "%lldm%llds", (long long)(secs / 60), (long long)(secs % 60));
+    else
+        snprintf(buf, cap, "%lldh%lldm%llds", (long long)(secs / 3600), (long long)(secs / 60 % 60),
+                 (long long)(secs % 60));
+}
+
+static void add_header_int(struct evhttp_request *req, const char *k, int64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)(v < 0 ? 0 : v));
+    add_header(req, k, buf);
+}
+
+static void add_header_reset(struct evhttp_request *req, const char *k, int64_t secs) {
+    char buf[32];
+    fmt_duration(buf, sizeof buf, secs);
+    add_header(req, k, buf);
+}
+
+/* OpenAI's x-ratelimit-* headers for the key's limits, from the windows' counts; the
+ * tokens-per-day trio is sov's own (OpenAI has no daily limit header). */
+static void ratelimit_headers(struct evhttp_request *req, const tenants_key *k, const tenants_resv *r) {
+    const store_reserve_res *w = &r->res;
+    if (k->rpm > 0) {
+        add_header_int(req, "x-ratelimit-limit-requests", k->rpm);
+        add_header_int(req, "x-ratelimit-remaining-requests", k->rpm - w->minute_requests);
+        add_header_reset(req, "x-ratelimit-reset-requests", w->minute_start + 60 - r->now);
+    }
+    if (k->tpm > 0) {
+        add_header_int(req, "x-ratelimit-limit-tokens", k->tpm);
+        add_header_int(req, "x-ratelimit-remaining-tokens", k->tpm - w->minute_tokens);
+        add_header_reset(req, "x-ratelimit-reset-tokens", w->minute_start + 60 - r->now);
+    }
+    if (k->tpd > 0) {
+        add_header_int(req, "x-ratelimit-limit-tokens-day", k->tpd);
+        add_header_int(req, "x-ratelimit-remaining-tokens-day", k->tpd - w->day_tokens);
+        add_header_reset(req, "x-ratelimit-reset-tokens-day", w->day_start + 86400 - r->now);
+    }
+}
+
+/* A request's end: its tenant's counters, and its usage and quota settlement in the store
+ * (what it was granted is corrected to what it used). */
+static void settle(server *s, hreq *h, bool submitted, const sched_delta *d) {
+    const int32_t n_prompt = d ? d->n_prompt : 0, n_gen = d ? d->n_gen : 0, n_cached = d ? d->n_cached : 0;
+    if (submitted) {
+        tenant_count *tc = tenant_count_get(&s->tcounts, h->key.tenant);
+        if (tc) {
+            tc->requests++;
+            tc->prompt_tokens += (uint64_t)n_prompt;
+            tc->completion_tokens += (uint64_t)n_gen;
+            tc->cached_tokens += (uint64_t)n_cached;
+        }
+    }
+    if (!s->tenants || h->key.id <= 0 || h->settled) return;
+    h->settled = true;
+    /* tokens count once the prompt went through the model (a request dropped while it
+     * waited used nothing) */
+    const bool used = d && (d->started || d->n_gen > 0);
+    const store_settle st = {
+        .key_id = h->key.id,
+        .minute_start = h->granted ? h->resv.res.minute_start : 0,
+        .day_start = h->granted ? h->resv.res.day_start : 0,
+        .reserved = h->granted ? h->resv.granted : 0,
+        /* no delta: the server stopped with the request still out; charge it all */
+        .used = !h->granted ? 0 : d ? (used ? (int64_t)n_prompt + n_gen : 0) : submitted ? h->resv.granted : 0,
+        .at = (int64_t)time(NULL),
+        .requests = submitted ? 1 : 0,
+        .prompt_tokens = submitted ? n_prompt : 0,
+        .completion_tokens = submitted ? n_gen : 0,
+        .cached_tokens = submitted ? n_cached : 0,
+    };
+    tenants_settle(s->tenants, &st);
+}
+
+/* ---- completions ---- */
+
+/* An error before the request reached the engine: reply, settle any reservation, free. */
+static void fail_early(hreq *h, int status, const char *type, const char *code, const char *msg) {
+    server *s = h->srv;
+    if (h->req) {
+        last_reply(h);
+        send_error_msg(s, h->req, h->route, status, type, code, msg);
+        http_done(h);
+    }
+    settle(s, h, false, NULL);
+    hreq_free(h);
+}
+
+/* Hands the request to the engine (its quota, if any, is reserved). */
+static void submit(hreq *h) {
+    server *s = h->srv;
+    const sched_submit_result sr = sched_submit(s->sched, h->sr);
+    if (sr == SCHED_SUBMITTED) {
+        h->submitted = true;
+        return;
+    }
+    if (sr == SCHED_QUEUE_FULL) {
+        if (h->req) add_header(h->req, "Retry-After", "1");
+        fail_early(h, 429, "rate_limit_exceeded", "rate_limit_exceeded",
+                   "The server is at capacity: too many requests are waiting. Retry after a second.");
+    } else if (sr == SCHED_TOO_LONG) {
+        fail_early(h, 400, "invalid_request_error", "context_length_exceeded",
+                   "The prompt needs more KV cache than the server has (raise --kv-cache-mb).");
+    } else {
+        fail_early(h, 503, "server_error", "shutting_down", "The server is shutting down.");
+    }
+}
+
+/* The 429 of a limit that refused the reservation. */
+static void refuse_limit(hreq *h) {
+    const tenants_resv *r = &h->resv;
+    const store_reserve_res *w = &r->res;
+    const tenants_key *k = &h->key;
+    char msg[400], secs[32];
+    int64_t wait = 1;
+    tenant_count *tc = tenant_count_get(&h->srv->tcounts, k->tenant);
+    if (w->refused == STORE_LIMIT_RPM || w->refused == STORE_LIMIT_TPM) {
+        const bool req = w->refused == STORE_LIMIT_RPM;
+        const int64_t limit = req ? k->rpm : k->tpm, used = req ? w->minute_requests : w->minute_tokens;
+        const int64_t asked = req ? 1 : r->want;
+        wait = w->minute_start + 60 - r->now;
+        fmt_duration(secs, sizeof secs, wait);
+        if (!req && asked > limit)
+            snprintf(msg, sizeof msg,
+                     "Request too large for tokens per minute (TPM) on key %s… of tenant '%s': limit %lld, requested "
+                     "%lld (prompt and max_tokens). Lower max_tokens or shorten the prompt.",
+                     k->prefix, k->tenant, (long long)limit, (long long)asked);
+        else
+            snprintf(msg, sizeof msg,
+                     "Rate limit reached for %s per minute (%s) on key %s… of tenant '%s': limit %lld, used %lld, "
+                     "requested %lld. Please try again in %s.",
+                     req ? "requests" : "tokens", req ? "RPM" : "TPM", k->prefix, k->tenant, (long long)limit,
+                     (long long)used, (long long)asked, secs);
+        if (tc) tc->limited[req ? TENANT_LIMIT_RPM : TENANT_LIMIT_TPM]++;
+    } else {
+        wait = w->day_start + 86400 - r->now;
+        fmt_duration(secs, sizeof secs, wait);
+        snprintf(msg, sizeof msg,
+                 "You exceeded the daily token quota on key %s… of tenant '%s': limit %lld, used %lld, requested %lld "
+                 "(prompt and max_tokens). It resets at 00:00 UTC, in %s.",
+                 k->prefix, k->tenant, (long long)k->tpd, (long long)w->day_tokens, (long long)r->want, secs);
+        if (tc) tc->limited[TENANT_LIMIT_TPD]++;
+    }
+    if (h->req) {
+        add_header_int(h->req, "Retry-After", SOV_MAX(wait, 1));
+        ratelimit_headers(h->req, k, r);
+    }
+    if (w->refused == STORE_LIMIT_TPD) fail_early(h, 429, "insufficient_quota", "insufficient_quota", msg);
+    else fail_early(h, 429, w->refused == STORE_LIMIT_RPM ? "requests" : "tokens", "rate_limit_exceeded", msg);
+}
+
+/* A reservation came back from the store worker. */
+static void reserved(server *s, tenants_resv *r) {
+    hreq *h = r->user;
+    h->reserving = false;
+    if (!h->req) { /* the client left while it waited */
+        h->granted = r->status == SOV_OK && r->granted > 0;
+        settle(s, h, false, NULL);
+        hreq_free(h);
+        return;
+    }
+    if (r->status != SOV_OK) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "The state store is unavailable, so the quota of this key cannot be checked: %s. "
+                                  "Try again later.", r->error);
+        fail_early(h, 503, "server_error", "store_unavailable", msg);
+        return;
+    }
+    if (r->res.refused != STORE_LIMIT_NONE) {
+        refuse_limit(h);
+        return;
+    }
+    h->granted = true;
+    ratelimit_headers(h->req, &h->key, r);
+    if (r->granted < r->want) sched_req_limit_tokens(h->sr, (int32_t)(r->granted - h->n_prompt));
+    submit(h);
+}
+
+static void take_reservations(server *s) {
+    if (!s->tenants) return;
+    tenants_resv *done[64];
+    int n;
+    while ((n = tenants_take_reserved(s->tenants, done, 64)) > 0)
+        for (int i = 0; i < n; i++) reserved(s, done[i]);
+}
+
+static void handle_completion(server *s, struct evhttp_request *req, oai_kind kind, const char *route,
+                              const tenants_key *key) {
     if (s->shutting_down) {
         send_error_msg(s, req, route, 503, "server_error", "shutting_down", "The server is shutting down.");
         return;
@@ -530,6 +754,17 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
         oai_fail(&e, 404, "invalid_request_error", "model", "model_not_found",
                  "The model '%.100s' does not exist. This server serves '%.100s'.", r.model, s->p.model_id);
         oai_request_free(&r);
+        send_error(s, req, route, &e);
+        return;
+    }
+    if (!key->model_allowed) {
+        oai_fail(&e, 403, "invalid_request_error", "model", "model_not_allowed",
+                 "The key %s… of tenant '%.64s' may not use the model '%.100s'. Ask the operator to allow it "
+                 "(sov keys create --models).",
+                 key->prefix, key->tenant, s->p.model_id);
+        oai_request_free(&r);
+        tenant_count *tc = tenant_count_get(&s->tcounts, key->tenant);
+        if (tc) tc->forbidden++;
         send_error(s, req, route, &e);
         return;
     }
@@ -577,7 +812,10 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     rp.bias = r.bias;
     rp.n_bias = r.n_bias;
     rp.deadline = s->p.request_timeout_s > 0 ? sov_now_s() + s->p.request_timeout_s : 0;
-    rp.tenant = ""; /* one tenant for now; the prefix cache is scoped by it */
+    /* the prefix cache and the fair scheduler see the authenticated tenant, never
+     * anything the client sent */
+    rp.tenant = key->tenant;
+    rp.weight = key->weight;
 
     hreq *h = calloc(1, sizeof *h);
     if (h) h->sr = sched_req_new(toks, n_prompt, &rp, h);
@@ -592,42 +830,41 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     h->req = req;
     h->route = route;
     h->stream = r.stream;
+    h->key = *key;
+    h->n_prompt = n_prompt;
     snprintf(h->id, sizeof h->id, "%s-%016llx", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)next_seed(s));
     snprintf(h->model, sizeof h->model, "%s", s->p.model_id);
     h->rp = (oai_reply){kind, h->id, (long long)time(NULL), h->model, s->vocab, rp.top_logprobs,
                         r.stream && r.include_usage};
+    const bool explicit_max = r.max_tokens > 0;
     oai_request_free(&r);
 
-    const sched_submit_result sr = sched_submit(s->sched, h->sr);
-    if (sr != SCHED_SUBMITTED) {
-        if (sr == SCHED_QUEUE_FULL) {
-            add_header(req, "Retry-After", "1");
-            send_error_msg(s, req, route, 429, "rate_limit_exceeded", "rate_limit_exceeded",
-                           "The server is at capacity: too many requests are waiting. Retry after a second.");
-        } else if (sr == SCHED_TOO_LONG) {
-            send_error_msg(s, req, route, 400, "invalid_request_error", "context_length_exceeded",
-                           "The prompt needs more KV cache than the server has (raise --kv-cache-mb).");
-        } else {
-            send_error_msg(s, req, route, 503, "server_error", "shutting_down", "The server is shutting down.");
-        }
-        sched_req_release(h->sr);
-        free(h);
-        return;
-    }
     h->next = s->live;
     if (s->live) s->live->prev = h;
     s->live = h;
     watch(h);
+    if (!s->tenants || !tenants_key_limited(key)) {
+        submit(h);
+        return;
+    }
+    /* the key has limits: reserve prompt + max_tokens first (on the store worker; the
+     * event loop goes on). Without an explicit max_tokens a smaller grant will do. */
+    h->reserving = true;
+    h->resv = (tenants_resv){.user = h, .key_id = key->id, .rpm = key->rpm, .tpm = key->tpm, .tpd = key->tpd,
+                             .want = (int64_t)n_prompt + rp.max_tokens};
+    h->resv.min = explicit_max ? h->resv.want : (int64_t)n_prompt + 1;
+    tenants_reserve(s->tenants, &h->resv);
 }
 
 /* ---- other endpoints ---- */
 
-static void handle_models(server *s, struct evhttp_request *req, const char *route, const char *one) {
+static void handle_models(server *s, struct evhttp_request *req, const char *route, const char *one,
+                          const tenants_key *key) {
     char buf[1024];
     const char *owner = "sov";
     if (one) {
-        if (!model_matches(s, one)) {
+        if (!model_matches(s, one) || !key->model_allowed) {
             char msg[300];
             snprintf(msg, sizeof msg, "The model '%.100s' does not exist.", one);
             send_error_msg(s, req, route, 404, "invalid_request_error", "model_not_found", msg);
@@ -635,6 +872,8 @@ static void handle_models(server *s, struct evhttp_request *req, const char *rou
         }
         snprintf(buf, sizeof buf, "{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"%s\"}",
                  s->p.model_id, owner);
+    } else if (!key->model_allowed) {
+        snprintf(buf, sizeof buf, "{\"object\":\"list\",\"data\":[]}");
     } else {
         snprintf(buf, sizeof buf,
                  "{\"object\":\"list\",\"data\":[{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"%s\","
@@ -648,13 +887,67 @@ static void handle_models(server *s, struct evhttp_request *req, const char *rou
 static void handle_metrics(server *s, struct evhttp_request *req) {
     sched_stats st;
     sched_get_stats(s->sched, &st);
+    store_figures sf = {0};
+    if (s->tenants) {
+        tenants_stats ts;
+        tenants_get_stats(s->tenants, &ts);
+        sf = (store_figures){ts.store_errors, ts.reservations, ts.reloads, ts.settles_pending, ts.settles_dropped,
+                             ts.reserve_seconds, ts.store_ok, (int64_t)tenants_key_count(s->tenants),
+                             tenants_auth_required(s->tenants)};
+    }
     http_count(&s->counts, "/metrics", 200); /* this response counts itself */
     struct evbuffer *b = evbuffer_new();
     if (!b) return;
-    metrics_write(b, &s->counts, &st);
+    metrics_write(b, &s->counts, &st, &s->tcounts, s->tenants ? &sf : NULL);
     add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
+}
+
+/* Who is calling: with keys in the store, the Authorization header's key; without, the
+ * default tenant. Sends the 401/403 and returns false when the request may not go on. */
+static bool authenticate(server *s, struct evhttp_request *req, const char *route, bool admin_only,
+                         tenants_key *key) {
+    if (!s->tenants || !tenants_auth_required(s->tenants)) {
+        *key = (tenants_key){.tenant = "default", .weight = 1, .admin = true, .model_allowed = true};
+        return true;
+    }
+    struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
+    const char *value = NULL;
+    int n = 0;
+    for (struct evkeyval *kv = hdrs->tqh_first; kv; kv = kv->next.tqe_next)
+        if (evutil_ascii_strcasecmp(kv->key, "Authorization") == 0 && n++ == 0) value = kv->value;
+    const tenants_auth a = n > 1 ? TENANTS_AUTH_MALFORMED : tenants_authenticate(s->tenants, value, key);
+    if (a == TENANTS_AUTH_OK) {
+        if (!admin_only || key->admin) return true;
+        send_error_msg(s, req, route, 403, "invalid_request_error", "admin_key_required",
+                       "This endpoint needs an admin key (sov keys create --admin), or start the server with "
+                       "--metrics-open.");
+        return false;
+    }
+    s->tcounts.auth_failures[a]++;
+    char msg[300];
+    switch (a) {
+    case TENANTS_AUTH_MISSING:
+        snprintf(msg, sizeof msg, "You didn't provide an API key. You need to provide your API key in an "
+                                  "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
+        break;
+    case TENANTS_AUTH_MALFORMED:
+        snprintf(msg, sizeof msg, "The Authorization header is malformed: it must be one header of the form "
+                                  "'Authorization: Bearer YOUR_KEY'.");
+        break;
+    case TENANTS_AUTH_REVOKED:
+        snprintf(msg, sizeof msg, "The API key %s… has been revoked. Ask the operator for a new one.", key->prefix);
+        break;
+    default:
+        snprintf(msg, sizeof msg, "Incorrect API key provided. Check the key, or ask the operator for one "
+                                  "(sov keys create).");
+        break;
+    }
+    add_header(req, "WWW-Authenticate", "Bearer realm=\"sov\"");
+    send_error_msg(s, req, route, 401, "invalid_request_error",
+                   a == TENANTS_AUTH_MISSING ? "missing_api_key" : "invalid_api_key", msg);
+    return false;
 }
 
 static void on_request(struct evhttp_request *req, void *arg) {
@@ -680,14 +973,16 @@ static void on_request(struct evhttp_request *req, void *arg) {
             want_post = routes[i].post;
         }
     }
+    tenants_key key;
     if (!route && strncmp(path, "/v1/models/", 11) == 0) {
         route = "/v1/models";
         if (!get) {
             send_error_msg(s, req, route, 405, "invalid_request_error", NULL, "Use GET.");
             return;
         }
+        if (!authenticate(s, req, route, false, &key)) return;
         char *name = evhttp_decode_uri(path + 11);
-        handle_models(s, req, route, name ? name : "");
+        handle_models(s, req, route, name ? name : "", &key);
         free(name);
         return;
     }
@@ -702,14 +997,25 @@ static void on_request(struct evhttp_request *req, void *arg) {
         send_error_msg(s, req, route, 405, "invalid_request_error", NULL, want_post ? "Use POST." : "Use GET.");
         return;
     }
-    if (route == routes[0].path) handle_completion(s, req, OAI_CHAT, route);
-    else if (route == routes[1].path) handle_completion(s, req, OAI_COMPLETION, route);
-    else if (route == routes[2].path) handle_models(s, req, route, NULL);
-    else if (route == routes[3].path) send_json(s, req, route, 200, "{\"status\":\"ok\"}");
-    else if (route == routes[4].path) {
+    if (route == routes[3].path) {
+        send_json(s, req, route, 200, "{\"status\":\"ok\"}");
+        return;
+    }
+    if (route == routes[4].path) {
         if (s->shutting_down) send_json(s, req, route, 503, "{\"status\":\"shutting_down\"}");
         else send_json(s, req, route, 200, "{\"status\":\"ready\"}");
-    } else handle_metrics(s, req);
+        return;
+    }
+    const bool metrics = route == routes[5].path;
+    if (metrics && s->p.metrics_open) {
+        handle_metrics(s, req);
+        return;
+    }
+    if (!authenticate(s, req, route, metrics, &key)) return;
+    if (route == routes[0].path) handle_completion(s, req, OAI_CHAT, route, &key);
+    else if (route == routes[1].path) handle_completion(s, req, OAI_COMPLETION, route, &key);
+    else if (route == routes[2].path) handle_models(s, req, route, NULL, &key);
+    else handle_metrics(s, req);
 }
 
 /* ---- shutdown ---- */
@@ -722,11 +1028,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
         sched_cancel_all(s->sched);
         s->cancelled_all = true;
     }
+    take_reservations(s);
     deliver(s);
     if (s->live || sched_active(s->sched) > 0) return;
     /* every answer is complete; leave once their last bytes are written (a client that
      * stopped reading holds the exit up to a little past the grace period, no longer) */
     if (!s->flushing || sov_now_s() > s->shutdown_deadline + 1.0) event_base_loopexit(s->base, NULL);
+}
+
+static bool any_reserving(const server *s) {
+    for (const hreq *h = s->live; h; h = h->next)
+        if (h->reserving) return true;
+    return false;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -802,19 +1115,23 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     server *s = calloc(1, sizeof *s);
     if (!s) return fprintf(stderr, "sov serve: out of memory\n"), 1;
     s->p = *p;
+    s->tenants = p->tenants;
+    s->auth_was_required = s->tenants && tenants_auth_required(s->tenants);
     s->model = model;
     s->vocab = sov_model_vocab(model);
     s->pipe_fd[0] = s->pipe_fd[1] = -1;
     sov_model_get_info(model, &s->info);
     int rc = start(s);
     if (!rc) {
-        const sched_params sp = {.n_parallel = p->n_parallel, .n_batch = p->n_batch, .max_queue = p->max_queue,
+        const sched_params sp = {.policy = p->policy,
+                                 .n_parallel = p->n_parallel, .n_batch = p->n_batch, .max_queue = p->max_queue,
                                  .n_ctx = p->n_ctx, .notify = notify, .notify_user = s};
         if (sched_new(ctx, model, &sp, &s->sched) != SOV_OK) {
             fprintf(stderr, "sov serve: %s\n", sov_last_error());
             rc = 1;
         }
     }
+    if (!rc && s->tenants) tenants_set_notify(s->tenants, notify, s);
     if (!rc) {
         const int port = bound_port(s);
         printf("sov serve: listening on http://%s:%d/v1  (model '%s', %d parallel, context %d, %d KV blocks of %d)\n",
@@ -830,14 +1147,31 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
         event_base_dispatch(s->base);
         fprintf(stderr, "sov serve: stopped\n");
     }
-    /* the engine ends whatever is left; then nobody else touches the requests */
+    /* The loop ends when no request is left; if something else ended it, the rest end
+     * here: no close callback into a freed hreq when evhttp_free closes the connections
+     * (libevent frees its requests with them), reservations still with the store worker
+     * are waited for, the engine ends what it has, and everything is settled. */
+    for (hreq *h = s->live; h; h = h->next) {
+        stop_watching(h);
+        h->req = NULL;
+    }
+    for (int i = 0; i < 1000 && any_reserving(s); i++) {
+        take_reservations(s);
+        const struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (s->tenants) tenants_set_notify(s->tenants, NULL, NULL);
     sched_free(s->sched);
     while (s->live) {
         hreq *h = s->live;
-        stop_watching(h); /* no close callback into a freed hreq when evhttp_free closes it */
-        h->req = NULL;    /* libevent frees its requests with the connections */
+        if (h->reserving) { /* the store never answered: the worker still points at it */
+            s->live = h->next;
+            continue;
+        }
+        settle(s, h, h->submitted, NULL);
         hreq_free(h);
     }
+    tenant_counts_free(&s->tcounts);
     while (s->flushing) { /* not written in time: evhttp_free closes these connections */
         evhttp_connection_set_closecb(s->flushing->evcon, NULL, NULL);
         flusher_free(s->flushing);

@@ -14,7 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sched/sched.h"
 #include "sov.h"
+#include "tenants/tenants.h"
 
 typedef struct server_params {
     const char *host;
@@ -29,6 +31,10 @@ typedef struct server_params {
     double shutdown_timeout_s; /* after SIGTERM, how long running streams may finish */
     int http_timeout_s;        /* idle read/write timeout of a connection */
     const char *ready_file;    /* when set, "host port\n" is written there once listening */
+    tenants *tenants;          /* API keys, limits and usage (the caller opens and closes it);
+                                  NULL: open to anyone, one default tenant */
+    bool metrics_open;         /* /metrics without an admin key even when keys exist */
+    sched_policy policy;       /* fair across tenants (default) or FIFO */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets

@@ -246,3 +246,27 @@ def sov_run(model, prompt, n, *extra):
                         "--no-display-prompt", "-t", "1"] + list(extra),
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
     return r.stdout.decode("utf-8", "replace")
+
+
+# ---- tenants ----
+
+def sov_keys(db, *args, check_rc=True):
+    """`sov keys SUB --db DB ...`: (exit status, stdout, stderr)."""
+    r = subprocess.run([SOV_BIN, "keys", args[0], "--db", db] + [str(a) for a in args[1:]],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    out, err = r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+    if check_rc and r.returncode != 0:
+        raise RuntimeError("sov keys %s failed (%d): %s" % (args[0], r.returncode, err))
+    return r.returncode, out, err
+
+
+def create_key(db, tenant, *args):
+    """A new key for the tenant (the last line `sov keys create` prints) and its id."""
+    _, out, _ = sov_keys(db, "create", "--tenant", tenant, *args)
+    lines = out.strip().split("\n")
+    key_id = int(lines[0].split()[2])
+    return lines[-1], key_id
+
+
+def bearer(key):
+    return {"Authorization": "Bearer " + key}

@@ -1,0 +1,435 @@
+/* tenants.c - the server's tenants: key table, reservations and usage through a store
+ * worker thread (see tenants.h).
+ *
+ * Locking: t->mu guards the queues (reservations in and out, settles in), the pending key
+ * table and the stats. The store handle belongs to the worker thread alone; the current
+ * key table belongs to the HTTP thread alone. */
+#include "tenants/tenants.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/status.h"
+#include "core/util.h"
+
+enum { SETTLE_BATCH = 512, SETTLE_KEEP_MAX = 1 << 16 };
+
+struct tenants {
+    tenants_params p;
+    char *db, *model_id;
+    char describe[256];
+    store *st;                   /* worker thread (and tenants_open before it starts) */
+    pthread_t thread;
+    bool thread_started;
+
+    /* HTTP thread */
+    auth_table *table;
+
+    /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    tenants_resv *in_head, *in_tail;
+    tenants_resv *done_head, *done_tail;
+    store_settle *settles;       /* queued by the HTTP thread */
+    size_t n_settles, cap_settles;
+    auth_table *pending;         /* read by the worker, not yet swapped in */
+    bool have_pending;
+    tenants_stats stats;
+    int64_t version;             /* keys version of the last table read (worker) */
+};
+
+static int64_t unix_now(void) { return (int64_t)time(NULL); }
+
+/* Tells the HTTP thread there is something to take (the callback may change: read it
+ * under the lock, call it outside). */
+static void wake(tenants *t) {
+    pthread_mutex_lock(&t->mu);
+    void (*fn)(void *) = t->p.notify;
+    void *user = t->p.notify_user;
+    pthread_mutex_unlock(&t->mu);
+    if (fn) fn(user);
+}
+
+/* ---- worker ---- */
+
+static void fail_stat(tenants *t, bool ok) {
+    pthread_mutex_lock(&t->mu);
+    if (!ok) t->stats.store_errors++;
+    t->stats.store_ok = ok;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Reads the keys into a new table when the version moved (or `force`). */
+static void reload(tenants *t, bool force) {
+    int64_t v = 0;
+    if (store_keys_version(t->st, &v)) {
+        fail_stat(t, false);
+        return;
+    }
+    if (!force && v == t->version) {
+        fail_stat(t, true);
+        return;
+    }
+    store_key *keys = NULL;
+    size_t n = 0;
+    if (store_keys(t->st, &keys, &n)) {
+        fail_stat(t, false);
+        return;
+    }
+    auth_table *tab = auth_table_new(keys, n);
+    if (!tab) return; /* out of memory: keep the old table, try again next poll */
+    t->version = v;
+    pthread_mutex_lock(&t->mu);
+    auth_table_free(t->pending);
+    t->pending = tab;
+    t->have_pending = true;
+    t->stats.reloads++;
+    t->stats.store_ok = true;
+    pthread_mutex_unlock(&t->mu);
+    wake(t);
+}
+
+/* Room under a limit given the refusal's counts (INT64_MAX when unlimited). */
+static int64_t room(int64_t limit, int64_t used) { return limit > 0 ? limit - used : INT64_MAX; }
+
+static void reserve_one(tenants *t, tenants_resv *r) {
+    store_reserve_req q = {r->key_id, r->rpm, r->tpm, r->tpd, r->want, unix_now()};
+    r->now = q.now;
+    const double t0 = sov_now_s();
+    sov_status st = store_reserve(t->st, &q, &r->res);
+    /* a request without max_tokens takes what is left of the minute's and the day's
+     * tokens rather than nothing (it then ends with finish_reason "length") */
+    for (int tries = 0; !st && tries < 2 && r->res.refused != STORE_LIMIT_NONE && r->res.refused != STORE_LIMIT_RPM &&
+                        q.tokens > r->min;
+         tries++) {
+        const int64_t left = SOV_MIN(room(r->tpm, r->res.minute_tokens), room(r->tpd, r->res.day_tokens));
+        if (left < r->min || left >= q.tokens) break;
+        q.tokens = left;
+        st = store_reserve(t->st, &q, &r->res);
+    }
+    r->status = st;
+    r->granted = !st && r->res.refused == STORE_LIMIT_NONE ? q.tokens : 0;
+    if (st) snprintf(r->error, sizeof r->error, "%s", sov_last_error());
+    pthread_mutex_lock(&t->mu);
+    t->stats.reservations++;
+    t->stats.reserve_seconds += sov_now_s() - t0;
+    if (st) t->stats.store_errors++;
+    t->stats.store_ok = !st;
+    pthread_mutex_unlock(&t->mu);
+}
+
+static int by_key_window(const void *a, const void *b) {
+    const store_settle *x = a, *y = b;
+    if (x->key_id != y->key_id) return x->key_id < y->key_id ? -1 : 1;
+    if (x->minute_start != y->minute_start) return x->minute_start < y->minute_start ? -1 : 1;
+    if (x->day_start != y->day_start) return x->day_start < y->day_start ? -1 : 1;
+    const int64_t hx = x->at / 3600, hy = y->at / 3600;
+    return hx < hy ? -1 : hx > hy;
+}
+
+/* Sums records of the same key, windows and hour into one (they settle identically), so
+ * what waits for an unreachable store stays small. Returns the new count. */
+static size_t merge_settles(store_settle *v, size_t n) {
+    if (n < 2) return n;
+    qsort(v, n, sizeof *v, by_key_window);
+    size_t w = 0;
+    for (size_t i = 1; i < n; i++) {
+        store_settle *a = &v[w];
+        const store_settle *b = &v[i];
+        if (by_key_window(a, b) == 0) {
+            a->reserved += b->reserved;
+            a->used += b->used;
+            a->at = SOV_MAX(a->at, b->at);
+            a->requests += b->requests;
+            a->prompt_tokens += b->prompt_tokens;
+            a->completion_tokens += b->completion_tokens;
+            a->cached_tokens += b->cached_tokens;
+        } else {
+            v[++w] = *b;
+        }
+    }
+    return w + 1;
+}
+
+/* Writes the worker's settles; on failure they stay for the next try. */
+static void flush(tenants *t, store_settle **buf, size_t *n) {
+    if (*n == 0) return;
+    *n = merge_settles(*buf, *n);
+    const sov_status st = store_settle_batch(t->st, *buf, *n);
+    fail_stat(t, !st);
+    if (!st) *n = 0;
+    else if (*n > SETTLE_KEEP_MAX) {
+        fprintf(stderr, "sov serve: the state store is unreachable and %zu usage records are waiting: dropping "
+                        "the oldest (%s)\n", *n - SETTLE_KEEP_MAX, sov_last_error());
+        pthread_mutex_lock(&t->mu);
+        t->stats.settles_dropped += *n - SETTLE_KEEP_MAX;
+        pthread_mutex_unlock(&t->mu);
+        memmove(*buf, *buf + (*n - SETTLE_KEEP_MAX), SETTLE_KEEP_MAX * sizeof **buf);
+        *n = SETTLE_KEEP_MAX;
+    }
+}
+
+/* Moves the queued settles onto the worker's own list (under mu). */
+static bool take_settles_locked(tenants *t, store_settle **buf, size_t *n, size_t *cap) {
+    if (t->n_settles == 0) return true;
+    if (*n + t->n_settles > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (c < *n + t->n_settles) c *= 2;
+        store_settle *p = realloc(*buf, c * sizeof *p);
+        if (!p) return false; /* leave them queued; retried next round */
+        *buf = p;
+        *cap = c;
+    }
+    memcpy(*buf + *n, t->settles, t->n_settles * sizeof *t->settles);
+    *n += t->n_settles;
+    t->n_settles = 0;
+    return true;
+}
+
+static void timed_wait_locked(tenants *t, double seconds) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const long ns = ts.tv_nsec + (long)(seconds * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+}
+
+static void *worker_main(void *arg) {
+    tenants *t = arg;
+    const double reload_s = t->p.reload_s > 0 ? t->p.reload_s : 0.25;
+    double next_reload = sov_now_s() + reload_s, next_flush = sov_now_s() + 0.2, next_gc = sov_now_s() + 60;
+    store_settle *buf = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->stop && !t->in_head && t->n_settles < SETTLE_BATCH) {
+            const double now = sov_now_s(), next = SOV_MIN(next_reload, next_flush);
+            if (now >= next) break;
+            timed_wait_locked(t, next - now);
+        }
+        tenants_resv *in = t->in_head;
+        t->in_head = t->in_tail = NULL;
+        take_settles_locked(t, &buf, &n, &cap);
+        const bool stop = t->stop;
+        t->stats.settles_pending = n;
+        pthread_mutex_unlock(&t->mu);
+
+        bool done = false;
+        for (tenants_resv *r = in; r;) {
+            tenants_resv *next = r->next;
+            reserve_one(t, r);
+            pthread_mutex_lock(&t->mu);
+            r->next = NULL;
+            if (t->done_tail) t->done_tail->next = r;
+            else t->done_head = r;
+            t->done_tail = r;
+            pthread_mutex_unlock(&t->mu);
+            done = true;
+            r = next;
+        }
+        if (done) wake(t);
+        const double now = sov_now_s();
+        if (now >= next_reload) {
+            reload(t, false);
+            next_reload = now + reload_s;
+        }
+        if (n >= SETTLE_BATCH || now >= next_flush || stop) {
+            flush(t, &buf, &n);
+            next_flush = now + 0.2;
+        }
+        if (now >= next_gc) {
+            fail_stat(t, !store_gc(t->st, unix_now()));
+            next_gc = now + 600;
+        }
+        pthread_mutex_lock(&t->mu);
+        t->stats.settles_pending = n + t->n_settles;
+        if (stop && !t->in_head && t->n_settles == 0) break;
+    }
+    pthread_mutex_unlock(&t->mu);
+    /* the last usage: a few more tries if the store is away, then say what is lost */
+    for (int i = 0; n > 0 && i < 10; i++) {
+        flush(t, &buf, &n);
+        if (n) {
+            const struct timespec ts = {0, 300 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (n) fprintf(stderr, "sov serve: %zu usage records could not be written to the state store: %s\n", n, sov_last_error());
+    free(buf);
+    return NULL;
+}
+
+/* ---- public ---- */
+
+sov_status tenants_open(const tenants_params *p, tenants **out) {
+    *out = NULL;
+    if (!p || !p->db || !p->model_id) return sov_fail(SOV_ERR_ARG, "tenants: no store given");
+    tenants *t = calloc(1, sizeof *t);
+    if (!t) return sov_fail(SOV_ERR_NOMEM, "tenants: out of memory");
+    t->p = *p;
+    t->db = strdup(p->db);
+    t->model_id = strdup(p->model_id);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    if (!t->db || !t->model_id) {
+        tenants_close(t);
+        return sov_fail(SOV_ERR_NOMEM, "tenants: out of memory");
+    }
+    t->p.db = t->db;
+    t->p.model_id = t->model_id;
+    sov_status st = store_open(t->db, NULL, &t->st);
+    if (st) {
+        tenants_close(t);
+        return st;
+    }
+    snprintf(t->describe, sizeof t->describe, "%s", store_describe(t->st));
+    reload(t, true);
+    if (!t->have_pending) {
+        st = sov_fail(SOV_ERR_IO, "%s", sov_last_error());
+        tenants_close(t);
+        return st;
+    }
+    tenants_poll(t);
+    if (pthread_create(&t->thread, NULL, worker_main, t) != 0) {
+        tenants_close(t);
+        return sov_fail(SOV_ERR_NOMEM, "tenants: cannot start the store worker thread");
+    }
+    t->thread_started = true;
+    *out = t;
+    return SOV_OK;
+}
+
+void tenants_close(tenants *t) {
+    if (!t) return;
+    if (t->thread_started) {
+        pthread_mutex_lock(&t->mu);
+        t->stop = true;
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->thread, NULL);
+    }
+    /* reservations nobody took back belong to their submitters; nothing to free here */
+    store_close(t->st);
+    auth_table_free(t->table);
+    auth_table_free(t->pending);
+    free(t->settles);
+    free(t->db);
+    free(t->model_id);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    free(t);
+}
+
+const char *tenants_store_describe(const tenants *t) { return t->describe; }
+
+void tenants_set_notify(tenants *t, void (*notify)(void *user), void *user) {
+    pthread_mutex_lock(&t->mu);
+    t->p.notify = notify;
+    t->p.notify_user = user;
+    pthread_mutex_unlock(&t->mu);
+}
+
+bool tenants_poll(tenants *t) {
+    pthread_mutex_lock(&t->mu);
+    auth_table *tab = t->have_pending ? t->pending : NULL;
+    t->pending = NULL;
+    t->have_pending = false;
+    pthread_mutex_unlock(&t->mu);
+    if (!tab) return false;
+    const bool before = tenants_auth_required(t);
+    auth_table_free(t->table);
+    t->table = tab;
+    return before != tenants_auth_required(t);
+}
+
+bool tenants_auth_required(const tenants *t) { return auth_table_size(t->table) > 0; }
+
+size_t tenants_key_count(const tenants *t) { return auth_table_size(t->table); }
+
+const char *tenants_auth_reason(tenants_auth a) {
+    static const char *const names[] = {"ok", "missing", "malformed", "unknown", "revoked"};
+    return (unsigned)a < SOV_ARRAY_LEN(names) ? names[a] : "unknown";
+}
+
+tenants_auth tenants_authenticate(tenants *t, const char *header, tenants_key *out) {
+    memset(out, 0, sizeof *out);
+    const char *tok;
+    size_t len;
+    const auth_header h = auth_parse_bearer(header, &tok, &len);
+    if (h == AUTH_HEADER_MISSING) return TENANTS_AUTH_MISSING;
+    if (h != AUTH_HEADER_OK) return TENANTS_AUTH_MALFORMED;
+    const store_key *k = NULL;
+    const auth_result r = auth_table_lookup(t->table, tok, len, &k);
+    if (r == AUTH_UNKNOWN) return TENANTS_AUTH_UNKNOWN;
+    out->id = k->id;
+    snprintf(out->prefix, sizeof out->prefix, "%s", k->prefix);
+    if (r == AUTH_REVOKED) return TENANTS_AUTH_REVOKED;
+    snprintf(out->tenant, sizeof out->tenant, "%s", k->tenant);
+    out->rpm = k->rpm;
+    out->tpm = k->tpm;
+    out->tpd = k->tpd;
+    out->weight = k->weight > 0 ? k->weight : 1;
+    out->admin = k->admin;
+    out->model_allowed = auth_key_allows_model(k, t->model_id);
+    return TENANTS_AUTH_OK;
+}
+
+void tenants_reserve(tenants *t, tenants_resv *r) {
+    r->next = NULL;
+    r->status = SOV_OK;
+    r->granted = 0;
+    r->error[0] = '\0';
+    memset(&r->res, 0, sizeof r->res);
+    pthread_mutex_lock(&t->mu);
+    if (t->in_tail) t->in_tail->next = r;
+    else t->in_head = r;
+    t->in_tail = r;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+int tenants_take_reserved(tenants *t, tenants_resv **out, int max) {
+    int n = 0;
+    pthread_mutex_lock(&t->mu);
+    while (n < max && t->done_head) {
+        tenants_resv *r = t->done_head;
+        t->done_head = r->next;
+        if (!t->done_head) t->done_tail = NULL;
+        r->next = NULL;
+        out[n++] = r;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+void tenants_settle(tenants *t, const store_settle *s) {
+    pthread_mutex_lock(&t->mu);
+    /* the worker is behind (the store is away): records of the same key, windows and hour
+     * settle identically, so fold them before growing the queue */
+    if (t->n_settles == t->cap_settles && t->n_settles >= SETTLE_BATCH) t->n_settles = merge_settles(t->settles, t->n_settles);
+    if (t->n_settles == t->cap_settles) {
+        const size_t cap = t->cap_settles ? t->cap_settles * 2 : 256;
+        store_settle *p = cap <= SETTLE_KEEP_MAX ? realloc(t->settles, cap * sizeof *p) : NULL;
+        if (!p) {
+            t->stats.settles_dropped++;
+            pthread_mutex_unlock(&t->mu);
+            return;
+        }
+        t->settles = p;
+        t->cap_settles = cap;
+    }
+    t->settles[t->n_settles++] = *s;
+    if (t->n_settles >= SETTLE_BATCH) pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+void tenants_get_stats(tenants *t, tenants_stats *out) {
+    pthread_mutex_lock(&t->mu);
+    *out = t->stats;
+    pthread_mutex_unlock(&t->mu);
+}

@@ -1,0 +1,127 @@
+/* tenants.h - tenants while serving: who is calling (API keys), what they may use
+ * (models), how much (rate limits and quotas), and what they used (usage records).
+ *
+ *   HTTP thread                               store worker thread
+ *   ───────────                               ───────────────────
+ *   tenants_authenticate ── key table ◀─────── reload when the store's keys version
+ *     (in memory: HMAC + constant-time           changes (polled every 250 ms)
+ *      compare, no I/O)
+ *   tenants_reserve ───────── queue ─────────▶ store_reserve (one transaction each)
+ *   tenants_take_reserved ◀── done list ◀─────   + notify()
+ *   tenants_settle ────────── queue ─────────▶ store_settle_batch (grouped, every
+ *                                                200 ms; kept and retried while the
+ *                                                store is unreachable)
+ *
+ * The HTTP thread never waits for the database: a request whose key has limits waits for
+ * its reservation in the event loop like any other I/O, and a key without limits costs no
+ * database round trip at all (its usage is written in the next batch). The key table is
+ * replaced, never edited: the HTTP thread swaps in the worker's new table in tenants_poll,
+ * and a request copies what it needs from its key (tenants_key), so a reload while it
+ * runs changes nothing under it — a revoked key's running stream finishes, its next
+ * request is refused. When the store is unreachable, authentication keeps using the last
+ * key table read (no key can be changed then either) and requests that need a reservation
+ * get 503; usage waits in memory until the store is back. */
+#ifndef SOV_TENANTS_TENANTS_H
+#define SOV_TENANTS_TENANTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/auth.h"
+#include "store/store.h"
+
+typedef struct tenants tenants;
+
+typedef struct tenants_params {
+    const char *db;              /* store name: a SQLite path or a postgresql:// URL */
+    const char *model_id;        /* the model this server serves (for keys' model lists) */
+    void (*notify)(void *user);  /* worker thread: reservations done or a new key table */
+    void *notify_user;
+    double reload_s;             /* how often the worker polls for key changes (0: 0.25) */
+} tenants_params;
+
+/* Opens the store (migrating it), reads the keys and starts the worker. Errors as
+ * store_open's, with sov_last_error() saying what to do. */
+sov_status tenants_open(const tenants_params *p, tenants **out);
+/* Stops the worker after writing out pending usage (trying for up to a few seconds when
+ * the store is unreachable, then saying on stderr what was lost). */
+void tenants_close(tenants *t);
+
+const char *tenants_store_describe(const tenants *t);
+/* Sets (or clears, with NULL) the callback the worker calls when there is something to
+ * take; the server sets it once its event loop exists. */
+void tenants_set_notify(tenants *t, void (*notify)(void *user), void *user);
+
+/* ---- HTTP thread ---- */
+
+/* Swaps in a key table the worker has read (call on every notify). Returns true when
+ * authentication turned on or off with it (the caller may log it). */
+bool tenants_poll(tenants *t);
+/* True while the store holds at least one key (revoked ones count): every /v1/ request
+ * must then present one. */
+bool tenants_auth_required(const tenants *t);
+size_t tenants_key_count(const tenants *t);
+
+/* What a request keeps of its key (a copy: the table may be replaced while it runs). */
+typedef struct tenants_key {
+    int64_t id;
+    char prefix[STORE_PREFIX_MAX + 1];
+    char tenant[STORE_TENANT_MAX + 1];
+    int64_t rpm, tpm, tpd;
+    double weight;
+    bool admin;
+    bool model_allowed;          /* may use the served model */
+} tenants_key;
+
+typedef enum tenants_auth {
+    TENANTS_AUTH_OK = 0,
+    TENANTS_AUTH_MISSING,        /* no Authorization header */
+    TENANTS_AUTH_MALFORMED,      /* not "Bearer <token>" */
+    TENANTS_AUTH_UNKNOWN,        /* no such key */
+    TENANTS_AUTH_REVOKED,
+} tenants_auth;
+
+/* Authenticates the Authorization header's value (NULL when absent). */
+tenants_auth tenants_authenticate(tenants *t, const char *header, tenants_key *out);
+const char *tenants_auth_reason(tenants_auth a); /* "missing", "malformed", ... */
+
+static inline bool tenants_key_limited(const tenants_key *k) { return k->rpm > 0 || k->tpm > 0 || k->tpd > 0; }
+
+/* A reservation in flight: filled by the HTTP thread, owned by the tenants module from
+ * tenants_reserve until tenants_take_reserved hands it back. */
+typedef struct tenants_resv {
+    /* in */
+    void *user;
+    int64_t key_id, rpm, tpm, tpd;
+    int64_t want;                /* tokens to reserve (prompt + max_tokens) */
+    int64_t min;                 /* accept a smaller grant down to this (== want: exactly) */
+    /* out */
+    sov_status status;           /* SOV_OK: res holds the outcome; else the store failed */
+    char error[200];
+    store_reserve_res res;
+    int64_t granted;             /* tokens reserved (0 when refused) */
+    int64_t now;                 /* the time the windows were read at */
+    struct tenants_resv *next;
+} tenants_resv;
+
+void tenants_reserve(tenants *t, tenants_resv *r);
+/* Reservations that are done, at most max. */
+int tenants_take_reserved(tenants *t, tenants_resv **out, int max);
+/* Records a request's end (copied). */
+void tenants_settle(tenants *t, const store_settle *s);
+
+/* ---- counters (any thread) ---- */
+
+typedef struct tenants_stats {
+    uint64_t store_errors;       /* failed store calls */
+    uint64_t reloads;            /* key tables read */
+    uint64_t reservations;       /* store_reserve calls */
+    double reserve_seconds;      /* their total time */
+    uint64_t settles_pending;    /* usage records not yet written */
+    uint64_t settles_dropped;    /* usage records lost (store unreachable for very long) */
+    bool store_ok;               /* the last store call succeeded */
+} tenants_stats;
+
+void tenants_get_stats(tenants *t, tenants_stats *out);
+
+#endif
