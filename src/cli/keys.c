@@ -115,7 +115,8 @@ static void limit_str(int64_t v, char *buf, size_t cap) {
 
 static int cmd_create(const keys_opts *o) {
     if (!o->tenant) return cli_error("keys", "create needs --tenant NAME");
-    if (o->weight < 0 || o->weight > 1000) return cli_error("keys", "--weight must be in (0, 1000]");
+    if (o->weight != -1 && !(o->weight > 0 && o->weight <= 1000))
+        return cli_error("keys", "--weight must be in (0, 1000]");
     store_key k = {.rpm = o->rpm, .tpm = o->tpm, .tpd = o->tpd, .admin = o->admin, .created = (int64_t)time(NULL)};
     if (strlen(o->tenant) > STORE_TENANT_MAX)
         return cli_error("keys", "the tenant name is longer than %d bytes", STORE_TENANT_MAX);
@@ -131,7 +132,7 @@ static int cmd_create(const keys_opts *o) {
     if (rc) return rc;
     int64_t id = 0;
     s = store_key_add(st, &k, &id);
-    if (!s && o->weight > 0) s = store_tenant_set_weight(st, k.tenant, o->weight);
+    if (!s && o->weight != -1) s = store_tenant_set_weight(st, k.tenant, o->weight);
     store_close(st);
     if (s) return cli_status_error("keys", s);
     char rpm[24], tpm[24], tpd[24];
@@ -321,7 +322,7 @@ int cmd_keys(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *sub = argv[1];
-    keys_opts o = {0};
+    keys_opts o = {.weight = -1}; /* -1: not given */
     int rc = parse(argc - 1, argv + 1, &o);
     if (rc) return rc;
     if (strcmp(sub, "create") == 0) return cmd_create(&o);

@@ -265,12 +265,12 @@ def test_daily_quota_under_32_concurrent_requests():
 
 def test_implicit_max_tokens_takes_what_is_left():
     db = db_path("tpd-implicit")
-    key, _ = create_key(db, "acme", "--tokens-per-day", "40")
+    key, _ = create_key(db, "acme", "--tokens-per-day", "200")
     with Server(STORIES, "--db", db) as s:
         st, _, b = s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me a story"}],
                                                    "ignore_eos": True}, headers=bearer(key))
         j = json.loads(b)
-        check(st == 200 and j["choices"][0]["finish_reason"] == "length" and j["usage"]["total_tokens"] == 40,
+        check(st == 200 and j["choices"][0]["finish_reason"] == "length" and j["usage"]["total_tokens"] == 200,
               "without max_tokens the answer ends where the quota does: %d %r" % (st, j.get("usage")))
         st, _, b = complete(s, key, n=1)
         check(st == 429 and error_of(b).get("code") == "insufficient_quota", "then nothing is left")
@@ -324,7 +324,7 @@ def test_prefix_cache_is_scoped_by_tenant():
     story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. " * 6
     with Server(STORIES, "--db", db, "--metrics-open") as s:
         def cached(key, tail):
-            st, _, body = complete(s, key, prompt=story + tail, n=2)
+            st, _, body = complete(s, key, prompt=story + tail, n=4)
             j = json.loads(body)
             return st, j["usage"]["prompt_tokens"], j["usage"]["prompt_tokens_details"]["cached_tokens"]
         st, n, c = cached(a, "One day")
