@@ -3,23 +3,33 @@
  * One engine thread owns the sov_context. Each step it
  *   1. takes newly submitted requests into the waiting queue and drops cancelled or
  *      timed-out ones (their sequence and KV blocks are freed in that step),
- *   2. admits waiting requests (FIFO) while fewer than n_parallel run and the KV pool
- *      has room for their prompt; a prompt starts from the longest run of its full
+ *   2. admits waiting requests while fewer than n_parallel run and the KV pool has room
+ *      for their prompt. Under SCHED_POLICY_FAIR (the default) the next request is the
+ *      oldest of the tenant that would have the fewest running sequences per unit of
+ *      weight after admitting it, so slots are shared in proportion to the tenants'
+ *      weights; when every slot is busy (or the pool is full) and that tenant is under
+ *      its share while another is over it, the other's newest decoding request is
+ *      preempted to make room (a few per step; only moves that leave the split fairer,
+ *      so it never ping-pongs). Under SCHED_POLICY_FIFO requests are admitted in
+ *      arrival order. Either way a prompt starts from the longest run of its full
  *      blocks already in the prefix cache (sched/prefix.h) and a request whose next
  *      block another request is computing right now waits for it instead of computing
  *      it again,
  *   3. builds one batch: one token for every sequence that is generating, then prompt
  *      chunks (chunked prefill) up to the per-step token budget n_batch, so a long
- *      prompt never stalls the streams,
+ *      prompt never stalls the streams; under FAIR the prompt budget is shared between
+ *      the tenants with prompts in flight by deficit round robin (quantum in proportion
+ *      to weight), so one tenant's long prompts cannot hold another's out of the step,
  *   4. makes room in the KV pool: evicts prefix-cache blocks nobody uses (LRU), and
- *      when that is not enough preempts the most recently admitted request (its blocks
- *      are freed; it goes back to the front of the queue and is recomputed later, its
- *      output so far kept),
+ *      when that is not enough preempts the most recently admitted request (under FAIR:
+ *      of the tenant furthest over its share; its blocks are freed; it goes back to the
+ *      front of the queue and is recomputed later, its output so far kept),
  *   5. runs sov_decode, samples a token for every sequence that finished its prompt or
  *      generated, turns tokens into text (UTF-8 safe, stop strings held back) and hands
  *      the new output to the server (notify callback),
  *   6. registers newly completed full blocks in the prefix cache.
  *
+ * With a single tenant FAIR makes exactly FIFO's choices.
  * The server thread talks to it only through this API (a mutex-protected queue and
  * per-request output buffers); the engine thread never touches the network.
  * Every request has two references: the engine's (dropped when it is done) and the
@@ -49,7 +59,8 @@ typedef struct sched_params {
     sched_policy policy;
     int32_t n_parallel;      /* most sequences running at once (<= the context's n_seq_max) */
     int32_t n_batch;         /* tokens per step (<= the context's n_batch) */
-    int32_t max_queue;       /* most requests waiting; more are refused (429) */
+    int32_t max_queue;       /* most requests waiting; more are refused (429), except under
+                                FAIR a tenant with nothing waiting or running */
     int32_t n_ctx;           /* positions per sequence (the context's n_ctx) */
     void (*notify)(void *user); /* engine thread: some request has new output */
     void *notify_user;
@@ -87,7 +98,8 @@ void sched_req_release(sched_req *r);
 
 typedef enum sched_submit_result {
     SCHED_SUBMITTED = 0,
-    SCHED_QUEUE_FULL,        /* max_queue are waiting: try later (429) */
+    SCHED_QUEUE_FULL,        /* max_queue are waiting (and, under FAIR, this tenant has
+                                requests already), or out of memory: try later (429) */
     SCHED_TOO_LONG,          /* the prompt cannot fit the context or the KV pool (400) */
     SCHED_CLOSED,            /* shutting down (503) */
 } sched_submit_result;
@@ -129,6 +141,8 @@ typedef struct sched_delta {
     int32_t n_cached;        /* prompt tokens served from the prefix cache */
     int32_t n_gen;           /* tokens generated so far */
     bool started;            /* the first token has been produced */
+    uint64_t first_step;     /* sched_stats.steps after the step that produced the first
+                                token (0 before): time to first token in engine steps */
     sched_finish finish;     /* SCHED_RUNNING until the request is done */
     char error[160];
 } sched_delta;
@@ -155,10 +169,18 @@ typedef struct sched_stats {
     int32_t prefix_cached_blocks;
     uint64_t prompt_tokens, prompt_tokens_cached, generated_tokens;
     uint64_t steps, batch_tokens, preemptions, prefix_evictions;
+    uint64_t fair_preemptions; /* of the preemptions, those that gave a slot to a tenant
+                                  under its share (the rest made room in the KV pool) */
     uint64_t finished[SCHED_FINISH_ERROR + 1];
     sched_hist ttft, itl, queue_time;
 } sched_stats;
 
 void sched_get_stats(sched *s, sched_stats *out);
+
+/* A tenant's requests running and waiting in the engine as of the last step's batch
+ * (0 and 0 for a tenant with none; NULL: the default tenant). For tests and per-tenant
+ * gauges. Returns the step the counts were taken in (sched_stats.steps counts it once
+ * it has run): counts from two calls belong to the same step when these are equal. */
+uint64_t sched_tenant_load(sched *s, const char *tenant, int32_t *running, int32_t *waiting);
 
 #endif

@@ -64,8 +64,11 @@ void metrics_write(struct evbuffer *o, const http_counts *c, const sched_stats *
     scalar(o, "sov_prefix_cache_blocks", "gauge", "KV blocks held by the prefix cache.", st->prefix_cached_blocks);
     scalar(o, "sov_prefix_cache_evictions_total", "counter", "Prefix cache blocks evicted.",
            (double)st->prefix_evictions);
-    scalar(o, "sov_preemptions_total", "counter", "Requests preempted for KV space (recomputed later).",
+    scalar(o, "sov_preemptions_total", "counter",
+           "Requests preempted (recomputed later): for KV space, or for a tenant under its fair share.",
            (double)st->preemptions);
+    scalar(o, "sov_fair_preemptions_total", "counter",
+           "Requests preempted to give their slot to a tenant under its fair share.", (double)st->fair_preemptions);
     scalar(o, "sov_engine_steps_total", "counter", "Engine steps (batched forward passes).", (double)st->steps);
     scalar(o, "sov_engine_batch_tokens_total", "counter", "Tokens evaluated in engine steps.",
            (double)st->batch_tokens);
