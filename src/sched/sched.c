@@ -47,64 +47,64 @@ const double sched_hist_bounds[SCHED_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01
  * the queue bound); the engine fields need no lock because only the engine thread uses
  * them, and an entry cannot be dropped while a request the engine holds points at it. */
 typedef struct sched_tenant {
-    uint64_t root;                   /* pc_root(name): compared before the name */
+    uint64_t root; /* pc_root(name): compared before the name */
     /* under mu */
-    int32_t n_active;                /* submitted, not yet finished */
+    int32_t n_active;                 /* submitted, not yet finished */
     int32_t pub_running, pub_waiting; /* as of the last step (sched_tenant_load) */
     /* engine thread only */
-    double weight;                   /* > 0, from its latest request (set as the engine
-                                        takes it in) */
-    int32_t running, waiting;        /* its requests in s->running, s->waiting */
-    uint64_t scan_mark;              /* admission: the last candidate scan that saw it */
-    uint64_t plan_mark;              /* the last plan that shared the prompt budget with it */
-    uint64_t commit_mark;            /* the plans_run whose plan set deficit */
-    double deficit;                  /* DRR: prompt tokens it is owed */
-    double deficit_next;             /* what deficit becomes if the current plan runs */
-    char name[];                     /* fixed */
+    double weight;            /* > 0, from its latest request (set as the engine
+                                 takes it in) */
+    int32_t running, waiting; /* its requests in s->running, s->waiting */
+    uint64_t scan_mark;       /* admission: the last candidate scan that saw it */
+    uint64_t plan_mark;       /* the last plan that shared the prompt budget with it */
+    uint64_t commit_mark;     /* the plans_run whose plan set deficit */
+    double deficit;           /* DRR: prompt tokens it is owed */
+    double deficit_next;      /* what deficit becomes if the current plan runs */
+    char name[];              /* fixed */
 } sched_tenant;
 
 struct sched_req {
     /* fixed at creation */
-    sched_req_params p;              /* stops, bias_tok, bias, tenant point at owned copies */
+    sched_req_params p; /* stops, bias_tok, bias, tenant point at owned copies */
     char *stop_copy[SCHED_MAX_STOPS];
     sov_token *bias_tok;
     float *bias;
     char *tenant;
-    uint64_t root;                   /* prefix-cache root of the tenant */
+    uint64_t root; /* prefix-cache root of the tenant */
     void *user;
     int32_t n_prompt;
     double t_arrive;
-    sched_tenant *ten;               /* set by sched_submit (under mu), then fixed */
+    sched_tenant *ten; /* set by sched_submit (under mu), then fixed */
 
     /* engine thread only */
-    sov_token *toks;                 /* [cap_toks] prompt, then generated tokens */
-    int32_t n_toks, cap_toks;        /* toks[n_pos..n_toks) are still to be fed */
-    uint64_t *hashes;                /* [cap_hashes] chain hash through each full block of toks */
+    sov_token *toks;          /* [cap_toks] prompt, then generated tokens */
+    int32_t n_toks, cap_toks; /* toks[n_pos..n_toks) are still to be fed */
+    uint64_t *hashes;         /* [cap_hashes] chain hash through each full block of toks */
     int32_t n_hashes, cap_hashes;
-    int32_t n_registered;            /* blocks [0, n_registered) offered to the prefix cache */
-    sov_seq_id seq;                  /* -1 when it holds no sequence */
-    int32_t n_pos;                   /* positions in the KV cache */
+    int32_t n_registered; /* blocks [0, n_registered) offered to the prefix cache */
+    sov_seq_id seq;       /* -1 when it holds no sequence */
+    int32_t n_pos;        /* positions in the KV cache */
     sov_sampler *smp;
     sov_stopper *stopper;
-    char utf8[8];                    /* bytes of an incomplete UTF-8 character */
+    char utf8[8]; /* bytes of an incomplete UTF-8 character */
     int32_t n_utf8;
     int32_t n_gen;
     bool admitted_once;
     bool cancel_seen;
     uint64_t admit_order;
-    uint64_t defer_epoch;            /* FAIR admission: deferred in this admission round */
+    uint64_t defer_epoch; /* FAIR admission: deferred in this admission round */
     double t_first, t_last;
-    int32_t step_n;                  /* tokens in this step's batch */
-    int32_t step_row;                /* logits row this step, -1 for none */
+    int32_t step_n;   /* tokens in this step's batch */
+    int32_t step_row; /* logits row this step, -1 for none */
 
     /* shared, under sched.mu */
     char *out;
     size_t out_len, out_cap;
     sched_tok *out_toks;
     int32_t n_out_toks, cap_out_toks;
-    int32_t n_cached;                /* prompt tokens served from the prefix cache */
+    int32_t n_cached; /* prompt tokens served from the prefix cache */
     bool started;
-    uint64_t first_step;             /* steps after the one that produced the first token */
+    uint64_t first_step; /* steps after the one that produced the first token */
     bool cancel;
     bool in_ready;
     sched_req *ready_next;
@@ -124,33 +124,33 @@ struct sched {
     bool thread_started;
 
     /* engine thread only */
-    sched_req **waiting;             /* [cap_waiting] FIFO; index 0 is next */
+    sched_req **waiting; /* [cap_waiting] FIFO; index 0 is next */
     int32_t n_waiting, cap_waiting;
-    sched_req **running;             /* [n_parallel] in admission order */
+    sched_req **running; /* [n_parallel] in admission order */
     int32_t n_running;
     uint64_t admit_counter;
-    float *logits;                   /* [n_parallel][n_vocab] */
-    sov_token *b_tok;                /* [n_batch] the step's batch */
+    float *logits;    /* [n_parallel][n_vocab] */
+    sov_token *b_tok; /* [n_batch] the step's batch */
     sov_seq_id *b_seq;
     int32_t *b_pos;
     uint8_t *b_logits;
-    int32_t *blocks_tmp;             /* [n_ctx / block_size + 1] */
-    sched_tenant **drr_ten;          /* [n_parallel] plan: tenants with prompt tokens pending */
-    uint64_t scan_seq;               /* FAIR admission: candidate scans so far */
-    uint64_t admit_epoch;            /* FAIR admission: rounds so far */
-    uint64_t plan_seq;               /* plans that looked for tenants with prompts so far */
-    uint64_t plans_run;              /* steps planned and run so far (commit_plan) */
-    bool drr_planned;                /* the current plan shared the prompt budget */
+    int32_t *blocks_tmp;    /* [n_ctx / block_size + 1] */
+    sched_tenant **drr_ten; /* [n_parallel] plan: tenants with prompt tokens pending */
+    uint64_t scan_seq;      /* FAIR admission: candidate scans so far */
+    uint64_t admit_epoch;   /* FAIR admission: rounds so far */
+    uint64_t plan_seq;      /* plans that looked for tenants with prompts so far */
+    uint64_t plans_run;     /* steps planned and run so far (commit_plan) */
+    bool drr_planned;       /* the current plan shared the prompt budget */
 
     /* shared, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     sched_req *inbox_head, *inbox_tail;
     sched_req *ready_head, *ready_tail;
-    int32_t n_active;                /* submitted, not yet finished */
-    sched_tenant **tenants;          /* [cap_tenants] tenants with active requests */
+    int32_t n_active;       /* submitted, not yet finished */
+    sched_tenant **tenants; /* [cap_tenants] tenants with active requests */
     int32_t n_tenants, cap_tenants;
-    uint64_t pub_step;               /* the step of the tenants' pub_ counts */
+    uint64_t pub_step; /* the step of the tenants' pub_ counts */
     bool wake, stop, closed, cancel_all;
     sched_stats st;
 };
@@ -158,7 +158,8 @@ struct sched {
 /* ---- requests ---- */
 
 static void req_free(sched_req *r) {
-    for (int i = 0; i < SCHED_MAX_STOPS; i++) free(r->stop_copy[i]);
+    for (int i = 0; i < SCHED_MAX_STOPS; i++)
+        free(r->stop_copy[i]);
     free(r->bias_tok);
     free(r->bias);
     free(r->tenant);
@@ -287,8 +288,10 @@ static void mark_ready_locked(sched *s, sched_req *r) {
     if (r->in_ready) return;
     r->in_ready = true;
     r->ready_next = NULL;
-    if (s->ready_tail) s->ready_tail->ready_next = r;
-    else s->ready_head = r;
+    if (s->ready_tail)
+        s->ready_tail->ready_next = r;
+    else
+        s->ready_head = r;
     s->ready_tail = r;
 }
 
@@ -296,7 +299,8 @@ static bool append_text_locked(sched_req *r, const char *t, size_t n) {
     if (n == 0) return true;
     if (r->out_len + n > r->out_cap) {
         size_t cap = r->out_cap ? r->out_cap : 256;
-        while (cap < r->out_len + n) cap *= 2;
+        while (cap < r->out_len + n)
+            cap *= 2;
         char *p = realloc(r->out, cap);
         if (!p) return false;
         r->out = p;
@@ -321,7 +325,8 @@ static bool append_tok_locked(sched_req *r, const sched_tok *t) {
 
 static void hist_add(sched_hist *h, double v) {
     int i = 0;
-    while (i < SCHED_HIST_BUCKETS && v > sched_hist_bounds[i]) i++;
+    while (i < SCHED_HIST_BUCKETS && v > sched_hist_bounds[i])
+        i++;
     h->count[i]++;
     h->sum += v;
     h->n++;
@@ -415,7 +420,8 @@ static void preempt(sched *s, sched_req *r, bool fair) {
 static bool ensure_hashes(sched *s, sched_req *r, int32_t n_blocks) {
     if (n_blocks > r->cap_hashes) {
         int32_t cap = r->cap_hashes ? r->cap_hashes : 16;
-        while (cap < n_blocks) cap *= 2;
+        while (cap < n_blocks)
+            cap *= 2;
         uint64_t *p = realloc(r->hashes, (size_t)cap * sizeof *p);
         if (!p) return false;
         r->hashes = p;
@@ -435,8 +441,8 @@ static void register_blocks(sched *s, sched_req *r) {
     const int32_t *bt;
     const int32_t nb = sov_seq_blocks(s->ctx, r->seq, &bt);
     for (int32_t b = r->n_registered; b < full && b < nb; b++)
-        pc_insert(&s->pc, b ? r->hashes[b - 1] : r->root, r->hashes[b], r->toks + (size_t)b * (size_t)s->block_size,
-                  bt[b]);
+        pc_insert(&s->pc, b ? r->hashes[b - 1] : r->root, r->hashes[b],
+                  r->toks + (size_t)b * (size_t)s->block_size, bt[b]);
     r->n_registered = full;
 }
 
@@ -445,14 +451,17 @@ static void register_blocks(sched *s, sched_req *r) {
 static bool block_in_flight(const sched *s, const sched_req *r, int32_t b) {
     for (int32_t i = 0; i < s->n_running; i++) {
         const sched_req *q = s->running[i];
-        if (q->n_hashes > b && q->hashes[b] == r->hashes[b] && q->n_pos < (b + 1) * s->block_size) return true;
+        if (q->n_hashes > b && q->hashes[b] == r->hashes[b] && q->n_pos < (b + 1) * s->block_size)
+            return true;
     }
     return false;
 }
 
 /* ---- engine: admission ---- */
 
-static int32_t blocks_for(const sched *s, int32_t n_pos) { return (n_pos + s->block_size - 1) / s->block_size; }
+static int32_t blocks_for(const sched *s, int32_t n_pos) {
+    return (n_pos + s->block_size - 1) / s->block_size;
+}
 
 /* n_match full blocks from the prefix cache (in blocks_tmp), then `partial` leading
  * positions of one more cached block (blocks_tmp[n_match]) when partial > 0. */
@@ -470,8 +479,10 @@ static sov_status start_req(sched *s, sched_req *r, int32_t n_match, int32_t par
         r->admitted_once = true;
         sov_sampler_params sp = r->p.sp;
         st = sov_sampler_new(&sp, s->n_vocab, &r->smp);
-        for (int32_t i = 0; !st && i < r->p.n_bias; i++) st = sov_sampler_set_logit_bias(r->smp, r->bias_tok[i], r->bias[i]);
-        for (int32_t i = 0; !st && i < r->n_prompt; i++) sov_sampler_accept(r->smp, r->toks[i]);
+        for (int32_t i = 0; !st && i < r->p.n_bias; i++)
+            st = sov_sampler_set_logit_bias(r->smp, r->bias_tok[i], r->bias[i]);
+        for (int32_t i = 0; !st && i < r->n_prompt; i++)
+            sov_sampler_accept(r->smp, r->toks[i]);
         if (!st) st = sov_stopper_new((const char *const *)r->p.stops, (size_t)r->p.n_stops, &r->stopper);
         const int32_t cached = SOV_MIN(r->n_pos, r->n_prompt);
         pthread_mutex_lock(&s->mu);
@@ -488,10 +499,10 @@ static sov_status start_req(sched *s, sched_req *r, int32_t n_match, int32_t par
 
 /* What admitting a waiting request takes (probe). */
 typedef struct admit_probe {
-    int32_t m;        /* full blocks found in the prefix cache (ids in blocks_tmp[0..m)) */
-    int32_t partial;  /* leading positions of one more cached block (blocks_tmp[m]); 0: none */
-    int32_t need;     /* blocks from the pool: the rest of the prompt and one to grow */
-    bool deferred;    /* a running request is computing its next block: wait for that */
+    int32_t m;       /* full blocks found in the prefix cache (ids in blocks_tmp[0..m)) */
+    int32_t partial; /* leading positions of one more cached block (blocks_tmp[m]); 0: none */
+    int32_t need;    /* blocks from the pool: the rest of the prompt and one to grow */
+    bool deferred;   /* a running request is computing its next block: wait for that */
 } admit_probe;
 
 /* The pool as one round of admissions sees it. */
@@ -530,7 +541,8 @@ static bool room_for(sched *s, const admit_probe *pr, admit_room *room, int32_t 
     if (pr->need + room->reserve <= free_now) return true;
     if (room->evictable < 0) room->evictable = pc_evictable(&s->pc);
     int32_t pinned = 0; /* matched blocks only the cache holds stop being evictable */
-    for (int32_t k = 0; k < pr->m + (pr->partial > 0); k++) pinned += sov_kv_block_refs(s->ctx, s->blocks_tmp[k]) == 1;
+    for (int32_t k = 0; k < pr->m + (pr->partial > 0); k++)
+        pinned += sov_kv_block_refs(s->ctx, s->blocks_tmp[k]) == 1;
     if (pr->need + room->reserve > free_now + room->evictable - pinned) return false;
     room->evictable -= pinned;
     return true;
@@ -768,7 +780,8 @@ static void commit_plan(sched *s) {
     if (!s->drr_planned) return;
     for (int32_t i = 0; i < s->n_running; i++) {
         const sched_req *r = s->running[i];
-        if (r->ten->plan_mark == s->plan_seq && r->n_toks - r->n_pos - r->step_n > 1) r->ten->commit_mark = s->plans_run;
+        if (r->ten->plan_mark == s->plan_seq && r->n_toks - r->n_pos - r->step_n > 1)
+            r->ten->commit_mark = s->plans_run;
     }
     for (int32_t i = 0; i < s->n_running; i++) {
         sched_tenant *t = s->running[i]->ten;
@@ -817,7 +830,8 @@ static sched_req *kv_victim(const sched *s) {
 static void fit(sched *s) {
     for (;;) {
         int32_t need = 0;
-        for (int32_t i = 0; i < s->n_running; i++) need += step_blocks(s, s->running[i]);
+        for (int32_t i = 0; i < s->n_running; i++)
+            need += step_blocks(s, s->running[i]);
         if (need <= sov_kv_blocks_free(s->ctx)) return;
         pc_evict(&s->pc, need);
         if (need <= sov_kv_blocks_free(s->ctx)) return;
@@ -860,7 +874,8 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     const sov_token t = sov_sampler_sample(r->smp, lg);
     sched_tok lp = {.id = t, .n_top = 0};
     if (r->p.top_logprobs >= 0)
-        lp.n_top = sov_sampler_logprobs(lg, s->n_vocab, t, r->p.top_logprobs, lp.top_id, lp.top_lp, &lp.logprob);
+        lp.n_top =
+            sov_sampler_logprobs(lg, s->n_vocab, t, r->p.top_logprobs, lp.top_id, lp.top_lp, &lp.logprob);
     sov_sampler_accept(r->smp, t);
     r->n_gen++;
     const bool eog = !r->p.ignore_eos && sov_vocab_is_eog(s->vocab, t);
@@ -879,8 +894,10 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     pthread_mutex_lock(&s->mu);
     ok = emit_locked(r, buf, ready, &stopped);
     sched_finish f = SCHED_RUNNING;
-    if (eog || stopped) f = SCHED_FINISH_STOP;
-    else if (r->n_gen >= r->p.max_tokens || r->n_toks >= s->p.n_ctx) f = SCHED_FINISH_LENGTH;
+    if (eog || stopped)
+        f = SCHED_FINISH_STOP;
+    else if (r->n_gen >= r->p.max_tokens || r->n_toks >= s->p.n_ctx)
+        f = SCHED_FINISH_LENGTH;
     if (f != SCHED_RUNNING && !stopped) {
         /* the end: release what the UTF-8 assembly and the stop strings held back */
         ok = ok && emit_locked(r, buf + ready, total - ready, &stopped);
@@ -971,7 +988,8 @@ static void step(sched *s) {
         r->step_n = 0;
         register_blocks(s, r);
         sched_finish f;
-        if (r->step_row >= 0 && take_token(s, r, s->logits + (size_t)r->step_row * (size_t)s->n_vocab, now, &f)) {
+        if (r->step_row >= 0 &&
+            take_token(s, r, s->logits + (size_t)r->step_row * (size_t)s->n_vocab, now, &f)) {
             running_remove(s, r);
             finish_req(s, r, f, f == SCHED_FINISH_ERROR ? "engine: out of memory" : NULL);
             continue;
@@ -1034,8 +1052,10 @@ static void *engine_main(void *arg) {
         }
         s->inbox_head = s->inbox_tail = NULL;
         const bool all = s->cancel_all;
-        for (int32_t i = 0; i < s->n_running; i++) s->running[i]->cancel_seen = s->running[i]->cancel || all;
-        for (int32_t i = 0; i < s->n_waiting; i++) s->waiting[i]->cancel_seen = s->waiting[i]->cancel || all;
+        for (int32_t i = 0; i < s->n_running; i++)
+            s->running[i]->cancel_seen = s->running[i]->cancel || all;
+        for (int32_t i = 0; i < s->n_waiting; i++)
+            s->waiting[i]->cancel_seen = s->waiting[i]->cancel || all;
         pthread_mutex_unlock(&s->mu);
 
         reap(s, sov_now_s());
@@ -1044,11 +1064,14 @@ static void *engine_main(void *arg) {
             /* nothing runs, so every block is free or evictable: the request waiting
              * for room (under FIFO the head) cannot fit at all */
             int32_t at = s->n_waiting - 1;
-            while (at > 0 && s->waiting[at] != blocked) at--;
+            while (at > 0 && s->waiting[at] != blocked)
+                at--;
             sched_req *r = s->waiting[at];
             waiting_remove(s, at);
-            if (r->n_gen > 0) finish_req(s, r, SCHED_FINISH_LENGTH, NULL);
-            else finish_req(s, r, SCHED_FINISH_ERROR, "the prompt does not fit the KV cache");
+            if (r->n_gen > 0)
+                finish_req(s, r, SCHED_FINISH_LENGTH, NULL);
+            else
+                finish_req(s, r, SCHED_FINISH_ERROR, "the prompt does not fit the KV cache");
         }
         if (s->n_running > 0) step(s);
         if (publish_gauges(s) && s->p.notify) s->p.notify(s->p.notify_user);
@@ -1105,8 +1128,8 @@ sov_status sched_new(sov_context *ctx, const sov_model *model, const sched_param
     s->b_logits = malloc(nb);
     s->blocks_tmp = malloc(((size_t)p->n_ctx / (size_t)s->block_size + 2) * sizeof *s->blocks_tmp);
     s->drr_ten = malloc((size_t)s->p.n_parallel * sizeof *s->drr_ten);
-    if (!st && (!s->running || !s->logits || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_logits || !s->blocks_tmp ||
-                !s->drr_ten))
+    if (!st && (!s->running || !s->logits || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_logits ||
+                !s->blocks_tmp || !s->drr_ten))
         st = sov_fail(SOV_ERR_NOMEM, "sched: out of memory for a batch of %d tokens", s->p.n_batch);
     s->st.n_parallel = s->p.n_parallel;
     s->st.kv_blocks_total = sov_kv_blocks_total(ctx);
@@ -1143,7 +1166,8 @@ void sched_free(sched *s) {
     free(s->b_logits);
     free(s->blocks_tmp);
     free(s->drr_ten);
-    for (int32_t i = 0; i < s->n_tenants; i++) free(s->tenants[i]); /* none once the thread ended */
+    for (int32_t i = 0; i < s->n_tenants; i++)
+        free(s->tenants[i]); /* none once the thread ended */
     free(s->tenants);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -1159,17 +1183,23 @@ sched_submit_result sched_submit(sched *s, sched_req *r) {
     /* waiting beyond the slots; under FAIR a tenant with nothing submitted is let in
      * anyway, so one tenant's flood cannot lock the others out (at most one such
      * request per tenant) */
-    const bool full = s->n_active >= s->p.n_parallel + s->p.max_queue && (t || s->p.policy == SCHED_POLICY_FIFO);
-    if (s->closed || s->stop) res = SCHED_CLOSED;
-    else if (full) res = SCHED_QUEUE_FULL;
-    else if (!t && !(t = tenant_add_locked(s, r))) res = SCHED_QUEUE_FULL; /* out of memory: later */
+    const bool full =
+        s->n_active >= s->p.n_parallel + s->p.max_queue && (t || s->p.policy == SCHED_POLICY_FIFO);
+    if (s->closed || s->stop)
+        res = SCHED_CLOSED;
+    else if (full)
+        res = SCHED_QUEUE_FULL;
+    else if (!t && !(t = tenant_add_locked(s, r)))
+        res = SCHED_QUEUE_FULL; /* out of memory: later */
     if (res == SCHED_SUBMITTED) {
         r->ten = t;
         t->n_active++;
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL); /* the engine's */
         r->inbox_next = NULL;
-        if (s->inbox_tail) s->inbox_tail->inbox_next = r;
-        else s->inbox_head = r;
+        if (s->inbox_tail)
+            s->inbox_tail->inbox_next = r;
+        else
+            s->inbox_head = r;
         s->inbox_tail = r;
         s->n_active++;
         s->st.waiting = s->n_active - s->st.running;

@@ -49,19 +49,19 @@ enum { SCHED_MAX_TOP_LOGPROBS = 20, SCHED_MAX_STOPS = 16 };
 
 /* How waiting requests are admitted and the step's prompt budget is shared. */
 typedef enum sched_policy {
-    SCHED_POLICY_FAIR = 0,   /* by tenant: slots and prompt budget shared in proportion to
-                                weights; a tenant over its share yields a slot to a tenant
-                                under it (see sched.c) */
-    SCHED_POLICY_FIFO = 1,   /* arrival order, whoever sent it (the old behaviour) */
+    SCHED_POLICY_FAIR = 0, /* by tenant: slots and prompt budget shared in proportion to
+                              weights; a tenant over its share yields a slot to a tenant
+                              under it (see sched.c) */
+    SCHED_POLICY_FIFO = 1, /* arrival order, whoever sent it (the old behaviour) */
 } sched_policy;
 
 typedef struct sched_params {
     sched_policy policy;
-    int32_t n_parallel;      /* most sequences running at once (<= the context's n_seq_max) */
-    int32_t n_batch;         /* tokens per step (<= the context's n_batch) */
-    int32_t max_queue;       /* most requests waiting; more are refused (429), except under
-                                FAIR a tenant with nothing waiting or running */
-    int32_t n_ctx;           /* positions per sequence (the context's n_ctx) */
+    int32_t n_parallel;         /* most sequences running at once (<= the context's n_seq_max) */
+    int32_t n_batch;            /* tokens per step (<= the context's n_batch) */
+    int32_t max_queue;          /* most requests waiting; more are refused (429), except under
+                                   FAIR a tenant with nothing waiting or running */
+    int32_t n_ctx;              /* positions per sequence (the context's n_ctx) */
     void (*notify)(void *user); /* engine thread: some request has new output */
     void *notify_user;
 } sched_params;
@@ -73,19 +73,19 @@ void sched_free(sched *s);
 
 typedef struct sched_req_params {
     sov_sampler_params sp;
-    int32_t max_tokens;      /* most tokens to generate (>= 1) */
-    bool ignore_eos;         /* keep going past end-of-generation tokens */
-    int32_t top_logprobs;    /* -1: no logprobs; 0..20: the chosen token's and this many more */
+    int32_t max_tokens;                 /* most tokens to generate (>= 1) */
+    bool ignore_eos;                    /* keep going past end-of-generation tokens */
+    int32_t top_logprobs;               /* -1: no logprobs; 0..20: the chosen token's and this many more */
     const char *stops[SCHED_MAX_STOPS]; /* stop strings (copied) */
     int32_t n_stops;
     const sov_token *bias_tok; /* logit bias (copied) */
     const float *bias;
     int32_t n_bias;
-    double deadline;         /* sov_now_s() time after which the request ends; 0: none */
-    const char *tenant;      /* prefix-cache scope and fairness unit (copied); NULL: the
-                                default tenant. Never anything the client sent: the server
-                                sets it from the authenticated key. */
-    double weight;           /* the tenant's weight for fair sharing (<= 0: 1) */
+    double deadline;    /* sov_now_s() time after which the request ends; 0: none */
+    const char *tenant; /* prefix-cache scope and fairness unit (copied); NULL: the
+                           default tenant. Never anything the client sent: the server
+                           sets it from the authenticated key. */
+    double weight;      /* the tenant's weight for fair sharing (<= 0: 1) */
 } sched_req_params;
 
 /* A request for prompt[0..n). user is the submitter's handle (sched_req_user).
@@ -98,10 +98,10 @@ void sched_req_release(sched_req *r);
 
 typedef enum sched_submit_result {
     SCHED_SUBMITTED = 0,
-    SCHED_QUEUE_FULL,        /* max_queue are waiting (and, under FAIR, this tenant has
-                                requests already), or out of memory: try later (429) */
-    SCHED_TOO_LONG,          /* the prompt cannot fit the context or the KV pool (400) */
-    SCHED_CLOSED,            /* shutting down (503) */
+    SCHED_QUEUE_FULL, /* max_queue are waiting (and, under FAIR, this tenant has
+                         requests already), or out of memory: try later (429) */
+    SCHED_TOO_LONG,   /* the prompt cannot fit the context or the KV pool (400) */
+    SCHED_CLOSED,     /* shutting down (503) */
 } sched_submit_result;
 
 sched_submit_result sched_submit(sched *s, sched_req *r);
@@ -116,11 +116,11 @@ int32_t sched_active(sched *s);
 
 typedef enum sched_finish {
     SCHED_RUNNING = 0,
-    SCHED_FINISH_STOP,       /* end-of-generation token or a stop string */
-    SCHED_FINISH_LENGTH,     /* max_tokens, the context, or the KV pool */
-    SCHED_FINISH_DEADLINE,   /* the request's deadline passed */
-    SCHED_FINISH_CANCELLED,  /* cancelled (client gone, shutdown) */
-    SCHED_FINISH_ERROR,      /* the engine failed (message in sched_delta.error) */
+    SCHED_FINISH_STOP,      /* end-of-generation token or a stop string */
+    SCHED_FINISH_LENGTH,    /* max_tokens, the context, or the KV pool */
+    SCHED_FINISH_DEADLINE,  /* the request's deadline passed */
+    SCHED_FINISH_CANCELLED, /* cancelled (client gone, shutdown) */
+    SCHED_FINISH_ERROR,     /* the engine failed (message in sched_delta.error) */
 } sched_finish;
 
 typedef struct sched_tok {
@@ -133,17 +133,17 @@ typedef struct sched_tok {
 
 /* What a request produced since the last sched_take. */
 typedef struct sched_delta {
-    char *text;              /* new text (UTF-8 as produced; caller frees), may be NULL */
+    char *text; /* new text (UTF-8 as produced; caller frees), may be NULL */
     size_t len;
-    sched_tok *toks;         /* new tokens with logprobs (when asked; caller frees) */
+    sched_tok *toks; /* new tokens with logprobs (when asked; caller frees) */
     int32_t n_toks;
-    int32_t n_prompt;        /* prompt tokens */
-    int32_t n_cached;        /* prompt tokens served from the prefix cache */
-    int32_t n_gen;           /* tokens generated so far */
-    bool started;            /* the first token has been produced */
-    uint64_t first_step;     /* sched_stats.steps after the step that produced the first
-                                token (0 before): time to first token in engine steps */
-    sched_finish finish;     /* SCHED_RUNNING until the request is done */
+    int32_t n_prompt;    /* prompt tokens */
+    int32_t n_cached;    /* prompt tokens served from the prefix cache */
+    int32_t n_gen;       /* tokens generated so far */
+    bool started;        /* the first token has been produced */
+    uint64_t first_step; /* sched_stats.steps after the step that produced the first
+                            token (0 before): time to first token in engine steps */
+    sched_finish finish; /* SCHED_RUNNING until the request is done */
     char error[160];
 } sched_delta;
 

@@ -90,7 +90,8 @@ static void collect_with(sched *s, sched_req **reqs, result *res, int n, collect
                 memcpy(r->text + r->len, d.text, d.len);
                 r->len += d.len;
             }
-            for (int32_t t = 0; t < d.n_toks && r->n < MAX_GEN; t++) r->toks[r->n++] = d.toks[t].id;
+            for (int32_t t = 0; t < d.n_toks && r->n < MAX_GEN; t++)
+                r->toks[r->n++] = d.toks[t].id;
             free(d.text);
             free(d.toks);
             r->n_cached = d.n_cached;
@@ -106,7 +107,9 @@ static void collect_with(sched *s, sched_req **reqs, result *res, int n, collect
     CHECK_EQ(left, 0);
 }
 
-static void collect(sched *s, sched_req **reqs, result *res, int n) { collect_with(s, reqs, res, n, NULL, NULL); }
+static void collect(sched *s, sched_req **reqs, result *res, int n) {
+    collect_with(s, reqs, res, n, NULL, NULL);
+}
 
 /* ---- reference: one sequence alone, greedy ---- */
 
@@ -163,9 +166,15 @@ static sov_context *new_ctx(int n_seq, int64_t kv_blocks) {
     return ctx;
 }
 
-static sched *new_sched_policy(sov_context *ctx, int parallel, int max_queue, int n_batch, sched_policy policy) {
-    sched_params p = {.policy = policy, .n_parallel = parallel, .n_batch = n_batch, .max_queue = max_queue,
-                      .n_ctx = 512, .notify = on_notify, .notify_user = &g_w};
+static sched *new_sched_policy(sov_context *ctx, int parallel, int max_queue, int n_batch,
+                               sched_policy policy) {
+    sched_params p = {.policy = policy,
+                      .n_parallel = parallel,
+                      .n_batch = n_batch,
+                      .max_queue = max_queue,
+                      .n_ctx = 512,
+                      .notify = on_notify,
+                      .notify_user = &g_w};
     sched *s = NULL;
     CHECK_EQ(sched_new(ctx, g_model, &p, &s), SOV_OK);
     return s;
@@ -177,15 +186,16 @@ static sched *new_sched(sov_context *ctx, int parallel, int max_queue, int n_bat
 }
 
 static sched_req_params greedy(int max_tokens) {
-    sched_req_params rp = {.sp = sov_sampler_default_params(), .max_tokens = max_tokens, .ignore_eos = true,
-                           .top_logprobs = 0};
+    sched_req_params rp = {
+        .sp = sov_sampler_default_params(), .max_tokens = max_tokens, .ignore_eos = true, .top_logprobs = 0};
     rp.sp.temperature = 0;
     return rp;
 }
 
 static void make_prompt(sov_token *p, int n, uint64_t seed) {
     test_rng rng = {seed * 0x9e3779b97f4a7c15ull + 1};
-    for (int i = 0; i < n; i++) p[i] = 3 + (sov_token)(test_rng_next(&rng) % (N_VOCAB - 3));
+    for (int i = 0; i < n; i++)
+        p[i] = 3 + (sov_token)(test_rng_next(&rng) % (N_VOCAB - 3));
 }
 
 /* ---- tests ---- */
@@ -194,7 +204,8 @@ static void concurrent_greedy_equals_alone(void) {
     enum { N = 7 };
     static const int lens[N] = {5, 40, 17, 100, 1, 64, 33};
     sov_token prompts[N][128];
-    for (int i = 0; i < N; i++) make_prompt(prompts[i], lens[i], (uint64_t)i + 1);
+    for (int i = 0; i < N; i++)
+        make_prompt(prompts[i], lens[i], (uint64_t)i + 1);
     /* two prompts share a 48-token prefix with prompt 3 */
     memcpy(prompts[5], prompts[3], 48 * sizeof(sov_token));
     sov_context *ctx = new_ctx(4, 0);
@@ -215,7 +226,8 @@ static void concurrent_greedy_equals_alone(void) {
         CHECK_EQ(res[i].n, 24 + i);
         CHECK_EQ(res[i].finish, SCHED_FINISH_LENGTH);
         int same = 0;
-        while (same < res[i].n && res[i].toks[same] == ref[same]) same++;
+        while (same < res[i].n && res[i].toks[same] == ref[same])
+            same++;
         CHECK_MSG(same == 24 + i, "request %d differs from running alone at token %d", i, same);
     }
     sched_stats st;
@@ -330,7 +342,8 @@ static void concurrent_shared_prefix_is_computed_once(void) {
 static void tiny_pool_preempts_without_changing_output(void) {
     enum { N = 4 };
     sov_token p[N][60];
-    for (int i = 0; i < N; i++) make_prompt(p[i], 60, 100 + (uint64_t)i);
+    for (int i = 0; i < N; i++)
+        make_prompt(p[i], 60, 100 + (uint64_t)i);
     sov_context *ctx = new_ctx(N, 14); /* 14 blocks: one request needs up to 7 */
     sched *s = new_sched(ctx, N, 16, 64);
     sched_req *reqs[N];
@@ -418,7 +431,8 @@ static void queue_bound_and_limits_refuse(void) {
     for (int i = 0; i < 6; i++) {
         reqs[i] = sched_req_new(p, 30, &rp, (void *)(intptr_t)n_ok);
         const sched_submit_result sr = sched_submit(s, reqs[i]);
-        if (sr == SCHED_SUBMITTED) ok[n_ok++] = reqs[i];
+        if (sr == SCHED_SUBMITTED)
+            ok[n_ok++] = reqs[i];
         else {
             CHECK_EQ(sr, SCHED_QUEUE_FULL);
             n_full++;
@@ -426,7 +440,8 @@ static void queue_bound_and_limits_refuse(void) {
         }
     }
     CHECK(n_full >= 3); /* one may run, two wait */
-    for (int i = 0; i < n_ok; i++) sched_cancel(s, ok[i]);
+    for (int i = 0; i < n_ok; i++)
+        sched_cancel(s, ok[i]);
     collect(s, ok, res, n_ok);
     sched_close(s);
     sched_req *late = sched_req_new(p, 30, &rp, NULL);
@@ -530,9 +545,10 @@ static void check_alone(const sov_token *p, int n, const result *res, int n_gen,
     sov_token ref[MAX_GEN];
     reference(p, n, n_gen, ref);
     int same = 0;
-    while (same < res->n && same < n_gen && res->toks[same] == ref[same]) same++;
-    CHECK_MSG(res->n == n_gen && same == n_gen, "%s request %d: %d tokens, differs from running alone at %d", what, i,
-              res->n, same);
+    while (same < res->n && same < n_gen && res->toks[same] == ref[same])
+        same++;
+    CHECK_MSG(res->n == n_gen && same == n_gen, "%s request %d: %d tokens, differs from running alone at %d",
+              what, i, res->n, same);
 }
 
 enum { FLOOD = 64, FLOOD_GEN = 48, FLOOD_PROMPT = 20 };
@@ -559,7 +575,8 @@ static uint64_t b_steps_to_first_token(sched_policy policy, bool flood, uint64_t
     reqs[n_a] = submit_as(s, "B", 1, pb, FLOOD_PROMPT, 8, n_a);
     collect(s, reqs, res, n_a + 1);
     check_alone(pb, FLOOD_PROMPT, &res[n_a], 8, "B", 0);
-    for (int i = 0; i < n_a; i++) check_alone(pa[i], FLOOD_PROMPT, &res[i], FLOOD_GEN, "A", i);
+    for (int i = 0; i < n_a; i++)
+        check_alone(pa[i], FLOOD_PROMPT, &res[i], FLOOD_GEN, "A", i);
     sched_stats st;
     sched_get_stats(s, &st);
     *fair_preemptions = st.fair_preemptions;
@@ -576,8 +593,11 @@ static void flood_does_not_starve_another_tenant(void) {
     const uint64_t idle = b_steps_to_first_token(SCHED_POLICY_FAIR, false, &fp_idle);
     const uint64_t fair = b_steps_to_first_token(SCHED_POLICY_FAIR, true, &fp_fair);
     const uint64_t fifo = b_steps_to_first_token(SCHED_POLICY_FIFO, true, &fp_fifo);
-    fprintf(stderr, "  (B's first token: %llu steps idle; under A's flood %llu with fair (%llu fair preemptions), %llu with fifo)\n",
-            (unsigned long long)idle, (unsigned long long)fair, (unsigned long long)fp_fair, (unsigned long long)fifo);
+    fprintf(stderr,
+            "  (B's first token: %llu steps idle; under A's flood %llu with fair (%llu fair preemptions), "
+            "%llu with fifo)\n",
+            (unsigned long long)idle, (unsigned long long)fair, (unsigned long long)fp_fair,
+            (unsigned long long)fifo);
     CHECK_EQ(idle, 1);
     CHECK(fair <= 2 * idle + 1); /* the requirement: within 2x idle plus one step */
     CHECK(fair <= 3);
@@ -622,7 +642,8 @@ static split weighted_split(sched_policy policy) {
     }
     split sp = {0};
     collect_with(s, reqs, res, 2 * N, sample_split, &sp);
-    for (int i = 0; i < 2 * N; i++) check_alone(p[i], LEN, &res[i], GEN, policy_name(policy), i);
+    for (int i = 0; i < 2 * N; i++)
+        check_alone(p[i], LEN, &res[i], GEN, policy_name(policy), i);
     sched_free(s);
     sov_context_free(ctx);
     return sp;
@@ -657,7 +678,8 @@ static uint64_t b_prompt_beside_long_prompts(sched_policy policy) {
     const uint64_t at = steps_now(s);
     reqs[NA] = submit_as(s, "B", 1, pb, LB, GEN, NA);
     collect(s, reqs, res, NA + 1);
-    for (int i = 0; i < NA; i++) check_alone(pa[i], LA, &res[i], GEN, policy_name(policy), i);
+    for (int i = 0; i < NA; i++)
+        check_alone(pa[i], LA, &res[i], GEN, policy_name(policy), i);
     check_alone(pb, LB, &res[NA], GEN, policy_name(policy), NA);
     const uint64_t steps = res[NA].first_step - at;
     sched_free(s);
@@ -668,7 +690,8 @@ static uint64_t b_prompt_beside_long_prompts(sched_policy policy) {
 static void prompt_budget_shared_across_tenants(void) {
     const uint64_t fair = b_prompt_beside_long_prompts(SCHED_POLICY_FAIR);
     const uint64_t fifo = b_prompt_beside_long_prompts(SCHED_POLICY_FIFO);
-    fprintf(stderr, "  (B's 64-token prompt beside A's 3 x 450: first token after %llu steps fair, %llu fifo)\n",
+    fprintf(stderr,
+            "  (B's 64-token prompt beside A's 3 x 450: first token after %llu steps fair, %llu fifo)\n",
             (unsigned long long)fair, (unsigned long long)fifo);
     CHECK(fair <= 5);  /* half of the 32-token budget: 4 steps, and the step under way */
     CHECK(fifo >= 30); /* after A's 1350 prompt tokens */
@@ -680,23 +703,27 @@ static void fair_preemption_keeps_outputs(int64_t kv_blocks) {
     enum { NA = 8, NB = 3, N = NA + NB + 1, GEN = 30 };
     static const int lens[N] = {5, 40, 60, 17, 100, 33, 64, 9, 50, 70, 21, 45};
     sov_token p[N][128];
-    for (int i = 0; i < N; i++) make_prompt(p[i], lens[i], 40 + (uint64_t)i);
-    memcpy(p[4], p[2], 48 * sizeof(sov_token));   /* A's requests share a prefix */
+    for (int i = 0; i < N; i++)
+        make_prompt(p[i], lens[i], 40 + (uint64_t)i);
+    memcpy(p[4], p[2], 48 * sizeof(sov_token));       /* A's requests share a prefix */
     memcpy(p[NA + 1], p[NA], 48 * sizeof(sov_token)); /* so do B's */
     sov_context *ctx = new_ctx(4, kv_blocks);
     sched *s = new_sched(ctx, 4, 32, 48);
     sched_req *reqs[N];
     result res[N];
     memset(res, 0, sizeof res);
-    for (int i = 0; i < NA; i++) reqs[i] = submit_as(s, "A", 1, p[i], lens[i], GEN, i);
+    for (int i = 0; i < NA; i++)
+        reqs[i] = submit_as(s, "A", 1, p[i], lens[i], GEN, i);
     wait_running(s, kv_blocks ? 2 : 4); /* a small pool may not hold 4 of A's at once */
-    for (int i = NA; i < N; i++) reqs[i] = submit_as(s, i < N - 1 ? "B" : "C", i < N - 1 ? 1 : 2, p[i], lens[i], GEN, i);
+    for (int i = NA; i < N; i++)
+        reqs[i] = submit_as(s, i < N - 1 ? "B" : "C", i < N - 1 ? 1 : 2, p[i], lens[i], GEN, i);
     collect(s, reqs, res, N);
-    for (int i = 0; i < N; i++) check_alone(p[i], lens[i], &res[i], GEN, "", i);
+    for (int i = 0; i < N; i++)
+        check_alone(p[i], lens[i], &res[i], GEN, "", i);
     sched_stats st;
     sched_get_stats(s, &st);
-    fprintf(stderr, "  (%lld KV blocks: %llu fair preemptions, %llu preemptions, %llu evictions)\n", (long long)kv_blocks,
-            (unsigned long long)st.fair_preemptions, (unsigned long long)st.preemptions,
+    fprintf(stderr, "  (%lld KV blocks: %llu fair preemptions, %llu preemptions, %llu evictions)\n",
+            (long long)kv_blocks, (unsigned long long)st.fair_preemptions, (unsigned long long)st.preemptions,
             (unsigned long long)st.prefix_evictions);
     CHECK(st.fair_preemptions >= (kv_blocks ? 1 : 2)); /* B and C each take one of A's 4 */
     CHECK(st.preemptions > st.fair_preemptions || !kv_blocks);
@@ -711,14 +738,17 @@ static void fair_preemptions_keep_greedy_outputs(void) {
 }
 
 /* Submits a long request of tenant; keeps it in keep[] when accepted. */
-static sched_submit_result try_submit(sched *s, const char *tenant, const sov_token *p, sched_req **keep, int *n_keep) {
+static sched_submit_result try_submit(sched *s, const char *tenant, const sov_token *p, sched_req **keep,
+                                      int *n_keep) {
     sched_req_params rp = greedy(400);
     rp.tenant = tenant;
     sched_req *r = sched_req_new(p, 30, &rp, (void *)(intptr_t)*n_keep);
     CHECK(r != NULL);
     const sched_submit_result sr = sched_submit(s, r);
-    if (sr == SCHED_SUBMITTED) keep[(*n_keep)++] = r;
-    else sched_req_release(r);
+    if (sr == SCHED_SUBMITTED)
+        keep[(*n_keep)++] = r;
+    else
+        sched_req_release(r);
     return sr;
 }
 
@@ -733,15 +763,19 @@ static void queue_full_still_takes_a_new_tenant(void) {
         result res[8];
         memset(res, 0, sizeof res);
         int n = 0;
-        for (int i = 0; i < 3; i++) CHECK_EQ(try_submit(s, "A", p, keep, &n), SCHED_SUBMITTED);
+        for (int i = 0; i < 3; i++)
+            CHECK_EQ(try_submit(s, "A", p, keep, &n), SCHED_SUBMITTED);
         CHECK_EQ(try_submit(s, "A", p, keep, &n), SCHED_QUEUE_FULL);
         /* B has nothing queued: under FAIR it gets in, once */
-        CHECK_EQ(try_submit(s, "B", p, keep, &n), policy == SCHED_POLICY_FAIR ? SCHED_SUBMITTED : SCHED_QUEUE_FULL);
+        CHECK_EQ(try_submit(s, "B", p, keep, &n),
+                 policy == SCHED_POLICY_FAIR ? SCHED_SUBMITTED : SCHED_QUEUE_FULL);
         CHECK_EQ(try_submit(s, "A", p, keep, &n), SCHED_QUEUE_FULL);
         CHECK_EQ(try_submit(s, "B", p, keep, &n), SCHED_QUEUE_FULL);
-        CHECK_EQ(try_submit(s, NULL, p, keep, &n), policy == SCHED_POLICY_FAIR ? SCHED_SUBMITTED : SCHED_QUEUE_FULL);
+        CHECK_EQ(try_submit(s, NULL, p, keep, &n),
+                 policy == SCHED_POLICY_FAIR ? SCHED_SUBMITTED : SCHED_QUEUE_FULL);
         CHECK_EQ(n, policy == SCHED_POLICY_FAIR ? 5 : 3);
-        for (int i = 0; i < n; i++) sched_cancel(s, keep[i]);
+        for (int i = 0; i < n; i++)
+            sched_cancel(s, keep[i]);
         collect(s, keep, res, n);
         /* every tenant entry went with its last request: a returning tenant starts afresh */
         int32_t run, wait;
