@@ -1,7 +1,30 @@
 /* sched.c - the engine loop (see sched.h for the step). Locking: s->mu guards the inbox,
- * the ready list, the counters and each request's "shared" fields (output buffers,
- * finish, cancel, refs); everything else in a request belongs to the engine thread. The
- * server thread never calls into the context. */
+ * the ready list, the counters, the tenant table and each request's "shared" fields
+ * (output buffers, finish, cancel, refs); everything else in a request belongs to the
+ * engine thread. The server thread never calls into the context.
+ *
+ * Fair scheduling (SCHED_POLICY_FAIR). The unit is the tenant (sched_req_params.tenant)
+ * with a weight w. With r_t running sequences, a tenant's load is r_t / w_t.
+ *   - Admission into a free slot takes the oldest admissible request of the tenant
+ *     whose load after one more slot, (r_t + 1) / w_t, is lowest (ties: the tenant with
+ *     the oldest such request). This is weighted fair queueing over slots: the "+1"
+ *     is the tenant's finish tag, so with weights 3:1 and 4 slots the split is 3:1.
+ *   - Fair preemption: when that request cannot get a slot (all busy) or room in the
+ *     pool, and a running tenant a satisfies (r_b + 1) / w_b <= (r_a - 1) / w_a, one of
+ *     a's requests is preempted (its newest decoding one: its full blocks stay in the
+ *     prefix cache, so readmission recomputes at most one block) and b's admitted. The
+ *     move lowers sum_t r_t^2 / w_t, so it can never be undone by the reverse move and
+ *     preemptions stop once the split is as fair as whole slots allow. At most
+ *     fair_preempt_max() per step, and never a request admitted in the same step.
+ *   - Prompt budget: decode tokens first (one per running sequence: slots are shared
+ *     fairly, so that part is too), then, when more than one tenant has prompt tokens
+ *     pending, deficit round robin: each gets a quantum of budget * w_t / sum(w), spends
+ *     it on its prompts in admission order, carries what it could not spend while it
+ *     still has prompt tokens pending, and what nobody could use goes in admission
+ *     order (the budget is never left idle).
+ *   - Queue bound: a tenant with nothing submitted is accepted even when the queue is
+ *     full, so a flood from one tenant cannot lock the others out.
+ * With one tenant every rule above reduces to FIFO's. */
 #include "sched/sched.h"
 
 #include <math.h>
@@ -18,45 +41,70 @@
 const double sched_hist_bounds[SCHED_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                       0.25,  0.5,    1.0,   2.5,  5.0,   10.0, 30.0};
 
+/* A tenant with submitted requests. It lives from its first request's submission to
+ * its last request's end, so the table holds only tenants with work: at most one entry
+ * per active request. Created and dropped under mu (the submit side counts requests for
+ * the queue bound); the engine fields need no lock because only the engine thread uses
+ * them, and an entry cannot be dropped while a request the engine holds points at it. */
+typedef struct sched_tenant {
+    uint64_t root; /* pc_root(name): compared before the name */
+    /* under mu */
+    int32_t n_active;                 /* submitted, not yet finished */
+    int32_t pub_running, pub_waiting; /* as of the last step (sched_tenant_load) */
+    /* engine thread only */
+    double weight;            /* > 0, from its latest request (set as the engine
+                                 takes it in) */
+    int32_t running, waiting; /* its requests in s->running, s->waiting */
+    uint64_t scan_mark;       /* admission: the last candidate scan that saw it */
+    uint64_t plan_mark;       /* the last plan that shared the prompt budget with it */
+    uint64_t commit_mark;     /* the plans_run whose plan set deficit */
+    double deficit;           /* DRR: prompt tokens it is owed */
+    double deficit_next;      /* what deficit becomes if the current plan runs */
+    char name[];              /* fixed */
+} sched_tenant;
+
 struct sched_req {
     /* fixed at creation */
-    sched_req_params p;              /* stops, bias_tok, bias, tenant point at owned copies */
+    sched_req_params p; /* stops, bias_tok, bias, tenant point at owned copies */
     char *stop_copy[SCHED_MAX_STOPS];
     sov_token *bias_tok;
     float *bias;
     char *tenant;
-    uint64_t root;                   /* prefix-cache root of the tenant */
+    uint64_t root; /* prefix-cache root of the tenant */
     void *user;
     int32_t n_prompt;
     double t_arrive;
+    sched_tenant *ten; /* set by sched_submit (under mu), then fixed */
 
     /* engine thread only */
-    sov_token *toks;                 /* [cap_toks] prompt, then generated tokens */
-    int32_t n_toks, cap_toks;        /* toks[n_pos..n_toks) are still to be fed */
-    uint64_t *hashes;                /* [cap_hashes] chain hash through each full block of toks */
+    sov_token *toks;          /* [cap_toks] prompt, then generated tokens */
+    int32_t n_toks, cap_toks; /* toks[n_pos..n_toks) are still to be fed */
+    uint64_t *hashes;         /* [cap_hashes] chain hash through each full block of toks */
     int32_t n_hashes, cap_hashes;
-    int32_t n_registered;            /* blocks [0, n_registered) offered to the prefix cache */
-    sov_seq_id seq;                  /* -1 when it holds no sequence */
-    int32_t n_pos;                   /* positions in the KV cache */
+    int32_t n_registered; /* blocks [0, n_registered) offered to the prefix cache */
+    sov_seq_id seq;       /* -1 when it holds no sequence */
+    int32_t n_pos;        /* positions in the KV cache */
     sov_sampler *smp;
     sov_stopper *stopper;
-    char utf8[8];                    /* bytes of an incomplete UTF-8 character */
+    char utf8[8]; /* bytes of an incomplete UTF-8 character */
     int32_t n_utf8;
     int32_t n_gen;
     bool admitted_once;
     bool cancel_seen;
     uint64_t admit_order;
+    uint64_t defer_epoch; /* FAIR admission: deferred in this admission round */
     double t_first, t_last;
-    int32_t step_n;                  /* tokens in this step's batch */
-    int32_t step_row;                /* logits row this step, -1 for none */
+    int32_t step_n;   /* tokens in this step's batch */
+    int32_t step_row; /* logits row this step, -1 for none */
 
     /* shared, under sched.mu */
     char *out;
     size_t out_len, out_cap;
     sched_tok *out_toks;
     int32_t n_out_toks, cap_out_toks;
-    int32_t n_cached;                /* prompt tokens served from the prefix cache */
+    int32_t n_cached; /* prompt tokens served from the prefix cache */
     bool started;
+    uint64_t first_step; /* steps after the one that produced the first token */
     bool cancel;
     bool in_ready;
     sched_req *ready_next;
@@ -76,24 +124,33 @@ struct sched {
     bool thread_started;
 
     /* engine thread only */
-    sched_req **waiting;             /* [cap_waiting] FIFO; index 0 is next */
+    sched_req **waiting; /* [cap_waiting] FIFO; index 0 is next */
     int32_t n_waiting, cap_waiting;
-    sched_req **running;             /* [n_parallel] in admission order */
+    sched_req **running; /* [n_parallel] in admission order */
     int32_t n_running;
     uint64_t admit_counter;
-    float *logits;                   /* [n_parallel][n_vocab] */
-    sov_token *b_tok;                /* [n_batch] the step's batch */
+    float *logits;    /* [n_parallel][n_vocab] */
+    sov_token *b_tok; /* [n_batch] the step's batch */
     sov_seq_id *b_seq;
     int32_t *b_pos;
     uint8_t *b_logits;
-    int32_t *blocks_tmp;             /* [n_ctx / block_size + 1] */
+    int32_t *blocks_tmp;    /* [n_ctx / block_size + 1] */
+    sched_tenant **drr_ten; /* [n_parallel] plan: tenants with prompt tokens pending */
+    uint64_t scan_seq;      /* FAIR admission: candidate scans so far */
+    uint64_t admit_epoch;   /* FAIR admission: rounds so far */
+    uint64_t plan_seq;      /* plans that looked for tenants with prompts so far */
+    uint64_t plans_run;     /* steps planned and run so far (commit_plan) */
+    bool drr_planned;       /* the current plan shared the prompt budget */
 
     /* shared, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     sched_req *inbox_head, *inbox_tail;
     sched_req *ready_head, *ready_tail;
-    int32_t n_active;                /* submitted, not yet finished */
+    int32_t n_active;       /* submitted, not yet finished */
+    sched_tenant **tenants; /* [cap_tenants] tenants with active requests */
+    int32_t n_tenants, cap_tenants;
+    uint64_t pub_step; /* the step of the tenants' pub_ counts */
     bool wake, stop, closed, cancel_all;
     sched_stats st;
 };
@@ -101,7 +158,8 @@ struct sched {
 /* ---- requests ---- */
 
 static void req_free(sched_req *r) {
-    for (int i = 0; i < SCHED_MAX_STOPS; i++) free(r->stop_copy[i]);
+    for (int i = 0; i < SCHED_MAX_STOPS; i++)
+        free(r->stop_copy[i]);
     free(r->bias_tok);
     free(r->bias);
     free(r->tenant);
@@ -146,6 +204,7 @@ sched_req *sched_req_new(const sov_token *prompt, int32_t n, const sched_req_par
     }
     r->p.bias_tok = r->bias_tok;
     r->p.bias = r->bias;
+    if (!(p->weight > 0) || !isfinite(p->weight)) r->p.weight = 1; /* also NaN */
     r->tenant = strdup(p->tenant ? p->tenant : "");
     r->p.tenant = r->tenant;
     r->root = r->tenant ? pc_root(r->tenant) : 0;
@@ -175,14 +234,68 @@ void sched_req_release(sched_req *r) {
     if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) req_free(r);
 }
 
+/* ---- tenants (under mu) ---- */
+
+static sched_tenant *tenant_find_locked(const sched *s, uint64_t root, const char *name) {
+    for (int32_t i = 0; i < s->n_tenants; i++) {
+        sched_tenant *t = s->tenants[i];
+        if (t->root == root && strcmp(t->name, name) == 0) return t;
+    }
+    return NULL;
+}
+
+/* A new entry for r's tenant; NULL when out of memory. */
+static sched_tenant *tenant_add_locked(sched *s, const sched_req *r) {
+    if (s->n_tenants == s->cap_tenants) {
+        const int32_t cap = s->cap_tenants ? s->cap_tenants * 2 : 8;
+        sched_tenant **p = realloc(s->tenants, (size_t)cap * sizeof *p);
+        if (!p) return NULL;
+        s->tenants = p;
+        s->cap_tenants = cap;
+    }
+    const size_t n = strlen(r->tenant) + 1;
+    sched_tenant *t = calloc(1, sizeof *t + n);
+    if (!t) return NULL;
+    t->root = r->root;
+    memcpy(t->name, r->tenant, n);
+    s->tenants[s->n_tenants++] = t;
+    return t;
+}
+
+/* The end of one of the tenant's requests: the entry goes with its last. */
+static void tenant_release_locked(sched *s, sched_tenant *t) {
+    if (--t->n_active > 0) return;
+    for (int32_t i = 0; i < s->n_tenants; i++) {
+        if (s->tenants[i] == t) {
+            s->tenants[i] = s->tenants[--s->n_tenants];
+            break;
+        }
+    }
+    free(t);
+}
+
+/* Snapshot for sched_tenant_load, taken with the batch of a step. */
+static void publish_tenants(sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->pub_step = s->st.steps + 1;
+    for (int32_t i = 0; i < s->n_tenants; i++) {
+        sched_tenant *t = s->tenants[i];
+        t->pub_running = t->running;
+        t->pub_waiting = t->waiting;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- output (engine thread, under mu) ---- */
 
 static void mark_ready_locked(sched *s, sched_req *r) {
     if (r->in_ready) return;
     r->in_ready = true;
     r->ready_next = NULL;
-    if (s->ready_tail) s->ready_tail->ready_next = r;
-    else s->ready_head = r;
+    if (s->ready_tail)
+        s->ready_tail->ready_next = r;
+    else
+        s->ready_head = r;
     s->ready_tail = r;
 }
 
@@ -190,7 +303,8 @@ static bool append_text_locked(sched_req *r, const char *t, size_t n) {
     if (n == 0) return true;
     if (r->out_len + n > r->out_cap) {
         size_t cap = r->out_cap ? r->out_cap : 256;
-        while (cap < r->out_len + n) cap *= 2;
+        while (cap < r->out_len + n)
+            cap *= 2;
         char *p = realloc(r->out, cap);
         if (!p) return false;
         r->out = p;
@@ -215,7 +329,8 @@ static bool append_tok_locked(sched_req *r, const sched_tok *t) {
 
 static void hist_add(sched_hist *h, double v) {
     int i = 0;
-    while (i < SCHED_HIST_BUCKETS && v > sched_hist_bounds[i]) i++;
+    while (i < SCHED_HIST_BUCKETS && v > sched_hist_bounds[i])
+        i++;
     h->count[i]++;
     h->sum += v;
     h->n++;
@@ -234,11 +349,18 @@ static void waiting_insert(sched *s, int32_t at, sched_req *r) {
     memmove(s->waiting + at + 1, s->waiting + at, (size_t)(s->n_waiting - at) * sizeof *s->waiting);
     s->waiting[at] = r;
     s->n_waiting++;
+    r->ten->waiting++;
 }
 
 static void waiting_remove(sched *s, int32_t at) {
+    s->waiting[at]->ten->waiting--;
     memmove(s->waiting + at, s->waiting + at + 1, (size_t)(s->n_waiting - at - 1) * sizeof *s->waiting);
     s->n_waiting--;
+}
+
+static void running_add(sched *s, sched_req *r) {
+    s->running[s->n_running++] = r;
+    r->ten->running++;
 }
 
 static void running_remove(sched *s, sched_req *r) {
@@ -246,6 +368,7 @@ static void running_remove(sched *s, sched_req *r) {
         if (s->running[i] == r) {
             memmove(s->running + i, s->running + i + 1, (size_t)(s->n_running - i - 1) * sizeof *s->running);
             s->n_running--;
+            r->ten->running--;
             return;
         }
     }
@@ -276,8 +399,23 @@ static void finish_req(sched *s, sched_req *r, sched_finish f, const char *error
     if (error) snprintf(r->error, sizeof r->error, "%s", error);
     s->st.finished[f]++;
     s->n_active--;
+    tenant_release_locked(s, r->ten);
+    r->ten = NULL;
     mark_ready_locked(s, r);
     if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) req_free(r);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Takes r's sequence away and puts r back at the front of the queue, its output kept;
+ * its registered blocks stay in the prefix cache, so readmission recomputes little.
+ * fair: to give the slot to a tenant under its share (else for room in the pool). */
+static void preempt(sched *s, sched_req *r, bool fair) {
+    drop_seq(s, r);
+    running_remove(s, r);
+    waiting_insert(s, 0, r);
+    pthread_mutex_lock(&s->mu);
+    s->st.preemptions++;
+    s->st.fair_preemptions += fair;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -286,7 +424,8 @@ static void finish_req(sched *s, sched_req *r, sched_finish f, const char *error
 static bool ensure_hashes(sched *s, sched_req *r, int32_t n_blocks) {
     if (n_blocks > r->cap_hashes) {
         int32_t cap = r->cap_hashes ? r->cap_hashes : 16;
-        while (cap < n_blocks) cap *= 2;
+        while (cap < n_blocks)
+            cap *= 2;
         uint64_t *p = realloc(r->hashes, (size_t)cap * sizeof *p);
         if (!p) return false;
         r->hashes = p;
@@ -306,8 +445,8 @@ static void register_blocks(sched *s, sched_req *r) {
     const int32_t *bt;
     const int32_t nb = sov_seq_blocks(s->ctx, r->seq, &bt);
     for (int32_t b = r->n_registered; b < full && b < nb; b++)
-        pc_insert(&s->pc, b ? r->hashes[b - 1] : r->root, r->hashes[b], r->toks + (size_t)b * (size_t)s->block_size,
-                  bt[b]);
+        pc_insert(&s->pc, b ? r->hashes[b - 1] : r->root, r->hashes[b],
+                  r->toks + (size_t)b * (size_t)s->block_size, bt[b]);
     r->n_registered = full;
 }
 
@@ -316,14 +455,17 @@ static void register_blocks(sched *s, sched_req *r) {
 static bool block_in_flight(const sched *s, const sched_req *r, int32_t b) {
     for (int32_t i = 0; i < s->n_running; i++) {
         const sched_req *q = s->running[i];
-        if (q->n_hashes > b && q->hashes[b] == r->hashes[b] && q->n_pos < (b + 1) * s->block_size) return true;
+        if (q->n_hashes > b && q->hashes[b] == r->hashes[b] && q->n_pos < (b + 1) * s->block_size)
+            return true;
     }
     return false;
 }
 
 /* ---- engine: admission ---- */
 
-static int32_t blocks_for(const sched *s, int32_t n_pos) { return (n_pos + s->block_size - 1) / s->block_size; }
+static int32_t blocks_for(const sched *s, int32_t n_pos) {
+    return (n_pos + s->block_size - 1) / s->block_size;
+}
 
 /* n_match full blocks from the prefix cache (in blocks_tmp), then `partial` leading
  * positions of one more cached block (blocks_tmp[n_match]) when partial > 0. */
@@ -341,8 +483,10 @@ static sov_status start_req(sched *s, sched_req *r, int32_t n_match, int32_t par
         r->admitted_once = true;
         sov_sampler_params sp = r->p.sp;
         st = sov_sampler_new(&sp, s->n_vocab, &r->smp);
-        for (int32_t i = 0; !st && i < r->p.n_bias; i++) st = sov_sampler_set_logit_bias(r->smp, r->bias_tok[i], r->bias[i]);
-        for (int32_t i = 0; !st && i < r->n_prompt; i++) sov_sampler_accept(r->smp, r->toks[i]);
+        for (int32_t i = 0; !st && i < r->p.n_bias; i++)
+            st = sov_sampler_set_logit_bias(r->smp, r->bias_tok[i], r->bias[i]);
+        for (int32_t i = 0; !st && i < r->n_prompt; i++)
+            sov_sampler_accept(r->smp, r->toks[i]);
         if (!st) st = sov_stopper_new((const char *const *)r->p.stops, (size_t)r->p.n_stops, &r->stopper);
         const int32_t cached = SOV_MIN(r->n_pos, r->n_prompt);
         pthread_mutex_lock(&s->mu);
@@ -353,50 +497,202 @@ static sov_status start_req(sched *s, sched_req *r, int32_t n_match, int32_t par
         pthread_mutex_unlock(&s->mu);
     }
     r->admit_order = ++s->admit_counter;
-    s->running[s->n_running++] = r;
+    running_add(s, r);
     return st;
 }
 
-static void admit(sched *s) {
-    int32_t reserve = s->n_running; /* room for every running sequence to grow a block */
-    int32_t evictable = -1;         /* computed when needed */
+/* What admitting a waiting request takes (probe). */
+typedef struct admit_probe {
+    int32_t m;       /* full blocks found in the prefix cache (ids in blocks_tmp[0..m)) */
+    int32_t partial; /* leading positions of one more cached block (blocks_tmp[m]); 0: none */
+    int32_t need;    /* blocks from the pool: the rest of the prompt and one to grow */
+    bool deferred;   /* a running request is computing its next block: wait for that */
+} admit_probe;
+
+/* The pool as one round of admissions sees it. */
+typedef struct admit_room {
+    int32_t reserve;   /* blocks promised: one per running sequence to grow, plus what the
+                          requests admitted in this round need */
+    int32_t evictable; /* cached blocks nobody uses; -1 until needed */
+} admit_room;
+
+/* Looks r's prompt up in the prefix cache (the matched blocks land in blocks_tmp).
+ * False when out of memory. */
+static bool probe(sched *s, sched_req *r, admit_probe *pr) {
+    const int32_t full = (r->n_toks - 1) / s->block_size; /* blocks before the last token */
+    if (!ensure_hashes(s, r, full)) return false;
+    pr->m = pc_match(&s->pc, r->root, r->toks, r->hashes, full, s->blocks_tmp);
+    pr->partial = 0;
+    pr->need = 0;
+    pr->deferred = pr->m < full && block_in_flight(s, r, pr->m);
+    if (pr->deferred) return true;
+    /* then the longest cached run of leading tokens in the next block, at token
+     * granularity (a chat history rarely ends on a block boundary); at least the
+     * last prompt token is always computed, for its logits */
+    if (pr->m < full || (r->n_toks - 1) % s->block_size) {
+        const int32_t at = pr->m * s->block_size;
+        pr->partial = pc_match_partial(&s->pc, pr->m ? r->hashes[pr->m - 1] : r->root, r->toks + at,
+                                       SOV_MIN(s->block_size - 1, r->n_toks - 1 - at), &s->blocks_tmp[pr->m]);
+    }
+    pr->need = blocks_for(s, r->n_toks) - pr->m + 1;
+    return true;
+}
+
+/* True when the pool, with `extra` more blocks free, holds what pr needs beside what is
+ * promised; the cached blocks pr attaches then stop counting as evictable. */
+static bool room_for(sched *s, const admit_probe *pr, admit_room *room, int32_t extra) {
+    const int32_t free_now = sov_kv_blocks_free(s->ctx) + extra;
+    if (pr->need + room->reserve <= free_now) return true;
+    if (room->evictable < 0) room->evictable = pc_evictable(&s->pc);
+    int32_t pinned = 0; /* matched blocks only the cache holds stop being evictable */
+    for (int32_t k = 0; k < pr->m + (pr->partial > 0); k++)
+        pinned += sov_kv_block_refs(s->ctx, s->blocks_tmp[k]) == 1;
+    if (pr->need + room->reserve > free_now + room->evictable - pinned) return false;
+    room->evictable -= pinned;
+    return true;
+}
+
+/* Starts waiting[i], probed into pr. */
+static void admit_one(sched *s, int32_t i, const admit_probe *pr, admit_room *room) {
+    sched_req *r = s->waiting[i];
+    waiting_remove(s, i);
+    const sov_status st = start_req(s, r, pr->m, pr->partial);
+    if (st) {
+        running_remove(s, r);
+        finish_req(s, r, SCHED_FINISH_ERROR, sov_last_error());
+        return;
+    }
+    room->reserve += pr->need;
+}
+
+/* FIFO: arrival order. A request deferred for an in-flight block lets later ones pass;
+ * one that does not fit stops admission (the head waits for room). Returns the request
+ * left waiting for room, NULL when none. */
+static sched_req *admit_fifo(sched *s) {
+    admit_room room = {s->n_running, -1};
     for (int32_t i = 0; i < s->n_waiting && s->n_running < s->p.n_parallel;) {
+        admit_probe pr;
+        if (!probe(s, s->waiting[i], &pr)) return s->waiting[i];
+        if (pr.deferred) {
+            i++; /* its next block is being computed; later requests may pass */
+            continue;
+        }
+        if (!room_for(s, &pr, &room, 0)) return s->waiting[i];
+        admit_one(s, i, &pr, &room);
+    }
+    return NULL;
+}
+
+/* True when tenant t should get the next slot before u: its load after one more slot,
+ * (running + 1) / weight, is lower. */
+static bool fairer(const sched_tenant *t, const sched_tenant *u) {
+    return (t->running + 1) * u->weight < (u->running + 1) * t->weight;
+}
+
+/* FAIR: the index in waiting of the next request to consider, -1 for none: the oldest
+ * request of the tenant that deserves a slot most (on a tie, the tenant whose request
+ * came first), skipping requests found deferred in this round, so that as under FIFO a
+ * deferred request lets later ones (here its tenant's) pass. Reads no cache: cheap. */
+static int32_t fair_pick(sched *s) {
+    const uint64_t scan = ++s->scan_seq;
+    int32_t at = -1;
+    for (int32_t i = 0; i < s->n_waiting; i++) {
         sched_req *r = s->waiting[i];
-        const int32_t full = (r->n_toks - 1) / s->block_size; /* blocks before the last token */
-        if (!ensure_hashes(s, r, full)) break;
-        const int32_t m = pc_match(&s->pc, r->root, r->toks, r->hashes, full, s->blocks_tmp);
-        if (m < full && block_in_flight(s, r, m)) {
-            i++; /* deferred: its next block is being computed; later requests may pass */
+        if (r->defer_epoch == s->admit_epoch || r->ten->scan_mark == scan) continue;
+        r->ten->scan_mark = scan; /* r is its tenant's oldest candidate */
+        if (at < 0 || fairer(r->ten, s->waiting[at]->ten)) at = i;
+    }
+    return at;
+}
+
+/* Fair preemption: a running request whose slot should go to tenant b, NULL when none.
+ * Its tenant a has the highest load after giving one up, (running - 1) / weight, and the
+ * move must not overshoot: (r_b + 1) / w_b <= (r_a - 1) / w_a. Then a's newest request
+ * that is decoding (it loses at most a partial block, and its first token is out),
+ * else its newest. Requests admitted in this round (admit_order > since) are kept. */
+static sched_req *fair_victim(const sched *s, const sched_tenant *b, uint64_t since) {
+    const sched_tenant *a = NULL;
+    for (int32_t i = 0; i < s->n_running; i++) {
+        const sched_req *q = s->running[i];
+        const sched_tenant *t = q->ten;
+        if (t == b || q->admit_order > since) continue;
+        if (!a || (t->running - 1) * a->weight > (a->running - 1) * t->weight) a = t;
+    }
+    if (!a || (b->running + 1) * a->weight > (a->running - 1) * b->weight) return NULL;
+    sched_req *v = NULL;
+    bool v_decoding = false;
+    for (int32_t i = 0; i < s->n_running; i++) {
+        sched_req *q = s->running[i];
+        if (q->ten != a || q->admit_order > since) continue;
+        const bool decoding = q->n_gen > 0 && q->n_toks - q->n_pos == 1;
+        if (!v || decoding > v_decoding || (decoding == v_decoding && q->admit_order > v->admit_order)) {
+            v = q;
+            v_decoding = decoding;
+        }
+    }
+    return v;
+}
+
+/* Blocks preempting v gives back: those only it holds, and its registered ones only it
+ * and the prefix cache hold (evictable after). An estimate (a registered block may be
+ * another sequence's copy), used only to skip preemptions that cannot make room. */
+static int32_t freed_by_preempt(const sched *s, const sched_req *v) {
+    const int32_t *bt;
+    const int32_t nb = sov_seq_blocks(s->ctx, v->seq, &bt);
+    int32_t n = 0;
+    for (int32_t k = 0; k < nb; k++) {
+        const int32_t refs = sov_kv_block_refs(s->ctx, bt[k]);
+        n += refs == 1 || (refs == 2 && k < v->n_registered);
+    }
+    return n;
+}
+
+/* Few per step: each throws away up to a block of work per victim and makes the victim
+ * wait, while a burst of new tenants still gets its slots within a few steps. */
+static int32_t fair_preempt_max(const sched *s) { return SOV_MAX(1, s->p.n_parallel / 4); }
+
+/* FAIR: free slots go to the tenant that deserves one most (fair_pick); when it gets no
+ * slot or no room, a tenant over its share yields one (fair_victim). A request that does
+ * not fit stops admission as under FIFO: the pool is shared, and letting smaller
+ * requests pass could starve it; since it belongs to the tenant least served, fair
+ * preemption is what unblocks it. The prefix cache is probed only when a slot is free or
+ * a victim exists, so with one tenant this makes exactly FIFO's calls. Returns the
+ * request left waiting for room, or NULL. */
+static sched_req *admit_fair(sched *s) {
+    admit_room room = {s->n_running, -1};
+    const uint64_t since = s->admit_counter; /* requests admitted before this round */
+    const int32_t max_preempt = fair_preempt_max(s);
+    int32_t preempted = 0;
+    s->admit_epoch++;
+    for (;;) {
+        const int32_t i = fair_pick(s);
+        if (i < 0) return NULL;
+        sched_req *r = s->waiting[i];
+        const bool slot = s->n_running < s->p.n_parallel;
+        sched_req *v = !slot && preempted < max_preempt ? fair_victim(s, r->ten, since) : NULL;
+        if (!slot && !v) return NULL;
+        admit_probe pr;
+        if (!probe(s, r, &pr)) return r;
+        if (pr.deferred) {
+            r->defer_epoch = s->admit_epoch; /* its next block is being computed */
             continue;
         }
-        /* then the longest cached run of leading tokens in the next block, at token
-         * granularity (a chat history rarely ends on a block boundary); at least the
-         * last prompt token is always computed, for its logits */
-        int32_t partial = 0;
-        if (m < full || (r->n_toks - 1) % s->block_size) {
-            const int32_t at = m * s->block_size;
-            partial = pc_match_partial(&s->pc, m ? r->hashes[m - 1] : r->root, r->toks + at,
-                                       SOV_MIN(s->block_size - 1, r->n_toks - 1 - at), &s->blocks_tmp[m]);
-        }
-        const int32_t need = blocks_for(s, r->n_toks) - m + 1;
-        const int32_t free_now = sov_kv_blocks_free(s->ctx);
-        if (need + reserve > free_now) {
-            if (evictable < 0) evictable = pc_evictable(&s->pc);
-            int32_t pinned = 0; /* matched blocks only the cache holds stop being evictable */
-            for (int32_t k = 0; k < m + (partial > 0); k++) pinned += sov_kv_block_refs(s->ctx, s->blocks_tmp[k]) == 1;
-            if (need + reserve > free_now + evictable - pinned) break; /* FIFO: the head waits for room */
-            evictable -= pinned;
-        }
-        waiting_remove(s, i);
-        const sov_status st = start_req(s, r, m, partial);
-        if (st) {
-            running_remove(s, r);
-            finish_req(s, r, SCHED_FINISH_ERROR, sov_last_error());
+        if (slot && room_for(s, &pr, &room, 0)) {
+            admit_one(s, i, &pr, &room);
             continue;
         }
-        reserve += need;
+        if (slot) v = preempted < max_preempt ? fair_victim(s, r->ten, since) : NULL;
+        admit_room after = {room.reserve - 1, -1}; /* v stops growing */
+        if (!v || !room_for(s, &pr, &after, freed_by_preempt(s, v))) return r;
+        preempt(s, v, true);
+        preempted++;
+        room.reserve--;
+        room.evictable = -1; /* v's cached blocks became evictable */
     }
 }
+
+/* Starts waiting requests; returns the one left waiting for room, NULL when none. */
+static sched_req *admit(sched *s) { return s->p.policy == SCHED_POLICY_FIFO ? admit_fifo(s) : admit_fair(s); }
 
 /* ---- engine: one step ---- */
 
@@ -410,13 +706,91 @@ static int32_t step_blocks(const sched *s, const sched_req *r) {
     return need;
 }
 
-static void preempt(sched *s, sched_req *r) {
-    drop_seq(s, r);
-    running_remove(s, r);
-    waiting_insert(s, 0, r);
-    pthread_mutex_lock(&s->mu);
-    s->st.preemptions++;
-    pthread_mutex_unlock(&s->mu);
+/* The tenants with prompt tokens pending into drr_ten, marked with plan_seq; returns
+ * how many, their weights summed in *sum_w. */
+static int32_t prompt_tenants(sched *s, double *sum_w) {
+    const uint64_t mark = ++s->plan_seq;
+    int32_t n = 0;
+    *sum_w = 0;
+    for (int32_t i = 0; i < s->n_running; i++) {
+        sched_tenant *t = s->running[i]->ten;
+        if (s->running[i]->n_toks - s->running[i]->n_pos <= 1 || t->plan_mark == mark) continue;
+        t->plan_mark = mark;
+        s->drr_ten[n++] = t;
+        *sum_w += t->weight;
+    }
+    return n;
+}
+
+/* Feeds tenant t's prompts, in admission order, up to `allow` tokens; returns how many. */
+static int32_t feed_tenant(sched *s, const sched_tenant *t, int32_t allow) {
+    int32_t used = 0;
+    for (int32_t i = 0; i < s->n_running; i++) {
+        sched_req *r = s->running[i];
+        const int32_t pending = r->n_toks - r->n_pos;
+        if (r->ten != t || pending <= 1) continue;
+        r->step_n = SOV_MIN(pending, allow - used);
+        used += r->step_n;
+    }
+    return used;
+}
+
+/* FAIR: shares the prompt budget between the tenants with prompt tokens pending by
+ * deficit round robin. Each is owed a quantum, budget * weight / sum(weights), plus what
+ * it was owed and could not take in the step just before (capped at one budget); it
+ * takes whole tokens up to that, the most owed first. What is left goes in admission
+ * order, so the budget never idles. Returns false, planning nothing, with fewer than two
+ * such tenants: then admission order is the same thing. The new deficits are kept in
+ * deficit_next until the step runs (fit may plan again; see commit_plan). */
+static bool plan_prompts_fair(sched *s, int32_t budget) {
+    double sum_w;
+    const int32_t n_t = prompt_tenants(s, &sum_w);
+    if (n_t < 2 || budget <= 0) return false;
+    for (int32_t k = 0; k < n_t; k++) {
+        sched_tenant *t = s->drr_ten[k];
+        const double owed = t->commit_mark == s->plans_run ? t->deficit : 0;
+        t->deficit_next = SOV_MIN(owed + budget * t->weight / sum_w, (double)budget);
+        for (int32_t j = k; j > 0 && s->drr_ten[j - 1]->deficit_next < s->drr_ten[j]->deficit_next; j--) {
+            sched_tenant *x = s->drr_ten[j];
+            s->drr_ten[j] = s->drr_ten[j - 1];
+            s->drr_ten[j - 1] = x;
+        }
+    }
+    int32_t left = budget;
+    for (int32_t k = 0; k < n_t; k++) {
+        sched_tenant *t = s->drr_ten[k];
+        const int32_t used = feed_tenant(s, t, SOV_MIN((int32_t)t->deficit_next, left));
+        left -= used;
+        t->deficit_next -= used;
+    }
+    for (int32_t i = 0; i < s->n_running && left > 0; i++) {
+        sched_req *r = s->running[i];
+        const int32_t pending = r->n_toks - r->n_pos;
+        if (pending <= 1) continue;
+        const int32_t more = SOV_MIN(pending - r->step_n, left);
+        r->step_n += more;
+        left -= more;
+    }
+    return true;
+}
+
+/* The plan is final (fit is done): the deficits it computed become those of the tenants
+ * that still have prompt tokens for later steps (more than the one left for the decode
+ * pass). The others are owed nothing: in DRR an emptied queue keeps no credit, or a
+ * tenant could save up budget while idle. A deficit carries only into the next step
+ * (commit_mark == plans_run). */
+static void commit_plan(sched *s) {
+    s->plans_run++;
+    if (!s->drr_planned) return;
+    for (int32_t i = 0; i < s->n_running; i++) {
+        const sched_req *r = s->running[i];
+        if (r->ten->plan_mark == s->plan_seq && r->n_toks - r->n_pos - r->step_n > 1)
+            r->ten->commit_mark = s->plans_run;
+    }
+    for (int32_t i = 0; i < s->n_running; i++) {
+        sched_tenant *t = s->running[i]->ten;
+        if (t->commit_mark == s->plans_run) t->deficit = t->deficit_next;
+    }
 }
 
 /* Plans the batch: decode tokens first, then prompt chunks within the budget. */
@@ -427,6 +801,8 @@ static void plan(sched *s) {
         r->step_n = r->n_toks - r->n_pos == 1 && budget > 0 ? 1 : 0;
         budget -= r->step_n;
     }
+    s->drr_planned = s->p.policy == SCHED_POLICY_FAIR && plan_prompts_fair(s, budget);
+    if (s->drr_planned) return;
     for (int32_t i = 0; i < s->n_running; i++) {
         sched_req *r = s->running[i];
         const int32_t pending = r->n_toks - r->n_pos;
@@ -437,25 +813,40 @@ static void plan(sched *s) {
     }
 }
 
-/* Makes the pool hold the planned batch: evict cached blocks, then preempt the most
- * recently admitted requests. */
+/* The request to preempt for room in the pool: the most recently admitted one (it has
+ * done the least work); under FAIR, of the tenant with the highest load (running /
+ * weight), so a tenant under its share keeps its slot. */
+static sched_req *kv_victim(const sched *s) {
+    const sched_tenant *a = NULL;
+    for (int32_t i = 0; s->p.policy == SCHED_POLICY_FAIR && i < s->n_running; i++) {
+        const sched_tenant *t = s->running[i]->ten;
+        if (!a || t->running * a->weight > a->running * t->weight) a = t;
+    }
+    sched_req *victim = NULL;
+    for (int32_t i = 0; i < s->n_running; i++) {
+        sched_req *q = s->running[i];
+        if ((!a || q->ten == a) && (!victim || q->admit_order > victim->admit_order)) victim = q;
+    }
+    return victim;
+}
+
+/* Makes the pool hold the planned batch: evict cached blocks, then preempt (kv_victim). */
 static void fit(sched *s) {
     for (;;) {
         int32_t need = 0;
-        for (int32_t i = 0; i < s->n_running; i++) need += step_blocks(s, s->running[i]);
+        for (int32_t i = 0; i < s->n_running; i++)
+            need += step_blocks(s, s->running[i]);
         if (need <= sov_kv_blocks_free(s->ctx)) return;
         pc_evict(&s->pc, need);
         if (need <= sov_kv_blocks_free(s->ctx)) return;
-        sched_req *victim = NULL;
-        for (int32_t i = 0; i < s->n_running; i++)
-            if (!victim || s->running[i]->admit_order > victim->admit_order) victim = s->running[i];
+        sched_req *victim = kv_victim(s);
         if (s->n_running == 1) {
             /* alone and still no room: the pool cannot hold this sequence */
             running_remove(s, victim);
             finish_req(s, victim, SCHED_FINISH_LENGTH, NULL);
             return;
         }
-        preempt(s, victim);
+        preempt(s, victim, false);
         plan(s);
     }
 }
@@ -487,7 +878,8 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     const sov_token t = sov_sampler_sample(r->smp, lg);
     sched_tok lp = {.id = t, .n_top = 0};
     if (r->p.top_logprobs >= 0)
-        lp.n_top = sov_sampler_logprobs(lg, s->n_vocab, t, r->p.top_logprobs, lp.top_id, lp.top_lp, &lp.logprob);
+        lp.n_top =
+            sov_sampler_logprobs(lg, s->n_vocab, t, r->p.top_logprobs, lp.top_id, lp.top_lp, &lp.logprob);
     sov_sampler_accept(r->smp, t);
     r->n_gen++;
     const bool eog = !r->p.ignore_eos && sov_vocab_is_eog(s->vocab, t);
@@ -506,8 +898,10 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     pthread_mutex_lock(&s->mu);
     ok = emit_locked(r, buf, ready, &stopped);
     sched_finish f = SCHED_RUNNING;
-    if (eog || stopped) f = SCHED_FINISH_STOP;
-    else if (r->n_gen >= r->p.max_tokens || r->n_toks >= s->p.n_ctx) f = SCHED_FINISH_LENGTH;
+    if (eog || stopped)
+        f = SCHED_FINISH_STOP;
+    else if (r->n_gen >= r->p.max_tokens || r->n_toks >= s->p.n_ctx)
+        f = SCHED_FINISH_LENGTH;
     if (f != SCHED_RUNNING && !stopped) {
         /* the end: release what the UTF-8 assembly and the stop strings held back */
         ok = ok && emit_locked(r, buf + ready, total - ready, &stopped);
@@ -523,6 +917,7 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     if (!eog && r->p.top_logprobs >= 0) ok = ok && append_tok_locked(r, &lp);
     if (!r->started) {
         r->started = true;
+        r->first_step = s->st.steps;
         hist_add(&s->st.ttft, now - r->t_arrive);
     } else {
         hist_add(&s->st.itl, now - r->t_last);
@@ -554,6 +949,8 @@ static void step(sched *s) {
     plan(s);
     fit(s);
     if (s->n_running == 0) return;
+    commit_plan(s);
+    publish_tenants(s);
     /* assemble the batch; logits rows follow batch order */
     int32_t n = 0, rows = 0;
     for (int32_t i = 0; i < s->n_running; i++) {
@@ -595,7 +992,8 @@ static void step(sched *s) {
         r->step_n = 0;
         register_blocks(s, r);
         sched_finish f;
-        if (r->step_row >= 0 && take_token(s, r, s->logits + (size_t)r->step_row * (size_t)s->n_vocab, now, &f)) {
+        if (r->step_row >= 0 &&
+            take_token(s, r, s->logits + (size_t)r->step_row * (size_t)s->n_vocab, now, &f)) {
             running_remove(s, r);
             finish_req(s, r, f, f == SCHED_FINISH_ERROR ? "engine: out of memory" : NULL);
             continue;
@@ -652,23 +1050,32 @@ static void *engine_main(void *arg) {
         s->wake = false;
         for (sched_req *r = s->inbox_head; r;) {
             sched_req *next = r->inbox_next;
+            r->ten->weight = r->p.weight; /* the tenant's latest word on its weight */
             waiting_insert(s, s->n_waiting, r);
             r = next;
         }
         s->inbox_head = s->inbox_tail = NULL;
         const bool all = s->cancel_all;
-        for (int32_t i = 0; i < s->n_running; i++) s->running[i]->cancel_seen = s->running[i]->cancel || all;
-        for (int32_t i = 0; i < s->n_waiting; i++) s->waiting[i]->cancel_seen = s->waiting[i]->cancel || all;
+        for (int32_t i = 0; i < s->n_running; i++)
+            s->running[i]->cancel_seen = s->running[i]->cancel || all;
+        for (int32_t i = 0; i < s->n_waiting; i++)
+            s->waiting[i]->cancel_seen = s->waiting[i]->cancel || all;
         pthread_mutex_unlock(&s->mu);
 
         reap(s, sov_now_s());
-        admit(s);
+        sched_req *blocked = admit(s);
         if (s->n_running == 0 && s->n_waiting > 0) {
-            /* nothing runs, so every block is free or evictable: the head cannot fit at all */
-            sched_req *r = s->waiting[0];
-            waiting_remove(s, 0);
-            if (r->n_gen > 0) finish_req(s, r, SCHED_FINISH_LENGTH, NULL);
-            else finish_req(s, r, SCHED_FINISH_ERROR, "the prompt does not fit the KV cache");
+            /* nothing runs, so every block is free or evictable: the request waiting
+             * for room (under FIFO the head) cannot fit at all */
+            int32_t at = s->n_waiting - 1;
+            while (at > 0 && s->waiting[at] != blocked)
+                at--;
+            sched_req *r = s->waiting[at];
+            waiting_remove(s, at);
+            if (r->n_gen > 0)
+                finish_req(s, r, SCHED_FINISH_LENGTH, NULL);
+            else
+                finish_req(s, r, SCHED_FINISH_ERROR, "the prompt does not fit the KV cache");
         }
         if (s->n_running > 0) step(s);
         if (publish_gauges(s) && s->p.notify) s->p.notify(s->p.notify_user);
@@ -677,6 +1084,7 @@ static void *engine_main(void *arg) {
     while (s->n_running > 0) {
         sched_req *r = s->running[s->n_running - 1];
         s->n_running--;
+        r->ten->running--;
         finish_req(s, r, SCHED_FINISH_CANCELLED, NULL);
     }
     pthread_mutex_lock(&s->mu);
@@ -689,7 +1097,7 @@ static void *engine_main(void *arg) {
     pthread_mutex_unlock(&s->mu);
     while (s->n_waiting > 0) {
         sched_req *r = s->waiting[s->n_waiting - 1];
-        s->n_waiting--;
+        waiting_remove(s, s->n_waiting - 1);
         finish_req(s, r, SCHED_FINISH_CANCELLED, NULL);
     }
     if (s->p.notify) s->p.notify(s->p.notify_user);
@@ -723,7 +1131,9 @@ sov_status sched_new(sov_context *ctx, const sov_model *model, const sched_param
     s->b_pos = malloc(nb * sizeof *s->b_pos);
     s->b_logits = malloc(nb);
     s->blocks_tmp = malloc(((size_t)p->n_ctx / (size_t)s->block_size + 2) * sizeof *s->blocks_tmp);
-    if (!st && (!s->running || !s->logits || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_logits || !s->blocks_tmp))
+    s->drr_ten = malloc((size_t)s->p.n_parallel * sizeof *s->drr_ten);
+    if (!st && (!s->running || !s->logits || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_logits ||
+                !s->blocks_tmp || !s->drr_ten))
         st = sov_fail(SOV_ERR_NOMEM, "sched: out of memory for a batch of %d tokens", s->p.n_batch);
     s->st.n_parallel = s->p.n_parallel;
     s->st.kv_blocks_total = sov_kv_blocks_total(ctx);
@@ -759,6 +1169,10 @@ void sched_free(sched *s) {
     free(s->b_pos);
     free(s->b_logits);
     free(s->blocks_tmp);
+    free(s->drr_ten);
+    for (int32_t i = 0; i < s->n_tenants; i++)
+        free(s->tenants[i]); /* none once the thread ended */
+    free(s->tenants);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -769,13 +1183,27 @@ sched_submit_result sched_submit(sched *s, sched_req *r) {
         return SCHED_TOO_LONG;
     pthread_mutex_lock(&s->mu);
     sched_submit_result res = SCHED_SUBMITTED;
-    if (s->closed || s->stop) res = SCHED_CLOSED;
-    else if (s->n_active >= s->p.n_parallel + s->p.max_queue) res = SCHED_QUEUE_FULL; /* waiting beyond the slots */
+    sched_tenant *t = tenant_find_locked(s, r->root, r->tenant);
+    /* waiting beyond the slots; under FAIR a tenant with nothing submitted is let in
+     * anyway, so one tenant's flood cannot lock the others out (at most one such
+     * request per tenant) */
+    const bool full =
+        s->n_active >= s->p.n_parallel + s->p.max_queue && (t || s->p.policy == SCHED_POLICY_FIFO);
+    if (s->closed || s->stop)
+        res = SCHED_CLOSED;
+    else if (full)
+        res = SCHED_QUEUE_FULL;
+    else if (!t && !(t = tenant_add_locked(s, r)))
+        res = SCHED_QUEUE_FULL; /* out of memory: later */
     if (res == SCHED_SUBMITTED) {
+        r->ten = t;
+        t->n_active++;
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL); /* the engine's */
         r->inbox_next = NULL;
-        if (s->inbox_tail) s->inbox_tail->inbox_next = r;
-        else s->inbox_head = r;
+        if (s->inbox_tail)
+            s->inbox_tail->inbox_next = r;
+        else
+            s->inbox_head = r;
         s->inbox_tail = r;
         s->n_active++;
         s->st.waiting = s->n_active - s->st.running;
@@ -844,6 +1272,7 @@ void sched_take(sched *s, sched_req *r, sched_delta *d) {
     d->n_cached = r->n_cached;
     d->n_gen = r->n_gen;
     d->started = r->started;
+    d->first_step = r->first_step;
     d->finish = r->finish;
     memcpy(d->error, r->error, sizeof d->error);
     if (d->finish != SCHED_RUNNING && r->in_ready) {
@@ -865,4 +1294,16 @@ void sched_get_stats(sched *s, sched_stats *out) {
     *out = s->st;
     out->waiting = s->n_active - s->st.running;
     pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t sched_tenant_load(sched *s, const char *tenant, int32_t *running, int32_t *waiting) {
+    if (!tenant) tenant = "";
+    const uint64_t root = pc_root(tenant);
+    pthread_mutex_lock(&s->mu);
+    const sched_tenant *t = tenant_find_locked(s, root, tenant);
+    *running = t ? t->pub_running : 0;
+    *waiting = t ? t->pub_waiting : 0;
+    const uint64_t step = s->pub_step;
+    pthread_mutex_unlock(&s->mu);
+    return step;
 }

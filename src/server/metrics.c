@@ -35,7 +35,8 @@ static void hist(struct evbuffer *o, const char *name, const char *help, const s
     uint64_t cum = 0;
     for (int i = 0; i < SCHED_HIST_BUCKETS; i++) {
         cum += h->count[i];
-        evbuffer_add_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name, sched_hist_bounds[i], (unsigned long long)cum);
+        evbuffer_add_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name, sched_hist_bounds[i],
+                            (unsigned long long)cum);
     }
     cum += h->count[SCHED_HIST_BUCKETS];
     evbuffer_add_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
@@ -125,14 +126,15 @@ void metrics_write(struct evbuffer *o, const http_counts *c, const sched_stats *
                    const store_figures *sf) {
     head(o, "sov_requests_total", "counter", "HTTP requests by route and response status.");
     for (int i = 0; i < c->n; i++)
-        evbuffer_add_printf(o, "sov_requests_total{route=\"%s\",status=\"%d\"} %llu\n", c->e[i].route, c->e[i].status,
-                            (unsigned long long)c->e[i].n);
+        evbuffer_add_printf(o, "sov_requests_total{route=\"%s\",status=\"%d\"} %llu\n", c->e[i].route,
+                            c->e[i].status, (unsigned long long)c->e[i].n);
     static const char *const reasons[] = {"running", "stop", "length", "deadline", "cancelled", "error"};
     head(o, "sov_requests_finished_total", "counter", "Generations ended, by reason.");
     for (int f = SCHED_FINISH_STOP; f <= SCHED_FINISH_ERROR; f++)
         evbuffer_add_printf(o, "sov_requests_finished_total{reason=\"%s\"} %llu\n", reasons[f],
                             (unsigned long long)st->finished[f]);
-    scalar(o, "sov_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", (double)st->prompt_tokens);
+    scalar(o, "sov_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.",
+           (double)st->prompt_tokens);
     scalar(o, "sov_prompt_tokens_cached_total", "counter", "Prompt tokens served from the prefix cache.",
            (double)st->prompt_tokens_cached);
     scalar(o, "sov_generated_tokens_total", "counter", "Tokens generated.", (double)st->generated_tokens);
@@ -144,12 +146,18 @@ void metrics_write(struct evbuffer *o, const http_counts *c, const sched_stats *
            st->kv_blocks_total - st->kv_blocks_free);
     scalar(o, "sov_kv_blocks_free", "gauge", "KV cache blocks free.", st->kv_blocks_free);
     scalar(o, "sov_kv_block_size_tokens", "gauge", "Positions per KV block.", st->kv_block_size);
-    scalar(o, "sov_prefix_cache_blocks", "gauge", "KV blocks held by the prefix cache.", st->prefix_cached_blocks);
+    scalar(o, "sov_prefix_cache_blocks", "gauge", "KV blocks held by the prefix cache.",
+           st->prefix_cached_blocks);
     scalar(o, "sov_prefix_cache_evictions_total", "counter", "Prefix cache blocks evicted.",
            (double)st->prefix_evictions);
-    scalar(o, "sov_preemptions_total", "counter", "Requests preempted for KV space (recomputed later).",
+    scalar(o, "sov_preemptions_total", "counter",
+           "Requests preempted (recomputed later): for KV space, or for a tenant under its fair share.",
            (double)st->preemptions);
-    scalar(o, "sov_engine_steps_total", "counter", "Engine steps (batched forward passes).", (double)st->steps);
+    scalar(o, "sov_fair_preemptions_total", "counter",
+           "Requests preempted to give their slot to a tenant under its fair share.",
+           (double)st->fair_preemptions);
+    scalar(o, "sov_engine_steps_total", "counter", "Engine steps (batched forward passes).",
+           (double)st->steps);
     scalar(o, "sov_engine_batch_tokens_total", "counter", "Tokens evaluated in engine steps.",
            (double)st->batch_tokens);
     hist(o, "sov_time_to_first_token_seconds", "Time from arrival to the first generated token.", &st->ttft);

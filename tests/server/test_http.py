@@ -63,7 +63,7 @@ def test_endpoints_answer():
     check(st == 200 and h["content-type"].startswith("text/plain"), "/metrics content type")
     text = b.decode()
     for name in ["sov_requests_total", "sov_prompt_tokens_total", "sov_generated_tokens_total", "sov_queue_depth",
-                 "sov_running_sequences", "sov_kv_blocks_used", "sov_kv_blocks_free",
+                 "sov_running_sequences", "sov_kv_blocks_used", "sov_kv_blocks_free", "sov_fair_preemptions_total",
                  "sov_time_to_first_token_seconds_bucket", "sov_inter_token_latency_seconds_bucket",
                  "# TYPE sov_time_to_first_token_seconds histogram"]:
         check(name in text, "/metrics has " + name)
