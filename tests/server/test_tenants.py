@@ -337,7 +337,7 @@ def test_prefix_cache_is_scoped_by_tenant():
         check(st == 200 and c > 0, "beta's own repeat hits its own cache (%d)" % c)
         text = s.get("/metrics")[2].decode()
         for want in ['sov_tenant_requests_total{tenant="alpha"} 2', 'sov_tenant_requests_total{tenant="beta"} 2',
-                     'sov_tenant_completion_tokens_total{tenant="alpha"} 4']:
+                     'sov_tenant_completion_tokens_total{tenant="alpha"} 8']:
             check(want in text, "/metrics has " + want)
 
 
