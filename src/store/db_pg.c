@@ -3,7 +3,8 @@
  * Connecting: PQconnectdbParams with expand_dbname, so the name may be any
  * "postgresql://" or "postgres://" URL (query parameters such as ?host=/socket/dir
  * included). Our defaults (connect_timeout from the busy timeout, at least 2 s;
- * application_name=sov) come before the URL so the URL can override them. Once
+ * application_name=sov; TCP keepalives and tcp_user_timeout) come before the URL so the
+ * URL can override them. Once
  * connected, the session gets lock_timeout (the busy timeout), a statement_timeout and an
  * idle_in_transaction_session_timeout, so no call waits forever on another session, and
  * read-only handles get default_transaction_read_only.
@@ -140,7 +141,9 @@ static sov_status pg_rows(const PGresult *res, db_rows *out) {
                                                    null ? 0 : (size_t)PQgetlength(res, r, c));
             if (status != SOV_OK) return status;
         }
-    out->changes = strtoll(PQcmdTuples((PGresult *)res), NULL, 10);
+    const bool query =
+        strncmp(PQcmdStatus((PGresult *)res), "SELECT", 6) == 0; /* its count is of rows read */
+    out->changes = query ? 0 : strtoll(PQcmdTuples((PGresult *)res), NULL, 10);
     return SOV_OK;
 }
 
@@ -246,8 +249,17 @@ static sov_status pg_connect(pg_db *d, const char *url) {
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d",
              d->base.busy_timeout_ms < 2000 ? 2 : (d->base.busy_timeout_ms + 999) / 1000);
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding", NULL};
-    const char *const values[] = {timeout, "sov", url, "UTF8", NULL};
+    /* over TCP, a server that vanishes without a word is noticed in about a minute */
+    const char *const keys[] = {"connect_timeout",
+                                "application_name",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "dbname",
+                                "client_encoding",
+                                NULL};
+    const char *const values[] = {timeout, "sov", "30", "10", "3", "60000", url, "UTF8", NULL};
     d->conn = PQconnectdbParams(keys, values, 1);
     if (!d->conn) return sov_fail(SOV_ERR_NOMEM, "postgresql: out of memory connecting");
     PQsetNoticeProcessor(d->conn, quiet_notices, NULL);

@@ -44,15 +44,20 @@ enum {
 typedef enum store_kind { STORE_SQLITE = 0, STORE_POSTGRES = 1 } store_kind;
 
 typedef struct store_open_params {
-    bool read_only;            /* never write (no migrations: an out-of-date schema is an error) */
+    bool read_only;            /* never write (no migrations: an out-of-date schema is an error).
+                                  SQLite: a WAL file in a folder this user cannot write, with
+                                  no other connection open, is read as a snapshot */
     int busy_timeout_ms;       /* SQLite: wait this long for another process's lock
                                   (0: 5000); PostgreSQL: lock_timeout and connect timeout */
 } store_open_params;
 
 /* Opens (and, unless read_only, migrates) the store. p may be NULL (defaults).
  * Errors: SOV_ERR_IO (cannot open, connect or write; locked past the timeout),
- * SOV_ERR_FORMAT (not a database, corrupted, or a schema newer than this sov knows),
- * SOV_ERR_ARG (an empty name), SOV_ERR_NOMEM. */
+ * SOV_ERR_FORMAT (not a database, corrupted, another program's database, a schema newer
+ * than this sov knows, or read_only on a schema older than it), SOV_ERR_ARG (an empty
+ * name), SOV_ERR_UNSUPPORTED (PostgreSQL older than 10), SOV_ERR_NOMEM.
+ * Any call may fail with SOV_ERR_IO when the database cannot be reached; on PostgreSQL
+ * the next call reconnects (a failed call is never retried behind the caller's back). */
 sov_status store_open(const char *name, const store_open_params *p, store **out);
 void store_close(store *s);
 
@@ -116,7 +121,8 @@ typedef struct store_reserve_res {
 /* Counts one request and reserves r->tokens in the key's current minute and day windows,
  * all or nothing, when every limit allows it; otherwise changes nothing and says which
  * limit refused (rpm first, then tpm, then tpd). A request whose estimate alone exceeds
- * a limit is refused by it. One transaction. */
+ * a limit is refused by it. One transaction. Errors: SOV_ERR_ARG (negative values),
+ * SOV_ERR_NOT_FOUND (no such key), SOV_ERR_IO. */
 sov_status store_reserve(store *s, const store_reserve_req *r, store_reserve_res *res);
 
 /* The counts of a key's current windows without changing them. */
@@ -133,7 +139,9 @@ typedef struct store_settle {
 
 /* Settles a batch in one transaction: windows corrected by used - reserved (never below
  * zero), usage added to the key's hourly bucket, last_used raised to `at`. Rows are
- * applied in a fixed order (key, window) so concurrent batches cannot deadlock. */
+ * applied in a fixed order (key, window) so concurrent batches cannot deadlock.
+ * Errors: SOV_ERR_ARG (negative values), SOV_ERR_NOT_FOUND (a key that does not exist:
+ * nothing of the batch is applied), SOV_ERR_IO. */
 sov_status store_settle_batch(store *s, const store_settle *v, size_t n);
 
 /* ---- usage ---- */
@@ -149,8 +157,8 @@ typedef struct store_usage_row {
  * keys without usage in the period are left out. The caller frees *out. */
 sov_status store_usage(store *s, int64_t since, store_usage_row **out, size_t *n);
 
-/* Drops windows that can no longer matter (minute windows over an hour old, day windows
- * over eight days old). */
+/* Drops windows that can no longer matter (minute windows that started over an hour
+ * before now, day windows that started over eight days before now). */
 sov_status store_gc(store *s, int64_t now);
 
 #endif

@@ -68,8 +68,8 @@ static sov_status reserve_tx(store *s, const store_reserve_req *r, store_reserve
 static sov_status check_reserve(const store_reserve_req *r) {
     if (r->key_id <= 0 || r->tokens < 0 || r->now < 0 || r->rpm < 0 || r->tpm < 0 || r->tpd < 0)
         return sov_fail(SOV_ERR_ARG,
-                        "store: reservation for key %lld of %lld tokens at %lld: ids, counts, limits "
-                        "and times must not be negative",
+                        "store: reservation for key %lld of %lld tokens at %lld: the key id must be > 0; "
+                        "tokens, limits and time must not be negative",
                         (long long)r->key_id, (long long)r->tokens, (long long)r->now);
     return SOV_OK;
 }

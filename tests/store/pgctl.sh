@@ -4,7 +4,7 @@
 #
 # Usage: pgctl.sh start DIR | stop DIR
 #
-# start: initdb a new cluster in DIR/data with Debian's newest /usr/lib/postgresql/*/bin,
+# start: initdb a new cluster in DIR/data (see stop_cluster) with Debian's newest /usr/lib/postgresql/*/bin,
 # listening on no TCP address, only on a Unix socket in a short folder of its own
 # (mktemp -d /tmp/sov-pg.XXXXXX, recorded in DIR/sockdir: socket paths are limited to
 # about 107 bytes, build folders can be longer). fsync is off: the cluster is thrown away
@@ -43,8 +43,12 @@ else
     as_pg() { "$@"; }
 fi
 
+# The cluster lives in DIR/data, or, when the server's user cannot write DIR (a build
+# folder under a private home), in the socket folder; DIR/home says which.
 stop_cluster() {
-    local data=$dir/data
+    local home=$dir
+    if [ -f "$dir/home" ]; then home=$(cat "$dir/home"); fi
+    local data=$home/data
     if [ -f "$data/postmaster.pid" ]; then
         if ! as_pg "$bindir/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1; then
             local pid
@@ -56,21 +60,25 @@ stop_cluster() {
             fi
         fi
     fi
+    rm -rf "$dir/data"
     if [ -f "$dir/sockdir" ]; then
         local sock
         sock=$(cat "$dir/sockdir")
         case $sock in /tmp/sov-pg.*) rm -rf "$sock" ;; esac # only a folder we made
     fi
-    rm -rf "$data" "$dir/sockdir" "$dir/url"
+    rm -f "$dir/sockdir" "$dir/home" "$dir/url"
 }
 
 start_cluster() {
     stop_cluster # whatever an interrupted run left
     mkdir -p "$dir"
-    local sock data=$dir/data
+    local sock home=$dir
     sock=$(mktemp -d /tmp/sov-pg.XXXXXX)
     echo "$sock" >"$dir/sockdir"
     if [ "$(id -u)" -eq 0 ]; then chown "$pguser" "$dir" "$sock"; fi
+    if ! as_pg test -w "$dir" 2>/dev/null; then home=$sock; fi
+    echo "$home" >"$dir/home"
+    local data=$home/data
     if ! as_pg "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C --no-sync \
         >"$dir/initdb.log" 2>&1; then
         cat "$dir/initdb.log" >&2
@@ -88,8 +96,8 @@ full_page_writes = off
 shared_buffers = 16MB
 max_connections = 100
 EOF
-    if ! as_pg "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
-        cat "$dir/server.log" >&2 || true
+    if ! as_pg "$bindir/pg_ctl" -D "$data" -l "$home/server.log" -w -t 60 start >/dev/null 2>&1; then
+        cat "$home/server.log" >&2 || true
         echo "pgctl: the server in $data did not start" >&2
         exit 1
     fi

@@ -727,6 +727,89 @@ static void race(backend *b, int64_t rpm, int64_t tpd, int64_t tokens, int attem
 static void store_reserve_is_exact_under_concurrency_tpd(backend *b) { race(b, 0, 1000, 7, 30, 1000 / 7); }
 static void store_reserve_is_exact_under_concurrency_rpm(backend *b) { race(b, 100, 0, 3, 20, 100); }
 
+typedef struct mixer {
+    const char *name; /* store to open */
+    int64_t keys[2];  /* the two keys every thread uses */
+    int rounds;
+    int64_t reserved[2]; /* reservations made per key */
+    int errors;
+    char error[256]; /* the first error */
+} mixer;
+
+/* Reserves 10 tokens on alternating keys and minutes, and settles every four at 4 tokens
+ * used, the batch given in reverse order (the store sorts it). */
+static void *mix_worker(void *arg) {
+    mixer *m = arg;
+    store *s = NULL;
+    const store_open_params p = {.busy_timeout_ms = 30000};
+    if (store_open(m->name, &p, &s) != SOV_OK) {
+        m->errors = 1;
+        snprintf(m->error, sizeof m->error, "%s", sov_last_error());
+        return NULL;
+    }
+    store_settle batch[4];
+    for (int i = 0; i < m->rounds; i++) {
+        const int which = i % 2;
+        const store_reserve_req req = {.key_id = m->keys[which], .tokens = 10, .now = T0 + (i % 3) * 60};
+        store_reserve_res res;
+        sov_status st = store_reserve(s, &req, &res);
+        if (st == SOV_OK) {
+            m->reserved[which]++;
+            batch[3 - i % 4] = (store_settle){.key_id = req.key_id,
+                                              .minute_start = res.minute_start,
+                                              .day_start = res.day_start,
+                                              .reserved = 10,
+                                              .used = 4,
+                                              .at = req.now,
+                                              .requests = 1,
+                                              .prompt_tokens = 4};
+        }
+        if (st == SOV_OK && i % 4 == 3) st = store_settle_batch(s, batch, 4);
+        if (st != SOV_OK && !m->errors++) snprintf(m->error, sizeof m->error, "%s", sov_last_error());
+    }
+    store_close(s);
+    return NULL;
+}
+
+/* Reservations and settle batches of 4 threads over two keys and three minutes: no
+ * deadlock, no lost update. */
+static void store_reserve_and_settle_race_without_deadlock(backend *b) {
+    tstore t;
+    fresh(b, &t);
+    store *s = open_ok(&t);
+    if (!s) return;
+    const store_key k = make_key("mix", 0, 0, 0);
+    const int64_t keys[2] = {add_key(s, &k), add_key(s, &k)};
+    pthread_t th[4];
+    mixer m[4];
+    for (int i = 0; i < 4; i++) {
+        m[i] = (mixer){.name = t.name, .keys = {keys[0], keys[1]}, .rounds = 24};
+        CHECK(pthread_create(&th[i], NULL, mix_worker, &m[i]) == 0);
+    }
+    int64_t reserved[2] = {0, 0};
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_MSG(m[i].errors == 0, "worker %d: %d errors: %s", i, m[i].errors, m[i].error);
+        reserved[0] += m[i].reserved[0];
+        reserved[1] += m[i].reserved[1];
+    }
+    for (int j = 0; j < 2; j++) {
+        CHECK_EQ(reserved[j], 4 * 12);
+        store_reserve_res w;
+        CHECK_OK(store_windows(s, keys[j], T0, &w));
+        CHECK_EQ(w.day_tokens, reserved[j] * 4); /* every reservation settled at 4 */
+    }
+    store_usage_row *u = NULL;
+    size_t n = 0;
+    CHECK_OK(store_usage(s, 0, &u, &n));
+    CHECK_EQ(n, 2);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(u[i].requests, 48);
+    free(u);
+    store_close(s);
+    dispose(b, &t);
+}
+
 static void store_reserve_speed(backend *b) {
     tstore t;
     fresh(b, &t);
@@ -1019,6 +1102,7 @@ static void run_common(backend *b) {
     RUN_ON(store_gc_drops_old_windows, b);
     RUN_ON(store_reserve_is_exact_under_concurrency_tpd, b);
     RUN_ON(store_reserve_is_exact_under_concurrency_rpm, b);
+    RUN_ON(store_reserve_and_settle_race_without_deadlock, b);
     RUN_ON(store_reserve_speed, b);
 }
 
