@@ -37,7 +37,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== PostgreSQL: a throw-away cluster" >&2
-pgurl=$(bash "$here/tests/store/pgctl.sh" start "$work/pg")
+pgurl=$(PGCTL_DURABLE=1 bash "$here/tests/store/pgctl.sh" start "$work/pg")
 psql -X -q "$pgurl" -c "CREATE DATABASE sovbench" >/dev/null
 pgdb=${pgurl/\/postgres\?/\/sovbench?}
 

@@ -115,6 +115,9 @@ static void tenant_metrics(struct evbuffer *o, const tenant_counts *tc, const st
     scalar(o, "sov_store_key_reloads_total", "counter", "Key tables read from the state store.", (double)sf->reloads);
     scalar(o, "sov_store_reservations_total", "counter", "Quota reservations made in the state store.",
            (double)sf->reservations);
+    scalar(o, "sov_store_reservation_transactions_total", "counter",
+           "State store transactions the reservations took (those arriving together share one).",
+           (double)sf->reserve_calls);
     scalar(o, "sov_store_reservation_seconds_total", "counter", "Time spent in quota reservations.",
            sf->reserve_seconds);
     scalar(o, "sov_store_usage_pending", "gauge", "Usage records waiting to be written.", (double)sf->pending);

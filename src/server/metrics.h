@@ -47,7 +47,7 @@ void tenant_counts_free(tenant_counts *c);
 
 /* The state store's figures (NULL: the server runs without one). */
 typedef struct store_figures {
-    uint64_t errors, reservations, reloads, pending, dropped;
+    uint64_t errors, reservations, reserve_calls, reloads, pending, dropped;
     double reserve_seconds;
     bool up;
     int64_t keys;

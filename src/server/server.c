@@ -891,7 +891,8 @@ static void handle_metrics(server *s, struct evhttp_request *req) {
     if (s->tenants) {
         tenants_stats ts;
         tenants_get_stats(s->tenants, &ts);
-        sf = (store_figures){ts.store_errors, ts.reservations, ts.reloads, ts.settles_pending, ts.settles_dropped,
+        sf = (store_figures){ts.store_errors, ts.reservations, ts.reserve_calls, ts.reloads, ts.settles_pending,
+                             ts.settles_dropped,
                              ts.reserve_seconds, ts.store_ok, (int64_t)tenants_key_count(s->tenants),
                              tenants_auth_required(s->tenants)};
     }

@@ -125,6 +125,14 @@ typedef struct store_reserve_res {
  * SOV_ERR_NOT_FOUND (no such key), SOV_ERR_IO. */
 sov_status store_reserve(store *s, const store_reserve_req *r, store_reserve_res *res);
 
+/* Several reservations in one transaction (a server groups those that arrive together):
+ * each decided exactly as store_reserve would decide it alone, in the order of key ids
+ * (the lock order every writer follows) and then of the array; a refusal does not undo
+ * the others. res[i] and st[i] answer r[i] (st[i]: SOV_ERR_ARG, SOV_ERR_NOT_FOUND for that
+ * request alone). Returns SOV_ERR_IO (in every st[i] too) when the database failed. */
+sov_status store_reserve_batch(store *s, const store_reserve_req *r, store_reserve_res *res, sov_status *st,
+                               size_t n);
+
 /* The counts of a key's current windows without changing them. */
 sov_status store_windows(store *s, int64_t key_id, int64_t now, store_reserve_res *res);
 

@@ -90,6 +90,56 @@ sov_status store_reserve(store *s, const store_reserve_req *r, store_reserve_res
     return status;
 }
 
+/* Batch order: by key (the global lock order; see the top), then arrival. */
+typedef struct batch_item {
+    int64_t key_id;
+    size_t at;
+} batch_item;
+
+static int by_key_then_arrival(const void *a, const void *b) {
+    const batch_item *x = a, *y = b;
+    if (x->key_id != y->key_id) return x->key_id < y->key_id ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+sov_status store_reserve_batch(store *s, const store_reserve_req *r, store_reserve_res *res, sov_status *st,
+                               size_t n) {
+    if (n == 0) return SOV_OK;
+    bool valid = true;
+    for (size_t i = 0; i < n; i++) {
+        memset(&res[i], 0, sizeof res[i]);
+        res[i].minute_start = floor_to(r[i].now, MINUTE);
+        res[i].day_start = floor_to(r[i].now, DAY);
+        st[i] = check_reserve(&r[i]);
+        valid = valid && st[i] == SOV_OK;
+    }
+    batch_item *order = n > 1 && valid ? malloc(n * sizeof *order) : NULL;
+    if (order) {
+        for (size_t i = 0; i < n; i++) order[i] = (batch_item){r[i].key_id, i};
+        qsort(order, n, sizeof *order, by_key_then_arrival);
+        /* a refusal writes nothing but the windows' rows (which any later reservation
+         * would create the same), so one transaction holds refusals and reservations */
+        sov_status status = db_begin(s->db);
+        for (size_t k = 0; status == SOV_OK && k < n; k++) {
+            bool keep;
+            status = reserve_tx(s, &r[order[k].at], &res[order[k].at], &keep);
+        }
+        free(order);
+        status = store_tx_end(s, status, true);
+        if (status == SOV_OK || status == SOV_ERR_IO) { /* done, or the database is away for all */
+            for (size_t i = 0; i < n; i++) st[i] = status;
+            return status;
+        }
+        /* one request is bad (an unknown key): decide each on its own below */
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (st[i] != SOV_OK) continue;
+        st[i] = store_reserve(s, &r[i], &res[i]);
+        if (st[i] == SOV_ERR_IO) return SOV_ERR_IO;
+    }
+    return SOV_OK;
+}
+
 sov_status store_windows(store *s, int64_t key_id, int64_t now, store_reserve_res *res) {
     memset(res, 0, sizeof *res);
     if (now < 0) return sov_fail(SOV_ERR_ARG, "store: time %lld is negative", (long long)now);

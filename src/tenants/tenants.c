@@ -96,30 +96,63 @@ static void reload(tenants *t, bool force) {
 /* Room under a limit given the refusal's counts (INT64_MAX when unlimited). */
 static int64_t room(int64_t limit, int64_t used) { return limit > 0 ? limit - used : INT64_MAX; }
 
-static void reserve_one(tenants *t, tenants_resv *r) {
-    store_reserve_req q = {r->key_id, r->rpm, r->tpm, r->tpd, r->want, unix_now()};
-    r->now = q.now;
-    const double t0 = sov_now_s();
-    sov_status st = store_reserve(t->st, &q, &r->res);
-    /* a request without max_tokens takes what is left of the minute's and the day's
-     * tokens rather than nothing (it then ends with finish_reason "length") */
-    for (int tries = 0; !st && tries < 2 && r->res.refused != STORE_LIMIT_NONE && r->res.refused != STORE_LIMIT_RPM &&
-                        q.tokens > r->min;
+/* A request without max_tokens takes what is left of the minute's and the day's tokens
+ * rather than nothing (it then ends with finish_reason "length"): after a refusal by tpm
+ * or tpd, ask again for what the refusal's counts leave, down to r->min. */
+static sov_status shrink_and_retry(tenants *t, tenants_resv *r, store_reserve_req *q) {
+    sov_status st = SOV_OK;
+    for (int tries = 0; !st && tries < 2 && (r->res.refused == STORE_LIMIT_TPM || r->res.refused == STORE_LIMIT_TPD);
          tries++) {
         const int64_t left = SOV_MIN(room(r->tpm, r->res.minute_tokens), room(r->tpd, r->res.day_tokens));
-        if (left < r->min || left >= q.tokens) break;
-        q.tokens = left;
-        st = store_reserve(t->st, &q, &r->res);
+        if (left < r->min || left >= q->tokens) break;
+        q->tokens = left;
+        st = store_reserve(t->st, q, &r->res);
     }
-    r->status = st;
-    r->granted = !st && r->res.refused == STORE_LIMIT_NONE ? q.tokens : 0;
-    if (st) snprintf(r->error, sizeof r->error, "%s", sov_last_error());
+    return st;
+}
+
+/* Reserves for every request that arrived together, in one store transaction. */
+static void reserve_all(tenants *t, tenants_resv *in) {
+    size_t n = 0;
+    for (tenants_resv *r = in; r; r = r->next) n++;
+    store_reserve_req *q = malloc(n * sizeof *q);
+    store_reserve_res *res = malloc(n * sizeof *res);
+    sov_status *st = malloc(n * sizeof *st);
+    const double t0 = sov_now_s();
+    const int64_t now = unix_now();
+    size_t i = 0;
+    for (tenants_resv *r = in; r; r = r->next, i++) {
+        r->now = now;
+        if (q) q[i] = (store_reserve_req){r->key_id, r->rpm, r->tpm, r->tpd, r->want, now};
+    }
+    sov_status all = q && res && st ? store_reserve_batch(t->st, q, res, st, n)
+                                    : sov_fail(SOV_ERR_NOMEM, "out of memory for %zu reservations", n);
+    const char *why = sov_last_error();
+    uint64_t calls = 1;
+    i = 0;
+    for (tenants_resv *r = in; r; r = r->next, i++) {
+        r->status = q && res && st ? st[i] : all;
+        if (!r->status) {
+            r->res = res[i];
+            if (r->min < r->want && r->res.refused != STORE_LIMIT_NONE) {
+                r->status = shrink_and_retry(t, r, &q[i]);
+                calls++;
+            }
+        }
+        r->granted = !r->status && r->res.refused == STORE_LIMIT_NONE ? (q ? q[i].tokens : r->want) : 0;
+        if (r->status) snprintf(r->error, sizeof r->error, "%s", r->status == all ? why : sov_last_error());
+        if (r->status) all = r->status;
+    }
     pthread_mutex_lock(&t->mu);
-    t->stats.reservations++;
+    t->stats.reservations += n;
+    t->stats.reserve_calls += calls;
     t->stats.reserve_seconds += sov_now_s() - t0;
-    if (st) t->stats.store_errors++;
-    t->stats.store_ok = !st;
+    if (all) t->stats.store_errors++;
+    t->stats.store_ok = !all;
     pthread_mutex_unlock(&t->mu);
+    free(q);
+    free(res);
+    free(st);
 }
 
 static int by_key_window(const void *a, const void *b) {
@@ -160,9 +193,23 @@ static void flush(tenants *t, store_settle **buf, size_t *n) {
     if (*n == 0) return;
     *n = merge_settles(*buf, *n);
     const sov_status st = store_settle_batch(t->st, *buf, *n);
-    fail_stat(t, !st);
-    if (!st) *n = 0;
-    else if (*n > SETTLE_KEEP_MAX) {
+    fail_stat(t, st != SOV_ERR_IO);
+    if (!st) {
+        *n = 0;
+        return;
+    }
+    if (st != SOV_ERR_IO) {
+        /* not the database being away but these records (a key deleted behind the
+         * server's back): retrying cannot help */
+        fprintf(stderr, "sov serve: %zu usage records refused by the state store, dropped: %s\n", *n,
+                sov_last_error());
+        pthread_mutex_lock(&t->mu);
+        t->stats.settles_dropped += *n;
+        pthread_mutex_unlock(&t->mu);
+        *n = 0;
+        return;
+    }
+    if (*n > SETTLE_KEEP_MAX) {
         fprintf(stderr, "sov serve: the state store is unreachable and %zu usage records are waiting: dropping "
                         "the oldest (%s)\n", *n - SETTLE_KEEP_MAX, sov_last_error());
         pthread_mutex_lock(&t->mu);
@@ -220,9 +267,9 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&t->mu);
 
         bool done = false;
+        if (in) reserve_all(t, in);
         for (tenants_resv *r = in; r;) {
             tenants_resv *next = r->next;
-            reserve_one(t, r);
             pthread_mutex_lock(&t->mu);
             r->next = NULL;
             if (t->done_tail) t->done_tail->next = r;

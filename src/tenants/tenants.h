@@ -115,8 +115,9 @@ void tenants_settle(tenants *t, const store_settle *s);
 typedef struct tenants_stats {
     uint64_t store_errors;       /* failed store calls */
     uint64_t reloads;            /* key tables read */
-    uint64_t reservations;       /* store_reserve calls */
-    double reserve_seconds;      /* their total time */
+    uint64_t reservations;       /* requests reserved for (or refused) */
+    uint64_t reserve_calls;      /* store transactions they took (grouped: fewer) */
+    double reserve_seconds;      /* time spent in them */
     uint64_t settles_pending;    /* usage records not yet written */
     uint64_t settles_dropped;    /* usage records lost (store unreachable for very long) */
     bool store_ok;               /* the last store call succeeded */

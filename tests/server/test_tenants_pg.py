@@ -132,7 +132,10 @@ def test_postgres_down_at_startup():
 
 
 def pgctl(cmd, d):
-    r = subprocess.run(["bash", PGCTL, cmd, d], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=180)
+    # durable: the outage is an immediate shutdown (a crash), which loses commits that
+    # synchronous_commit=off (the fixture's setting) had not flushed yet
+    r = subprocess.run(["bash", PGCTL, cmd, d], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=180,
+                       env=dict(os.environ, PGCTL_DURABLE="1"))
     if r.returncode != 0:
         raise RuntimeError("pgctl %s: %s" % (cmd, r.stderr.decode()))
     return r.stdout.decode().strip()

@@ -2,7 +2,7 @@
 # pgctl.sh - a throw-away PostgreSQL cluster for the tests that need one (CTest fixture
 # "pg", registered in tests/CMakeLists.txt as store/pg_start and store/pg_stop).
 #
-# Usage: pgctl.sh start DIR | stop DIR
+# Usage: pgctl.sh start DIR | stop DIR | pause DIR | resume DIR
 #
 # start: initdb a new cluster in DIR/data (see stop_cluster) with Debian's newest /usr/lib/postgresql/*/bin,
 # listening on no TCP address, only on a Unix socket in a short folder of its own
@@ -21,7 +21,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop|pause|resume DIR" >&2
     exit 2
 }
 [ $# -eq 2 ] || usage
@@ -90,12 +90,13 @@ start_cluster() {
 listen_addresses = ''
 unix_socket_directories = '$sock'
 port = 5432
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 shared_buffers = 16MB
 max_connections = 100
 EOF
+    # PGCTL_DURABLE=1 (benchmarks): PostgreSQL's defaults, every commit flushed to disk
+    if [ "${PGCTL_DURABLE:-0}" != 1 ]; then
+        printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$data/postgresql.conf"
+    fi
     if ! as_pg "$bindir/pg_ctl" -D "$data" -l "$home/server.log" -w -t 60 start >/dev/null 2>&1; then
         cat "$home/server.log" >&2 || true
         echo "pgctl: the server in $data did not start" >&2
@@ -106,8 +107,24 @@ EOF
     echo "$url"
 }
 
+# pause: the server goes away (immediate shutdown: connections drop as in a crash) but the
+# cluster stays; resume: it comes back with the same data, socket and URL.
+pause_cluster() {
+    local home=$dir
+    if [ -f "$dir/home" ]; then home=$(cat "$dir/home"); fi
+    as_pg "$bindir/pg_ctl" -D "$home/data" -m immediate -w -t 30 stop >/dev/null
+}
+
+resume_cluster() {
+    local home=$dir
+    if [ -f "$dir/home" ]; then home=$(cat "$dir/home"); fi
+    as_pg "$bindir/pg_ctl" -D "$home/data" -l "$home/server.log" -w -t 60 start >/dev/null
+}
+
 case $cmd in
 start) start_cluster ;;
 stop) stop_cluster ;;
+pause) pause_cluster ;;
+resume) resume_cluster ;;
 *) usage ;;
 esac
