@@ -40,7 +40,8 @@ sov_status auth_key_new(char key[AUTH_KEY_LEN + 1], store_key *k) {
     if (!st) st = auth_random(k->salt, sizeof k->salt);
     if (st) return st;
     memcpy(key, "sov-", 4);
-    for (int i = 0; i < AUTH_KEY_CHARS; i++) key[4 + i] = b32[r[i] & 31];
+    for (int i = 0; i < AUTH_KEY_CHARS; i++)
+        key[4 + i] = b32[r[i] & 31];
     key[AUTH_KEY_LEN] = '\0';
     OPENSSL_cleanse(r, sizeof r);
     memcpy(k->prefix, key, AUTH_PREFIX_LEN);
@@ -66,7 +67,8 @@ static bool token68(const char *t, size_t n) {
         i++;
     }
     if (i == 0) return false;
-    while (i < n && t[i] == '=') i++;
+    while (i < n && t[i] == '=')
+        i++;
     return i == n;
 }
 
@@ -77,12 +79,16 @@ auth_header auth_parse_bearer(const char *value, const char **token, size_t *len
     *len = 0;
     if (!value) return AUTH_HEADER_MISSING;
     size_t a = 0, b = strlen(value);
-    while (a < b && blank(value[a])) a++;
-    while (b > a && blank(value[b - 1])) b--;
+    while (a < b && blank(value[a]))
+        a++;
+    while (b > a && blank(value[b - 1]))
+        b--;
     if (a == b) return AUTH_HEADER_MISSING;
-    if (b - a < 7 || strncasecmp(value + a, "bearer", 6) != 0 || value[a + 6] != ' ') return AUTH_HEADER_MALFORMED;
+    if (b - a < 7 || strncasecmp(value + a, "bearer", 6) != 0 || value[a + 6] != ' ')
+        return AUTH_HEADER_MALFORMED;
     a += 6;
-    while (a < b && value[a] == ' ') a++;
+    while (a < b && value[a] == ' ')
+        a++;
     if (a == b || b - a > AUTH_TOKEN_MAX || !token68(value + a, b - a)) return AUTH_HEADER_MALFORMED;
     *token = value + a;
     *len = b - a;
@@ -91,17 +97,20 @@ auth_header auth_parse_bearer(const char *value, const char **token, size_t *len
 
 bool auth_key_allows_model(const store_key *k, const char *id) {
     const char *p = k->models;
-    while (*p == ' ') p++;
+    while (*p == ' ')
+        p++;
     if (!*p) return true;
     const size_t want = strlen(id);
     while (*p) {
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        while (n > 0 && p[n - 1] == ' ') n--;
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
         if ((n == 1 && p[0] == '*') || (n == want && memcmp(p, id, n) == 0)) return true;
         if (!end) break;
         p = end + 1;
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
     }
     return false;
 }

@@ -19,10 +19,10 @@
 #include "store/store.h"
 
 enum {
-    AUTH_KEY_CHARS = 40,                 /* base32 characters after "sov-" */
-    AUTH_KEY_LEN = 4 + AUTH_KEY_CHARS,   /* whole key */
-    AUTH_PREFIX_LEN = 12,                /* "sov-" + 8 characters */
-    AUTH_TOKEN_MAX = 512,                /* longest bearer token looked at (longer: malformed) */
+    AUTH_KEY_CHARS = 40,               /* base32 characters after "sov-" */
+    AUTH_KEY_LEN = 4 + AUTH_KEY_CHARS, /* whole key */
+    AUTH_PREFIX_LEN = 12,              /* "sov-" + 8 characters */
+    AUTH_TOKEN_MAX = 512,              /* longest bearer token looked at (longer: malformed) */
 };
 
 /* Fills buf with n bytes from the kernel's CSPRNG (getrandom, retried on EINTR).
@@ -43,9 +43,9 @@ sov_status auth_key_hash(const char *key, size_t n, const uint8_t salt[STORE_SAL
 /* ---- the Authorization header ---- */
 
 typedef enum auth_header {
-    AUTH_HEADER_OK = 0,      /* *token points into value, *len bytes */
-    AUTH_HEADER_MISSING,     /* no header (value NULL) or an empty one */
-    AUTH_HEADER_MALFORMED,   /* not "Bearer <token68>", too long, or non-ASCII */
+    AUTH_HEADER_OK = 0,    /* *token points into value, *len bytes */
+    AUTH_HEADER_MISSING,   /* no header (value NULL) or an empty one */
+    AUTH_HEADER_MALFORMED, /* not "Bearer <token68>", too long, or non-ASCII */
 } auth_header;
 
 /* Parses "Bearer <token>" (scheme case-insensitive, one or more spaces, surrounding
@@ -59,8 +59,8 @@ typedef struct auth_table auth_table;
 
 typedef enum auth_result {
     AUTH_OK = 0,
-    AUTH_UNKNOWN,            /* no key has this prefix and hash (or not a sov key) */
-    AUTH_REVOKED,            /* the key exists and was revoked */
+    AUTH_UNKNOWN, /* no key has this prefix and hash (or not a sov key) */
+    AUTH_REVOKED, /* the key exists and was revoked */
 } auth_result;
 
 /* A table over keys[0..n), taking ownership of the array (freed by auth_table_free, or

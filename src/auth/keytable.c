@@ -11,7 +11,7 @@
 #include "auth/auth.h"
 
 struct auth_table {
-    store_key *keys;   /* [n] sorted by prefix */
+    store_key *keys; /* [n] sorted by prefix */
     size_t n;
 };
 
@@ -45,8 +45,10 @@ static size_t lower_bound(const auth_table *t, const char *prefix) {
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
         const size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(t->keys[mid].prefix, prefix) < 0) lo = mid + 1;
-        else hi = mid;
+        if (strcmp(t->keys[mid].prefix, prefix) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }

@@ -18,31 +18,30 @@
 #include "store/store.h"
 
 static void help(FILE *f) {
-    fprintf(f,
-            "usage: sov keys create --db DB --tenant NAME [--models M1,M2] [--rpm N] [--tpm N]\n"
-            "                       [--tokens-per-day N] [--admin] [--weight W]\n"
-            "       sov keys list   --db DB [--json]\n"
-            "       sov keys revoke --db DB ID\n"
-            "       sov keys usage  --db DB [--since T] [--by-key] [--json]\n"
-            "       sov keys weight --db DB TENANT WEIGHT\n\n"
-            "API keys of the tenants a `sov serve --db DB` serves. DB is a SQLite file (created when\n"
-            "missing) or a postgresql:// URL; SOV_DB in the environment stands for --db. A running\n"
-            "server sees every change within a second.\n\n"
-            "  create       a new key for the tenant (created when new), printed once on stdout's last\n"
-            "               line: only its salted hash is kept\n"
-            "    --models M1,M2        models the key may use (default: every model)\n"
-            "    --rpm N               requests per minute (default: no limit)\n"
-            "    --tpm N               tokens per minute, prompt + completion (default: no limit)\n"
-            "    --tokens-per-day N    tokens per UTC day, prompt + completion (default: no limit)\n"
-            "    --admin               may read /metrics\n"
-            "    --weight W            the tenant's share of the server under load (default 1)\n"
-            "  list         every key: id, tenant, models, rpm, tpm, tokens/day, created, last used,\n"
-            "               revoked, admin, weight, prefix (never the key)\n"
-            "  revoke ID    the key stops working within a second; running requests finish\n"
-            "  usage        requests and tokens per tenant (per key with --by-key) since T:\n"
-            "               2026-12-03, 2026-12-03T10:00[:00][Z], @UNIXTIME, or a duration back\n"
-            "               from now: 30m, 24h, 7d (default: all; hour granularity)\n"
-            "  weight       sets a tenant's scheduling weight (0 < W <= 1000)\n");
+    fprintf(f, "usage: sov keys create --db DB --tenant NAME [--models M1,M2] [--rpm N] [--tpm N]\n"
+               "                       [--tokens-per-day N] [--admin] [--weight W]\n"
+               "       sov keys list   --db DB [--json]\n"
+               "       sov keys revoke --db DB ID\n"
+               "       sov keys usage  --db DB [--since T] [--by-key] [--json]\n"
+               "       sov keys weight --db DB TENANT WEIGHT\n\n"
+               "API keys of the tenants a `sov serve --db DB` serves. DB is a SQLite file (created when\n"
+               "missing) or a postgresql:// URL; SOV_DB in the environment stands for --db. A running\n"
+               "server sees every change within a second.\n\n"
+               "  create       a new key for the tenant (created when new), printed once on stdout's last\n"
+               "               line: only its salted hash is kept\n"
+               "    --models M1,M2        models the key may use (default: every model)\n"
+               "    --rpm N               requests per minute (default: no limit)\n"
+               "    --tpm N               tokens per minute, prompt + completion (default: no limit)\n"
+               "    --tokens-per-day N    tokens per UTC day, prompt + completion (default: no limit)\n"
+               "    --admin               may read /metrics\n"
+               "    --weight W            the tenant's share of the server under load (default 1)\n"
+               "  list         every key: id, tenant, models, rpm, tpm, tokens/day, created, last used,\n"
+               "               revoked, admin, weight, prefix (never the key)\n"
+               "  revoke ID    the key stops working within a second; running requests finish\n"
+               "  usage        requests and tokens per tenant (per key with --by-key) since T:\n"
+               "               2026-12-03, 2026-12-03T10:00[:00][Z], @UNIXTIME, or a duration back\n"
+               "               from now: 30m, 24h, 7d (default: all; hour granularity)\n"
+               "  weight       sets a tenant's scheduling weight (0 < W <= 1000)\n");
 }
 
 typedef struct keys_opts {
@@ -84,8 +83,10 @@ static int parse(int argc, char **argv, keys_opts *o) {
     }
     if (bad) return 2;
     if (!o->db) o->db = getenv("SOV_DB");
-    if (!o->db || !*o->db) return cli_error("keys", "no state store given: --db FILE or --db postgresql://... (or SOV_DB)");
-    if (o->rpm < 0 || o->tpm < 0 || o->tpd < 0) return cli_error("keys", "limits cannot be negative (0 means none)");
+    if (!o->db || !*o->db)
+        return cli_error("keys", "no state store given: --db FILE or --db postgresql://... (or SOV_DB)");
+    if (o->rpm < 0 || o->tpm < 0 || o->tpd < 0)
+        return cli_error("keys", "limits cannot be negative (0 means none)");
     return 0;
 }
 
@@ -107,8 +108,10 @@ static void iso_time(int64_t t, char *buf, size_t cap) {
 }
 
 static void limit_str(int64_t v, char *buf, size_t cap) {
-    if (v > 0) snprintf(buf, cap, "%lld", (long long)v);
-    else snprintf(buf, cap, "-");
+    if (v > 0)
+        snprintf(buf, cap, "%lld", (long long)v);
+    else
+        snprintf(buf, cap, "-");
 }
 
 /* ---- create ---- */
@@ -117,7 +120,8 @@ static int cmd_create(const keys_opts *o) {
     if (!o->tenant) return cli_error("keys", "create needs --tenant NAME");
     if (o->weight != -1 && !(o->weight > 0 && o->weight <= 1000))
         return cli_error("keys", "--weight must be in (0, 1000]");
-    store_key k = {.rpm = o->rpm, .tpm = o->tpm, .tpd = o->tpd, .admin = o->admin, .created = (int64_t)time(NULL)};
+    store_key k = {
+        .rpm = o->rpm, .tpm = o->tpm, .tpd = o->tpd, .admin = o->admin, .created = (int64_t)time(NULL)};
     if (strlen(o->tenant) > STORE_TENANT_MAX)
         return cli_error("keys", "the tenant name is longer than %d bytes", STORE_TENANT_MAX);
     if (o->models && strlen(o->models) > STORE_MODELS_MAX)
@@ -139,11 +143,13 @@ static int cmd_create(const keys_opts *o) {
     limit_str(k.rpm, rpm, sizeof rpm);
     limit_str(k.tpm, tpm, sizeof tpm);
     limit_str(k.tpd, tpd, sizeof tpd);
-    printf("created key %lld (%s…) for tenant '%s': models %s, rpm %s, tpm %s, tokens/day %s%s\n", (long long)id,
-           k.prefix, k.tenant, k.models[0] ? k.models : "*", rpm, tpm, tpd, k.admin ? ", admin" : "");
+    printf("created key %lld (%s…) for tenant '%s': models %s, rpm %s, tpm %s, tokens/day %s%s\n",
+           (long long)id, k.prefix, k.tenant, k.models[0] ? k.models : "*", rpm, tpm, tpd,
+           k.admin ? ", admin" : "");
     printf("%s\n", key);
     fflush(stdout);
-    fprintf(stderr, "sov keys: the key above is shown only once; store it now (the server keeps only a hash)\n");
+    fprintf(stderr,
+            "sov keys: the key above is shown only once; store it now (the server keeps only a hash)\n");
     return 0;
 }
 
@@ -159,7 +165,8 @@ static int cmd_list(const keys_opts *o) {
     store_close(st);
     if (s) return cli_status_error("keys", s);
     if (!o->json && isatty(STDOUT_FILENO))
-        printf("id\ttenant\tmodels\trpm\ttpm\ttokens/day\tcreated\tlast used\trevoked\tadmin\tweight\tprefix\n");
+        printf(
+            "id\ttenant\tmodels\trpm\ttpm\ttokens/day\tcreated\tlast used\trevoked\tadmin\tweight\tprefix\n");
     for (size_t i = 0; i < n; i++) {
         const store_key *k = &keys[i];
         char created[32], used[32], revoked[32];
@@ -167,10 +174,11 @@ static int cmd_list(const keys_opts *o) {
         iso_time(k->last_used, used, sizeof used);
         iso_time(k->revoked, revoked, sizeof revoked);
         if (o->json) {
-            json_t *j = json_pack("{sI ss ss sI sI sI ss ss ss sb sf ss}", "id", (json_int_t)k->id, "tenant", k->tenant,
-                                  "models", k->models, "rpm", (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm,
-                                  "tokens_per_day", (json_int_t)k->tpd, "created", created, "last_used", used,
-                                  "revoked", revoked, "admin", k->admin, "weight", k->weight, "prefix", k->prefix);
+            json_t *j = json_pack("{sI ss ss sI sI sI ss ss ss sb sf ss}", "id", (json_int_t)k->id, "tenant",
+                                  k->tenant, "models", k->models, "rpm", (json_int_t)k->rpm, "tpm",
+                                  (json_int_t)k->tpm, "tokens_per_day", (json_int_t)k->tpd, "created",
+                                  created, "last_used", used, "revoked", revoked, "admin", k->admin, "weight",
+                                  k->weight, "prefix", k->prefix);
             char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
             if (line) printf("%s\n", line);
             free(line);
@@ -182,8 +190,8 @@ static int cmd_list(const keys_opts *o) {
         limit_str(k->tpm, tpm, sizeof tpm);
         limit_str(k->tpd, tpd, sizeof tpd);
         printf("%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%g\t%s\n", (long long)k->id, k->tenant,
-               k->models[0] ? k->models : "*", rpm, tpm, tpd, created, used, revoked, k->admin ? "admin" : "-",
-               k->weight, k->prefix);
+               k->models[0] ? k->models : "*", rpm, tpm, tpd, created, used, revoked,
+               k->admin ? "admin" : "-", k->weight, k->prefix);
     }
     free(keys);
     return 0;
@@ -192,7 +200,8 @@ static int cmd_list(const keys_opts *o) {
 /* ---- revoke, weight ---- */
 
 static int cmd_revoke(const keys_opts *o) {
-    if (o->n_pos != 1) return cli_error("keys", "revoke needs the key's id (the first column of sov keys list)");
+    if (o->n_pos != 1)
+        return cli_error("keys", "revoke needs the key's id (the first column of sov keys list)");
     char *end;
     errno = 0;
     const long long id = strtoll(o->pos[0], &end, 10);
@@ -210,7 +219,8 @@ static int cmd_revoke(const keys_opts *o) {
 }
 
 static int cmd_weight(const keys_opts *o) {
-    if (o->n_pos != 2) return cli_error("keys", "weight needs a tenant and a weight: sov keys weight --db DB TENANT W");
+    if (o->n_pos != 2)
+        return cli_error("keys", "weight needs a tenant and a weight: sov keys weight --db DB TENANT W");
     char *end;
     errno = 0;
     const double w = strtod(o->pos[1], &end);
@@ -221,7 +231,8 @@ static int cmd_weight(const keys_opts *o) {
     if (rc) return rc;
     const sov_status s = store_tenant_set_weight(st, o->pos[0], w);
     store_close(st);
-    if (s == SOV_ERR_NOT_FOUND) return cli_error("keys", "there is no tenant '%s' (see sov keys list)", o->pos[0]);
+    if (s == SOV_ERR_NOT_FOUND)
+        return cli_error("keys", "there is no tenant '%s' (see sov keys list)", o->pos[0]);
     if (s) return cli_status_error("keys", s);
     printf("tenant '%s' now has weight %g\n", o->pos[0], w);
     return 0;
@@ -244,9 +255,9 @@ static int64_t parse_since(const char *v, int64_t now) {
         const double mul = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : 86400;
         return (int64_t)((double)now - x * mul);
     }
-    static const char *const fmts[] = {"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%MZ",
-                                       "%Y-%m-%dT%H:%M",     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
-                                       "%Y-%m-%d"};
+    static const char *const fmts[] = {
+        "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",  "%Y-%m-%d %H:%M",    "%Y-%m-%d"};
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
         struct tm tm = {0};
         const char *p = strptime(v, fmts[i], &tm);
@@ -255,13 +266,14 @@ static int64_t parse_since(const char *v, int64_t now) {
     return -1;
 }
 
-static void usage_line(const keys_opts *o, const char *tenant, const store_usage_row *r, const store_usage_row *sum) {
+static void usage_line(const keys_opts *o, const char *tenant, const store_usage_row *r,
+                       const store_usage_row *sum) {
     const long long total = (long long)(sum->prompt_tokens + sum->completion_tokens);
     if (o->json) {
         json_t *j = json_pack("{ss sI sI sI sI sI}", "tenant", tenant, "requests", (json_int_t)sum->requests,
                               "prompt_tokens", (json_int_t)sum->prompt_tokens, "completion_tokens",
-                              (json_int_t)sum->completion_tokens, "cached_tokens", (json_int_t)sum->cached_tokens,
-                              "total_tokens", (json_int_t)total);
+                              (json_int_t)sum->completion_tokens, "cached_tokens",
+                              (json_int_t)sum->cached_tokens, "total_tokens", (json_int_t)total);
         if (j && r) {
             json_object_set_new(j, "key_id", json_integer(r->key_id));
             json_object_set_new(j, "prefix", json_string(r->prefix));
@@ -272,8 +284,10 @@ static void usage_line(const keys_opts *o, const char *tenant, const store_usage
         json_decref(j);
         return;
     }
-    if (r) printf("%s\t%lld\t%s\t", tenant, (long long)r->key_id, r->prefix);
-    else printf("%s\t", tenant);
+    if (r)
+        printf("%s\t%lld\t%s\t", tenant, (long long)r->key_id, r->prefix);
+    else
+        printf("%s\t", tenant);
     printf("%lld\t%lld\t%lld\t%lld\t%lld\n", (long long)sum->requests, (long long)sum->prompt_tokens,
            (long long)sum->completion_tokens, (long long)sum->cached_tokens, total);
 }
@@ -282,8 +296,10 @@ static int cmd_usage(const keys_opts *o) {
     const int64_t now = (int64_t)time(NULL);
     int64_t since = 0;
     if (o->since && (since = parse_since(o->since, now)) < 0)
-        return cli_error("keys", "--since '%s' is not a date (2026-12-03[T10:00[:00]][Z]), @UNIXTIME or a duration "
-                                 "(30m, 24h, 7d)", o->since);
+        return cli_error("keys",
+                         "--since '%s' is not a date (2026-12-03[T10:00[:00]][Z]), @UNIXTIME or a duration "
+                         "(30m, 24h, 7d)",
+                         o->since);
     store *st;
     int rc = open_store(o, true, &st);
     if (rc) return rc;

@@ -20,40 +20,40 @@ typedef struct serve_opts {
 } serve_opts;
 
 static void help(FILE *f) {
-    fprintf(f,
-            "usage: sov serve [-m MODEL.gguf] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx TOKENS]\n"
-            "                 [--kv-cache-mb MB] [-t THREADS] [options]\n\n"
-            "Serves the model over HTTP with the OpenAI API: POST /v1/chat/completions and\n"
-            "/v1/completions (streaming or not), GET /v1/models, /health, /ready, /metrics.\n"
-            "Requests are batched continuously: every running stream advances one token per step\n"
-            "and new prompts join as room allows. Without -m it serves the built-in demo model\n"
-            "(random weights: gibberish by design).\n\n"
-            "  -m, --model FILE        GGUF model\n"
-            "  --host ADDR             address to listen on (default 127.0.0.1)\n"
-            "  --port N                port (default 8080; 0: any free port)\n"
-            "  -np, --parallel N       sequences generating at once (default 16)\n"
-            "  -c, --ctx N             positions per sequence (default: the model's, at most 4096)\n"
-            "  --kv-cache-mb MB        KV cache pool shared by all sequences and the prefix cache\n"
-            "                          (default: room for every sequence's full context, at most 2048)\n"
-            "  -t, --threads N         threads for the forward pass (default: physical cores)\n"
-            "  -b, --batch N           tokens per engine step: prompt chunks share it with the streams\n"
-            "                          (default 512)\n"
-            "  --queue N               requests that may wait beyond --parallel; more get 429 (default 256)\n"
-            "  --timeout S             per-request deadline in seconds (default 600; 0: none)\n"
-            "  --shutdown-timeout S    after SIGTERM, how long running requests may finish (default 30)\n"
-            "  --max-body-kb KB        largest request body (default 4096)\n"
-            "  --http-timeout S        idle connection timeout (default 60)\n"
-            "  --alias NAME            the model id clients use (default: the file name without .gguf)\n"
-            "  --kv-f32                keep the KV cache in float32 (default float16)\n"
-            "  --ready-file FILE       write \"HOST PORT\" there once listening (for scripts)\n\n"
-            "Tenants (docs/TENANTS.md):\n"
-            "  --db DB                 state store: a SQLite file or a postgresql:// URL (or SOV_DB).\n"
-            "                          Once it holds an API key (sov keys create), every /v1 request\n"
-            "                          needs one; keys' model lists, limits and usage apply. Without\n"
-            "                          --db the server is open to anyone who can reach it.\n"
-            "  --metrics-open          serve /metrics without an admin key\n"
-            "  --sched fair|fifo       share slots and prompt budget fairly across tenants (default)\n"
-            "                          or admit in arrival order\n");
+    fprintf(
+        f, "usage: sov serve [-m MODEL.gguf] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx TOKENS]\n"
+           "                 [--kv-cache-mb MB] [-t THREADS] [options]\n\n"
+           "Serves the model over HTTP with the OpenAI API: POST /v1/chat/completions and\n"
+           "/v1/completions (streaming or not), GET /v1/models, /health, /ready, /metrics.\n"
+           "Requests are batched continuously: every running stream advances one token per step\n"
+           "and new prompts join as room allows. Without -m it serves the built-in demo model\n"
+           "(random weights: gibberish by design).\n\n"
+           "  -m, --model FILE        GGUF model\n"
+           "  --host ADDR             address to listen on (default 127.0.0.1)\n"
+           "  --port N                port (default 8080; 0: any free port)\n"
+           "  -np, --parallel N       sequences generating at once (default 16)\n"
+           "  -c, --ctx N             positions per sequence (default: the model's, at most 4096)\n"
+           "  --kv-cache-mb MB        KV cache pool shared by all sequences and the prefix cache\n"
+           "                          (default: room for every sequence's full context, at most 2048)\n"
+           "  -t, --threads N         threads for the forward pass (default: physical cores)\n"
+           "  -b, --batch N           tokens per engine step: prompt chunks share it with the streams\n"
+           "                          (default 512)\n"
+           "  --queue N               requests that may wait beyond --parallel; more get 429 (default 256)\n"
+           "  --timeout S             per-request deadline in seconds (default 600; 0: none)\n"
+           "  --shutdown-timeout S    after SIGTERM, how long running requests may finish (default 30)\n"
+           "  --max-body-kb KB        largest request body (default 4096)\n"
+           "  --http-timeout S        idle connection timeout (default 60)\n"
+           "  --alias NAME            the model id clients use (default: the file name without .gguf)\n"
+           "  --kv-f32                keep the KV cache in float32 (default float16)\n"
+           "  --ready-file FILE       write \"HOST PORT\" there once listening (for scripts)\n\n"
+           "Tenants (docs/TENANTS.md):\n"
+           "  --db DB                 state store: a SQLite file or a postgresql:// URL (or SOV_DB).\n"
+           "                          Once it holds an API key (sov keys create), every /v1 request\n"
+           "                          needs one; keys' model lists, limits and usage apply. Without\n"
+           "                          --db the server is open to anyone who can reach it.\n"
+           "  --metrics-open          serve /metrics without an admin key\n"
+           "  --sched fair|fifo       share slots and prompt budget fairly across tenants (default)\n"
+           "                          or admit in arrival order\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -100,8 +100,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     if (o->threads < 0 || o->threads > 1024) return cli_error("serve", "-t must be 0..1024");
     if (o->n_batch < 1 || o->n_batch > 65536) return cli_error("serve", "--batch must be 1..65536");
     if (o->queue < 0 || o->queue > 1000000) return cli_error("serve", "--queue must be 0..1000000");
-    if (o->body_kb < 1 || o->body_kb > (1 << 20)) return cli_error("serve", "--max-body-kb must be 1..1048576");
-    if (o->http_timeout < 1 || o->http_timeout > 86400) return cli_error("serve", "--http-timeout must be 1..86400");
+    if (o->body_kb < 1 || o->body_kb > (1 << 20))
+        return cli_error("serve", "--max-body-kb must be 1..1048576");
+    if (o->http_timeout < 1 || o->http_timeout > 86400)
+        return cli_error("serve", "--http-timeout must be 1..86400");
     if (o->timeout < 0 || o->shutdown_timeout < 0) return cli_error("serve", "timeouts cannot be negative");
     if (o->sched && strcmp(o->sched, "fair") != 0 && strcmp(o->sched, "fifo") != 0)
         return cli_error("serve", "--sched must be fair or fifo, not '%s'", o->sched);
@@ -124,8 +126,16 @@ static void model_id(const serve_opts *o, char *buf, size_t cap) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    serve_opts o = {.host = "127.0.0.1", .port = 8080, .parallel = 16, .threads = 0, .n_batch = 512, .queue = 256,
-                    .body_kb = 4096, .http_timeout = 60, .timeout = 600, .shutdown_timeout = 30};
+    serve_opts o = {.host = "127.0.0.1",
+                    .port = 8080,
+                    .parallel = 16,
+                    .threads = 0,
+                    .n_batch = 512,
+                    .queue = 256,
+                    .body_kb = 4096,
+                    .http_timeout = 60,
+                    .timeout = 600,
+                    .shutdown_timeout = 30};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     sov_status st;
@@ -149,12 +159,14 @@ int cmd_serve(int argc, char **argv) {
             fprintf(stderr, "sov serve: tenants from %s: %zu API key(s); every /v1 request needs one\n",
                     tenants_store_describe(tn), tenants_key_count(tn));
         else
-            fprintf(stderr, "sov serve: %s holds no API keys yet: serving WITHOUT authentication until one is "
-                            "created (sov keys create --db ... --tenant NAME)\n",
+            fprintf(stderr,
+                    "sov serve: %s holds no API keys yet: serving WITHOUT authentication until one is "
+                    "created (sov keys create --db ... --tenant NAME)\n",
                     tenants_store_describe(tn));
     } else {
-        fprintf(stderr, "sov serve: no --db: serving WITHOUT authentication, one default tenant (anyone who can "
-                        "reach the port can use the model)\n");
+        fprintf(stderr,
+                "sov serve: no --db: serving WITHOUT authentication, one default tenant (anyone who can "
+                "reach the port can use the model)\n");
     }
     fprintf(stderr, "sov serve: loading %s\n", o.model);
     sov_model_params mp = sov_model_default_params();
@@ -171,7 +183,8 @@ int cmd_serve(int argc, char **argv) {
     const int32_t n_ctx = (int32_t)(o.n_ctx ? o.n_ctx : SOV_MIN(info.n_ctx_train, 4096));
     /* bytes of one position's keys and values in every layer */
     const int64_t per_pos = (int64_t)info.n_layer * info.n_head_kv * info.head_dim * 2 * (o.kv_f32 ? 4 : 2);
-    int64_t kv_bytes = o.kv_mb ? o.kv_mb * (1 << 20) : SOV_MIN(per_pos * n_ctx * o.parallel, (int64_t)2048 << 20);
+    int64_t kv_bytes =
+        o.kv_mb ? o.kv_mb * (1 << 20) : SOV_MIN(per_pos * n_ctx * o.parallel, (int64_t)2048 << 20);
     sov_context_params cp = sov_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_seq_max = (int32_t)o.parallel;

@@ -67,9 +67,12 @@ void tenant_counts_free(tenant_counts *c) {
 /* A label value with Prometheus' escapes (backslash, double quote, newline). */
 static void label(struct evbuffer *o, const char *v) {
     for (; *v; v++) {
-        if (*v == '\\' || *v == '"') evbuffer_add_printf(o, "\\%c", *v);
-        else if (*v == '\n') evbuffer_add(o, "\\n", 2);
-        else evbuffer_add(o, v, 1);
+        if (*v == '\\' || *v == '"')
+            evbuffer_add_printf(o, "\\%c", *v);
+        else if (*v == '\n')
+            evbuffer_add(o, "\\n", 2);
+        else
+            evbuffer_add(o, v, 1);
     }
 }
 
@@ -79,7 +82,8 @@ static void tenant_series(struct evbuffer *o, const tenant_counts *tc, const cha
     for (int i = 0; i < tc->n; i++) {
         evbuffer_add_printf(o, "%s{tenant=\"", name);
         label(o, tc->e[i].name);
-        evbuffer_add_printf(o, "\"} %llu\n", (unsigned long long)*(const uint64_t *)((const char *)&tc->e[i] + field));
+        evbuffer_add_printf(o, "\"} %llu\n",
+                            (unsigned long long)*(const uint64_t *)((const char *)&tc->e[i] + field));
     }
 }
 
@@ -90,17 +94,22 @@ static void tenant_metrics(struct evbuffer *o, const tenant_counts *tc, const st
                   offsetof(tenant_count, prompt_tokens));
     tenant_series(o, tc, "sov_tenant_completion_tokens_total", "Generated tokens, by tenant.",
                   offsetof(tenant_count, completion_tokens));
-    tenant_series(o, tc, "sov_tenant_cached_tokens_total", "Prompt tokens served from the prefix cache, by tenant.",
+    tenant_series(o, tc, "sov_tenant_cached_tokens_total",
+                  "Prompt tokens served from the prefix cache, by tenant.",
                   offsetof(tenant_count, cached_tokens));
-    tenant_series(o, tc, "sov_tenant_forbidden_total", "Requests refused (403) because the key may not use the model.",
+    tenant_series(o, tc, "sov_tenant_forbidden_total",
+                  "Requests refused (403) because the key may not use the model.",
                   offsetof(tenant_count, forbidden));
-    static const char *const limits[TENANT_LIMIT_COUNT] = {"requests_per_minute", "tokens_per_minute", "tokens_per_day"};
-    head(o, "sov_tenant_rate_limited_total", "counter", "Requests refused (429) by a key's limit, by tenant and limit.");
+    static const char *const limits[TENANT_LIMIT_COUNT] = {"requests_per_minute", "tokens_per_minute",
+                                                           "tokens_per_day"};
+    head(o, "sov_tenant_rate_limited_total", "counter",
+         "Requests refused (429) by a key's limit, by tenant and limit.");
     for (int i = 0; i < tc->n; i++)
         for (int l = 0; l < TENANT_LIMIT_COUNT; l++) {
             evbuffer_add_printf(o, "sov_tenant_rate_limited_total{tenant=\"");
             label(o, tc->e[i].name);
-            evbuffer_add_printf(o, "\",limit=\"%s\"} %llu\n", limits[l], (unsigned long long)tc->e[i].limited[l]);
+            evbuffer_add_printf(o, "\",limit=\"%s\"} %llu\n", limits[l],
+                                (unsigned long long)tc->e[i].limited[l]);
         }
     static const char *const reasons[] = {"", "missing", "malformed", "unknown", "revoked"};
     head(o, "sov_auth_failures_total", "counter", "Requests refused (401), by reason.");
@@ -109,10 +118,12 @@ static void tenant_metrics(struct evbuffer *o, const tenant_counts *tc, const st
                             (unsigned long long)tc->auth_failures[r]);
     if (!sf) return;
     scalar(o, "sov_auth_required", "gauge", "1 when every /v1 request needs an API key.", sf->auth_required);
-    scalar(o, "sov_api_keys", "gauge", "API keys in the state store (revoked ones included).", (double)sf->keys);
+    scalar(o, "sov_api_keys", "gauge", "API keys in the state store (revoked ones included).",
+           (double)sf->keys);
     scalar(o, "sov_store_up", "gauge", "1 when the last state store call succeeded.", sf->up);
     scalar(o, "sov_store_errors_total", "counter", "Failed state store calls.", (double)sf->errors);
-    scalar(o, "sov_store_key_reloads_total", "counter", "Key tables read from the state store.", (double)sf->reloads);
+    scalar(o, "sov_store_key_reloads_total", "counter", "Key tables read from the state store.",
+           (double)sf->reloads);
     scalar(o, "sov_store_reservations_total", "counter", "Quota reservations made in the state store.",
            (double)sf->reservations);
     scalar(o, "sov_store_reservation_transactions_total", "counter",
@@ -120,9 +131,10 @@ static void tenant_metrics(struct evbuffer *o, const tenant_counts *tc, const st
            (double)sf->reserve_calls);
     scalar(o, "sov_store_reservation_seconds_total", "counter", "Time spent in quota reservations.",
            sf->reserve_seconds);
-    scalar(o, "sov_store_usage_pending", "gauge", "Usage records waiting to be written.", (double)sf->pending);
-    scalar(o, "sov_store_usage_dropped_total", "counter", "Usage records lost while the store was unreachable.",
-           (double)sf->dropped);
+    scalar(o, "sov_store_usage_pending", "gauge", "Usage records waiting to be written.",
+           (double)sf->pending);
+    scalar(o, "sov_store_usage_dropped_total", "counter",
+           "Usage records lost while the store was unreachable.", (double)sf->dropped);
 }
 
 void metrics_write(struct evbuffer *o, const http_counts *c, const sched_stats *st, const tenant_counts *tc,

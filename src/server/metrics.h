@@ -14,7 +14,7 @@ enum { HTTP_COUNTS_MAX = 96 };
 
 typedef struct http_counts {
     struct {
-        const char *route;   /* a static string */
+        const char *route; /* a static string */
         int status;
         uint64_t n;
     } e[HTTP_COUNTS_MAX];
@@ -29,16 +29,16 @@ enum { TENANT_LIMIT_RPM = 0, TENANT_LIMIT_TPM, TENANT_LIMIT_TPD, TENANT_LIMIT_CO
 
 typedef struct tenant_count {
     char name[65];
-    uint64_t requests;                    /* completions that ended (any outcome) */
+    uint64_t requests; /* completions that ended (any outcome) */
     uint64_t prompt_tokens, completion_tokens, cached_tokens;
     uint64_t forbidden;                   /* 403: the key may not use the model */
     uint64_t limited[TENANT_LIMIT_COUNT]; /* 429 by limit */
 } tenant_count;
 
 typedef struct tenant_counts {
-    tenant_count *e;                      /* [n], cap grows; bounded by the keys' tenants */
+    tenant_count *e; /* [n], cap grows; bounded by the keys' tenants */
     int n, cap;
-    uint64_t auth_failures[5];            /* by tenants_auth reason (index 0 unused) */
+    uint64_t auth_failures[5]; /* by tenants_auth reason (index 0 unused) */
 } tenant_counts;
 
 /* The counters of a tenant, created on first use; NULL when out of memory. */

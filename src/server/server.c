@@ -22,12 +22,12 @@
 #include <event2/keyvalq_struct.h>
 #include <fcntl.h>
 #include <float.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,29 +45,29 @@ typedef struct hreq {
     struct evhttp_request *req;    /* NULL once the HTTP side is over */
     struct evhttp_request *orphan; /* a request libevent detached from its closed connection: ours to free */
     struct evhttp_connection *evcon;
-    struct event *peek;            /* watches the idle socket for a disconnect */
+    struct event *peek; /* watches the idle socket for a disconnect */
     sched_req *sr;
     const char *route;
     oai_reply rp;
     char id[48];
     char model[128];
     bool stream;
-    bool replying;                 /* streaming: the 200 header went out */
-    bool gone;                     /* the client left */
-    tenants_key key;               /* who asked (a copy: the key table may be reloaded) */
-    tenants_resv resv;             /* its quota reservation, when the key has limits */
-    bool reserving;                /* waiting for the store worker's answer */
-    bool granted;                  /* resv holds tokens to settle at the end */
-    bool submitted;                /* handed to the engine */
+    bool replying;     /* streaming: the 200 header went out */
+    bool gone;         /* the client left */
+    tenants_key key;   /* who asked (a copy: the key table may be reloaded) */
+    tenants_resv resv; /* its quota reservation, when the key has limits */
+    bool reserving;    /* waiting for the store worker's answer */
+    bool granted;      /* resv holds tokens to settle at the end */
+    bool submitted;    /* handed to the engine */
     bool settled;
     int32_t n_prompt;
-    size_t text_offset;            /* completion logprobs: bytes of text sent so far */
+    size_t text_offset; /* completion logprobs: bytes of text sent so far */
     /* non-streaming: everything so far */
     char *text;
     size_t len, cap;
     sched_tok *toks;
     int32_t n_toks, cap_toks;
-    struct hreq *prev, *next;      /* the server's list of live hreqs */
+    struct hreq *prev, *next; /* the server's list of live hreqs */
 } hreq;
 
 /* A completion's last reply while its bytes may still sit in libevent's output buffer: a
@@ -88,7 +88,7 @@ struct server {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
-    int pipe_fd[2];                /* engine -> HTTP thread wake-ups */
+    int pipe_fd[2]; /* engine -> HTTP thread wake-ups */
     struct event *wake_ev, *sigterm_ev, *sigint_ev, *tick_ev;
     hreq *live;
     flusher *flushing;
@@ -98,7 +98,7 @@ struct server {
     uint64_t id_counter;
     http_counts counts;
     tenant_counts tcounts;
-    tenants *tenants;              /* NULL: no state store, everyone is the default tenant */
+    tenants *tenants; /* NULL: no state store, everyone is the default tenant */
     bool auth_was_required;
     struct evbuffer *scratch;
 };
@@ -129,7 +129,8 @@ static void send_body(server *s, struct evhttp_request *req, const char *route, 
     http_count(&s->counts, route, status);
 }
 
-static void send_json(server *s, struct evhttp_request *req, const char *route, int status, const char *json) {
+static void send_json(server *s, struct evhttp_request *req, const char *route, int status,
+                      const char *json) {
     send_body(s, req, route, status, "application/json", json, strlen(json));
 }
 
@@ -139,8 +140,8 @@ static void send_error(server *s, struct evhttp_request *req, const char *route,
     free(j);
 }
 
-static void send_error_msg(server *s, struct evhttp_request *req, const char *route, int status, const char *type,
-                           const char *code, const char *msg) {
+static void send_error_msg(server *s, struct evhttp_request *req, const char *route, int status,
+                           const char *type, const char *code, const char *msg) {
     oai_error e;
     oai_fail(&e, status, type, NULL, code, "%s", msg);
     send_error(s, req, route, &e);
@@ -161,8 +162,10 @@ static void hreq_free(hreq *h) {
     stop_watching(h);
     if (h->orphan) evhttp_request_free(h->orphan);
     if (h->sr) sched_req_release(h->sr);
-    if (h->prev) h->prev->next = h->next;
-    else s->live = h->next;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        s->live = h->next;
     if (h->next) h->next->prev = h->prev;
     free(h->text);
     free(h->toks);
@@ -208,8 +211,10 @@ static void on_close(struct evhttp_connection *evcon, void *arg) {
 }
 
 static void flusher_free(flusher *f) {
-    if (f->prev) f->prev->next = f->next;
-    else f->srv->flushing = f->next;
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        f->srv->flushing = f->next;
     if (f->next) f->next->prev = f->prev;
     free(f);
 }
@@ -274,7 +279,8 @@ static void start_stream(hreq *h) {
 
 /* An error before any output: a proper status instead of a 200 stream. */
 static bool early_error(hreq *h, const sched_delta *d) {
-    if (d->started || d->finish == SCHED_RUNNING || d->finish == SCHED_FINISH_STOP || d->finish == SCHED_FINISH_LENGTH)
+    if (d->started || d->finish == SCHED_RUNNING || d->finish == SCHED_FINISH_STOP ||
+        d->finish == SCHED_FINISH_LENGTH)
         return false;
     last_reply(h);
     if (d->finish == SCHED_FINISH_DEADLINE)
@@ -284,7 +290,8 @@ static bool early_error(hreq *h, const sched_delta *d) {
         send_error_msg(h->srv, h->req, h->route, 503, "server_error", "shutting_down",
                        "The server is shutting down.");
     else
-        send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, d->error[0] ? d->error : "engine error");
+        send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL,
+                       d->error[0] ? d->error : "engine error");
     return true;
 }
 
@@ -336,7 +343,8 @@ static bool keep(hreq *h, const sched_delta *d) {
     if (d->len) {
         if (h->len + d->len > h->cap) {
             size_t cap = h->cap ? h->cap : 1024;
-            while (cap < h->len + d->len) cap *= 2;
+            while (cap < h->len + d->len)
+                cap *= 2;
             char *p = realloc(h->text, cap);
             if (!p) return false;
             h->text = p;
@@ -348,7 +356,8 @@ static bool keep(hreq *h, const sched_delta *d) {
     if (d->n_toks) {
         if (h->n_toks + d->n_toks > h->cap_toks) {
             int32_t cap = h->cap_toks ? h->cap_toks : 64;
-            while (cap < h->n_toks + d->n_toks) cap *= 2;
+            while (cap < h->n_toks + d->n_toks)
+                cap *= 2;
             sched_tok *p = realloc(h->toks, (size_t)cap * sizeof *p);
             if (!p) return false;
             h->toks = p;
@@ -375,12 +384,16 @@ static void whole_delta(hreq *h, const sched_delta *d) {
     }
     last_reply(h);
     if (d->finish == SCHED_FINISH_ERROR) {
-        send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, d->error[0] ? d->error : "engine error");
+        send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL,
+                       d->error[0] ? d->error : "engine error");
     } else {
         const oai_usage u = {d->n_prompt, d->n_gen, d->n_cached};
-        char *j = oai_final_json(&h->rp, h->text, h->len, h->toks, h->n_toks, oai_finish_reason(d->finish), &u);
-        if (j) send_json(h->srv, h->req, h->route, 200, j);
-        else send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, "out of memory");
+        char *j =
+            oai_final_json(&h->rp, h->text, h->len, h->toks, h->n_toks, oai_finish_reason(d->finish), &u);
+        if (j)
+            send_json(h->srv, h->req, h->route, 200, j);
+        else
+            send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL, "out of memory");
         free(j);
     }
     http_done(h);
@@ -399,8 +412,10 @@ static void deliver(server *s) {
             sched_delta d;
             sched_take(s->sched, ready[i], &d);
             if (h->req) {
-                if (h->stream) stream_delta(h, &d);
-                else whole_delta(h, &d);
+                if (h->stream)
+                    stream_delta(h, &d);
+                else
+                    whole_delta(h, &d);
             }
             free(d.text);
             free(d.toks);
@@ -501,8 +516,9 @@ static sov_token *prompt_tokens(server *s, const oai_request *r, int32_t *n, oai
     }
     sov_token *t = tokenize(s->vocab, text, n);
     if (text != r->prompt) free(text);
-    if (!t) oai_fail(e, 400, "invalid_request_error", r->kind == OAI_CHAT ? "messages" : "prompt", NULL,
-                     "Cannot tokenize the prompt: %s", sov_last_error());
+    if (!t)
+        oai_fail(e, 400, "invalid_request_error", r->kind == OAI_CHAT ? "messages" : "prompt", NULL,
+                 "Cannot tokenize the prompt: %s", sov_last_error());
     return t;
 }
 
@@ -543,8 +559,10 @@ static void watch(hreq *h) {
 /* "6s", "6m0s", "2h3m4s": the reset times OpenAI's x-ratelimit-reset-* headers carry. */
 static void fmt_duration(char *buf, size_t cap, int64_t secs) {
     if (secs < 0) secs = 0;
-    if (secs < 60) snprintf(buf, cap, "%llds", (long long)secs);
-    else if (secs < 3600) snprintf(buf, cap, "%lldm%llds", (long long)(secs / 60), (long long)(secs % 60));
+    if (secs < 60)
+        snprintf(buf, cap, "%llds", (long long)secs);
+    else if (secs < 3600)
+        snprintf(buf, cap, "%lldm%llds", (long long)(secs / 60), (long long)(secs % 60));
     else
         snprintf(buf, cap, "%lldh%lldm%llds", (long long)(secs / 3600), (long long)(secs / 60 % 60),
                  (long long)(secs % 60));
@@ -607,7 +625,10 @@ static void settle(server *s, hreq *h, bool submitted, const sched_delta *d) {
         .day_start = h->granted ? h->resv.res.day_start : 0,
         .reserved = h->granted ? h->resv.granted : 0,
         /* no delta: the server stopped with the request still out; charge it all */
-        .used = !h->granted ? 0 : d ? (used ? (int64_t)n_prompt + n_gen : 0) : submitted ? h->resv.granted : 0,
+        .used = !h->granted ? 0
+                : d         ? (used ? (int64_t)n_prompt + n_gen : 0)
+                : submitted ? h->resv.granted
+                            : 0,
         .at = (int64_t)time(NULL),
         .requests = submitted ? 1 : 0,
         .prompt_tokens = submitted ? n_prompt : 0,
@@ -667,21 +688,24 @@ static void refuse_limit(hreq *h) {
         fmt_duration(secs, sizeof secs, wait);
         if (!req && asked > limit)
             snprintf(msg, sizeof msg,
-                     "Request too large for tokens per minute (TPM) on key %s… of tenant '%s': limit %lld, requested "
+                     "Request too large for tokens per minute (TPM) on key %s… of tenant '%s': limit %lld, "
+                     "requested "
                      "%lld (prompt and max_tokens). Lower max_tokens or shorten the prompt.",
                      k->prefix, k->tenant, (long long)limit, (long long)asked);
         else
-            snprintf(msg, sizeof msg,
-                     "Rate limit reached for %s per minute (%s) on key %s… of tenant '%s': limit %lld, used %lld, "
-                     "requested %lld. Please try again in %s.",
-                     req ? "requests" : "tokens", req ? "RPM" : "TPM", k->prefix, k->tenant, (long long)limit,
-                     (long long)used, (long long)asked, secs);
+            snprintf(
+                msg, sizeof msg,
+                "Rate limit reached for %s per minute (%s) on key %s… of tenant '%s': limit %lld, used %lld, "
+                "requested %lld. Please try again in %s.",
+                req ? "requests" : "tokens", req ? "RPM" : "TPM", k->prefix, k->tenant, (long long)limit,
+                (long long)used, (long long)asked, secs);
         if (tc) tc->limited[req ? TENANT_LIMIT_RPM : TENANT_LIMIT_TPM]++;
     } else {
         wait = w->day_start + 86400 - r->now;
         fmt_duration(secs, sizeof secs, wait);
         snprintf(msg, sizeof msg,
-                 "You exceeded the daily token quota on key %s… of tenant '%s': limit %lld, used %lld, requested %lld "
+                 "You exceeded the daily token quota on key %s… of tenant '%s': limit %lld, used %lld, "
+                 "requested %lld "
                  "(prompt and max_tokens). It resets at 00:00 UTC, in %s.",
                  k->prefix, k->tenant, (long long)k->tpd, (long long)w->day_tokens, (long long)r->want, secs);
         if (tc) tc->limited[TENANT_LIMIT_TPD]++;
@@ -690,8 +714,10 @@ static void refuse_limit(hreq *h) {
         add_header_int(h->req, "Retry-After", SOV_MAX(wait, 1));
         ratelimit_headers(h->req, k, r);
     }
-    if (w->refused == STORE_LIMIT_TPD) fail_early(h, 429, "insufficient_quota", "insufficient_quota", msg);
-    else fail_early(h, 429, w->refused == STORE_LIMIT_RPM ? "requests" : "tokens", "rate_limit_exceeded", msg);
+    if (w->refused == STORE_LIMIT_TPD)
+        fail_early(h, 429, "insufficient_quota", "insufficient_quota", msg);
+    else
+        fail_early(h, 429, w->refused == STORE_LIMIT_RPM ? "requests" : "tokens", "rate_limit_exceeded", msg);
 }
 
 /* A reservation came back from the store worker. */
@@ -706,8 +732,10 @@ static void reserved(server *s, tenants_resv *r) {
     }
     if (r->status != SOV_OK) {
         char msg[320];
-        snprintf(msg, sizeof msg, "The state store is unavailable, so the quota of this key cannot be checked: %s. "
-                                  "Try again later.", r->error);
+        snprintf(msg, sizeof msg,
+                 "The state store is unavailable, so the quota of this key cannot be checked: %s. "
+                 "Try again later.",
+                 r->error);
         fail_early(h, 503, "server_error", "store_unavailable", msg);
         return;
     }
@@ -726,7 +754,8 @@ static void take_reservations(server *s) {
     tenants_resv *done[64];
     int n;
     while ((n = tenants_take_reserved(s->tenants, done, 64)) > 0)
-        for (int i = 0; i < n; i++) reserved(s, done[i]);
+        for (int i = 0; i < n; i++)
+            reserved(s, done[i]);
 }
 
 static void handle_completion(server *s, struct evhttp_request *req, oai_kind kind, const char *route,
@@ -777,14 +806,15 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     }
     if (n_prompt >= s->p.n_ctx || n_prompt == 0) {
         if (n_prompt == 0)
-            oai_fail(&e, 400, "invalid_request_error", kind == OAI_CHAT ? "messages" : "prompt", "empty_prompt",
-                     "The prompt is empty.");
-        else
             oai_fail(&e, 400, "invalid_request_error", kind == OAI_CHAT ? "messages" : "prompt",
-                     "context_length_exceeded",
-                     "This model's maximum context length is %d tokens. However, your %s resulted in %d tokens "
-                     "(at least one must be left to generate).",
-                     s->p.n_ctx, kind == OAI_CHAT ? "messages" : "prompt", n_prompt);
+                     "empty_prompt", "The prompt is empty.");
+        else
+            oai_fail(
+                &e, 400, "invalid_request_error", kind == OAI_CHAT ? "messages" : "prompt",
+                "context_length_exceeded",
+                "This model's maximum context length is %d tokens. However, your %s resulted in %d tokens "
+                "(at least one must be left to generate).",
+                s->p.n_ctx, kind == OAI_CHAT ? "messages" : "prompt", n_prompt);
         free(toks);
         oai_request_free(&r);
         send_error(s, req, route, &e);
@@ -806,7 +836,8 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     rp.max_tokens = (int32_t)SOV_MIN(want, room);
     rp.ignore_eos = r.ignore_eos;
     rp.top_logprobs = r.logprobs ? r.top_logprobs : -1;
-    for (int32_t i = 0; i < r.n_stops; i++) rp.stops[i] = r.stops[i];
+    for (int32_t i = 0; i < r.n_stops; i++)
+        rp.stops[i] = r.stops[i];
     rp.n_stops = r.n_stops;
     rp.bias_tok = r.bias_tok;
     rp.bias = r.bias;
@@ -835,8 +866,8 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     snprintf(h->id, sizeof h->id, "%s-%016llx", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)next_seed(s));
     snprintf(h->model, sizeof h->model, "%s", s->p.model_id);
-    h->rp = (oai_reply){kind, h->id, (long long)time(NULL), h->model, s->vocab, rp.top_logprobs,
-                        r.stream && r.include_usage};
+    h->rp = (oai_reply){kind,     h->id,           (long long)time(NULL),      h->model,
+                        s->vocab, rp.top_logprobs, r.stream && r.include_usage};
     const bool explicit_max = r.max_tokens > 0;
     oai_request_free(&r);
 
@@ -851,7 +882,11 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     /* the key has limits: reserve prompt + max_tokens first (on the store worker; the
      * event loop goes on). Without an explicit max_tokens a smaller grant will do. */
     h->reserving = true;
-    h->resv = (tenants_resv){.user = h, .key_id = key->id, .rpm = key->rpm, .tpm = key->tpm, .tpd = key->tpd,
+    h->resv = (tenants_resv){.user = h,
+                             .key_id = key->id,
+                             .rpm = key->rpm,
+                             .tpm = key->tpm,
+                             .tpd = key->tpd,
                              .want = (int64_t)n_prompt + rp.max_tokens};
     h->resv.min = explicit_max ? h->resv.want : (int64_t)n_prompt + 1;
     tenants_reserve(s->tenants, &h->resv);
@@ -876,8 +911,10 @@ static void handle_models(server *s, struct evhttp_request *req, const char *rou
         snprintf(buf, sizeof buf, "{\"object\":\"list\",\"data\":[]}");
     } else {
         snprintf(buf, sizeof buf,
-                 "{\"object\":\"list\",\"data\":[{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"%s\","
-                 "\"meta\":{\"n_ctx\":%d,\"n_params\":%llu,\"n_vocab\":%d,\"arch\":\"%s\",\"weight_type\":\"%s\"}}]}",
+                 "{\"object\":\"list\",\"data\":[{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_"
+                 "by\":\"%s\","
+                 "\"meta\":{\"n_ctx\":%d,\"n_params\":%llu,\"n_vocab\":%d,\"arch\":\"%s\",\"weight_type\":\"%"
+                 "s\"}}]}",
                  s->p.model_id, owner, s->p.n_ctx, (unsigned long long)s->info.n_params, s->info.n_vocab,
                  s->info.arch, s->info.weight_type);
     }
@@ -891,9 +928,15 @@ static void handle_metrics(server *s, struct evhttp_request *req) {
     if (s->tenants) {
         tenants_stats ts;
         tenants_get_stats(s->tenants, &ts);
-        sf = (store_figures){ts.store_errors, ts.reservations, ts.reserve_calls, ts.reloads, ts.settles_pending,
+        sf = (store_figures){ts.store_errors,
+                             ts.reservations,
+                             ts.reserve_calls,
+                             ts.reloads,
+                             ts.settles_pending,
                              ts.settles_dropped,
-                             ts.reserve_seconds, ts.store_ok, (int64_t)tenants_key_count(s->tenants),
+                             ts.reserve_seconds,
+                             ts.store_ok,
+                             (int64_t)tenants_key_count(s->tenants),
                              tenants_auth_required(s->tenants)};
     }
     http_count(&s->counts, "/metrics", 200); /* this response counts itself */
@@ -930,19 +973,23 @@ static bool authenticate(server *s, struct evhttp_request *req, const char *rout
     char msg[300];
     switch (a) {
     case TENANTS_AUTH_MISSING:
-        snprintf(msg, sizeof msg, "You didn't provide an API key. You need to provide your API key in an "
-                                  "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
+        snprintf(msg, sizeof msg,
+                 "You didn't provide an API key. You need to provide your API key in an "
+                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
         break;
     case TENANTS_AUTH_MALFORMED:
-        snprintf(msg, sizeof msg, "The Authorization header is malformed: it must be one header of the form "
-                                  "'Authorization: Bearer YOUR_KEY'.");
+        snprintf(msg, sizeof msg,
+                 "The Authorization header is malformed: it must be one header of the form "
+                 "'Authorization: Bearer YOUR_KEY'.");
         break;
     case TENANTS_AUTH_REVOKED:
-        snprintf(msg, sizeof msg, "The API key %s… has been revoked. Ask the operator for a new one.", key->prefix);
+        snprintf(msg, sizeof msg, "The API key %s… has been revoked. Ask the operator for a new one.",
+                 key->prefix);
         break;
     default:
-        snprintf(msg, sizeof msg, "Incorrect API key provided. Check the key, or ask the operator for one "
-                                  "(sov keys create).");
+        snprintf(msg, sizeof msg,
+                 "Incorrect API key provided. Check the key, or ask the operator for one "
+                 "(sov keys create).");
         break;
     }
     add_header(req, "WWW-Authenticate", "Bearer realm=\"sov\"");
@@ -964,8 +1011,12 @@ static void on_request(struct evhttp_request *req, void *arg) {
     static const struct {
         const char *path;
         bool post;
-    } routes[] = {{"/v1/chat/completions", true}, {"/v1/completions", true}, {"/v1/models", false},
-                  {"/health", false},             {"/ready", false},         {"/metrics", false}};
+    } routes[] = {{"/v1/chat/completions", true},
+                  {"/v1/completions", true},
+                  {"/v1/models", false},
+                  {"/health", false},
+                  {"/ready", false},
+                  {"/metrics", false}};
     const char *route = NULL;
     bool want_post = false;
     for (size_t i = 0; i < SOV_ARRAY_LEN(routes); i++) {
@@ -995,7 +1046,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
     }
     if (want_post ? !post : !get) {
         add_header(req, "Allow", want_post ? "POST" : "GET");
-        send_error_msg(s, req, route, 405, "invalid_request_error", NULL, want_post ? "Use POST." : "Use GET.");
+        send_error_msg(s, req, route, 405, "invalid_request_error", NULL,
+                       want_post ? "Use POST." : "Use GET.");
         return;
     }
     if (route == routes[3].path) {
@@ -1003,8 +1055,10 @@ static void on_request(struct evhttp_request *req, void *arg) {
         return;
     }
     if (route == routes[4].path) {
-        if (s->shutting_down) send_json(s, req, route, 503, "{\"status\":\"shutting_down\"}");
-        else send_json(s, req, route, 200, "{\"status\":\"ready\"}");
+        if (s->shutting_down)
+            send_json(s, req, route, 503, "{\"status\":\"shutting_down\"}");
+        else
+            send_json(s, req, route, 200, "{\"status\":\"ready\"}");
         return;
     }
     const bool metrics = route == routes[5].path;
@@ -1013,10 +1067,14 @@ static void on_request(struct evhttp_request *req, void *arg) {
         return;
     }
     if (!authenticate(s, req, route, metrics, &key)) return;
-    if (route == routes[0].path) handle_completion(s, req, OAI_CHAT, route, &key);
-    else if (route == routes[1].path) handle_completion(s, req, OAI_COMPLETION, route, &key);
-    else if (route == routes[2].path) handle_models(s, req, route, NULL, &key);
-    else handle_metrics(s, req);
+    if (route == routes[0].path)
+        handle_completion(s, req, OAI_CHAT, route, &key);
+    else if (route == routes[1].path)
+        handle_completion(s, req, OAI_COMPLETION, route, &key);
+    else if (route == routes[2].path)
+        handle_models(s, req, route, NULL, &key);
+    else
+        handle_metrics(s, req);
 }
 
 /* ---- shutdown ---- */
@@ -1081,8 +1139,9 @@ static int start(server *s) {
     evhttp_set_max_headers_size(s->http, 64 * 1024);
     evhttp_set_timeout(s->http, s->p.http_timeout_s);
     evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
     s->sock = evhttp_bind_socket_with_handle(s->http, s->p.host, (ev_uint16_t)s->p.port);
     if (!s->sock) {
@@ -1125,8 +1184,12 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     int rc = start(s);
     if (!rc) {
         const sched_params sp = {.policy = p->policy,
-                                 .n_parallel = p->n_parallel, .n_batch = p->n_batch, .max_queue = p->max_queue,
-                                 .n_ctx = p->n_ctx, .notify = notify, .notify_user = s};
+                                 .n_parallel = p->n_parallel,
+                                 .n_batch = p->n_batch,
+                                 .max_queue = p->max_queue,
+                                 .n_ctx = p->n_ctx,
+                                 .notify = notify,
+                                 .notify_user = s};
         if (sched_new(ctx, model, &sp, &s->sched) != SOV_OK) {
             fprintf(stderr, "sov serve: %s\n", sov_last_error());
             rc = 1;
@@ -1135,8 +1198,10 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     if (!rc && s->tenants) tenants_set_notify(s->tenants, notify, s);
     if (!rc) {
         const int port = bound_port(s);
-        printf("sov serve: listening on http://%s:%d/v1  (model '%s', %d parallel, context %d, %d KV blocks of %d)\n",
-               p->host, port, p->model_id, p->n_parallel, p->n_ctx, sov_kv_blocks_total(ctx), sov_kv_block_size(ctx));
+        printf("sov serve: listening on http://%s:%d/v1  (model '%s', %d parallel, context %d, %d KV blocks "
+               "of %d)\n",
+               p->host, port, p->model_id, p->n_parallel, p->n_ctx, sov_kv_blocks_total(ctx),
+               sov_kv_block_size(ctx));
         fflush(stdout);
         if (p->ready_file) {
             FILE *f = fopen(p->ready_file, "w");

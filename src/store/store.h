@@ -34,9 +34,9 @@
 typedef struct store store;
 
 enum {
-    STORE_TENANT_MAX = 64,     /* bytes of a tenant name (UTF-8, no control characters) */
-    STORE_MODELS_MAX = 1024,   /* bytes of a key's model list */
-    STORE_PREFIX_MAX = 24,     /* bytes of a key's display prefix, e.g. "sov-ab12cdef" */
+    STORE_TENANT_MAX = 64,   /* bytes of a tenant name (UTF-8, no control characters) */
+    STORE_MODELS_MAX = 1024, /* bytes of a key's model list */
+    STORE_PREFIX_MAX = 24,   /* bytes of a key's display prefix, e.g. "sov-ab12cdef" */
     STORE_SALT_BYTES = 16,
     STORE_HASH_BYTES = 32,
 };
@@ -44,11 +44,11 @@ enum {
 typedef enum store_kind { STORE_SQLITE = 0, STORE_POSTGRES = 1 } store_kind;
 
 typedef struct store_open_params {
-    bool read_only;            /* never write (no migrations: an out-of-date schema is an error).
-                                  SQLite: a WAL file in a folder this user cannot write, with
-                                  no other connection open, is read as a snapshot */
-    int busy_timeout_ms;       /* SQLite: wait this long for another process's lock
-                                  (0: 5000); PostgreSQL: lock_timeout and connect timeout */
+    bool read_only;      /* never write (no migrations: an out-of-date schema is an error).
+                            SQLite: a WAL file in a folder this user cannot write, with
+                            no other connection open, is read as a snapshot */
+    int busy_timeout_ms; /* SQLite: wait this long for another process's lock
+                            (0: 5000); PostgreSQL: lock_timeout and connect timeout */
 } store_open_params;
 
 /* Opens (and, unless read_only, migrates) the store. p may be NULL (defaults).
@@ -72,10 +72,10 @@ int store_schema_version(void);
 /* ---- tenants and keys ---- */
 
 typedef struct store_key {
-    int64_t id;                          /* assigned by the store, > 0 */
-    char prefix[STORE_PREFIX_MAX + 1];   /* shown instead of the key; not unique */
-    uint8_t salt[STORE_SALT_BYTES];      /* random, per key */
-    uint8_t hash[STORE_HASH_BYTES];      /* HMAC-SHA256 keyed by salt over the whole key */
+    int64_t id;                        /* assigned by the store, > 0 */
+    char prefix[STORE_PREFIX_MAX + 1]; /* shown instead of the key; not unique */
+    uint8_t salt[STORE_SALT_BYTES];    /* random, per key */
+    uint8_t hash[STORE_HASH_BYTES];    /* HMAC-SHA256 keyed by salt over the whole key */
     char tenant[STORE_TENANT_MAX + 1];
     char models[STORE_MODELS_MAX + 1];   /* comma-separated model ids; "" = every model */
     int64_t rpm, tpm, tpd;               /* requests/min, tokens/min, tokens/day; 0 = no limit */
@@ -102,18 +102,23 @@ sov_status store_tenant_set_weight(store *s, const char *tenant, double weight);
 
 /* ---- limits ---- */
 
-typedef enum store_limit { STORE_LIMIT_NONE = 0, STORE_LIMIT_RPM, STORE_LIMIT_TPM, STORE_LIMIT_TPD } store_limit;
+typedef enum store_limit {
+    STORE_LIMIT_NONE = 0,
+    STORE_LIMIT_RPM,
+    STORE_LIMIT_TPM,
+    STORE_LIMIT_TPD
+} store_limit;
 
 typedef struct store_reserve_req {
     int64_t key_id;
-    int64_t rpm, tpm, tpd;               /* the key's limits (0 = none) */
-    int64_t tokens;                      /* the estimate to reserve (prompt + max_tokens) */
+    int64_t rpm, tpm, tpd; /* the key's limits (0 = none) */
+    int64_t tokens;        /* the estimate to reserve (prompt + max_tokens) */
     int64_t now;
 } store_reserve_req;
 
 typedef struct store_reserve_res {
-    store_limit refused;                 /* STORE_LIMIT_NONE: reserved */
-    int64_t minute_start, day_start;     /* the windows charged (or that refused) */
+    store_limit refused;             /* STORE_LIMIT_NONE: reserved */
+    int64_t minute_start, day_start; /* the windows charged (or that refused) */
     /* the windows' counts after the attempt (including this request when reserved) */
     int64_t minute_requests, minute_tokens, day_tokens;
 } store_reserve_res;
@@ -139,9 +144,9 @@ sov_status store_windows(store *s, int64_t key_id, int64_t now, store_reserve_re
 /* The end of one request (or a sum over several of one key in the same hour). */
 typedef struct store_settle {
     int64_t key_id;
-    int64_t minute_start, day_start;     /* windows the reservation was charged to; 0: none */
-    int64_t reserved, used;              /* tokens reserved, tokens used (prompt + completion) */
-    int64_t at;                          /* when it ended */
+    int64_t minute_start, day_start; /* windows the reservation was charged to; 0: none */
+    int64_t reserved, used;          /* tokens reserved, tokens used (prompt + completion) */
+    int64_t at;                      /* when it ended */
     int64_t requests, prompt_tokens, completion_tokens, cached_tokens; /* usage to record */
 } store_settle;
 

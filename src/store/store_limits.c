@@ -115,7 +115,8 @@ sov_status store_reserve_batch(store *s, const store_reserve_req *r, store_reser
     }
     batch_item *order = n > 1 && valid ? malloc(n * sizeof *order) : NULL;
     if (order) {
-        for (size_t i = 0; i < n; i++) order[i] = (batch_item){r[i].key_id, i};
+        for (size_t i = 0; i < n; i++)
+            order[i] = (batch_item){r[i].key_id, i};
         qsort(order, n, sizeof *order, by_key_then_arrival);
         /* a refusal writes nothing but the windows' rows (which any later reservation
          * would create the same), so one transaction holds refusals and reservations */
@@ -127,7 +128,8 @@ sov_status store_reserve_batch(store *s, const store_reserve_req *r, store_reser
         free(order);
         status = store_tx_end(s, status, true);
         if (status == SOV_OK || status == SOV_ERR_IO) { /* done, or the database is away for all */
-            for (size_t i = 0; i < n; i++) st[i] = status;
+            for (size_t i = 0; i < n; i++)
+                st[i] = status;
             return status;
         }
         /* one request is bad (an unknown key): decide each on its own below */

@@ -21,7 +21,7 @@ struct tenants {
     tenants_params p;
     char *db, *model_id;
     char describe[256];
-    store *st;                   /* worker thread (and tenants_open before it starts) */
+    store *st; /* worker thread (and tenants_open before it starts) */
     pthread_t thread;
     bool thread_started;
 
@@ -34,12 +34,12 @@ struct tenants {
     bool stop;
     tenants_resv *in_head, *in_tail;
     tenants_resv *done_head, *done_tail;
-    store_settle *settles;       /* queued by the HTTP thread */
+    store_settle *settles; /* queued by the HTTP thread */
     size_t n_settles, cap_settles;
-    auth_table *pending;         /* read by the worker, not yet swapped in */
+    auth_table *pending; /* read by the worker, not yet swapped in */
     bool have_pending;
     tenants_stats stats;
-    int64_t version;             /* keys version of the last table read (worker) */
+    int64_t version; /* keys version of the last table read (worker) */
 };
 
 static int64_t unix_now(void) { return (int64_t)time(NULL); }
@@ -101,7 +101,8 @@ static int64_t room(int64_t limit, int64_t used) { return limit > 0 ? limit - us
  * or tpd, ask again for what the refusal's counts leave, down to r->min. */
 static sov_status shrink_and_retry(tenants *t, tenants_resv *r, store_reserve_req *q) {
     sov_status st = SOV_OK;
-    for (int tries = 0; !st && tries < 2 && (r->res.refused == STORE_LIMIT_TPM || r->res.refused == STORE_LIMIT_TPD);
+    for (int tries = 0;
+         !st && tries < 2 && (r->res.refused == STORE_LIMIT_TPM || r->res.refused == STORE_LIMIT_TPD);
          tries++) {
         const int64_t left = SOV_MIN(room(r->tpm, r->res.minute_tokens), room(r->tpd, r->res.day_tokens));
         if (left < r->min || left >= q->tokens) break;
@@ -114,7 +115,8 @@ static sov_status shrink_and_retry(tenants *t, tenants_resv *r, store_reserve_re
 /* Reserves for every request that arrived together, in one store transaction. */
 static void reserve_all(tenants *t, tenants_resv *in) {
     size_t n = 0;
-    for (tenants_resv *r = in; r; r = r->next) n++;
+    for (tenants_resv *r = in; r; r = r->next)
+        n++;
     store_reserve_req *q = malloc(n * sizeof *q);
     store_reserve_res *res = malloc(n * sizeof *res);
     sov_status *st = malloc(n * sizeof *st);
@@ -210,8 +212,10 @@ static void flush(tenants *t, store_settle **buf, size_t *n) {
         return;
     }
     if (*n > SETTLE_KEEP_MAX) {
-        fprintf(stderr, "sov serve: the state store is unreachable and %zu usage records are waiting: dropping "
-                        "the oldest (%s)\n", *n - SETTLE_KEEP_MAX, sov_last_error());
+        fprintf(stderr,
+                "sov serve: the state store is unreachable and %zu usage records are waiting: dropping "
+                "the oldest (%s)\n",
+                *n - SETTLE_KEEP_MAX, sov_last_error());
         pthread_mutex_lock(&t->mu);
         t->stats.settles_dropped += *n - SETTLE_KEEP_MAX;
         pthread_mutex_unlock(&t->mu);
@@ -225,7 +229,8 @@ static bool take_settles_locked(tenants *t, store_settle **buf, size_t *n, size_
     if (t->n_settles == 0) return true;
     if (*n + t->n_settles > *cap) {
         size_t c = *cap ? *cap : 256;
-        while (c < *n + t->n_settles) c *= 2;
+        while (c < *n + t->n_settles)
+            c *= 2;
         store_settle *p = realloc(*buf, c * sizeof *p);
         if (!p) return false; /* leave them queued; retried next round */
         *buf = p;
@@ -272,8 +277,10 @@ static void *worker_main(void *arg) {
             tenants_resv *next = r->next;
             pthread_mutex_lock(&t->mu);
             r->next = NULL;
-            if (t->done_tail) t->done_tail->next = r;
-            else t->done_head = r;
+            if (t->done_tail)
+                t->done_tail->next = r;
+            else
+                t->done_head = r;
             t->done_tail = r;
             pthread_mutex_unlock(&t->mu);
             done = true;
@@ -298,15 +305,18 @@ static void *worker_main(void *arg) {
         if (stop && !t->in_head && t->n_settles == 0) break;
     }
     pthread_mutex_unlock(&t->mu);
-    /* the last usage: a few more tries if the store is away, then say what is lost */
-    for (int i = 0; n > 0 && i < 10; i++) {
+    /* the last usage: more tries for up to 5 s if the store is away, then say what is lost */
+    const double give_up = sov_now_s() + 5;
+    while (n > 0 && sov_now_s() < give_up) {
         flush(t, &buf, &n);
         if (n) {
             const struct timespec ts = {0, 300 * 1000000L};
             nanosleep(&ts, NULL);
         }
     }
-    if (n) fprintf(stderr, "sov serve: %zu usage records could not be written to the state store: %s\n", n, sov_last_error());
+    if (n)
+        fprintf(stderr, "sov serve: %zu usage records could not be written to the state store: %s\n", n,
+                sov_last_error());
     free(buf);
     return NULL;
 }
@@ -433,8 +443,10 @@ void tenants_reserve(tenants *t, tenants_resv *r) {
     r->error[0] = '\0';
     memset(&r->res, 0, sizeof r->res);
     pthread_mutex_lock(&t->mu);
-    if (t->in_tail) t->in_tail->next = r;
-    else t->in_head = r;
+    if (t->in_tail)
+        t->in_tail->next = r;
+    else
+        t->in_head = r;
     t->in_tail = r;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
@@ -458,7 +470,8 @@ void tenants_settle(tenants *t, const store_settle *s) {
     pthread_mutex_lock(&t->mu);
     /* the worker is behind (the store is away): records of the same key, windows and hour
      * settle identically, so fold them before growing the queue */
-    if (t->n_settles == t->cap_settles && t->n_settles >= SETTLE_BATCH) t->n_settles = merge_settles(t->settles, t->n_settles);
+    if (t->n_settles == t->cap_settles && t->n_settles >= SETTLE_BATCH)
+        t->n_settles = merge_settles(t->settles, t->n_settles);
     if (t->n_settles == t->cap_settles) {
         const size_t cap = t->cap_settles ? t->cap_settles * 2 : 256;
         store_settle *p = cap <= SETTLE_KEEP_MAX ? realloc(t->settles, cap * sizeof *p) : NULL;

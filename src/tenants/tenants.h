@@ -33,11 +33,11 @@
 typedef struct tenants tenants;
 
 typedef struct tenants_params {
-    const char *db;              /* store name: a SQLite path or a postgresql:// URL */
-    const char *model_id;        /* the model this server serves (for keys' model lists) */
-    void (*notify)(void *user);  /* worker thread: reservations done or a new key table */
+    const char *db;             /* store name: a SQLite path or a postgresql:// URL */
+    const char *model_id;       /* the model this server serves (for keys' model lists) */
+    void (*notify)(void *user); /* worker thread: reservations done or a new key table */
     void *notify_user;
-    double reload_s;             /* how often the worker polls for key changes (0: 0.25) */
+    double reload_s; /* how often the worker polls for key changes (0: 0.25) */
 } tenants_params;
 
 /* Opens the store (migrating it), reads the keys and starts the worker. Errors as
@@ -70,14 +70,14 @@ typedef struct tenants_key {
     int64_t rpm, tpm, tpd;
     double weight;
     bool admin;
-    bool model_allowed;          /* may use the served model */
+    bool model_allowed; /* may use the served model */
 } tenants_key;
 
 typedef enum tenants_auth {
     TENANTS_AUTH_OK = 0,
-    TENANTS_AUTH_MISSING,        /* no Authorization header */
-    TENANTS_AUTH_MALFORMED,      /* not "Bearer <token>" */
-    TENANTS_AUTH_UNKNOWN,        /* no such key */
+    TENANTS_AUTH_MISSING,   /* no Authorization header */
+    TENANTS_AUTH_MALFORMED, /* not "Bearer <token>" */
+    TENANTS_AUTH_UNKNOWN,   /* no such key */
     TENANTS_AUTH_REVOKED,
 } tenants_auth;
 
@@ -85,7 +85,9 @@ typedef enum tenants_auth {
 tenants_auth tenants_authenticate(tenants *t, const char *header, tenants_key *out);
 const char *tenants_auth_reason(tenants_auth a); /* "missing", "malformed", ... */
 
-static inline bool tenants_key_limited(const tenants_key *k) { return k->rpm > 0 || k->tpm > 0 || k->tpd > 0; }
+static inline bool tenants_key_limited(const tenants_key *k) {
+    return k->rpm > 0 || k->tpm > 0 || k->tpd > 0;
+}
 
 /* A reservation in flight: filled by the HTTP thread, owned by the tenants module from
  * tenants_reserve until tenants_take_reserved hands it back. */
@@ -93,14 +95,14 @@ typedef struct tenants_resv {
     /* in */
     void *user;
     int64_t key_id, rpm, tpm, tpd;
-    int64_t want;                /* tokens to reserve (prompt + max_tokens) */
-    int64_t min;                 /* accept a smaller grant down to this (== want: exactly) */
+    int64_t want; /* tokens to reserve (prompt + max_tokens) */
+    int64_t min;  /* accept a smaller grant down to this (== want: exactly) */
     /* out */
-    sov_status status;           /* SOV_OK: res holds the outcome; else the store failed */
+    sov_status status; /* SOV_OK: res holds the outcome; else the store failed */
     char error[200];
     store_reserve_res res;
-    int64_t granted;             /* tokens reserved (0 when refused) */
-    int64_t now;                 /* the time the windows were read at */
+    int64_t granted; /* tokens reserved (0 when refused) */
+    int64_t now;     /* the time the windows were read at */
     struct tenants_resv *next;
 } tenants_resv;
 
@@ -113,14 +115,14 @@ void tenants_settle(tenants *t, const store_settle *s);
 /* ---- counters (any thread) ---- */
 
 typedef struct tenants_stats {
-    uint64_t store_errors;       /* failed store calls */
-    uint64_t reloads;            /* key tables read */
-    uint64_t reservations;       /* requests reserved for (or refused) */
-    uint64_t reserve_calls;      /* store transactions they took (grouped: fewer) */
-    double reserve_seconds;      /* time spent in them */
-    uint64_t settles_pending;    /* usage records not yet written */
-    uint64_t settles_dropped;    /* usage records lost (store unreachable for very long) */
-    bool store_ok;               /* the last store call succeeded */
+    uint64_t store_errors;    /* failed store calls */
+    uint64_t reloads;         /* key tables read */
+    uint64_t reservations;    /* requests reserved for (or refused) */
+    uint64_t reserve_calls;   /* store transactions they took (grouped: fewer) */
+    double reserve_seconds;   /* time spent in them */
+    uint64_t settles_pending; /* usage records not yet written */
+    uint64_t settles_dropped; /* usage records lost (store unreachable for very long) */
+    bool store_ok;            /* the last store call succeeded */
 } tenants_stats;
 
 void tenants_get_stats(tenants *t, tenants_stats *out);

@@ -42,20 +42,25 @@ static void keys_are_random(void) {
         }
     }
     for (int i = 0; i < N; i++)
-        for (int j = i + 1; j < N; j++) CHECK(strcmp(keys[i], keys[j]) != 0);
+        for (int j = i + 1; j < N; j++)
+            CHECK(strcmp(keys[i], keys[j]) != 0);
     const double expect = N * 40.0 / 32; /* 625 per symbol; 5 sigma is about 120 */
-    for (int s = 0; s < 32; s++) CHECK_MSG(fabs(count[s] - expect) < 150, "symbol %d seen %d times", s, count[s]);
+    for (int s = 0; s < 32; s++)
+        CHECK_MSG(fabs(count[s] - expect) < 150, "symbol %d seen %d times", s, count[s]);
 }
 
 static void hash_matches_python_hmac(void) {
     uint8_t salt[STORE_SALT_BYTES], h[STORE_HASH_BYTES];
-    for (int i = 0; i < STORE_SALT_BYTES; i++) salt[i] = (uint8_t)i;
+    for (int i = 0; i < STORE_SALT_BYTES; i++)
+        salt[i] = (uint8_t)i;
     const char *key = "sov-abcdefghijklmnopqrstuvwxyz234567abcdefgh";
     CHECK(auth_key_hash(key, strlen(key), salt, h) == SOV_OK);
-    /* /usr/bin/python3 -c "import hmac,hashlib; print(hmac.new(bytes(range(16)), b'sov-abc...', hashlib.sha256).hexdigest())" */
+    /* /usr/bin/python3 -c "import hmac,hashlib; print(hmac.new(bytes(range(16)), b'sov-abc...',
+     * hashlib.sha256).hexdigest())" */
     static const char *want = "54b1e7cd2c8aa2f5d128aa92514697cd215b9c936f634fbe26445b002caa4baf";
     char hex[65];
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", h[i]);
     CHECK_STREQ(hex, want);
     salt[0] ^= 1;
     uint8_t h2[STORE_HASH_BYTES];
@@ -97,11 +102,13 @@ static void bearer_header_corpus(void) {
         const auth_header got = auth_parse_bearer(cases[i].in, &tok, &len);
         CHECK_MSG(got == cases[i].want, "case %zu: %d, want %d", i, got, cases[i].want);
         if (cases[i].token)
-            CHECK_MSG(tok && len == strlen(cases[i].token) && memcmp(tok, cases[i].token, len) == 0, "case %zu", i);
+            CHECK_MSG(tok && len == strlen(cases[i].token) && memcmp(tok, cases[i].token, len) == 0,
+                      "case %zu", i);
     }
     /* 10 KB of garbage, and a token one byte over the limit */
     char *big = malloc(10 * 1024 + 1);
-    for (int i = 0; i < 10 * 1024; i++) big[i] = (char)(33 + (i * 7919) % 94);
+    for (int i = 0; i < 10 * 1024; i++)
+        big[i] = (char)(33 + (i * 7919) % 94);
     big[10 * 1024] = '\0';
     const char *tok;
     size_t len;

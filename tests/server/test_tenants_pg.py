@@ -85,6 +85,9 @@ def test_two_servers_share_a_daily_quota():
     db = new_database(URL, "shared")
     key, kid = create_key(db, "acme", "--tokens-per-day", "1000")
     with Server(STORIES, "--db", db, "-np", "4") as a, Server(STORIES, "--db", db, "-np", "4") as b:
+        # one request on each first (which one wins a concurrent race is timing), then 32 at once
+        first = [complete(a, key, n=95, ignore_eos=True), complete(b, key, n=95, ignore_eos=True)]
+        check([r[0] for r in first] == [200, 200], "each server serves from the shared quota")
         res = [None] * 32
 
         def one(i):  # 5 prompt tokens + 95 = 100 tokens each, spread over both servers
@@ -95,13 +98,12 @@ def test_two_servers_share_a_daily_quota():
             t.start()
         for t in ts:
             t.join()
-        ok = [json.loads(r[2]) for r in res if r[0] == 200]
+        ok = [json.loads(r[2]) for r in res + first if r[0] == 200]
         spent = sum(j["usage"]["total_tokens"] for j in ok)
         by_server = [sum(1 for i, r in enumerate(res) if r[0] == 200 and i % 2 == k) for k in (0, 1)]
         check(all(r[0] in (200, 429) for r in res), "200 or 429: %r" % sorted(r[0] for r in res))
         check(spent <= 1000, "two servers never over-spend one quota: %d of 1000" % spent)
-        check(len(ok) == 10, "and use it exactly: %d answers (%r per server)" % (len(ok), by_server))
-        check(min(by_server) > 0, "both servers served some: %r" % by_server)
+        check(len(ok) == 10, "and use it exactly: %d answers (%r per server in the burst)" % (len(ok), by_server))
         check(complete(a, key, n=1)[0] == 429 and complete(b, key, n=1)[0] == 429, "the quota is gone on both")
         # a revocation reaches both within a second
         k2, id2 = create_key(db, "beta")

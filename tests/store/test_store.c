@@ -665,6 +665,7 @@ typedef struct worker {
     const char *name;      /* store to open */
     store_reserve_req req; /* the reservation to repeat */
     int attempts;
+    int batch;             /* > 1: store_reserve_batch of this many at a time */
     int reserved, refused; /* outcomes */
     int errors;
     char error[256]; /* the first error */
@@ -679,15 +680,28 @@ static void *reserve_worker(void *arg) {
         snprintf(w->error, sizeof w->error, "%s", sov_last_error());
         return NULL;
     }
-    for (int i = 0; i < w->attempts; i++) {
-        store_reserve_res res;
-        if (store_reserve(s, &w->req, &res) != SOV_OK) {
-            if (!w->errors++) snprintf(w->error, sizeof w->error, "%s", sov_last_error());
-        } else if (res.refused == STORE_LIMIT_NONE) {
-            w->reserved++;
-        } else {
-            w->refused++;
+    for (int i = 0; i < w->attempts;) {
+        enum { MAX_BATCH = 8 };
+        store_reserve_req q[MAX_BATCH];
+        store_reserve_res res[MAX_BATCH];
+        sov_status st[MAX_BATCH];
+        const int n = w->batch > 1 ? SOV_MIN(SOV_MIN(w->batch, MAX_BATCH), w->attempts - i) : 1;
+        for (int j = 0; j < n; j++)
+            q[j] = w->req;
+        if (n == 1)
+            st[0] = store_reserve(s, &q[0], &res[0]);
+        else
+            store_reserve_batch(s, q, res, st, (size_t)n);
+        for (int j = 0; j < n; j++) {
+            if (st[j] != SOV_OK) {
+                if (!w->errors++) snprintf(w->error, sizeof w->error, "%s", sov_last_error());
+            } else if (res[j].refused == STORE_LIMIT_NONE) {
+                w->reserved++;
+            } else {
+                w->refused++;
+            }
         }
+        i += n;
     }
     store_close(s);
     return NULL;
@@ -704,7 +718,8 @@ static void race(backend *b, int64_t rpm, int64_t tpd, int64_t tokens, int attem
     pthread_t th[8];
     worker w[8];
     for (int i = 0; i < 8; i++) {
-        w[i] = (worker){.name = t.name, .attempts = attempts};
+        w[i] = (worker){
+            .name = t.name, .attempts = attempts, .batch = i % 2 ? 1 + i % 5 : 1}; /* half in batches */
         w[i].req = (store_reserve_req){.key_id = id, .rpm = rpm, .tpd = tpd, .tokens = tokens, .now = T0 + 7};
         CHECK(pthread_create(&th[i], NULL, reserve_worker, &w[i]) == 0);
     }
@@ -806,6 +821,69 @@ static void store_reserve_and_settle_race_without_deadlock(backend *b) {
     for (size_t i = 0; i < n; i++)
         CHECK_EQ(u[i].requests, 48);
     free(u);
+    store_close(s);
+    dispose(b, &t);
+}
+
+/* A batch decides every request as it would be decided alone, in key then array order,
+ * and a bad request (unknown key, negative tokens) fails alone. */
+static void store_reserve_batch_decides_each_like_alone(backend *b) {
+    tstore t;
+    fresh(b, &t);
+    store *s = open_ok(&t);
+    if (!s) return;
+    const store_key ka = make_key("batch-a", 0, 0, 100), kb = make_key("batch-b", 2, 0, 0);
+    const int64_t a = add_key(s, &ka), bk = add_key(s, &kb);
+    const store_reserve_req q[] = {
+        {.key_id = a, .tpd = 100, .tokens = 40, .now = T0 + 5}, /* reserved */
+        {.key_id = bk, .rpm = 2, .tokens = 1, .now = T0 + 5},   /* reserved */
+        {.key_id = a, .tpd = 100, .tokens = 40, .now = T0 + 5}, /* reserved: 80 */
+        {.key_id = 999999, .tokens = 1, .now = T0 + 5},         /* no such key */
+        {.key_id = bk, .rpm = 2, .tokens = 1, .now = T0 + 5},   /* reserved: 2 requests */
+        {.key_id = a, .tpd = 100, .tokens = 40, .now = T0 + 5}, /* refused by tpd */
+        {.key_id = bk, .rpm = 2, .tokens = 1, .now = T0 + 5},   /* refused by rpm */
+        {.key_id = a, .tpd = 100, .tokens = -1, .now = T0 + 5}, /* bad */
+        {.key_id = a, .tpd = 100, .tokens = 20, .now = T0 + 5}, /* reserved: 100 */
+    };
+    enum { N = sizeof q / sizeof q[0] };
+    store_reserve_res res[N];
+    sov_status st[N];
+    CHECK_OK(store_reserve_batch(s, q, res, st, N));
+    const sov_status want_st[N] = {SOV_OK, SOV_OK,      SOV_OK, SOV_ERR_NOT_FOUND, SOV_OK, SOV_OK,
+                                   SOV_OK, SOV_ERR_ARG, SOV_OK};
+    const store_limit want_ref[N] = {STORE_LIMIT_NONE, STORE_LIMIT_NONE, STORE_LIMIT_NONE, 0,
+                                     STORE_LIMIT_NONE, STORE_LIMIT_TPD,  STORE_LIMIT_RPM,  0,
+                                     STORE_LIMIT_NONE};
+    for (int i = 0; i < N; i++) {
+        CHECK_MSG(st[i] == want_st[i], "request %d: status %d, want %d", i, st[i], want_st[i]);
+        if (st[i] == SOV_OK)
+            CHECK_MSG(res[i].refused == want_ref[i], "request %d: refused %d", i, res[i].refused);
+    }
+    CHECK_EQ(res[8].day_tokens, 100);
+    CHECK_EQ(res[6].minute_requests, 2);
+    store_reserve_res w;
+    CHECK_OK(store_windows(s, a, T0 + 5, &w));
+    CHECK_EQ(w.day_tokens, 100);
+    CHECK_EQ(w.minute_requests, 3);
+    CHECK_OK(store_windows(s, bk, T0 + 5, &w));
+    CHECK_EQ(w.minute_requests, 2);
+    /* a batch of good requests only: one transaction, the same answers */
+    const store_reserve_req q2[] = {{.key_id = bk, .rpm = 2, .tokens = 1, .now = T0 + 65},
+                                    {.key_id = bk, .rpm = 2, .tokens = 1, .now = T0 + 65},
+                                    {.key_id = bk, .rpm = 2, .tokens = 1, .now = T0 + 65}};
+    CHECK_OK(store_reserve_batch(s, q2, res, st, 3));
+    CHECK(st[0] == SOV_OK && st[1] == SOV_OK && st[2] == SOV_OK);
+    CHECK(res[0].refused == STORE_LIMIT_NONE && res[1].refused == STORE_LIMIT_NONE &&
+          res[2].refused == STORE_LIMIT_RPM);
+    /* an unknown key inside an otherwise good batch: the transaction is undone and each
+     * decided alone */
+    const store_reserve_req q3[] = {{.key_id = bk, .rpm = 2, .tokens = 1, .now = T0 + 125},
+                                    {.key_id = 999999, .tokens = 1, .now = T0 + 125},
+                                    {.key_id = bk, .rpm = 2, .tokens = 1, .now = T0 + 125}};
+    CHECK_OK(store_reserve_batch(s, q3, res, st, 3));
+    CHECK(st[0] == SOV_OK && st[1] == SOV_ERR_NOT_FOUND && st[2] == SOV_OK);
+    CHECK_OK(store_windows(s, bk, T0 + 125, &w));
+    CHECK_EQ(w.minute_requests, 2); /* counted once each, not twice */
     store_close(s);
     dispose(b, &t);
 }
@@ -1103,6 +1181,7 @@ static void run_common(backend *b) {
     RUN_ON(store_reserve_is_exact_under_concurrency_tpd, b);
     RUN_ON(store_reserve_is_exact_under_concurrency_rpm, b);
     RUN_ON(store_reserve_and_settle_race_without_deadlock, b);
+    RUN_ON(store_reserve_batch_decides_each_like_alone, b);
     RUN_ON(store_reserve_speed, b);
 }
 
