@@ -6,7 +6,8 @@
 # of D seconds each, and the median of each configuration is reported with its ratio to
 # "off". Then bench/fairness.py (a lone tenant's TTFT under another's flood, fair vs FIFO).
 #
-#   bench/tenants.sh [-n 16] [-d 10] [-r 3] [-t 1]     (wrk from Debian: apt-get install wrk)
+#   bench/tenants.sh [-n 16] [-d 10] [-r 3] [-t 1] [-m MODEL] [--max-tokens 1] [--no-fairness]
+#   (wrk from Debian: apt-get install wrk)
 #
 # PostgreSQL: a throw-away cluster from tests/store/pgctl.sh in a temporary folder (stopped at
 # the end). Loopback only.
@@ -14,10 +15,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 sov=${SOV_BIN:-$here/build/sov}
 model=${MODEL:-$here/../shared/models/stories260K.gguf}
-n=16 d=10 r=3 t=1
+n=16 d=10 r=3 t=1 max_tokens=1 fairness=1
 while [ $# -gt 0 ]; do
   case $1 in
     -n) n=$2; shift 2 ;; -d) d=$2; shift 2 ;; -r) r=$2; shift 2 ;; -t) t=$2; shift 2 ;;
+    -m) model=$2; shift 2 ;; --max-tokens) max_tokens=$2; shift 2 ;; --no-fairness) fairness=0; shift ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "tenants.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -49,9 +51,9 @@ key[sqlite-limits]=$(newkey "$sq" --rpm 100000000 --tpm 1000000000 --tokens-per-
 key[pg]=$(newkey "$pgdb")
 key[pg-limits]=$(newkey "$pgdb" --rpm 100000000 --tpm 1000000000 --tokens-per-day 1000000000000)
 
-cat >"$work/post.lua" <<'EOF'
+cat >"$work/post.lua" <<EOF
 wrk.method = "POST"
-wrk.body = '{"prompt": "Once upon a time", "max_tokens": 1, "temperature": 0}'
+wrk.body = '{"prompt": "Once upon a time", "max_tokens": $max_tokens, "temperature": 0, "ignore_eos": true}'
 wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("SOV_KEY")
 if key and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
@@ -98,7 +100,7 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 base=$(echo "${runs[off]}" | median)
 echo
-echo "1-token completions on $(basename "$model"), $n keep-alive clients, -t $t, $r x ${d}s rounds (median):"
+echo "$max_tokens-token completions on $(basename "$model"), $n keep-alive clients, -t $t, $r x ${d}s rounds (median):"
 printf "%-14s %12s %10s   %s\n" config "requests/s" "vs off" "all rounds"
 for c in "${configs[@]}"; do
   m=$(echo "${runs[$c]}" | median)
@@ -106,7 +108,9 @@ for c in "${configs[@]}"; do
 done
 
 fm=$here/build/bench-models/llama-134m-q8_0.gguf
-if [ -f "$fm" ]; then
+if [ "$fairness" = 0 ]; then
+  :
+elif [ -f "$fm" ]; then
   echo
   echo "== fairness (bench/fairness.py on $(basename "$fm"))"
   /usr/bin/python3 "$here/bench/fairness.py" --model "$fm"
