@@ -270,3 +270,13 @@ def create_key(db, tenant, *args):
 
 def bearer(key):
     return {"Authorization": "Bearer " + key}
+
+
+def wait_for(pred, timeout):
+    """Polls pred every 50 ms until it holds or timeout seconds pass; its last value."""
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()

@@ -19,7 +19,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import (SOV_BIN, TMP, Server, bearer, check, create_key, finish, read_response, run_tests,
+from serverlib import (SOV_BIN, TMP, Server, bearer, check, create_key, finish, wait_for, read_response, run_tests,
                        shared_model, sov_keys, sse_events, stream_text, synthetic_model)
 
 STORIES = shared_model("stories260K.gguf")
@@ -57,15 +57,6 @@ def complete(srv, key=None, prompt="Once upon a time", n=4, headers=None, **kw):
     h = dict(bearer(key)) if key else {}
     h.update(headers or {})
     return srv.post("/v1/completions", body, headers=h)
-
-
-def wait_for(pred, timeout):
-    t_end = time.time() + timeout
-    while time.time() < t_end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def away_from_minute_edge(need=12):

@@ -14,7 +14,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serverlib import (SOV_BIN, TMP, Server, bearer, check, create_key, finish, run_tests, shared_model, sov_keys)
+from serverlib import (SOV_BIN, TMP, Server, bearer, check, create_key, finish, wait_for, run_tests, shared_model, sov_keys)
 
 STORIES = shared_model("stories260K.gguf")
 PGCTL = os.path.join(os.environ.get("SOV_TEST_DATA", os.path.join(os.path.dirname(__file__), "..")), "store",
@@ -51,15 +51,6 @@ def complete(srv, key, n=4, **kw):
     body = {"prompt": "Once upon a time", "max_tokens": n, "temperature": 0}
     body.update(kw)
     return srv.post("/v1/completions", body, headers=bearer(key) if key else None)
-
-
-def wait_for(pred, timeout):
-    t_end = time.time() + timeout
-    while time.time() < t_end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 URL = None
