@@ -63,6 +63,8 @@ typedef struct sov_model_params {
     sov_progress_fn progress; /* optional load progress */
     void *progress_user;
     bool prefault; /* read every weight page at load time (default false) */
+    bool digest;   /* compute the SHA-256 of the whole file while loading (default false);
+                      sov_model_info.sha256 then holds it */
 } sov_model_params;
 
 sov_model_params sov_model_default_params(void);
@@ -87,6 +89,9 @@ typedef struct sov_model_info {
     int32_t n_ctx_train;      /* context length the model was trained with */
     uint64_t n_params;        /* parameters in all weight tensors */
     uint64_t weight_bytes;    /* bytes of all weight tensors */
+    const char *sha256;       /* the file's SHA-256 in lowercase hex when loaded with
+                                 digest set, else "" */
+    uint64_t file_bytes;      /* size of the file */
 } sov_model_info;
 
 void sov_model_get_info(const sov_model *model, sov_model_info *out);

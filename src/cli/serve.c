@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "core/util.h"
+#include "policy/policy.h"
 #include "server/server.h"
 #include "tenants/tenants.h"
 
@@ -148,6 +149,7 @@ int cmd_serve(int argc, char **argv) {
     }
     char id[256];
     model_id(&o, id, sizeof id);
+    const sov_policy data_policy = policy_default();
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;
@@ -172,6 +174,7 @@ int cmd_serve(int argc, char **argv) {
     sov_model_params mp = sov_model_default_params();
     mp.progress = cli_progress;
     mp.progress_user = "loading";
+    mp.digest = true; /* the file's SHA-256 names the exact weights in /v1/models (and the audit) */
     sov_model *model = NULL;
     st = sov_model_load(o.model, &mp, &model);
     if (st) {
@@ -219,6 +222,8 @@ int cmd_serve(int argc, char **argv) {
         .http_timeout_s = (int)o.http_timeout,
         .ready_file = o.ready_file,
         .tenants = tn,
+        .model_sha256 = info.sha256,
+        .data_policy = &data_policy,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
     };

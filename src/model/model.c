@@ -8,6 +8,7 @@
  * few small vectors stored in half precision. */
 #include <inttypes.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,6 +371,20 @@ static void prefault(const sov_model *m, const sov_model_params *p) {
     (void)sink;
 }
 
+/* The SHA-256 of the whole mapped file, as hex, into m->sha256. */
+static sov_status digest_file(sov_model *m) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    const bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+                    EVP_DigestUpdate(ctx, m->file->base, m->file->size) && EVP_DigestFinal_ex(ctx, md, &len) &&
+                    len == 32;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) return sov_fail(SOV_ERR_NOMEM, "model: cannot compute the file's SHA-256");
+    for (unsigned i = 0; i < len; i++) snprintf(m->sha256 + 2 * i, 3, "%02x", md[i]);
+    return SOV_OK;
+}
+
 sov_status sov_model_load(const char *path, const sov_model_params *params, sov_model **out) {
     *out = NULL;
     sov_model_params dflt = sov_model_default_params();
@@ -394,7 +409,8 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
         madvise((void *)((uintptr_t)m->file->base & ~(uintptr_t)4095), m->file->size, MADV_WILLNEED);
     }
     if (params->prefault) prefault(m, params);
-    sov_status rs = repack_weights(m, params);
+    sov_status rs = params->digest ? digest_file(m) : SOV_OK;
+    if (!rs) rs = repack_weights(m, params);
     if (rs) {
         sov_model_free(m);
         return rs;
@@ -431,6 +447,8 @@ void sov_model_get_info(const sov_model *m, sov_model_info *out) {
         .n_ctx_train = hp->n_ctx_train,
         .n_params = m->n_params,
         .weight_bytes = m->weight_bytes,
+        .sha256 = m->sha256,
+        .file_bytes = m->file->size,
     };
 }
 

@@ -22,6 +22,7 @@
 #include <event2/keyvalq_struct.h>
 #include <fcntl.h>
 #include <float.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -894,10 +895,22 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
 
 /* ---- other endpoints ---- */
 
+/* The served model as /v1/models describes it (OpenAI's fields, then sov's "meta"). */
+static json_t *model_json(const server *s, bool meta) {
+    json_t *m = json_pack("{ss ss si ss}", "id", s->p.model_id, "object", "model", "created", 0, "owned_by", "sov");
+    if (m && meta)
+        json_object_set_new(m, "meta",
+                            json_pack("{si sI si ss ss ss sI}", "n_ctx", s->p.n_ctx, "n_params",
+                                      (json_int_t)s->info.n_params, "n_vocab", s->info.n_vocab, "arch", s->info.arch,
+                                      "weight_type", s->info.weight_type, "sha256",
+                                      s->p.model_sha256 ? s->p.model_sha256 : "", "file_bytes",
+                                      (json_int_t)s->info.file_bytes));
+    return m;
+}
+
 static void handle_models(server *s, struct evhttp_request *req, const char *route, const char *one,
                           const tenants_key *key) {
-    char buf[1024];
-    const char *owner = "sov";
+    json_t *j = NULL;
     if (one) {
         if (!model_matches(s, one) || !key->model_allowed) {
             char msg[300];
@@ -905,20 +918,16 @@ static void handle_models(server *s, struct evhttp_request *req, const char *rou
             send_error_msg(s, req, route, 404, "invalid_request_error", "model_not_found", msg);
             return;
         }
-        snprintf(buf, sizeof buf, "{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"%s\"}",
-                 s->p.model_id, owner);
-    } else if (!key->model_allowed) {
-        snprintf(buf, sizeof buf, "{\"object\":\"list\",\"data\":[]}");
+        j = model_json(s, false);
     } else {
-        snprintf(buf, sizeof buf,
-                 "{\"object\":\"list\",\"data\":[{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_"
-                 "by\":\"%s\","
-                 "\"meta\":{\"n_ctx\":%d,\"n_params\":%llu,\"n_vocab\":%d,\"arch\":\"%s\",\"weight_type\":\"%"
-                 "s\"}}]}",
-                 s->p.model_id, owner, s->p.n_ctx, (unsigned long long)s->info.n_params, s->info.n_vocab,
-                 s->info.arch, s->info.weight_type);
+        j = json_pack("{ss s[]}", "object", "list", "data");
+        if (j && key->model_allowed) json_array_append_new(json_object_get(j, "data"), model_json(s, true));
     }
-    send_json(s, req, route, 200, buf);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (body) send_json(s, req, route, 200, body);
+    else send_error_msg(s, req, route, 500, "server_error", NULL, "out of memory");
+    free(body);
 }
 
 static void handle_metrics(server *s, struct evhttp_request *req) {

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy/policy.h"
 #include "sched/sched.h"
 #include "sov.h"
 #include "tenants/tenants.h"
@@ -35,6 +36,8 @@ typedef struct server_params {
                                   NULL: open to anyone, one default tenant */
     bool metrics_open;         /* /metrics without an admin key even when keys exist */
     sched_policy policy;       /* fair across tenants (default) or FIFO */
+    const char *model_sha256;  /* the model file's SHA-256 (hex), for /v1/models and the audit */
+    const sov_policy *data_policy; /* the node's data-handling policy (never NULL) */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets
