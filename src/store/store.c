@@ -51,15 +51,16 @@ static const db_sql QUERIES[Q_COUNT] = {
     [Q_SCHEMA_ADD] = {"INSERT INTO sov_schema (version, applied) VALUES ($1, $2)"},
     [Q_TENANT_ENSURE] = {"INSERT INTO tenants (name, weight, created) VALUES ($1, 1, $2) "
                          "ON CONFLICT (name) DO NOTHING"},
-    [Q_KEY_ADD] = {"INSERT INTO keys (prefix, salt, hash, tenant, models, rpm, tpm, tpd, admin, created) "
-                   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id"},
+    [Q_KEY_ADD] = {"INSERT INTO keys (prefix, salt, hash, tenant, models, rpm, tpm, tpd, admin, created, "
+                   "client_subject) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"},
     [Q_KEYS_BUMP] = {"UPDATE keys_version SET version = version + 1"},
     [Q_KEYS_VERSION] = {"SELECT version FROM keys_version"},
     [Q_KEY_REVOKE] = {"UPDATE keys SET revoked = $2 WHERE id = $1 AND revoked = 0"},
     [Q_KEY_EXISTS] = {"SELECT 1 FROM keys WHERE id = $1"},
     [Q_KEYS_LIST] =
         {"SELECT k.id, k.prefix, k.salt, k.hash, k.tenant, k.models, k.rpm, k.tpm, k.tpd, k.admin, "
-         "t.weight, k.created, k.last_used, k.revoked FROM keys k JOIN tenants t ON t.name = k.tenant "
+         "t.weight, k.created, k.last_used, k.revoked, k.client_subject FROM keys k "
+         "JOIN tenants t ON t.name = k.tenant "
          "ORDER BY k.id"},
     [Q_TENANT_WEIGHT] = {"UPDATE tenants SET weight = $2 WHERE name = $1"},
     [Q_WIN_ENSURE] =
@@ -129,8 +130,14 @@ typedef struct migration {
     size_t n_steps;
 } migration;
 
+/* Version 2: a key may stand for a TLS client certificate's subject (mTLS). */
+static const db_sql MIGRATION_2[] = {
+    {.sql = "ALTER TABLE keys ADD COLUMN client_subject TEXT NOT NULL DEFAULT ''"},
+};
+
 static const migration MIGRATIONS[] = {
     {1, MIGRATION_1, SOV_ARRAY_LEN(MIGRATION_1)},
+    {2, MIGRATION_2, SOV_ARRAY_LEN(MIGRATION_2)},
 };
 
 int store_schema_version(void) { return MIGRATIONS[SOV_ARRAY_LEN(MIGRATIONS) - 1].version; }

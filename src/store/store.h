@@ -37,6 +37,7 @@ enum {
     STORE_TENANT_MAX = 64,   /* bytes of a tenant name (UTF-8, no control characters) */
     STORE_MODELS_MAX = 1024, /* bytes of a key's model list */
     STORE_PREFIX_MAX = 24,   /* bytes of a key's display prefix, e.g. "sov-ab12cdef" */
+    STORE_SUBJECT_MAX = 255, /* bytes of a TLS client certificate subject a key stands for */
     STORE_SALT_BYTES = 16,
     STORE_HASH_BYTES = 32,
 };
@@ -80,6 +81,8 @@ typedef struct store_key {
     char models[STORE_MODELS_MAX + 1];   /* comma-separated model ids; "" = every model */
     int64_t rpm, tpm, tpd;               /* requests/min, tokens/min, tokens/day; 0 = no limit */
     bool admin;                          /* may read /metrics (and, later, manage the node) */
+    char client_subject[STORE_SUBJECT_MAX + 1]; /* a TLS client certificate subject that stands
+                                                   for this key under mTLS; "" = none */
     double weight;                       /* the tenant's scheduling weight (tenants table) */
     int64_t created, last_used, revoked; /* 0: never used / not revoked */
 } store_key;

@@ -69,6 +69,9 @@ static sov_status check_key(const store_key *k) {
         status = check_field("model list", k->models, sizeof k->models, 0, STORE_MODELS_MAX);
     if (status == SOV_OK)
         status = check_field("key prefix", k->prefix, sizeof k->prefix, 0, STORE_PREFIX_MAX);
+    if (status == SOV_OK)
+        status = check_field("client certificate subject", k->client_subject, sizeof k->client_subject, 0,
+                             STORE_SUBJECT_MAX);
     if (status != SOV_OK) return status;
     if (k->rpm < 0 || k->tpm < 0 || k->tpd < 0)
         return sov_fail(SOV_ERR_ARG, "store: limits must be >= 0 (rpm %lld, tpm %lld, tpd %lld)",
@@ -119,7 +122,7 @@ static sov_status key_insert(store *s, const store_key *k, int64_t *id) {
     hex_encode(k->hash, STORE_HASH_BYTES, hash);
     const db_val key[] = {db_text(k->prefix), db_text(salt),     db_text(hash),  db_text(k->tenant),
                           db_text(k->models), db_int(k->rpm),    db_int(k->tpm), db_int(k->tpd),
-                          db_int(k->admin),   db_int(k->created)};
+                          db_int(k->admin),   db_int(k->created), db_text(k->client_subject)};
     status = db_exec(s->db, Q_KEY_ADD, key, SOV_ARRAY_LEN(key), &s->rows);
     if (status != SOV_OK) return status;
     *id = db_cell_int(&s->rows, 0, 0);
@@ -177,7 +180,8 @@ static sov_status key_from_row(const store *s, size_t r, store_key *k) {
         !hex_decode(db_cell(rows, r, 2), k->salt, STORE_SALT_BYTES) ||
         !hex_decode(db_cell(rows, r, 3), k->hash, STORE_HASH_BYTES) ||
         !copy_cell(k->tenant, sizeof k->tenant, db_cell(rows, r, 4)) ||
-        !copy_cell(k->models, sizeof k->models, db_cell(rows, r, 5)))
+        !copy_cell(k->models, sizeof k->models, db_cell(rows, r, 5)) ||
+        !copy_cell(k->client_subject, sizeof k->client_subject, db_cell(rows, r, 14)))
         return sov_fail(SOV_ERR_FORMAT,
                         "%s: key %lld has a malformed prefix, salt, hash, tenant or model list",
                         db_tag(s->db), (long long)k->id);
