@@ -16,6 +16,7 @@ int cmd_gen_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 
 /* Prints "sov <cmd>: <message>" and, when status is set, sov_last_error(). Returns 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

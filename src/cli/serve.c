@@ -14,7 +14,7 @@
 #include "tenants/tenants.h"
 
 typedef struct serve_opts {
-    const char *model, *host, *alias, *ready_file, *db, *sched;
+    const char *model, *host, *alias, *ready_file, *db, *sched, *policy;
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
     bool kv_f32, metrics_open;
@@ -54,7 +54,12 @@ static void help(FILE *f) {
            "                          --db the server is open to anyone who can reach it.\n"
            "  --metrics-open          serve /metrics without an admin key\n"
            "  --sched fair|fifo       share slots and prompt budget fairly across tenants (default)\n"
-           "                          or admit in arrival order\n");
+           "                          or admit in arrival order\n\n"
+           "Data policy (docs/POLICY.md):\n"
+           "  --policy FILE           the data-handling policy: retention of prompt text, region label,\n"
+           "                          signed models, egress, redaction of personal data (also in\n"
+           "                          prompts with redact_prompts = true); checked at start-up\n"
+           "                          (sov policy check FILE)\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -69,7 +74,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--alias", &o->alias, &bad) ||
                    cli_opt_str(argc, argv, &i, "--ready-file", &o->ready_file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--db", &o->db, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--policy", &o->policy, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
                    cli_opt_int(argc, argv, &i, "-np", &o->parallel, &bad) ||
                    cli_opt_int(argc, argv, &i, "--parallel", &o->parallel, &bad) ||
@@ -140,6 +146,13 @@ int cmd_serve(int argc, char **argv) {
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     sov_status st;
+    /* the data policy before anything slow: a mistake in it fails at once, with its line */
+    sov_policy data_policy = policy_default();
+    if (o.policy && (st = policy_load(o.policy, &data_policy))) return cli_status_error("serve", st);
+    char policy_line[256];
+    fprintf(stderr, "sov serve: data policy%s%s: %s\n",
+            o.policy ? " from " : " (default; --policy FILE to set one)", o.policy ? o.policy : "",
+            policy_describe(&data_policy, policy_line, sizeof policy_line));
     char demo[1024];
     if (!o.model) {
         if (cli_demo_model_path(demo, sizeof demo)) return 1;
@@ -149,7 +162,6 @@ int cmd_serve(int argc, char **argv) {
     }
     char id[256];
     model_id(&o, id, sizeof id);
-    const sov_policy data_policy = policy_default();
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "redact/redact.h"
 #include "sched/sched.h"
 #include "server/metrics.h"
 #include "server/openai.h"
@@ -102,6 +103,8 @@ struct server {
     tenants *tenants; /* NULL: no state store, everyone is the default tenant */
     bool auth_was_required;
     struct evbuffer *scratch;
+    sov_policy policy;      /* the data-handling policy (a copy of p.data_policy) */
+    redact_counts redacted; /* findings replaced in prompts (redact_prompts) */
 };
 
 /* ---- replies ---- */
@@ -759,6 +762,25 @@ static void take_reservations(server *s) {
             reserved(s, done[i]);
 }
 
+/* The data policy's redact_prompts: personal data in the prompt is replaced by typed
+ * placeholders before the prompt is rendered and tokenized, so the model never sees it. A
+ * prompt of token ids cannot be read as text, so it is refused rather than let through. */
+static bool redact_prompt(server *s, oai_request *r, oai_error *e) {
+    if (r->kind == OAI_COMPLETION && !r->prompt)
+        return oai_fail(e, 400, "invalid_request_error", "prompt", "unsupported_value",
+                        "This server redacts personal data from prompts (redact_prompts in its data policy), "
+                        "which needs the prompt as text: send 'prompt' as a string, not token ids.");
+    for (size_t i = 0; i <= r->n_msgs; i++) {
+        char **text = i < r->n_msgs ? (char **)&r->msgs[i].content : &r->prompt;
+        if (!*text) continue;
+        char *clean = redact_dup(s->policy.redact, *text, strlen(*text), NULL, &s->redacted);
+        if (!clean) return oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        free(*text);
+        *text = clean;
+    }
+    return true;
+}
+
 static void handle_completion(server *s, struct evhttp_request *req, oai_kind kind, const char *route,
                               const tenants_key *key) {
     if (s->shutting_down) {
@@ -795,6 +817,11 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
         oai_request_free(&r);
         tenant_count *tc = tenant_count_get(&s->tcounts, key->tenant);
         if (tc) tc->forbidden++;
+        send_error(s, req, route, &e);
+        return;
+    }
+    if (s->policy.redact_prompts && !redact_prompt(s, &r, &e)) {
+        oai_request_free(&r);
         send_error(s, req, route, &e);
         return;
     }
@@ -905,6 +932,10 @@ static json_t *model_json(const server *s, bool meta) {
                                       "weight_type", s->info.weight_type, "sha256",
                                       s->p.model_sha256 ? s->p.model_sha256 : "", "file_bytes",
                                       (json_int_t)s->info.file_bytes));
+    json_t *meta_obj = json_object_get(m, "meta");
+    if (meta_obj) /* the data policy's region label: null when the policy names none */
+        json_object_set_new(meta_obj, "region",
+                            s->policy.region[0] ? json_string(s->policy.region) : json_null());
     return m;
 }
 
@@ -930,6 +961,27 @@ static void handle_models(server *s, struct evhttp_request *req, const char *rou
     free(body);
 }
 
+/* The data policy as an info series (its region label as the issue asks, with the rest of
+ * what an operator checks) and the prompt findings redact_prompts replaced. Region holds
+ * only [A-Za-z0-9._:/-] (policy.c), so it needs no escaping as a label value. */
+static void policy_metrics(const server *s, struct evbuffer *b) {
+    const sov_policy *p = &s->policy;
+    evbuffer_add_printf(
+        b,
+        "# HELP sov_policy_info The data-handling policy (sov serve --policy).\n"
+        "# TYPE sov_policy_info gauge\n"
+        "sov_policy_info{region=\"%s\",retention=\"%s\",retention_days=\"%d\",redact_prompts=\"%s\","
+        "require_signed_models=\"%s\",allow_egress=\"%s\"} 1\n"
+        "# HELP sov_prompt_redactions_total Personal data replaced in prompts before inference, by kind.\n"
+        "# TYPE sov_prompt_redactions_total counter\n",
+        p->region, policy_retention_name(p->retention), (int)p->retention_days,
+        p->redact_prompts ? "true" : "false", p->require_signed_models ? "true" : "false",
+        p->allow_egress ? "true" : "false");
+    for (int k = 0; k < REDACT_KIND_COUNT; k++)
+        evbuffer_add_printf(b, "sov_prompt_redactions_total{kind=\"%s\"} %llu\n",
+                            redact_kind_name((redact_kind)k), (unsigned long long)s->redacted.n[k]);
+}
+
 static void handle_metrics(server *s, struct evhttp_request *req) {
     sched_stats st;
     sched_get_stats(s->sched, &st);
@@ -952,6 +1004,7 @@ static void handle_metrics(server *s, struct evhttp_request *req) {
     struct evbuffer *b = evbuffer_new();
     if (!b) return;
     metrics_write(b, &s->counts, &st, &s->tcounts, s->tenants ? &sf : NULL);
+    policy_metrics(s, b);
     add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
@@ -1005,6 +1058,18 @@ static bool authenticate(server *s, struct evhttp_request *req, const char *rout
     send_error_msg(s, req, route, 401, "invalid_request_error",
                    a == TENANTS_AUTH_MISSING ? "missing_api_key" : "invalid_api_key", msg);
     return false;
+}
+
+/* /ready: 200 while accepting requests, 503 while shutting down; the body names the
+ * data policy's region (null when it names none). */
+static void send_ready(server *s, struct evhttp_request *req, const char *route) {
+    json_t *j = json_pack("{ss so}", "status", s->shutting_down ? "shutting_down" : "ready", "region",
+                          s->policy.region[0] ? json_string(s->policy.region) : json_null());
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    send_json(s, req, route, s->shutting_down ? 503 : 200,
+              body ? body : s->shutting_down ? "{\"status\":\"shutting_down\"}" : "{\"status\":\"ready\"}");
+    free(body);
 }
 
 static void on_request(struct evhttp_request *req, void *arg) {
@@ -1064,10 +1129,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
         return;
     }
     if (route == routes[4].path) {
-        if (s->shutting_down)
-            send_json(s, req, route, 503, "{\"status\":\"shutting_down\"}");
-        else
-            send_json(s, req, route, 200, "{\"status\":\"ready\"}");
+        send_ready(s, req, route);
         return;
     }
     const bool metrics = route == routes[5].path;
@@ -1184,6 +1246,7 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     server *s = calloc(1, sizeof *s);
     if (!s) return fprintf(stderr, "sov serve: out of memory\n"), 1;
     s->p = *p;
+    s->policy = p->data_policy ? *p->data_policy : policy_default();
     s->tenants = p->tenants;
     s->auth_was_required = s->tenants && tenants_auth_required(s->tenants);
     s->model = model;
