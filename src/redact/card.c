@@ -76,7 +76,7 @@ size_t scan_card(const char *in, size_t len, size_t i) {
     char sep = 0;
     for (;;) {
         const size_t run = sc_digits(in, len, pos, MAX_DIGITS);
-        if (run > MAX_DIGITS) return 0;
+        if (run > MAX_DIGITS || (n == 0 && run < 4)) return 0; /* every form starts with 4 digits or more */
         g[n] = run;
         ends[n++] = pos += run;
         const unsigned char s = sc_at(in, len, pos);

@@ -103,7 +103,9 @@ bool redact_next(uint32_t kinds, const char *in, size_t len, size_t from, redact
             }
             continue;
         }
-        if (others && number_at(others, in, len, i, out)) {
+        /* every scanner needs a boundary before its finding: skip the inside of words and numbers */
+        if (!others || (i > 0 && sc_word((unsigned char)in[i - 1]))) continue;
+        if (number_at(others, in, len, i, out)) {
             if (email) prefer_email(in, len, from, out);
             return true;
         }
