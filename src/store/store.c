@@ -41,59 +41,59 @@
 
 static const db_sql QUERIES[Q_COUNT] = {
     /* one statement, so one snapshot: another process's migration is seen whole or not at all */
-    [Q_TABLES] = {"SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sov_schema'), "
+    [Q_TABLES] = {.sql = "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sov_schema'), "
                   "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%')",
-                  "SELECT (SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() "
+                  .pg = "SELECT (SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() "
                   "AND tablename = 'sov_schema'), "
                   "(SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema())"},
-    [Q_MIGRATE_LOCK] = {"SELECT 1", "SELECT pg_advisory_xact_lock(7565174)"}, /* 7565174: 'sov' */
-    [Q_SCHEMA_VERSION] = {"SELECT max(version) FROM sov_schema"},
-    [Q_SCHEMA_ADD] = {"INSERT INTO sov_schema (version, applied) VALUES ($1, $2)"},
-    [Q_TENANT_ENSURE] = {"INSERT INTO tenants (name, weight, created) VALUES ($1, 1, $2) "
+    [Q_MIGRATE_LOCK] = {.sql = "SELECT 1", .pg = "SELECT pg_advisory_xact_lock(7565174)"}, /* 7565174: 'sov' */
+    [Q_SCHEMA_VERSION] = {.sql = "SELECT max(version) FROM sov_schema"},
+    [Q_SCHEMA_ADD] = {.sql = "INSERT INTO sov_schema (version, applied) VALUES ($1, $2)"},
+    [Q_TENANT_ENSURE] = {.sql = "INSERT INTO tenants (name, weight, created) VALUES ($1, 1, $2) "
                          "ON CONFLICT (name) DO NOTHING"},
-    [Q_KEY_ADD] = {"INSERT INTO keys (prefix, salt, hash, tenant, models, rpm, tpm, tpd, admin, created, "
+    [Q_KEY_ADD] = {.sql = "INSERT INTO keys (prefix, salt, hash, tenant, models, rpm, tpm, tpd, admin, created, "
                    "client_subject) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"},
-    [Q_KEYS_BUMP] = {"UPDATE keys_version SET version = version + 1"},
-    [Q_KEYS_VERSION] = {"SELECT version FROM keys_version"},
-    [Q_KEY_REVOKE] = {"UPDATE keys SET revoked = $2 WHERE id = $1 AND revoked = 0"},
-    [Q_KEY_EXISTS] = {"SELECT 1 FROM keys WHERE id = $1"},
+    [Q_KEYS_BUMP] = {.sql = "UPDATE keys_version SET version = version + 1"},
+    [Q_KEYS_VERSION] = {.sql = "SELECT version FROM keys_version"},
+    [Q_KEY_REVOKE] = {.sql = "UPDATE keys SET revoked = $2 WHERE id = $1 AND revoked = 0"},
+    [Q_KEY_EXISTS] = {.sql = "SELECT 1 FROM keys WHERE id = $1"},
     [Q_KEYS_LIST] =
-        {"SELECT k.id, k.prefix, k.salt, k.hash, k.tenant, k.models, k.rpm, k.tpm, k.tpd, k.admin, "
+        {.sql = "SELECT k.id, k.prefix, k.salt, k.hash, k.tenant, k.models, k.rpm, k.tpm, k.tpd, k.admin, "
          "t.weight, k.created, k.last_used, k.revoked, k.client_subject FROM keys k "
          "JOIN tenants t ON t.name = k.tenant "
          "ORDER BY k.id"},
-    [Q_TENANT_WEIGHT] = {"UPDATE tenants SET weight = $2 WHERE name = $1"},
+    [Q_TENANT_WEIGHT] = {.sql = "UPDATE tenants SET weight = $2 WHERE name = $1"},
     [Q_WIN_ENSURE] =
-        {"INSERT INTO rate_windows (key_id, kind, start, requests, tokens) "
+        {.sql = "INSERT INTO rate_windows (key_id, kind, start, requests, tokens) "
          "VALUES ($1, 'm', $2, 0, 0), ($1, 'd', $3, 0, 0) ON CONFLICT (key_id, kind, start) DO NOTHING"},
-    [Q_WIN_LOCK] = {"SELECT kind, requests, tokens FROM rate_windows WHERE " WINDOW_PAIR
+    [Q_WIN_LOCK] = {.sql = "SELECT kind, requests, tokens FROM rate_windows WHERE " WINDOW_PAIR
                     " ORDER BY kind DESC",
-                    "SELECT kind, requests, tokens FROM rate_windows WHERE " WINDOW_PAIR
+                    .pg = "SELECT kind, requests, tokens FROM rate_windows WHERE " WINDOW_PAIR
                     " ORDER BY kind DESC FOR UPDATE"},
     [Q_WIN_CHARGE] =
-        {"UPDATE rate_windows SET requests = requests + 1, tokens = tokens + $4 WHERE " WINDOW_PAIR},
-    [Q_WIN_READ] = {"SELECT kind, requests, tokens FROM rate_windows WHERE " WINDOW_PAIR},
+        {.sql = "UPDATE rate_windows SET requests = requests + 1, tokens = tokens + $4 WHERE " WINDOW_PAIR},
+    [Q_WIN_READ] = {.sql = "SELECT kind, requests, tokens FROM rate_windows WHERE " WINDOW_PAIR},
     [Q_WIN_SETTLE] =
-        {"UPDATE rate_windows SET tokens = CASE WHEN tokens + $4 > 0 THEN tokens + $4 ELSE 0 END "
+        {.sql = "UPDATE rate_windows SET tokens = CASE WHEN tokens + $4 > 0 THEN tokens + $4 ELSE 0 END "
          "WHERE key_id = $1 AND kind = $2 AND start = $3"},
     [Q_USAGE_ADD] =
-        {"INSERT INTO usage_hourly (key_id, hour, requests, prompt_tokens, completion_tokens, "
+        {.sql = "INSERT INTO usage_hourly (key_id, hour, requests, prompt_tokens, completion_tokens, "
          "cached_tokens) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_id, hour) DO UPDATE SET "
          "requests = usage_hourly.requests + excluded.requests, "
          "prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens, "
          "completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens, "
          "cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens"},
-    [Q_LAST_USED] = {"UPDATE keys SET last_used = $2 WHERE id = $1 AND last_used < $2"},
+    [Q_LAST_USED] = {.sql = "UPDATE keys SET last_used = $2 WHERE id = $1 AND last_used < $2"},
     /* tenant order is byte order on both (PostgreSQL's default collation follows the locale) */
-    [Q_USAGE_REPORT] = {"SELECT k.tenant, k.id, k.prefix, sum(u.requests), sum(u.prompt_tokens), "
+    [Q_USAGE_REPORT] = {.sql = "SELECT k.tenant, k.id, k.prefix, sum(u.requests), sum(u.prompt_tokens), "
                         "sum(u.completion_tokens), sum(u.cached_tokens) FROM usage_hourly u "
                         "JOIN keys k ON k.id = u.key_id WHERE u.hour >= $1 GROUP BY k.tenant, k.id, k.prefix "
                         "ORDER BY k.tenant, k.id",
-                        "SELECT k.tenant, k.id, k.prefix, sum(u.requests), sum(u.prompt_tokens), "
+                        .pg = "SELECT k.tenant, k.id, k.prefix, sum(u.requests), sum(u.prompt_tokens), "
                         "sum(u.completion_tokens), sum(u.cached_tokens) FROM usage_hourly u "
                         "JOIN keys k ON k.id = u.key_id WHERE u.hour >= $1 GROUP BY k.tenant, k.id, k.prefix "
                         "ORDER BY k.tenant COLLATE \"C\", k.id"},
-    [Q_GC] = {"DELETE FROM rate_windows WHERE (kind = 'm' AND start < $1) OR (kind = 'd' AND start < $2)"},
+    [Q_GC] = {.sql = "DELETE FROM rate_windows WHERE (kind = 'm' AND start < $1) OR (kind = 'd' AND start < $2)"},
 };
 
 /* ---- migrations ---- */
