@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all build run generate test test-fast test-san test-arm bench bench-tenants deps deps-test fuzz format lint clean
+.PHONY: all build run generate test test-fast test-san test-arm bench bench-tenants bench-tls deps deps-test fuzz format lint clean
 
 all: build
 
@@ -67,6 +67,10 @@ bench: build
 # scheduling buys (bench/fairness.py); needs wrk (apt-get install wrk).
 bench-tenants: build
 	bench/tenants.sh
+
+# What HTTPS costs: plain against TLS, keep-alive and a connection per request (needs wrk).
+bench-tls: build
+	bench/tls.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

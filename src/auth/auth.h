@@ -59,8 +59,9 @@ typedef struct auth_table auth_table;
 
 typedef enum auth_result {
     AUTH_OK = 0,
-    AUTH_UNKNOWN, /* no key has this prefix and hash (or not a sov key) */
-    AUTH_REVOKED, /* the key exists and was revoked */
+    AUTH_UNKNOWN,   /* no key has this prefix and hash (or not a sov key) */
+    AUTH_REVOKED,   /* the key exists and was revoked */
+    AUTH_AMBIGUOUS, /* by subject: unrevoked keys of different tenants carry it */
 } auth_result;
 
 /* A table over keys[0..n), taking ownership of the array (freed by auth_table_free, or
@@ -72,6 +73,12 @@ size_t auth_table_size(const auth_table *t);
 /* The key presented as token[0..len): AUTH_OK with *out pointing into the table (valid
  * until it is freed). */
 auth_result auth_table_lookup(const auth_table *t, const char *token, size_t len, const store_key **out);
+/* The key a verified TLS client certificate's subject stands for: the keys whose
+ * client_subject equals it byte for byte. AUTH_OK: the newest unrevoked one (a tenant may
+ * bind a new key before revoking the old); AUTH_REVOKED: all are revoked (*out: the
+ * newest); AUTH_AMBIGUOUS: unrevoked keys of different tenants carry it (refused: a
+ * certificate stands for one tenant); AUTH_UNKNOWN: none, or subject is empty. */
+auth_result auth_table_lookup_subject(const auth_table *t, const char *subject, const store_key **out);
 
 /* True when the key may use the model `id` (its list is empty, "*", or names id). */
 bool auth_key_allows_model(const store_key *k, const char *id);

@@ -3,8 +3,11 @@
  * sees every change within a second.
  *
  * `create` prints the new key on stdout's last line, once: only its salted hash is
- * stored. `list` and `usage` print one tab-separated line per key or tenant (a header line
- * too when stdout is a terminal), or JSON lines with --json. */
+ * stored. With --client-cert-subject (or --client-cert FILE, whose subject is read) the key
+ * is bound to a TLS client certificate subject: under mTLS that certificate alone stands
+ * for the key, and the key works only with it (docs/TLS.md). `list` and `usage` print one
+ * tab-separated line per key or tenant (a header line too when stdout is a terminal), or
+ * JSON lines with --json. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -15,11 +18,13 @@
 
 #include "auth/auth.h"
 #include "cli/cli.h"
+#include "server/tls.h"
 #include "store/store.h"
 
 static void help(FILE *f) {
     fprintf(f, "usage: sov keys create --db DB --tenant NAME [--models M1,M2] [--rpm N] [--tpm N]\n"
                "                       [--tokens-per-day N] [--admin] [--weight W]\n"
+               "                       [--client-cert-subject SUBJECT | --client-cert FILE]\n"
                "       sov keys list   --db DB [--json]\n"
                "       sov keys revoke --db DB ID\n"
                "       sov keys usage  --db DB [--since T] [--by-key] [--json]\n"
@@ -35,8 +40,15 @@ static void help(FILE *f) {
                "    --tokens-per-day N    tokens per UTC day, prompt + completion (default: no limit)\n"
                "    --admin               may read /metrics\n"
                "    --weight W            the tenant's share of the server under load (default 1)\n"
+               "    --client-cert-subject SUBJECT\n"
+               "                          bind the key to TLS client certificates with this subject, in\n"
+               "                          RFC 2253 form as `openssl x509 -noout -subject -nameopt\n"
+               "                          RFC2253,-esc_msb` prints it (e.g. CN=radiology,O=Hospital; matched\n"
+               "                          exactly): under mTLS the certificate alone stands for the key,\n"
+               "                          and the key works only over a connection with that certificate\n"
+               "    --client-cert FILE    the same, with the subject read from a PEM certificate\n"
                "  list         every key: id, tenant, models, rpm, tpm, tokens/day, created, last used,\n"
-               "               revoked, admin, weight, prefix (never the key)\n"
+               "               revoked, admin, weight, prefix (never the key), client certificate subject\n"
                "  revoke ID    the key stops working within a second; running requests finish\n"
                "  usage        requests and tokens per tenant (per key with --by-key) since T:\n"
                "               2026-12-03, 2026-12-03T10:00[:00][Z], @UNIXTIME, or a duration back\n"
@@ -45,7 +57,7 @@ static void help(FILE *f) {
 }
 
 typedef struct keys_opts {
-    const char *db, *tenant, *models, *since;
+    const char *db, *tenant, *models, *since, *subject, *cert;
     long rpm, tpm, tpd;
     double weight;
     bool admin, json, by_key;
@@ -63,6 +75,8 @@ static int parse(int argc, char **argv, keys_opts *o) {
                    cli_opt_str(argc, argv, &i, "--tenant", &o->tenant, &bad) ||
                    cli_opt_str(argc, argv, &i, "--models", &o->models, &bad) ||
                    cli_opt_str(argc, argv, &i, "--since", &o->since, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--client-cert-subject", &o->subject, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--client-cert", &o->cert, &bad) ||
                    cli_opt_int(argc, argv, &i, "--rpm", &o->rpm, &bad) ||
                    cli_opt_int(argc, argv, &i, "--tpm", &o->tpm, &bad) ||
                    cli_opt_int(argc, argv, &i, "--tokens-per-day", &o->tpd, &bad) ||
@@ -116,6 +130,56 @@ static void limit_str(int64_t v, char *buf, size_t cap) {
 
 /* ---- create ---- */
 
+/* The subject a key is bound to, from --client-cert-subject or --client-cert, checked to
+ * look like what the server compares it with (OpenSSL's RFC 2253 string). */
+static int bound_subject(const keys_opts *o, char *buf, size_t cap) {
+    buf[0] = '\0';
+    if (o->subject && o->cert)
+        return cli_error("keys", "give --client-cert-subject or --client-cert, not both");
+    if (o->cert) {
+        const sov_status st = tls_cert_file_subject(o->cert, buf, cap);
+        return st ? cli_status_error("keys", st) : 0;
+    }
+    if (!o->subject) return 0;
+    const char *s = o->subject;
+    if (!s[0] || strlen(s) >= cap)
+        return cli_error("keys", "the client certificate subject must be 1 to %zu bytes", cap - 1);
+    if (s[0] == '/' || !strchr(s, '='))
+        return cli_error(
+            "keys",
+            "'%s' is not an RFC 2253 subject: write it as `openssl x509 -noout -subject -nameopt "
+            "RFC2253,-esc_msb -in CERT` prints it (e.g. CN=radiology,O=Hospital), or give "
+            "--client-cert CERT",
+            s);
+    for (size_t i = 1; s[i]; i++)
+        if (s[i] == ' ' && s[i - 1] == ',' && (i < 2 || s[i - 2] != '\\'))
+            return cli_error("keys",
+                             "'%s' has a space after a comma: RFC 2253 subjects have none "
+                             "(CN=radiology,O=Hospital), and the server matches them exactly",
+                             s);
+    snprintf(buf, cap, "%s", s);
+    return 0;
+}
+
+/* A certificate stands for one tenant: a subject another tenant's unrevoked key is bound
+ * to is refused (the server would refuse both, as ambiguous). */
+static int subject_free_for(store *st, const char *subject, const char *tenant) {
+    store_key *keys = NULL;
+    size_t n = 0;
+    const sov_status s = store_keys(st, &keys, &n);
+    if (s) return cli_status_error("keys", s);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        if (!keys[i].revoked && strcmp(keys[i].client_subject, subject) == 0 &&
+            strcmp(keys[i].tenant, tenant))
+            rc = cli_error("keys",
+                           "the client certificate subject '%s' already stands for tenant '%s' (key %lld): "
+                           "revoke that key first (sov keys revoke %lld)",
+                           subject, keys[i].tenant, (long long)keys[i].id, (long long)keys[i].id);
+    free(keys);
+    return rc;
+}
+
 static int cmd_create(const keys_opts *o) {
     if (!o->tenant) return cli_error("keys", "create needs --tenant NAME");
     if (o->weight != -1 && !(o->weight > 0 && o->weight <= 1000))
@@ -128,12 +192,18 @@ static int cmd_create(const keys_opts *o) {
         return cli_error("keys", "the model list is longer than %d bytes", STORE_MODELS_MAX);
     snprintf(k.tenant, sizeof k.tenant, "%s", o->tenant);
     snprintf(k.models, sizeof k.models, "%s", o->models ? o->models : "");
+    int rc = bound_subject(o, k.client_subject, sizeof k.client_subject);
+    if (rc) return rc;
     char key[AUTH_KEY_LEN + 1];
     sov_status s = auth_key_new(key, &k);
     if (s) return cli_status_error("keys", s);
     store *st;
-    int rc = open_store(o, false, &st);
+    rc = open_store(o, false, &st);
     if (rc) return rc;
+    if (k.client_subject[0] && (rc = subject_free_for(st, k.client_subject, k.tenant))) {
+        store_close(st);
+        return rc;
+    }
     int64_t id = 0;
     s = store_key_add(st, &k, &id);
     if (!s && o->weight != -1) s = store_tenant_set_weight(st, k.tenant, o->weight);
@@ -143,9 +213,10 @@ static int cmd_create(const keys_opts *o) {
     limit_str(k.rpm, rpm, sizeof rpm);
     limit_str(k.tpm, tpm, sizeof tpm);
     limit_str(k.tpd, tpd, sizeof tpd);
-    printf("created key %lld (%s…) for tenant '%s': models %s, rpm %s, tpm %s, tokens/day %s%s\n",
+    printf("created key %lld (%s…) for tenant '%s': models %s, rpm %s, tpm %s, tokens/day %s%s%s%s%s\n",
            (long long)id, k.prefix, k.tenant, k.models[0] ? k.models : "*", rpm, tpm, tpd,
-           k.admin ? ", admin" : "");
+           k.admin ? ", admin" : "", k.client_subject[0] ? ", client certificate '" : "", k.client_subject,
+           k.client_subject[0] ? "'" : "");
     printf("%s\n", key);
     fflush(stdout);
     fprintf(stderr,
@@ -166,7 +237,8 @@ static int cmd_list(const keys_opts *o) {
     if (s) return cli_status_error("keys", s);
     if (!o->json && isatty(STDOUT_FILENO))
         printf(
-            "id\ttenant\tmodels\trpm\ttpm\ttokens/day\tcreated\tlast used\trevoked\tadmin\tweight\tprefix\n");
+            "id\ttenant\tmodels\trpm\ttpm\ttokens/day\tcreated\tlast used\trevoked\tadmin\tweight\tprefix\t"
+            "client cert subject\n");
     for (size_t i = 0; i < n; i++) {
         const store_key *k = &keys[i];
         char created[32], used[32], revoked[32];
@@ -174,11 +246,11 @@ static int cmd_list(const keys_opts *o) {
         iso_time(k->last_used, used, sizeof used);
         iso_time(k->revoked, revoked, sizeof revoked);
         if (o->json) {
-            json_t *j = json_pack("{sI ss ss sI sI sI ss ss ss sb sf ss}", "id", (json_int_t)k->id, "tenant",
-                                  k->tenant, "models", k->models, "rpm", (json_int_t)k->rpm, "tpm",
+            json_t *j = json_pack("{sI ss ss sI sI sI ss ss ss sb sf ss ss}", "id", (json_int_t)k->id,
+                                  "tenant", k->tenant, "models", k->models, "rpm", (json_int_t)k->rpm, "tpm",
                                   (json_int_t)k->tpm, "tokens_per_day", (json_int_t)k->tpd, "created",
                                   created, "last_used", used, "revoked", revoked, "admin", k->admin, "weight",
-                                  k->weight, "prefix", k->prefix);
+                                  k->weight, "prefix", k->prefix, "client_cert_subject", k->client_subject);
             char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
             if (line) printf("%s\n", line);
             free(line);
@@ -189,9 +261,10 @@ static int cmd_list(const keys_opts *o) {
         limit_str(k->rpm, rpm, sizeof rpm);
         limit_str(k->tpm, tpm, sizeof tpm);
         limit_str(k->tpd, tpd, sizeof tpd);
-        printf("%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%g\t%s\n", (long long)k->id, k->tenant,
+        printf("%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%g\t%s\t%s\n", (long long)k->id, k->tenant,
                k->models[0] ? k->models : "*", rpm, tpm, tpd, created, used, revoked,
-               k->admin ? "admin" : "-", k->weight, k->prefix);
+               k->admin ? "admin" : "-", k->weight, k->prefix,
+               k->client_subject[0] ? k->client_subject : "-");
     }
     free(keys);
     return 0;

@@ -2,7 +2,9 @@
  *
  * Loads the model (progress on stderr), sizes the context for --parallel sequences of
  * --ctx positions sharing a KV pool of --kv-cache-mb, and runs the server until SIGTERM
- * or SIGINT. Without -m it serves the built-in demo model. */
+ * or SIGINT. Without -m it serves the built-in demo model. With --tls-cert and --tls-key
+ * it speaks HTTPS (and with --tls-client-ca, mTLS): the certificate and key are loaded and
+ * checked before anything else, so a bad one fails in a second (src/server/tls.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +13,12 @@
 #include "core/util.h"
 #include "policy/policy.h"
 #include "server/server.h"
+#include "server/tls.h"
 #include "tenants/tenants.h"
 
 typedef struct serve_opts {
     const char *model, *host, *alias, *ready_file, *db, *sched, *policy;
+    const char *tls_cert, *tls_key, *tls_client_ca;
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
     bool kv_f32, metrics_open;
@@ -59,7 +63,15 @@ static void help(FILE *f) {
            "  --policy FILE           the data-handling policy: retention of prompt text, region label,\n"
            "                          signed models, egress, redaction of personal data (also in\n"
            "                          prompts with redact_prompts = true); checked at start-up\n"
-           "                          (sov policy check FILE)\n");
+           "                          (sov policy check FILE)\n\n"
+           "HTTPS (docs/TLS.md):\n"
+           "  --tls-cert FILE         serve HTTPS with this PEM certificate (then its intermediates);\n"
+           "                          TLS 1.2 and 1.3 only, ECDHE with AEAD ciphers. An expired or\n"
+           "                          not yet valid certificate is refused at start-up\n"
+           "  --tls-key FILE          its PEM private key (unencrypted)\n"
+           "  --tls-client-ca FILE    mTLS: every client needs a certificate issued by a CA in FILE\n"
+           "                          (only those CAs are trusted); a key created with sov keys create\n"
+           "                          --client-cert-subject stands for the certificate's owner\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -75,7 +87,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--ready-file", &o->ready_file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--db", &o->db, &bad) ||
                    cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--policy", &o->policy, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--policy", &o->policy, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--tls-cert", &o->tls_cert, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--tls-key", &o->tls_key, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--tls-client-ca", &o->tls_client_ca, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
                    cli_opt_int(argc, argv, &i, "-np", &o->parallel, &bad) ||
                    cli_opt_int(argc, argv, &i, "--parallel", &o->parallel, &bad) ||
@@ -114,6 +129,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     if (o->timeout < 0 || o->shutdown_timeout < 0) return cli_error("serve", "timeouts cannot be negative");
     if (o->sched && strcmp(o->sched, "fair") != 0 && strcmp(o->sched, "fifo") != 0)
         return cli_error("serve", "--sched must be fair or fifo, not '%s'", o->sched);
+    if (!o->tls_cert != !o->tls_key)
+        return cli_error("serve", "--tls-cert and --tls-key go together: give the certificate and its key");
+    if (o->tls_client_ca && !o->tls_cert)
+        return cli_error("serve", "--tls-client-ca needs HTTPS: give --tls-cert and --tls-key too");
     if (!o->db) o->db = getenv("SOV_DB");
     if (o->db && !*o->db) o->db = NULL;
     return 0;
@@ -130,6 +149,23 @@ static void model_id(const serve_opts *o, char *buf, size_t cap) {
     snprintf(buf, cap, "%s", base);
     const size_t n = strlen(buf);
     if (n > 5 && strcmp(buf + n - 5, ".gguf") == 0) buf[n - 5] = '\0';
+}
+
+/* HTTPS: the certificate and key checked now, before the store and the model. */
+static int open_tls(const serve_opts *o, tls_ctx **out) {
+    *out = NULL;
+    if (!o->tls_cert) return 0;
+    const tls_params tp = {.cert = o->tls_cert, .key = o->tls_key, .client_ca = o->tls_client_ca};
+    const sov_status st = tls_ctx_new(&tp, out);
+    if (st) return cli_status_error("serve", st);
+    const char *w = tls_warnings(*out);
+    for (const char *e; *w; w = *e ? e + 1 : e) {
+        e = strchr(w, '\n');
+        if (!e) e = w + strlen(w);
+        fprintf(stderr, "sov serve: warning: %.*s\n", (int)(e - w), w);
+    }
+    fprintf(stderr, "sov serve: %s\n", tls_describe(*out));
+    return 0;
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -149,10 +185,6 @@ int cmd_serve(int argc, char **argv) {
     /* the data policy before anything slow: a mistake in it fails at once, with its line */
     sov_policy data_policy = policy_default();
     if (o.policy && (st = policy_load(o.policy, &data_policy))) return cli_status_error("serve", st);
-    char policy_line[256];
-    fprintf(stderr, "sov serve: data policy%s%s: %s\n",
-            o.policy ? " from " : " (default; --policy FILE to set one)", o.policy ? o.policy : "",
-            policy_describe(&data_policy, policy_line, sizeof policy_line));
     char demo[1024];
     if (!o.model) {
         if (cli_demo_model_path(demo, sizeof demo)) return 1;
@@ -162,13 +194,23 @@ int cmd_serve(int argc, char **argv) {
     }
     char id[256];
     model_id(&o, id, sizeof id);
+    tls_ctx *tls = NULL;
+    if ((rc = open_tls(&o, &tls))) return rc;
+    /* the configuration is valid (its errors are single lines): say what this node enforces */
+    char policy_line[256];
+    fprintf(stderr, "sov serve: data policy%s%s: %s\n",
+            o.policy ? " from " : " (default; --policy FILE to set one)", o.policy ? o.policy : "",
+            policy_describe(&data_policy, policy_line, sizeof policy_line));
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;
     if (o.db) {
         const tenants_params tp = {.db = o.db, .model_id = id};
         st = tenants_open(&tp, &tn);
-        if (st) return cli_status_error("serve", st);
+        if (st) {
+            tls_ctx_free(tls);
+            return cli_status_error("serve", st);
+        }
         if (tenants_auth_required(tn))
             fprintf(stderr, "sov serve: tenants from %s: %zu API key(s); every /v1 request needs one\n",
                     tenants_store_describe(tn), tenants_key_count(tn));
@@ -191,6 +233,7 @@ int cmd_serve(int argc, char **argv) {
     st = sov_model_load(o.model, &mp, &model);
     if (st) {
         tenants_close(tn);
+        tls_ctx_free(tls);
         return cli_status_error("serve", st);
     }
     sov_model_info info;
@@ -212,6 +255,7 @@ int cmd_serve(int argc, char **argv) {
         rc = cli_status_error("serve", st);
         sov_model_free(model);
         tenants_close(tn);
+        tls_ctx_free(tls);
         return rc;
     }
     fprintf(stderr,
@@ -236,11 +280,13 @@ int cmd_serve(int argc, char **argv) {
         .tenants = tn,
         .model_sha256 = info.sha256,
         .data_policy = &data_policy,
+        .tls = tls,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
     };
     rc = server_run(model, ctx, &sp);
     tenants_close(tn);
+    tls_ctx_free(tls);
     sov_context_free(ctx);
     sov_model_free(model);
     return rc;

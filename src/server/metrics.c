@@ -111,9 +111,10 @@ static void tenant_metrics(struct evbuffer *o, const tenant_counts *tc, const st
             evbuffer_add_printf(o, "\",limit=\"%s\"} %llu\n", limits[l],
                                 (unsigned long long)tc->e[i].limited[l]);
         }
-    static const char *const reasons[] = {"", "missing", "malformed", "unknown", "revoked"};
+    static const char *const reasons[] = {
+        "", "missing", "malformed", "unknown", "revoked", "unbound_certificate", "wrong_certificate"};
     head(o, "sov_auth_failures_total", "counter", "Requests refused (401), by reason.");
-    for (int r = 1; r < 5; r++)
+    for (int r = 1; r < 7; r++)
         evbuffer_add_printf(o, "sov_auth_failures_total{reason=\"%s\"} %llu\n", reasons[r],
                             (unsigned long long)tc->auth_failures[r]);
     if (!sf) return;

@@ -38,7 +38,7 @@ typedef struct tenant_count {
 typedef struct tenant_counts {
     tenant_count *e; /* [n], cap grows; bounded by the keys' tenants */
     int n, cap;
-    uint64_t auth_failures[5]; /* by tenants_auth reason (index 0 unused) */
+    uint64_t auth_failures[7]; /* by tenants_auth reason (index 0 unused) */
 } tenant_counts;
 
 /* The counters of a tenant, created on first use; NULL when out of memory. */

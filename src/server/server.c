@@ -11,7 +11,13 @@
  * while a request waits or computes we watch the socket ourselves (a read event that
  * peeks: EOF means the client left) and libevent's close callback covers failed writes.
  * Either way the request is cancelled in the scheduler, which frees its sequence and KV
- * blocks in its next step; the hreq lives until the scheduler reports the end. */
+ * blocks in its next step; the hreq lives until the scheduler reports the end.
+ *
+ * HTTPS (server/tls.h): evhttp reads and writes through an OpenSSL bufferevent, so only
+ * the watcher sees raw TLS records. Bytes waiting on the socket may then be the client's
+ * close_notify alert ahead of its FIN rather than a pipelined request, so when data waits
+ * the watcher asks whether the peer also closed its side (POLLRDHUP), and if not polls for
+ * that close (a FIN or a reset) until the reply. */
 #include "server/server.h"
 
 #include <errno.h>
@@ -25,6 +31,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +45,7 @@
 #include "sched/sched.h"
 #include "server/metrics.h"
 #include "server/openai.h"
+#include "server/tls.h"
 #include "tenants/tenants.h"
 
 typedef struct server server;
@@ -183,13 +191,30 @@ static void client_gone(hreq *h) {
     if (h->sr && h->submitted) sched_cancel(h->srv->sched, h->sr);
 }
 
+/* True when the peer shut its side of the socket (or it failed), data waiting or not. */
+static bool peer_closed(evutil_socket_t fd) {
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static void on_peek(evutil_socket_t fd, short what, void *arg) {
     hreq *h = arg;
     char c;
-    const ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) { /* the client sent more (pipelining): stop watching, libevent will read it */
+    ssize_t n;
+    if (what & EV_TIMEOUT) { /* bytes wait unread (below): has the peer closed since? */
+        if (!peer_closed(fd)) return;
+        n = 0;
+    } else {
+        n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    }
+    if (n > 0 && !peer_closed(fd)) {
+        /* the client sent more (pipelining, or TLS's close_notify ahead of its FIN):
+         * libevent reads it after the reply. A read event would fire for as long as the
+         * bytes wait, so poll for the close instead, five times a second. */
         event_free(h->peek);
-        h->peek = NULL;
+        h->peek = event_new(h->srv->base, fd, EV_PERSIST, on_peek, h);
+        const struct timeval tv = {0, 200 * 1000};
+        if (h->peek) event_add(h->peek, &tv);
         return;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
@@ -1005,10 +1030,14 @@ static void handle_metrics(server *s, struct evhttp_request *req) {
     if (!b) return;
     metrics_write(b, &s->counts, &st, &s->tcounts, s->tenants ? &sf : NULL);
     policy_metrics(s, b);
+    if (s->p.tls) tls_metrics_write(s->p.tls, b);
     add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
+
+_Static_assert(TENANTS_AUTH_COUNT <= SOV_ARRAY_LEN(((tenant_counts *)0)->auth_failures),
+               "every tenants_auth reason has a counter");
 
 /* Who is calling: with keys in the store, the Authorization header's key; without, the
  * default tenant. Sends the 401/403 and returns false when the request may not go on. */
@@ -1023,7 +1052,11 @@ static bool authenticate(server *s, struct evhttp_request *req, const char *rout
     int n = 0;
     for (struct evkeyval *kv = hdrs->tqh_first; kv; kv = kv->next.tqe_next)
         if (evutil_ascii_strcasecmp(kv->key, "Authorization") == 0 && n++ == 0) value = kv->value;
-    const tenants_auth a = n > 1 ? TENANTS_AUTH_MALFORMED : tenants_authenticate(s->tenants, value, key);
+    /* under mTLS the verified client certificate may stand for a key (server/tls.h) */
+    char subject[STORE_SUBJECT_MAX + 2] = "";
+    const bool cert = s->p.tls && tls_peer_subject(req, subject, sizeof subject);
+    const tenants_auth a = n > 1 ? TENANTS_AUTH_MALFORMED
+                                 : tenants_authenticate_peer(s->tenants, value, cert ? subject : NULL, key);
     if (a == TENANTS_AUTH_OK) {
         if (!admin_only || key->admin) return true;
         send_error_msg(s, req, route, 403, "invalid_request_error", "admin_key_required",
@@ -1048,6 +1081,18 @@ static bool authenticate(server *s, struct evhttp_request *req, const char *rout
         snprintf(msg, sizeof msg, "The API key %s… has been revoked. Ask the operator for a new one.",
                  key->prefix);
         break;
+    case TENANTS_AUTH_CERT_UNBOUND:
+        snprintf(msg, sizeof msg,
+                 "You didn't provide an API key, and your client certificate '%.120s' stands for none. Send "
+                 "Authorization: Bearer YOUR_KEY, or ask the operator to bind the certificate to a key.",
+                 subject);
+        break;
+    case TENANTS_AUTH_CERT_MISMATCH:
+        snprintf(msg, sizeof msg,
+                 "The API key and the client certificate do not go together: a key bound to a certificate "
+                 "works only over a connection with that certificate, and a certificate that stands for a "
+                 "key allows only keys of that key's tenant.");
+        break;
     default:
         snprintf(msg, sizeof msg,
                  "Incorrect API key provided. Check the key, or ask the operator for one "
@@ -1056,7 +1101,9 @@ static bool authenticate(server *s, struct evhttp_request *req, const char *rout
     }
     add_header(req, "WWW-Authenticate", "Bearer realm=\"sov\"");
     send_error_msg(s, req, route, 401, "invalid_request_error",
-                   a == TENANTS_AUTH_MISSING ? "missing_api_key" : "invalid_api_key", msg);
+                   a == TENANTS_AUTH_MISSING || a == TENANTS_AUTH_CERT_UNBOUND ? "missing_api_key"
+                                                                               : "invalid_api_key",
+                   msg);
     return false;
 }
 
@@ -1074,6 +1121,10 @@ static void send_ready(server *s, struct evhttp_request *req, const char *route)
 
 static void on_request(struct evhttp_request *req, void *arg) {
     server *s = arg;
+    if (s->p.tls && !tls_request_is_tls(req)) { /* a TLS bufferevent could not be made: never plain */
+        send_error_msg(s, req, "other", 400, "invalid_request_error", NULL, "This port speaks HTTPS only.");
+        return;
+    }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path) {
@@ -1214,6 +1265,7 @@ static int start(server *s) {
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
+    if (s->p.tls) evhttp_set_bevcb(s->http, tls_bev_new, s->p.tls);
     s->sock = evhttp_bind_socket_with_handle(s->http, s->p.host, (ev_uint16_t)s->p.port);
     if (!s->sock) {
         fprintf(stderr, "sov serve: cannot listen on %s:%d: %s\n", s->p.host, s->p.port, strerror(errno));
@@ -1270,10 +1322,10 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     if (!rc && s->tenants) tenants_set_notify(s->tenants, notify, s);
     if (!rc) {
         const int port = bound_port(s);
-        printf("sov serve: listening on http://%s:%d/v1  (model '%s', %d parallel, context %d, %d KV blocks "
+        printf("sov serve: listening on %s://%s:%d/v1  (model '%s', %d parallel, context %d, %d KV blocks "
                "of %d)\n",
-               p->host, port, p->model_id, p->n_parallel, p->n_ctx, sov_kv_blocks_total(ctx),
-               sov_kv_block_size(ctx));
+               p->tls ? "https" : "http", p->host, port, p->model_id, p->n_parallel, p->n_ctx,
+               sov_kv_blocks_total(ctx), sov_kv_block_size(ctx));
         fflush(stdout);
         if (p->ready_file) {
             FILE *f = fopen(p->ready_file, "w");

@@ -16,6 +16,7 @@
 
 #include "policy/policy.h"
 #include "sched/sched.h"
+#include "server/tls.h"
 #include "sov.h"
 #include "tenants/tenants.h"
 
@@ -38,6 +39,8 @@ typedef struct server_params {
     sched_policy policy;       /* fair across tenants (default) or FIFO */
     const char *model_sha256;  /* the model file's SHA-256 (hex), for /v1/models and the audit */
     const sov_policy *data_policy; /* the node's data-handling policy (never NULL) */
+    tls_ctx *tls;                  /* HTTPS (and mTLS) on the port (the caller makes and frees it);
+                                      NULL: plain HTTP */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets

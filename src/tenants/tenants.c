@@ -409,23 +409,13 @@ bool tenants_auth_required(const tenants *t) { return auth_table_size(t->table) 
 size_t tenants_key_count(const tenants *t) { return auth_table_size(t->table); }
 
 const char *tenants_auth_reason(tenants_auth a) {
-    static const char *const names[] = {"ok", "missing", "malformed", "unknown", "revoked"};
+    static const char *const names[] = {
+        "ok", "missing", "malformed", "unknown", "revoked", "unbound_certificate", "wrong_certificate"};
     return (unsigned)a < SOV_ARRAY_LEN(names) ? names[a] : "unknown";
 }
 
-tenants_auth tenants_authenticate(tenants *t, const char *header, tenants_key *out) {
-    memset(out, 0, sizeof *out);
-    const char *tok;
-    size_t len;
-    const auth_header h = auth_parse_bearer(header, &tok, &len);
-    if (h == AUTH_HEADER_MISSING) return TENANTS_AUTH_MISSING;
-    if (h != AUTH_HEADER_OK) return TENANTS_AUTH_MALFORMED;
-    const store_key *k = NULL;
-    const auth_result r = auth_table_lookup(t->table, tok, len, &k);
-    if (r == AUTH_UNKNOWN) return TENANTS_AUTH_UNKNOWN;
-    out->id = k->id;
-    snprintf(out->prefix, sizeof out->prefix, "%s", k->prefix);
-    if (r == AUTH_REVOKED) return TENANTS_AUTH_REVOKED;
+/* What a request keeps of its key k (see tenants_key). */
+static void key_copy(const tenants *t, const store_key *k, tenants_key *out) {
     snprintf(out->tenant, sizeof out->tenant, "%s", k->tenant);
     out->rpm = k->rpm;
     out->tpm = k->tpm;
@@ -433,7 +423,53 @@ tenants_auth tenants_authenticate(tenants *t, const char *header, tenants_key *o
     out->weight = k->weight > 0 ? k->weight : 1;
     out->admin = k->admin;
     out->model_allowed = auth_key_allows_model(k, t->model_id);
-    return TENANTS_AUTH_OK;
+}
+
+/* The bearer key of an Authorization header; *k is set from AUTH_OK and AUTH_REVOKED. */
+static tenants_auth bearer_key(tenants *t, const char *header, const store_key **k, tenants_key *out) {
+    const char *tok;
+    size_t len;
+    const auth_header h = auth_parse_bearer(header, &tok, &len);
+    if (h == AUTH_HEADER_MISSING) return TENANTS_AUTH_MISSING;
+    if (h != AUTH_HEADER_OK) return TENANTS_AUTH_MALFORMED;
+    const auth_result r = auth_table_lookup(t->table, tok, len, k);
+    if (r == AUTH_UNKNOWN) return TENANTS_AUTH_UNKNOWN;
+    out->id = (*k)->id;
+    snprintf(out->prefix, sizeof out->prefix, "%s", (*k)->prefix);
+    return r == AUTH_REVOKED ? TENANTS_AUTH_REVOKED : TENANTS_AUTH_OK;
+}
+
+tenants_auth tenants_authenticate(tenants *t, const char *header, tenants_key *out) {
+    memset(out, 0, sizeof *out);
+    const store_key *k = NULL;
+    const tenants_auth a = bearer_key(t, header, &k, out);
+    if (a == TENANTS_AUTH_OK) key_copy(t, k, out);
+    return a;
+}
+
+tenants_auth tenants_authenticate_peer(tenants *t, const char *header, const char *subject,
+                                       tenants_key *out) {
+    memset(out, 0, sizeof *out);
+    if (subject && !subject[0]) subject = NULL;
+    const store_key *k = NULL, *c = NULL;
+    tenants_auth a = bearer_key(t, header, &k, out);
+    const auth_result r = subject ? auth_table_lookup_subject(t->table, subject, &c) : AUTH_UNKNOWN;
+    if (a == TENANTS_AUTH_MISSING && subject) { /* the certificate alone */
+        if (r == AUTH_UNKNOWN) return TENANTS_AUTH_CERT_UNBOUND;
+        if (r == AUTH_AMBIGUOUS) return TENANTS_AUTH_CERT_MISMATCH;
+        out->id = c->id;
+        snprintf(out->prefix, sizeof out->prefix, "%s", c->prefix);
+        k = c;
+        a = r == AUTH_REVOKED ? TENANTS_AUTH_REVOKED : TENANTS_AUTH_OK;
+    } else if (a == TENANTS_AUTH_OK) {
+        /* a bound key needs its certificate; a certificate that names a tenant, the same one */
+        if (k->client_subject[0] && (!subject || strcmp(k->client_subject, subject) != 0))
+            return TENANTS_AUTH_CERT_MISMATCH;
+        if (r == AUTH_AMBIGUOUS || (r == AUTH_OK && strcmp(c->tenant, k->tenant) != 0))
+            return TENANTS_AUTH_CERT_MISMATCH;
+    }
+    if (a == TENANTS_AUTH_OK) key_copy(t, k, out);
+    return a;
 }
 
 void tenants_reserve(tenants *t, tenants_resv *r) {

@@ -79,10 +79,28 @@ typedef enum tenants_auth {
     TENANTS_AUTH_MALFORMED, /* not "Bearer <token>" */
     TENANTS_AUTH_UNKNOWN,   /* no such key */
     TENANTS_AUTH_REVOKED,
+    TENANTS_AUTH_CERT_UNBOUND,  /* no Authorization header, and the client certificate
+                                   stands for no key */
+    TENANTS_AUTH_CERT_MISMATCH, /* the key is bound to a client certificate the connection
+                                   does not carry, or the certificate stands for another
+                                   tenant (or, ambiguously, for several) */
+    TENANTS_AUTH_COUNT
 } tenants_auth;
 
 /* Authenticates the Authorization header's value (NULL when absent). */
 tenants_auth tenants_authenticate(tenants *t, const char *header, tenants_key *out);
+/* Authenticates a request by its Authorization header (NULL when absent) and the subject
+ * of the TLS client certificate its connection verified (NULL when none; RFC 2253, see
+ * server/tls.h). The rules (docs/TLS.md):
+ *   - a key with a client_subject is bound to it: presented as a bearer key, it works
+ *     only over a connection whose verified certificate has exactly that subject;
+ *   - without an Authorization header, the certificate's subject stands for the newest
+ *     unrevoked key bound to it (revoked: TENANTS_AUTH_REVOKED; none:
+ *     TENANTS_AUTH_CERT_UNBOUND; without a certificate: TENANTS_AUTH_MISSING);
+ *   - with both, the bearer key decides, but a certificate that stands for a key must
+ *     stand for the same tenant (else TENANTS_AUTH_CERT_MISMATCH).
+ * On failure out->prefix names the key concerned, when there is one. */
+tenants_auth tenants_authenticate_peer(tenants *t, const char *header, const char *subject, tenants_key *out);
 const char *tenants_auth_reason(tenants_auth a); /* "missing", "malformed", ... */
 
 static inline bool tenants_key_limited(const tenants_key *k) {
