@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "core/util.h"
 #include "policy/policy.h"
@@ -18,6 +19,9 @@ typedef struct serve_opts {
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
     bool kv_f32, metrics_open;
+    const char *state_dir, *retention, *region; /* the audit log (docs/AUDIT.md) */
+    long sign_every, retention_days;
+    bool no_audit;
 } serve_opts;
 
 static void help(FILE *f) {
@@ -54,7 +58,18 @@ static void help(FILE *f) {
            "                          --db the server is open to anyone who can reach it.\n"
            "  --metrics-open          serve /metrics without an admin key\n"
            "  --sched fair|fifo       share slots and prompt budget fairly across tenants (default)\n"
-           "                          or admit in arrival order\n");
+           "                          or admit in arrival order\n\n"
+           "Audit log (with --db; docs/AUDIT.md): a hash-chained record of every /v1 request, committed\n"
+           "before the answer's last byte, the chain's head signed with this server's Ed25519 key.\n"
+           "  --state-dir DIR         where the signing key lives (audit-ed25519.pem, made on first use);\n"
+           "                          default: the SQLite file's folder, or ~/.local/state/sov\n"
+           "  --audit-sign-every N    sign the chain head every N records (default 256; also every 10 s\n"
+           "                          while records are unsigned, and at shutdown)\n"
+           "  --no-audit              no audit log (said at start-up)\n"
+           "  --retention hashes|none|full  what the log keeps of prompts and completions: their SHA-256\n"
+           "                          (default), nothing, or the text too (the data policy's retention)\n"
+           "  --retention-days N      with full: the text is deleted N days after the request (1..3650)\n"
+           "  --region LABEL          the data policy's region label, in every audit record\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -69,7 +84,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--alias", &o->alias, &bad) ||
                    cli_opt_str(argc, argv, &i, "--ready-file", &o->ready_file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--db", &o->db, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--state-dir", &o->state_dir, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--retention", &o->retention, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--region", &o->region, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
                    cli_opt_int(argc, argv, &i, "-np", &o->parallel, &bad) ||
                    cli_opt_int(argc, argv, &i, "--parallel", &o->parallel, &bad) ||
@@ -84,11 +102,15 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_int(argc, argv, &i, "--max-body-kb", &o->body_kb, &bad) ||
                    cli_opt_int(argc, argv, &i, "--http-timeout", &o->http_timeout, &bad) ||
                    cli_opt_float(argc, argv, &i, "--timeout", &o->timeout, &bad) ||
-                   cli_opt_float(argc, argv, &i, "--shutdown-timeout", &o->shutdown_timeout, &bad)) {
+                   cli_opt_float(argc, argv, &i, "--shutdown-timeout", &o->shutdown_timeout, &bad) ||
+                   cli_opt_int(argc, argv, &i, "--audit-sign-every", &o->sign_every, &bad) ||
+                   cli_opt_int(argc, argv, &i, "--retention-days", &o->retention_days, &bad)) {
         } else if (cli_flag(argv, &i, "--kv-f32")) {
             o->kv_f32 = true;
         } else if (cli_flag(argv, &i, "--metrics-open")) {
             o->metrics_open = true;
+        } else if (cli_flag(argv, &i, "--no-audit")) {
+            o->no_audit = true;
         } else {
             return cli_error("serve", "unknown option '%s'; see sov serve --help", argv[i]);
         }
@@ -110,6 +132,40 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         return cli_error("serve", "--sched must be fair or fifo, not '%s'", o->sched);
     if (!o->db) o->db = getenv("SOV_DB");
     if (o->db && !*o->db) o->db = NULL;
+    if (o->sign_every < 1 || o->sign_every > 1000000)
+        return cli_error("serve", "--audit-sign-every must be 1..1000000");
+    if (o->retention && audit_retention_parse(o->retention) < 0)
+        return cli_error("serve", "--retention must be hashes, none or full, not '%s'", o->retention);
+    const bool full = o->retention && strcmp(o->retention, "full") == 0;
+    if (full != (o->retention_days != 0) || o->retention_days < 0 || o->retention_days > 3650)
+        return cli_error("serve", "--retention full needs --retention-days N (1..3650), and only it takes one");
+    if (o->region && strlen(o->region) > 64) return cli_error("serve", "--region is at most 64 bytes");
+    return 0;
+}
+
+/* The data policy's audit keys given on the command line. */
+static void apply_policy(const serve_opts *o, sov_policy *p) {
+    if (o->retention) p->retention = (policy_retention)audit_retention_parse(o->retention);
+    if (o->retention_days) p->retention_days = (int32_t)o->retention_days;
+    if (o->region) snprintf(p->region, sizeof p->region, "%s", o->region);
+}
+
+/* The audit log's signing key (with --db, unless --no-audit). */
+static int open_audit(const serve_opts *o, audit_key **key, tenants_audit_params *ap) {
+    *key = NULL;
+    if (!o->db || o->no_audit) {
+        fprintf(stderr, "sov serve: %s: requests are NOT recorded in an audit log\n",
+                o->db ? "--no-audit" : "no --db, so no audit log");
+        return 0;
+    }
+    char dir[4096];
+    cli_state_dir(o->db, o->state_dir, dir, sizeof dir);
+    const sov_status st = audit_key_open(dir, key);
+    if (st) return cli_status_error("serve", st);
+    const char *skew = getenv("SOV_TEST_CLOCK_OFFSET"); /* tests: text expiry without waiting days */
+    *ap = (tenants_audit_params){.key = *key, .sign_every = o->sign_every, .clock_offset_s = skew ? atoll(skew) : 0};
+    fprintf(stderr, "sov serve: audit log in the state store, chain heads signed by key %s (%s/%s)\n",
+            audit_key_id(*key), dir, AUDIT_KEY_FILE);
     return 0;
 }
 
@@ -136,7 +192,8 @@ int cmd_serve(int argc, char **argv) {
                     .body_kb = 4096,
                     .http_timeout = 60,
                     .timeout = 600,
-                    .shutdown_timeout = 30};
+                    .shutdown_timeout = 30,
+                    .sign_every = 256};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     sov_status st;
@@ -149,14 +206,21 @@ int cmd_serve(int argc, char **argv) {
     }
     char id[256];
     model_id(&o, id, sizeof id);
-    const sov_policy data_policy = policy_default();
+    sov_policy data_policy = policy_default();
+    apply_policy(&o, &data_policy);
+    audit_key *akey = NULL;
+    tenants_audit_params ap;
+    if (open_audit(&o, &akey, &ap)) return 1;
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;
     if (o.db) {
-        const tenants_params tp = {.db = o.db, .model_id = id};
+        const tenants_params tp = {.db = o.db, .model_id = id, .audit = akey ? &ap : NULL};
         st = tenants_open(&tp, &tn);
-        if (st) return cli_status_error("serve", st);
+        if (st) {
+            audit_key_free(akey);
+            return cli_status_error("serve", st);
+        }
         if (tenants_auth_required(tn))
             fprintf(stderr, "sov serve: tenants from %s: %zu API key(s); every /v1 request needs one\n",
                     tenants_store_describe(tn), tenants_key_count(tn));
@@ -179,6 +243,7 @@ int cmd_serve(int argc, char **argv) {
     st = sov_model_load(o.model, &mp, &model);
     if (st) {
         tenants_close(tn);
+        audit_key_free(akey);
         return cli_status_error("serve", st);
     }
     sov_model_info info;
@@ -200,6 +265,7 @@ int cmd_serve(int argc, char **argv) {
         rc = cli_status_error("serve", st);
         sov_model_free(model);
         tenants_close(tn);
+        audit_key_free(akey);
         return rc;
     }
     fprintf(stderr,
@@ -224,11 +290,13 @@ int cmd_serve(int argc, char **argv) {
         .tenants = tn,
         .model_sha256 = info.sha256,
         .data_policy = &data_policy,
+        .audit_node = akey ? audit_key_id(akey) : NULL,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
     };
     rc = server_run(model, ctx, &sp);
-    tenants_close(tn);
+    tenants_close(tn); /* after the last audit records and the last signed head */
+    audit_key_free(akey);
     sov_context_free(ctx);
     sov_model_free(model);
     return rc;

@@ -38,6 +38,8 @@ typedef struct server_params {
     sched_policy policy;       /* fair across tenants (default) or FIFO */
     const char *model_sha256;  /* the model file's SHA-256 (hex), for /v1/models and the audit */
     const sov_policy *data_policy; /* the node's data-handling policy (never NULL) */
+    const char *audit_node;        /* the audit key's id when tenants write the audit log
+                                      (tenants_params.audit); NULL: no audit log */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets
