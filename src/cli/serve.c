@@ -150,23 +150,30 @@ static void apply_policy(const serve_opts *o, sov_policy *p) {
     if (o->region) snprintf(p->region, sizeof p->region, "%s", o->region);
 }
 
-/* The audit log's signing key (with --db, unless --no-audit). */
-static int open_audit(const serve_opts *o, audit_key **key, tenants_audit_params *ap) {
-    *key = NULL;
+/* The audit log: with --db, unless --no-audit (said either way). */
+static const tenants_audit_params *audit_params(const serve_opts *o, tenants_audit_params *ap, char *dir,
+                                                size_t cap) {
     if (!o->db || o->no_audit) {
         fprintf(stderr, "sov serve: %s: requests are NOT recorded in an audit log\n",
                 o->db ? "--no-audit" : "no --db, so no audit log");
-        return 0;
+        return NULL;
     }
-    char dir[4096];
-    cli_state_dir(o->db, o->state_dir, dir, sizeof dir);
-    const sov_status st = audit_key_open(dir, key);
-    if (st) return cli_status_error("serve", st);
+    cli_state_dir(o->db, o->state_dir, dir, cap);
     const char *skew = getenv("SOV_TEST_CLOCK_OFFSET"); /* tests: text expiry without waiting days */
-    *ap = (tenants_audit_params){.key = *key, .sign_every = o->sign_every, .clock_offset_s = skew ? atoll(skew) : 0};
-    fprintf(stderr, "sov serve: audit log in the state store, chain heads signed by key %s (%s/%s)\n",
-            audit_key_id(*key), dir, AUDIT_KEY_FILE);
-    return 0;
+    *ap = (tenants_audit_params){.state_dir = dir, .sign_every = o->sign_every,
+                                 .clock_offset_s = skew ? atoll(skew) : 0};
+    return ap;
+}
+
+/* What the audit log took, at shutdown (the records per commit show the group commit). */
+static void audit_summary(tenants *tn) {
+    if (!tn || !tenants_audit_key_id(tn)) return;
+    tenants_stats ts;
+    tenants_get_stats(tn, &ts);
+    fprintf(stderr, "sov serve: audit: %llu records in %llu commits (%.2f ms each), %llu failed, %llu heads signed\n",
+            (unsigned long long)ts.audit_records, (unsigned long long)ts.audit_commits,
+            ts.audit_commits ? ts.audit_seconds * 1e3 / (double)ts.audit_commits : 0.0,
+            (unsigned long long)ts.audit_failed, (unsigned long long)ts.audit_heads);
 }
 
 /* The model id: the alias, else the file name without folder and .gguf. */
@@ -208,19 +215,19 @@ int cmd_serve(int argc, char **argv) {
     model_id(&o, id, sizeof id);
     sov_policy data_policy = policy_default();
     apply_policy(&o, &data_policy);
-    audit_key *akey = NULL;
     tenants_audit_params ap;
-    if (open_audit(&o, &akey, &ap)) return 1;
+    char state[4096];
+    const tenants_audit_params *audit = audit_params(&o, &ap, state, sizeof state);
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;
     if (o.db) {
-        const tenants_params tp = {.db = o.db, .model_id = id, .audit = akey ? &ap : NULL};
+        const tenants_params tp = {.db = o.db, .model_id = id, .audit = audit};
         st = tenants_open(&tp, &tn);
-        if (st) {
-            audit_key_free(akey);
-            return cli_status_error("serve", st);
-        }
+        if (st) return cli_status_error("serve", st);
+        if (audit)
+            fprintf(stderr, "sov serve: audit log in the state store, chain heads signed by key %s (%s/%s)\n",
+                    tenants_audit_key_id(tn), state, AUDIT_KEY_FILE);
         if (tenants_auth_required(tn))
             fprintf(stderr, "sov serve: tenants from %s: %zu API key(s); every /v1 request needs one\n",
                     tenants_store_describe(tn), tenants_key_count(tn));
@@ -243,7 +250,6 @@ int cmd_serve(int argc, char **argv) {
     st = sov_model_load(o.model, &mp, &model);
     if (st) {
         tenants_close(tn);
-        audit_key_free(akey);
         return cli_status_error("serve", st);
     }
     sov_model_info info;
@@ -265,7 +271,6 @@ int cmd_serve(int argc, char **argv) {
         rc = cli_status_error("serve", st);
         sov_model_free(model);
         tenants_close(tn);
-        audit_key_free(akey);
         return rc;
     }
     fprintf(stderr,
@@ -290,13 +295,13 @@ int cmd_serve(int argc, char **argv) {
         .tenants = tn,
         .model_sha256 = info.sha256,
         .data_policy = &data_policy,
-        .audit_node = akey ? audit_key_id(akey) : NULL,
+        .audit_node = tn ? tenants_audit_key_id(tn) : NULL,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
     };
     rc = server_run(model, ctx, &sp);
+    audit_summary(tn);
     tenants_close(tn); /* after the last audit records and the last signed head */
-    audit_key_free(akey);
     sov_context_free(ctx);
     sov_model_free(model);
     return rc;

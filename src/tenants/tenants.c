@@ -50,6 +50,7 @@ struct tenants {
     tenants_audit *audit_done_head, *audit_done_tail; /* under mu */
 
     /* worker: the audit chain as this server last saw it, and what it signed */
+    audit_key *key; /* the audit log's signing key (NULL: no audit log) */
     int64_t chain_seq, signed_seq;
     uint8_t chain_hash[AUDIT_HASH_BYTES];
     double next_sign, next_expire;
@@ -304,12 +305,12 @@ static void audit_all(tenants *t, tenants_audit *in) {
  * start-up and close, else after sign_every records or sign_interval_s. */
 static void audit_sign(tenants *t, bool force) {
     const tenants_audit_params *ap = t->p.audit;
-    if (!ap || !ap->key || t->chain_seq <= t->signed_seq) return;
+    if (!t->key || t->chain_seq <= t->signed_seq) return;
     const int64_t every = ap->sign_every > 0 ? ap->sign_every : 256;
     const double now = sov_now_s();
     if (!force && t->chain_seq - t->signed_seq < every && now < t->next_sign) return;
     audit_head h;
-    sov_status st = audit_head_sign(ap->key, t->chain_seq, t->chain_hash, unix_ms(), &h);
+    sov_status st = audit_head_sign(t->key, t->chain_seq, t->chain_hash, unix_ms(), &h);
     if (st == SOV_OK) st = store_audit_add_head(t->st, &h);
     fail_stat(t, st == SOV_OK);
     if (st != SOV_OK) {
@@ -340,7 +341,8 @@ static void audit_expire(tenants *t) {
 static sov_status audit_start(tenants *t) {
     if (!t->p.audit) return SOV_OK;
     t->next_sign = sov_now_s() + (t->p.audit->sign_interval_s > 0 ? t->p.audit->sign_interval_s : 10);
-    sov_status st = store_audit_chain(t->st, &t->chain_seq, t->chain_hash);
+    sov_status st = audit_key_open(t->p.audit->state_dir, &t->key);
+    if (st == SOV_OK) st = store_audit_chain(t->st, &t->chain_seq, t->chain_hash);
     if (st == SOV_OK) st = store_audit_signed_through(t->st, &t->signed_seq);
     if (st != SOV_OK) return st;
     audit_sign(t, true);
@@ -514,6 +516,7 @@ void tenants_close(tenants *t) {
     }
     /* reservations nobody took back belong to their submitters; nothing to free here */
     store_close(t->st);
+    audit_key_free(t->key);
     auth_table_free(t->table);
     auth_table_free(t->pending);
     free(t->settles);
@@ -525,6 +528,8 @@ void tenants_close(tenants *t) {
 }
 
 const char *tenants_store_describe(const tenants *t) { return t->describe; }
+
+const char *tenants_audit_key_id(const tenants *t) { return t->key ? audit_key_id(t->key) : NULL; }
 
 void tenants_set_notify(tenants *t, void (*notify)(void *user), void *user) {
     pthread_mutex_lock(&t->mu);

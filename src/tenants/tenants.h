@@ -40,7 +40,8 @@ typedef struct tenants tenants;
 /* The audit log (docs/AUDIT.md): the worker appends records in group commits, signs the
  * chain head and deletes expired text. */
 typedef struct tenants_audit_params {
-    const audit_key *key;    /* signs the chain head (the caller's; outlives the tenants) */
+    const char *state_dir;   /* holds the key that signs the chain head (audit_key_open:
+                                made on first use), opened once the store is */
     int64_t sign_every;      /* sign when this many records are unsigned (0: 256) */
     double sign_interval_s;  /* and this often while any are (0: 10) */
     int64_t clock_offset_s;  /* added to the clock that expires kept text (a test hook) */
@@ -56,9 +57,12 @@ typedef struct tenants_params {
                                           durable (SQLite synchronous=FULL) */
 } tenants_params;
 
-/* Opens the store (migrating it), reads the keys and starts the worker. Errors as
- * store_open's, with sov_last_error() saying what to do. */
+/* Opens the store (migrating it), reads the keys, opens the audit key when asked, and
+ * starts the worker. Errors as store_open's and audit_key_open's, with sov_last_error()
+ * saying what to do. */
 sov_status tenants_open(const tenants_params *p, tenants **out);
+/* The audit signing key's id; NULL without an audit log. */
+const char *tenants_audit_key_id(const tenants *t);
 /* Stops the worker after writing out pending usage (trying for up to a few seconds when
  * the store is unreachable, then saying on stderr what was lost). */
 void tenants_close(tenants *t);
