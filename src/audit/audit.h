@@ -26,42 +26,42 @@
 #include "sov.h"
 
 enum {
-    AUDIT_VERSION = 1,      /* the record encoding written today */
-    AUDIT_HASH_BYTES = 32,  /* SHA-256 */
-    AUDIT_HEX_LEN = 64,     /* a SHA-256 in lowercase hex */
-    AUDIT_KEY_ID_LEN = 16,  /* hex digits of a key id */
-    AUDIT_SIG_BYTES = 64,   /* Ed25519 */
-    AUDIT_PUB_BYTES = 32,   /* Ed25519 raw public key */
-    AUDIT_TEXT_MAX = 256,   /* bytes of model, endpoint (longer ones are cut by the writer) */
+    AUDIT_VERSION = 1,     /* the record encoding written today */
+    AUDIT_HASH_BYTES = 32, /* SHA-256 */
+    AUDIT_HEX_LEN = 64,    /* a SHA-256 in lowercase hex */
+    AUDIT_KEY_ID_LEN = 16, /* hex digits of a key id */
+    AUDIT_SIG_BYTES = 64,  /* Ed25519 */
+    AUDIT_PUB_BYTES = 32,  /* Ed25519 raw public key */
+    AUDIT_TEXT_MAX = 256,  /* bytes of model, endpoint (longer ones are cut by the writer) */
 };
 
 /* ---- records ---------------------------------------------------------------------- */
 
 /* One request. Every string is UTF-8 without NUL; lengths are bounded by the arrays. */
 typedef struct audit_record {
-    int64_t seq;                            /* place in the chain, from 1 (fixed by the links;
-                                               not itself hashed) */
-    int32_t version;                        /* encoding (AUDIT_VERSION) */
-    int64_t time_ms;                        /* when the request arrived, Unix milliseconds */
-    char node[AUDIT_KEY_ID_LEN + 1];        /* key id of the server that wrote it */
-    char tenant[65];                        /* the authenticated tenant; "" before auth */
-    int64_t key_id;                         /* the API key's id in the store; 0: none */
-    char model[AUDIT_TEXT_MAX + 1];         /* the served model's id */
-    char model_sha256[AUDIT_HEX_LEN + 1];   /* the model file's SHA-256 (hex) */
+    int64_t seq;                             /* place in the chain, from 1 (fixed by the links;
+                                                not itself hashed) */
+    int32_t version;                         /* encoding (AUDIT_VERSION) */
+    int64_t time_ms;                         /* when the request arrived, Unix milliseconds */
+    char node[AUDIT_KEY_ID_LEN + 1];         /* key id of the server that wrote it */
+    char tenant[65];                         /* the authenticated tenant; "" before auth */
+    int64_t key_id;                          /* the API key's id in the store; 0: none */
+    char model[AUDIT_TEXT_MAX + 1];          /* the served model's id */
+    char model_sha256[AUDIT_HEX_LEN + 1];    /* the model file's SHA-256 (hex) */
     char model_signer[AUDIT_KEY_ID_LEN + 1]; /* key id that signed the model; "" unsigned */
-    char endpoint[AUDIT_TEXT_MAX + 1];      /* "/v1/chat/completions", ... */
-    int32_t status;                         /* HTTP status sent; 499: the client left first */
+    char endpoint[AUDIT_TEXT_MAX + 1];       /* "/v1/chat/completions", ... */
+    int32_t status;                          /* HTTP status sent; 499: the client left first */
     int64_t prompt_tokens, completion_tokens, cached_tokens;
-    int64_t latency_ms;                     /* arrival to the end of the answer */
-    char finish_reason[16];                 /* stop, length, timeout, cancelled, error, "" */
-    char client[64];                        /* the peer's address */
-    char response_id[64];                   /* "chatcmpl-..." / "cmpl-..."; "" for others */
-    char region[65];                        /* the data policy's region label */
-    int32_t retention;                      /* policy_retention when written */
-    char prompt_sha256[AUDIT_HEX_LEN + 1];  /* "" with retention none or no prompt read */
+    int64_t latency_ms;                    /* arrival to the end of the answer */
+    char finish_reason[16];                /* stop, length, timeout, cancelled, error, "" */
+    char client[64];                       /* the peer's address */
+    char response_id[64];                  /* "chatcmpl-..." / "cmpl-..."; "" for others */
+    char region[65];                       /* the data policy's region label */
+    int32_t retention;                     /* policy_retention when written */
+    char prompt_sha256[AUDIT_HEX_LEN + 1]; /* "" with retention none or no prompt read */
     char completion_sha256[AUDIT_HEX_LEN + 1];
-    uint8_t prev[AUDIT_HASH_BYTES];         /* H of the record before (zeros for the first) */
-    uint8_t hash[AUDIT_HASH_BYTES];         /* H of this record */
+    uint8_t prev[AUDIT_HASH_BYTES]; /* H of the record before (zeros for the first) */
+    uint8_t hash[AUDIT_HASH_BYTES]; /* H of this record */
 } audit_record;
 
 /* The canonical encoding (docs/AUDIT.md): the tag, then each field in order, integers as
@@ -160,15 +160,18 @@ typedef struct audit_link {
 void audit_record_link(const audit_record *r, const char *prompt_text, const char *completion_text,
                        audit_link *out);
 
-typedef enum audit_problem_kind { /* in the order a tie on the record number is reported */
-    AUDIT_EDITED = 0,  /* its fields, hash or text do not match */
-    AUDIT_DELETED,     /* records missing: the chain skips from one record to a later one */
-    AUDIT_INSERTED,    /* a record that is not part of the chain */
-    AUDIT_REORDERED,   /* two records swapped */
-    AUDIT_REWRITTEN,   /* the chain differs from a signed head: records changed and re-hashed */
-    AUDIT_TRUNCATED,   /* the chain ends before a signed head (or the store's chain head) */
-    AUDIT_HEAD_FORGED, /* a head whose signature is invalid */
-    AUDIT_HEAD_UNKNOWN, /* a head signed by a key not trusted */
+typedef enum audit_problem_kind {                    /* in the order a tie on the record number is reported */
+                                  AUDIT_EDITED = 0,  /* its fields, hash or text do not match */
+                                  AUDIT_DELETED,     /* records missing: the chain skips from one record to a
+                                                        later one */
+                                  AUDIT_INSERTED,    /* a record that is not part of the chain */
+                                  AUDIT_REORDERED,   /* two records swapped */
+                                  AUDIT_REWRITTEN,   /* the chain differs from a signed head: records changed
+                                                        and re-hashed */
+                                  AUDIT_TRUNCATED,   /* the chain ends before a signed head (or the store's
+                                                        chain head) */
+                                  AUDIT_HEAD_FORGED, /* a head whose signature is invalid */
+                                  AUDIT_HEAD_UNKNOWN, /* a head signed by a key not trusted */
 } audit_problem_kind;
 
 const char *audit_problem_name(audit_problem_kind k); /* "edited", "deleted", ... */
@@ -182,15 +185,15 @@ typedef struct audit_problem {
 enum { AUDIT_PROBLEMS_KEPT = 16 };
 
 typedef struct audit_report {
-    int64_t records;                     /* records walked (links included) */
-    int64_t first_seq, last_seq;         /* 0 and 0 when empty */
+    int64_t records;             /* records walked (links included) */
+    int64_t first_seq, last_seq; /* 0 and 0 when empty */
     uint8_t last_hash[AUDIT_HASH_BYTES];
-    int64_t heads, heads_matched;        /* trusted heads with a valid signature; of them, matched */
-    int64_t signed_through;              /* the highest seq a matched head covers (0: none) */
-    int64_t unsigned_tail;               /* records after it */
-    size_t n_problems;                   /* all found */
+    int64_t heads, heads_matched;                /* trusted heads with a valid signature; of them, matched */
+    int64_t signed_through;                      /* the highest seq a matched head covers (0: none) */
+    int64_t unsigned_tail;                       /* records after it */
+    size_t n_problems;                           /* all found */
     audit_problem problems[AUDIT_PROBLEMS_KEPT]; /* the first found */
-    audit_problem first;                 /* the one with the lowest record number */
+    audit_problem first;                         /* the one with the lowest record number */
 } audit_report;
 
 /* The chain head the store says it has (its chain row): a tripwire for a tail deleted or
@@ -228,12 +231,12 @@ typedef enum audit_line_kind {
 
 typedef struct audit_line {
     audit_line_kind kind;
-    audit_record rec;        /* RECORD; LINK: seq, prev, hash */
+    audit_record rec;                 /* RECORD; LINK: seq, prev, hash */
     uint8_t digest[AUDIT_HASH_BYTES]; /* LINK */
-    char *prompt_text;       /* RECORD with text (malloc'd) */
+    char *prompt_text;                /* RECORD with text (malloc'd) */
     char *completion_text;
-    audit_head head;         /* HEAD */
-    int64_t first_seq;       /* HEADER: the first record or link in the export */
+    audit_head head;   /* HEAD */
+    int64_t first_seq; /* HEADER: the first record or link in the export */
 } audit_line;
 
 /* The JSON of a line (malloc'd, no newline); NULL when out of memory. */

@@ -26,16 +26,16 @@ static void set_hex(json_t *o, const char *k, const uint8_t *b, size_t n) {
 
 static json_t *record_json(const audit_line *l) {
     const audit_record *r = &l->rec;
-    json_t *o = json_pack("{ss sI si sI ss ss sI ss ss ss ss si sI sI sI sI ss ss ss ss ss ss ss}", "type", "record",
-                          "seq", (json_int_t)r->seq, "v", r->version, "time_ms", (json_int_t)r->time_ms, "node",
-                          r->node, "tenant", r->tenant, "key_id", (json_int_t)r->key_id, "model", r->model,
-                          "model_sha256", r->model_sha256, "model_signer", r->model_signer, "endpoint", r->endpoint,
-                          "status", r->status, "prompt_tokens", (json_int_t)r->prompt_tokens, "completion_tokens",
-                          (json_int_t)r->completion_tokens, "cached_tokens", (json_int_t)r->cached_tokens,
-                          "latency_ms", (json_int_t)r->latency_ms, "finish_reason", r->finish_reason, "client",
-                          r->client, "response_id", r->response_id, "region", r->region, "retention",
-                          audit_retention_name(r->retention), "prompt_sha256", r->prompt_sha256,
-                          "completion_sha256", r->completion_sha256);
+    json_t *o = json_pack(
+        "{ss sI si sI ss ss sI ss ss ss ss si sI sI sI sI ss ss ss ss ss ss ss}", "type", "record", "seq",
+        (json_int_t)r->seq, "v", r->version, "time_ms", (json_int_t)r->time_ms, "node", r->node, "tenant",
+        r->tenant, "key_id", (json_int_t)r->key_id, "model", r->model, "model_sha256", r->model_sha256,
+        "model_signer", r->model_signer, "endpoint", r->endpoint, "status", r->status, "prompt_tokens",
+        (json_int_t)r->prompt_tokens, "completion_tokens", (json_int_t)r->completion_tokens, "cached_tokens",
+        (json_int_t)r->cached_tokens, "latency_ms", (json_int_t)r->latency_ms, "finish_reason",
+        r->finish_reason, "client", r->client, "response_id", r->response_id, "region", r->region,
+        "retention", audit_retention_name(r->retention), "prompt_sha256", r->prompt_sha256,
+        "completion_sha256", r->completion_sha256);
     if (!o) return NULL;
     set_hex(o, "prev", r->prev, AUDIT_HASH_BYTES);
     set_hex(o, "hash", r->hash, AUDIT_HASH_BYTES);
@@ -67,8 +67,8 @@ char *audit_line_json(const audit_line *l) {
     json_t *o = NULL;
     switch (l->kind) {
     case AUDIT_LINE_HEADER:
-        o = json_pack("{ss ss si sI}", "type", "header", "format", "sov-audit-export", "version", AUDIT_VERSION,
-                      "first_seq", (json_int_t)l->first_seq);
+        o = json_pack("{ss ss si sI}", "type", "header", "format", "sov-audit-export", "version",
+                      AUDIT_VERSION, "first_seq", (json_int_t)l->first_seq);
         break;
     case AUDIT_LINE_RECORD: o = record_json(l); break;
     case AUDIT_LINE_LINK: o = link_json(l); break;
@@ -122,8 +122,9 @@ static void get_str(reader *rd, const char *k, char *out, size_t cap) {
     if (!v) return;
     const size_t n = json_string_length(v);
     if (n >= cap || strlen(json_string_value(v)) != n) {
-        rd->st = sov_fail(SOV_ERR_FORMAT, "audit export: %s line: \"%s\" is longer than %zu bytes or holds a NUL",
-                          rd->type, k, cap - 1);
+        rd->st =
+            sov_fail(SOV_ERR_FORMAT, "audit export: %s line: \"%s\" is longer than %zu bytes or holds a NUL",
+                     rd->type, k, cap - 1);
         return;
     }
     memcpy(out, json_string_value(v), n + 1);
@@ -141,14 +142,16 @@ static void get_hash_text(reader *rd, const char *k, char *out) {
     uint8_t tmp[AUDIT_HASH_BYTES];
     get_str(rd, k, out, AUDIT_HEX_LEN + 1);
     if (rd->st == SOV_OK && out[0] && !audit_unhex(out, tmp, sizeof tmp))
-        rd->st = sov_fail(SOV_ERR_FORMAT, "audit export: record line: \"%s\" is neither empty nor a SHA-256 in hex", k);
+        rd->st = sov_fail(SOV_ERR_FORMAT,
+                          "audit export: record line: \"%s\" is neither empty nor a SHA-256 in hex", k);
 }
 
 static char *get_text(reader *rd, const char *k) {
     json_t *v = json_object_get(rd->o, k);
     if (!v || rd->st != SOV_OK) return NULL;
     char *s = NULL;
-    if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v)) s = strdup(json_string_value(v));
+    if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v))
+        s = strdup(json_string_value(v));
     if (!s) rd->st = sov_fail(SOV_ERR_FORMAT, "audit export: record line: \"%s\" is not text", k);
     return s;
 }
@@ -181,8 +184,9 @@ static void read_record(reader *rd, audit_line *l) {
     get_hex(rd, "prev", r->prev, AUDIT_HASH_BYTES);
     get_hex(rd, "hash", r->hash, AUDIT_HASH_BYTES);
     if (rd->st == SOV_OK && (r->retention = audit_retention_parse(retention)) < 0)
-        rd->st = sov_fail(SOV_ERR_FORMAT, "audit export: record line: retention \"%s\" is not hashes, none or full",
-                          retention);
+        rd->st =
+            sov_fail(SOV_ERR_FORMAT,
+                     "audit export: record line: retention \"%s\" is not hashes, none or full", retention);
     l->prompt_text = get_text(rd, "prompt");
     l->completion_text = get_text(rd, "completion");
 }
@@ -216,8 +220,9 @@ static void read_kind(reader *rd, audit_line *l) {
         get_int(rd, "version", 1, 1000, &version);
         get_int(rd, "first_seq", 1, INT64_MAX, &l->first_seq);
         if (rd->st == SOV_OK && (strcmp(format, "sov-audit-export") != 0 || version != AUDIT_VERSION))
-            rd->st = sov_fail(SOV_ERR_FORMAT, "audit export: not a sov audit export of version %d (format \"%s\", "
-                                              "version %lld)",
+            rd->st = sov_fail(SOV_ERR_FORMAT,
+                              "audit export: not a sov audit export of version %d (format \"%s\", "
+                              "version %lld)",
                               AUDIT_VERSION, format, (long long)version);
     } else {
         rd->st = sov_fail(SOV_ERR_FORMAT, "audit export: unknown line type \"%.40s\"", rd->type);
@@ -233,8 +238,8 @@ sov_status audit_line_parse(const char *text, size_t len, audit_line *out) {
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
     if (!o || !json_is_object(o)) {
         json_decref(o);
-        return sov_fail(SOV_ERR_FORMAT, "audit export: not a JSON object (%s at column %d)", o ? "not an object" : err.text,
-                        err.column);
+        return sov_fail(SOV_ERR_FORMAT, "audit export: not a JSON object (%s at column %d)",
+                        o ? "not an object" : err.text, err.column);
     }
     reader rd = {o, "?", SOV_OK};
     json_t *type = json_object_get(o, "type");
@@ -266,5 +271,6 @@ void audit_line_link(const audit_line *l, audit_link *out) {
     uint8_t h[AUDIT_HASH_BYTES];
     audit_link_hash(l->rec.prev, l->digest, h);
     out->intact = memcmp(h, l->rec.hash, AUDIT_HASH_BYTES) == 0;
-    if (!out->intact) snprintf(out->why, sizeof out->why, "its link's hash does not match its prev and digest");
+    if (!out->intact)
+        snprintf(out->why, sizeof out->why, "its link's hash does not match its prev and digest");
 }

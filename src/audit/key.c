@@ -58,14 +58,17 @@ static sov_status make_dirs(const char *dir) {
         if (c != '/' && c != '\0') continue;
         *p = '\0';
         if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return sov_fail(SOV_ERR_IO, "audit: cannot create the state folder %s: %s", path, strerror(errno));
+            return sov_fail(SOV_ERR_IO, "audit: cannot create the state folder %s: %s", path,
+                            strerror(errno));
         *p = c;
         if (!c) break;
     }
     return SOV_OK;
 }
 
-static void join(char *out, size_t cap, const char *dir, const char *file) { snprintf(out, cap, "%s/%s", dir, file); }
+static void join(char *out, size_t cap, const char *dir, const char *file) {
+    snprintf(out, cap, "%s/%s", dir, file);
+}
 
 /* Writes a PEM (private or public) to path through a temporary file: link() for the private
  * key (never replaces one another process wrote first: EEXIST), rename() for the public. */
@@ -99,12 +102,14 @@ static sov_status write_pem(const char *path, EVP_PKEY *pkey, bool private, bool
 static sov_status read_private(const char *path, EVP_PKEY **out) {
     *out = NULL;
     const int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return sov_fail(errno == ENOENT ? SOV_ERR_NOT_FOUND : SOV_ERR_IO, "audit: cannot read %s: %s", path,
-                                strerror(errno));
+    if (fd < 0)
+        return sov_fail(errno == ENOENT ? SOV_ERR_NOT_FOUND : SOV_ERR_IO, "audit: cannot read %s: %s", path,
+                        strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {
         close(fd);
-        return sov_fail(SOV_ERR_IO, "audit: the signing key %s may be read by other users: chmod 600 it", path);
+        return sov_fail(SOV_ERR_IO, "audit: the signing key %s may be read by other users: chmod 600 it",
+                        path);
     }
     FILE *f = fdopen(fd, "r");
     if (!f) {
@@ -194,7 +199,9 @@ static int by_name(const void *a, const void *b) { return strcmp(*(char *const *
 
 sov_status audit_pubs_in_dir(const char *dir, audit_pub **keys, size_t *n) {
     DIR *d = opendir(dir);
-    if (!d) return errno == ENOENT ? SOV_OK : sov_fail(SOV_ERR_IO, "audit: cannot read %s: %s", dir, strerror(errno));
+    if (!d)
+        return errno == ENOENT ? SOV_OK
+                               : sov_fail(SOV_ERR_IO, "audit: cannot read %s: %s", dir, strerror(errno));
     char *names[256];
     size_t k = 0;
     for (struct dirent *e; (e = readdir(d)) && k < 256;) {
@@ -244,8 +251,8 @@ size_t audit_head_message(const audit_head *h, uint8_t *buf, size_t cap) {
     return o;
 }
 
-sov_status audit_head_sign(const audit_key *k, int64_t seq, const uint8_t hash[AUDIT_HASH_BYTES], int64_t time_ms,
-                           audit_head *out) {
+sov_status audit_head_sign(const audit_key *k, int64_t seq, const uint8_t hash[AUDIT_HASH_BYTES],
+                           int64_t time_ms, audit_head *out) {
     memset(out, 0, sizeof *out);
     out->seq = seq;
     memcpy(out->hash, hash, AUDIT_HASH_BYTES);
@@ -258,7 +265,8 @@ sov_status audit_head_sign(const audit_key *k, int64_t seq, const uint8_t hash[A
     const bool ok = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
                     EVP_DigestSign(ctx, out->sig, &sig_len, m, n) == 1 && sig_len == AUDIT_SIG_BYTES;
     EVP_MD_CTX_free(ctx);
-    return ok ? SOV_OK : sov_fail(SOV_ERR_NOMEM, "audit: cannot sign the chain head at record %lld", (long long)seq);
+    return ok ? SOV_OK
+              : sov_fail(SOV_ERR_NOMEM, "audit: cannot sign the chain head at record %lld", (long long)seq);
 }
 
 static bool signature_ok(const audit_head *h, const audit_pub *key) {

@@ -125,7 +125,8 @@ static bool text_matches(const char *text, const char *hex) {
 
 /* Text kept beside the record must be text the record's retention keeps, and hash to the
  * record's hash of it (the chain covers the hashes; the hashes cover the text). */
-static bool text_ok(const audit_record *r, const char *text, const char *hex, const char *what, audit_link *out) {
+static bool text_ok(const audit_record *r, const char *text, const char *hex, const char *what,
+                    audit_link *out) {
     if (!text) return true;
     if (r->retention != POLICY_RETAIN_FULL) {
         snprintf(out->why, sizeof out->why, "it keeps %s text although its retention is \"%s\"", what,

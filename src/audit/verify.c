@@ -29,12 +29,12 @@ struct audit_verifier {
     uint8_t L[AUDIT_HASH_BYTES];  /* what the next record must link to */
     uint8_t L2[AUDIT_HASH_BYTES]; /* what L's record linked to */
     bool have_L2;
-    int64_t last_seq;             /* number of the last record accepted */
-    audit_link cur;               /* judged when the next arrives (the one-record look-ahead) */
-    bool have_cur, skip;          /* skip: cur was already taken as half of a swap */
-    audit_head *heads;            /* trusted, valid heads by seq */
+    int64_t last_seq;    /* number of the last record accepted */
+    audit_link cur;      /* judged when the next arrives (the one-record look-ahead) */
+    bool have_cur, skip; /* skip: cur was already taken as half of a swap */
+    audit_head *heads;   /* trusted, valid heads by seq */
     size_t n_heads, next_head;
-    int64_t last_matched;         /* seq of the last head matched */
+    int64_t last_matched; /* seq of the last head matched */
     audit_report r;
 };
 
@@ -44,10 +44,11 @@ static bool same(const uint8_t *a, const uint8_t *b) { return memcmp(a, b, AUDIT
  * happened somewhere before, back to the last head that matched). */
 static int64_t where(const audit_problem *p) { return p->kind == AUDIT_REWRITTEN ? p->seq_end : p->seq; }
 
-static void problem(audit_verifier *v, audit_problem_kind kind, int64_t seq, int64_t seq_end, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static void problem(audit_verifier *v, audit_problem_kind kind, int64_t seq, int64_t seq_end, const char *fmt,
+                    ...) __attribute__((format(printf, 5, 6)));
 
-static void problem(audit_verifier *v, audit_problem_kind kind, int64_t seq, int64_t seq_end, const char *fmt, ...) {
+static void problem(audit_verifier *v, audit_problem_kind kind, int64_t seq, int64_t seq_end, const char *fmt,
+                    ...) {
     audit_problem p = {kind, seq, seq_end, ""};
     va_list ap;
     va_start(ap, fmt);
@@ -73,10 +74,11 @@ static void match_heads(audit_verifier *v, const audit_link *c) {
             v->r.signed_through = c->seq;
             v->last_matched = c->seq;
         } else {
-            problem(v, AUDIT_REWRITTEN, v->last_matched + 1, c->seq,
-                    "the chain differs from the head signed at record %lld by key %s: records %lld..%lld were "
-                    "changed and re-hashed",
-                    (long long)h->seq, h->key_id, (long long)v->last_matched + 1, (long long)c->seq);
+            problem(
+                v, AUDIT_REWRITTEN, v->last_matched + 1, c->seq,
+                "the chain differs from the head signed at record %lld by key %s: records %lld..%lld were "
+                "changed and re-hashed",
+                (long long)h->seq, h->key_id, (long long)v->last_matched + 1, (long long)c->seq);
         }
     }
 }
@@ -103,8 +105,8 @@ static void judge(audit_verifier *v, const audit_link *c, const audit_link *next
     } else if (same(c->prev, v->L)) {
         if (c->seq > want)
             problem(v, AUDIT_DELETED, want, c->seq - 1,
-                    "records %lld..%lld were deleted (record %lld was re-linked over the gap)", (long long)want,
-                    (long long)c->seq - 1, (long long)c->seq);
+                    "records %lld..%lld were deleted (record %lld was re-linked over the gap)",
+                    (long long)want, (long long)c->seq - 1, (long long)c->seq);
         accept(v, c, c->seq == want);
     } else if (next && same(next->prev, v->L) && same(c->prev, next->hash) && next->intact) {
         problem(v, AUDIT_REORDERED, c->seq, next->seq, "records %lld and %lld were reordered (swapped)",
@@ -144,7 +146,8 @@ static int by_seq(const void *a, const void *b) {
 }
 
 audit_verifier *audit_verifier_new(const uint8_t anchor[AUDIT_HASH_BYTES], int64_t anchor_seq,
-                                   const audit_head *heads, size_t n_heads, const audit_pub *keys, size_t n_keys) {
+                                   const audit_head *heads, size_t n_heads, const audit_pub *keys,
+                                   size_t n_keys) {
     audit_verifier *v = calloc(1, sizeof *v);
     if (!v) return NULL;
     v->heads = calloc(n_heads ? n_heads : 1, sizeof *v->heads);
@@ -161,8 +164,9 @@ audit_verifier *audit_verifier_new(const uint8_t anchor[AUDIT_HASH_BYTES], int64
             v->heads[v->n_heads++] = *h;
             v->r.heads++;
         } else if (c == AUDIT_HEAD_BAD_SIGNATURE) {
-            problem(v, AUDIT_HEAD_FORGED, h->seq, h->seq, "the head at record %lld has an invalid signature (key %s)",
-                    (long long)h->seq, h->key_id);
+            problem(v, AUDIT_HEAD_FORGED, h->seq, h->seq,
+                    "the head at record %lld has an invalid signature (key %s)", (long long)h->seq,
+                    h->key_id);
         } else {
             problem(v, AUDIT_HEAD_UNKNOWN, h->seq, h->seq,
                     "the head at record %lld is signed by key %s, which is not trusted: pass its public key "
@@ -194,13 +198,15 @@ static void check_tail(audit_verifier *v, const audit_claim *claim) {
         }
     if (!claim || !claim->known) return;
     if (claim->seq > last)
-        problem(v, AUDIT_TRUNCATED, last + 1, claim->seq,
-                "the tail was truncated: the store's chain head is at record %lld, the chain ends at record %lld",
-                (long long)claim->seq, (long long)last);
+        problem(
+            v, AUDIT_TRUNCATED, last + 1, claim->seq,
+            "the tail was truncated: the store's chain head is at record %lld, the chain ends at record %lld",
+            (long long)claim->seq, (long long)last);
     else if (claim->seq < last)
-        problem(v, AUDIT_INSERTED, claim->seq + 1, last,
-                "records %lld..%lld were appended behind the server's back (the store's chain head is at %lld)",
-                (long long)claim->seq + 1, (long long)last, (long long)claim->seq);
+        problem(
+            v, AUDIT_INSERTED, claim->seq + 1, last,
+            "records %lld..%lld were appended behind the server's back (the store's chain head is at %lld)",
+            (long long)claim->seq + 1, (long long)last, (long long)claim->seq);
     else if (last > 0 && !same(claim->hash, v->L))
         problem(v, AUDIT_REWRITTEN, last, last, "the store's chain head disagrees with record %lld's hash",
                 (long long)last);
@@ -211,15 +217,15 @@ void audit_verifier_finish(audit_verifier *v, const audit_claim *claim, audit_re
     check_tail(v, claim);
     v->r.last_seq = v->last_seq;
     memcpy(v->r.last_hash, v->L, AUDIT_HASH_BYTES);
-    v->r.unsigned_tail = v->r.records ? v->last_seq - (v->r.signed_through ? v->r.signed_through : v->r.first_seq - 1)
-                                      : 0;
+    v->r.unsigned_tail =
+        v->r.records ? v->last_seq - (v->r.signed_through ? v->r.signed_through : v->r.first_seq - 1) : 0;
     *out = v->r;
     free(v->heads);
     free(v);
 }
 
 const char *audit_problem_name(audit_problem_kind k) {
-    static const char *const names[] = {"edited",    "deleted",   "inserted",     "reordered",
+    static const char *const names[] = {"edited",    "deleted",   "inserted",    "reordered",
                                         "rewritten", "truncated", "head forged", "head by an unknown key"};
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }

@@ -29,32 +29,33 @@
 enum { EXIT_BAD = 1, EXIT_CANNOT = 2, PAGE = 1000, MAX_PUBS = 64 };
 
 static void help(FILE *f) {
-    fprintf(f, "usage: sov audit verify --db DB [--pub FILE]... [--state-dir DIR] [--require-signed]\n"
-               "       sov audit verify --export FILE [--pub FILE]... [--state-dir DIR] [--require-signed]\n"
-               "       sov audit export --db DB [--since T] [--tenant NAME] [-o FILE]\n"
-               "       sov audit tail   --db DB [-n N] [--follow] [--json]\n\n"
-               "The audit log `sov serve --db DB` writes: one record per /v1 request, hash-chained, its head\n"
-               "signed with the server's Ed25519 key (docs/AUDIT.md). DB is a SQLite file or a postgresql://\n"
-               "URL (or SOV_DB).\n\n"
-               "  verify     walks the whole chain. Exit 0 when every record, link and signed head verifies;\n"
-               "             1 naming the first bad record and what happened (edited, deleted, inserted,\n"
-               "             reordered, rewritten, tail truncated, head forged or signed by an unknown key);\n"
-               "             2 when it cannot verify (no store, no trusted key)\n"
-               "    --pub FILE          a trusted public key (audit-ed25519.pub of a server; repeat for\n"
-               "                        several). Default: the audit-*.pub in the state folder, with a\n"
-               "                        warning: keys from the same machine prove less than a copy kept apart\n"
-               "    --state-dir DIR     default: the SQLite file's folder, or ~/.local/state/sov\n"
-               "    --export FILE       verify an export file instead of the store\n"
-               "    --require-signed    records after the last signed head are a failure, not a note\n"
-               "  export     JSON lines: a header, every record (with its prev and hash, and its text when\n"
-               "             kept), then the signed heads; a third party verifies it alone\n"
-               "    --since T           from the first record at or after T: 2026-12-03[T10:00[:00]][Z],\n"
-               "                        @UNIXTIME, or a duration back from now (30m, 24h, 7d)\n"
-               "    --tenant NAME       only this tenant's records in full; the others as links (prev,\n"
-               "                        digest, hash: no content), so the chain still verifies\n"
-               "    -o FILE             write there instead of stdout\n"
-               "  tail       the last N records (default 10), one line each (or JSON lines)\n"
-               "    --follow            then new records as they are committed (Ctrl-C ends)\n");
+    fprintf(f,
+            "usage: sov audit verify --db DB [--pub FILE]... [--state-dir DIR] [--require-signed]\n"
+            "       sov audit verify --export FILE [--pub FILE]... [--state-dir DIR] [--require-signed]\n"
+            "       sov audit export --db DB [--since T] [--tenant NAME] [-o FILE]\n"
+            "       sov audit tail   --db DB [-n N] [--follow] [--json]\n\n"
+            "The audit log `sov serve --db DB` writes: one record per /v1 request, hash-chained, its head\n"
+            "signed with the server's Ed25519 key (docs/AUDIT.md). DB is a SQLite file or a postgresql://\n"
+            "URL (or SOV_DB).\n\n"
+            "  verify     walks the whole chain. Exit 0 when every record, link and signed head verifies;\n"
+            "             1 naming the first bad record and what happened (edited, deleted, inserted,\n"
+            "             reordered, rewritten, tail truncated, head forged or signed by an unknown key);\n"
+            "             2 when it cannot verify (no store, no trusted key)\n"
+            "    --pub FILE          a trusted public key (audit-ed25519.pub of a server; repeat for\n"
+            "                        several). Default: the audit-*.pub in the state folder, with a\n"
+            "                        warning: keys from the same machine prove less than a copy kept apart\n"
+            "    --state-dir DIR     default: the SQLite file's folder, or ~/.local/state/sov\n"
+            "    --export FILE       verify an export file instead of the store\n"
+            "    --require-signed    records after the last signed head are a failure, not a note\n"
+            "  export     JSON lines: a header, every record (with its prev and hash, and its text when\n"
+            "             kept), then the signed heads; a third party verifies it alone\n"
+            "    --since T           from the first record at or after T: 2026-12-03[T10:00[:00]][Z],\n"
+            "                        @UNIXTIME, or a duration back from now (30m, 24h, 7d)\n"
+            "    --tenant NAME       only this tenant's records in full; the others as links (prev,\n"
+            "                        digest, hash: no content), so the chain still verifies\n"
+            "    -o FILE             write there instead of stdout\n"
+            "  tail       the last N records (default 10), one line each (or JSON lines)\n"
+            "    --follow            then new records as they are committed (Ctrl-C ends)\n");
 }
 
 /* Prints "sov audit: ..." and returns code. */
@@ -146,14 +147,16 @@ static int trusted_keys(const audit_opts *o, audit_pub **keys, size_t *n) {
     cli_state_dir(o->db ? o->db : "", o->state_dir, dir, sizeof dir);
     if (audit_pubs_in_dir(dir, keys, n) != SOV_OK) return fail_last(EXIT_CANNOT);
     if (*n == 0)
-        return fail(EXIT_CANNOT,
-                    "no trusted public key: pass --pub FILE (a server's audit-ed25519.pub), or --state-dir DIR "
-                    "holding audit-*.pub (looked in %s)",
-                    dir);
-    fprintf(stderr,
-            "sov audit: warning: trusting the %zu key(s) found in %s: an insider who can change the log on this "
-            "machine could change these too; keep a copy of the public key elsewhere and pass it with --pub\n",
-            *n, dir);
+        return fail(
+            EXIT_CANNOT,
+            "no trusted public key: pass --pub FILE (a server's audit-ed25519.pub), or --state-dir DIR "
+            "holding audit-*.pub (looked in %s)",
+            dir);
+    fprintf(
+        stderr,
+        "sov audit: warning: trusting the %zu key(s) found in %s: an insider who can change the log on this "
+        "machine could change these too; keep a copy of the public key elsewhere and pass it with --pub\n",
+        *n, dir);
     return 0;
 }
 
@@ -163,29 +166,34 @@ static int report(const audit_report *r, bool require_signed, const char *what) 
     char last[AUDIT_HEX_LEN + 1];
     audit_hex(r->last_hash, AUDIT_HASH_BYTES, last);
     if (r->n_problems == 0 && (!require_signed || r->unsigned_tail == 0)) {
-        printf("sov audit verify: OK: %s: %lld records (%lld..%lld), chain head %.16s…; %lld signed heads match, "
+        printf("sov audit verify: OK: %s: %lld records (%lld..%lld), chain head %.16s…; %lld signed heads "
+               "match, "
                "signed through record %lld",
                what, (long long)r->records, (long long)r->first_seq, (long long)r->last_seq, last,
                (long long)r->heads_matched, (long long)r->signed_through);
         if (r->unsigned_tail > 0)
-            printf("; %lld records after the last signed head (signed within 10 s, at shutdown or at the next "
-                   "start; a truncation of these alone would not show)",
-                   (long long)r->unsigned_tail);
+            printf(
+                "; %lld records after the last signed head (signed within 10 s, at shutdown or at the next "
+                "start; a truncation of these alone would not show)",
+                (long long)r->unsigned_tail);
         printf("\n");
         return 0;
     }
     if (r->n_problems == 0) {
-        printf("sov audit verify: FAILED: %s: first bad record %lld (unsigned): %lld records after the last signed "
+        printf("sov audit verify: FAILED: %s: first bad record %lld (unsigned): %lld records after the last "
+               "signed "
                "head at record %lld (--require-signed)\n",
-               what, (long long)(r->signed_through + 1), (long long)r->unsigned_tail, (long long)r->signed_through);
+               what, (long long)(r->signed_through + 1), (long long)r->unsigned_tail,
+               (long long)r->signed_through);
         return EXIT_BAD;
     }
     printf("sov audit verify: FAILED: %s: first bad record %lld (%s): %s\n", what, (long long)r->first.seq,
            audit_problem_name(r->first.kind), r->first.detail);
-    printf("  %zu problem(s) in all%s:\n", r->n_problems, r->n_problems > AUDIT_PROBLEMS_KEPT ? ", the first 16" : "");
+    printf("  %zu problem(s) in all%s:\n", r->n_problems,
+           r->n_problems > AUDIT_PROBLEMS_KEPT ? ", the first 16" : "");
     for (size_t i = 0; i < r->n_problems && i < AUDIT_PROBLEMS_KEPT; i++)
-        printf("  record %lld: %s: %s\n", (long long)r->problems[i].seq, audit_problem_name(r->problems[i].kind),
-               r->problems[i].detail);
+        printf("  record %lld: %s: %s\n", (long long)r->problems[i].seq,
+               audit_problem_name(r->problems[i].kind), r->problems[i].detail);
     return EXIT_BAD;
 }
 
@@ -312,8 +320,9 @@ static int verify_export(const audit_opts *o, const audit_pub *keys, size_t n_ke
     audit_report r;
     audit_verifier_finish(v, NULL, &r);
     if (anchor_seq > 0 && r.heads_matched == 0 && r.records > 0)
-        fprintf(stderr, "sov audit: note: this export starts at record %lld; only a signed head after that "
-                        "vouches for where it starts, and none matched\n",
+        fprintf(stderr,
+                "sov audit: note: this export starts at record %lld; only a signed head after that "
+                "vouches for where it starts, and none matched\n",
                 (long long)anchor_seq + 1);
     return report(&r, o->require_signed, o->export_file);
 }
@@ -379,8 +388,9 @@ static int export_to(store *s, FILE *out, int64_t from, const char *tenant) {
 static int export_start(store *s, const char *since, int64_t *from) {
     const int64_t t = cli_parse_time(since, (int64_t)time(NULL));
     if (t < 0)
-        return fail(EXIT_CANNOT, "--since '%s' is not a date (2026-12-03[T10:00[:00]][Z]), @UNIXTIME or a duration "
-                                 "(30m, 24h, 7d)",
+        return fail(EXIT_CANNOT,
+                    "--since '%s' is not a date (2026-12-03[T10:00[:00]][Z]), @UNIXTIME or a duration "
+                    "(30m, 24h, 7d)",
                     since);
     if (store_audit_first_since(s, t * 1000, from) != SOV_OK) return fail_last(EXIT_CANNOT);
     if (*from > 0) return 0;
@@ -423,10 +433,10 @@ static void tail_line(const store_audit_row *row, bool json) {
     gmtime_r(&t, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     printf("#%lld %s.%03dZ %s key=%lld %s %d %s prompt=%lld completion=%lld cached=%lld %lldms %s %s%s\n",
-           (long long)r->seq, when, (int)(r->time_ms % 1000), r->tenant[0] ? r->tenant : "-", (long long)r->key_id,
-           r->endpoint, r->status, r->finish_reason[0] ? r->finish_reason : "-", (long long)r->prompt_tokens,
-           (long long)r->completion_tokens, (long long)r->cached_tokens, (long long)r->latency_ms,
-           r->client[0] ? r->client : "-", r->response_id[0] ? r->response_id : "-",
+           (long long)r->seq, when, (int)(r->time_ms % 1000), r->tenant[0] ? r->tenant : "-",
+           (long long)r->key_id, r->endpoint, r->status, r->finish_reason[0] ? r->finish_reason : "-",
+           (long long)r->prompt_tokens, (long long)r->completion_tokens, (long long)r->cached_tokens,
+           (long long)r->latency_ms, r->client[0] ? r->client : "-", r->response_id[0] ? r->response_id : "-",
            row->prompt_text || row->completion_text ? " +text" : "");
 }
 

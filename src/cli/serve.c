@@ -138,7 +138,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         return cli_error("serve", "--retention must be hashes, none or full, not '%s'", o->retention);
     const bool full = o->retention && strcmp(o->retention, "full") == 0;
     if (full != (o->retention_days != 0) || o->retention_days < 0 || o->retention_days > 3650)
-        return cli_error("serve", "--retention full needs --retention-days N (1..3650), and only it takes one");
+        return cli_error("serve",
+                         "--retention full needs --retention-days N (1..3650), and only it takes one");
     if (o->region && strlen(o->region) > 64) return cli_error("serve", "--region is at most 64 bytes");
     return 0;
 }
@@ -170,7 +171,8 @@ static void audit_summary(tenants *tn) {
     if (!tn || !tenants_audit_key_id(tn)) return;
     tenants_stats ts;
     tenants_get_stats(tn, &ts);
-    fprintf(stderr, "sov serve: audit: %llu records in %llu commits (%.2f ms each), %llu failed, %llu heads signed\n",
+    fprintf(stderr,
+            "sov serve: audit: %llu records in %llu commits (%.2f ms each), %llu failed, %llu heads signed\n",
             (unsigned long long)ts.audit_records, (unsigned long long)ts.audit_commits,
             ts.audit_commits ? ts.audit_seconds * 1e3 / (double)ts.audit_commits : 0.0,
             (unsigned long long)ts.audit_failed, (unsigned long long)ts.audit_heads);

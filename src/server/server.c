@@ -124,8 +124,8 @@ struct server {
     struct evhttp_request *au_req_req;
 };
 
-static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status, const char *reason,
-                       struct evbuffer *body);
+static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status,
+                       const char *reason, struct evbuffer *body);
 static void audit_abandon(hreq *h);
 static void audit_queue(hreq *h, int status);
 
@@ -610,15 +610,14 @@ static void watch(hreq *h) {
     }
 }
 
-
 /* ---- audit: a record for every /v1 response, committed before its last byte ---- */
 
 /* THE place where the text the audit keeps of a prompt or a completion is produced: its
  * SHA-256 (and, with retention "full", the text itself) is of what this returns. Today it
  * is the text as the client exchanged it (UTF-8 as JSON carries it: invalid bytes and NUL
- * become U+FFFD). The data policy's redactor belongs here; since a redactor needs whole
- * text, with one the completion must be kept whole (set au_whole below, see
- * audit_output). Returns malloc'd text (NULL when out of memory). */
+ * become U+FFFD). The data policy's redactor belongs here; a redactor needs whole text, so
+ * with one set au_cfg.whole_completion (server_run): the completion is then kept whole and
+ * passed here once, at the end. Returns malloc'd text (NULL when out of memory). */
 static char *audit_text(server *s, const char *text, size_t len, size_t *out_len) {
     (void)s;
     return oai_utf8_clean(text, len, out_len);
@@ -637,7 +636,8 @@ static void audit_prompt_tokens(server *s, const sov_token *toks, int32_t n) {
     if (!s->au_req) return;
     const int32_t need = sov_detokenize(s->vocab, toks, n, true, false, NULL, 0);
     char *text = need >= 0 ? malloc((size_t)need + 1) : NULL;
-    if (text && sov_detokenize(s->vocab, toks, n, true, false, text, need + 1) == need) audit_prompt(s, text, (size_t)need);
+    if (text && sov_detokenize(s->vocab, toks, n, true, false, text, need + 1) == need)
+        audit_prompt(s, text, (size_t)need);
     free(text);
 }
 
@@ -670,7 +670,7 @@ static void audit_output(hreq *h, const sched_delta *d) {
 /* Ends h's record with the status its client gets (or got) and hands it to the store worker. */
 static bool audit_send(hreq *h, int status, void *user) {
     server *s = h->srv;
-    if (h->au.whole && h->au.item) {
+    if (h->au.whole && h->au.generated && h->au.item) {
         size_t len = 0, n = 0;
         const char *whole = srv_audit_whole_text(&h->au, &len);
         char *t = audit_text(s, whole, len, &n);
@@ -690,7 +690,8 @@ static void audit_abandon(hreq *h) {
     if (h->held) evbuffer_free(h->held);
     h->held = NULL;
     if (!h->au.item) return;
-    if (!h->au.item->rec.finish_reason[0]) srv_audit_usage(&h->au, 0, 0, 0, "cancelled");
+    audit_record *r = &h->au.item->rec;
+    if (!r->finish_reason[0]) snprintf(r->finish_reason, sizeof r->finish_reason, "cancelled");
     audit_send(h, h->replying ? 200 : 499, NULL);
 }
 
@@ -728,8 +729,8 @@ static hreq *hreq_for_reply(server *s, struct evhttp_request *req, const char *r
 
 /* send_body's detour: with the audit log, a /v1 request's last reply is held until its
  * record is committed. True when held (body's bytes moved). */
-static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status, const char *reason,
-                       struct evbuffer *body) {
+static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status,
+                       const char *reason, struct evbuffer *body) {
     if (!s->audit) return false;
     hreq *h = s->au_hold;
     if (h && h->req == req)
@@ -753,7 +754,8 @@ static void audit_refuse(hreq *h, const char *why) {
     server *s = h->srv;
     char msg[400];
     snprintf(msg, sizeof msg,
-             "The audit log could not record this request, so its answer is withheld: %s. Try again later.", why);
+             "The audit log could not record this request, so its answer is withheld: %s. Try again later.",
+             why);
     if (h->held_stream) {
         oai_error e;
         oai_fail(&e, 503, "server_error", NULL, "audit_unavailable", "%s", msg);
@@ -1501,7 +1503,8 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
                                 .model = p->model_id,
                                 .model_sha256 = p->model_sha256 ? p->model_sha256 : "",
                                 .model_signer = "", /* signed models (issue 10, part 3) set this */
-                                .policy = p->data_policy};
+                                .policy = p->data_policy,
+                                .whole_completion = false}; /* true with a redactor (see audit_text) */
     int rc = start(s);
     if (!rc) {
         const sched_params sp = {.policy = p->policy,

@@ -44,8 +44,9 @@ void srv_audit_begin(srv_audit *a, const srv_audit_cfg *c, const char *endpoint,
     r->retention = c->policy->retention;
     if (r->retention == POLICY_RETAIN_FULL && c->policy->retention_days > 0)
         a->item->text_expires = r->time_ms / 1000 + (int64_t)c->policy->retention_days * 86400;
-    a->whole = r->retention == POLICY_RETAIN_FULL;
-    if (r->retention == POLICY_RETAIN_HASHES) a->completion = audit_hasher_new();
+    a->whole =
+        r->retention == POLICY_RETAIN_FULL || (c->whole_completion && r->retention == POLICY_RETAIN_HASHES);
+    if (r->retention == POLICY_RETAIN_HASHES && !a->whole) a->completion = audit_hasher_new();
 }
 
 void srv_audit_move(srv_audit *to, srv_audit *from) {
@@ -96,8 +97,9 @@ const char *srv_audit_whole_text(const srv_audit *a, size_t *len) {
 }
 
 void srv_audit_set_completion(srv_audit *a, const char *text, size_t len) {
-    if (!a->item || a->item->rec.retention != POLICY_RETAIN_FULL) return;
+    if (!a->item || a->item->rec.retention == POLICY_RETAIN_NONE) return;
     audit_sha256_hex(text, len, a->item->rec.completion_sha256);
+    if (a->item->rec.retention != POLICY_RETAIN_FULL) return;
     free(a->item->completion_text);
     a->item->completion_text = strndup(text, len);
     if (!a->item->completion_text) a->item->rec.completion_sha256[0] = '\0';

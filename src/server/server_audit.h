@@ -29,6 +29,8 @@ typedef struct srv_audit_cfg {
     const char *model_sha256; /* its file's SHA-256 (hex) */
     const char *model_signer; /* the key id that signed the model; "" unsigned */
     const sov_policy *policy; /* retention, retention_days, region */
+    bool whole_completion;    /* keep the completion whole for audit_text even without retention
+                                 "full" (a redactor needs whole text); else it is hashed as it goes */
 } srv_audit_cfg;
 
 typedef struct srv_audit {

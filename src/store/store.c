@@ -106,15 +106,18 @@ static const db_sql QUERIES[Q_COUNT] = {
                       "SELECT seq, hash FROM audit_chain WHERE one = 1 FOR UPDATE"},
     [Q_AUDIT_CHAIN] = {"SELECT seq, hash FROM audit_chain WHERE one = 1"},
     [Q_AUDIT_MOVE] = {"UPDATE audit_chain SET seq = $1, hash = $2 WHERE one = 1"},
-    [Q_AUDIT_INSERT] = {"INSERT INTO audit_records (" AUDIT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                        "$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"},
+    [Q_AUDIT_INSERT] = {"INSERT INTO audit_records (" AUDIT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                        "$8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, "
+                        "$25, $26, $27)"},
     [Q_AUDIT_READ] = {"SELECT " AUDIT_COLUMNS " FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2"},
     [Q_AUDIT_SINCE] = {"SELECT min(seq) FROM audit_records WHERE time_ms >= $1"},
-    [Q_AUDIT_HEAD_ADD] = {"INSERT INTO audit_heads (seq, hash, time_ms, key_id, signature) VALUES ($1, $2, $3, $4, $5)"},
-    [Q_AUDIT_HEADS] = {"SELECT seq, hash, time_ms, key_id, signature FROM audit_heads WHERE seq >= $1 ORDER BY seq, id"},
+    [Q_AUDIT_HEAD_ADD] = {"INSERT INTO audit_heads (seq, hash, time_ms, key_id, signature) "
+                          "VALUES ($1, $2, $3, $4, $5)"},
+    [Q_AUDIT_HEADS] = {"SELECT seq, hash, time_ms, key_id, signature FROM audit_heads WHERE seq >= $1 "
+                       "ORDER BY seq, id"},
     [Q_AUDIT_SIGNED] = {"SELECT max(seq) FROM audit_heads"},
-    [Q_AUDIT_EXPIRE] = {"UPDATE audit_records SET prompt_text = NULL, completion_text = NULL, text_expires = NULL "
-                        "WHERE text_expires IS NOT NULL AND text_expires <= $1"},
+    [Q_AUDIT_EXPIRE] = {"UPDATE audit_records SET prompt_text = NULL, completion_text = NULL, "
+                        "text_expires = NULL WHERE text_expires IS NOT NULL AND text_expires <= $1"},
 };
 
 /* ---- migrations ---- */
@@ -165,23 +168,26 @@ static const db_sql MIGRATION_2[] = {
  * text_expires (NULL otherwise). audit_chain is the chain's head row, which appenders lock
  * (serialising servers that share the database) and move; audit_heads the signed heads. */
 static const db_sql MIGRATION_3[] = {
-    {.sql = "CREATE TABLE audit_records (seq BIGINT PRIMARY KEY, version INTEGER NOT NULL, time_ms BIGINT NOT NULL, "
-            "node TEXT NOT NULL, tenant TEXT NOT NULL, key_id BIGINT NOT NULL, model TEXT NOT NULL, "
-            "model_sha256 TEXT NOT NULL, model_signer TEXT NOT NULL, endpoint TEXT NOT NULL, status INTEGER NOT NULL, "
-            "prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, cached_tokens BIGINT NOT NULL, "
-            "latency_ms BIGINT NOT NULL, finish_reason TEXT NOT NULL, client TEXT NOT NULL, "
-            "response_id TEXT NOT NULL, region TEXT NOT NULL, retention TEXT NOT NULL, "
-            "prompt_sha256 TEXT NOT NULL, completion_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL, "
-            "hash TEXT NOT NULL, prompt_text TEXT, completion_text TEXT, text_expires BIGINT)"},
+    {.sql = "CREATE TABLE audit_records (seq BIGINT PRIMARY KEY, version INTEGER NOT NULL, "
+            "time_ms BIGINT NOT NULL, node TEXT NOT NULL, tenant TEXT NOT NULL, key_id BIGINT NOT NULL, "
+            "model TEXT NOT NULL, model_sha256 TEXT NOT NULL, model_signer TEXT NOT NULL, "
+            "endpoint TEXT NOT NULL, status INTEGER NOT NULL, prompt_tokens BIGINT NOT NULL, "
+            "completion_tokens BIGINT NOT NULL, cached_tokens BIGINT NOT NULL, latency_ms BIGINT NOT NULL, "
+            "finish_reason TEXT NOT NULL, client TEXT NOT NULL, response_id TEXT NOT NULL, "
+            "region TEXT NOT NULL, retention TEXT NOT NULL, prompt_sha256 TEXT NOT NULL, "
+            "completion_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, prompt_text TEXT, "
+            "completion_text TEXT, text_expires BIGINT)"},
     {.sql = "CREATE INDEX audit_records_time ON audit_records (time_ms)"},
     {.sql = "CREATE INDEX audit_records_response ON audit_records (response_id)"},
-    {.sql = "CREATE INDEX audit_records_expiring ON audit_records (text_expires) WHERE text_expires IS NOT NULL"},
+    {.sql = "CREATE INDEX audit_records_expiring ON audit_records (text_expires) "
+            "WHERE text_expires IS NOT NULL"},
     {.sql = "CREATE TABLE audit_chain (one INTEGER PRIMARY KEY CHECK (one = 1), seq BIGINT NOT NULL, "
             "hash TEXT NOT NULL)"},
     {.sql = "INSERT INTO audit_chain (one, seq, hash) VALUES (1, 0, "
             "'0000000000000000000000000000000000000000000000000000000000000000')"},
     {.sql = "CREATE TABLE audit_heads (id INTEGER PRIMARY KEY AUTOINCREMENT, " AUDIT_HEAD_COLUMNS,
-     .pg = "CREATE TABLE audit_heads (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, " AUDIT_HEAD_COLUMNS},
+     .pg = "CREATE TABLE audit_heads (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+           AUDIT_HEAD_COLUMNS},
     {.sql = "CREATE INDEX audit_heads_seq ON audit_heads (seq)"},
 };
 

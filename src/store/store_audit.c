@@ -25,7 +25,8 @@ static sov_status read_chain(store *s, size_t stmt, int64_t *seq, uint8_t hash[A
     const sov_status st = db_exec(s->db, stmt, NULL, 0, &s->rows);
     if (st != SOV_OK) return st;
     if (s->rows.n_rows != 1 || !audit_unhex(db_cell(&s->rows, 0, 1), hash, AUDIT_HASH_BYTES))
-        return sov_fail(SOV_ERR_FORMAT, "%s: the audit chain's head row is missing or malformed", db_tag(s->db));
+        return sov_fail(SOV_ERR_FORMAT, "%s: the audit chain's head row is missing or malformed",
+                        db_tag(s->db));
     *seq = db_cell_int(&s->rows, 0, 0);
     return SOV_OK;
 }
@@ -39,19 +40,32 @@ static sov_status insert(store *s, const store_audit_entry *e) {
     audit_hex(r->hash, AUDIT_HASH_BYTES, hash);
     const bool text = e->prompt_text || e->completion_text;
     const db_val args[N_COLS] = {
-        db_int(r->seq),           db_int(r->version),
-        db_int(r->time_ms),       db_text(r->node),
-        db_text(r->tenant),       db_int(r->key_id),
-        db_text(r->model),        db_text(r->model_sha256),
-        db_text(r->model_signer), db_text(r->endpoint),
-        db_int(r->status),        db_int(r->prompt_tokens),
-        db_int(r->completion_tokens), db_int(r->cached_tokens),
-        db_int(r->latency_ms),    db_text(r->finish_reason),
-        db_text(r->client),       db_text(r->response_id),
-        db_text(r->region),       db_text(audit_retention_name(r->retention)),
-        db_text(r->prompt_sha256), db_text(r->completion_sha256),
-        db_text(prev),            db_text(hash),
-        text_or_null(e->prompt_text), text_or_null(e->completion_text),
+        db_int(r->seq),
+        db_int(r->version),
+        db_int(r->time_ms),
+        db_text(r->node),
+        db_text(r->tenant),
+        db_int(r->key_id),
+        db_text(r->model),
+        db_text(r->model_sha256),
+        db_text(r->model_signer),
+        db_text(r->endpoint),
+        db_int(r->status),
+        db_int(r->prompt_tokens),
+        db_int(r->completion_tokens),
+        db_int(r->cached_tokens),
+        db_int(r->latency_ms),
+        db_text(r->finish_reason),
+        db_text(r->client),
+        db_text(r->response_id),
+        db_text(r->region),
+        db_text(audit_retention_name(r->retention)),
+        db_text(r->prompt_sha256),
+        db_text(r->completion_sha256),
+        db_text(prev),
+        db_text(hash),
+        text_or_null(e->prompt_text),
+        text_or_null(e->completion_text),
         text && e->text_expires > 0 ? db_int(e->text_expires) : (db_val){.type = DB_NULL},
     };
     return db_exec(s->db, Q_AUDIT_INSERT, args, N_COLS, NULL);
@@ -90,8 +104,8 @@ sov_status store_audit_chain(store *s, int64_t *seq, uint8_t hash[AUDIT_HASH_BYT
 /* ---- reading ---- */
 
 /* Copies a text cell into a fixed field; false (and why) when it does not fit. */
-static bool cell_to(const db_rows *rows, size_t r, size_t c, char *out, size_t cap, const char *name, char *why,
-                    size_t why_cap) {
+static bool cell_to(const db_rows *rows, size_t r, size_t c, char *out, size_t cap, const char *name,
+                    char *why, size_t why_cap) {
     const char *v = db_cell(rows, r, c);
     if (!v) v = "";
     if (strlen(v) >= cap) {
@@ -103,8 +117,8 @@ static bool cell_to(const db_rows *rows, size_t r, size_t c, char *out, size_t c
     return true;
 }
 
-static bool hash_cell(const db_rows *rows, size_t r, size_t c, uint8_t out[AUDIT_HASH_BYTES], const char *name,
-                      char *why, size_t why_cap) {
+static bool hash_cell(const db_rows *rows, size_t r, size_t c, uint8_t out[AUDIT_HASH_BYTES],
+                      const char *name, char *why, size_t why_cap) {
     if (audit_unhex(db_cell(rows, r, c), out, AUDIT_HASH_BYTES)) return true;
     snprintf(why, why_cap, "its %s is not a SHA-256 in lowercase hex", name);
     return false;
@@ -135,20 +149,20 @@ static bool row_from(const db_rows *rows, size_t r, store_audit_row *out) {
     /* the links first, so that even a row with a bad field can be placed in the chain */
     const bool links = hash_cell(rows, r, 22, a->prev, "prev_hash", why, wc) &&
                        hash_cell(rows, r, 23, a->hash, "hash", why, wc);
-    out->valid = links && cell_to(rows, r, 3, a->node, sizeof a->node, "node", why, wc) &&
-                 cell_to(rows, r, 4, a->tenant, sizeof a->tenant, "tenant", why, wc) &&
-                 cell_to(rows, r, 6, a->model, sizeof a->model, "model", why, wc) &&
-                 cell_to(rows, r, 7, a->model_sha256, sizeof a->model_sha256, "model_sha256", why, wc) &&
-                 cell_to(rows, r, 8, a->model_signer, sizeof a->model_signer, "model_signer", why, wc) &&
-                 cell_to(rows, r, 9, a->endpoint, sizeof a->endpoint, "endpoint", why, wc) &&
-                 cell_to(rows, r, 15, a->finish_reason, sizeof a->finish_reason, "finish_reason", why, wc) &&
-                 cell_to(rows, r, 16, a->client, sizeof a->client, "client", why, wc) &&
-                 cell_to(rows, r, 17, a->response_id, sizeof a->response_id, "response_id", why, wc) &&
-                 cell_to(rows, r, 18, a->region, sizeof a->region, "region", why, wc) &&
-                 cell_to(rows, r, 19, retention, sizeof retention, "retention", why, wc) &&
-                 cell_to(rows, r, 20, a->prompt_sha256, sizeof a->prompt_sha256, "prompt_sha256", why, wc) &&
-                 cell_to(rows, r, 21, a->completion_sha256, sizeof a->completion_sha256, "completion_sha256", why,
-                         wc);
+    out->valid =
+        links && cell_to(rows, r, 3, a->node, sizeof a->node, "node", why, wc) &&
+        cell_to(rows, r, 4, a->tenant, sizeof a->tenant, "tenant", why, wc) &&
+        cell_to(rows, r, 6, a->model, sizeof a->model, "model", why, wc) &&
+        cell_to(rows, r, 7, a->model_sha256, sizeof a->model_sha256, "model_sha256", why, wc) &&
+        cell_to(rows, r, 8, a->model_signer, sizeof a->model_signer, "model_signer", why, wc) &&
+        cell_to(rows, r, 9, a->endpoint, sizeof a->endpoint, "endpoint", why, wc) &&
+        cell_to(rows, r, 15, a->finish_reason, sizeof a->finish_reason, "finish_reason", why, wc) &&
+        cell_to(rows, r, 16, a->client, sizeof a->client, "client", why, wc) &&
+        cell_to(rows, r, 17, a->response_id, sizeof a->response_id, "response_id", why, wc) &&
+        cell_to(rows, r, 18, a->region, sizeof a->region, "region", why, wc) &&
+        cell_to(rows, r, 19, retention, sizeof retention, "retention", why, wc) &&
+        cell_to(rows, r, 20, a->prompt_sha256, sizeof a->prompt_sha256, "prompt_sha256", why, wc) &&
+        cell_to(rows, r, 21, a->completion_sha256, sizeof a->completion_sha256, "completion_sha256", why, wc);
     a->retention = audit_retention_parse(out->valid ? retention : "?");
     if (out->valid && a->retention < 0) {
         out->valid = false;
@@ -214,7 +228,8 @@ sov_status store_audit_add_head(store *s, const audit_head *h) {
     char hash[AUDIT_HEX_LEN + 1], sig[2 * AUDIT_SIG_BYTES + 1];
     audit_hex(h->hash, AUDIT_HASH_BYTES, hash);
     audit_hex(h->sig, AUDIT_SIG_BYTES, sig);
-    const db_val args[] = {db_int(h->seq), db_text(hash), db_int(h->time_ms), db_text(h->key_id), db_text(sig)};
+    const db_val args[] = {db_int(h->seq), db_text(hash), db_int(h->time_ms), db_text(h->key_id),
+                           db_text(sig)};
     return db_exec(s->db, Q_AUDIT_HEAD_ADD, args, 5, NULL);
 }
 

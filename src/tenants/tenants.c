@@ -274,8 +274,8 @@ static void audit_all(tenants *t, tenants_audit *in) {
     for (tenants_audit *a = in; e && a; a = a->next, i++)
         e[i] = (store_audit_entry){a->rec, a->prompt_text, a->completion_text, a->text_expires};
     const double t0 = sov_now_s();
-    const sov_status st =
-        e ? store_audit_append(t->st, e, n) : sov_fail(SOV_ERR_NOMEM, "out of memory for %zu audit records", n);
+    const sov_status st = e ? store_audit_append(t->st, e, n)
+                            : sov_fail(SOV_ERR_NOMEM, "out of memory for %zu audit records", n);
     const char *why = sov_last_error();
     i = 0;
     for (tenants_audit *a = in; a; a = a->next, i++) {
@@ -314,7 +314,8 @@ static void audit_sign(tenants *t, bool force) {
     if (st == SOV_OK) st = store_audit_add_head(t->st, &h);
     fail_stat(t, st == SOV_OK);
     if (st != SOV_OK) {
-        fprintf(stderr, "sov serve: cannot sign the audit chain head at record %lld (tried again later): %s\n",
+        fprintf(stderr, "sov serve: cannot sign the audit chain head at record %lld (tried again later): "
+                        "%s\n",
                 (long long)t->chain_seq, sov_last_error());
         t->next_sign = now + 1;
         return;
@@ -331,7 +332,8 @@ static void audit_expire(tenants *t) {
     if (!t->p.audit || sov_now_s() < t->next_expire) return;
     t->next_expire = sov_now_s() + 60;
     int64_t cleared = 0;
-    const sov_status st = store_audit_expire(t->st, (int64_t)time(NULL) + t->p.audit->clock_offset_s, &cleared);
+    const int64_t now = (int64_t)time(NULL) + t->p.audit->clock_offset_s;
+    const sov_status st = store_audit_expire(t->st, now, &cleared);
     fail_stat(t, st == SOV_OK);
     if (st != SOV_OK) t->next_expire = sov_now_s() + 5;
 }
@@ -357,7 +359,8 @@ static void hand_back_audits(tenants *t, tenants_audit *in) {
         a->next = NULL;
         if (!a->user) {
             if (a->status != SOV_OK)
-                fprintf(stderr, "sov serve: the audit record of a request the client left could not be written: %s\n",
+                fprintf(stderr,
+                        "sov serve: the audit record of a request the client left could not be written: %s\n",
                         a->error);
             tenants_audit_free(a);
         } else {

@@ -106,12 +106,12 @@ static audit_report verify(const chain *c, const audit_pub *keys, size_t n_keys,
     return rep;
 }
 
-#define CHECK_FIRST(rep, kind_, seq_)                                                                         \
+#define CHECK_FIRST(rep, kind_, seq_)                                                                        \
     do {                                                                                                     \
         CHECK_MSG((rep).n_problems > 0 && (rep).first.kind == (kind_) && (rep).first.seq == (seq_),          \
-                  "want %s at record %d; got %zu problems, first %s at %lld: %s", audit_problem_name(kind_),  \
+                  "want %s at record %d; got %zu problems, first %s at %lld: %s", audit_problem_name(kind_), \
                   (int)(seq_), (rep).n_problems, audit_problem_name((rep).first.kind),                       \
-                  (long long)(rep).first.seq, (rep).first.detail);                                            \
+                  (long long)(rep).first.seq, (rep).first.detail);                                           \
     } while (0)
 
 static audit_key *KEY, *OTHER;

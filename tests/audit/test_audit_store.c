@@ -402,7 +402,8 @@ static bool postgres_setup(backend *b) {
         fclose(f);
         b->base[strcspn(b->base, "\r\n")] = '\0';
     }
-    CHECK_MSG(b->base[0], "no PostgreSQL URL in SOV_PG_URL_FILE=%s: run through ctest (fixture store/pg_start)",
+    CHECK_MSG(b->base[0],
+              "no PostgreSQL URL in SOV_PG_URL_FILE=%s: run through ctest (fixture store/pg_start)",
               file ? file : "(unset)");
     if (!b->base[0]) return false;
     b->admin = PQconnectdb(b->base);
