@@ -7,6 +7,7 @@
 #include <sys/time.h>
 
 #include "core/util.h"
+#include "server/openai.h"
 
 static int64_t unix_ms(void) {
     struct timeval tv;
@@ -14,16 +15,20 @@ static int64_t unix_ms(void) {
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* Copies s into a field of cap bytes, cut at a UTF-8 character boundary when too long. */
+/* Copies s into a field of cap bytes as valid UTF-8 (a model's file name, a region given on
+ * the command line may not be: both stores need text), cut at a character boundary when
+ * too long. */
 static void put(char *dst, size_t cap, const char *s) {
-    size_t n = s ? strlen(s) : 0;
+    size_t n = 0;
+    char *clean = s ? oai_utf8_clean(s, strlen(s), &n) : NULL;
     if (n >= cap) {
         n = cap - 1;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        while (n > 0 && ((unsigned char)clean[n] & 0xC0) == 0x80)
             n--;
     }
-    if (n) memcpy(dst, s, n);
+    if (n) memcpy(dst, clean, n);
     dst[n] = '\0';
+    free(clean);
 }
 
 void srv_audit_begin(srv_audit *a, const srv_audit_cfg *c, const char *endpoint, const char *client) {

@@ -50,7 +50,8 @@ struct tenants {
     tenants_audit *audit_done_head, *audit_done_tail; /* under mu */
 
     /* worker: the audit chain as this server last saw it, and what it signed */
-    audit_key *key; /* the audit log's signing key (NULL: no audit log) */
+    tenants_audit_params audit; /* a copy of p.audit (t->p.audit points here) */
+    audit_key *key;             /* the audit log's signing key (NULL: no audit log) */
     int64_t chain_seq, signed_seq;
     uint8_t chain_hash[AUDIT_HASH_BYTES];
     double next_sign, next_expire;
@@ -484,6 +485,10 @@ sov_status tenants_open(const tenants_params *p, tenants **out) {
     }
     t->p.db = t->db;
     t->p.model_id = t->model_id;
+    if (p->audit) {
+        t->audit = *p->audit;
+        t->p.audit = &t->audit;
+    }
     const store_open_params sp = {.durable = p->audit != NULL};
     sov_status st = store_open(t->db, &sp, &t->st);
     if (!st) st = audit_start(t);

@@ -41,7 +41,8 @@ typedef struct tenants tenants;
  * chain head and deletes expired text. */
 typedef struct tenants_audit_params {
     const char *state_dir;   /* holds the key that signs the chain head (audit_key_open:
-                                made on first use), opened once the store is */
+                                made on first use), opened once the store is (only then:
+                                the string need not outlive tenants_open) */
     int64_t sign_every;      /* sign when this many records are unsigned (0: 256) */
     double sign_interval_s;  /* and this often while any are (0: 10) */
     int64_t clock_offset_s;  /* added to the clock that expires kept text (a test hook) */
