@@ -114,7 +114,7 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ratio() { echo "$1 $2" | awk '{printf "%.3f", $1/$2}'; }
 verified() { # db pub
-  "$sov" audit verify --db "$1" --pub "$2" | sed 's/^sov audit verify: //' | cut -c1-110
+  "$sov" audit verify --db "$1" --pub "$2" | sed -e 's/^sov audit verify: //' -e 's/, chain head.*//'
 }
 
 echo
