@@ -3,6 +3,7 @@
 #define SOV_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "sov.h"
@@ -17,6 +18,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* Prints "sov <cmd>: <message>" and, when status is set, sov_last_error(). Returns 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -31,6 +33,15 @@ bool cli_opt_float(int argc, char **argv, int *i, const char *name, double *out,
 
 /* A progress bar on stderr when it is a terminal, else a few percentage lines. */
 void cli_progress(float fraction, void *label);
+
+/* A time given on the command line (--since): a UTC date or time (2026-12-03,
+ * 2026-12-03T10:00[:00][Z]), @UNIXTIME, or a duration back from now (30m, 24h, 7d).
+ * Unix seconds, or -1 when it is none of these. */
+int64_t cli_parse_time(const char *v, int64_t now);
+
+/* The folder of the server's state (the audit signing key): `given`, else the SQLite
+ * file's folder, else ~/.local/state/sov for PostgreSQL. */
+void cli_state_dir(const char *db, const char *given, char *buf, size_t cap);
 
 /* Path of the built-in demo model, generated on first use (random weights). */
 int cli_demo_model_path(char *buf, size_t cap);

@@ -1,9 +1,11 @@
-/* common.c - option parsing, error printing and progress display for the subcommands. */
+/* common.c - option parsing, error printing, progress display, --since times and the state
+ * folder for the subcommands. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -90,4 +92,44 @@ void cli_progress(float fraction, void *label) {
     }
     last = pct >= 100 ? -1 : pct;
     fflush(stderr);
+}
+
+int64_t cli_parse_time(const char *v, int64_t now) {
+    char *end;
+    if (v[0] == '@') {
+        errno = 0;
+        const long long t = strtoll(v + 1, &end, 10);
+        return errno || end == v + 1 || *end || t < 0 ? -1 : (int64_t)t;
+    }
+    errno = 0;
+    const double x = strtod(v, &end);
+    if (!errno && end != v && x >= 0 && end[0] && !end[1] && (v[0] >= '0' && v[0] <= '9') &&
+        (end[0] == 's' || end[0] == 'm' || end[0] == 'h' || end[0] == 'd')) {
+        const double mul = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : 86400;
+        return (int64_t)((double)now - x * mul);
+    }
+    static const char *const fmts[] = {
+        "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",  "%Y-%m-%d %H:%M",    "%Y-%m-%d"};
+    for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
+        struct tm tm = {0};
+        const char *p = strptime(v, fmts[i], &tm);
+        if (p && !*p) return (int64_t)timegm(&tm);
+    }
+    return -1;
+}
+
+void cli_state_dir(const char *db, const char *given, char *buf, size_t cap) {
+    if (given) {
+        snprintf(buf, cap, "%s", given);
+    } else if (strncmp(db, "postgresql://", 13) != 0 && strncmp(db, "postgres://", 11) != 0) {
+        const char *slash = strrchr(db, '/');
+        if (slash)
+            snprintf(buf, cap, "%.*s", slash == db ? 1 : (int)(slash - db), db);
+        else
+            snprintf(buf, cap, ".");
+    } else {
+        const char *home = getenv("HOME");
+        snprintf(buf, cap, "%s/.local/state/sov", home && *home ? home : ".");
+    }
 }

@@ -313,32 +313,6 @@ static int cmd_weight(const keys_opts *o) {
 
 /* ---- usage ---- */
 
-/* --since: a UTC date or time, @unix seconds, or a duration back from now. -1: bad. */
-static int64_t parse_since(const char *v, int64_t now) {
-    char *end;
-    if (v[0] == '@') {
-        errno = 0;
-        const long long t = strtoll(v + 1, &end, 10);
-        return errno || end == v + 1 || *end || t < 0 ? -1 : (int64_t)t;
-    }
-    errno = 0;
-    const double x = strtod(v, &end);
-    if (!errno && end != v && x >= 0 && end[0] && !end[1] && (v[0] >= '0' && v[0] <= '9') &&
-        (end[0] == 's' || end[0] == 'm' || end[0] == 'h' || end[0] == 'd')) {
-        const double mul = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : 86400;
-        return (int64_t)((double)now - x * mul);
-    }
-    static const char *const fmts[] = {
-        "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",  "%Y-%m-%d %H:%M",    "%Y-%m-%d"};
-    for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
-        struct tm tm = {0};
-        const char *p = strptime(v, fmts[i], &tm);
-        if (p && !*p) return (int64_t)timegm(&tm);
-    }
-    return -1;
-}
-
 static void usage_line(const keys_opts *o, const char *tenant, const store_usage_row *r,
                        const store_usage_row *sum) {
     const long long total = (long long)(sum->prompt_tokens + sum->completion_tokens);
@@ -368,7 +342,7 @@ static void usage_line(const keys_opts *o, const char *tenant, const store_usage
 static int cmd_usage(const keys_opts *o) {
     const int64_t now = (int64_t)time(NULL);
     int64_t since = 0;
-    if (o->since && (since = parse_since(o->since, now)) < 0)
+    if (o->since && (since = cli_parse_time(o->since, now)) < 0)
         return cli_error("keys",
                          "--since '%s' is not a date (2026-12-03[T10:00[:00]][Z]), @UNIXTIME or a duration "
                          "(30m, 24h, 7d)",

@@ -15,6 +15,7 @@ static const command commands[] = {
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
     {"keys", cmd_keys, "tenants' API keys, limits and usage in the state store"},
     {"policy", cmd_policy, "check a data-handling policy file; redact personal data from text"},
+    {"audit", cmd_audit, "verify, export and follow the tamper-evident audit log"},
     {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "core/util.h"
 #include "policy/policy.h"
@@ -22,6 +23,9 @@ typedef struct serve_opts {
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
     bool kv_f32, metrics_open;
+    const char *state_dir; /* the audit log (docs/AUDIT.md) */
+    long sign_every;
+    bool no_audit;
 } serve_opts;
 
 static void help(FILE *f) {
@@ -71,7 +75,16 @@ static void help(FILE *f) {
            "  --tls-key FILE          its PEM private key (unencrypted)\n"
            "  --tls-client-ca FILE    mTLS: every client needs a certificate issued by a CA in FILE\n"
            "                          (only those CAs are trusted); a key created with sov keys create\n"
-           "                          --client-cert-subject stands for the certificate's owner\n");
+           "                          --client-cert-subject stands for the certificate's owner\n\n"
+           "Audit log (with --db; docs/AUDIT.md): a hash-chained record of every /v1 request, committed\n"
+           "before the answer's last byte, the chain's head signed with this server's Ed25519 key.\n"
+           "  --state-dir DIR         where the signing key lives (audit-ed25519.pem, made on first use);\n"
+           "                          default: the SQLite file's folder, or ~/.local/state/sov\n"
+           "  --audit-sign-every N    sign the chain head every N records (default 256; also every 10 s\n"
+           "                          while records are unsigned, and at shutdown)\n"
+           "  --no-audit              no audit log (said at start-up)\n"
+           "What it keeps of prompts and completions (hashes, nothing, or the text for N days) and\n"
+           "the region label in every record come from the data policy (--policy).\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -90,7 +103,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--policy", &o->policy, &bad) ||
                    cli_opt_str(argc, argv, &i, "--tls-cert", &o->tls_cert, &bad) ||
                    cli_opt_str(argc, argv, &i, "--tls-key", &o->tls_key, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--tls-client-ca", &o->tls_client_ca, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--tls-client-ca", &o->tls_client_ca, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--state-dir", &o->state_dir, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
                    cli_opt_int(argc, argv, &i, "-np", &o->parallel, &bad) ||
                    cli_opt_int(argc, argv, &i, "--parallel", &o->parallel, &bad) ||
@@ -105,11 +119,14 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_int(argc, argv, &i, "--max-body-kb", &o->body_kb, &bad) ||
                    cli_opt_int(argc, argv, &i, "--http-timeout", &o->http_timeout, &bad) ||
                    cli_opt_float(argc, argv, &i, "--timeout", &o->timeout, &bad) ||
-                   cli_opt_float(argc, argv, &i, "--shutdown-timeout", &o->shutdown_timeout, &bad)) {
+                   cli_opt_float(argc, argv, &i, "--shutdown-timeout", &o->shutdown_timeout, &bad) ||
+                   cli_opt_int(argc, argv, &i, "--audit-sign-every", &o->sign_every, &bad)) {
         } else if (cli_flag(argv, &i, "--kv-f32")) {
             o->kv_f32 = true;
         } else if (cli_flag(argv, &i, "--metrics-open")) {
             o->metrics_open = true;
+        } else if (cli_flag(argv, &i, "--no-audit")) {
+            o->no_audit = true;
         } else {
             return cli_error("serve", "unknown option '%s'; see sov serve --help", argv[i]);
         }
@@ -135,7 +152,37 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         return cli_error("serve", "--tls-client-ca needs HTTPS: give --tls-cert and --tls-key too");
     if (!o->db) o->db = getenv("SOV_DB");
     if (o->db && !*o->db) o->db = NULL;
+    if (o->sign_every < 1 || o->sign_every > 1000000)
+        return cli_error("serve", "--audit-sign-every must be 1..1000000");
     return 0;
+}
+
+/* The data policy's audit keys given on the command line. */
+/* The audit log: with --db, unless --no-audit (said either way). */
+static const tenants_audit_params *audit_params(const serve_opts *o, tenants_audit_params *ap, char *dir,
+                                                size_t cap) {
+    if (!o->db || o->no_audit) {
+        fprintf(stderr, "sov serve: %s: requests are NOT recorded in an audit log\n",
+                o->db ? "--no-audit" : "no --db, so no audit log");
+        return NULL;
+    }
+    cli_state_dir(o->db, o->state_dir, dir, cap);
+    const char *skew = getenv("SOV_TEST_CLOCK_OFFSET"); /* tests: text expiry without waiting days */
+    *ap = (tenants_audit_params){.state_dir = dir, .sign_every = o->sign_every,
+                                 .clock_offset_s = skew ? atoll(skew) : 0};
+    return ap;
+}
+
+/* What the audit log took, at shutdown (the records per commit show the group commit). */
+static void audit_summary(tenants *tn) {
+    if (!tn || !tenants_audit_key_id(tn)) return;
+    tenants_stats ts;
+    tenants_get_stats(tn, &ts);
+    fprintf(stderr,
+            "sov serve: audit: %llu records in %llu commits (%.2f ms each), %llu failed, %llu heads signed\n",
+            (unsigned long long)ts.audit_records, (unsigned long long)ts.audit_commits,
+            ts.audit_commits ? ts.audit_seconds * 1e3 / (double)ts.audit_commits : 0.0,
+            (unsigned long long)ts.audit_failed, (unsigned long long)ts.audit_heads);
 }
 
 /* The model id: the alias, else the file name without folder and .gguf. */
@@ -178,7 +225,8 @@ int cmd_serve(int argc, char **argv) {
                     .body_kb = 4096,
                     .http_timeout = 60,
                     .timeout = 600,
-                    .shutdown_timeout = 30};
+                    .shutdown_timeout = 30,
+                    .sign_every = 256};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     sov_status st;
@@ -201,16 +249,22 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "sov serve: data policy%s%s: %s\n",
             o.policy ? " from " : " (default; --policy FILE to set one)", o.policy ? o.policy : "",
             policy_describe(&data_policy, policy_line, sizeof policy_line));
+    tenants_audit_params ap;
+    char state[4096];
+    const tenants_audit_params *audit = audit_params(&o, &ap, state, sizeof state);
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;
     if (o.db) {
-        const tenants_params tp = {.db = o.db, .model_id = id};
+        const tenants_params tp = {.db = o.db, .model_id = id, .audit = audit};
         st = tenants_open(&tp, &tn);
         if (st) {
             tls_ctx_free(tls);
             return cli_status_error("serve", st);
         }
+        if (audit)
+            fprintf(stderr, "sov serve: audit log in the state store, chain heads signed by key %s (%s/%s)\n",
+                    tenants_audit_key_id(tn), state, AUDIT_KEY_FILE);
         if (tenants_auth_required(tn))
             fprintf(stderr, "sov serve: tenants from %s: %zu API key(s); every /v1 request needs one\n",
                     tenants_store_describe(tn), tenants_key_count(tn));
@@ -281,11 +335,13 @@ int cmd_serve(int argc, char **argv) {
         .model_sha256 = info.sha256,
         .data_policy = &data_policy,
         .tls = tls,
+        .audit_node = tn ? tenants_audit_key_id(tn) : NULL,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
     };
     rc = server_run(model, ctx, &sp);
-    tenants_close(tn);
+    audit_summary(tn);
+    tenants_close(tn); /* after the last audit records and the last signed head */
     tls_ctx_free(tls);
     sov_context_free(ctx);
     sov_model_free(model);

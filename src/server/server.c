@@ -17,7 +17,14 @@
  * the watcher sees raw TLS records. Bytes waiting on the socket may then be the client's
  * close_notify alert ahead of its FIN rather than a pipelined request, so when data waits
  * the watcher asks whether the peer also closed its side (POLLRDHUP), and if not polls for
- * that close (a FIN or a reset) until the reply. */
+ * that close (a FIN or a reset) until the reply.
+ *
+
+ * The audit log (with --db; docs/AUDIT.md): every /v1 request that gets a response gets
+ * a record, and the LAST reply — a whole body, an error body, or a stream's last chunks
+ * and [DONE] — is held in its hreq until the store worker reports the record committed
+ * (the "---- audit ----" section). A request whose record cannot be written is answered
+ * 503 instead (a stream ends with an error event instead of [DONE]). */
 #include "server/server.h"
 
 #include <errno.h>
@@ -46,6 +53,7 @@
 #include "server/metrics.h"
 #include "server/openai.h"
 #include "server/tls.h"
+#include "server/server_audit.h"
 #include "tenants/tenants.h"
 
 typedef struct server server;
@@ -78,6 +86,14 @@ typedef struct hreq {
     sched_tok *toks;
     int32_t n_toks, cap_toks;
     struct hreq *prev, *next; /* the server's list of live hreqs */
+    srv_audit au;             /* its audit record while it is built */
+    bool auditing;            /* the last reply is held until the record is committed */
+    bool audited;             /* the record is committed: the last reply may go */
+    bool ended;               /* the engine is done with it (or never had it) */
+    struct evbuffer *held;    /* the held last reply (a body, or a stream's last chunks) */
+    bool held_stream;
+    int held_status;
+    const char *held_reason;
 } hreq;
 
 /* A completion's last reply while its bytes may still sit in libevent's output buffer: a
@@ -113,7 +129,17 @@ struct server {
     struct evbuffer *scratch;
     sov_policy policy;      /* the data-handling policy (a copy of p.data_policy) */
     redact_counts redacted; /* findings replaced in prompts (redact_prompts) */
+    bool audit;                       /* the audit log is on (a store, and an audit key) */
+    srv_audit_cfg au_cfg;             /* what every record shares */
+    hreq *au_hold;                    /* the hreq whose next reply is its last (see last_reply) */
+    srv_audit *au_req;                /* the /v1 request on_request is handling: its record */
+    struct evhttp_request *au_req_req;
 };
+
+static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status,
+                       const char *reason, struct evbuffer *body);
+static void audit_abandon(hreq *h);
+static void audit_queue(hreq *h, int status);
 
 /* ---- replies ---- */
 
@@ -136,6 +162,10 @@ static void send_body(server *s, struct evhttp_request *req, const char *route, 
                          : status == 429 ? "Too Many Requests"
                          : status == 503 ? "Service Unavailable"
                                          : "Error";
+    if (audit_hold(s, req, route, status, reason, b)) { /* it goes once its record is committed */
+        if (b) evbuffer_free(b);
+        return;
+    }
     evhttp_send_reply(req, status, reason, b);
     if (b) evbuffer_free(b);
     http_count(&s->counts, route, status);
@@ -171,6 +201,7 @@ static void stop_watching(hreq *h) {
 
 static void hreq_free(hreq *h) {
     server *s = h->srv;
+    audit_abandon(h);
     stop_watching(h);
     if (h->orphan) evhttp_request_free(h->orphan);
     if (h->sr) sched_req_release(h->sr);
@@ -261,8 +292,14 @@ static void on_flusher_close(struct evhttp_connection *evcon, void *arg) {
 }
 
 /* The next reply sent on h->req is its last: stop watching for a disconnect and track the
- * reply until its bytes are written. Call before sending; http_done() after. */
+ * reply until its bytes are written. Call before sending; http_done() after. With the
+ * audit log, the first call only marks h: the reply sent next is held (audit_hold), and
+ * this runs for real when it is released. */
 static void last_reply(hreq *h) {
+    if (h->srv->audit && !h->audited && h->req) {
+        h->srv->au_hold = h;
+        return;
+    }
     stop_watching(h);
     struct evhttp_connection *evcon = h->evcon;
     h->evcon = NULL; /* the connection's close callback belongs to the flusher now */
@@ -279,6 +316,7 @@ static void last_reply(hreq *h) {
 
 /* The HTTP side is over (the last reply was sent). */
 static void http_done(hreq *h) {
+    if (h->auditing) return; /* held: the HTTP side goes on until it is released */
     stop_watching(h);
     h->req = NULL;
 }
@@ -287,7 +325,9 @@ static void http_done(hreq *h) {
 
 static void sse(hreq *h, const char *json) {
     struct evbuffer *b = h->srv->scratch;
+    if (h->held_stream) b = h->held; /* the stream's last chunks wait for the audit record */
     evbuffer_add_printf(b, "data: %s\n\n", json);
+    if (h->held_stream) return;
     evhttp_send_reply_chunk(h->req, b);
     evbuffer_drain(b, evbuffer_get_length(b));
 }
@@ -340,6 +380,7 @@ static void stream_delta(hreq *h, const sched_delta *d) {
         h->text_offset += d->len;
     }
     if (!finish) return;
+    if (h->srv->audit && (h->held = evbuffer_new())) h->held_stream = true; /* from here on, held */
     if (d->finish == SCHED_FINISH_ERROR) {
         oai_error e;
         oai_fail(&e, 500, "server_error", NULL, NULL, "%s", d->error[0] ? d->error : "engine error");
@@ -359,6 +400,11 @@ static void stream_delta(hreq *h, const sched_delta *d) {
     }
     struct evbuffer *b = h->srv->scratch;
     evbuffer_add_printf(b, "data: [DONE]\n\n");
+    if (h->held_stream) {
+        evbuffer_add_buffer(h->held, b);
+        audit_queue(h, 200);
+        return;
+    }
     evhttp_send_reply_chunk(h->req, b);
     evbuffer_drain(b, evbuffer_get_length(b));
     last_reply(h);
@@ -431,6 +477,7 @@ static void whole_delta(hreq *h, const sched_delta *d) {
 /* ---- engine output ---- */
 
 static void settle(server *s, hreq *h, bool submitted, const sched_delta *d);
+static void audit_output(hreq *h, const sched_delta *d);
 
 static void deliver(server *s) {
     sched_req *ready[64];
@@ -440,7 +487,8 @@ static void deliver(server *s) {
             hreq *h = sched_req_user(ready[i]);
             sched_delta d;
             sched_take(s->sched, ready[i], &d);
-            if (h->req) {
+            audit_output(h, &d);
+            if (h->req && !h->auditing) {
                 if (h->stream)
                     stream_delta(h, &d);
                 else
@@ -449,18 +497,20 @@ static void deliver(server *s) {
             free(d.text);
             free(d.toks);
             if (d.finish != SCHED_RUNNING) {
-                if (h->req) { /* cannot happen: the last delta ends the reply */
+                if (h->req && !h->auditing) { /* cannot happen: the last delta ends the reply */
                     stop_watching(h);
                     h->req = NULL;
                 }
                 settle(s, h, true, &d);
-                hreq_free(h);
+                h->ended = true;
+                if (!h->auditing) hreq_free(h);
             }
         }
     }
 }
 
 static void take_reservations(server *s);
+static void take_audits(server *s);
 
 /* The key table may have been reloaded: say so when authentication turned on or off. */
 static void poll_keys(server *s) {
@@ -480,6 +530,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     }
     poll_keys(s);
     take_reservations(s);
+    take_audits(s);
     deliver(s);
 }
 
@@ -519,8 +570,12 @@ static sov_token *tokenize(const sov_vocab *v, const char *text, int32_t *n_out)
 
 /* The prompt's tokens: chat messages through the model's template (ChatML when the model
  * has none sov knows), completion text as is. */
+static void audit_prompt(server *s, const char *text, size_t len);
+static void audit_prompt_tokens(server *s, const sov_token *toks, int32_t n);
+
 static sov_token *prompt_tokens(server *s, const oai_request *r, int32_t *n, oai_error *e) {
     if (r->kind == OAI_COMPLETION && r->prompt_toks) {
+        audit_prompt_tokens(s, r->prompt_toks, r->n_prompt_toks);
         sov_token *t = malloc(((size_t)r->n_prompt_toks + 1) * sizeof *t);
         if (t) memcpy(t, r->prompt_toks, (size_t)r->n_prompt_toks * sizeof *t);
         *n = r->n_prompt_toks;
@@ -544,6 +599,7 @@ static sov_token *prompt_tokens(server *s, const oai_request *r, int32_t *n, oai
         }
     }
     sov_token *t = tokenize(s->vocab, text, n);
+    audit_prompt(s, text, strlen(text)); /* the exact text the model sees */
     if (text != r->prompt) free(text);
     if (!t)
         oai_fail(e, 400, "invalid_request_error", r->kind == OAI_CHAT ? "messages" : "prompt", NULL,
@@ -581,6 +637,221 @@ static void watch(hreq *h) {
         h->peek = event_new(h->srv->base, fd, EV_READ | EV_PERSIST, on_peek, h);
         if (h->peek) event_add(h->peek, NULL);
     }
+}
+
+/* ---- audit: a record for every /v1 response, committed before its last byte ---- */
+
+/* THE place where the text the audit keeps of a prompt or a completion is produced: its
+ * SHA-256 (and, with retention "full", the text itself) is of what this returns: the text
+ * as the client exchanged it (UTF-8 as JSON carries it: invalid bytes and NUL become
+ * U+FFFD) with the data policy's kinds of personal data replaced by placeholders (so the
+ * store never holds them, not even as a hash of a short text). The redactor needs whole
+ * text, so with one au_cfg.whole_completion is set (server_run): the completion is kept
+ * whole and passed here once, at the end. Returns malloc'd text (NULL when out of memory). */
+static char *audit_text(server *s, const char *text, size_t len, size_t *out_len) {
+    size_t n = 0;
+    char *clean = oai_utf8_clean(text, len, &n);
+    if (!clean || !s->policy.redact) {
+        *out_len = n;
+        return clean;
+    }
+    /* the data policy's personal data never reaches the audit store (text or hash) */
+    char *red = redact_dup(s->policy.redact, clean, n, out_len, NULL);
+    free(clean);
+    return red;
+}
+
+static void audit_prompt(server *s, const char *text, size_t len) {
+    if (!s->au_req) return;
+    size_t n = 0;
+    char *t = audit_text(s, text, len, &n);
+    if (t) srv_audit_prompt(s->au_req, t, n);
+    free(t);
+}
+
+/* A prompt given as token ids: the text of those tokens (control tokens spelled out). */
+static void audit_prompt_tokens(server *s, const sov_token *toks, int32_t n) {
+    if (!s->au_req) return;
+    const int32_t need = sov_detokenize(s->vocab, toks, n, true, false, NULL, 0);
+    char *text = need >= 0 ? malloc((size_t)need + 1) : NULL;
+    if (text && sov_detokenize(s->vocab, toks, n, true, false, text, need + 1) == need)
+        audit_prompt(s, text, (size_t)need);
+    free(text);
+}
+
+static const char *audit_finish(sched_finish f) {
+    switch (f) {
+    case SCHED_FINISH_STOP: return "stop";
+    case SCHED_FINISH_LENGTH: return "length";
+    case SCHED_FINISH_DEADLINE: return "timeout";
+    case SCHED_FINISH_CANCELLED: return "cancelled";
+    case SCHED_FINISH_ERROR: return "error";
+    default: return "";
+    }
+}
+
+/* The engine's output: the completion's audit text as it comes, its counts at the end. */
+static void audit_output(hreq *h, const sched_delta *d) {
+    if (!h->au.item) return;
+    if (d->len > 0 && h->au.whole) {
+        srv_audit_completion(&h->au, d->text, d->len); /* audit_text runs on the whole, at the end */
+    } else if (d->len > 0) {
+        size_t n = 0;
+        char *t = audit_text(h->srv, d->text, d->len, &n);
+        if (t) srv_audit_completion(&h->au, t, n);
+        free(t);
+    }
+    if (d->finish != SCHED_RUNNING)
+        srv_audit_usage(&h->au, d->n_prompt, d->n_gen, d->n_cached, audit_finish(d->finish));
+}
+
+/* Ends h's record with the status its client gets (or got) and hands it to the store worker. */
+static bool audit_send(hreq *h, int status, void *user) {
+    server *s = h->srv;
+    if (h->au.whole && h->au.generated && h->au.item) {
+        size_t len = 0, n = 0;
+        const char *whole = srv_audit_whole_text(&h->au, &len);
+        char *t = audit_text(s, whole, len, &n);
+        if (t) srv_audit_set_completion(&h->au, t, n);
+        free(t);
+    }
+    tenants_audit *a = srv_audit_end(&h->au, status, user);
+    if (a) tenants_audit_append(s->tenants, a);
+    return a != NULL;
+}
+
+/* A request that ends without its last reply (the client left, or the server stopped): its
+ * record all the same, with the status already sent (499: none was). Nobody waits for it. */
+static void audit_abandon(hreq *h) {
+    server *s = h->srv;
+    if (s->au_hold == h) s->au_hold = NULL;
+    if (h->held) evbuffer_free(h->held);
+    h->held = NULL;
+    if (!h->au.item) return;
+    audit_record *r = &h->au.item->rec;
+    if (!r->finish_reason[0]) snprintf(r->finish_reason, sizeof r->finish_reason, "cancelled");
+    audit_send(h, h->replying ? 200 : 499, NULL);
+}
+
+static void audit_release(hreq *h, bool ok, const char *why);
+
+static void audit_failed_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    audit_release(arg, false, "out of memory");
+}
+
+/* Queues h's record; its held reply goes when the worker answers (take_audits). */
+static void audit_queue(hreq *h, int status) {
+    h->auditing = true;
+    if (audit_send(h, status, h)) return;
+    const struct timeval now = {0, 0}; /* no record: answer 503 from the event loop */
+    if (event_base_once(h->srv->base, -1, EV_TIMEOUT, audit_failed_cb, h, &now) != 0) h->auditing = false;
+}
+
+/* A /v1 request answered right away, without an hreq: one now, to hold its reply. */
+static hreq *hreq_for_reply(server *s, struct evhttp_request *req, const char *route) {
+    hreq *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->srv = s;
+    h->req = req;
+    h->route = route;
+    h->ended = true;
+    srv_audit_move(&h->au, s->au_req);
+    h->next = s->live;
+    if (s->live) s->live->prev = h;
+    s->live = h;
+    watch(h);
+    return h;
+}
+
+/* send_body's detour: with the audit log, a /v1 request's last reply is held until its
+ * record is committed. True when held (body's bytes moved). */
+static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status,
+                       const char *reason, struct evbuffer *body) {
+    if (!s->audit) return false;
+    hreq *h = s->au_hold;
+    if (h && h->req == req)
+        s->au_hold = NULL;
+    else if (s->au_req && s->au_req_req == req)
+        h = hreq_for_reply(s, req, route);
+    else
+        return false;
+    if (!h) return false; /* out of memory: cannot happen short of that */
+    h->held = evbuffer_new();
+    h->held_status = status;
+    h->held_reason = reason;
+    if (h->held && body) evbuffer_add_buffer(h->held, body);
+    audit_queue(h, status);
+    return true;
+}
+
+/* The answer to a request whose record could not be written: 503, or for a stream whose
+ * 200 already went, an error event instead of [DONE]. */
+static void audit_refuse(hreq *h, const char *why) {
+    server *s = h->srv;
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "The audit log could not record this request, so its answer is withheld: %s. Try again later.",
+             why);
+    if (h->held_stream) {
+        oai_error e;
+        oai_fail(&e, 503, "server_error", NULL, "audit_unavailable", "%s", msg);
+        char *j = oai_error_json(&e);
+        struct evbuffer *b = s->scratch;
+        evbuffer_add_printf(b, "data: %s\n\n", j ? j : "{}");
+        evhttp_send_reply_chunk(h->req, b);
+        evbuffer_drain(b, evbuffer_get_length(b));
+        free(j);
+        last_reply(h);
+        evhttp_send_reply_end(h->req);
+        return;
+    }
+    evhttp_clear_headers(evhttp_request_get_output_headers(h->req));
+    last_reply(h);
+    send_error_msg(s, h->req, h->route, 503, "server_error", "audit_unavailable", msg);
+}
+
+/* The worker answered for h's record: send its last reply, or refuse. */
+static void audit_release(hreq *h, bool ok, const char *why) {
+    server *s = h->srv;
+    h->auditing = false;
+    h->audited = true;
+    if (h->req && !ok) {
+        audit_refuse(h, why);
+    } else if (h->req && h->held_stream) {
+        evhttp_send_reply_chunk(h->req, h->held);
+        last_reply(h);
+        evhttp_send_reply_end(h->req);
+    } else if (h->req) {
+        last_reply(h);
+        evhttp_send_reply(h->req, h->held_status, h->held_reason, h->held);
+        http_count(&s->counts, h->route, h->held_status);
+    }
+    http_done(h);
+    if (!ok) fprintf(stderr, "sov serve: audit record not written, request answered 503: %s\n", why);
+    if (h->ended) hreq_free(h);
+}
+
+static void take_audits(server *s) {
+    if (!s->audit) return;
+    tenants_audit *done[64];
+    int n;
+    while ((n = tenants_take_audited(s->tenants, done, 64)) > 0)
+        for (int i = 0; i < n; i++) {
+            hreq *h = done[i]->user;
+            char why[200];
+            const bool ok = done[i]->status == SOV_OK;
+            snprintf(why, sizeof why, "%s", done[i]->error);
+            tenants_audit_free(done[i]);
+            audit_release(h, ok, why);
+        }
+}
+
+static bool any_auditing(const server *s) {
+    for (const hreq *h = s->live; h; h = h->next)
+        if (h->auditing) return true;
+    return false;
 }
 
 /* ---- tenants: limits and usage ---- */
@@ -678,7 +949,8 @@ static void fail_early(hreq *h, int status, const char *type, const char *code, 
         http_done(h);
     }
     settle(s, h, false, NULL);
-    hreq_free(h);
+    h->ended = true;
+    if (!h->auditing) hreq_free(h);
 }
 
 /* Hands the request to the engine (its quota, if any, is reserved). */
@@ -921,6 +1193,8 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     snprintf(h->model, sizeof h->model, "%s", s->p.model_id);
     h->rp = (oai_reply){kind,     h->id,           (long long)time(NULL),      h->model,
                         s->vocab, rp.top_logprobs, r.stream && r.include_usage};
+    if (s->au_req) srv_audit_move(&h->au, s->au_req); /* the request's record goes with it */
+    srv_audit_response_id(&h->au, h->id);
     const bool explicit_max = r.max_tokens > 0;
     oai_request_free(&r);
 
@@ -1045,6 +1319,7 @@ static bool authenticate(server *s, struct evhttp_request *req, const char *rout
                          tenants_key *key) {
     if (!s->tenants || !tenants_auth_required(s->tenants)) {
         *key = (tenants_key){.tenant = "default", .weight = 1, .admin = true, .model_allowed = true};
+        if (s->au_req) srv_audit_key(s->au_req, key->tenant, key->id);
         return true;
     }
     struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
@@ -1057,6 +1332,7 @@ static bool authenticate(server *s, struct evhttp_request *req, const char *rout
     const bool cert = s->p.tls && tls_peer_subject(req, subject, sizeof subject);
     const tenants_auth a = n > 1 ? TENANTS_AUTH_MALFORMED
                                  : tenants_authenticate_peer(s->tenants, value, cert ? subject : NULL, key);
+    if (s->au_req && n <= 1) srv_audit_key(s->au_req, key->tenant, key->id);
     if (a == TENANTS_AUTH_OK) {
         if (!admin_only || key->admin) return true;
         send_error_msg(s, req, route, 403, "invalid_request_error", "admin_key_required",
@@ -1199,6 +1475,47 @@ static void on_request(struct evhttp_request *req, void *arg) {
         handle_metrics(s, req);
 }
 
+
+/* The client's address, for the audit record. */
+static void peer_of(struct evhttp_request *req, char *buf, size_t cap) {
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (evcon) evhttp_connection_get_peer(evcon, &addr, &port);
+    snprintf(buf, cap, "%s", addr ? addr : "");
+}
+
+/* The path as the record names it: printable ASCII (the rest '?'), cut to fit. */
+static void endpoint_of(const char *path, char *buf, size_t cap) {
+    size_t i = 0;
+    for (; path[i] && i + 1 < cap; i++)
+        buf[i] = path[i] > 0x20 && path[i] < 0x7f ? path[i] : '?';
+    buf[i] = '\0';
+}
+
+/* Every request: a /v1 one gets an audit record first (filled and queued as it is
+ * answered), then on_request handles it. */
+static void on_request_audited(struct evhttp_request *req, void *arg) {
+    server *s = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!s->audit || !path || strncmp(path, "/v1", 3) != 0 || (path[3] != '/' && path[3] != '\0')) {
+        on_request(req, arg);
+        return;
+    }
+    char endpoint[AUDIT_TEXT_MAX + 1], client[64];
+    endpoint_of(path, endpoint, sizeof endpoint);
+    peer_of(req, client, sizeof client);
+    srv_audit au;
+    srv_audit_begin(&au, &s->au_cfg, endpoint, client);
+    s->au_req = &au;
+    s->au_req_req = req;
+    on_request(req, arg);
+    s->au_req = NULL;
+    s->au_req_req = NULL;
+    srv_audit_drop(&au); /* empty: the reply (or the completion's hreq) took the record */
+}
+
 /* ---- shutdown ---- */
 
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
@@ -1210,6 +1527,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
         s->cancelled_all = true;
     }
     take_reservations(s);
+    take_audits(s);
     deliver(s);
     if (s->live || sched_active(s->sched) > 0) return;
     /* every answer is complete; leave once their last bytes are written (a client that
@@ -1264,7 +1582,7 @@ static int start(server *s) {
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(s->http, on_request, s);
+    evhttp_set_gencb(s->http, on_request_audited, s);
     if (s->p.tls) evhttp_set_bevcb(s->http, tls_bev_new, s->p.tls);
     s->sock = evhttp_bind_socket_with_handle(s->http, s->p.host, (ev_uint16_t)s->p.port);
     if (!s->sock) {
@@ -1305,6 +1623,14 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     s->vocab = sov_model_vocab(model);
     s->pipe_fd[0] = s->pipe_fd[1] = -1;
     sov_model_get_info(model, &s->info);
+    s->audit = s->tenants && p->audit_node;
+    s->au_cfg = (srv_audit_cfg){.node = p->audit_node,
+                                .model = p->model_id,
+                                .model_sha256 = p->model_sha256 ? p->model_sha256 : "",
+                                .model_signer = "", /* signed models (issue 10, part 3) set this */
+                                .policy = p->data_policy,
+                                /* the redactor sees the completion whole: a finding may span deltas */
+                                .whole_completion = p->data_policy && p->data_policy->redact != 0};
     int rc = start(s);
     if (!rc) {
         const sched_params sp = {.policy = p->policy,
@@ -1350,11 +1676,16 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
         const struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
+    for (int i = 0; i < 1000 && any_auditing(s); i++) { /* records the worker still writes */
+        take_audits(s);
+        const struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (s->tenants) tenants_set_notify(s->tenants, NULL, NULL);
     sched_free(s->sched);
     while (s->live) {
         hreq *h = s->live;
-        if (h->reserving) { /* the store never answered: the worker still points at it */
+        if (h->reserving || h->auditing) { /* the store never answered: the worker still points at it */
             s->live = h->next;
             continue;
         }

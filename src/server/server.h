@@ -41,6 +41,8 @@ typedef struct server_params {
     const sov_policy *data_policy; /* the node's data-handling policy (never NULL) */
     tls_ctx *tls;                  /* HTTPS (and mTLS) on the port (the caller makes and frees it);
                                       NULL: plain HTTP */
+    const char *audit_node;        /* the audit key's id when tenants write the audit log
+                                      (tenants_params.audit); NULL: no audit log */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets

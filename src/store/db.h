@@ -36,7 +36,7 @@ typedef struct db_sql {
     const char *pg;
 } db_sql;
 
-enum { DB_MAX_ARGS = 16 }; /* bound values per statement */
+enum { DB_MAX_ARGS = 32 }; /* bound values per statement */
 
 typedef enum db_type { DB_NULL = 0, DB_INT, DB_REAL, DB_TEXT } db_type;
 
@@ -67,6 +67,7 @@ typedef struct db_rows {
 typedef struct db_open_params {
     bool read_only;      /* SQLite: opened read-only; PostgreSQL: read-only transactions */
     int busy_timeout_ms; /* SQLite busy timeout; PostgreSQL lock_timeout and connect timeout */
+    bool durable;        /* SQLite: synchronous=FULL instead of NORMAL */
     const db_sql *stmts; /* the statements db_exec runs by index; must outlive the handle */
     size_t n_stmts;
 } db_open_params;

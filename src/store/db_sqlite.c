@@ -9,6 +9,8 @@
  *                       the last commits: the store loses at most a few seconds of
  *                       counting, never its consistency
  *   foreign_keys=ON     windows and usage always belong to a key
+ * and, when opened durable (the audit log), synchronous=FULL: the WAL is synced at every
+ * commit, so a commit also survives a power loss or OS crash.
  * A read-only WAL database in a folder we cannot write, with no -shm file (no other
  * connection open), cannot be read the normal way (SQLite must create the -shm index);
  * a read-only handle then opens it immutable: a snapshot, right for listing keys.
@@ -276,6 +278,12 @@ static sov_status sq_open_writable(sqlite_db *d) {
     return rc == SQLITE_OK ? SOV_OK : sq_fail(d, rc, "setting WAL mode");
 }
 
+/* synchronous=FULL: every commit synced to disk before it returns. */
+static sov_status sq_durable(sqlite_db *d) {
+    const int rc = sqlite3_exec(d->conn, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? SOV_OK : sq_fail(d, rc, "setting synchronous=FULL");
+}
+
 sov_status db_sqlite_open(const char *path, const db_open_params *p, db **out) {
     *out = NULL;
     sqlite_db *d = calloc(1, sizeof *d);
@@ -289,6 +297,7 @@ sov_status db_sqlite_open(const char *path, const db_open_params *p, db **out) {
         return sov_fail(SOV_ERR_NOMEM, "sqlite: out of memory opening %s", path);
     }
     status = p->read_only ? sq_open_read_only(d) : sq_open_writable(d);
+    if (status == SOV_OK && p->durable && !p->read_only) status = sq_durable(d);
     if (status != SOV_OK) {
         sq_close(&d->base);
         return status;

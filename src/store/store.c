@@ -1,6 +1,7 @@
 /* store.c - the state store (see store.h) in SQL, over the runner in db.h.
  *
- * Schema (version 1; migrations below, applied in one transaction at open):
+ * Schema (version 1; migrations below, applied in one transaction at open; version 3 adds
+ * the audit log's audit_records, audit_chain and audit_heads, see MIGRATION_3):
  *   sov_schema   (version, applied)            one row per migration applied
  *   tenants      (name, weight, created)
  *   keys         (id, prefix, salt, hash, tenant, models, rpm, tpm, tpd, admin, created,
@@ -38,6 +39,12 @@
 /* ---- statements ---- */
 
 #define WINDOW_PAIR "key_id = $1 AND ((kind = 'm' AND start = $2) OR (kind = 'd' AND start = $3))"
+/* audit_records' columns in the order store_audit.c binds and reads them */
+#define AUDIT_COLUMNS                                                                                        \
+    "seq, version, time_ms, node, tenant, key_id, model, model_sha256, model_signer, endpoint, status, "    \
+    "prompt_tokens, completion_tokens, cached_tokens, latency_ms, finish_reason, client, response_id, "     \
+    "region, retention, prompt_sha256, completion_sha256, prev_hash, hash, prompt_text, completion_text, " \
+    "text_expires"
 
 static const db_sql QUERIES[Q_COUNT] = {
     /* one statement, so one snapshot: another process's migration is seen whole or not at all */
@@ -94,6 +101,23 @@ static const db_sql QUERIES[Q_COUNT] = {
                         "JOIN keys k ON k.id = u.key_id WHERE u.hour >= $1 GROUP BY k.tenant, k.id, k.prefix "
                         "ORDER BY k.tenant COLLATE \"C\", k.id"},
     [Q_GC] = {.sql = "DELETE FROM rate_windows WHERE (kind = 'm' AND start < $1) OR (kind = 'd' AND start < $2)"},
+        /* the audit log (store_audit.c): one chain, whose head row every appender locks first */
+    [Q_AUDIT_LOCK] = {.sql = "SELECT seq, hash FROM audit_chain WHERE one = 1",
+                      .pg = "SELECT seq, hash FROM audit_chain WHERE one = 1 FOR UPDATE"},
+    [Q_AUDIT_CHAIN] = {.sql = "SELECT seq, hash FROM audit_chain WHERE one = 1"},
+    [Q_AUDIT_MOVE] = {.sql = "UPDATE audit_chain SET seq = $1, hash = $2 WHERE one = 1"},
+    [Q_AUDIT_INSERT] = {.sql = "INSERT INTO audit_records (" AUDIT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                        "$8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, "
+                        "$25, $26, $27)"},
+    [Q_AUDIT_READ] = {.sql = "SELECT " AUDIT_COLUMNS " FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2"},
+    [Q_AUDIT_SINCE] = {.sql = "SELECT min(seq) FROM audit_records WHERE time_ms >= $1"},
+    [Q_AUDIT_HEAD_ADD] = {.sql = "INSERT INTO audit_heads (seq, hash, time_ms, key_id, signature) "
+                          "VALUES ($1, $2, $3, $4, $5)"},
+    [Q_AUDIT_HEADS] = {.sql = "SELECT seq, hash, time_ms, key_id, signature FROM audit_heads WHERE seq >= $1 "
+                       "ORDER BY seq, id"},
+    [Q_AUDIT_SIGNED] = {.sql = "SELECT max(seq) FROM audit_heads"},
+    [Q_AUDIT_EXPIRE] = {.sql = "UPDATE audit_records SET prompt_text = NULL, completion_text = NULL, "
+                        "text_expires = NULL WHERE text_expires IS NOT NULL AND text_expires <= $1"},
 };
 
 /* ---- migrations ---- */
@@ -130,14 +154,47 @@ typedef struct migration {
     size_t n_steps;
 } migration;
 
+#define AUDIT_HEAD_COLUMNS                                                                                   \
+    "seq BIGINT NOT NULL, hash TEXT NOT NULL, time_ms BIGINT NOT NULL, key_id TEXT NOT NULL, "               \
+    "signature TEXT NOT NULL)"
+
 /* Version 2: a key may stand for a TLS client certificate's subject (mTLS). */
 static const db_sql MIGRATION_2[] = {
     {.sql = "ALTER TABLE keys ADD COLUMN client_subject TEXT NOT NULL DEFAULT ''"},
 };
 
+/* Version 3: the audit log (docs/AUDIT.md). A record's number is its place in the one
+ * chain; hashes are lowercase hex. The text columns hold what retention "full" keeps until
+ * text_expires (NULL otherwise). audit_chain is the chain's head row, which appenders lock
+ * (serialising servers that share the database) and move; audit_heads the signed heads. */
+static const db_sql MIGRATION_3[] = {
+    {.sql = "CREATE TABLE audit_records (seq BIGINT PRIMARY KEY, version INTEGER NOT NULL, "
+            "time_ms BIGINT NOT NULL, node TEXT NOT NULL, tenant TEXT NOT NULL, key_id BIGINT NOT NULL, "
+            "model TEXT NOT NULL, model_sha256 TEXT NOT NULL, model_signer TEXT NOT NULL, "
+            "endpoint TEXT NOT NULL, status INTEGER NOT NULL, prompt_tokens BIGINT NOT NULL, "
+            "completion_tokens BIGINT NOT NULL, cached_tokens BIGINT NOT NULL, latency_ms BIGINT NOT NULL, "
+            "finish_reason TEXT NOT NULL, client TEXT NOT NULL, response_id TEXT NOT NULL, "
+            "region TEXT NOT NULL, retention TEXT NOT NULL, prompt_sha256 TEXT NOT NULL, "
+            "completion_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, prompt_text TEXT, "
+            "completion_text TEXT, text_expires BIGINT)"},
+    {.sql = "CREATE INDEX audit_records_time ON audit_records (time_ms)"},
+    {.sql = "CREATE INDEX audit_records_response ON audit_records (response_id)"},
+    {.sql = "CREATE INDEX audit_records_expiring ON audit_records (text_expires) "
+            "WHERE text_expires IS NOT NULL"},
+    {.sql = "CREATE TABLE audit_chain (one INTEGER PRIMARY KEY CHECK (one = 1), seq BIGINT NOT NULL, "
+            "hash TEXT NOT NULL)"},
+    {.sql = "INSERT INTO audit_chain (one, seq, hash) VALUES (1, 0, "
+            "'0000000000000000000000000000000000000000000000000000000000000000')"},
+    {.sql = "CREATE TABLE audit_heads (id INTEGER PRIMARY KEY AUTOINCREMENT, " AUDIT_HEAD_COLUMNS,
+     .pg = "CREATE TABLE audit_heads (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+           AUDIT_HEAD_COLUMNS},
+    {.sql = "CREATE INDEX audit_heads_seq ON audit_heads (seq)"},
+};
+
 static const migration MIGRATIONS[] = {
     {1, MIGRATION_1, SOV_ARRAY_LEN(MIGRATION_1)},
     {2, MIGRATION_2, SOV_ARRAY_LEN(MIGRATION_2)},
+    {3, MIGRATION_3, SOV_ARRAY_LEN(MIGRATION_3)},
 };
 
 int store_schema_version(void) { return MIGRATIONS[SOV_ARRAY_LEN(MIGRATIONS) - 1].version; }
@@ -236,6 +293,7 @@ sov_status store_open(const char *name, const store_open_params *p, store **out)
     if (!s) return sov_fail(SOV_ERR_NOMEM, "store: out of memory opening %s", name);
     const db_open_params dp = {.read_only = p->read_only,
                                .busy_timeout_ms = p->busy_timeout_ms,
+                               .durable = p->durable,
                                .stmts = QUERIES,
                                .n_stmts = Q_COUNT};
     sov_status status = db_open(name, &dp, &s->db);

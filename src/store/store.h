@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/audit.h"
 #include "sov.h"
 
 typedef struct store store;
@@ -50,6 +51,9 @@ typedef struct store_open_params {
                             no other connection open, is read as a snapshot */
     int busy_timeout_ms; /* SQLite: wait this long for another process's lock
                             (0: 5000); PostgreSQL: lock_timeout and connect timeout */
+    bool durable;        /* SQLite: synchronous=FULL, a commit survives a power loss too, not
+                            only a crash of the process (the audit log needs it; PostgreSQL
+                            commits are durable by default) */
 } store_open_params;
 
 /* Opens (and, unless read_only, migrates) the store. p may be NULL (defaults).
@@ -176,5 +180,57 @@ sov_status store_usage(store *s, int64_t since, store_usage_row **out, size_t *n
 /* Drops windows that can no longer matter (minute windows that started over an hour
  * before now, day windows that started over eight days before now). */
 sov_status store_gc(store *s, int64_t now);
+
+/* ---- audit log (src/audit/audit.h; docs/AUDIT.md) ---- */
+
+/* A record to append, with the text its retention keeps (NULL: none) and when that text
+ * is to be deleted (Unix seconds; 0: never set). */
+typedef struct store_audit_entry {
+    audit_record rec; /* in: the fields; out: seq, prev and hash */
+    const char *prompt_text, *completion_text;
+    int64_t text_expires;
+} store_audit_entry;
+
+/* Appends the records, in array order, at the end of the one chain in one transaction:
+ * the chain's head row is locked (PostgreSQL: SELECT ... FOR UPDATE, so servers sharing a
+ * database append one after another to ONE chain; SQLite: BEGIN IMMEDIATE), each record
+ * gets the next number and is linked to the one before, and the head row moves to the
+ * last. Nothing is written when any fails. Errors: SOV_ERR_IO, SOV_ERR_FORMAT (a record's
+ * encoding version unknown). */
+sov_status store_audit_append(store *s, store_audit_entry *e, size_t n);
+
+/* The chain's head row: the number and hash of the last record appended (0 and zeros
+ * when the log is empty). */
+sov_status store_audit_chain(store *s, int64_t *seq, uint8_t hash[AUDIT_HASH_BYTES]);
+
+/* A stored record as read back. A row no sov could have written (a field too long for
+ * its record, a hash that is not hex) comes back with valid false and why set: the
+ * verifier reports it as edited. */
+typedef struct store_audit_row {
+    audit_record rec;
+    char *prompt_text, *completion_text; /* NULL: no text kept (or deleted at expiry) */
+    int64_t text_expires;                /* 0: none */
+    bool valid;
+    char why[120];
+} store_audit_row;
+
+/* Up to max records with seq >= from, in seq order. The caller frees with
+ * store_audit_rows_free. */
+sov_status store_audit_read(store *s, int64_t from, size_t max, store_audit_row **out, size_t *n);
+void store_audit_rows_free(store_audit_row *rows, size_t n);
+/* What the verification walk takes of a row (an invalid row is a record edited). */
+void store_audit_row_link(const store_audit_row *row, audit_link *out);
+/* The number of the first record that arrived at or after time_ms (0: none). */
+sov_status store_audit_first_since(store *s, int64_t time_ms, int64_t *seq);
+
+/* Saves a signed head; reads the heads with seq >= from in seq order (the caller frees
+ * *out); the highest seq any head covers (0: none). */
+sov_status store_audit_add_head(store *s, const audit_head *h);
+sov_status store_audit_heads(store *s, int64_t from, audit_head **out, size_t *n);
+sov_status store_audit_signed_through(store *s, int64_t *seq);
+
+/* Deletes the text of records whose text_expires <= now (their hashes stay, so the chain
+ * still verifies); *cleared (may be NULL) counts them. */
+sov_status store_audit_expire(store *s, int64_t now, int64_t *cleared);
 
 #endif

@@ -2,7 +2,8 @@
  * statement (their SQL is in store.c's table, beside the schema) and transaction ending.
  *   store.c         opening, the schema and its migrations, the statement table
  *   store_keys.c    tenants and API keys
- *   store_limits.c  rate-limit windows (reserve, settle), usage, gc */
+ *   store_limits.c  rate-limit windows (reserve, settle), usage, gc
+ *   store_audit.c   the audit log (append to the chain, read, signed heads, expiry) */
 #ifndef SOV_STORE_STORE_IMPL_H
 #define SOV_STORE_STORE_IMPL_H
 
@@ -37,6 +38,16 @@ enum {
     Q_LAST_USED,      /* raises a key's last_used */
     Q_USAGE_REPORT,   /* usage per key since an hour */
     Q_GC,             /* drops old windows */
+    Q_AUDIT_LOCK,     /* reads the audit chain's head row, locked (PostgreSQL) */
+    Q_AUDIT_CHAIN,    /* reads it without locking */
+    Q_AUDIT_MOVE,     /* moves it to the last record appended */
+    Q_AUDIT_INSERT,   /* appends one record */
+    Q_AUDIT_READ,     /* records from a number on */
+    Q_AUDIT_SINCE,    /* the first record at or after a time */
+    Q_AUDIT_HEAD_ADD, /* saves a signed head */
+    Q_AUDIT_HEADS,    /* signed heads from a number on */
+    Q_AUDIT_SIGNED,   /* the highest number a head covers */
+    Q_AUDIT_EXPIRE,   /* deletes expired text */
     Q_COUNT
 };
 

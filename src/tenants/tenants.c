@@ -1,9 +1,15 @@
 /* tenants.c - the server's tenants: key table, reservations and usage through a store
  * worker thread (see tenants.h).
  *
- * Locking: t->mu guards the queues (reservations in and out, settles in), the pending key
- * table and the stats. The store handle belongs to the worker thread alone; the current
- * key table belongs to the HTTP thread alone. */
+ * Locking: t->mu guards the queues (reservations in and out, settles in, audit records
+ * in and out), the pending key table and the stats. The store handle belongs to the worker
+ * thread alone; the current key table belongs to the HTTP thread alone.
+ *
+ * Audit records (docs/AUDIT.md) are group-committed: whatever queued while the last
+ * transaction ran goes into the next one, so N requests ending together cost one commit,
+ * not N. The worker also signs the chain head (every sign_every records, every
+ * sign_interval_s while any are unsigned, at start-up when it finds unsigned records, and
+ * at close) and deletes kept text whose time is up. */
 #include "tenants/tenants.h"
 
 #include <pthread.h>
@@ -40,6 +46,15 @@ struct tenants {
     bool have_pending;
     tenants_stats stats;
     int64_t version; /* keys version of the last table read (worker) */
+    tenants_audit *audit_in_head, *audit_in_tail;     /* under mu */
+    tenants_audit *audit_done_head, *audit_done_tail; /* under mu */
+
+    /* worker: the audit chain as this server last saw it, and what it signed */
+    tenants_audit_params audit; /* a copy of p.audit (t->p.audit points here) */
+    audit_key *key;             /* the audit log's signing key (NULL: no audit log) */
+    int64_t chain_seq, signed_seq;
+    uint8_t chain_hash[AUDIT_HASH_BYTES];
+    double next_sign, next_expire;
 };
 
 static int64_t unix_now(void) { return (int64_t)time(NULL); }
@@ -242,6 +257,128 @@ static bool take_settles_locked(tenants *t, store_settle **buf, size_t *n, size_
     return true;
 }
 
+/* ---- audit log ---- */
+
+static int64_t unix_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Appends every queued record in one transaction. */
+static void audit_all(tenants *t, tenants_audit *in) {
+    size_t n = 0;
+    for (tenants_audit *a = in; a; a = a->next)
+        n++;
+    store_audit_entry *e = calloc(n, sizeof *e);
+    size_t i = 0;
+    for (tenants_audit *a = in; e && a; a = a->next, i++)
+        e[i] = (store_audit_entry){a->rec, a->prompt_text, a->completion_text, a->text_expires};
+    const double t0 = sov_now_s();
+    const sov_status st = e ? store_audit_append(t->st, e, n)
+                            : sov_fail(SOV_ERR_NOMEM, "out of memory for %zu audit records", n);
+    const char *why = sov_last_error();
+    i = 0;
+    for (tenants_audit *a = in; a; a = a->next, i++) {
+        a->status = st;
+        if (st == SOV_OK) a->rec = e[i].rec;
+        if (st != SOV_OK) snprintf(a->error, sizeof a->error, "%s", why);
+    }
+    if (st == SOV_OK) {
+        t->chain_seq = e[n - 1].rec.seq;
+        memcpy(t->chain_hash, e[n - 1].rec.hash, AUDIT_HASH_BYTES);
+    }
+    free(e);
+    pthread_mutex_lock(&t->mu);
+    if (st == SOV_OK) {
+        t->stats.audit_records += n;
+    } else {
+        t->stats.audit_failed += n;
+        t->stats.store_errors++;
+    }
+    t->stats.audit_commits++;
+    t->stats.audit_seconds += sov_now_s() - t0;
+    t->stats.store_ok = st == SOV_OK;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Signs the chain head this server last appended (or found) when it is due: `force` at
+ * start-up and close, else after sign_every records or sign_interval_s. */
+static void audit_sign(tenants *t, bool force) {
+    const tenants_audit_params *ap = t->p.audit;
+    if (!t->key || t->chain_seq <= t->signed_seq) return;
+    const int64_t every = ap->sign_every > 0 ? ap->sign_every : 256;
+    const double now = sov_now_s();
+    if (!force && t->chain_seq - t->signed_seq < every && now < t->next_sign) return;
+    audit_head h;
+    sov_status st = audit_head_sign(t->key, t->chain_seq, t->chain_hash, unix_ms(), &h);
+    if (st == SOV_OK) st = store_audit_add_head(t->st, &h);
+    fail_stat(t, st == SOV_OK);
+    if (st != SOV_OK) {
+        fprintf(stderr, "sov serve: cannot sign the audit chain head at record %lld (tried again later): "
+                        "%s\n",
+                (long long)t->chain_seq, sov_last_error());
+        t->next_sign = now + 1;
+        return;
+    }
+    t->signed_seq = t->chain_seq;
+    t->next_sign = now + (ap->sign_interval_s > 0 ? ap->sign_interval_s : 10);
+    pthread_mutex_lock(&t->mu);
+    t->stats.audit_heads++;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Deletes kept text whose time is up (every minute). */
+static void audit_expire(tenants *t) {
+    if (!t->p.audit || sov_now_s() < t->next_expire) return;
+    t->next_expire = sov_now_s() + 60;
+    int64_t cleared = 0;
+    const int64_t now = (int64_t)time(NULL) + t->p.audit->clock_offset_s;
+    const sov_status st = store_audit_expire(t->st, now, &cleared);
+    fail_stat(t, st == SOV_OK);
+    if (st != SOV_OK) t->next_expire = sov_now_s() + 5;
+}
+
+/* Where the chain is at start-up; records nobody signed (a server killed before its next
+ * head) are signed now. */
+static sov_status audit_start(tenants *t) {
+    if (!t->p.audit) return SOV_OK;
+    t->next_sign = sov_now_s() + (t->p.audit->sign_interval_s > 0 ? t->p.audit->sign_interval_s : 10);
+    sov_status st = audit_key_open(t->p.audit->state_dir, &t->key);
+    if (st == SOV_OK) st = store_audit_chain(t->st, &t->chain_seq, t->chain_hash);
+    if (st == SOV_OK) st = store_audit_signed_through(t->st, &t->signed_seq);
+    if (st != SOV_OK) return st;
+    audit_sign(t, true);
+    audit_expire(t);
+    return SOV_OK;
+}
+
+static void hand_back_audits(tenants *t, tenants_audit *in) {
+    bool any = false;
+    for (tenants_audit *a = in; a;) {
+        tenants_audit *next = a->next;
+        a->next = NULL;
+        if (!a->user) {
+            if (a->status != SOV_OK)
+                fprintf(stderr,
+                        "sov serve: the audit record of a request the client left could not be written: %s\n",
+                        a->error);
+            tenants_audit_free(a);
+        } else {
+            pthread_mutex_lock(&t->mu);
+            if (t->audit_done_tail)
+                t->audit_done_tail->next = a;
+            else
+                t->audit_done_head = a;
+            t->audit_done_tail = a;
+            pthread_mutex_unlock(&t->mu);
+            any = true;
+        }
+        a = next;
+    }
+    if (any) wake(t);
+}
+
 static void timed_wait_locked(tenants *t, double seconds) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -259,13 +396,15 @@ static void *worker_main(void *arg) {
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (!t->stop && !t->in_head && t->n_settles < SETTLE_BATCH) {
+        while (!t->stop && !t->in_head && !t->audit_in_head && t->n_settles < SETTLE_BATCH) {
             const double now = sov_now_s(), next = SOV_MIN(next_reload, next_flush);
             if (now >= next) break;
             timed_wait_locked(t, next - now);
         }
         tenants_resv *in = t->in_head;
         t->in_head = t->in_tail = NULL;
+        tenants_audit *audits = t->audit_in_head;
+        t->audit_in_head = t->audit_in_tail = NULL;
         take_settles_locked(t, &buf, &n, &cap);
         const bool stop = t->stop;
         t->stats.settles_pending = n;
@@ -287,6 +426,12 @@ static void *worker_main(void *arg) {
             r = next;
         }
         if (done) wake(t);
+        if (audits) {
+            audit_all(t, audits);
+            hand_back_audits(t, audits);
+        }
+        audit_sign(t, false);
+        audit_expire(t);
         const double now = sov_now_s();
         if (now >= next_reload) {
             reload(t, false);
@@ -302,9 +447,10 @@ static void *worker_main(void *arg) {
         }
         pthread_mutex_lock(&t->mu);
         t->stats.settles_pending = n + t->n_settles;
-        if (stop && !t->in_head && t->n_settles == 0) break;
+        if (stop && !t->in_head && !t->audit_in_head && t->n_settles == 0) break;
     }
     pthread_mutex_unlock(&t->mu);
+    audit_sign(t, true); /* the last head: a truncation of what this server wrote shows */
     /* the last usage: more tries for up to 5 s if the store is away, then say what is lost */
     const double give_up = sov_now_s() + 5;
     while (n > 0 && sov_now_s() < give_up) {
@@ -339,7 +485,13 @@ sov_status tenants_open(const tenants_params *p, tenants **out) {
     }
     t->p.db = t->db;
     t->p.model_id = t->model_id;
-    sov_status st = store_open(t->db, NULL, &t->st);
+    if (p->audit) {
+        t->audit = *p->audit;
+        t->p.audit = &t->audit;
+    }
+    const store_open_params sp = {.durable = p->audit != NULL};
+    sov_status st = store_open(t->db, &sp, &t->st);
+    if (!st) st = audit_start(t);
     if (st) {
         tenants_close(t);
         return st;
@@ -372,6 +524,7 @@ void tenants_close(tenants *t) {
     }
     /* reservations nobody took back belong to their submitters; nothing to free here */
     store_close(t->st);
+    audit_key_free(t->key);
     auth_table_free(t->table);
     auth_table_free(t->pending);
     free(t->settles);
@@ -383,6 +536,8 @@ void tenants_close(tenants *t) {
 }
 
 const char *tenants_store_describe(const tenants *t) { return t->describe; }
+
+const char *tenants_audit_key_id(const tenants *t) { return t->key ? audit_key_id(t->key) : NULL; }
 
 void tenants_set_notify(tenants *t, void (*notify)(void *user), void *user) {
     pthread_mutex_lock(&t->mu);
@@ -522,6 +677,41 @@ void tenants_settle(tenants *t, const store_settle *s) {
     t->settles[t->n_settles++] = *s;
     if (t->n_settles >= SETTLE_BATCH) pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
+}
+
+void tenants_audit_append(tenants *t, tenants_audit *a) {
+    a->next = NULL;
+    a->status = SOV_OK;
+    a->error[0] = '\0';
+    pthread_mutex_lock(&t->mu);
+    if (t->audit_in_tail)
+        t->audit_in_tail->next = a;
+    else
+        t->audit_in_head = a;
+    t->audit_in_tail = a;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+int tenants_take_audited(tenants *t, tenants_audit **out, int max) {
+    int n = 0;
+    pthread_mutex_lock(&t->mu);
+    while (n < max && t->audit_done_head) {
+        tenants_audit *a = t->audit_done_head;
+        t->audit_done_head = a->next;
+        if (!t->audit_done_head) t->audit_done_tail = NULL;
+        a->next = NULL;
+        out[n++] = a;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+void tenants_audit_free(tenants_audit *a) {
+    if (!a) return;
+    free(a->prompt_text);
+    free(a->completion_text);
+    free(a);
 }
 
 void tenants_get_stats(tenants *t, tenants_stats *out) {

@@ -11,6 +11,10 @@
  *   tenants_settle ────────── queue ─────────▶ store_settle_batch (grouped, every
  *                                                200 ms; kept and retried while the
  *                                                store is unreachable)
+ *   tenants_audit_append ──── queue ─────────▶ store_audit_append (everything queued in
+ *   tenants_take_audited ◀─── done list ◀─────   one transaction) + notify(); signs the
+ *                                                chain head every N records, every 10 s
+ *                                                and at close; deletes expired text
  *
  * The HTTP thread never waits for the database: a request whose key has limits waits for
  * its reservation in the event loop like any other I/O, and a key without limits costs no
@@ -27,10 +31,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "audit/audit.h"
 #include "auth/auth.h"
 #include "store/store.h"
 
 typedef struct tenants tenants;
+
+/* The audit log (docs/AUDIT.md): the worker appends records in group commits, signs the
+ * chain head and deletes expired text. */
+typedef struct tenants_audit_params {
+    const char *state_dir;   /* holds the key that signs the chain head (audit_key_open:
+                                made on first use), opened once the store is (only then:
+                                the string need not outlive tenants_open) */
+    int64_t sign_every;      /* sign when this many records are unsigned (0: 256) */
+    double sign_interval_s;  /* and this often while any are (0: 10) */
+    int64_t clock_offset_s;  /* added to the clock that expires kept text (a test hook) */
+} tenants_audit_params;
 
 typedef struct tenants_params {
     const char *db;             /* store name: a SQLite path or a postgresql:// URL */
@@ -38,11 +54,16 @@ typedef struct tenants_params {
     void (*notify)(void *user); /* worker thread: reservations done or a new key table */
     void *notify_user;
     double reload_s; /* how often the worker polls for key changes (0: 0.25) */
+    const tenants_audit_params *audit; /* NULL: no audit log; else the store is opened
+                                          durable (SQLite synchronous=FULL) */
 } tenants_params;
 
-/* Opens the store (migrating it), reads the keys and starts the worker. Errors as
- * store_open's, with sov_last_error() saying what to do. */
+/* Opens the store (migrating it), reads the keys, opens the audit key when asked, and
+ * starts the worker. Errors as store_open's and audit_key_open's, with sov_last_error()
+ * saying what to do. */
 sov_status tenants_open(const tenants_params *p, tenants **out);
+/* The audit signing key's id; NULL without an audit log. */
+const char *tenants_audit_key_id(const tenants *t);
 /* Stops the worker after writing out pending usage (trying for up to a few seconds when
  * the store is unreachable, then saying on stderr what was lost). */
 void tenants_close(tenants *t);
@@ -130,6 +151,27 @@ int tenants_take_reserved(tenants *t, tenants_resv **out, int max);
 /* Records a request's end (copied). */
 void tenants_settle(tenants *t, const store_settle *s);
 
+/* An audit record on its way to the store: filled by the HTTP thread, owned by the
+ * tenants module from tenants_audit_append until tenants_take_audited hands it back (or,
+ * when nobody waits for it, until the worker frees it). */
+typedef struct tenants_audit {
+    /* in */
+    void *user;                          /* handed back when committed; NULL: nobody waits */
+    audit_record rec;                    /* the fields (seq, prev, hash: out) */
+    char *prompt_text, *completion_text; /* kept text (malloc'd, owned by the item) or NULL */
+    int64_t text_expires;                /* Unix seconds; 0: none */
+    /* out */
+    sov_status status; /* SOV_OK: committed (rec.seq is its number) */
+    char error[200];
+    struct tenants_audit *next;
+} tenants_audit;
+
+/* Queues a record; the worker appends everything queued in one transaction. */
+void tenants_audit_append(tenants *t, tenants_audit *a);
+/* Records that are committed (or failed), at most max. */
+int tenants_take_audited(tenants *t, tenants_audit **out, int max);
+void tenants_audit_free(tenants_audit *a);
+
 /* ---- counters (any thread) ---- */
 
 typedef struct tenants_stats {
@@ -141,6 +183,11 @@ typedef struct tenants_stats {
     uint64_t settles_pending; /* usage records not yet written */
     uint64_t settles_dropped; /* usage records lost (store unreachable for very long) */
     bool store_ok;            /* the last store call succeeded */
+    uint64_t audit_records;   /* audit records committed */
+    uint64_t audit_commits;   /* transactions they took (group commits: fewer) */
+    uint64_t audit_failed;    /* records the store refused or could not take */
+    uint64_t audit_heads;     /* chain heads signed */
+    double audit_seconds;     /* time spent appending */
 } tenants_stats;
 
 void tenants_get_stats(tenants *t, tenants_stats *out);
