@@ -2,14 +2,18 @@
  *
  * Loads the model (progress on stderr), sizes the context for --parallel sequences of
  * --ctx positions sharing a KV pool of --kv-cache-mb, and runs the server until SIGTERM
- * or SIGINT. Without -m it serves the built-in demo model. */
+ * or SIGINT. Without -m it serves the built-in demo model. Once everything is open the
+ * server locks itself down (src/sandbox, docs/SANDBOX.md): no new outbound connections
+ * unless --allow-egress, files limited to the model and the state folder. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "core/util.h"
 #include "policy/policy.h"
+#include "sandbox/sandbox.h"
 #include "server/server.h"
 #include "tenants/tenants.h"
 
@@ -18,6 +22,11 @@ typedef struct serve_opts {
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
     bool kv_f32, metrics_open;
+    /* sandbox (docs/SANDBOX.md) */
+    bool allow_egress, mlock;
+    const char *state_dir;
+    const char *unix_sockets[SANDBOX_MAX_PATHS];
+    size_t n_unix_sockets;
 } serve_opts;
 
 static void help(FILE *f) {
@@ -54,7 +63,17 @@ static void help(FILE *f) {
            "                          --db the server is open to anyone who can reach it.\n"
            "  --metrics-open          serve /metrics without an admin key\n"
            "  --sched fair|fifo       share slots and prompt budget fairly across tenants (default)\n"
-           "                          or admit in arrival order\n");
+           "                          or admit in arrival order\n\n"
+           "Sandbox (docs/SANDBOX.md): once listening, the process cannot open new outbound\n"
+           "connections (seccomp + Landlock; PostgreSQL in --db may still reconnect), read files but\n"
+           "its model, or write outside the state folder; /ready and /metrics say what is in force.\n"
+           "  --state-dir DIR         the one folder written at run time (default: the SQLite file's\n"
+           "                          folder; with PostgreSQL or no --db, $HOME/.local/state/sov)\n"
+           "  --allow-unix-socket PATH  a Unix socket the server may still connect to (repeatable)\n"
+           "  --allow-egress          do NOT refuse new outbound connections (said loudly at start-up,\n"
+           "                          in /ready and in /metrics: sov_egress_locked 0)\n"
+           "  --mlock                 keep weights, KV cache and activations in RAM, never in swap\n"
+           "                          (needs RLIMIT_MEMLOCK above their size, or CAP_IPC_LOCK)\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -69,7 +88,11 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--alias", &o->alias, &bad) ||
                    cli_opt_str(argc, argv, &i, "--ready-file", &o->ready_file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--db", &o->db, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--state-dir", &o->state_dir, &bad)) {
+        } else if (cli_opt_str(argc, argv, &i, "--allow-unix-socket", &o->unix_sockets[o->n_unix_sockets], &bad)) {
+            if (!bad && ++o->n_unix_sockets == SANDBOX_MAX_PATHS)
+                return cli_error("serve", "at most %d --allow-unix-socket options", SANDBOX_MAX_PATHS - 1);
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
                    cli_opt_int(argc, argv, &i, "-np", &o->parallel, &bad) ||
                    cli_opt_int(argc, argv, &i, "--parallel", &o->parallel, &bad) ||
@@ -89,6 +112,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             o->kv_f32 = true;
         } else if (cli_flag(argv, &i, "--metrics-open")) {
             o->metrics_open = true;
+        } else if (cli_flag(argv, &i, "--allow-egress")) {
+            o->allow_egress = true;
+        } else if (cli_flag(argv, &i, "--mlock")) {
+            o->mlock = true;
         } else {
             return cli_error("serve", "unknown option '%s'; see sov serve --help", argv[i]);
         }
@@ -111,6 +138,22 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     if (!o->db) o->db = getenv("SOV_DB");
     if (o->db && !*o->db) o->db = NULL;
     return 0;
+}
+
+/* The state folder: --state-dir, else the SQLite store's folder, else
+ * $HOME/.local/state/sov (NULL without HOME). */
+static const char *state_dir(const serve_opts *o, char *buf, size_t cap) {
+    if (o->state_dir) return o->state_dir;
+    const bool pg = o->db && (strncmp(o->db, "postgresql://", 13) == 0 || strncmp(o->db, "postgres://", 11) == 0);
+    if (o->db && !pg) {
+        const char *slash = strrchr(o->db, '/');
+        snprintf(buf, cap, "%.*s", slash ? (int)(slash == o->db ? 1 : slash - o->db) : 1, slash ? o->db : ".");
+        return buf;
+    }
+    const char *home = getenv("HOME");
+    if (!home || !home[0]) return NULL;
+    snprintf(buf, cap, "%s/.local/state/sov", home);
+    return buf;
 }
 
 /* The model id: the alias, else the file name without folder and .gguf. */
@@ -150,6 +193,12 @@ int cmd_serve(int argc, char **argv) {
     char id[256];
     model_id(&o, id, sizeof id);
     const sov_policy data_policy = policy_default();
+    char state_buf[1024];
+    const char *state = state_dir(&o, state_buf, sizeof state_buf);
+    struct stat state_st;
+    /* SQLite's temporary files (large sorts) go to the state folder, the one writable place
+     * under the sandbox (set before any thread starts; an operator's own setting wins) */
+    if (state && stat(state, &state_st) == 0 && S_ISDIR(state_st.st_mode)) setenv("SQLITE_TMPDIR", state, 0);
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;
@@ -175,6 +224,7 @@ int cmd_serve(int argc, char **argv) {
     mp.progress = cli_progress;
     mp.progress_user = "loading";
     mp.digest = true; /* the file's SHA-256 names the exact weights in /v1/models (and the audit) */
+    mp.prefault = o.mlock; /* the weights in use are then resident, and locked at once */
     sov_model *model = NULL;
     st = sov_model_load(o.model, &mp, &model);
     if (st) {
@@ -202,12 +252,26 @@ int cmd_serve(int argc, char **argv) {
         tenants_close(tn);
         return rc;
     }
+    if (o.mlock && (st = sov_context_lock_memory(ctx))) {
+        rc = cli_status_error("serve", st);
+        sov_context_free(ctx);
+        sov_model_free(model);
+        tenants_close(tn);
+        return rc;
+    }
     fprintf(stderr,
             "model: %s (%s, %s, %.1fM params) | %d threads | %s kernels | KV cache %.0f MB (%lld positions, "
             "%d per sequence)\n",
             info.name[0] ? info.name : id, info.arch, info.weight_type, (double)info.n_params / 1e6,
             sov_context_threads(ctx), sov_context_isa(ctx), (double)kv_bytes / (1 << 20),
             (long long)sov_kv_blocks_total(ctx) * sov_kv_block_size(ctx), n_ctx);
+    sandbox_params sbp = {.allow_egress = o.allow_egress || data_policy.allow_egress,
+                          .db = o.db,
+                          .state_dir = state,
+                          .read_paths = {o.model},
+                          .n_read_paths = 1,
+                          .n_unix_sockets = o.n_unix_sockets};
+    for (size_t i = 0; i < o.n_unix_sockets; i++) sbp.unix_sockets[i] = o.unix_sockets[i];
     const server_params sp = {
         .host = o.host,
         .port = (int)o.port,
@@ -226,6 +290,7 @@ int cmd_serve(int argc, char **argv) {
         .data_policy = &data_policy,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
+        .sandbox = &sbp,
     };
     rc = server_run(model, ctx, &sp);
     tenants_close(tn);

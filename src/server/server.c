@@ -102,6 +102,7 @@ struct server {
     tenants *tenants; /* NULL: no state store, everyone is the default tenant */
     bool auth_was_required;
     struct evbuffer *scratch;
+    sandbox_status sandbox; /* what the lockdown put in force (all zero: none) */
 };
 
 /* ---- replies ---- */
@@ -952,9 +953,22 @@ static void handle_metrics(server *s, struct evhttp_request *req) {
     struct evbuffer *b = evbuffer_new();
     if (!b) return;
     metrics_write(b, &s->counts, &st, &s->tcounts, s->tenants ? &sf : NULL);
+    char sandbox[1024];
+    evbuffer_add(b, sandbox, sandbox_metrics(&s->sandbox, sandbox, sizeof sandbox));
     add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
+}
+
+/* /ready: 200 while accepting requests, and what the sandbox enforces (docs/SANDBOX.md). */
+static void handle_ready(server *s, struct evhttp_request *req, const char *route) {
+    json_t *j = json_pack("{ss ss sb}", "status", s->shutting_down ? "shutting_down" : "ready", "sandbox",
+                          s->sandbox.active ? s->sandbox.summary : "off", "egress_locked", s->sandbox.egress_locked);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (body) send_json(s, req, route, s->shutting_down ? 503 : 200, body);
+    else send_error_msg(s, req, route, 500, "server_error", NULL, "out of memory");
+    free(body);
 }
 
 /* Who is calling: with keys in the store, the Authorization header's key; without, the
@@ -1064,10 +1078,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
         return;
     }
     if (route == routes[4].path) {
-        if (s->shutting_down)
-            send_json(s, req, route, 503, "{\"status\":\"shutting_down\"}");
-        else
-            send_json(s, req, route, 200, "{\"status\":\"ready\"}");
+        handle_ready(s, req, route);
         return;
     }
     const bool metrics = route == routes[5].path;
@@ -1170,6 +1181,23 @@ static int start(server *s) {
     return 0;
 }
 
+/* Everything is open (listening socket, store, model, threads): lock the process down and
+ * say what is in force, loudly when egress stays allowed. */
+static int lock_down(server *s, const sandbox_params *sp) {
+    if (sandbox_lockdown(sp, &s->sandbox) != SOV_OK) {
+        fprintf(stderr, "sov serve: %s\n", sov_last_error());
+        return 1;
+    }
+    if (s->sandbox.egress_locked)
+        fprintf(stderr, "sov serve: sandbox: %s: %s\n", s->sandbox.summary, s->sandbox.detail);
+    else
+        fprintf(stderr,
+                "sov serve: WARNING: EGRESS IS ALLOWED (--allow-egress): this process may open outbound "
+                "connections. sandbox: %s: %s\n",
+                s->sandbox.summary, s->sandbox.detail);
+    return 0;
+}
+
 static int bound_port(server *s) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -1205,6 +1233,9 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
         }
     }
     if (!rc && s->tenants) tenants_set_notify(s->tenants, notify, s);
+    /* the ready file is opened before the lockdown, which leaves its folder unwritable */
+    FILE *ready = !rc && p->ready_file ? fopen(p->ready_file, "w") : NULL;
+    if (!rc && p->sandbox) rc = lock_down(s, p->sandbox);
     if (!rc) {
         const int port = bound_port(s);
         printf("sov serve: listening on http://%s:%d/v1  (model '%s', %d parallel, context %d, %d KV blocks "
@@ -1212,16 +1243,15 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
                p->host, port, p->model_id, p->n_parallel, p->n_ctx, sov_kv_blocks_total(ctx),
                sov_kv_block_size(ctx));
         fflush(stdout);
-        if (p->ready_file) {
-            FILE *f = fopen(p->ready_file, "w");
-            if (f) {
-                fprintf(f, "%s %d\n", p->host, port);
-                fclose(f);
-            }
+        if (ready) {
+            fprintf(ready, "%s %d\n", p->host, port);
+            fclose(ready);
+            ready = NULL;
         }
         event_base_dispatch(s->base);
         fprintf(stderr, "sov serve: stopped\n");
     }
+    if (ready) fclose(ready);
     /* The loop ends when no request is left; if something else ended it, the rest end
      * here: no close callback into a freed hreq when evhttp_free closes the connections
      * (libevent frees its requests with them), reservations still with the store worker

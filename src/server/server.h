@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "policy/policy.h"
+#include "sandbox/sandbox.h"
 #include "sched/sched.h"
 #include "sov.h"
 #include "tenants/tenants.h"
@@ -38,6 +39,8 @@ typedef struct server_params {
     sched_policy policy;       /* fair across tenants (default) or FIFO */
     const char *model_sha256;  /* the model file's SHA-256 (hex), for /v1/models and the audit */
     const sov_policy *data_policy; /* the node's data-handling policy (never NULL) */
+    const sandbox_params *sandbox; /* the lockdown applied once everything is open
+                                      (docs/SANDBOX.md); NULL: none */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets
