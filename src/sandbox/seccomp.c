@@ -119,7 +119,7 @@ static sov_status socket_rules(scmp_filter_ctx ctx, const sb_net *net) {
         const struct scmp_arg_cmp c[] = {SCMP_A0(SCMP_CMP_MASKED_EQ, MASK32, (uint64_t)f)};
         st = rule(ctx, deny, "socket", 1, c);
     }
-    const struct scmp_arg_cmp beyond[] = {SCMP_A0(SCMP_CMP_GE, FAMILY_LIMIT)};
+    const struct scmp_arg_cmp beyond[] = {SCMP_A0(SCMP_CMP_GE, FAMILY_LIMIT, 0)};
     if (!st) st = rule(ctx, deny, "socket", 1, beyond);
     const int inet[] = {AF_INET, AF_INET6};
     const int not_stream[] = {SOCK_DGRAM, SOCK_RAW, SOCK_RDM, SOCK_SEQPACKET, SOCK_DCCP, SOCK_PACKET};
@@ -131,7 +131,7 @@ static sov_status socket_rules(scmp_filter_ctx ctx, const sb_net *net) {
         }
         /* protocol 0 (the default) or IPPROTO_TCP (6) only */
         const struct scmp_arg_cmp c[] = {SCMP_A0(SCMP_CMP_MASKED_EQ, MASK32, (uint64_t)inet[i]),
-                                         SCMP_A2(SCMP_CMP_GT, 6)};
+                                         SCMP_A2(SCMP_CMP_GT, 6, 0)};
         if (!st) st = rule(ctx, deny, "socket", 2, c);
     }
     return st;

@@ -370,6 +370,28 @@ static void postgres_tcp_port_is_the_only_destination(void) {
     close(pg);
 }
 
+static void child_named_unix_socket(void *arg) {
+    const net_case *nc = arg;
+    sandbox_params p = base_params();
+    p.unix_sockets[0] = "/run/sov-helper.sock";
+    p.n_unix_sockets = 1;
+    sandbox_status s;
+    CHECK_EQ(sandbox_lockdown(&p, &s), SOV_OK);
+    CHECK(s.egress_locked && strstr(s.detail, "except Unix sockets") != NULL);
+    CHECK_EQ(try_socket(AF_UNIX, SOCK_STREAM, 0), 0);
+    CHECK_EQ(try_socket(AF_INET, SOCK_STREAM, 0), EACCES);
+    CHECK_EQ(try_socket(AF_INET6, SOCK_DGRAM, 0), EACCES);
+    CHECK_EQ(connect_new(nc->port), EACCES);
+}
+
+static void a_named_unix_socket_allows_unix_sockets_only(void) {
+    net_case nc;
+    const int lfd = listen_loopback(&nc.port);
+    CHECK(in_child(child_named_unix_socket, &nc));
+    CHECK(!connection_arrived(lfd, 200));
+    close(lfd);
+}
+
 static void child_allow_egress(void *arg) {
     const net_case *nc = arg;
     sandbox_params p = base_params();
@@ -709,6 +731,7 @@ int main(void) {
     RUN(every_new_socket_is_refused_on_every_thread);
     RUN(connect_from_an_old_socket_is_refused_and_nothing_arrives);
     RUN(postgres_tcp_port_is_the_only_destination);
+    RUN(a_named_unix_socket_allows_unix_sockets_only);
     RUN(allow_egress_opens_the_network_and_says_so);
     RUN(without_landlock_it_says_seccomp_only);
     RUN(landlock_without_network_rules_says_the_port_is_not_enforced);
