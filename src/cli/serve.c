@@ -90,7 +90,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--db", &o->db, &bad) ||
                    cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad) ||
                    cli_opt_str(argc, argv, &i, "--state-dir", &o->state_dir, &bad)) {
-        } else if (cli_opt_str(argc, argv, &i, "--allow-unix-socket", &o->unix_sockets[o->n_unix_sockets], &bad)) {
+        } else if (cli_opt_str(argc, argv, &i, "--allow-unix-socket", &o->unix_sockets[o->n_unix_sockets],
+                               &bad)) {
             if (!bad && ++o->n_unix_sockets == SANDBOX_MAX_PATHS)
                 return cli_error("serve", "at most %d --allow-unix-socket options", SANDBOX_MAX_PATHS - 1);
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
@@ -144,10 +145,12 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
  * $HOME/.local/state/sov (NULL without HOME). */
 static const char *state_dir(const serve_opts *o, char *buf, size_t cap) {
     if (o->state_dir) return o->state_dir;
-    const bool pg = o->db && (strncmp(o->db, "postgresql://", 13) == 0 || strncmp(o->db, "postgres://", 11) == 0);
+    const bool pg =
+        o->db && (strncmp(o->db, "postgresql://", 13) == 0 || strncmp(o->db, "postgres://", 11) == 0);
     if (o->db && !pg) {
         const char *slash = strrchr(o->db, '/');
-        snprintf(buf, cap, "%.*s", slash ? (int)(slash == o->db ? 1 : slash - o->db) : 1, slash ? o->db : ".");
+        const int len = slash ? (int)(slash == o->db ? 1 : slash - o->db) : 1;
+        snprintf(buf, cap, "%.*s", len, slash ? o->db : ".");
         return buf;
     }
     const char *home = getenv("HOME");

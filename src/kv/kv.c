@@ -92,8 +92,9 @@ static void copy_slots(sov_kv *kv, int32_t dst, int32_t src, int32_t n) {
             memcpy(kv_v(kv, l, dst, h), kv_v(kv, l, src, h), (size_t)n * row);
             uint8_t *kd = kv_k(kv, l, dst, h);
             const uint8_t *ks = kv_k(kv, l, src, h);
-            for (int32_t d = 0; d < kv->head_dim; d++) /* keys: dimension -> slot */
-                memcpy(kd + (size_t)d * kv->block_size * kv->elt, ks + (size_t)d * kv->block_size * kv->elt, col);
+            const size_t stride = (size_t)kv->block_size * kv->elt; /* keys: dimension -> slot */
+            for (int32_t d = 0; d < kv->head_dim; d++)
+                memcpy(kd + (size_t)d * stride, ks + (size_t)d * stride, col);
         }
     }
 }

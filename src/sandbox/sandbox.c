@@ -260,8 +260,8 @@ static void describe(const sandbox_params *p, const sandbox_db_routes *r, const 
     char ll_part[48] = "";
     if (ll_any)
         snprintf(ll_part, sizeof ll_part, "+landlock(%s) ABI %d", ll->net ? "net,fs" : "fs", s->landlock_abi);
-    snprintf(s->summary, sizeof s->summary, "%s%s%s", s->egress_locked ? "" : "egress ALLOWED; ",
-             s->seccomp ? "seccomp" : "no seccomp",
+    const char *egress = s->egress_locked ? "" : net->lock ? "egress PARTLY locked; " : "egress ALLOWED; ";
+    snprintf(s->summary, sizeof s->summary, "%s%s%s", egress, s->seccomp ? "seccomp" : "no seccomp",
              ll_any       ? ll_part
              : s->seccomp ? " only"
                           : "");
@@ -298,7 +298,8 @@ size_t sandbox_metrics(const sandbox_status *s, char *buf, size_t cap) {
     const int n = snprintf(
         buf, cap,
         "# HELP sov_egress_locked 1 when the kernel refuses new outbound connections from this process "
-        "(docs/SANDBOX.md); 0 with --allow-egress\n# TYPE sov_egress_locked gauge\nsov_egress_locked %d\n"
+        "but to the state store (docs/SANDBOX.md); 0 with --allow-egress or when not enforceable\n"
+        "# TYPE sov_egress_locked gauge\nsov_egress_locked %d\n"
         "# HELP sov_sandbox_seccomp 1 when the seccomp filter is installed on every thread\n"
         "# TYPE sov_sandbox_seccomp gauge\nsov_sandbox_seccomp %d\n"
         "# HELP sov_sandbox_landlock_abi the Landlock ABI in force (0: none)\n"
@@ -354,7 +355,9 @@ sov_status sandbox_lockdown(const sandbox_params *p, sandbox_status *out) {
     if (st) fprintf(stderr, "sov: %s (egress is allowed anyway)\n", sov_last_error());
     out->seccomp = !st;
     if (out->seccomp && (st = check_threads())) return st;
-    out->egress_locked = net.lock && out->seccomp;
+    /* locked means no new connection but to the store; TCP sockets without Landlock's port
+     * rule could reach anything */
+    out->egress_locked = net.lock && out->seccomp && (!net.tcp || ll.net);
     describe(p, &r, &net, &ll, out);
     return SOV_OK;
 }

@@ -49,7 +49,7 @@ typedef struct sb_deny {
 static const sb_deny deny_table[] = {
     {"bind",              true,  EACCES, "no new bound sockets: the server's own are bound before"},
     {"listen",            true,  EACCES, "no new listening sockets"},
-    {"io_uring_setup",    false, EPERM,  "io_uring runs socket, connect, open and send as kernel work no filter sees"},
+    {"io_uring_setup",    false, EPERM,  "io_uring runs socket, connect, open, send unfiltered"},
     {"io_uring_enter",    false, EPERM,  "(the same)"},
     {"io_uring_register", false, EPERM,  "(the same)"},
 #ifndef SB_SANITIZER /* LeakSanitizer's exit-time check ptraces the process's own threads */

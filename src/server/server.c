@@ -962,8 +962,10 @@ static void handle_metrics(server *s, struct evhttp_request *req) {
 
 /* /ready: 200 while accepting requests, and what the sandbox enforces (docs/SANDBOX.md). */
 static void handle_ready(server *s, struct evhttp_request *req, const char *route) {
-    json_t *j = json_pack("{ss ss sb}", "status", s->shutting_down ? "shutting_down" : "ready", "sandbox",
-                          s->sandbox.active ? s->sandbox.summary : "off", "egress_locked", s->sandbox.egress_locked);
+    const char *sandbox = s->sandbox.active ? s->sandbox.summary : "off";
+    const char *status = s->shutting_down ? "shutting_down" : "ready";
+    json_t *j = json_pack("{ss ss sb}", "status", status, "sandbox", sandbox, "egress_locked",
+                          s->sandbox.egress_locked);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (body) send_json(s, req, route, s->shutting_down ? 503 : 200, body);
@@ -1191,9 +1193,8 @@ static int lock_down(server *s, const sandbox_params *sp) {
     if (s->sandbox.egress_locked)
         fprintf(stderr, "sov serve: sandbox: %s: %s\n", s->sandbox.summary, s->sandbox.detail);
     else
-        fprintf(stderr,
-                "sov serve: WARNING: EGRESS IS ALLOWED (--allow-egress): this process may open outbound "
-                "connections. sandbox: %s: %s\n",
+        fprintf(stderr, "sov serve: WARNING: %s: outbound connections are possible. sandbox: %s: %s\n",
+                sp->allow_egress ? "EGRESS IS ALLOWED (--allow-egress)" : "EGRESS IS ONLY PARTLY LOCKED",
                 s->sandbox.summary, s->sandbox.detail);
     return 0;
 }
