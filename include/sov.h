@@ -240,6 +240,12 @@ sov_status sov_decode(sov_context *ctx, const sov_batch *batch, float *logits_ou
 const char *sov_context_isa(const sov_context *ctx);
 int32_t sov_context_threads(const sov_context *ctx);
 
+/* Keeps the model's weights, the KV cache and the activation buffers in RAM, never in swap
+ * (mlock2 with MLOCK_ONFAULT: each page from its first use). Errors: SOV_ERR_NOMEM when
+ * RLIMIT_MEMLOCK is too low (sov_last_error() names it, the size needed and how to raise
+ * it; nothing stays locked), SOV_ERR_IO. */
+sov_status sov_context_lock_memory(sov_context *ctx);
+
 /* ---- sampling -------------------------------------------------------------------- */
 
 typedef struct sov_sampler sov_sampler;

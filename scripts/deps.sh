@@ -3,6 +3,7 @@
 # Usage: scripts/deps.sh [build|test]   (test adds what the test suite uses)
 set -euo pipefail
 need=(cmake ninja-build gcc libc6-dev pkg-config libevent-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev)
+need+=(libseccomp-dev) # src/sandbox: the seccomp filter of sov serve's egress lockdown
 if [ "${1:-build}" = test ]; then
   need+=(python3-numpy postgresql clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   need+=(openssl curl) # the TLS tests: a test PKI from the openssl command line, HTTPS requests with curl

@@ -144,7 +144,7 @@ static int trusted_keys(const audit_opts *o, audit_pub **keys, size_t *n) {
         return 0;
     }
     char dir[4096];
-    cli_state_dir(o->db ? o->db : "", o->state_dir, dir, sizeof dir);
+    if (!cli_state_dir(o->db, o->state_dir, dir, sizeof dir)) snprintf(dir, sizeof dir, ".");
     if (audit_pubs_in_dir(dir, keys, n) != SOV_OK) return fail_last(EXIT_CANNOT);
     if (*n == 0)
         return fail(

@@ -39,9 +39,10 @@ void cli_progress(float fraction, void *label);
  * Unix seconds, or -1 when it is none of these. */
 int64_t cli_parse_time(const char *v, int64_t now);
 
-/* The folder of the server's state (the audit signing key): `given`, else the SQLite
- * file's folder, else ~/.local/state/sov for PostgreSQL. */
-void cli_state_dir(const char *db, const char *given, char *buf, size_t cap);
+/* The folder of the server's state (the audit signing key; the one folder the sandbox lets
+ * it write): `given`, else the SQLite file's folder, else $HOME/.local/state/sov (with
+ * PostgreSQL or no store). Returns buf, or NULL when it would need HOME and there is none. */
+const char *cli_state_dir(const char *db, const char *given, char *buf, size_t cap);
 
 /* Path of the built-in demo model, generated on first use (random weights). */
 int cli_demo_model_path(char *buf, size_t cap);

@@ -119,17 +119,18 @@ int64_t cli_parse_time(const char *v, int64_t now) {
     return -1;
 }
 
-void cli_state_dir(const char *db, const char *given, char *buf, size_t cap) {
+const char *cli_state_dir(const char *db, const char *given, char *buf, size_t cap) {
+    const bool sqlite = db && *db && strncmp(db, "postgresql://", 13) != 0 && strncmp(db, "postgres://", 11) != 0;
     if (given) {
         snprintf(buf, cap, "%s", given);
-    } else if (strncmp(db, "postgresql://", 13) != 0 && strncmp(db, "postgres://", 11) != 0) {
+    } else if (sqlite) {
         const char *slash = strrchr(db, '/');
-        if (slash)
-            snprintf(buf, cap, "%.*s", slash == db ? 1 : (int)(slash - db), db);
-        else
-            snprintf(buf, cap, ".");
+        if (slash) snprintf(buf, cap, "%.*s", slash == db ? 1 : (int)(slash - db), db);
+        else snprintf(buf, cap, ".");
     } else {
         const char *home = getenv("HOME");
-        snprintf(buf, cap, "%s/.local/state/sov", home && *home ? home : ".");
+        if (!home || !*home) return NULL;
+        snprintf(buf, cap, "%s/.local/state/sov", home);
     }
+    return buf;
 }

@@ -4,15 +4,20 @@
  * --ctx positions sharing a KV pool of --kv-cache-mb, and runs the server until SIGTERM
  * or SIGINT. Without -m it serves the built-in demo model. With --tls-cert and --tls-key
  * it speaks HTTPS (and with --tls-client-ca, mTLS): the certificate and key are loaded and
- * checked before anything else, so a bad one fails in a second (src/server/tls.h). */
+ * checked before anything else, so a bad one fails in a second (src/server/tls.h). Once
+ * everything is open the server locks itself down (src/sandbox, docs/SANDBOX.md): no new
+ * outbound connections unless --allow-egress, files limited to the model and the state
+ * folder. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "audit/audit.h"
 #include "cli/cli.h"
 #include "core/util.h"
 #include "policy/policy.h"
+#include "sandbox/sandbox.h"
 #include "server/server.h"
 #include "server/tls.h"
 #include "tenants/tenants.h"
@@ -23,9 +28,13 @@ typedef struct serve_opts {
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
     bool kv_f32, metrics_open;
-    const char *state_dir; /* the audit log (docs/AUDIT.md) */
+    const char *state_dir; /* the one folder written at run time: audit key, SQLite temp files */
     long sign_every;
     bool no_audit;
+    /* sandbox (docs/SANDBOX.md) */
+    bool allow_egress, mlock;
+    const char *unix_sockets[SANDBOX_MAX_PATHS];
+    size_t n_unix_sockets;
 } serve_opts;
 
 static void help(FILE *f) {
@@ -78,13 +87,23 @@ static void help(FILE *f) {
            "                          --client-cert-subject stands for the certificate's owner\n\n"
            "Audit log (with --db; docs/AUDIT.md): a hash-chained record of every /v1 request, committed\n"
            "before the answer's last byte, the chain's head signed with this server's Ed25519 key.\n"
-           "  --state-dir DIR         where the signing key lives (audit-ed25519.pem, made on first use);\n"
-           "                          default: the SQLite file's folder, or ~/.local/state/sov\n"
            "  --audit-sign-every N    sign the chain head every N records (default 256; also every 10 s\n"
            "                          while records are unsigned, and at shutdown)\n"
            "  --no-audit              no audit log (said at start-up)\n"
            "What it keeps of prompts and completions (hashes, nothing, or the text for N days) and\n"
-           "the region label in every record come from the data policy (--policy).\n");
+           "the region label in every record come from the data policy (--policy).\n\n"
+           "Sandbox (docs/SANDBOX.md): once listening, the process cannot open new outbound\n"
+           "connections (seccomp + Landlock; PostgreSQL in --db may still reconnect), read files but\n"
+           "its model, or write outside the state folder; /ready and /metrics say what is in force.\n"
+           "  --state-dir DIR         the one folder written at run time: the audit signing key\n"
+           "                          (audit-ed25519.pem, made on first use), SQLite's temporary files\n"
+           "                          (default: the SQLite file's folder; with PostgreSQL or no --db,\n"
+           "                          $HOME/.local/state/sov)\n"
+           "  --allow-unix-socket PATH  a Unix socket the server may still connect to (repeatable)\n"
+           "  --allow-egress          do NOT refuse new outbound connections (said loudly at start-up,\n"
+           "                          in /ready and in /metrics: sov_egress_locked 0)\n"
+           "  --mlock                 keep weights, KV cache and activations in RAM, never in swap\n"
+           "                          (needs RLIMIT_MEMLOCK above their size, or CAP_IPC_LOCK)\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -105,6 +124,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--tls-key", &o->tls_key, &bad) ||
                    cli_opt_str(argc, argv, &i, "--tls-client-ca", &o->tls_client_ca, &bad) ||
                    cli_opt_str(argc, argv, &i, "--state-dir", &o->state_dir, &bad)) {
+        } else if (cli_opt_str(argc, argv, &i, "--allow-unix-socket", &o->unix_sockets[o->n_unix_sockets],
+                               &bad)) {
+            if (!bad && ++o->n_unix_sockets == SANDBOX_MAX_PATHS)
+                return cli_error("serve", "at most %d --allow-unix-socket options", SANDBOX_MAX_PATHS - 1);
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
                    cli_opt_int(argc, argv, &i, "-np", &o->parallel, &bad) ||
                    cli_opt_int(argc, argv, &i, "--parallel", &o->parallel, &bad) ||
@@ -127,6 +150,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             o->metrics_open = true;
         } else if (cli_flag(argv, &i, "--no-audit")) {
             o->no_audit = true;
+        } else if (cli_flag(argv, &i, "--allow-egress")) {
+            o->allow_egress = true;
+        } else if (cli_flag(argv, &i, "--mlock")) {
+            o->mlock = true;
         } else {
             return cli_error("serve", "unknown option '%s'; see sov serve --help", argv[i]);
         }
@@ -157,16 +184,13 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     return 0;
 }
 
-/* The data policy's audit keys given on the command line. */
 /* The audit log: with --db, unless --no-audit (said either way). */
-static const tenants_audit_params *audit_params(const serve_opts *o, tenants_audit_params *ap, char *dir,
-                                                size_t cap) {
+static const tenants_audit_params *audit_params(const serve_opts *o, tenants_audit_params *ap, const char *dir) {
     if (!o->db || o->no_audit) {
         fprintf(stderr, "sov serve: %s: requests are NOT recorded in an audit log\n",
                 o->db ? "--no-audit" : "no --db, so no audit log");
         return NULL;
     }
-    cli_state_dir(o->db, o->state_dir, dir, cap);
     const char *skew = getenv("SOV_TEST_CLOCK_OFFSET"); /* tests: text expiry without waiting days */
     *ap = (tenants_audit_params){.state_dir = dir, .sign_every = o->sign_every,
                                  .clock_offset_s = skew ? atoll(skew) : 0};
@@ -249,9 +273,18 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "sov serve: data policy%s%s: %s\n",
             o.policy ? " from " : " (default; --policy FILE to set one)", o.policy ? o.policy : "",
             policy_describe(&data_policy, policy_line, sizeof policy_line));
+    char state_buf[4096];
+    const char *state = cli_state_dir(o.db, o.state_dir, state_buf, sizeof state_buf);
+    struct stat state_st;
+    /* SQLite's temporary files (large sorts) go to the state folder, the one writable place
+     * under the sandbox (set before any thread starts; an operator's own setting wins) */
+    if (state && stat(state, &state_st) == 0 && S_ISDIR(state_st.st_mode)) setenv("SQLITE_TMPDIR", state, 0);
     tenants_audit_params ap;
-    char state[4096];
-    const tenants_audit_params *audit = audit_params(&o, &ap, state, sizeof state);
+    const tenants_audit_params *audit = audit_params(&o, &ap, state);
+    if (o.db && !o.no_audit && !state) {
+        tls_ctx_free(tls);
+        return cli_error("serve", "no folder for the audit signing key: give --state-dir DIR (HOME is not set)");
+    }
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;
@@ -283,6 +316,7 @@ int cmd_serve(int argc, char **argv) {
     mp.progress = cli_progress;
     mp.progress_user = "loading";
     mp.digest = true; /* the file's SHA-256 names the exact weights in /v1/models (and the audit) */
+    mp.prefault = o.mlock; /* the weights in use are then resident, and locked at once */
     sov_model *model = NULL;
     st = sov_model_load(o.model, &mp, &model);
     if (st) {
@@ -312,12 +346,26 @@ int cmd_serve(int argc, char **argv) {
         tls_ctx_free(tls);
         return rc;
     }
+    if (o.mlock && (st = sov_context_lock_memory(ctx))) {
+        rc = cli_status_error("serve", st);
+        sov_context_free(ctx);
+        sov_model_free(model);
+        tenants_close(tn);
+        return rc;
+    }
     fprintf(stderr,
             "model: %s (%s, %s, %.1fM params) | %d threads | %s kernels | KV cache %.0f MB (%lld positions, "
             "%d per sequence)\n",
             info.name[0] ? info.name : id, info.arch, info.weight_type, (double)info.n_params / 1e6,
             sov_context_threads(ctx), sov_context_isa(ctx), (double)kv_bytes / (1 << 20),
             (long long)sov_kv_blocks_total(ctx) * sov_kv_block_size(ctx), n_ctx);
+    sandbox_params sbp = {.allow_egress = o.allow_egress || data_policy.allow_egress,
+                          .db = o.db,
+                          .state_dir = state,
+                          .read_paths = {o.model},
+                          .n_read_paths = 1,
+                          .n_unix_sockets = o.n_unix_sockets};
+    for (size_t i = 0; i < o.n_unix_sockets; i++) sbp.unix_sockets[i] = o.unix_sockets[i];
     const server_params sp = {
         .host = o.host,
         .port = (int)o.port,
@@ -338,6 +386,7 @@ int cmd_serve(int argc, char **argv) {
         .audit_node = tn ? tenants_audit_key_id(tn) : NULL,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
+        .sandbox = &sbp,
     };
     rc = server_run(model, ctx, &sp);
     audit_summary(tn);

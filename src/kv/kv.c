@@ -1,4 +1,11 @@
-/* kv.c - block pool and block tables of the paged KV cache (see kv.h). */
+/* kv.c - block pool and block tables of the paged KV cache (see kv.h).
+ *
+ * Hygiene: a block holds one request's keys and values (derived from its prompt), so a
+ * block is zeroed when its last reference goes, before it can be handed to anyone else;
+ * a copy on write copies only the positions the new owner shares. Every free block is
+ * therefore all zeros (the pool starts as fresh anonymous memory). The pool is also kept
+ * out of core dumps (MADV_DONTDUMP). Zeroing costs one memset of the block per release,
+ * outside the forward pass (docs/SANDBOX.md has the figures). */
 #include "kv/kv.h"
 
 #include <stdlib.h>
@@ -7,6 +14,7 @@
 
 #include "core/status.h"
 #include "core/util.h"
+#include "sandbox/sandbox.h"
 
 size_t kv_block_bytes(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size, sov_kv_type type) {
     const size_t elt = type == SOV_KV_F32 ? 4 : 2;
@@ -41,6 +49,8 @@ sov_status kv_init(sov_kv *kv, int32_t n_layer, int32_t n_head_kv, int32_t head_
         kv_destroy(kv);
         return sov_fail(SOV_ERR_NOMEM, "kv cache: cannot reserve %zu bytes", 2 * kv->map_bytes);
     }
+    sandbox_dontdump(kv->k, kv->map_bytes);
+    sandbox_dontdump(kv->v, kv->map_bytes);
     /* block 0 on top of the stack: low addresses are used first */
     for (int32_t i = 0; i < n_blocks; i++) kv->free_stack[i] = n_blocks - 1 - i;
     kv->n_free = n_blocks;
@@ -65,7 +75,28 @@ int32_t kv_alloc(sov_kv *kv) {
 void kv_retain(sov_kv *kv, int32_t block) { kv->ref[block]++; }
 
 void kv_release(sov_kv *kv, int32_t block) {
-    if (--kv->ref[block] == 0) kv->free_stack[kv->n_free++] = block;
+    if (--kv->ref[block] > 0) return;
+    /* no later owner may read this request's keys and values */
+    memset(kv->k + (size_t)block * kv->block_bytes, 0, kv->block_bytes);
+    memset(kv->v + (size_t)block * kv->block_bytes, 0, kv->block_bytes);
+    kv->free_stack[kv->n_free++] = block;
+}
+
+/* Copies the first n slots of every head of block src into the (zero) block dst: what a
+ * sequence shares of a block, not the positions after it that belong to another request. */
+static void copy_slots(sov_kv *kv, int32_t dst, int32_t src, int32_t n) {
+    const size_t row = (size_t)kv->head_dim * kv->elt; /* one slot of values */
+    const size_t col = (size_t)n * kv->elt;            /* n slots of one key dimension */
+    for (int32_t l = 0; l < kv->n_layer; l++) {
+        for (int32_t h = 0; h < kv->n_head_kv; h++) {
+            memcpy(kv_v(kv, l, dst, h), kv_v(kv, l, src, h), (size_t)n * row);
+            uint8_t *kd = kv_k(kv, l, dst, h);
+            const uint8_t *ks = kv_k(kv, l, src, h);
+            const size_t stride = (size_t)kv->block_size * kv->elt; /* keys: dimension -> slot */
+            for (int32_t d = 0; d < kv->head_dim; d++)
+                memcpy(kd + (size_t)d * stride, ks + (size_t)d * stride, col);
+        }
+    }
 }
 
 /* Whether appending at position seq->n_pos writes into an existing, shared block. */
@@ -96,8 +127,7 @@ sov_status kv_seq_reserve(sov_kv *kv, kv_seq *seq, int32_t new_len) {
         const int32_t i = seq->n_pos / kv->block_size, old = seq->blocks[i];
         const int32_t fresh = kv_alloc(kv);
         if (fresh < 0) return sov_fail(SOV_ERR_KV_FULL, "kv cache: no free block");
-        memcpy(kv->k + (size_t)fresh * kv->block_bytes, kv->k + (size_t)old * kv->block_bytes, kv->block_bytes);
-        memcpy(kv->v + (size_t)fresh * kv->block_bytes, kv->v + (size_t)old * kv->block_bytes, kv->block_bytes);
+        copy_slots(kv, fresh, old, seq->n_pos % kv->block_size);
         kv_release(kv, old);
         seq->blocks[i] = fresh;
     }

@@ -15,7 +15,9 @@
  * A sequence owns a block table: blocks[i] holds its positions [i*bs, (i+1)*bs).
  * Blocks are reference counted so that sequences can share a common prefix (the server's
  * prefix cache hands full blocks from one sequence to another); a shared block is never
- * written: appending into a shared partial block copies it first (copy on write). */
+ * written: appending into a shared partial block copies it first (copy on write), only
+ * the positions the appending sequence shares. A block is zeroed when its last reference
+ * goes, so a block handed out never holds another request's keys or values. */
 #ifndef SOV_KV_H
 #define SOV_KV_H
 
@@ -58,7 +60,7 @@ void kv_destroy(sov_kv *kv);
 /* A free block with reference count 1, or -1 when none is free. */
 int32_t kv_alloc(sov_kv *kv);
 void kv_retain(sov_kv *kv, int32_t block);
-/* Drops a reference; the block returns to the pool at zero. */
+/* Drops a reference; at zero the block is zeroed and returns to the pool. */
 void kv_release(sov_kv *kv, int32_t block);
 
 /* Keys / values of one head of one layer in a block: [block_size][head_dim] elements. */

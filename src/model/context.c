@@ -1,15 +1,34 @@
 /* context.c - sov_context: creating the KV pool, buffers and threads, managing
  * sequences, and sov_decode(), which validates a batch, reserves its KV blocks
- * (all or nothing) and runs the forward pass. */
+ * (all or nothing) and runs the forward pass.
+ *
+ * The activation buffers of a batch live in one anonymous mapping (the arena): they hold
+ * what the model computed from prompts, so the arena is kept out of core dumps and can be
+ * locked in RAM as a whole (sov_context_lock_memory). Under AddressSanitizer the gaps
+ * between buffers are poisoned, so an overrun is caught as it would be between heap
+ * blocks. */
 #include "model/context.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/status.h"
 #include "core/util.h"
+#include "sandbox/sandbox.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN 1
+#endif
+#endif
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 enum { KV_BLOCK_SIZE = 16 };
 
@@ -24,10 +43,50 @@ sov_context_params sov_context_default_params(void) {
     };
 }
 
-static void *alloc_floats(size_t n, bool *oom) {
-    void *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) *oom = true;
-    return p;
+enum { ARENA_GAP = 64 }; /* bytes after each buffer: alignment, and a red zone under ASan */
+
+/* One activation buffer to carve from the arena. */
+typedef struct arena_buf {
+    void **ptr;
+    size_t bytes;
+} arena_buf;
+
+/* Maps one zeroed region for every buffer (each 64-byte aligned, a gap after each) and
+ * points each at its place. False when the sizes overflow or the mapping fails. */
+static bool arena_map(sov_context *c, const arena_buf *b, size_t n) {
+    size_t total = ARENA_GAP;
+    for (size_t i = 0; i < n; i++) {
+        const size_t padded = (b[i].bytes + 63) & ~(size_t)63;
+        if (padded < b[i].bytes || total + padded + ARENA_GAP < total) return false;
+        total += padded + ARENA_GAP;
+    }
+    uint8_t *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return false;
+    sandbox_dontdump(base, total);
+    c->arena = base;
+    c->arena_bytes = total;
+    size_t at = ARENA_GAP;
+    for (size_t i = 0; i < n; i++) {
+        const size_t padded = (b[i].bytes + 63) & ~(size_t)63;
+        *b[i].ptr = base + at;
+#ifdef ARENA_ASAN
+        ASAN_POISON_MEMORY_REGION(base + at + b[i].bytes, padded - b[i].bytes + ARENA_GAP);
+#endif
+        at += padded + ARENA_GAP;
+    }
+#ifdef ARENA_ASAN
+    ASAN_POISON_MEMORY_REGION(base, ARENA_GAP);
+#endif
+    return true;
+}
+
+static void arena_unmap(sov_context *c) {
+    if (!c->arena) return;
+#ifdef ARENA_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(c->arena, c->arena_bytes);
+#endif
+    munmap(c->arena, c->arena_bytes);
+    c->arena = NULL;
 }
 
 /* YaRN's correction range: the dimensions whose wavelength crosses the original context
@@ -79,28 +138,31 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     const size_t T = (size_t)p.n_batch, E = (size_t)hp->n_embd, D = (size_t)hp->head_dim;
     const size_t HD = (size_t)hp->n_head * D, KVD = (size_t)hp->n_head_kv * D, F = (size_t)hp->n_ff;
     const size_t maxK = SOV_MAX(SOV_MAX(E, F), HD);
-    bool oom = false;
-    c->seqs = calloc((size_t)p.n_seq_max, sizeof *c->seqs);
-    c->x = alloc_floats(T * E, &oom);
-    c->xb = alloc_floats(T * E, &oom);
-    c->q = alloc_floats(T * HD, &oom);
-    c->kx = alloc_floats(T * KVD, &oom);
-    c->vx = alloc_floats(T * KVD, &oom);
-    c->att = alloc_floats(T * HD, &oom);
-    c->hg = alloc_floats(T * F, &oom);
-    c->hu = alloc_floats(T * F, &oom);
-    c->tmp = alloc_floats(T * E, &oom);
-    c->rope = alloc_floats(T * (size_t)hp->n_rot, &oom);
-    c->act_q8a = malloc(T * sov_row_size(SOV_TYPE_Q8A, (int64_t)((maxK + 255) / 256 * 256)));
-    c->act_q8k = malloc(T * sov_row_size(SOV_TYPE_Q8K, (int64_t)((maxK + 255) / 256 * 256)));
-    c->act_q8p = malloc(T * sov_row_size(SOV_TYPE_Q8P, (int64_t)((maxK + 255) / 256 * 256)));
+    const size_t fl = sizeof(float), maxK256 = (maxK + 255) / 256 * 256;
     c->scores_stride = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)p.n_ctx;
-    c->scores = alloc_floats((size_t)p.n_threads * c->scores_stride, &oom);
+    const arena_buf bufs[] = {
+        {(void **)&c->x, T * E * fl},
+        {(void **)&c->xb, T * E * fl},
+        {(void **)&c->q, T * HD * fl},
+        {(void **)&c->kx, T * KVD * fl},
+        {(void **)&c->vx, T * KVD * fl},
+        {(void **)&c->att, T * HD * fl},
+        {(void **)&c->hg, T * F * fl},
+        {(void **)&c->hu, T * F * fl},
+        {(void **)&c->tmp, T * E * fl},
+        {(void **)&c->rope, T * (size_t)hp->n_rot * fl},
+        {&c->act_q8a, T * sov_row_size(SOV_TYPE_Q8A, (int64_t)maxK256)},
+        {&c->act_q8k, T * sov_row_size(SOV_TYPE_Q8K, (int64_t)maxK256)},
+        {&c->act_q8p, T * sov_row_size(SOV_TYPE_Q8P, (int64_t)maxK256)},
+        {(void **)&c->scores, (size_t)p.n_threads * c->scores_stride * fl},
+    };
+    const bool oom = !arena_map(c, bufs, SOV_ARRAY_LEN(bufs));
+    c->seqs = calloc((size_t)p.n_seq_max, sizeof *c->seqs);
     c->tok_pos = malloc(T * sizeof *c->tok_pos);
     c->tok_blocks = malloc(T * sizeof *c->tok_blocks);
     c->out_rows = malloc(T * sizeof *c->out_rows);
     c->seq_next = malloc((size_t)p.n_seq_max * sizeof *c->seq_next);
-    if (oom || !c->seq_next || !c->seqs || !c->act_q8a || !c->act_q8k || !c->act_q8p || !c->tok_pos || !c->tok_blocks || !c->out_rows) {
+    if (oom || !c->seq_next || !c->seqs || !c->tok_pos || !c->tok_blocks || !c->out_rows) {
         sov_context_free(c);
         return sov_fail(SOV_ERR_NOMEM, "context: out of memory for a batch of %d tokens", p.n_batch);
     }
@@ -121,20 +183,7 @@ void sov_context_free(sov_context *c) {
         for (int i = 0; i < c->p.n_seq_max; i++) free(c->seqs[i].blocks);
     free(c->seqs);
     if (c->kv.ref) kv_destroy(&c->kv);
-    free(c->x);
-    free(c->xb);
-    free(c->q);
-    free(c->kx);
-    free(c->vx);
-    free(c->att);
-    free(c->hg);
-    free(c->hu);
-    free(c->tmp);
-    free(c->rope);
-    free(c->act_q8a);
-    free(c->act_q8k);
-    free(c->act_q8p);
-    free(c->scores);
+    arena_unmap(c);
     free(c->tok_pos);
     free(c->tok_blocks);
     free(c->out_rows);
@@ -144,6 +193,18 @@ void sov_context_free(sov_context *c) {
 
 const char *sov_context_isa(const sov_context *c) { return c->k->isa; }
 int32_t sov_context_threads(const sov_context *c) { return c->n_threads; }
+
+sov_status sov_context_lock_memory(sov_context *c) {
+    const sov_model *m = c->model;
+    const sandbox_region r[] = {
+        {"weights", m->file->mapped ? m->file->base : NULL, m->file->size},
+        {"repacked weights", m->repacked, m->repacked_bytes},
+        {"KV cache keys", c->kv.k, c->kv.map_bytes},
+        {"KV cache values", c->kv.v, c->kv.map_bytes},
+        {"activations", c->arena, c->arena_bytes},
+    };
+    return sandbox_lock_memory(r, SOV_ARRAY_LEN(r));
+}
 
 /* ---- sequences ---- */
 

@@ -21,7 +21,9 @@ struct sov_context {
     sov_kv kv;
     kv_seq *seqs;           /* [n_seq_max] */
 
-    /* activations of one batch */
+    /* activations of one batch: views into one mapping (context.c's arena) */
+    uint8_t *arena;
+    size_t arena_bytes;
     float *x;               /* (T, E) residual stream */
     float *xb;              /* (T, E) normalised input of a block */
     float *q;               /* (T, H*D) queries */

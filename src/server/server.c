@@ -134,6 +134,7 @@ struct server {
     hreq *au_hold;                    /* the hreq whose next reply is its last (see last_reply) */
     srv_audit *au_req;                /* the /v1 request on_request is handling: its record */
     struct evhttp_request *au_req_req;
+    sandbox_status sandbox; /* what the lockdown put in force (all zero: none) */
 };
 
 static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status,
@@ -1305,6 +1306,8 @@ static void handle_metrics(server *s, struct evhttp_request *req) {
     metrics_write(b, &s->counts, &st, &s->tcounts, s->tenants ? &sf : NULL);
     policy_metrics(s, b);
     if (s->p.tls) tls_metrics_write(s->p.tls, b);
+    char sandbox[1024];
+    evbuffer_add(b, sandbox, sandbox_metrics(&s->sandbox, sandbox, sizeof sandbox));
     add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
@@ -1384,10 +1387,12 @@ static bool authenticate(server *s, struct evhttp_request *req, const char *rout
 }
 
 /* /ready: 200 while accepting requests, 503 while shutting down; the body names the
- * data policy's region (null when it names none). */
+ * data policy's region (null when it names none) and what the sandbox enforces
+ * (docs/SANDBOX.md). */
 static void send_ready(server *s, struct evhttp_request *req, const char *route) {
-    json_t *j = json_pack("{ss so}", "status", s->shutting_down ? "shutting_down" : "ready", "region",
-                          s->policy.region[0] ? json_string(s->policy.region) : json_null());
+    json_t *j = json_pack("{ss so ss sb}", "status", s->shutting_down ? "shutting_down" : "ready", "region",
+                          s->policy.region[0] ? json_string(s->policy.region) : json_null(), "sandbox",
+                          s->sandbox.active ? s->sandbox.summary : "off", "egress_locked", s->sandbox.egress_locked);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     send_json(s, req, route, s->shutting_down ? 503 : 200,
@@ -1602,6 +1607,22 @@ static int start(server *s) {
     return 0;
 }
 
+/* Everything is open (listening socket, store, model, threads): lock the process down and
+ * say what is in force, loudly when egress stays allowed. */
+static int lock_down(server *s, const sandbox_params *sp) {
+    if (sandbox_lockdown(sp, &s->sandbox) != SOV_OK) {
+        fprintf(stderr, "sov serve: %s\n", sov_last_error());
+        return 1;
+    }
+    if (s->sandbox.egress_locked)
+        fprintf(stderr, "sov serve: sandbox: %s: %s\n", s->sandbox.summary, s->sandbox.detail);
+    else
+        fprintf(stderr, "sov serve: WARNING: %s: outbound connections are possible. sandbox: %s: %s\n",
+                sp->allow_egress ? "EGRESS IS ALLOWED (--allow-egress)" : "EGRESS IS ONLY PARTLY LOCKED",
+                s->sandbox.summary, s->sandbox.detail);
+    return 0;
+}
+
 static int bound_port(server *s) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -1646,6 +1667,9 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
         }
     }
     if (!rc && s->tenants) tenants_set_notify(s->tenants, notify, s);
+    /* the ready file is opened before the lockdown, which leaves its folder unwritable */
+    FILE *ready = !rc && p->ready_file ? fopen(p->ready_file, "w") : NULL;
+    if (!rc && p->sandbox) rc = lock_down(s, p->sandbox);
     if (!rc) {
         const int port = bound_port(s);
         printf("sov serve: listening on %s://%s:%d/v1  (model '%s', %d parallel, context %d, %d KV blocks "
@@ -1653,16 +1677,15 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
                p->tls ? "https" : "http", p->host, port, p->model_id, p->n_parallel, p->n_ctx,
                sov_kv_blocks_total(ctx), sov_kv_block_size(ctx));
         fflush(stdout);
-        if (p->ready_file) {
-            FILE *f = fopen(p->ready_file, "w");
-            if (f) {
-                fprintf(f, "%s %d\n", p->host, port);
-                fclose(f);
-            }
+        if (ready) {
+            fprintf(ready, "%s %d\n", p->host, port);
+            fclose(ready);
+            ready = NULL;
         }
         event_base_dispatch(s->base);
         fprintf(stderr, "sov serve: stopped\n");
     }
+    if (ready) fclose(ready);
     /* The loop ends when no request is left; if something else ended it, the rest end
      * here: no close callback into a freed hreq when evhttp_free closes the connections
      * (libevent frees its requests with them), reservations still with the store worker

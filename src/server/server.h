@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "policy/policy.h"
+#include "sandbox/sandbox.h"
 #include "sched/sched.h"
 #include "server/tls.h"
 #include "sov.h"
@@ -43,6 +44,8 @@ typedef struct server_params {
                                       NULL: plain HTTP */
     const char *audit_node;        /* the audit key's id when tenants write the audit log
                                       (tenants_params.audit); NULL: no audit log */
+    const sandbox_params *sandbox; /* the lockdown applied once everything is open
+                                      (docs/SANDBOX.md); NULL: none */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets

@@ -1,5 +1,7 @@
 /* The paged KV cache's block pool and block tables: allocation until full, release back
- * to the pool, reservation counts, copy on write of a shared partial block, truncation. */
+ * to the pool, reservation counts, copy on write of a shared partial block, truncation;
+ * hygiene: a block handed to a new owner is all zeros, and a copy on write carries only
+ * the positions the new owner shares. */
 #include "test.h"
 
 #include "kv/kv.h"
@@ -93,10 +95,96 @@ static void shared_partial_block_is_copied_before_writing(void) {
     kv_destroy(&kv);
 }
 
+/* True when every byte of the block's keys and values is zero. */
+static bool block_is_zero(const sov_kv *kv, int32_t b) {
+    const uint8_t *k = kv->k + (size_t)b * kv->block_bytes, *v = kv->v + (size_t)b * kv->block_bytes;
+    for (size_t i = 0; i < kv->block_bytes; i++)
+        if (k[i] || v[i]) return false;
+    return true;
+}
+
+static void fill_block(sov_kv *kv, int32_t b, uint8_t byte) {
+    memset(kv->k + (size_t)b * kv->block_bytes, byte, kv->block_bytes);
+    memset(kv->v + (size_t)b * kv->block_bytes, byte, kv->block_bytes);
+}
+
+static void released_block_is_zero_when_reused(void) {
+    sov_kv kv;
+    CHECK_EQ(kv_init(&kv, 2, 2, 8, 4, 3, SOV_KV_F16), SOV_OK);
+    const int32_t b = kv_alloc(&kv);
+    fill_block(&kv, b, 0xab); /* request A's keys and values */
+    kv_retain(&kv, b);        /* shared (a prefix cache holds it) */
+    kv_release(&kv, b);
+    CHECK(!block_is_zero(&kv, b)); /* still in use: untouched */
+    kv_release(&kv, b);
+    const int32_t again = kv_alloc(&kv); /* the pool hands the same block out first */
+    CHECK_EQ(again, b);
+    CHECK(block_is_zero(&kv, again)); /* request B never sees A's data */
+    /* the same through a sequence's block table */
+    kv_seq s = {.live = true};
+    CHECK_EQ(kv_seq_reserve(&kv, &s, 8), SOV_OK);
+    for (int32_t i = 0; i < s.n_blocks; i++) fill_block(&kv, s.blocks[i], 0x5c);
+    s.n_pos = 8;
+    kv_seq_truncate(&kv, &s, 3); /* block 1 goes back */
+    CHECK_EQ(kv.n_free, 1);
+    const int32_t freed = kv_alloc(&kv);
+    CHECK(block_is_zero(&kv, freed));
+    kv_release(&kv, freed);
+    kv_seq_clear(&kv, &s);
+    for (int32_t i = 0; i < kv.n_blocks; i++)
+        CHECK(kv.ref[i] > 0 || block_is_zero(&kv, i));
+    free(s.blocks);
+    kv_destroy(&kv);
+}
+
+static void copy_on_write_copies_only_the_shared_positions(void) {
+    sov_kv kv;
+    const int32_t L = 2, H = 2, D = 3, BS = 4;
+    CHECK_EQ(kv_init(&kv, L, H, D, BS, 4, SOV_KV_F32), SOV_OK);
+    /* request A filled a whole block: every slot of every head non-zero */
+    kv_seq a = {.live = true};
+    CHECK_EQ(kv_seq_reserve(&kv, &a, BS), SOV_OK);
+    a.n_pos = BS;
+    for (int32_t l = 0; l < L; l++)
+        for (int32_t h = 0; h < H; h++)
+            for (int32_t i = 0; i < BS * D; i++) {
+                ((float *)kv_k(&kv, l, a.blocks[0], h))[i] = 1.0f + (float)i;
+                ((float *)kv_v(&kv, l, a.blocks[0], h))[i] = 100.0f + (float)i;
+            }
+    /* request B shares only its first 2 positions (a prefix cache's partial match) */
+    kv_seq b = {.live = true, .blocks = malloc(4 * sizeof(int32_t)), .cap = 4};
+    b.blocks[0] = a.blocks[0];
+    kv_retain(&kv, a.blocks[0]);
+    b.n_blocks = 1;
+    b.n_pos = 2;
+    CHECK_EQ(kv_seq_reserve(&kv, &b, 3), SOV_OK);
+    CHECK(b.blocks[0] != a.blocks[0]);
+    for (int32_t l = 0; l < L; l++)
+        for (int32_t h = 0; h < H; h++) {
+            const float *k = kv_k(&kv, l, b.blocks[0], h), *v = kv_v(&kv, l, b.blocks[0], h);
+            for (int32_t d = 0; d < D; d++)
+                for (int32_t slot = 0; slot < BS; slot++) {
+                    const float want_k = slot < 2 ? 1.0f + (float)(d * BS + slot) : 0.0f;
+                    const float want_v = slot < 2 ? 100.0f + (float)(slot * D + d) : 0.0f;
+                    CHECK_MSG(k[d * BS + slot] == want_k, "layer %d head %d key dim %d slot %d: %g", l, h, d, slot,
+                              (double)k[d * BS + slot]);
+                    CHECK_MSG(v[slot * D + d] == want_v, "layer %d head %d value dim %d slot %d: %g", l, h, d,
+                              slot, (double)v[slot * D + d]);
+                }
+        }
+    kv_seq_clear(&kv, &a);
+    kv_seq_clear(&kv, &b);
+    free(a.blocks);
+    free(b.blocks);
+    kv_destroy(&kv);
+}
+
 int main(void) {
     RUN(pool_hands_out_every_block_once);
     RUN(blocks_do_not_overlap);
     RUN(reserve_counts_and_grows_the_table);
     RUN(shared_partial_block_is_copied_before_writing);
+    RUN(released_block_is_zero_when_reused);
+    RUN(copy_on_write_copies_only_the_shared_positions);
     TEST_EXIT();
 }

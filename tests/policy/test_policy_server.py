@@ -81,7 +81,7 @@ def test_region_in_models_ready_and_metrics():
         st, j = s.json("/v1/models")
         check(st == 200 and j["data"][0]["meta"]["region"] == "KR-Seoul-1", "/v1/models meta.region: %r" % j)
         st, j = s.json("/ready")
-        check(st == 200 and j == {"status": "ready", "region": "KR-Seoul-1"}, "/ready: %r" % j)
+        check(st == 200 and j["status"] == "ready" and j["region"] == "KR-Seoul-1", "/ready: %r" % j)
         m = s.metrics()
         info = [k for k in m if k.startswith("sov_policy_info{")]
         check(len(info) == 1 and 'region="KR-Seoul-1"' in info[0] and 'retention="hashes"' in info[0] and
@@ -90,7 +90,7 @@ def test_region_in_models_ready_and_metrics():
     with Server(STORIES) as s:
         check("data policy (default" in s.output(), "the default policy is named at start-up")
         st, j = s.json("/ready")
-        check(st == 200 and j == {"status": "ready", "region": None}, "/ready without a region: %r" % j)
+        check(st == 200 and j["status"] == "ready" and j["region"] is None, "/ready without a region: %r" % j)
         st, j = s.json("/v1/models")
         check(j["data"][0]["meta"]["region"] is None, "meta.region null without a region")
         m = s.metrics()

@@ -147,13 +147,17 @@ static void long_runs_stay_fast(void) {
             /* linear, not quadratic: ten times the text may take about ten times as long,
              * far from the hundred times a quadratic pass would (a ratio within one run,
              * so a loaded machine does not fail it) */
-            double t0 = sov_now_s();
-            (void)sov_tokenize(v, text, n / 10, false, false, ids, (int32_t)n + 8);
-            const double t_tenth = sov_now_s() - t0;
-            t0 = sov_now_s();
-            int32_t m = sov_tokenize(v, text, n, false, false, ids, (int32_t)n + 8);
-            double t = sov_now_s() - t0;
-            CHECK_MSG(t < 30 * t_tenth + 0.05, "%s: %zu x '%c' took %.3f s, a tenth of it %.3f s", names[k], n,
+            double t_tenth = 1e9, t = 1e9;
+            int32_t m = 0;
+            for (int rep = 0; rep < 3; rep++) { /* the best of three: a busy machine only adds time */
+                double t0 = sov_now_s();
+                (void)sov_tokenize(v, text, n / 10, false, false, ids, (int32_t)n + 8);
+                t_tenth = SOV_MIN(t_tenth, sov_now_s() - t0);
+                t0 = sov_now_s();
+                m = sov_tokenize(v, text, n, false, false, ids, (int32_t)n + 8);
+                t = SOV_MIN(t, sov_now_s() - t0);
+            }
+            CHECK_MSG(t < 40 * t_tenth + 0.2, "%s: %zu x '%c' took %.3f s, a tenth of it %.3f s", names[k], n,
                       fills[f], t, t_tenth);
             CHECK(m > 0);
             int32_t b = sov_detokenize(v, ids, m, false, true, back, (int32_t)n + 16);
