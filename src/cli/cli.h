@@ -16,6 +16,7 @@ int cmd_gen_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
+int cmd_model(int argc, char **argv);
 
 /* Prints "sov <cmd>: <message>" and, when status is set, sov_last_error(). Returns 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -30,6 +31,16 @@ bool cli_opt_float(int argc, char **argv, int *i, const char *name, double *out,
 
 /* A progress bar on stderr when it is a terminal, else a few percentage lines. */
 void cli_progress(float fraction, void *label);
+
+/* Signed models (cli/model.c, docs/SIGNING.md): with --trusted-keys DIR, a loader checks the
+ * model's signature file, key, size and name before loading it (fills *rec), and the
+ * SHA-256 computed while loading after. Each returns 0, or 1 after printing
+ * "sov CMD: model refused: <why>". */
+struct sign_record;
+int cli_signed_before_load(const char *cmd, const char *trusted_dir, const char *model,
+                           struct sign_record *rec);
+int cli_signed_after_load(const char *cmd, const struct sign_record *rec, const char *model,
+                          const sov_model_info *info);
 
 /* Path of the built-in demo model, generated on first use (random weights). */
 int cli_demo_model_path(char *buf, size_t cap);

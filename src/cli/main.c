@@ -14,6 +14,7 @@ static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt (streams tokens), or chat"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
     {"keys", cmd_keys, "tenants' API keys, limits and usage in the state store"},
+    {"model", cmd_model, "sign models and verify their signatures (keygen, sign, verify)"},
     {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},

@@ -11,6 +11,7 @@
 #include "core/util.h"
 #include "policy/policy.h"
 #include "server/server.h"
+#include "sign/sign.h"
 #include "tenants/tenants.h"
 
 typedef struct serve_opts {
@@ -18,6 +19,7 @@ typedef struct serve_opts {
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
     bool kv_f32, metrics_open;
+    const char *trusted_keys; /* refuse a model not signed by one of the keys in this folder */
 } serve_opts;
 
 static void help(FILE *f) {
@@ -54,7 +56,13 @@ static void help(FILE *f) {
            "                          --db the server is open to anyone who can reach it.\n"
            "  --metrics-open          serve /metrics without an admin key\n"
            "  --sched fair|fifo       share slots and prompt budget fairly across tenants (default)\n"
-           "                          or admit in arrival order\n");
+           "                          or admit in arrival order\n\n"
+           "Signed models (docs/SIGNING.md):\n"
+           "  --trusted-keys DIR      serve the model only if MODEL.gguf.sig holds a valid signature by\n"
+           "                          one of the *.pub keys in DIR over the file as it is (its SHA-256,\n"
+           "                          size and name); an unsigned, unknown-key, altered or renamed model\n"
+           "                          is refused before the server listens. Needed when the policy says\n"
+           "                          require_signed_models = true\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -69,7 +77,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--alias", &o->alias, &bad) ||
                    cli_opt_str(argc, argv, &i, "--ready-file", &o->ready_file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--db", &o->db, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--trusted-keys", &o->trusted_keys, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "--port", &o->port, &bad) ||
                    cli_opt_int(argc, argv, &i, "-np", &o->parallel, &bad) ||
                    cli_opt_int(argc, argv, &i, "--parallel", &o->parallel, &bad) ||
@@ -150,6 +159,13 @@ int cmd_serve(int argc, char **argv) {
     char id[256];
     model_id(&o, id, sizeof id);
     const sov_policy data_policy = policy_default();
+    /* signed models: the signature file, key, size and name are checked before the load
+     * (an unsigned model is refused in milliseconds), the SHA-256 computed while loading after */
+    sign_record signature = {0};
+    if (data_policy.require_signed_models && !o.trusted_keys)
+        return cli_error("serve", "the policy requires signed models (require_signed_models = true): give "
+                                  "--trusted-keys DIR, the folder of the signers' .pub files");
+    if (o.trusted_keys && cli_signed_before_load("serve", o.trusted_keys, o.model, &signature)) return 1;
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
     tenants *tn = NULL;
@@ -183,6 +199,11 @@ int cmd_serve(int argc, char **argv) {
     }
     sov_model_info info;
     sov_model_get_info(model, &info);
+    if (o.trusted_keys && cli_signed_after_load("serve", &signature, o.model, &info)) {
+        sov_model_free(model);
+        tenants_close(tn);
+        return 1;
+    }
     const int32_t n_ctx = (int32_t)(o.n_ctx ? o.n_ctx : SOV_MIN(info.n_ctx_train, 4096));
     /* bytes of one position's keys and values in every layer */
     const int64_t per_pos = (int64_t)info.n_layer * info.n_head_kv * info.head_dim * 2 * (o.kv_f32 ? 4 : 2);
@@ -223,6 +244,7 @@ int cmd_serve(int argc, char **argv) {
         .ready_file = o.ready_file,
         .tenants = tn,
         .model_sha256 = info.sha256,
+        .model_signer = o.trusted_keys ? signature.key_id : NULL,
         .data_policy = &data_policy,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,

@@ -905,6 +905,12 @@ static json_t *model_json(const server *s, bool meta) {
                                       "weight_type", s->info.weight_type, "sha256",
                                       s->p.model_sha256 ? s->p.model_sha256 : "", "file_bytes",
                                       (json_int_t)s->info.file_bytes));
+    json_t *meta_obj = m && meta ? json_object_get(m, "meta") : NULL;
+    if (meta_obj) { /* signed models (docs/SIGNING.md): was a trusted key's signature checked, and whose */
+        json_object_set_new(meta_obj, "signed", json_boolean(s->p.model_signer != NULL));
+        json_object_set_new(meta_obj, "signer",
+                            s->p.model_signer ? json_string(s->p.model_signer) : json_null());
+    }
     return m;
 }
 
