@@ -6,6 +6,7 @@ need=(cmake ninja-build gcc libc6-dev pkg-config libevent-dev libjansson-dev lib
 if [ "${1:-build}" = test ]; then
   need+=(python3-numpy postgresql clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   command -v npm >/dev/null || need+=(nodejs npm) # the OpenAI client for the server tests
+  need+=(openssl) # the openssl command line checks sov's model signatures (tests/server/test_signed_models.py)
 fi
 missing=()
 for p in "${need[@]}"; do

@@ -4,8 +4,10 @@
  * keygen writes an Ed25519 key pair; sign hashes a model file and writes MODEL.gguf.sig;
  * verify checks a model against one public key or a folder of trusted ones and exits 0,
  * or 1 with one line naming why (unsigned, malformed signature file, unknown key, bad
- * signature, altered, renamed). The loaders split the same check around sov_model_load so
- * that the hash is the one computed while loading (src/sign/sign.h). */
+ * signature, altered, renamed); a usage error exits 2. The loaders split the same check
+ * around sov_model_load so that the hash is the one computed while loading
+ * (src/sign/sign.h). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,18 @@ static void help(FILE *f) {
             "  --out DIR|FILE       keygen: the key folder; sign: where the signature goes\n");
 }
 
+/* A usage error: the message, and exit status 2 (refusals and failures are 1). */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "sov model: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 2;
+}
+
 typedef struct model_opts {
     const char *out, *key, *pub, *trusted, *sig, *model;
 } model_opts;
@@ -51,19 +65,19 @@ static int parse(int argc, char **argv, model_opts *o) {
                    cli_opt_str(argc, argv, &i, "--trusted-keys", &o->trusted, &bad) ||
                    cli_opt_str(argc, argv, &i, "--sig", &o->sig, &bad)) {
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_error("model", "unknown option '%s'; see sov model --help", argv[i]);
+            return usage_error("unknown option '%s'; see sov model --help", argv[i]);
         } else if (!o->model) {
             o->model = argv[i];
         } else {
-            return cli_error("model", "one model at a time: unexpected '%s'", argv[i]);
+            return usage_error("one model at a time: unexpected '%s'", argv[i]);
         }
     }
     return bad ? 2 : 0;
 }
 
 static int keygen(const model_opts *o) {
-    if (!o->out) return cli_error("model", "keygen needs --out DIR (the folder for the new key pair)");
-    if (o->model) return cli_error("model", "keygen takes no model; see sov model --help");
+    if (!o->out) return usage_error("keygen needs --out DIR (the folder for the new key pair)");
+    if (o->model) return usage_error("keygen takes no model; see sov model --help");
     char id[17];
     const sov_status st = sign_keygen(o->out, id);
     if (st) return cli_status_error("model keygen", st);
@@ -74,7 +88,7 @@ static int keygen(const model_opts *o) {
 }
 
 static int sign(const model_opts *o) {
-    if (!o->key || !o->model) return cli_error("model", "sign needs --key SECRET.pem and a MODEL.gguf");
+    if (!o->key || !o->model) return usage_error("sign needs --key SECRET.pem and a MODEL.gguf");
     char own[4096];
     const char *sig_path = o->out;
     if (!sig_path) {
@@ -100,7 +114,7 @@ static int sign(const model_opts *o) {
 
 static int verify(const model_opts *o) {
     if (!o->model || (!o->pub == !o->trusted))
-        return cli_error("model", "verify needs a MODEL.gguf and one of --pub KEY.pub or --trusted-keys DIR");
+        return usage_error("verify needs a MODEL.gguf and one of --pub KEY.pub or --trusted-keys DIR");
     sign_trust *trust;
     sov_status st = o->pub ? sign_trust_load_key(o->pub, &trust) : sign_trust_load_dir(o->trusted, &trust);
     if (st) return cli_status_error("model verify", st);
@@ -131,8 +145,7 @@ int cmd_model(int argc, char **argv) {
     if (strcmp(argv[1], "keygen") == 0) return keygen(&o);
     if (strcmp(argv[1], "sign") == 0) return sign(&o);
     if (strcmp(argv[1], "verify") == 0) return verify(&o);
-    return cli_error("model", "unknown subcommand '%s': keygen, sign or verify (see sov model --help)",
-                     argv[1]);
+    return usage_error("unknown subcommand '%s': keygen, sign or verify (see sov model --help)", argv[1]);
 }
 
 /* ---- for the loaders ---- */

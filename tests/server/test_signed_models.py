@@ -208,7 +208,7 @@ def test_verify_exit_codes():
                 check(rc == 1 and len(lines) == 1 and lines[0].startswith("sov model verify: " + verdict),
                       "%s: verify exits 1 with one line naming '%s': %r" % (label, verdict, err))
     rc, _, err = sov("model", "verify", MODEL)
-    check(rc == 1 and "--pub" in err, "verify without a key says what to give")
+    check(rc == 2 and "--pub" in err, "verify without a key is a usage error (2) saying what to give")
     rc, out, _ = sov("model", "--help")
     check(rc == 0 and all(w in out for w in ("keygen", "sign", "verify", "--trusted-keys")), "sov model --help")
     rc, out, _ = sov("serve", "--help")
