@@ -11,8 +11,9 @@
 #            the hash)
 # each warm (file in the page cache) and cold (its pages dropped from the page cache with
 # posix_fadvise(POSIX_FADV_DONTNEED) before the run: no root needed, but on a virtual
-# machine the host may still cache the disk), and prints the median of each and the ratio
-# of run+sig to run. OLD=path/to/older/sov adds "old serve" rows (e.g. a build from before
+# machine the host may still cache the disk), and prints the median and minimum of each and
+# the ratio of run+sig to run (the minimum is the figure least disturbed by other work on a
+# shared machine). OLD=path/to/older/sov adds "old serve" rows (e.g. a build from before
 # the hash was overlapped with loading).
 #
 #   bench/startup.sh [-r 5] [-t THREADS] [-m MODEL]
@@ -94,6 +95,7 @@ time_serve() { # $1: sov binary, then extra options; prints milliseconds to the 
 declare -A results
 record() { results[$1]="${results[$1]:-} $2"; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+least() { tr ' ' '\n' | grep -v '^$' | sort -n | head -1; }
 
 echo "model: $model ($(stat -L -c %s "$model") bytes), $rounds rounds, threads ${threads/#0/auto}" >&2
 for ((i = 1; i <= rounds; i++)); do
@@ -114,13 +116,16 @@ for ((i = 1; i <= rounds; i++)); do
   echo "round $i done" >&2
 done
 
-printf '%-6s %-10s %8s   %s\n' state what median_ms "all runs (ms)"
+printf '%-6s %-10s %9s %6s   %s\n' state what median_ms min_ms "all runs (ms)"
 for state in warm cold; do
   for what in run run+sig serve+sig serve ${old:+old-serve}; do
-    printf '%-6s %-10s %8s   %s\n' "$state" "$what" "$(echo "${results[$state $what]}" | median)" \
-      "${results[$state $what]}"
+    printf '%-6s %-10s %9s %6s   %s\n' "$state" "$what" "$(echo "${results[$state $what]}" | median)" \
+      "$(echo "${results[$state $what]}" | least)" "${results[$state $what]}"
   done
   a=$(echo "${results[$state run]}" | median)
   b=$(echo "${results[$state run+sig]}" | median)
-  echo "$state: run+sig / run = $(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", b/a}')"
+  c=$(echo "${results[$state run]}" | least)
+  d=$(echo "${results[$state run+sig]}" | least)
+  echo "$state: run+sig / run = $(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", b/a}') (medians)," \
+    "$(awk -v a="$c" -v b="$d" 'BEGIN{printf "%.2f", b/a}') (minima)"
 done

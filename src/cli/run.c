@@ -392,7 +392,7 @@ int cmd_run(int argc, char **argv) {
     if (!o.prompt && !o.chat) o.prompt = "Once upon a time";
 
     const double t_load = sov_now_s();
-    sign_record signature;
+    sign_record signature = {0};
     if (o.trusted_keys && cli_signed_before_load("run", o.trusted_keys, o.model, &signature)) {
         free(file_text);
         return 1;
