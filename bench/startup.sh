@@ -3,6 +3,8 @@
 #
 # On a ~620 MB Q4_0 model (sov gen-model, cached in build/bench-models), signed with a fresh
 # key, it times in interleaved rounds:
+#   load, load+hash  sov_model_load alone, without and with the file's SHA-256
+#            (build/bench/bench_load: one load per process)
 #   run      `sov run -n 1` wall time, no hash, no check
 #   run+sig  the same with --trusted-keys: the file's SHA-256 while loading, the signature
 #            checked before and after
@@ -20,12 +22,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 sov=${SOV_BIN:-$here/build/sov}
+bench_load=$(dirname "$sov")/bench/bench_load
 old=${OLD:-}
 rounds=5 threads=0 model=""
 while [ $# -gt 0 ]; do
   case $1 in
     -r) rounds=$2; shift 2 ;; -t) threads=$2; shift 2 ;; -m) model=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "startup.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -73,6 +76,10 @@ time_run() { # $@: extra options; prints milliseconds
   ms "$t0" "$t1"
 }
 
+time_load() { # $1: 0 or 1 (the digest); prints milliseconds
+  "$bench_load" "$work/model.gguf" "$1" | cut -d' ' -f1
+}
+
 time_serve() { # $1: sov binary, then extra options; prints milliseconds to the ready file
   local bin=$1 t0 t1 pid
   shift
@@ -97,13 +104,25 @@ record() { results[$1]="${results[$1]:-} $2"; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 least() { tr ' ' '\n' | grep -v '^$' | sort -n | head -1; }
 
+whats="load load+hash run run+sig serve+sig serve${old:+ old-serve}"
+[ -x "$bench_load" ] || whats=${whats#load load+hash }
+ratio() { # $1 state, $2 without, $3 with: the ratio of the medians and of the minima
+  local a b c d
+  a=$(echo "${results[$1 $2]}" | median) b=$(echo "${results[$1 $3]}" | median)
+  c=$(echo "${results[$1 $2]}" | least) d=$(echo "${results[$1 $3]}" | least)
+  echo "$1: $3 / $2 = $(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", b/a}') (medians)," \
+    "$(awk -v a="$c" -v b="$d" 'BEGIN{printf "%.2f", b/a}') (minima)"
+}
+
 echo "model: $model ($(stat -L -c %s "$model") bytes), $rounds rounds, threads ${threads/#0/auto}" >&2
 for ((i = 1; i <= rounds; i++)); do
   for state in warm cold; do
-    for what in run run+sig serve+sig serve ${old:+old-serve}; do
+    for what in $whats; do
       [ "$state" = cold ] && evict
       [ "$state" = warm ] && cat "$model" >/dev/null
       case $what in
+        load) v=$(time_load 0) ;;
+        load+hash) v=$(time_load 1) ;;
         run) v=$(time_run) ;;
         run+sig) v=$(time_run --trusted-keys "$work/keys") ;;
         serve+sig) v=$(time_serve "$sov" --trusted-keys "$work/keys") ;;
@@ -118,14 +137,10 @@ done
 
 printf '%-6s %-10s %9s %6s   %s\n' state what median_ms min_ms "all runs (ms)"
 for state in warm cold; do
-  for what in run run+sig serve+sig serve ${old:+old-serve}; do
+  for what in $whats; do
     printf '%-6s %-10s %9s %6s   %s\n' "$state" "$what" "$(echo "${results[$state $what]}" | median)" \
       "$(echo "${results[$state $what]}" | least)" "${results[$state $what]}"
   done
-  a=$(echo "${results[$state run]}" | median)
-  b=$(echo "${results[$state run+sig]}" | median)
-  c=$(echo "${results[$state run]}" | least)
-  d=$(echo "${results[$state run+sig]}" | least)
-  echo "$state: run+sig / run = $(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", b/a}') (medians)," \
-    "$(awk -v a="$c" -v b="$d" 'BEGIN{printf "%.2f", b/a}') (minima)"
+  ratio "$state" run run+sig
+  if [ -x "$bench_load" ]; then ratio "$state" load load+hash; fi
 done
