@@ -64,7 +64,8 @@ typedef struct sov_model_params {
     void *progress_user;
     bool prefault; /* read every weight page at load time (default false) */
     bool digest;   /* compute the SHA-256 of the whole file while loading (default false);
-                      sov_model_info.sha256 then holds it */
+                      sov_model_info.sha256 then holds it. It runs on a thread of its own,
+                      overlapped with the load, and implies prefault */
 } sov_model_params;
 
 sov_model_params sov_model_default_params(void);

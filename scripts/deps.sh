@@ -8,6 +8,7 @@ if [ "${1:-build}" = test ]; then
   need+=(python3-numpy postgresql clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   need+=(openssl curl) # the TLS tests: a test PKI from the openssl command line, HTTPS requests with curl
   command -v npm >/dev/null || need+=(nodejs npm) # the OpenAI client for the server tests
+  need+=(openssl) # the openssl command line checks sov's model signatures (tests/server/test_signed_models.py)
 fi
 missing=()
 for p in "${need[@]}"; do

@@ -19,6 +19,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_model(int argc, char **argv);
 
 /* Prints "sov <cmd>: <message>" and, when status is set, sov_last_error(). Returns 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -43,6 +44,16 @@ int64_t cli_parse_time(const char *v, int64_t now);
  * it write): `given`, else the SQLite file's folder, else $HOME/.local/state/sov (with
  * PostgreSQL or no store). Returns buf, or NULL when it would need HOME and there is none. */
 const char *cli_state_dir(const char *db, const char *given, char *buf, size_t cap);
+
+/* Signed models (cli/model.c, docs/SIGNING.md): with --trusted-keys DIR, a loader checks the
+ * model's signature file, key, size and name before loading it (fills *rec), and the
+ * SHA-256 computed while loading after. Each returns 0, or 1 after printing
+ * "sov CMD: model refused: <why>". */
+struct sign_record;
+int cli_signed_before_load(const char *cmd, const char *trusted_dir, const char *model,
+                           struct sign_record *rec);
+int cli_signed_after_load(const char *cmd, const struct sign_record *rec, const char *model,
+                          const sov_model_info *info);
 
 /* Path of the built-in demo model, generated on first use (random weights). */
 int cli_demo_model_path(char *buf, size_t cap);

@@ -16,6 +16,7 @@ static const command commands[] = {
     {"keys", cmd_keys, "tenants' API keys, limits and usage in the state store"},
     {"policy", cmd_policy, "check a data-handling policy file; redact personal data from text"},
     {"audit", cmd_audit, "verify, export and follow the tamper-evident audit log"},
+    {"model", cmd_model, "sign models and verify their signatures (keygen, sign, verify)"},
     {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},

@@ -13,11 +13,13 @@
 #include "cli/cli.h"
 #include "core/status.h"
 #include "core/util.h"
+#include "sign/sign.h"
 
 enum { MAX_STOPS = 16, MAX_TURNS = 256 };
 
 typedef struct run_opts {
     const char *model, *prompt, *file, *system, *chat_template;
+    const char *trusted_keys; /* run the model only if one of these keys signed it */
     long n_predict, n_ctx, n_batch, threads;
     bool chat, ignore_eos, kv_f32, show_prompt;
     const char *stops[MAX_STOPS];
@@ -69,7 +71,9 @@ static void help(FILE *f) {
             "  --chat-template NAME    override the template family (chatml, llama3, llama2,\n"
             "                          mistral, gemma, zephyr, phi3, ...)\n"
             "  --kv-f32                keep the KV cache in float32 (default float16)\n"
-            "  --no-display-prompt     do not echo the prompt\n");
+            "  --no-display-prompt     do not echo the prompt\n"
+            "  --trusted-keys DIR      run the model only if a key in DIR (*.pub) signed it as it is\n"
+            "                          (docs/SIGNING.md; the file is hashed while it loads)\n");
 }
 
 static int parse_args(int argc, char **argv, run_opts *o) {
@@ -87,7 +91,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
                    cli_opt_str(argc, argv, &i, "-f", &o->file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--file", &o->file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--system", &o->system, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--chat-template", &o->chat_template, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--chat-template", &o->chat_template, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--trusted-keys", &o->trusted_keys, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "-n", &o->n_predict, &bad) ||
                    cli_opt_int(argc, argv, &i, "--n-predict", &o->n_predict, &bad) ||
                    cli_opt_int(argc, argv, &i, "-c", &o->n_ctx, &bad) ||
@@ -387,9 +392,15 @@ int cmd_run(int argc, char **argv) {
     if (!o.prompt && !o.chat) o.prompt = "Once upon a time";
 
     const double t_load = sov_now_s();
+    sign_record signature = {0};
+    if (o.trusted_keys && cli_signed_before_load("run", o.trusted_keys, o.model, &signature)) {
+        free(file_text);
+        return 1;
+    }
     sov_model_params mp = sov_model_default_params();
     mp.progress = cli_progress;
     mp.progress_user = "loading";
+    mp.digest = o.trusted_keys != NULL;
     sov_model *model = NULL;
     sov_status st = sov_model_load(o.model, &mp, &model);
     if (st) {
@@ -398,6 +409,11 @@ int cmd_run(int argc, char **argv) {
     }
     sov_model_info info;
     sov_model_get_info(model, &info);
+    if (o.trusted_keys && cli_signed_after_load("run", &signature, o.model, &info)) {
+        sov_model_free(model);
+        free(file_text);
+        return 1;
+    }
     sov_context_params cp = sov_context_default_params();
     cp.n_ctx = (int32_t)o.n_ctx;
     cp.n_batch = (int32_t)(o.n_batch ? o.n_batch : 512);

@@ -20,6 +20,7 @@
 #include "sandbox/sandbox.h"
 #include "server/server.h"
 #include "server/tls.h"
+#include "sign/sign.h"
 #include "tenants/tenants.h"
 
 typedef struct serve_opts {
@@ -35,6 +36,7 @@ typedef struct serve_opts {
     bool allow_egress, mlock;
     const char *unix_sockets[SANDBOX_MAX_PATHS];
     size_t n_unix_sockets;
+    const char *trusted_keys; /* refuse a model not signed by one of the keys in this folder */
 } serve_opts;
 
 static void help(FILE *f) {
@@ -103,7 +105,13 @@ static void help(FILE *f) {
            "  --allow-egress          do NOT refuse new outbound connections (said loudly at start-up,\n"
            "                          in /ready and in /metrics: sov_egress_locked 0)\n"
            "  --mlock                 keep weights, KV cache and activations in RAM, never in swap\n"
-           "                          (needs RLIMIT_MEMLOCK above their size, or CAP_IPC_LOCK)\n");
+           "                          (needs RLIMIT_MEMLOCK above their size, or CAP_IPC_LOCK)\n\n"
+           "Signed models (docs/SIGNING.md):\n"
+           "  --trusted-keys DIR      serve the model only if MODEL.gguf.sig holds a valid signature by\n"
+           "                          one of the *.pub keys in DIR over the file as it is (its SHA-256,\n"
+           "                          size and name); an unsigned, unknown-key, altered or renamed model\n"
+           "                          is refused before the server listens. Needed when the policy says\n"
+           "                          require_signed_models = true\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -123,7 +131,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--tls-cert", &o->tls_cert, &bad) ||
                    cli_opt_str(argc, argv, &i, "--tls-key", &o->tls_key, &bad) ||
                    cli_opt_str(argc, argv, &i, "--tls-client-ca", &o->tls_client_ca, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--state-dir", &o->state_dir, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--state-dir", &o->state_dir, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--trusted-keys", &o->trusted_keys, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "--allow-unix-socket", &o->unix_sockets[o->n_unix_sockets],
                                &bad)) {
             if (!bad && ++o->n_unix_sockets == SANDBOX_MAX_PATHS)
@@ -266,7 +275,11 @@ int cmd_serve(int argc, char **argv) {
     }
     char id[256];
     model_id(&o, id, sizeof id);
+    /* everything opened from here on is closed once, at the end (rc says how it went) */
     tls_ctx *tls = NULL;
+    tenants *tn = NULL;
+    sov_model *model = NULL;
+    sov_context *ctx = NULL;
     if ((rc = open_tls(&o, &tls))) return rc;
     /* the configuration is valid (its errors are single lines): say what this node enforces */
     char policy_line[256];
@@ -282,18 +295,25 @@ int cmd_serve(int argc, char **argv) {
     tenants_audit_params ap;
     const tenants_audit_params *audit = audit_params(&o, &ap, state);
     if (o.db && !o.no_audit && !state) {
-        tls_ctx_free(tls);
-        return cli_error("serve", "no folder for the audit signing key: give --state-dir DIR (HOME is not set)");
+        rc = cli_error("serve", "no folder for the audit signing key: give --state-dir DIR (HOME is not set)");
+        goto done;
     }
+    /* signed models: the signature file, key, size and name are checked before the load
+     * (an unsigned model is refused in milliseconds), the SHA-256 computed while loading after */
+    sign_record signature = {0};
+    if (data_policy.require_signed_models && !o.trusted_keys) {
+        rc = cli_error("serve", "the policy requires signed models (require_signed_models = true): give "
+                                "--trusted-keys DIR, the folder of the signers' .pub files");
+        goto done;
+    }
+    if (o.trusted_keys && (rc = cli_signed_before_load("serve", o.trusted_keys, o.model, &signature))) goto done;
     /* the state store first: a store that cannot be opened fails in a second, not after
      * the model has loaded */
-    tenants *tn = NULL;
     if (o.db) {
         const tenants_params tp = {.db = o.db, .model_id = id, .audit = audit};
-        st = tenants_open(&tp, &tn);
-        if (st) {
-            tls_ctx_free(tls);
-            return cli_status_error("serve", st);
+        if ((st = tenants_open(&tp, &tn))) {
+            rc = cli_status_error("serve", st);
+            goto done;
         }
         if (audit)
             fprintf(stderr, "sov serve: audit log in the state store, chain heads signed by key %s (%s/%s)\n",
@@ -315,17 +335,15 @@ int cmd_serve(int argc, char **argv) {
     sov_model_params mp = sov_model_default_params();
     mp.progress = cli_progress;
     mp.progress_user = "loading";
-    mp.digest = true; /* the file's SHA-256 names the exact weights in /v1/models (and the audit) */
+    mp.digest = true;      /* the file's SHA-256 names the exact weights in /v1/models (and the audit) */
     mp.prefault = o.mlock; /* the weights in use are then resident, and locked at once */
-    sov_model *model = NULL;
-    st = sov_model_load(o.model, &mp, &model);
-    if (st) {
-        tenants_close(tn);
-        tls_ctx_free(tls);
-        return cli_status_error("serve", st);
+    if ((st = sov_model_load(o.model, &mp, &model))) {
+        rc = cli_status_error("serve", st);
+        goto done;
     }
     sov_model_info info;
     sov_model_get_info(model, &info);
+    if (o.trusted_keys && (rc = cli_signed_after_load("serve", &signature, o.model, &info))) goto done;
     const int32_t n_ctx = (int32_t)(o.n_ctx ? o.n_ctx : SOV_MIN(info.n_ctx_train, 4096));
     /* bytes of one position's keys and values in every layer */
     const int64_t per_pos = (int64_t)info.n_layer * info.n_head_kv * info.head_dim * 2 * (o.kv_f32 ? 4 : 2);
@@ -338,20 +356,9 @@ int cmd_serve(int argc, char **argv) {
     cp.kv_cache_bytes = kv_bytes;
     cp.n_threads = (int32_t)o.threads;
     cp.kv_type = o.kv_f32 ? SOV_KV_F32 : SOV_KV_F16;
-    sov_context *ctx = NULL;
-    if ((st = sov_context_new(model, &cp, &ctx))) {
+    if ((st = sov_context_new(model, &cp, &ctx)) || (o.mlock && (st = sov_context_lock_memory(ctx)))) {
         rc = cli_status_error("serve", st);
-        sov_model_free(model);
-        tenants_close(tn);
-        tls_ctx_free(tls);
-        return rc;
-    }
-    if (o.mlock && (st = sov_context_lock_memory(ctx))) {
-        rc = cli_status_error("serve", st);
-        sov_context_free(ctx);
-        sov_model_free(model);
-        tenants_close(tn);
-        return rc;
+        goto done;
     }
     fprintf(stderr,
             "model: %s (%s, %s, %.1fM params) | %d threads | %s kernels | KV cache %.0f MB (%lld positions, "
@@ -381,6 +388,7 @@ int cmd_serve(int argc, char **argv) {
         .ready_file = o.ready_file,
         .tenants = tn,
         .model_sha256 = info.sha256,
+        .model_signer = o.trusted_keys ? signature.key_id : NULL,
         .data_policy = &data_policy,
         .tls = tls,
         .audit_node = tn ? tenants_audit_key_id(tn) : NULL,
@@ -390,6 +398,7 @@ int cmd_serve(int argc, char **argv) {
     };
     rc = server_run(model, ctx, &sp);
     audit_summary(tn);
+done:
     tenants_close(tn); /* after the last audit records and the last signed head */
     tls_ctx_free(tls);
     sov_context_free(ctx);

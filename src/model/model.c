@@ -8,7 +8,6 @@
  * few small vectors stored in half precision. */
 #include <inttypes.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "core/threadpool.h"
 #include "core/util.h"
 #include "kernels/kernels.h"
+#include "model/digest.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "tok/tok.h"
@@ -291,7 +291,40 @@ static void repack_thread(void *arg, int ith, int nth) {
     }
 }
 
-static sov_status repack_weights(sov_model *m, const sov_model_params *p) {
+/* Load progress: with a digest running, the hash is the slowest part and ends the load,
+ * so it is what the fraction follows. */
+static void report(const sov_model *m, const sov_model_params *p, model_digest *dg, float repacked) {
+    if (!p->progress) return;
+    const float f = dg ? (float)digest_progress(dg) / (float)m->file->size : repacked;
+    p->progress(0.99f * f, p->progress_user);
+}
+
+/* Waits until the file's first `upto` bytes are hashed, showing progress meanwhile. */
+static void wait_hashed(const sov_model *m, const sov_model_params *p, model_digest *dg, size_t upto) {
+    const size_t step = (size_t)64 << 20;
+    for (size_t done = digest_progress(dg); done < upto;) {
+        const size_t got = digest_wait(dg, SOV_MIN(upto, done + step));
+        if (got <= done) break; /* hashing failed: digest_finish says so */
+        done = got;
+        report(m, p, dg, 0);
+    }
+}
+
+/* The file offset just past the last byte of weights [i, j). */
+static size_t weights_end(const sov_model *m, sov_weight *const *w, size_t i, size_t j) {
+    size_t end = 0;
+    for (size_t q = i; q < j; q++) {
+        const size_t at = (size_t)((const uint8_t *)w[q]->data - m->file->base);
+        const size_t e = at + w[q]->row_bytes * (size_t)w[q]->n_rows;
+        end = SOV_MAX(end, e);
+    }
+    return end;
+}
+
+/* dg: the file's hash running on another thread, or NULL. The file pages of a group of
+ * weights are released only once the hash has passed them, so every page is read from
+ * storage once, and the repacking leaves that thread a core of its own. */
+static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_digest *dg) {
     const sov_kernels *k = sov_kernels_select();
     const size_t n_max = (size_t)m->hp.n_layer * 7 + 1;
     sov_weight **list = calloc(n_max, sizeof *list);
@@ -328,7 +361,8 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p) {
                 at += (list[i]->row_bytes * (size_t)list[i]->n_rows + 63) & ~(size_t)63;
             }
             sov_pool *pool = NULL;
-            if (sov_pool_new(sov_physical_cores(), &pool) != SOV_OK) pool = NULL;
+            const int cores = sov_physical_cores();
+            if (sov_pool_new(dg && cores > 1 ? cores - 1 : cores, &pool) != SOV_OK) pool = NULL;
             /* a layer's worth at a time, so that progress can be shown and the file pages
              * released as we go */
             for (size_t i = 0; i < n;) {
@@ -336,6 +370,7 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p) {
                 while (j < n && j - i < 7) j++;
                 repack_job job = {list + i, j - i, dst + i};
                 sov_pool_run(pool, repack_thread, &job, 0);
+                if (dg) wait_hashed(m, p, dg, weights_end(m, list, i, j)); /* then release the pages */
                 for (size_t q = i; q < j; q++) {
                     sov_weight *w = list[q];
                     const uintptr_t pg = 4096, lo = ((uintptr_t)w->data + pg - 1) & ~(pg - 1);
@@ -347,7 +382,7 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p) {
                     if (tied) m->tok_embd = *w;
                 }
                 i = j;
-                if (p->progress) p->progress(0.99f * (float)i / (float)n, p->progress_user);
+                report(m, p, dg, (float)i / (float)n);
             }
             sov_pool_free(pool);
         }
@@ -358,7 +393,7 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p) {
 }
 
 /* Reads every weight page once (for steady first-token latency), reporting progress. */
-static void prefault(const sov_model *m, const sov_model_params *p) {
+static void prefault(const sov_model *m, const sov_model_params *p, model_digest *dg) {
     const uint8_t *base = m->file->base + m->file->data_offset;
     size_t n = m->file->size - m->file->data_offset;
     const size_t step = 4096, chunk = (size_t)64 << 20;
@@ -366,23 +401,9 @@ static void prefault(const sov_model *m, const sov_model_params *p) {
     for (size_t at = 0; at < n; at += chunk) {
         size_t end = SOV_MIN(n, at + chunk);
         for (size_t i = at; i < end; i += step) sink ^= base[i];
-        if (p->progress) p->progress((float)end / (float)n, p->progress_user);
+        report(m, p, dg, (float)end / (float)n);
     }
     (void)sink;
-}
-
-/* The SHA-256 of the whole mapped file, as hex, into m->sha256. */
-static sov_status digest_file(sov_model *m) {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    const bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-                    EVP_DigestUpdate(ctx, m->file->base, m->file->size) && EVP_DigestFinal_ex(ctx, md, &len) &&
-                    len == 32;
-    EVP_MD_CTX_free(ctx);
-    if (!ok) return sov_fail(SOV_ERR_NOMEM, "model: cannot compute the file's SHA-256");
-    for (unsigned i = 0; i < len; i++) snprintf(m->sha256 + 2 * i, 3, "%02x", md[i]);
-    return SOV_OK;
 }
 
 sov_status sov_model_load(const char *path, const sov_model_params *params, sov_model **out) {
@@ -408,9 +429,20 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
         /* ask the kernel to start reading the weights now */
         madvise((void *)((uintptr_t)m->file->base & ~(uintptr_t)4095), m->file->size, MADV_WILLNEED);
     }
-    if (params->prefault) prefault(m, params);
-    sov_status rs = params->digest ? digest_file(m) : SOV_OK;
-    if (!rs) rs = repack_weights(m, params);
+    /* With a digest, the hash runs on its own thread from the first byte to the last while
+     * this one touches every page ahead of it and then repacks: the first touch of a page
+     * is the expensive part of reading it (the fault, the read from disk, and in a virtual
+     * machine the nested page walk: ~1 us per 4 KiB page), so the hash, the one pass that
+     * cannot be split, finds its pages ready and runs at SHA-256's own speed. */
+    model_digest dg = {0};
+    sov_status rs = params->digest ? digest_start(&dg, m->file->base, m->file->size) : SOV_OK;
+    if (!rs && (params->prefault || params->digest)) prefault(m, params, params->digest ? &dg : NULL);
+    if (!rs) rs = repack_weights(m, params, params->digest ? &dg : NULL);
+    if (params->digest && dg.started) {
+        wait_hashed(m, params, &dg, m->file->size);
+        const sov_status ds = digest_finish(&dg, m->sha256);
+        if (!rs) rs = ds;
+    }
     if (rs) {
         sov_model_free(m);
         return rs;

@@ -1232,10 +1232,14 @@ static json_t *model_json(const server *s, bool meta) {
                                       "weight_type", s->info.weight_type, "sha256",
                                       s->p.model_sha256 ? s->p.model_sha256 : "", "file_bytes",
                                       (json_int_t)s->info.file_bytes));
-    json_t *meta_obj = json_object_get(m, "meta");
-    if (meta_obj) /* the data policy's region label: null when the policy names none */
-        json_object_set_new(meta_obj, "region",
-                            s->policy.region[0] ? json_string(s->policy.region) : json_null());
+    json_t *meta_obj = m && meta ? json_object_get(m, "meta") : NULL;
+    if (meta_obj) {
+        /* the data policy's region label: null when the policy names none */
+        json_object_set_new(meta_obj, "region", s->policy.region[0] ? json_string(s->policy.region) : json_null());
+        /* signed models (docs/SIGNING.md): was a trusted key's signature checked, and whose */
+        json_object_set_new(meta_obj, "signed", json_boolean(s->p.model_signer != NULL));
+        json_object_set_new(meta_obj, "signer", s->p.model_signer ? json_string(s->p.model_signer) : json_null());
+    }
     return m;
 }
 
@@ -1648,7 +1652,7 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     s->au_cfg = (srv_audit_cfg){.node = p->audit_node,
                                 .model = p->model_id,
                                 .model_sha256 = p->model_sha256 ? p->model_sha256 : "",
-                                .model_signer = "", /* signed models (issue 10, part 3) set this */
+                                .model_signer = p->model_signer ? p->model_signer : "",
                                 .policy = p->data_policy,
                                 /* the redactor sees the completion whole: a finding may span deltas */
                                 .whole_completion = p->data_policy && p->data_policy->redact != 0};

@@ -39,6 +39,8 @@ typedef struct server_params {
     bool metrics_open;         /* /metrics without an admin key even when keys exist */
     sched_policy policy;       /* fair across tenants (default) or FIFO */
     const char *model_sha256;  /* the model file's SHA-256 (hex), for /v1/models and the audit */
+    const char *model_signer;  /* id of the trusted key that signed the model (16 hex digits), for
+                                  /v1/models and the audit; NULL: not checked (no --trusted-keys) */
     const sov_policy *data_policy; /* the node's data-handling policy (never NULL) */
     tls_ctx *tls;                  /* HTTPS (and mTLS) on the port (the caller makes and frees it);
                                       NULL: plain HTTP */

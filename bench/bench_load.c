@@ -1,0 +1,35 @@
+/* bench_load.c - one model load, timed: what sov_model_load costs with and without the
+ * file's SHA-256 (sov_model_params.digest, the hash a signature check needs).
+ *
+ *   bench_load MODEL.gguf [0|1]     (1: with the digest; default 0)
+ *
+ * Prints the load time in milliseconds and, with the digest, the hash. One load per
+ * process, so that every run maps the file afresh as sov serve does; bench/startup.sh runs
+ * it interleaved with and without the digest, warm and cold. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/util.h"
+#include "sov.h"
+
+int main(int argc, char **argv) {
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: bench_load MODEL.gguf [0|1]\n");
+        return 2;
+    }
+    sov_model_params p = sov_model_default_params();
+    p.digest = argc == 3 && atoi(argv[2]) != 0;
+    const double t0 = sov_now_s();
+    sov_model *m = NULL;
+    const sov_status st = sov_model_load(argv[1], &p, &m);
+    const double ms = (sov_now_s() - t0) * 1e3;
+    if (st) {
+        fprintf(stderr, "bench_load: %s\n", sov_last_error());
+        return 1;
+    }
+    sov_model_info info;
+    sov_model_get_info(m, &info);
+    printf("%.0f%s%s\n", ms, p.digest ? " " : "", info.sha256);
+    sov_model_free(m);
+    return 0;
+}

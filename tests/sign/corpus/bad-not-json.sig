@@ -1,0 +1,1 @@
+format: sov-model-signature-v1

@@ -1,0 +1,8 @@
+{
+  "format": "sov-model-signature-v1",
+  "name": "stories260K.gguf",
+  "size": 1185376,
+  "sha256": "270CBA1BD5109F42D03350F60406024560464DB173C0E387D91F0426D3BD256D",
+  "key_id": "21fe31dfa154a261",
+  "signature": "iWlt8VKa0geqA/dGfSl33QuMTnZy6iBBb2fo50/ocI/Mx4UtBoFEn3bHTtzU5JPpVthsChNyLbzsUJr0wN1ACQ=="
+}

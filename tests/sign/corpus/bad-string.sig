@@ -1,0 +1,1 @@
+"sov-model-signature-v1"
