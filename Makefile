@@ -53,9 +53,8 @@ test-arm: deps-test
 fuzz: deps-test
 	@CC=clang cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSOV_FUZZ=ON -DSOV_TESTS=OFF >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
-	@echo "fuzz targets are in build-fuzz/fuzz/: fuzz_gguf, fuzz_tokenize (seeds: tests/tok/corpus), fuzz_chat,"
-	@echo "fuzz_openai (seeds: tests/server/corpus; length parity picks chat or completion), fuzz_auth"
-	@echo "(seeds: tests/auth/corpus), fuzz_sign (seeds: tests/sign/corpus);"
+	@echo "fuzz targets: build-fuzz/fuzz/fuzz_* (one per parser of outside input; the comment at the top of"
+	@echo "each fuzz/fuzz_*.c names its seed corpus under tests/),"
 	@echo "e.g. build-fuzz/fuzz/fuzz_gguf -max_total_time=60 build/tests/tmp/gguf_corpus (written by the gguf tests)"
 
 # Speed: synthetic 1.1B models (Q4_0, Q8_0), a 134M model and the shared real models;

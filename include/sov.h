@@ -66,6 +66,10 @@ typedef struct sov_model_params {
     bool digest;   /* compute the SHA-256 of the whole file while loading (default false);
                       sov_model_info.sha256 then holds it. It runs on a thread of its own,
                       overlapped with the load, and implies prefault */
+    const char *digest_cache; /* with digest: a file remembering the SHA-256 of model files
+                      by device, inode, size, mtime and ctime (NULL: none). A hit skips
+                      hashing; a miss hashes and records the result once the file's ctime
+                      is settled (2 s old). See docs/SIGNING.md for what it trusts */
 } sov_model_params;
 
 sov_model_params sov_model_default_params(void);
@@ -93,6 +97,7 @@ typedef struct sov_model_info {
     const char *sha256;       /* the file's SHA-256 in lowercase hex when loaded with
                                  digest set, else "" */
     uint64_t file_bytes;      /* size of the file */
+    bool sha256_cached;       /* sha256 came from the digest cache, not from hashing */
 } sov_model_info;
 
 void sov_model_get_info(const sov_model *model, sov_model_info *out);

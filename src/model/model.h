@@ -77,6 +77,7 @@ struct sov_model {
     sov_layer *layers;         /* [n_layer] */
     sov_vocab *vocab;
     char name[128];
+    bool sha256_cached;        /* sha256 came from params.digest_cache */
     char sha256[65];           /* the file's SHA-256 (hex) when loaded with digest, else "" */
     const char *weight_type;
     uint64_t n_params, weight_bytes;
