@@ -1246,25 +1246,35 @@ void sched_free(sched *s) {
     free(s);
 }
 
-sched_submit_result sched_submit(sched *s, sched_req *r) {
-    /* a generation needs room for one more token; an embedding may fill the context */
-    if (r->n_prompt > s->p.n_ctx - !r->p.embed || blocks_for(s, r->n_prompt) + 1 > sov_kv_blocks_total(s->ctx))
-        return SCHED_TOO_LONG;
+sched_submit_result sched_submit(sched *s, sched_req *r) { return sched_submit_all(s, &r, 1); }
+
+sched_submit_result sched_submit_all(sched *s, sched_req *const *reqs, int32_t n) {
+    if (n < 1) return SCHED_QUEUE_FULL;
+    for (int32_t i = 0; i < n; i++) {
+        const sched_req *r = reqs[i];
+        /* a generation needs room for one more token; an embedding may fill the context */
+        if (r->n_prompt > s->p.n_ctx - !r->p.embed || blocks_for(s, r->n_prompt) + 1 > sov_kv_blocks_total(s->ctx))
+            return SCHED_TOO_LONG;
+        if (i > 0 && (r->root != reqs[0]->root || strcmp(r->tenant, reqs[0]->tenant) != 0))
+            return SCHED_QUEUE_FULL; /* one tenant per call (not a client's doing: a bug) */
+    }
     pthread_mutex_lock(&s->mu);
     sched_submit_result res = SCHED_SUBMITTED;
-    sched_tenant *t = tenant_find_locked(s, r->root, r->tenant);
+    sched_tenant *t = tenant_find_locked(s, reqs[0]->root, reqs[0]->tenant);
     /* waiting beyond the slots; under FAIR a tenant with nothing submitted is let in
      * anyway, so one tenant's flood cannot lock the others out (at most one such
-     * request per tenant) */
+     * submission per tenant). A group counts as one submission here: the inputs of one
+     * embeddings request go in together or not at all. */
     const bool full =
         s->n_active >= s->p.n_parallel + s->p.max_queue && (t || s->p.policy == SCHED_POLICY_FIFO);
     if (s->closed || s->stop)
         res = SCHED_CLOSED;
     else if (full)
         res = SCHED_QUEUE_FULL;
-    else if (!t && !(t = tenant_add_locked(s, r)))
+    else if (!t && !(t = tenant_add_locked(s, reqs[0])))
         res = SCHED_QUEUE_FULL; /* out of memory: later */
-    if (res == SCHED_SUBMITTED) {
+    for (int32_t i = 0; res == SCHED_SUBMITTED && i < n; i++) {
+        sched_req *r = reqs[i];
         r->ten = t;
         t->n_active++;
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL); /* the engine's */
@@ -1275,6 +1285,8 @@ sched_submit_result sched_submit(sched *s, sched_req *r) {
             s->inbox_head = r;
         s->inbox_tail = r;
         s->n_active++;
+    }
+    if (res == SCHED_SUBMITTED) {
         s->st.waiting = s->n_active - s->st.running;
         pthread_cond_signal(&s->cv);
     }

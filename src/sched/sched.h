@@ -119,6 +119,10 @@ typedef enum sched_submit_result {
 } sched_submit_result;
 
 sched_submit_result sched_submit(sched *s, sched_req *r);
+/* Submits n requests of one tenant together, all or none (the inputs of one embeddings
+ * request): the queue bound counts them as one submission, so one request of many inputs
+ * may take the queue past max_queue by its inputs. */
+sched_submit_result sched_submit_all(sched *s, sched_req *const *reqs, int32_t n);
 /* Any thread: ends the request within one step, freeing its sequence and blocks. */
 void sched_cancel(sched *s, sched_req *r);
 /* Refuses new requests from now on (graceful shutdown). */
