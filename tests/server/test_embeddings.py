@@ -259,6 +259,8 @@ def main():
         srv = s
         run_tests([test_token_ids_equal_numpy, test_texts_equal_their_tokens, test_base64_is_the_same_float32,
                    test_batched_and_concurrent, test_malformed_corpus, test_openai_client])
+    # a clean exit (under the sanitizers: no leak, no error at shutdown)
+    check(srv.proc.returncode == 0, "the server exits cleanly: %r\n%s" % (srv.proc.returncode, srv.output()[-2000:]))
     run_tests([test_pooling_from_metadata, test_keys_audit_and_quota])
     finish()
 
