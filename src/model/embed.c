@@ -27,7 +27,8 @@ const char *sov_pooling_name(int32_t pooling) {
 }
 
 sov_status sov_pooling_check(int32_t pooling) {
-    if (pooling == SOV_POOLING_MEAN || pooling == SOV_POOLING_CLS || pooling == SOV_POOLING_LAST) return SOV_OK;
+    if (pooling == SOV_POOLING_MEAN || pooling == SOV_POOLING_CLS || pooling == SOV_POOLING_LAST)
+        return SOV_OK;
     return sov_fail(SOV_ERR_UNSUPPORTED,
                     "embeddings: the model's pooling_type %d (%s) is not supported (mean, cls and last are)",
                     pooling, sov_pooling_name(pooling));
@@ -44,21 +45,24 @@ bool sov_pooling_wants(int32_t pooling, int32_t pos, int32_t n) {
 
 void embed_pool_add(int32_t pooling, double *acc, const float *h, int32_t pos, int32_t n, int32_t E) {
     if (!sov_pooling_wants(pooling, pos, n)) return;
-    for (int32_t i = 0; i < E; i++) acc[i] += h[i];
+    for (int32_t i = 0; i < E; i++)
+        acc[i] += h[i];
 }
 
 void embed_pool_finish(const double *acc, int32_t E, float *out) {
     double ss = 0;
-    for (int32_t i = 0; i < E; i++) ss += acc[i] * acc[i];
+    for (int32_t i = 0; i < E; i++)
+        ss += acc[i] * acc[i];
     const double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0;
-    for (int32_t i = 0; i < E; i++) out[i] = (float)(acc[i] * inv);
+    for (int32_t i = 0; i < E; i++)
+        out[i] = (float)(acc[i] * inv);
 }
 
 /* One input in flight. */
 typedef struct embed_slot {
     int32_t input; /* index into inputs; -1: free */
     sov_seq_id seq;
-    int32_t pos;   /* tokens fed so far */
+    int32_t pos; /* tokens fed so far */
 } embed_slot;
 
 typedef struct embed_run {
@@ -66,13 +70,13 @@ typedef struct embed_run {
     int32_t E, pooling;
     embed_slot *slots; /* [n_slots] */
     int32_t n_slots;
-    double *acc;       /* [n_slots][E] */
-    sov_token *tok;    /* [n_batch] the batch */
+    double *acc;    /* [n_slots][E] */
+    sov_token *tok; /* [n_batch] the batch */
     sov_seq_id *seq;
     int32_t *pos;
     uint8_t *want;
-    int32_t *slot_of;  /* [n_batch] the slot of each token */
-    float *hidden;     /* [n_batch][E] */
+    int32_t *slot_of; /* [n_batch] the slot of each token */
+    float *hidden;    /* [n_batch][E] */
 } embed_run;
 
 static void run_free(embed_run *r) {
@@ -88,8 +92,8 @@ static void run_free(embed_run *r) {
     free(r->hidden);
 }
 
-sov_status sov_embed(sov_context *c, const sov_token *const *inputs, const int32_t *n_tokens, int32_t n_inputs,
-                     float *out) {
+sov_status sov_embed(sov_context *c, const sov_token *const *inputs, const int32_t *n_tokens,
+                     int32_t n_inputs, float *out) {
     const sov_hparams *hp = &c->model->hp;
     sov_status st = sov_pooling_check(hp->pooling);
     if (st) return st;
@@ -98,8 +102,8 @@ sov_status sov_embed(sov_context *c, const sov_token *const *inputs, const int32
     for (int32_t i = 0; i < n_inputs; i++) {
         if (n_tokens[i] < 1 || !inputs[i]) return sov_fail(SOV_ERR_ARG, "embed: input %d is empty", i);
         if (n_tokens[i] > c->p.n_ctx)
-            return sov_fail(SOV_ERR_CONTEXT, "embed: input %d has %d tokens; the context holds %d", i, n_tokens[i],
-                            c->p.n_ctx);
+            return sov_fail(SOV_ERR_CONTEXT, "embed: input %d has %d tokens; the context holds %d", i,
+                            n_tokens[i], c->p.n_ctx);
     }
     const int32_t T = c->p.n_batch, E = hp->n_embd;
     embed_run r = {.c = c, .E = E, .pooling = hp->pooling};
@@ -117,7 +121,8 @@ sov_status sov_embed(sov_context *c, const sov_token *const *inputs, const int32
         run_free(&r);
         return sov_fail(SOV_ERR_NOMEM, "embed: out of memory");
     }
-    for (int32_t k = 0; k < r.n_slots; k++) r.slots[k].input = -1;
+    for (int32_t k = 0; k < r.n_slots; k++)
+        r.slots[k].input = -1;
 
     int32_t next = 0, done = 0;
     while (done < n_inputs) {
@@ -130,7 +135,8 @@ sov_status sov_embed(sov_context *c, const sov_token *const *inputs, const int32
             memset(r.acc + (size_t)k * (size_t)E, 0, (size_t)E * sizeof *r.acc);
         }
         int32_t active = 0;
-        for (int32_t k = 0; k < r.n_slots; k++) active += r.slots[k].input >= 0;
+        for (int32_t k = 0; k < r.n_slots; k++)
+            active += r.slots[k].input >= 0;
         if (active == 0) break; /* st: not even one free sequence */
         st = SOV_OK;
         /* the batch: each slot's next tokens, in slot order, up to n_batch */
@@ -153,8 +159,8 @@ sov_status sov_embed(sov_context *c, const sov_token *const *inputs, const int32
         for (int32_t i = 0; i < n; i++) {
             embed_slot *sl = &r.slots[r.slot_of[i]];
             if (r.want[i])
-                embed_pool_add(r.pooling, r.acc + (size_t)r.slot_of[i] * (size_t)E, r.hidden + (size_t)row++ * (size_t)E,
-                               r.pos[i], n_tokens[sl->input], E);
+                embed_pool_add(r.pooling, r.acc + (size_t)r.slot_of[i] * (size_t)E,
+                               r.hidden + (size_t)row++ * (size_t)E, r.pos[i], n_tokens[sl->input], E);
             sl->pos = r.pos[i] + 1;
         }
         for (int32_t k = 0; k < r.n_slots; k++) {

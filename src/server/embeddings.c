@@ -26,7 +26,8 @@ static const char *kind_name(const json_t *v) {
 static bool bad_input(oai_error *err, const char *fmt, const char *detail, size_t i) {
     char where[64];
     snprintf(where, sizeof where, fmt, i);
-    return oai_fail(err, 400, "invalid_request_error", "input", "invalid_value", "Invalid '%s': %s", where, detail);
+    return oai_fail(err, 400, "invalid_request_error", "input", "invalid_value", "Invalid '%s': %s", where,
+                    detail);
 }
 
 static bool alloc_inputs(oai_embd_request *r, size_t n, bool text, oai_error *err) {
@@ -42,25 +43,24 @@ static bool alloc_inputs(oai_embd_request *r, size_t n, bool text, oai_error *er
     return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
 }
 
-/* One input of token ids from array a ("input" or "input[i]" in messages). */
-static bool token_input(const json_t *a, int32_t n_vocab, const char *where, size_t at, oai_embd_request *r,
-                        size_t k, oai_error *err) {
+/* One input of token ids from array a; name is how errors call it ("input", "input[3]"). */
+static bool token_input(const json_t *a, int32_t n_vocab, const char *name, oai_embd_request *r, size_t k,
+                        oai_error *err) {
     const size_t n = json_array_size(a);
-    char name[48];
-    snprintf(name, sizeof name, where, at);
     if (n == 0)
         return oai_fail(err, 400, "invalid_request_error", "input", "invalid_value",
                         "Invalid '%s': an input must hold at least one token.", name);
     if (n > (size_t)INT32_MAX / 8)
-        return oai_fail(err, 400, "invalid_request_error", "input", "invalid_value", "Invalid '%s': too long.", name);
+        return oai_fail(err, 400, "invalid_request_error", "input", "invalid_value",
+                        "Invalid '%s': too long.", name);
     r->toks[k] = malloc(n * sizeof *r->toks[k]);
     if (!r->toks[k]) return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const json_t *t = json_array_get(a, i);
         if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= n_vocab)
             return oai_fail(err, 400, "invalid_request_error", "input", "invalid_value",
-                            "Invalid '%s[%zu]': expected a token id from 0 to %d, got %s.", name, i, n_vocab - 1,
-                            json_is_integer(t) ? "one outside that range" : kind_name(t));
+                            "Invalid '%s[%zu]': expected a token id from 0 to %d, got %s.", name, i,
+                            n_vocab - 1, json_is_integer(t) ? "one outside that range" : kind_name(t));
         r->toks[k][i] = (sov_token)json_integer_value(t);
     }
     r->n_toks[k] = (int32_t)n;
@@ -89,10 +89,11 @@ static bool parse_input(const json_t *in, int32_t n_vocab, oai_embd_request *r, 
         return text_input(in, r, 0, err);
     }
     if (!json_is_array(in))
-        return oai_fail(err, 400, "invalid_request_error", "input", "invalid_type",
-                        "Invalid type for 'input': expected a string, an array of strings, an array of token ids "
-                        "or an array of arrays of token ids, but got %s instead.",
-                        kind_name(in));
+        return oai_fail(
+            err, 400, "invalid_request_error", "input", "invalid_type",
+            "Invalid type for 'input': expected a string, an array of strings, an array of token ids "
+            "or an array of arrays of token ids, but got %s instead.",
+            kind_name(in));
     const size_t n = json_array_size(in);
     if (n == 0)
         return oai_fail(err, 400, "invalid_request_error", "input", "invalid_value",
@@ -100,11 +101,12 @@ static bool parse_input(const json_t *in, int32_t n_vocab, oai_embd_request *r, 
     const json_t *first = json_array_get(in, 0);
     if (json_is_integer(first)) { /* one input given as token ids */
         if (!alloc_inputs(r, 1, false, err)) return false;
-        return token_input(in, n_vocab, "input", 0, r, 0, err);
+        return token_input(in, n_vocab, "input", r, 0, err);
     }
     if (n > OAI_EMBD_MAX_INPUTS)
         return oai_fail(err, 400, "invalid_request_error", "input", "invalid_value",
-                        "Invalid 'input': %zu inputs; at most %d are allowed per request.", n, OAI_EMBD_MAX_INPUTS);
+                        "Invalid 'input': %zu inputs; at most %d are allowed per request.", n,
+                        OAI_EMBD_MAX_INPUTS);
     const bool text = json_is_string(first);
     if (!text && !json_is_array(first))
         return bad_input(err, "input[%zu]", "expected a string, a token id or an array of token ids.", 0);
@@ -115,7 +117,9 @@ static bool parse_input(const json_t *in, int32_t n_vocab, oai_embd_request *r, 
             return bad_input(err, "input[%zu]", "expected a string like the other inputs.", i);
         if (!text && !json_is_array(v))
             return bad_input(err, "input[%zu]", "expected an array of token ids like the other inputs.", i);
-        if (text ? !text_input(v, r, i, err) : !token_input(v, n_vocab, "input[%zu]", i, r, i, err)) return false;
+        char name[48];
+        snprintf(name, sizeof name, "input[%zu]", i);
+        if (text ? !text_input(v, r, i, err) : !token_input(v, n_vocab, name, r, i, err)) return false;
     }
     return true;
 }
@@ -128,7 +132,8 @@ static bool parse_root(const json_t *root, int32_t n_vocab, oai_embd_request *r,
     if (model && !json_is_null(model)) {
         if (!json_is_string(model))
             return oai_fail(err, 400, "invalid_request_error", "model", "invalid_type",
-                            "Invalid type for 'model': expected a string, but got %s instead.", kind_name(model));
+                            "Invalid type for 'model': expected a string, but got %s instead.",
+                            kind_name(model));
         r->model = strdup(json_string_value(model));
         if (!r->model) return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     }
@@ -143,7 +148,8 @@ static bool parse_root(const json_t *root, int32_t n_vocab, oai_embd_request *r,
             r->base64 = true;
         else if (strcmp(f, "float") != 0)
             return oai_fail(err, 400, "invalid_request_error", "encoding_format", "invalid_value",
-                            "Invalid value for 'encoding_format': '%.40s' is not supported (float, base64).", f);
+                            "Invalid value for 'encoding_format': '%.40s' is not supported (float, base64).",
+                            f);
     }
     const json_t *dim = json_object_get(root, "dimensions");
     if (dim && !json_is_null(dim)) {
@@ -163,7 +169,8 @@ bool oai_embd_parse(const char *body, size_t len, int32_t n_vocab, oai_embd_requ
     json_t *root = json_loadb(body, len, 0, &je);
     if (!root)
         return oai_fail(err, 400, "invalid_request_error", NULL, "invalid_json",
-                        "The request body is not valid JSON: %s (line %d, column %d).", je.text, je.line, je.column);
+                        "The request body is not valid JSON: %s (line %d, column %d).", je.text, je.line,
+                        je.column);
     const bool ok = parse_root(root, n_vocab, out, err);
     json_decref(root);
     if (!ok) {
@@ -213,7 +220,8 @@ static char *sb_room(sbuf *b, size_t n) {
     if (b->oom) return NULL;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->oom = true;
@@ -235,7 +243,8 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
 
 static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
-char *oai_embd_json(const char *model, const float *vecs, int32_t n, int32_t E, bool base64, int64_t prompt_tokens) {
+char *oai_embd_json(const char *model, const float *vecs, int32_t n, int32_t E, bool base64,
+                    int64_t prompt_tokens) {
     sbuf b = {0};
     json_t *m = json_string(model ? model : "");
     char *model_json = m ? json_dumps(m, JSON_ENCODE_ANY) : NULL; /* the id, quoted and escaped */
@@ -248,14 +257,16 @@ char *oai_embd_json(const char *model, const float *vecs, int32_t n, int32_t E, 
     sb_str(&b, "{\"object\":\"list\",\"data\":[");
     char num[80];
     for (int32_t i = 0; i < n && !b.oom; i++) {
-        snprintf(num, sizeof num, "%s{\"object\":\"embedding\",\"index\":%d,\"embedding\":", i ? "," : "", (int)i);
+        snprintf(num, sizeof num, "%s{\"object\":\"embedding\",\"index\":%d,\"embedding\":", i ? "," : "",
+                 (int)i);
         sb_str(&b, num);
         const float *v = vecs + (size_t)i * (size_t)E;
         if (base64) { /* little-endian float32, whatever this machine's byte order */
             for (int32_t k = 0; k < E; k++) {
                 uint32_t u;
                 memcpy(&u, &v[k], 4);
-                for (int j = 0; j < 4; j++) raw[(size_t)k * 4 + (size_t)j] = (unsigned char)(u >> (8 * j));
+                for (int j = 0; j < 4; j++)
+                    raw[(size_t)k * 4 + (size_t)j] = (unsigned char)(u >> (8 * j));
             }
             oai_base64(raw, E_bytes, b64);
             sb_str(&b, "\"");

@@ -16,13 +16,13 @@
 enum { OAI_EMBD_MAX_INPUTS = 2048 }; /* OpenAI's own cap on inputs per request */
 
 typedef struct oai_embd_request {
-    char *model;       /* NULL when not given */
-    int32_t n;         /* inputs, 1..OAI_EMBD_MAX_INPUTS */
-    char **texts;      /* [n] NUL-terminated, non-empty; NULL when the inputs are token ids */
-    size_t *text_len;  /* [n] */
-    sov_token **toks;  /* [n] token ids (each in the vocabulary, at least one); NULL for texts */
-    int32_t *n_toks;   /* [n] */
-    bool base64;       /* encoding_format "base64" (default "float") */
+    char *model;        /* NULL when not given */
+    int32_t n;          /* inputs, 1..OAI_EMBD_MAX_INPUTS */
+    char **texts;       /* [n] NUL-terminated, non-empty; NULL when the inputs are token ids */
+    size_t *text_len;   /* [n] */
+    sov_token **toks;   /* [n] token ids (each in the vocabulary, at least one); NULL for texts */
+    int32_t *n_toks;    /* [n] */
+    bool base64;        /* encoding_format "base64" (default "float") */
     int64_t dimensions; /* -1: not given */
 } oai_embd_request;
 
@@ -37,7 +37,8 @@ void oai_embd_request_free(oai_embd_request *r);
 /* The response: {"object":"list","data":[{"object":"embedding","index":i,"embedding":...}],
  * "model":model,"usage":{"prompt_tokens","total_tokens"}}, vecs holding n rows of E floats
  * (finite). A malloc'd string, or NULL when out of memory. */
-char *oai_embd_json(const char *model, const float *vecs, int32_t n, int32_t E, bool base64, int64_t prompt_tokens);
+char *oai_embd_json(const char *model, const float *vecs, int32_t n, int32_t E, bool base64,
+                    int64_t prompt_tokens);
 
 /* Standard base64 (with padding) of n bytes into out (4 * ceil(n / 3) bytes + NUL). */
 void oai_base64(const unsigned char *in, size_t n, char *out);

@@ -66,7 +66,8 @@ static sov_context *new_ctx(int n_seq, int n_batch) {
 
 static void make_input(sov_token *p, int n, uint64_t seed) {
     test_rng rng = {seed * 0x9e3779b97f4a7c15ull + 1};
-    for (int i = 0; i < n; i++) p[i] = (sov_token)(test_rng_next(&rng) % N_VOCAB);
+    for (int i = 0; i < n; i++)
+        p[i] = (sov_token)(test_rng_next(&rng) % N_VOCAB);
 }
 
 static void hidden_states_feed_the_lm_head(void) {
@@ -95,7 +96,8 @@ static void hidden_states_feed_the_lm_head(void) {
         for (int v = 0; v < N_VOCAB; v++) {
             const float *row = (const float *)((const char *)w->data + (size_t)v * w->row_bytes);
             double dot = 0;
-            for (int k = 0; k < E; k++) dot += (double)hidden[t * E + k] * row[k];
+            for (int k = 0; k < E; k++)
+                dot += (double)hidden[t * E + k] * row[k];
             worst = SOV_MAX(worst, fabs(dot - logits[t * N_VOCAB + v]));
             scale = SOV_MAX(scale, fabs(dot));
         }
@@ -143,7 +145,8 @@ static void scheduler_embeddings_equal_alone(void) {
     /* each alone, through sov_embed */
     static float want[N_IN * E];
     sov_context *c1 = new_ctx(1, 512);
-    for (int i = 0; i < N_IN; i++) CHECK_EQ(sov_embed(c1, &ptr[i], &n[i], 1, want + i * E), SOV_OK);
+    for (int i = 0; i < N_IN; i++)
+        CHECK_EQ(sov_embed(c1, &ptr[i], &n[i], 1, want + i * E), SOV_OK);
     sov_token gen_prompt[12];
     make_input(gen_prompt, 12, 999);
     sov_context_free(c1);
@@ -155,8 +158,10 @@ static void scheduler_embeddings_equal_alone(void) {
     CHECK_EQ(sched_new(c, g_model, &p, &s), SOV_OK);
     sched_req *reqs[N_IN + 1];
     sched_req_params ep = {.embed = true};
-    for (int i = 0; i < N_IN; i++) reqs[i] = sched_req_new(in[i], n[i], &ep, (void *)(intptr_t)i);
-    sched_req_params gp = {.sp = sov_sampler_default_params(), .max_tokens = 16, .ignore_eos = true, .top_logprobs = -1};
+    for (int i = 0; i < N_IN; i++)
+        reqs[i] = sched_req_new(in[i], n[i], &ep, (void *)(intptr_t)i);
+    sched_req_params gp = {
+        .sp = sov_sampler_default_params(), .max_tokens = 16, .ignore_eos = true, .top_logprobs = -1};
     gp.sp.temperature = 0;
     reqs[N_IN] = sched_req_new(gen_prompt, 12, &gp, (void *)(intptr_t)N_IN);
     CHECK_EQ(sched_submit(s, reqs[N_IN]), SCHED_SUBMITTED);
@@ -188,20 +193,23 @@ static void scheduler_embeddings_equal_alone(void) {
         }
     }
     CHECK_EQ(left, 0);
-    for (int i = 0; i <= N_IN; i++) CHECK_MSG(ok[i], "request %d", i);
+    for (int i = 0; i <= N_IN; i++)
+        CHECK_MSG(ok[i], "request %d", i);
     double worst = 0;
-    for (int i = 0; i < N_IN * E; i++) worst = SOV_MAX(worst, fabs(got[i] - want[i]));
+    for (int i = 0; i < N_IN * E; i++)
+        worst = SOV_MAX(worst, fabs(got[i] - want[i]));
     CHECK_MSG(worst <= 1e-6, "scheduler vs alone: %.3g", worst);
     sched_stats st;
     sched_get_stats(s, &st);
     int32_t total = 12;
-    for (int i = 0; i < N_IN; i++) total += n[i];
+    for (int i = 0; i < N_IN; i++)
+        total += n[i];
     /* every token computed once (nothing from a cache, nothing again), in full steps: the
      * inputs share batches with each other and the generation (alone, each input's chunks
      * and each generated token would take steps of their own: 54) */
     CHECK_EQ(st.batch_tokens, (uint64_t)total + 15);
-    CHECK_MSG(st.steps <= (st.batch_tokens + 6) / 7 + 1, "%llu steps for %llu tokens", (unsigned long long)st.steps,
-              (unsigned long long)st.batch_tokens);
+    CHECK_MSG(st.steps <= (st.batch_tokens + 6) / 7 + 1, "%llu steps for %llu tokens",
+              (unsigned long long)st.steps, (unsigned long long)st.batch_tokens);
     CHECK_EQ(st.generated_tokens, 16);
     CHECK_EQ(st.prompt_tokens, (uint64_t)total);
     /* the generation's full blocks may stay in the prefix cache; the embeddings' never */
@@ -219,7 +227,8 @@ static void generation_tokens_equal_alone(void) {
     sched_params p = {.n_parallel = 4, .n_batch = 7, .max_queue = 64, .n_ctx = N_CTX, .notify = on_notify};
     sched *s = NULL;
     CHECK_EQ(sched_new(c, g_model, &p, &s), SOV_OK);
-    sched_req_params gp = {.sp = sov_sampler_default_params(), .max_tokens = 16, .ignore_eos = true, .top_logprobs = 0};
+    sched_req_params gp = {
+        .sp = sov_sampler_default_params(), .max_tokens = 16, .ignore_eos = true, .top_logprobs = 0};
     gp.sp.temperature = 0;
     sched_req_params ep = {.embed = true};
     static sov_token in[3][40];
@@ -241,7 +250,8 @@ static void generation_tokens_equal_alone(void) {
         for (int32_t j = 0; j < k; j++) {
             sched_delta d;
             sched_take(s, ready[j], &d);
-            for (int32_t t = 0; t < d.n_toks && n_mixed < 16; t++) mixed[n_mixed++] = d.toks[t].id;
+            for (int32_t t = 0; t < d.n_toks && n_mixed < 16; t++)
+                mixed[n_mixed++] = d.toks[t].id;
             free(d.text);
             free(d.toks);
             free(d.embd);
@@ -268,7 +278,8 @@ static void generation_tokens_equal_alone(void) {
         for (int32_t j = 0; j < k; j++) {
             sched_delta d;
             sched_take(s, ready[j], &d);
-            for (int32_t t = 0; t < d.n_toks && n_alone < 16; t++) alone[n_alone++] = d.toks[t].id;
+            for (int32_t t = 0; t < d.n_toks && n_alone < 16; t++)
+                alone[n_alone++] = d.toks[t].id;
             free(d.text);
             free(d.toks);
             if (d.finish == SCHED_RUNNING) continue;
@@ -337,7 +348,8 @@ int main(void) {
     sp.n_ctx = 256;
     sp.seed = 9;
     test_tmp_path("sched_embed_model.gguf", g_path, sizeof g_path);
-    if (sov_synth_write(&sp, g_path, NULL, NULL) != SOV_OK || sov_model_load(g_path, NULL, &g_model) != SOV_OK) {
+    if (sov_synth_write(&sp, g_path, NULL, NULL) != SOV_OK ||
+        sov_model_load(g_path, NULL, &g_model) != SOV_OK) {
         fprintf(stderr, "cannot write or load the model: %s\n", sov_last_error());
         return 1;
     }

@@ -15,6 +15,8 @@ L2-normalised):
     asking for rank pooling is refused;
   - the malformed-input corpus (corpus_embeddings/, also the fuzz seeds) gets the status its
     file name says; the server stays healthy;
+  - under a data policy with redact_prompts the model embeds the redacted text, and token-id
+    inputs are refused;
   - with API keys: authentication, a record in the audit log with endpoint /v1/embeddings
     and the prompt tokens, the tenant's usage and tokens-per-day quota counting the input
     tokens;
@@ -36,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "model"))
 import reference  # noqa: E402
-from auditlib import records  # noqa: E402
+from auditlib import policy_args, records  # noqa: E402
 from serverlib import (SOV_BIN, TMP, Server, bearer, check, create_key, finish, run_tests, shared_model,  # noqa: E402
                        sov_keys, synthetic_model, wait_for)
 
@@ -228,6 +230,16 @@ def test_keys_audit_and_quota():
     check(row[0] == "acme" and row[1] == "2" and row[2] == "27", "usage: 2 requests, 27 prompt tokens: %r" % out)
 
 
+def test_redact_prompts():
+    with Server(STORIES, "--ctx", "128", *policy_args(redact_prompts=True)) as s:
+        st, j = embed(s, {"input": ["write to kim@example.com today", "write to [EMAIL] today"]})
+        if check(st == 200, "text inputs under redact_prompts: %d" % st):
+            v = vectors(j)
+            check(np.abs(v[0] - v[1]).max() <= 1e-6, "the model embeds the redacted text, never the address")
+        st, j = embed(s, {"input": [[1, 5, 6]]})
+        check(st == 400 and "redacts" in j["error"]["message"], "token ids refused under redact_prompts: %d" % st)
+
+
 def test_openai_client():
     node = shutil.which("node")
     js = os.path.join(HERE, "js")
@@ -261,7 +273,7 @@ def main():
                    test_batched_and_concurrent, test_malformed_corpus, test_openai_client])
     # a clean exit (under the sanitizers: no leak, no error at shutdown)
     check(srv.proc.returncode == 0, "the server exits cleanly: %r\n%s" % (srv.proc.returncode, srv.output()[-2000:]))
-    run_tests([test_pooling_from_metadata, test_keys_audit_and_quota])
+    run_tests([test_pooling_from_metadata, test_keys_audit_and_quota, test_redact_prompts])
     finish()
 
 

@@ -34,13 +34,20 @@ int main(int argc, char **argv) {
                 if (*p == ',') p++;
             }
             n_seq++;
-        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) cp.n_threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) cp.n_batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--seqs") && i + 1 < argc) cp.n_seq_max = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) cp.n_ctx = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--kv-f32")) cp.kv_type = SOV_KV_F32;
-        else if (!model_path) model_path = argv[i];
+        } else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out_path = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            cp.n_threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+            cp.n_batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seqs") && i + 1 < argc)
+            cp.n_seq_max = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ctx") && i + 1 < argc)
+            cp.n_ctx = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--kv-f32"))
+            cp.kv_type = SOV_KV_F32;
+        else if (!model_path)
+            model_path = argv[i];
         else {
             fprintf(stderr, "sov_embed: bad argument '%s'\n", argv[i]);
             return 2;
@@ -58,7 +65,8 @@ int main(int argc, char **argv) {
     sov_context *c;
     if ((st = sov_context_new(m, &cp, &c))) return fail("context", st);
     const sov_token *in[MAX_SEQS];
-    for (int s = 0; s < n_seq; s++) in[s] = toks[s];
+    for (int s = 0; s < n_seq; s++)
+        in[s] = toks[s];
     float *out = malloc((size_t)n_seq * (size_t)info.n_embd * sizeof *out);
     if (!out) return fail("alloc", SOV_ERR_NOMEM);
     int rc = 0;
