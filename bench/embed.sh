@@ -3,7 +3,7 @@
 #   1. in the engine (build/bench/bench_embed): the LM head skipped, as /v1/embeddings
 #      runs, against the head run on each input's last token and on every token;
 #   2. through the server: one POST /v1/embeddings of the 64 texts, repeated, on
-#      `sov serve` (best of 5 requests; inputs/s and tokens/s from the usage field);
+#      `sov serve` (best of 9 requests; inputs/s and tokens/s from the usage field);
 # on stories260K (../shared/models) and a 134M-shaped synthetic model (dim 768, 12 layers,
 # Llama-2 vocabulary, Q8_0, as bench/run.sh makes it). THREADS (default 2) threads.
 set -euo pipefail
@@ -25,7 +25,7 @@ list=("$m134")
 
 for m in "${list[@]}"; do
   echo "== engine: $(basename "$m")"
-  "$here/build/bench/bench_embed" "$m" -n 64 -t "$threads" -r 5
+  "$here/build/bench/bench_embed" "$m" -n 64 -t "$threads" -r 9
 done
 
 for m in "${list[@]}"; do
@@ -42,7 +42,7 @@ words = ("the network operator routes calls through a regional switch when traff
 texts = [" ".join(words[(i * 7 + k * 3) % len(words)] for k in range(8 + i % 8)) for i in range(64)]
 body = json.dumps({"input": texts}).encode()
 best, tokens = 1e9, 0
-for _ in range(5):
+for _ in range(9):
     t0 = time.time()
     r = urllib.request.urlopen(urllib.request.Request("http://%s:%s/v1/embeddings" % (host, port), body,
                                                       {"Content-Type": "application/json"}), timeout=600)
