@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all build run generate test test-fast test-san test-arm bench bench-tenants bench-tls deps deps-test fuzz format lint clean
+.PHONY: all build run generate test test-fast test-san test-arm bench bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
 
 all: build
 
@@ -61,6 +61,10 @@ fuzz: deps-test
 # LLAMA_BENCH=/path/to/llama-bench adds llama.cpp's figures side by side (docs/PERFORMANCE.md).
 bench: build
 	bench/run.sh
+
+# Embeddings throughput, LM head skipped or not, engine and server (bench/embed.sh).
+bench-embed: build
+	bench/embed.sh
 
 # What tenants cost (auth and limits on/off, SQLite and PostgreSQL) and what fair
 # scheduling buys (bench/fairness.py); needs wrk (apt-get install wrk).

@@ -144,6 +144,10 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     hp->yarn_beta_slow = 1.0f;
     get_f32(f, a, "rope.scaling.yarn_beta_fast", &hp->yarn_beta_fast);
     get_f32(f, a, "rope.scaling.yarn_beta_slow", &hp->yarn_beta_slow);
+    hp->pooling = SOV_POOLING_MEAN;
+    uint32_t pooling;
+    snprintf(key, sizeof key, "%s.pooling_type", a);
+    if (gguf_get_u32(f, key, &pooling)) hp->pooling = pooling > 1000 ? 1000 : (int32_t)pooling;
     return SOV_OK;
 }
 
@@ -499,6 +503,7 @@ void sov_model_get_info(const sov_model *m, sov_model_info *out) {
         .sha256 = m->sha256,
         .sha256_cached = m->sha256_cached,
         .file_bytes = m->file->size,
+        .pooling = hp->pooling,
     };
 }
 
