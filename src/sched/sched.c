@@ -911,7 +911,7 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     size_t total = (size_t)r->n_utf8, ready = 0;
     memcpy(buf, r->utf8, total);
     if (!eog) {
-        const int32_t len = sov_token_to_piece(s->vocab, t, false, buf + total, 256);
+        const int32_t len = sov_token_to_piece(s->vocab, t, r->p.render_special, buf + total, 256);
         total += (size_t)(len < 0 ? 0 : SOV_MIN(len, 256));
         ready = utf8_complete_prefix(buf, total);
         if (total - ready > 4) ready = total;

@@ -94,6 +94,8 @@ typedef struct sched_req_params {
                            default tenant. Never anything the client sent: the server
                            sets it from the authenticated key. */
     double weight;      /* the tenant's weight for fair sharing (<= 0: 1) */
+    bool render_special; /* control tokens go out as their text (a reply parser needs
+                            markers such as [TOOL_CALLS] or <|channel|>) */
     bool embed;         /* an embedding request: the prompt is the input, nothing is
                            generated (sp, max_tokens, stops, bias and logprobs are unused);
                            the last delta carries the embedding */

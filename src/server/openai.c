@@ -602,6 +602,46 @@ char *oai_chunk_json(const oai_reply *rp, bool role, const char *text, size_t le
     return dump(o);
 }
 
+static json_t *tool_call_json(const reply_call *c, size_t index, bool streamed) {
+    json_t *fn = json_object(), *o = json_object();
+    json_object_set_new(fn, "name", json_string(c->name));
+    json_object_set_new(fn, "arguments", clean_string(c->arguments, strlen(c->arguments)));
+    if (streamed) json_object_set_new(o, "index", json_integer((json_int_t)index));
+    json_object_set_new(o, "id", clean_string(c->id, strlen(c->id)));
+    json_object_set_new(o, "type", json_string("function"));
+    json_object_set_new(o, "function", fn);
+    return o;
+}
+
+const char *oai_reply_finish(const char *finish, size_t n_calls) {
+    return finish && n_calls && strcmp(finish, "stop") == 0 ? "tool_calls" : finish;
+}
+
+char *oai_reply_chunk_json(const oai_reply *rp, const reply_delta *d, const sched_tok *toks, int32_t n_toks) {
+    if (!d->content_len && !d->reasoning_len && !d->n_calls && !n_toks) return NULL;
+    json_t *o = envelope(rp, true);
+    json_t *choice = json_object(), *delta = json_object();
+    json_object_set_new(choice, "index", json_integer(0));
+    if (d->content_len) json_object_set_new(delta, "content", clean_string(d->content, d->content_len));
+    if (d->reasoning_len)
+        json_object_set_new(delta, "reasoning_content", clean_string(d->reasoning, d->reasoning_len));
+    if (d->n_calls) {
+        json_t *calls = json_array();
+        for (size_t i = 0; i < d->n_calls; i++)
+            json_array_append_new(calls, tool_call_json(&d->calls[i], d->first_call + i, true));
+        json_object_set_new(delta, "tool_calls", calls);
+    }
+    json_object_set_new(choice, "delta", delta);
+    const bool lp = rp->top_logprobs >= 0 && n_toks > 0;
+    json_object_set_new(choice, "logprobs", lp ? chat_logprobs(rp, toks, n_toks) : json_null());
+    json_object_set_new(choice, "finish_reason", json_null());
+    json_t *choices = json_array();
+    json_array_append_new(choices, choice);
+    json_object_set_new(o, "choices", choices);
+    if (rp->include_usage) json_object_set_new(o, "usage", json_null());
+    return dump(o);
+}
+
 char *oai_usage_chunk_json(const oai_reply *rp, const oai_usage *u) {
     json_t *o = envelope(rp, true);
     json_object_set_new(o, "choices", json_array());
@@ -615,10 +655,28 @@ char *oai_final_json(const oai_reply *rp, const char *text, size_t len, const sc
     json_t *choice = json_object();
     json_object_set_new(choice, "index", json_integer(0));
     const bool lp = rp->top_logprobs >= 0;
+    reply parsed = {0};
+    const bool parse = rp->kind == OAI_CHAT && rp->parse && reply_parse(&rp->reply, text ? text : "", len, true, &parsed) == SOV_OK;
     if (rp->kind == OAI_CHAT) {
         json_t *msg = json_object();
         json_object_set_new(msg, "role", json_string("assistant"));
-        json_object_set_new(msg, "content", clean_string(text ? text : "", len));
+        if (!parse) {
+            json_object_set_new(msg, "content", clean_string(text ? text : "", len));
+        } else {
+            /* OpenAI: content null when the answer is only tool calls */
+            json_object_set_new(msg, "content", parsed.content_len || !parsed.n_calls
+                                                    ? clean_string(parsed.content, parsed.content_len)
+                                                    : json_null());
+            if (parsed.reasoning_len)
+                json_object_set_new(msg, "reasoning_content", clean_string(parsed.reasoning, parsed.reasoning_len));
+            if (parsed.n_calls) {
+                json_t *calls = json_array();
+                for (size_t i = 0; i < parsed.n_calls; i++)
+                    json_array_append_new(calls, tool_call_json(&parsed.calls[i], i, false));
+                json_object_set_new(msg, "tool_calls", calls);
+                finish = oai_reply_finish(finish ? finish : "stop", parsed.n_calls);
+            }
+        }
         json_object_set_new(msg, "refusal", json_null());
         json_object_set_new(choice, "message", msg);
         json_object_set_new(choice, "logprobs", lp ? chat_logprobs(rp, toks, n_toks) : json_null());
@@ -627,6 +685,7 @@ char *oai_final_json(const oai_reply *rp, const char *text, size_t len, const sc
         json_object_set_new(choice, "logprobs", lp ? completion_logprobs(rp, toks, n_toks, 0) : json_null());
     }
     json_object_set_new(choice, "finish_reason", json_string(finish ? finish : "stop"));
+    reply_free(&parsed);
     json_t *choices = json_array();
     json_array_append_new(choices, choice);
     json_object_set_new(o, "choices", choices);

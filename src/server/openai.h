@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "reply/reply.h"
 #include "sched/sched.h"
 #include "sov.h"
 
@@ -72,6 +73,9 @@ typedef struct oai_reply {
     const sov_vocab *vocab;    /* token text for logprobs */
     int32_t top_logprobs;      /* -1: no logprobs */
     bool include_usage;        /* streaming: a usage chunk at the end, "usage": null before */
+    bool parse;                /* chat: take the text apart (reply.h) into content,
+                                  reasoning_content and tool_calls */
+    reply_params reply;        /* how, when parse */
 } oai_reply;
 
 typedef struct oai_usage {
@@ -88,7 +92,13 @@ char *oai_chunk_json(const oai_reply *rp, bool role, const char *text, size_t le
                      int32_t n_toks, const char *finish, size_t text_offset);
 /* The streaming usage chunk (empty choices). */
 char *oai_usage_chunk_json(const oai_reply *rp, const oai_usage *u);
-/* The whole non-streaming response. */
+/* A chat stream chunk of a parsed reply's new parts (content, reasoning_content, tool
+ * calls as OpenAI streams them: index, id, type, name and the whole arguments at once),
+ * or NULL when the delta is empty. toks: the tokens behind it (logprobs). */
+char *oai_reply_chunk_json(const oai_reply *rp, const reply_delta *d, const sched_tok *toks, int32_t n_toks);
+/* The finish_reason of a parsed reply: "tool_calls" when it made calls and stopped. */
+const char *oai_reply_finish(const char *finish, size_t n_calls);
+/* The whole non-streaming response. With rp->parse the text is taken apart first. */
 char *oai_final_json(const oai_reply *rp, const char *text, size_t len, const sched_tok *toks, int32_t n_toks,
                      const char *finish, const oai_usage *u);
 

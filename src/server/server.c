@@ -57,6 +57,7 @@
 #include "server/tls.h"
 #include "server/server_audit.h"
 #include "tenants/tenants.h"
+#include "tok/tok.h"
 
 typedef struct server server;
 
@@ -92,6 +93,7 @@ typedef struct hreq {
     bool auditing;            /* the last reply is held until the record is committed */
     bool audited;             /* the record is committed: the last reply may go */
     bool ended;               /* the engine is done with it (or never had it) */
+    reply_stream rs;          /* streaming with rp.parse: the reply taken apart so far */
     struct evbuffer *held;    /* the held last reply (a body, or a stream's last chunks) */
     bool held_stream;
     int held_status;
@@ -121,6 +123,7 @@ struct server {
     const sov_model *model;
     const sov_vocab *vocab;
     sov_model_info info;
+    reply_style reply_style; /* how the chat template's model writes reasoning and calls */
     sched *sched;
     struct event_base *base;
     struct evhttp *http;
@@ -227,6 +230,7 @@ static void hreq_free(hreq *h) {
     if (h->next) h->next->prev = h->prev;
     free(h->text);
     free(h->toks);
+    reply_stream_free(&h->rs);
     free(h);
 }
 
@@ -389,7 +393,15 @@ static void stream_delta(hreq *h, const sched_delta *d) {
         start_stream(h);
     }
     const char *finish = oai_finish_reason(d->finish);
-    if (d->len > 0 || d->n_toks > 0) {
+    if (h->rp.parse) { /* content, reasoning and calls as they become certain */
+        reply_delta rd;
+        if (reply_stream_feed(&h->rs, d->text, d->len, finish != NULL, &rd) == SOV_OK) {
+            char *j = oai_reply_chunk_json(&h->rp, &rd, d->toks, d->n_toks);
+            if (j) sse(h, j);
+            free(j);
+        }
+        finish = oai_reply_finish(finish, h->rs.calls_sent);
+    } else if (d->len > 0 || d->n_toks > 0) {
         char *j = oai_chunk_json(&h->rp, false, d->text, d->len, d->toks, d->n_toks, NULL, h->text_offset);
         if (j) sse(h, j);
         free(j);
@@ -587,6 +599,15 @@ static sov_token *tokenize(const sov_vocab *v, const char *text, int32_t *n_out)
     }
     *n_out = n;
     return t;
+}
+
+/* Whether the prompt ends inside an opened <think> (a generation prompt that starts the
+ * model's reasoning): its last few tokens as text, control tokens included. */
+static bool prompt_opens_think(server *s, const sov_token *toks, int32_t n) {
+    const int32_t k = SOV_MIN(n, 6);
+    char text[512];
+    const int32_t len = sov_detokenize(s->vocab, toks + n - k, k, true, false, text, sizeof text);
+    return len > 0 && len < (int32_t)sizeof text && reply_prompt_opens_think(text, (size_t)len);
 }
 
 /* The prompt's tokens: chat messages through the model's template (ChatML when the model
@@ -1194,6 +1215,18 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
      * anything the client sent */
     rp.tenant = key->tenant;
     rp.weight = key->weight;
+    /* chat replies are taken apart into content, reasoning and tool calls when the model's
+     * template says it writes them (reply.h); harmony's channels always */
+    reply_params how = {0};
+    if (kind == OAI_CHAT) {
+        const reply_style *st = &s->reply_style;
+        how.format = st->format == REPLY_HARMONY ? REPLY_HARMONY : REPLY_PLAIN;
+        how.think_tags = st->think_tags;
+        how.starts_thinking = st->think_tags && prompt_opens_think(s, toks, n_prompt);
+        how.id_seed = next_seed(s);
+    }
+    const bool parse = how.format != REPLY_PLAIN || how.think_tags;
+    rp.render_special = parse;
 
     hreq *h = calloc(1, sizeof *h);
     if (h) h->sr = sched_req_new(toks, n_prompt, &rp, h);
@@ -1214,7 +1247,8 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
              (unsigned long long)next_seed(s));
     snprintf(h->model, sizeof h->model, "%s", s->p.model_id);
     h->rp = (oai_reply){kind,     h->id,           (long long)time(NULL),      h->model,
-                        s->vocab, rp.top_logprobs, r.stream && r.include_usage};
+                        s->vocab, rp.top_logprobs, r.stream && r.include_usage, parse, how};
+    if (parse) reply_stream_init(&h->rs, &how);
     if (s->au_req) srv_audit_move(&h->au, s->au_req); /* the request's record goes with it */
     srv_audit_response_id(&h->au, h->id);
     const bool explicit_max = r.max_tokens > 0;
@@ -1936,6 +1970,9 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     s->auth_was_required = s->tenants && tenants_auth_required(s->tenants);
     s->model = model;
     s->vocab = sov_model_vocab(model);
+    size_t tmpl_len = 0;
+    const char *tmpl = tok_vocab_chat_template(s->vocab, &tmpl_len);
+    s->reply_style = reply_detect(tmpl, tmpl_len);
     s->pipe_fd[0] = s->pipe_fd[1] = -1;
     sov_model_get_info(model, &s->info);
     s->audit = s->tenants && p->audit_node;
