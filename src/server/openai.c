@@ -145,6 +145,181 @@ static bool message_content(const json_t *c, size_t idx, char **out, oai_error *
     return *out ? true : oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
 }
 
+/* A call's arguments for a template: the object a JSON-text argument holds (templates
+ * write arguments with tojson or iterate them), else the text as given. */
+static json_t *template_arguments(const json_t *a) {
+    if (json_is_string(a)) {
+        json_t *o = json_loadb(json_string_value(a), json_string_length(a), 0, NULL);
+        if (json_is_object(o)) return o;
+        json_decref(o);
+    }
+    return json_deep_copy(a);
+}
+
+static bool good_tool_name(const char *s, size_t n) {
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+/* The messages as a template sees them (Hugging Face's shape): content as text (parts
+ * joined), an assistant's tool_calls with arguments as objects, a tool result's
+ * tool_call_id, which must answer a call made earlier in the conversation. */
+static bool messages_json(const json_t *m, oai_request *r, oai_error *err) {
+    json_t *out = json_array(), *ids = json_object();
+    bool ok = out && ids;
+    for (size_t i = 0; ok && i < r->n_msgs; i++) {
+        const json_t *msg = json_array_get(m, i);
+        json_t *o = json_object();
+        const char *role = r->msgs[i].role;
+        json_object_set_new(o, "role", json_string(role));
+        const json_t *calls = json_object_get(msg, "tool_calls");
+        const bool null_content = !json_object_get(msg, "content") || json_is_null(json_object_get(msg, "content"));
+        if (calls && !json_is_null(calls)) {
+            if (strcmp(role, "assistant") != 0 || !json_is_array(calls) || json_array_size(calls) == 0) {
+                ok = oai_fail(err, 400, "invalid_request_error", "messages", "invalid_value",
+                              "Invalid 'messages[%zu].tool_calls': a non-empty array, on an assistant message.", i);
+                json_decref(o);
+                break;
+            }
+            json_t *tc = json_array();
+            for (size_t k = 0; ok && k < json_array_size(calls); k++) {
+                const json_t *c = json_array_get(calls, k), *fn = json_object_get(c, "function");
+                const json_t *id = json_object_get(c, "id"), *name = json_object_get(fn, "name");
+                const json_t *args = json_object_get(fn, "arguments");
+                if (!json_is_string(id) || !json_is_string(name) || !(json_is_string(args) || json_is_object(args))) {
+                    ok = oai_fail(err, 400, "invalid_request_error", "messages", "invalid_value",
+                                  "Invalid 'messages[%zu].tool_calls[%zu]': needs an 'id' and a 'function' with a "
+                                  "'name' and 'arguments'.",
+                                  i, k);
+                    break;
+                }
+                json_t *f = json_object(), *call = json_object();
+                json_object_set_new(f, "name", json_deep_copy(name));
+                json_object_set_new(f, "arguments", template_arguments(args));
+                json_object_set_new(call, "id", json_deep_copy(id));
+                json_object_set_new(call, "type", json_string("function"));
+                json_object_set_new(call, "function", f);
+                json_array_append_new(tc, call);
+                json_object_set_new(ids, json_string_value(id), json_true());
+            }
+            json_object_set_new(o, "tool_calls", tc);
+            r->has_tool_turns = true;
+        }
+        if (!ok) {
+            json_decref(o);
+            break;
+        }
+        json_object_set_new(o, "content",
+                            null_content && strcmp(role, "assistant") == 0 && calls && !json_is_null(calls) ? json_null()
+                                                                                     : json_string(r->msgs[i].content));
+        const json_t *reasoning = json_object_get(msg, "reasoning_content");
+        if (json_is_string(reasoning)) json_object_set_new(o, "reasoning_content", json_deep_copy(reasoning));
+        if (strcmp(role, "tool") == 0) {
+            const json_t *id = json_object_get(msg, "tool_call_id");
+            if (!json_is_string(id)) {
+                ok = oai_fail(err, 400, "invalid_request_error", "messages", "missing_required_parameter",
+                              "Missing required parameter: 'messages[%zu].tool_call_id'.", i);
+            } else if (!json_object_get(ids, json_string_value(id))) {
+                ok = oai_fail(err, 400, "invalid_request_error", "messages", "invalid_value",
+                              "Invalid 'messages[%zu].tool_call_id': '%.64s' answers no earlier tool call.", i,
+                              json_string_value(id));
+            } else {
+                json_object_set_new(o, "tool_call_id", json_deep_copy(id));
+                const json_t *name = json_object_get(msg, "name");
+                if (json_is_string(name)) json_object_set_new(o, "name", json_deep_copy(name));
+            }
+            r->has_tool_turns = true;
+        }
+        json_array_append_new(out, o);
+    }
+    if (ok) {
+        r->messages_json = json_dumps(out, JSON_COMPACT);
+        if (!r->messages_json) ok = oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    json_decref(out);
+    json_decref(ids);
+    return ok;
+}
+
+/* tools, tool_choice and parallel_tool_calls. */
+static bool parse_tools(const json_t *root, oai_kind kind, oai_request *r, oai_error *err) {
+    const json_t *tools = field(root, "tools");
+    const json_t *choice = field(root, "tool_choice");
+    if (kind != OAI_CHAT) {
+        if ((tools && !(json_is_array(tools) && json_array_size(tools) == 0)) || choice)
+            return oai_fail(err, 400, "invalid_request_error", tools ? "tools" : "tool_choice", "unsupported_parameter",
+                            "'tools' are for /v1/chat/completions.");
+        return true;
+    }
+    r->parallel_tool_calls = true;
+    if (!get_bool(root, "parallel_tool_calls", &r->parallel_tool_calls, err)) return false;
+    if (tools && !json_is_array(tools)) return bad_type(err, "tools", "an array", tools);
+    const size_t n = tools ? json_array_size(tools) : 0;
+    if (n > OAI_MAX_TOOLS)
+        return oai_fail(err, 400, "invalid_request_error", "tools", "array_above_max_length",
+                        "Invalid 'tools': at most %d tools.", OAI_MAX_TOOLS);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *t = json_array_get(tools, i), *type = json_object_get(t, "type");
+        const json_t *fn = json_object_get(t, "function"), *name = json_object_get(fn, "name");
+        const json_t *params = json_object_get(fn, "parameters"), *desc = json_object_get(fn, "description");
+        if (!json_is_object(t) || !json_is_string(type) || strcmp(json_string_value(type), "function") != 0 ||
+            !json_is_object(fn))
+            return oai_fail(err, 400, "invalid_request_error", "tools", "invalid_value",
+                            "Invalid 'tools[%zu]': expected {\"type\": \"function\", \"function\": {...}}.", i);
+        if (!json_is_string(name) || !good_tool_name(json_string_value(name), json_string_length(name)))
+            return oai_fail(err, 400, "invalid_request_error", "tools", "invalid_value",
+                            "Invalid 'tools[%zu].function.name': 1 to 64 letters, digits, '_', '-' or '.'.", i);
+        if ((params && !json_is_object(params)) || (desc && !json_is_string(desc)))
+            return oai_fail(err, 400, "invalid_request_error", "tools", "invalid_type",
+                            "Invalid 'tools[%zu].function': 'parameters' must be an object (a JSON schema) and "
+                            "'description' a string.",
+                            i);
+        for (size_t k = 0; k < i; k++)
+            if (json_equal(json_object_get(json_object_get(json_array_get(tools, k), "function"), "name"), name))
+                return oai_fail(err, 400, "invalid_request_error", "tools", "invalid_value",
+                                "Invalid 'tools': the name '%s' is used twice.", json_string_value(name));
+    }
+    if (n) {
+        r->tools_json = json_dumps(tools, JSON_COMPACT);
+        if (!r->tools_json) return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if (!choice || json_is_null(choice)) return true;
+    if (json_is_string(choice)) {
+        const char *c = json_string_value(choice);
+        if (strcmp(c, "auto") == 0) r->tool_choice = OAI_TOOLS_AUTO;
+        else if (strcmp(c, "none") == 0) r->tool_choice = OAI_TOOLS_NONE;
+        else if (strcmp(c, "required") == 0) r->tool_choice = OAI_TOOLS_REQUIRED;
+        else
+            return oai_fail(err, 400, "invalid_request_error", "tool_choice", "invalid_value",
+                            "Invalid 'tool_choice': 'none', 'auto', 'required' or {\"type\": \"function\", "
+                            "\"function\": {\"name\": ...}}.");
+    } else {
+        const json_t *name = json_object_get(json_object_get(choice, "function"), "name");
+        if (!json_is_object(choice) || !json_is_string(name))
+            return oai_fail(err, 400, "invalid_request_error", "tool_choice", "invalid_value",
+                            "Invalid 'tool_choice': 'none', 'auto', 'required' or {\"type\": \"function\", "
+                            "\"function\": {\"name\": ...}}.");
+        bool known = false;
+        for (size_t i = 0; i < n; i++)
+            known = known || json_equal(json_object_get(json_object_get(json_array_get(tools, i), "function"), "name"),
+                                        name);
+        if (!known)
+            return oai_fail(err, 400, "invalid_request_error", "tool_choice", "invalid_value",
+                            "Invalid 'tool_choice': no tool is named '%.64s'.", json_string_value(name));
+        r->tool_choice = OAI_TOOLS_NAMED;
+        r->tool_choice_name = strdup(json_string_value(name));
+        if (!r->tool_choice_name) return oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if ((r->tool_choice == OAI_TOOLS_REQUIRED) && n == 0)
+        return oai_fail(err, 400, "invalid_request_error", "tool_choice", "invalid_value",
+                        "Invalid 'tool_choice': 'required' needs 'tools'.");
+    return true;
+}
+
 static bool parse_messages(const json_t *root, oai_request *r, oai_error *err) {
     const json_t *m = json_object_get(root, "messages");
     if (!m || json_is_null(m))
@@ -172,18 +347,22 @@ static bool parse_messages(const json_t *root, oai_request *r, oai_error *err) {
                             "Missing required parameter: 'messages[%zu].role'.", i);
         const char *rs = json_string_value(role);
         const char *mapped = strcmp(rs, "developer") == 0 ? "system" : rs;
-        if (strcmp(mapped, "system") != 0 && strcmp(mapped, "user") != 0 && strcmp(mapped, "assistant") != 0)
+        if (strcmp(mapped, "system") != 0 && strcmp(mapped, "user") != 0 && strcmp(mapped, "assistant") != 0 &&
+            strcmp(mapped, "tool") != 0)
             return oai_fail(err, 400, "invalid_request_error", "messages", "invalid_value",
                             "Invalid value for 'messages[%zu].role': '%.40s' is not supported (system, developer, "
-                            "user, assistant).",
+                            "user, assistant, tool).",
                             i, rs);
         char *content = NULL;
         if (!message_content(json_object_get(msg, "content"), i, &content, err)) return false;
-        r->msgs[r->n_msgs].role = mapped[0] == 's' ? "system" : mapped[0] == 'u' ? "user" : "assistant";
+        r->msgs[r->n_msgs].role = mapped[0] == 's'   ? "system"
+                                  : mapped[0] == 'u' ? "user"
+                                  : mapped[0] == 't' ? "tool"
+                                                     : "assistant";
         r->msgs[r->n_msgs].content = content;
         r->n_msgs++;
     }
-    return true;
+    return messages_json(m, r, err);
 }
 
 static bool token_array(const json_t *a, int32_t n_vocab, oai_request *r, oai_error *err) {
@@ -296,10 +475,6 @@ static bool reject_unsupported(const json_t *root, oai_kind kind, oai_error *err
     if (n != 1)
         return oai_fail(err, 400, "invalid_request_error", "n", "unsupported_value",
                         "Invalid 'n': only n=1 is supported (got %lld).", (long long)n);
-    const json_t *tools = field(root, "tools");
-    if (tools && (!json_is_array(tools) || json_array_size(tools) > 0))
-        return oai_fail(err, 400, "invalid_request_error", "tools", "unsupported_parameter",
-                        "'tools' are not supported by this server.");
     if (field(root, "functions"))
         return oai_fail(err, 400, "invalid_request_error", "functions", "unsupported_parameter",
                         "'functions' are not supported by this server.");
@@ -336,6 +511,7 @@ static bool parse_root(const json_t *root, oai_kind kind, int32_t n_vocab, oai_r
     if (!get_string(root, "model", &r->model, err)) return false;
     if (kind == OAI_CHAT ? !parse_messages(root, r, err) : !parse_prompt(root, n_vocab, r, err)) return false;
     if (!reject_unsupported(root, kind, err)) return false;
+    if (!parse_tools(root, kind, r, err)) return false;
     if (!get_bool(root, "stream", &r->stream, err)) return false;
     const json_t *so = field(root, "stream_options");
     if (so) {
@@ -411,6 +587,9 @@ void oai_request_free(oai_request *r) {
     free(r->bias_tok);
     free(r->bias);
     free(r->user);
+    free(r->messages_json);
+    free(r->tools_json);
+    free(r->tool_choice_name);
     const oai_kind kind = r->kind;
     memset(r, 0, sizeof *r);
     r->kind = kind;

@@ -15,7 +15,14 @@
 
 typedef enum oai_kind { OAI_CHAT = 0, OAI_COMPLETION = 1 } oai_kind;
 
-enum { OAI_MAX_STOPS = 16, OAI_MAX_STOP_LEN = 256, OAI_MAX_BIAS = 1024, OAI_MAX_MESSAGES = 4096 };
+enum { OAI_MAX_STOPS = 16, OAI_MAX_STOP_LEN = 256, OAI_MAX_BIAS = 1024, OAI_MAX_MESSAGES = 4096, OAI_MAX_TOOLS = 128 };
+
+typedef enum oai_tool_choice {
+    OAI_TOOLS_AUTO = 0, /* the model decides (the default with tools) */
+    OAI_TOOLS_NONE,     /* no call: tools are not shown to the model */
+    OAI_TOOLS_REQUIRED, /* at least one call */
+    OAI_TOOLS_NAMED,    /* a call of tool_choice_name */
+} oai_tool_choice;
 
 typedef struct oai_request {
     oai_kind kind;
@@ -40,6 +47,15 @@ typedef struct oai_request {
     int32_t top_logprobs;      /* alternatives per token, 0..20 */
     bool ignore_eos;           /* llama.cpp's extension */
     char *user;
+    /* chat with tools (or a conversation holding calls and results): what a Jinja template
+     * renders. messages_json always holds the messages (roles, content as text, tool_calls
+     * with arguments as objects, tool_call_id) */
+    char *messages_json;
+    char *tools_json;          /* the tools array, NULL when none were given */
+    bool has_tool_turns;       /* an assistant tool_calls or a tool message */
+    oai_tool_choice tool_choice;
+    char *tool_choice_name;    /* OAI_TOOLS_NAMED */
+    bool parallel_tool_calls;  /* default true */
 } oai_request;
 
 typedef struct oai_error {

@@ -625,6 +625,13 @@ static sov_token *prompt_tokens(server *s, const oai_request *r, int32_t *n, oai
         return t;
     }
     char *text = r->prompt;
+    const bool tools = (r->tools_json && r->tool_choice != OAI_TOOLS_NONE) || r->has_tool_turns;
+    if (r->kind == OAI_CHAT && tools) {
+        oai_fail(e, 400, "invalid_request_error", r->tools_json ? "tools" : "messages", "unsupported_parameter",
+                 "This model's chat template cannot render tools or tool results: it has no Jinja template "
+                 "(start the server with --chat-template-file FILE).");
+        return NULL;
+    }
     if (r->kind == OAI_CHAT) {
         const char *tmpl = sov_chat_template_detect(s->vocab) ? NULL : "chatml";
         const int32_t need = sov_chat_apply(s->vocab, tmpl, r->msgs, r->n_msgs, true, NULL, 0);
