@@ -320,6 +320,44 @@ static bool parse_tools(const json_t *root, oai_kind kind, oai_request *r, oai_e
     return true;
 }
 
+/* chat_template_kwargs and reasoning_effort: variables for the template. */
+static bool parse_template_vars(const json_t *root, oai_kind kind, oai_request *r, oai_error *err) {
+    const json_t *kw = field(root, "chat_template_kwargs"), *effort = field(root, "reasoning_effort");
+    if (!kw && !effort) return true;
+    if (kind != OAI_CHAT)
+        return oai_fail(err, 400, "invalid_request_error", kw ? "chat_template_kwargs" : "reasoning_effort",
+                        "unsupported_parameter", "'%s' is for /v1/chat/completions.",
+                        kw ? "chat_template_kwargs" : "reasoning_effort");
+    if (kw && !json_is_object(kw)) return bad_type(err, "chat_template_kwargs", "an object", kw);
+    if (kw && json_object_size(kw) > 32)
+        return oai_fail(err, 400, "invalid_request_error", "chat_template_kwargs", "invalid_value",
+                        "Invalid 'chat_template_kwargs': at most 32 variables.");
+    static const char *const reserved[] = {"messages", "tools", "bos_token", "eos_token", "add_generation_prompt",
+                                           "raise_exception", "strftime_now", "namespace", "range", "dict"};
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)kw, key, v) {
+        bool ok = key[0] && strlen(key) <= 64 && !(key[0] >= '0' && key[0] <= '9');
+        for (const char *c = key; ok && *c; c++)
+            ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_';
+        for (size_t i = 0; ok && i < sizeof reserved / sizeof reserved[0]; i++) ok = strcmp(key, reserved[i]) != 0;
+        if (!ok)
+            return oai_fail(err, 400, "invalid_request_error", "chat_template_kwargs", "invalid_value",
+                            "Invalid 'chat_template_kwargs': '%.64s' is not a variable a request may set.", key);
+        (void)v;
+    }
+    if (effort && (!json_is_string(effort) || (strcmp(json_string_value(effort), "low") != 0 &&
+                                               strcmp(json_string_value(effort), "medium") != 0 &&
+                                               strcmp(json_string_value(effort), "high") != 0)))
+        return oai_fail(err, 400, "invalid_request_error", "reasoning_effort", "invalid_value",
+                        "Invalid 'reasoning_effort': 'low', 'medium' or 'high'.");
+    json_t *vars = kw ? json_deep_copy(kw) : json_object();
+    if (vars && effort) json_object_set_new(vars, "reasoning_effort", json_deep_copy(effort));
+    r->template_vars_json = vars ? json_dumps(vars, JSON_COMPACT) : NULL;
+    json_decref(vars);
+    return r->template_vars_json ? true : oai_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+}
+
 static bool parse_messages(const json_t *root, oai_request *r, oai_error *err) {
     const json_t *m = json_object_get(root, "messages");
     if (!m || json_is_null(m))
@@ -512,6 +550,7 @@ static bool parse_root(const json_t *root, oai_kind kind, int32_t n_vocab, oai_r
     if (kind == OAI_CHAT ? !parse_messages(root, r, err) : !parse_prompt(root, n_vocab, r, err)) return false;
     if (!reject_unsupported(root, kind, err)) return false;
     if (!parse_tools(root, kind, r, err)) return false;
+    if (!parse_template_vars(root, kind, r, err)) return false;
     if (!get_bool(root, "stream", &r->stream, err)) return false;
     const json_t *so = field(root, "stream_options");
     if (so) {
@@ -590,6 +629,7 @@ void oai_request_free(oai_request *r) {
     free(r->messages_json);
     free(r->tools_json);
     free(r->tool_choice_name);
+    free(r->template_vars_json);
     const oai_kind kind = r->kind;
     memset(r, 0, sizeof *r);
     r->kind = kind;

@@ -56,6 +56,9 @@ typedef struct oai_request {
     oai_tool_choice tool_choice;
     char *tool_choice_name;    /* OAI_TOOLS_NAMED */
     bool parallel_tool_calls;  /* default true */
+    /* more template variables: chat_template_kwargs (vLLM's and llama.cpp's extension, e.g.
+     * {"enable_thinking": false}) and reasoning_effort, as a JSON object; NULL: none */
+    char *template_vars_json;
 } oai_request;
 
 typedef struct oai_error {
