@@ -25,7 +25,11 @@ struct gram {
     int32_t *alt_start;   /* [n_alts] index into elems of each alternative */
     int32_t *rule_first;  /* [n_rules + 1] rule r's alternatives: alt_start[rule_first[r] ..
                              rule_first[r + 1]) */
+    uint32_t *tail;       /* [n_elems] fewest bytes that finish the alternative from this
+                             element on (saturating at GRAM_INF): what closing costs */
 };
+
+#define GRAM_INF (1u << 30)
 
 static inline bool gram_class_has(const gram_class *c, uint8_t b) { return (c->w[b >> 5] >> (b & 31)) & 1u; }
 

@@ -256,12 +256,48 @@ static int32_t class_id(gram *g, const uint32_t set[8], int32_t *cap) {
     return g->n_classes++;
 }
 
+static uint32_t sat_add(uint32_t a, uint32_t b) { return a + b >= GRAM_INF ? GRAM_INF : a + b; }
+
+/* tail[e]: the fewest bytes from element e to the end of its alternative, from each
+ * rule's shortest derivation (a fixpoint: every rule left is productive, so it ends). */
+static bool min_tails(gram *g) {
+    uint32_t *minlen = malloc((size_t)(g->n_rules ? g->n_rules : 1) * sizeof *minlen);
+    g->tail = malloc((size_t)(g->n_elems ? g->n_elems : 1) * sizeof *g->tail);
+    if (!minlen || !g->tail) {
+        free(minlen);
+        return false;
+    }
+    for (int32_t r = 0; r < g->n_rules; r++)
+        minlen[r] = GRAM_INF;
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int32_t r = 0; r < g->n_rules; r++)
+            for (int32_t a = g->rule_first[r]; a < g->rule_first[r + 1]; a++) {
+                uint32_t len = 0;
+                for (int32_t e = g->alt_start[a]; g->elems[e].kind != GRAM_E_END; e++)
+                    len = sat_add(len, g->elems[e].kind == GRAM_E_CLASS ? 1 : minlen[g->elems[e].arg]);
+                if (len < minlen[r]) minlen[r] = len, changed = true;
+            }
+    }
+    for (int32_t a = 0; a < g->n_alts; a++) {
+        int32_t end = g->alt_start[a];
+        while (g->elems[end].kind != GRAM_E_END)
+            end++;
+        g->tail[end] = 0;
+        for (int32_t e = end - 1; e >= g->alt_start[a]; e--)
+            g->tail[e] = sat_add(g->tail[e + 1], g->elems[e].kind == GRAM_E_CLASS ? 1 : minlen[g->elems[e].arg]);
+    }
+    free(minlen);
+    return true;
+}
+
 static void gram_destroy(gram *g) {
     if (!g) return;
     free(g->elems);
     free(g->classes);
     free(g->alt_start);
     free(g->rule_first);
+    free(g->tail);
     free(g);
 }
 
@@ -346,6 +382,10 @@ sov_status gram_build(gram_builder *b, int32_t root, gram **out) {
     g->rule_first[R] = na;
     g->n_alts = na;
     g->n_elems = ne;
+    if (!min_tails(g)) {
+        st = sov_fail(SOV_ERR_NOMEM, "grammar: out of memory");
+        goto out;
+    }
     *out = g;
     g = NULL;
 out:

@@ -139,13 +139,25 @@ bool gram_matcher_complete(const gram_matcher *m);
  * owned by the matcher and valid until its next call. allow_eog: end-of-generation
  * tokens are set in accepting states. NULL when out of memory. */
 const uint32_t *gram_matcher_mask(gram_matcher *m, bool allow_eog);
-/* Sets logits[t] = -inf for every token the mask forbids. False when out of memory. */
-bool gram_matcher_apply(gram_matcher *m, float *logits, bool allow_eog);
+/* The mask under a length budget: only tokens after which the document can still be
+ * completed in at most `budget` more bytes (budget < 0: none). A caller that passes the
+ * tokens it has left minus one never runs out before the document is complete, as long
+ * as it had enough to begin with (gram_matcher_min_close) and the vocabulary has the
+ * single-byte tokens of the shortest completion (byte-fallback and byte-level
+ * vocabularies do). When no token fits, the plain mask. Cached like the plain mask
+ * unless some allowed token leaves more than the budget, then walked afresh. */
+const uint32_t *gram_matcher_mask_budget(gram_matcher *m, bool allow_eog, int64_t budget);
+/* The fewest bytes that complete the document from here (0: it may end now). */
+uint32_t gram_matcher_min_close(const gram_matcher *m);
+/* Sets logits[t] = -inf for every token gram_matcher_mask_budget forbids. False when out
+ * of memory. */
+bool gram_matcher_apply(gram_matcher *m, float *logits, bool allow_eog, int64_t budget);
 
 typedef struct gram_stats {
     uint64_t masks;        /* gram_matcher_mask calls */
     uint64_t cache_hits;   /* of those, answered from the cache */
     uint64_t trie_nodes;   /* trie nodes visited by the misses */
+    uint64_t budget_walks; /* masks walked afresh because of the length budget */
 } gram_stats;
 void gram_matcher_stats(const gram_matcher *m, gram_stats *out);
 /* Drops the cached masks (benchmarks measure the cold path with it). */

@@ -162,6 +162,7 @@ typedef struct gnode {
     uint32_t pos;  /* return position (an element index) */
     int32_t up;    /* the node below, -1: the end of the document */
     int32_t depth; /* nodes in the chain, this one included */
+    uint32_t cost; /* fewest bytes that finish the document from pos over the chain */
 } gnode;
 
 typedef struct gtop {
@@ -179,6 +180,7 @@ typedef struct centry {
     uint32_t *key;    /* [klen] */
     uint32_t klen;
     uint32_t *mask;   /* [words] */
+    uint32_t max_close; /* the most closing bytes any allowed token leaves */
 } centry;
 
 struct gram_matcher {
@@ -216,7 +218,8 @@ static int32_t new_node(gram_matcher *m, uint32_t pos, int32_t up, int32_t depth
         m->nodes = p;
         m->cap_nodes = cap;
     }
-    m->nodes[m->n_nodes] = (gnode){pos, up, depth};
+    const uint32_t below = up < 0 ? 0 : m->nodes[up].cost, t = m->g->tail[pos];
+    m->nodes[m->n_nodes] = (gnode){pos, up, depth, below + t >= GRAM_INF ? GRAM_INF : below + t};
     return (int32_t)m->n_nodes++;
 }
 
@@ -317,6 +320,18 @@ static gstate advance(gram_matcher *m, const gstate *from, uint8_t c) {
 }
 
 static inline bool alive(const gstate *s) { return s->cnt > 0 || s->accept; }
+
+/* The fewest bytes that complete the document from state s (0 when it may end). */
+static uint32_t min_close(const gram_matcher *m, const gstate *s) {
+    if (s->accept) return 0;
+    uint32_t best = GRAM_INF;
+    for (uint32_t i = 0; i < s->cnt; i++) {
+        const gtop t = m->tops[s->off + i];
+        const uint32_t c = m->g->tail[t.pos] + (t.up < 0 ? 0 : m->nodes[t.up].cost);
+        if (c < best) best = c;
+    }
+    return best;
+}
 
 /* Keeps only the nodes the current state uses, at the front of the arenas. */
 static bool compact(gram_matcher *m) {
@@ -490,8 +505,10 @@ static bool state_key(gram_matcher *m, uint32_t *klen, uint64_t *hash) {
     return true;
 }
 
-/* The walk: every token whose bytes the current state accepts, into mask. */
-static void walk(gram_matcher *m, uint32_t *mask) {
+/* The walk: every token whose bytes the current state accepts and after which the
+ * document can be finished in at most `budget` bytes, into mask. Returns the most
+ * closing bytes any token put in the mask leaves. */
+static uint32_t walk(gram_matcher *m, uint32_t *mask, uint32_t budget) {
     const gram_vocab *gv = m->gv;
     const uint32_t nn0 = m->n_nodes, nt0 = m->n_tops;
     memset(mask, 0, (size_t)m->words * sizeof *mask);
@@ -499,6 +516,7 @@ static void walk(gram_matcher *m, uint32_t *mask) {
     m->wnodes[0] = nn0;
     m->wtops[0] = nt0;
     uint64_t visited = 0;
+    uint32_t max_close = 0;
     for (int32_t i = 1; i < gv->n_nodes;) {
         const int32_t d = gv->depth[i];
         m->n_nodes = m->wnodes[d - 1];
@@ -510,10 +528,12 @@ static void walk(gram_matcher *m, uint32_t *mask) {
             i = gv->end[i];
             continue;
         }
-        for (int32_t k = 0; k < gv->tok_cnt[i]; k++) {
+        const uint32_t close = gv->tok_cnt[i] ? min_close(m, &s) : 0;
+        for (int32_t k = 0; k < gv->tok_cnt[i] && close <= budget; k++) {
             const sov_token t = gv->toks[gv->tok_off[i] + k];
             mask[t >> 5] |= 1u << (t & 31);
         }
+        if (gv->tok_cnt[i] && close <= budget && close > max_close) max_close = close;
         if (s.cnt == 0) { /* only the end is left: no longer token can match */
             i = gv->end[i];
             continue;
@@ -526,10 +546,11 @@ static void walk(gram_matcher *m, uint32_t *mask) {
     m->n_nodes = nn0;
     m->n_tops = nt0;
     m->st.trie_nodes += visited;
+    return max_close;
 }
 
 /* The cached mask of the current state (computed on a miss), or NULL when out of memory. */
-static const uint32_t *cached_mask(gram_matcher *m) {
+static const centry *cached_mask(gram_matcher *m) {
     uint32_t klen;
     uint64_t h;
     if (!state_key(m, &klen, &h)) return NULL;
@@ -539,7 +560,7 @@ static const uint32_t *cached_mask(gram_matcher *m) {
         const centry *e = &m->cache[i];
         if (e->hash == h && e->klen == klen && memcmp(e->key, m->key, (size_t)klen * 4) == 0) {
             m->st.cache_hits++;
-            return e->mask;
+            return e;
         }
     }
     if (m->n_cache >= cap / 2) { /* full: start over (states of one document rarely recur
@@ -547,28 +568,38 @@ static const uint32_t *cached_mask(gram_matcher *m) {
         gram_matcher_clear_cache(m);
         i = (uint32_t)h & (cap - 1);
     }
-    centry e = {h, malloc((size_t)klen * 4), klen, malloc((size_t)m->words * 4)};
+    centry e = {h, malloc((size_t)klen * 4), klen, malloc((size_t)m->words * 4), 0};
     if (!e.key || !e.mask) {
         free(e.key);
         free(e.mask);
         return NULL;
     }
     memcpy(e.key, m->key, (size_t)klen * 4);
-    walk(m, e.mask);
+    e.max_close = walk(m, e.mask, GRAM_INF);
     m->cache[i] = e;
     m->n_cache++;
-    return e.mask;
+    return &m->cache[i];
 }
 
-const uint32_t *gram_matcher_mask(gram_matcher *m, bool allow_eog) {
+const uint32_t *gram_matcher_mask_budget(gram_matcher *m, bool allow_eog, int64_t budget) {
     if (!m->gv) return NULL;
     m->st.masks++;
     if (m->cur.cnt == 0) {
         memset(m->out, 0, (size_t)m->words * sizeof *m->out);
     } else {
-        const uint32_t *c = cached_mask(m);
+        const centry *c = cached_mask(m);
         if (!c) return NULL;
-        memcpy(m->out, c, (size_t)m->words * sizeof *m->out);
+        const uint32_t b = budget < 0 || budget >= GRAM_INF ? GRAM_INF : (uint32_t)budget;
+        bool any = false;
+        if (c->max_close > b) { /* some token would leave more to close than the budget:
+                                   walk again with the budget (not cached) */
+            m->st.budget_walks++;
+            walk(m, m->out, b);
+            for (int32_t w = 0; w < m->words && !any; w++)
+                any = m->out[w] != 0;
+        }
+        /* nothing fits (the budget was too small from the start): the plain mask */
+        if (!any) memcpy(m->out, c->mask, (size_t)m->words * sizeof *m->out);
     }
     if (allow_eog && m->cur.accept)
         for (int32_t i = 0; i < m->gv->n_eog; i++)
@@ -576,8 +607,14 @@ const uint32_t *gram_matcher_mask(gram_matcher *m, bool allow_eog) {
     return m->out;
 }
 
-bool gram_matcher_apply(gram_matcher *m, float *logits, bool allow_eog) {
-    const uint32_t *mask = gram_matcher_mask(m, allow_eog);
+const uint32_t *gram_matcher_mask(gram_matcher *m, bool allow_eog) {
+    return gram_matcher_mask_budget(m, allow_eog, -1);
+}
+
+uint32_t gram_matcher_min_close(const gram_matcher *m) { return min_close(m, &m->cur); }
+
+bool gram_matcher_apply(gram_matcher *m, float *logits, bool allow_eog, int64_t budget) {
+    const uint32_t *mask = gram_matcher_mask_budget(m, allow_eog, budget);
     if (!mask) return false;
     const int32_t V = m->gv->n_vocab;
     for (int32_t w = 0; w < m->words; w++) {

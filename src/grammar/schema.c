@@ -962,10 +962,21 @@ static int32_t date_rule(sc *c) {
     const int32_t r = rule(c), d31 = two_rule(c, 1, 31), d30 = two_rule(c, 1, 30), d28 = two_rule(c, 1, 28);
     if (r < 0 || d31 < 0 || d30 < 0 || d28 < 0) return -1;
     static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    /* years 0001-9999 (0000 is RFC 3339 but not every checker's: Python's date has no year 0) */
+    const int32_t year = rule(c);
+    if (year < 0) return -1;
+    for (int zeros = 0; zeros < 4; zeros++) {
+        gram_seq *q = seq(c);
+        for (int i = 0; i < zeros; i++)
+            gram_seq_byte(q, '0');
+        gram_seq_range(q, '1', '9');
+        for (int i = zeros + 1; i < 4; i++)
+            gram_seq_range(q, '0', '9');
+        if (!alt(c, year, q)) return -1;
+    }
     for (int mth = 1; mth <= 12; mth++) {
         gram_seq *q = seq(c);
-        for (int i = 0; i < 4; i++)
-            gram_seq_range(q, '0', '9');
+        gram_seq_ref(q, year);
         char mm[8];
         snprintf(mm, sizeof mm, "-%02d-", mth);
         gram_seq_lit(q, mm, 4);

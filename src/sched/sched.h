@@ -86,6 +86,9 @@ typedef struct sched_req_params {
                            default tenant. Never anything the client sent: the server
                            sets it from the authenticated key. */
     double weight;      /* the tenant's weight for fair sharing (<= 0: 1) */
+    struct gram *grammar; /* constrained decoding (src/grammar): only tokens that keep the
+                             output inside this grammar are sampled, and the request stops
+                             when the document is complete; referenced, NULL: none */
 } sched_req_params;
 
 /* A request for prompt[0..n). user is the submitter's handle (sched_req_user).

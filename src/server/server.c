@@ -1173,6 +1173,7 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
      * anything the client sent */
     rp.tenant = key->tenant;
     rp.weight = key->weight;
+    rp.grammar = r.grammar; /* response_format; the request takes its own reference */
 
     hreq *h = calloc(1, sizeof *h);
     if (h) h->sr = sched_req_new(toks, n_prompt, &rp, h);
