@@ -183,6 +183,34 @@ typedef struct centry {
     uint32_t max_close; /* the most closing bytes any allowed token leaves */
 } centry;
 
+/* The walk's memo tables (open addressing; a slot is live when its gen is the walk's). */
+typedef struct islot { /* an interned node */
+    uint32_t gen, pos;
+    int32_t up, node;
+} islot;
+
+typedef struct mslot { /* the closure of continuing at pos over up */
+    uint32_t gen, pos;
+    int32_t up;
+    uint32_t off, cnt; /* its stacks: mtops[off .. off + cnt) */
+    bool accept;
+    uint32_t close;    /* min_close of that set */
+} mslot;
+
+/* A state of the walk: its stacks in mtops (a memoised closure, shared) or, when bytes
+ * matched several stacks, merged in the tops arena. */
+typedef struct wstate {
+    uint32_t off, cnt;
+    bool accept, in_m;
+    uint32_t close; /* fewest bytes to finish from here */
+} wstate;
+
+typedef struct tslot { /* the walk's transitions between memoised sets */
+    uint32_t gen, off; /* from the set at mtops[off..] */
+    int32_t byte;
+    wstate to;
+} tslot;
+
 struct gram_matcher {
     gram *g;
     const gram_vocab *gv;
@@ -195,19 +223,80 @@ struct gram_matcher {
     gstate cur;
     bool oom;
     /* the trie walk: per depth, the state and the arena marks after it */
-    gstate *wst;
+    wstate *wst;
     uint32_t *wnodes, *wtops;
     /* masks */
     int32_t words;
     uint32_t *out;   /* [words] the answer of gram_matcher_mask */
     uint32_t *key;   /* [cap_key] scratch: the current state's key */
     uint32_t cap_key;
+    /* during a walk: nodes are interned by (pos, up), so equal stacks are equal
+     * indices, and each (pos, up)'s closure is computed once per walk */
+    bool walking;
+    uint32_t gen;
+    islot *intern;
+    uint32_t cap_intern, n_intern;
+    mslot *memo;
+    uint32_t cap_memo, n_memo;
+    gtop *mtops;
+    uint32_t n_mtops, cap_mtops;
+    tslot *trans;
+    uint32_t cap_trans, n_trans;
     centry *cache;   /* [cap_cache] open addressing */
     uint32_t cap_cache, n_cache;
     gram_stats st;
 };
 
+static inline uint32_t hash2(uint32_t pos, int32_t up) {
+    uint32_t h = pos * 0x9E3779B1u ^ ((uint32_t)up + 0x7F4A7C15u) * 0x85EBCA77u;
+    return h ^ (h >> 15);
+}
+
+/* Doubles an open-addressing table of live slots (gen == m->gen), rehashing them. */
+static bool grow_table(gram_matcher *m, void **tab, uint32_t *cap, size_t slot_size) {
+    const uint32_t ncap = *cap ? *cap * 2 : 1024;
+    uint8_t *nt = calloc(ncap, slot_size);
+    if (!nt) return false;
+    uint8_t *old = *tab;
+    for (uint32_t i = 0; i < *cap; i++) {
+        const uint8_t *e = old + (size_t)i * slot_size;
+        uint32_t gen, pos;
+        int32_t up;
+        memcpy(&gen, e, 4);
+        memcpy(&pos, e + 4, 4);
+        memcpy(&up, e + 8, 4);
+        if (gen != m->gen) continue;
+        uint32_t j = hash2(pos, up) & (ncap - 1);
+        while (((const islot *)(nt + (size_t)j * slot_size))->gen == m->gen)
+            j = (j + 1) & (ncap - 1);
+        memcpy(nt + (size_t)j * slot_size, e, slot_size);
+    }
+    free(old);
+    *tab = nt;
+    *cap = ncap;
+    return true;
+}
+
+static int32_t new_node_raw(gram_matcher *m, uint32_t pos, int32_t up, int32_t depth);
+
 static int32_t new_node(gram_matcher *m, uint32_t pos, int32_t up, int32_t depth) {
+    if (!m->walking) return new_node_raw(m, pos, up, depth);
+    if (2 * (m->n_intern + 1) > m->cap_intern &&
+        !grow_table(m, (void **)&m->intern, &m->cap_intern, sizeof *m->intern)) {
+        m->oom = true;
+        return -1;
+    }
+    uint32_t j = hash2(pos, up) & (m->cap_intern - 1);
+    for (; m->intern[j].gen == m->gen; j = (j + 1) & (m->cap_intern - 1))
+        if (m->intern[j].pos == pos && m->intern[j].up == up) return m->intern[j].node;
+    const int32_t n = new_node_raw(m, pos, up, depth);
+    if (n < 0) return -1;
+    m->intern[j] = (islot){m->gen, pos, up, n};
+    m->n_intern++;
+    return n;
+}
+
+static int32_t new_node_raw(gram_matcher *m, uint32_t pos, int32_t up, int32_t depth) {
     if (m->n_nodes == m->cap_nodes) {
         const uint32_t cap = m->cap_nodes ? m->cap_nodes * 2 : 256;
         gnode *p = cap > (1u << 28) ? NULL : realloc(m->nodes, (size_t)cap * sizeof *p);
@@ -307,6 +396,120 @@ static void closure(gram_matcher *m, uint32_t pos0, int32_t up0, gstate *s) {
     }
 }
 
+static uint32_t min_close(const gram_matcher *m, const gstate *s);
+
+static bool push_top(gram_matcher *m, gtop t) {
+    if (m->n_tops == m->cap_tops) {
+        const uint32_t cap = m->cap_tops ? m->cap_tops * 2 : 256;
+        gtop *p = realloc(m->tops, (size_t)cap * sizeof *p);
+        if (!p) {
+            m->oom = true;
+            return false;
+        }
+        m->tops = p;
+        m->cap_tops = cap;
+    }
+    m->tops[m->n_tops++] = t;
+    return true;
+}
+
+/* The closure of (pos, up), memoised for the walk; NULL when out of memory. */
+static const mslot *memo_closure(gram_matcher *m, uint32_t pos, int32_t up) {
+    if (2 * (m->n_memo + 1) > m->cap_memo && !grow_table(m, (void **)&m->memo, &m->cap_memo, sizeof *m->memo)) {
+        m->oom = true;
+        return NULL;
+    }
+    uint32_t j = hash2(pos, up) & (m->cap_memo - 1);
+    for (; m->memo[j].gen == m->gen; j = (j + 1) & (m->cap_memo - 1))
+        if (m->memo[j].pos == pos && m->memo[j].up == up) return &m->memo[j];
+    const uint32_t start = m->n_tops;
+    gstate tmp = {start, 0, false};
+    closure(m, pos, up, &tmp); /* may intern nodes, never grows the memo table */
+    const uint32_t cnt = m->n_tops - start;
+    if (m->n_mtops + cnt > m->cap_mtops) {
+        uint32_t cap = m->cap_mtops ? m->cap_mtops : 1024;
+        while (cap < m->n_mtops + cnt)
+            cap *= 2;
+        gtop *p = realloc(m->mtops, (size_t)cap * sizeof *p);
+        if (!p) m->oom = true;
+        else m->mtops = p, m->cap_mtops = cap;
+    }
+    if (m->oom) {
+        m->n_tops = start;
+        return NULL;
+    }
+    memcpy(m->mtops + m->n_mtops, m->tops + start, (size_t)cnt * sizeof *m->mtops);
+    tmp.cnt = cnt;
+    m->memo[j] = (mslot){m->gen, pos, up, m->n_mtops, cnt, tmp.accept, min_close(m, &tmp)};
+    m->n_mtops += cnt;
+    m->n_memo++;
+    m->n_tops = start;
+    return &m->memo[j];
+}
+
+/* advance() for the walk: from memoised closures and transitions. A byte that matches
+ * one stack leads to that stack's memoised closure (no copy); several are merged into
+ * the tops arena, deduplicated by index (interned nodes make equal stacks equal
+ * indices; equal but separately built stacks of the committed state may stay
+ * duplicated, which costs time, not correctness). */
+static wstate walk_advance(gram_matcher *m, const wstate *from, uint8_t c) {
+    wstate to = {0, 0, false, true, GRAM_INF};
+    uint32_t slot = 0;
+    if (from->in_m) { /* a transition seen before in this walk? */
+        if (2 * (m->n_trans + 1) > m->cap_trans &&
+            !grow_table(m, (void **)&m->trans, &m->cap_trans, sizeof *m->trans)) {
+            m->oom = true;
+            return to;
+        }
+        slot = hash2(from->off, c) & (m->cap_trans - 1);
+        for (; m->trans[slot].gen == m->gen; slot = (slot + 1) & (m->cap_trans - 1))
+            if (m->trans[slot].off == from->off && m->trans[slot].byte == c) return m->trans[slot].to;
+    }
+    const gram *g = m->g;
+    const gtop *src = from->in_m ? m->mtops : m->tops;
+    int matched = 0;
+    for (uint32_t i = 0; i < from->cnt && !m->oom; i++) {
+        const gtop t = (from->in_m ? m->mtops : m->tops)[from->off + i];
+        if (!gram_class_has(&g->classes[g->elems[t.pos].arg], c)) continue;
+        const mslot *ms = memo_closure(m, t.pos + 1, t.up);
+        if (!ms) break;
+        if (matched == 0) {
+            to = (wstate){ms->off, ms->cnt, ms->accept, true, ms->close};
+        } else {
+            if (matched == 1) { /* a second match: merge from here on in the tops arena */
+                const uint32_t off = m->n_tops;
+                for (uint32_t k = 0; k < to.cnt; k++)
+                    if (!push_top(m, m->mtops[to.off + k])) break;
+                to.off = off;
+                to.in_m = false;
+            }
+            to.accept |= ms->accept;
+            if (ms->close < to.close) to.close = ms->close;
+            const uint32_t off = ms->off, cnt = ms->cnt;
+            for (uint32_t k = 0; k < cnt; k++) {
+                const gtop x = m->mtops[off + k];
+                bool dup = false;
+                for (uint32_t q = to.off; q < m->n_tops && !dup; q++)
+                    dup = m->tops[q].pos == x.pos && m->tops[q].up == x.up;
+                if (!dup && m->n_tops - to.off < GRAM_MAX_STACKS && !push_top(m, x)) break;
+            }
+            to.cnt = m->n_tops - to.off;
+        }
+        matched++;
+        src = NULL;
+    }
+    (void)src;
+    if (to.accept) to.close = 0;
+    if (from->in_m && !m->oom && (matched <= 1)) { /* remember single-set results (and dead ends) */
+        slot = hash2(from->off, c) & (m->cap_trans - 1);
+        while (m->trans[slot].gen == m->gen)
+            slot = (slot + 1) & (m->cap_trans - 1);
+        m->trans[slot] = (tslot){m->gen, from->off, c, to};
+        m->n_trans++;
+    }
+    return to;
+}
+
 /* The state after byte c from `from` (a new set at the end of tops). */
 static gstate advance(gram_matcher *m, const gstate *from, uint8_t c) {
     gstate to = {m->n_tops, 0, false};
@@ -383,6 +586,10 @@ void gram_matcher_free(gram_matcher *m) {
     free(m->wtops);
     free(m->out);
     free(m->key);
+    free(m->intern);
+    free(m->memo);
+    free(m->mtops);
+    free(m->trans);
     gram_free(m->g);
     free(m);
 }
@@ -512,37 +719,46 @@ static uint32_t walk(gram_matcher *m, uint32_t *mask, uint32_t budget) {
     const gram_vocab *gv = m->gv;
     const uint32_t nn0 = m->n_nodes, nt0 = m->n_tops;
     memset(mask, 0, (size_t)m->words * sizeof *mask);
-    m->wst[0] = m->cur;
-    m->wnodes[0] = nn0;
+    m->wst[0] = (wstate){m->cur.off, m->cur.cnt, m->cur.accept, false, min_close(m, &m->cur)};
     m->wtops[0] = nt0;
+    m->walking = true;
+    if (++m->gen == 0) { /* the generation wrapped: forget every slot */
+        if (m->intern) memset(m->intern, 0, (size_t)m->cap_intern * sizeof *m->intern);
+        if (m->memo) memset(m->memo, 0, (size_t)m->cap_memo * sizeof *m->memo);
+        if (m->trans) memset(m->trans, 0, (size_t)m->cap_trans * sizeof *m->trans);
+        m->gen = 1;
+    }
+    m->n_intern = m->n_memo = m->n_mtops = m->n_trans = 0;
     uint64_t visited = 0;
     uint32_t max_close = 0;
     for (int32_t i = 1; i < gv->n_nodes;) {
         const int32_t d = gv->depth[i];
-        m->n_nodes = m->wnodes[d - 1];
-        m->n_tops = m->wtops[d - 1];
+        m->n_tops = m->wtops[d - 1]; /* nodes and memoised sets stay for the whole walk */
         visited++;
-        const gstate s = advance(m, &m->wst[d - 1], gv->byte[i]);
-        if (m->oom || !alive(&s)) {
+        const wstate s = walk_advance(m, &m->wst[d - 1], gv->byte[i]);
+        if (m->oom || !(s.cnt > 0 || s.accept)) {
             m->oom = false;
             i = gv->end[i];
             continue;
         }
-        const uint32_t close = gv->tok_cnt[i] ? min_close(m, &s) : 0;
-        for (int32_t k = 0; k < gv->tok_cnt[i] && close <= budget; k++) {
-            const sov_token t = gv->toks[gv->tok_off[i] + k];
-            mask[t >> 5] |= 1u << (t & 31);
+        const int32_t nt = gv->tok_cnt[i];
+        if (nt && s.close <= budget) {
+            for (int32_t k = 0; k < nt; k++) {
+                const sov_token t = gv->toks[gv->tok_off[i] + k];
+                mask[t >> 5] |= 1u << (t & 31);
+            }
+            if (s.close > max_close) max_close = s.close;
         }
-        if (gv->tok_cnt[i] && close <= budget && close > max_close) max_close = close;
         if (s.cnt == 0) { /* only the end is left: no longer token can match */
             i = gv->end[i];
             continue;
         }
         m->wst[d] = s;
-        m->wnodes[d] = m->n_nodes;
         m->wtops[d] = m->n_tops;
         i++;
     }
+    m->walking = false;
+    m->oom = false;
     m->n_nodes = nn0;
     m->n_tops = nt0;
     m->st.trie_nodes += visited;
