@@ -68,7 +68,11 @@ static int32_t fail(sc *c, sov_status st, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (c->err && c->err_len) snprintf(c->err, c->err_len, "%s (at %s)", msg, c->path);
+    if (c->err && c->err_len) {
+        snprintf(c->err, c->err_len, "%s (at %s)", msg, c->path);
+        for (char *e = c->err; *e; e++) /* one line, whatever names the schema holds */
+            if ((unsigned char)*e < 0x20 || *e == 0x7f) *e = ' ';
+    }
     return -1;
 }
 
@@ -538,7 +542,7 @@ static bool is_supported(const char *k) {
                                       "allOf",     "$ref",      "properties", "required", "additionalProperties",
                                       "items",     "minItems",  "maxItems",  "minLength", "maxLength",
                                       "format",    "minimum",   "maximum",   "exclusiveMinimum",
-                                      "exclusiveMaximum",       "uniqueItems"};
+                                      "exclusiveMaximum",       "uniqueItems", "pattern"};
     for (size_t i = 0; i < sizeof sup / sizeof sup[0]; i++)
         if (strcmp(k, sup[i]) == 0) return true;
     return is_annotation(k);
@@ -605,7 +609,295 @@ static bool int_bounds(sc *c, const json_t *s, int64_t *lo, int64_t *hi, bool *b
 
 static int32_t format_rule(sc *c, const char *f);
 
+/* ---- pattern: a regular-expression subset ----
+ *
+ * JSON Schema patterns are ECMA-262 regexes that search (unanchored). Supported: literal
+ * characters (UTF-8 passes through), escaped punctuation, \d \w \s (\s as a space only),
+ * \n \t \r, "." (as printable ASCII), classes [...] of ASCII with ranges and those
+ * escapes, negated classes (as printable ASCII minus the set), groups (...) and (?:...),
+ * alternation, quantifiers * + ? {n} {n,} {n,m} (a lazy "?" after one changes nothing
+ * here), ^ at the start and $ at the end. An unanchored side takes any string characters.
+ * Characters are generated JSON-escaped where JSON needs it (" and \ and controls). Every
+ * "subset" above only narrows what is generated, so output always matches. */
+
+typedef struct rx {
+    sc *c;
+    const char *p, *end, *start;
+} rx;
+
+static int32_t rx_fail(rx *r, const char *what) {
+    return fail(r->c, SOV_ERR_UNSUPPORTED, "'pattern': %s is not supported (at offset %d)", what,
+                (int)(r->p - r->start));
+}
+
+static void set_add(uint32_t set[8], unsigned b) { set[b / 32] |= 1u << (b % 32); }
+static bool set_has(const uint32_t set[8], unsigned b) { return (set[b / 32] >> (b % 32)) & 1u; }
+
+/* A rule for one character of a 128-bit ASCII set, JSON-escaped where needed. */
+static int32_t ascii_set_rule(sc *c, const uint32_t set[8]) {
+    const int32_t r = rule(c);
+    if (r < 0) return -1;
+    uint32_t plain[8] = {0};
+    bool any = false;
+    for (unsigned b = 0x20; b < 0x7f; b++)
+        if (set_has(set, b) && b != '"' && b != '\\') set_add(plain, b), any = true;
+    gram_seq *q;
+    if (any) {
+        q = seq(c);
+        gram_seq_set(q, plain);
+        if (!alt(c, r, q)) return -1;
+    }
+    static const struct {
+        unsigned b;
+        const char *esc;
+    } e[] = {{'"', "\\\""}, {'\\', "\\\\"}, {'\n', "\\n"}, {'\t', "\\t"}, {'\r', "\\r"}};
+    for (size_t i = 0; i < sizeof e / sizeof e[0]; i++)
+        if (set_has(set, e[i].b)) {
+            q = seq(c);
+            gram_seq_lit(q, e[i].esc, 2);
+            if (!alt(c, r, q)) return -1;
+            any = true;
+        }
+    if (!any) return fail(c, SOV_ERR_UNSUPPORTED, "'pattern': a character class that matches no printable character");
+    return r;
+}
+
+static bool rx_escape_set(rx *r, char e, uint32_t set[8]) {
+    switch (e) {
+    case 'd':
+        for (unsigned b = '0'; b <= '9'; b++) set_add(set, b);
+        return true;
+    case 'w':
+        for (unsigned b = 0; b < 128; b++)
+            if ((b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || b == '_') set_add(set, b);
+        return true;
+    case 's': set_add(set, ' '); return true;
+    case 'n': set_add(set, '\n'); return true;
+    case 't': set_add(set, '\t'); return true;
+    case 'r': set_add(set, '\r'); return true;
+    default:
+        if (strchr("\\^$.|?*+()[]{}/-\"'", e) && e) {
+            set_add(set, (unsigned char)e);
+            return true;
+        }
+        char what[40];
+        snprintf(what, sizeof what, "the escape \\%c", e ? e : '0');
+        rx_fail(r, what);
+        return false;
+    }
+}
+
+static int32_t rx_class(rx *r) { /* after '[' */
+    uint32_t set[8] = {0};
+    bool neg = false;
+    if (r->p < r->end && *r->p == '^') neg = true, r->p++;
+    bool first = true;
+    while (r->p < r->end && (*r->p != ']' || first)) {
+        first = false;
+        unsigned lo;
+        uint32_t esc[8] = {0};
+        if (*r->p == '\\') {
+            if (++r->p >= r->end) return rx_fail(r, "a trailing backslash");
+            const char e = *r->p++;
+            if (!rx_escape_set(r, e, esc)) return -1;
+            int cnt = 0;
+            for (unsigned b = 0; b < 128; b++) cnt += set_has(esc, b);
+            if (cnt != 1 || !(r->p < r->end && *r->p == '-' && r->p + 1 < r->end && r->p[1] != ']')) {
+                for (int w = 0; w < 8; w++) set[w] |= esc[w];
+                continue;
+            }
+            lo = 0;
+            while (!set_has(esc, lo)) lo++;
+        } else {
+            lo = (unsigned char)*r->p++;
+            if (lo >= 128) return rx_fail(r, "a non-ASCII character in a class");
+        }
+        if (r->p + 1 < r->end && *r->p == '-' && r->p[1] != ']') {
+            r->p++;
+            unsigned hi = (unsigned char)*r->p++;
+            if (hi == '\\') {
+                if (r->p >= r->end) return rx_fail(r, "a trailing backslash");
+                hi = (unsigned char)*r->p++;
+            }
+            if (hi >= 128 || hi < lo) return rx_fail(r, "this class range");
+            for (unsigned b = lo; b <= hi; b++) set_add(set, b);
+        } else {
+            set_add(set, lo);
+        }
+    }
+    if (r->p >= r->end) return fail(r->c, SOV_ERR_ARG, "'pattern': an unclosed '['");
+    r->p++;
+    if (neg) {
+        uint32_t inv[8] = {0};
+        for (unsigned b = 0x20; b < 0x7f; b++)
+            if (!set_has(set, b)) set_add(inv, b);
+        return ascii_set_rule(r->c, inv);
+    }
+    return ascii_set_rule(r->c, set);
+}
+
+static int32_t rx_alt(rx *r, bool *nullable);
+
+/* One atom; *nullable: it can match the empty string. */
+static int32_t rx_atom(rx *r, bool *nullable) {
+    sc *c = r->c;
+    *nullable = false;
+    const char ch = *r->p++;
+    if (ch == '(') {
+        if (r->p < r->end && *r->p == '?') {
+            if (r->p + 1 < r->end && r->p[1] == ':') r->p += 2;
+            else return rx_fail(r, "a group with (? other than (?:");
+        }
+        const int32_t x = rx_alt(r, nullable);
+        if (x < 0) return -1;
+        if (r->p >= r->end || *r->p != ')') return fail(c, SOV_ERR_ARG, "'pattern': an unclosed '('");
+        r->p++;
+        return x;
+    }
+    if (ch == '[') return rx_class(r);
+    if (ch == '.') {
+        uint32_t set[8] = {0};
+        for (unsigned b = 0x20; b < 0x7f; b++) set_add(set, b);
+        return ascii_set_rule(c, set);
+    }
+    if (ch == '\\') {
+        if (r->p >= r->end) return rx_fail(r, "a trailing backslash");
+        const char e = *r->p++;
+        if (e == 'b' || e == 'B') return rx_fail(r, "a word boundary");
+        if (e >= '1' && e <= '9') return rx_fail(r, "a back-reference");
+        uint32_t set[8] = {0};
+        if (!rx_escape_set(r, e, set)) return -1;
+        return ascii_set_rule(c, set);
+    }
+    if (ch == '^' || ch == '$') return rx_fail(r, "an anchor inside the pattern");
+    if (strchr("*+?{", ch)) return fail(c, SOV_ERR_ARG, "'pattern': a quantifier with nothing to repeat");
+    if (ch == ')' ) return fail(c, SOV_ERR_ARG, "'pattern': an unmatched ')'");
+    const unsigned char u = (unsigned char)ch;
+    if (u < 0x20) return rx_fail(r, "a control character");
+    if (u < 0x80) {
+        uint32_t set[8] = {0};
+        set_add(set, u);
+        return ascii_set_rule(c, set);
+    }
+    /* a UTF-8 sequence, copied as it is (the schema was valid UTF-8) */
+    const int32_t x = rule(c);
+    if (x < 0) return -1;
+    gram_seq *q = seq(c);
+    gram_seq_byte(q, u);
+    while (r->p < r->end && ((unsigned char)*r->p & 0xC0) == 0x80)
+        gram_seq_byte(q, (uint8_t)*r->p++);
+    return alt(c, x, q) ? x : -1;
+}
+
+static bool rx_number(rx *r, int64_t *out) {
+    if (r->p >= r->end || *r->p < '0' || *r->p > '9') return false;
+    int64_t v = 0;
+    while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+        v = v * 10 + (*r->p++ - '0');
+        if (v > MAX_REPEAT) v = MAX_REPEAT + 1;
+    }
+    *out = v;
+    return true;
+}
+
+static int32_t rx_empty(sc *c) {
+    const int32_t e = rule(c);
+    return e >= 0 && alt(c, e, seq(c)) ? e : -1;
+}
+
+static int32_t rx_seq(rx *r, bool *nullable) {
+    sc *c = r->c;
+    const int32_t s = rule(c);
+    if (s < 0) return -1;
+    gram_seq q = {0};
+    *nullable = true;
+    while (r->p < r->end && *r->p != '|' && *r->p != ')' && !(*r->p == '$' && r->p + 1 == r->end)) {
+        bool an;
+        int32_t x = rx_atom(r, &an);
+        if (x < 0) break;
+        if (r->p < r->end && strchr("*+?{", *r->p)) {
+            int64_t mn = 0, mx = -1;
+            const char qch = *r->p++;
+            if (qch == '+') mn = 1;
+            else if (qch == '?') mx = 1;
+            else if (qch == '{') {
+                if (!rx_number(r, &mn)) { fail(c, SOV_ERR_ARG, "'pattern': a malformed {n,m}"); break; }
+                mx = mn;
+                if (r->p < r->end && *r->p == ',') {
+                    r->p++;
+                    mx = -1;
+                    if (r->p < r->end && *r->p != '}' && !rx_number(r, &mx)) { fail(c, SOV_ERR_ARG, "'pattern': a malformed {n,m}"); break; }
+                }
+                if (r->p >= r->end || *r->p != '}' || (mx >= 0 && mx < mn)) { fail(c, SOV_ERR_ARG, "'pattern': a malformed {n,m}"); break; }
+                r->p++;
+            }
+            if (r->p < r->end && *r->p == '?') r->p++; /* lazy: the same strings */
+            if (an && mx < 0) { rx_fail(r, "an unbounded repetition of something that can be empty"); break; }
+            x = repeat(c, x, mn, mx, rx_empty(c));
+            an = an || mn == 0;
+            if (x < 0) break;
+        }
+        *nullable = *nullable && an;
+        gram_seq_ref(&q, x);
+    }
+    const bool ok = !c->st && !q.oom && alt(c, s, &q);
+    gram_seq_free(&q);
+    return ok ? s : -1;
+}
+
+static int32_t rx_alt(rx *r, bool *nullable) {
+    sc *c = r->c;
+    const int32_t a = rule(c);
+    if (a < 0) return -1;
+    *nullable = false;
+    for (;;) {
+        bool n;
+        if (!alt_ref(c, a, rx_seq(r, &n))) return -1;
+        *nullable = *nullable || n;
+        if (r->p < r->end && *r->p == '|') {
+            r->p++;
+            continue;
+        }
+        return a;
+    }
+}
+
+static int32_t pattern_rule(sc *c, const char *pat) {
+    rx r = {c, pat, pat + strlen(pat), pat};
+    const bool start = r.p < r.end && *r.p == '^';
+    if (start) r.p++;
+    const bool end = r.end > r.p && r.end[-1] == '$' && !(r.end - 1 > r.p && r.end[-2] == '\\');
+    bool nullable;
+    const int32_t body = rx_alt(&r, &nullable);
+    if (body < 0) return -1;
+    if (end) r.p++; /* the final '$' */
+    if (r.p != r.end) return fail(c, SOV_ERR_ARG, "'pattern': an unmatched ')'");
+    const int32_t res = rule(c), any = json_char(c), close = lit_rule(c, "\"");
+    if (res < 0 || any < 0 || close < 0) return -1;
+    /* "  (any char)* (unless ^)  body  (any char)* (unless $)  " */
+    const int32_t tail = end ? close : repeat(c, any, 0, -1, close);
+    gram_seq *q = seq(c);
+    gram_seq_byte(q, '"');
+    if (!start) {
+        const int32_t star = repeat(c, any, 0, -1, rx_empty(c));
+        if (star < 0) return -1;
+        q = seq(c);
+        gram_seq_byte(q, '"');
+        gram_seq_ref(q, star);
+    }
+    gram_seq_ref(q, body);
+    gram_seq_ref(q, tail);
+    return tail >= 0 && alt(c, res, q) ? res : -1;
+}
+
 static int32_t string_schema(sc *c, const json_t *s) {
+    const json_t *pat = json_object_get(s, "pattern");
+    if (pat) {
+        if (!json_is_string(pat)) return fail(c, SOV_ERR_ARG, "'pattern' must be a string");
+        if (json_object_get(s, "minLength") || json_object_get(s, "maxLength") || json_object_get(s, "format"))
+            return fail(c, SOV_ERR_UNSUPPORTED, "'pattern' together with minLength/maxLength/format is not supported");
+        return pattern_rule(c, json_string_value(pat));
+    }
     const json_t *f = json_object_get(s, "format");
     if (f) {
         if (!json_is_string(f)) return fail(c, SOV_ERR_ARG, "'format' must be a string");
@@ -687,7 +979,7 @@ static int32_t object_schema(sc *c, const json_t *s) {
             j++;
         if (j == m) {
             if (addl && json_is_false(addl))
-                { fail(c, SOV_ERR_ARG, "required property '%s' is not allowed by additionalProperties false", rn); goto out; }
+                { fail(c, SOV_ERR_ARG, "required property '%.60s' is not allowed by additionalProperties false", rn); goto out; }
             names[m] = rn;
             vals[m] = addl && json_is_object(addl) ? compile_at(c, addl, "additionalProperties") : any_value(c);
             if (vals[m] < 0) goto out;
@@ -759,7 +1051,7 @@ static int32_t type_schema(sc *c, const json_t *s, const char *t) {
     if (strcmp(t, "string") == 0) return string_schema(c, s);
     if (strcmp(t, "array") == 0) return array_schema(c, s);
     if (strcmp(t, "object") == 0) return object_schema(c, s);
-    return fail(c, SOV_ERR_ARG, "unknown type '%s'", t);
+    return fail(c, SOV_ERR_ARG, "unknown type '%.40s'", t);
 }
 
 /* The type a schema without "type" means, from its keywords ("" when none says). */
@@ -768,7 +1060,7 @@ static const char *implied_type(const json_t *s) {
         const char *kw, *type;
     } k[] = {{"properties", "object"},  {"required", "object"},  {"additionalProperties", "object"},
              {"items", "array"},        {"minItems", "array"},   {"maxItems", "array"},
-             {"minLength", "string"},   {"maxLength", "string"}, {"format", "string"},
+             {"minLength", "string"},   {"maxLength", "string"}, {"format", "string"}, {"pattern", "string"},
              {"minimum", "number"},     {"maximum", "number"},   {"exclusiveMinimum", "number"},
              {"exclusiveMaximum", "number"}};
     const char *t = "";
@@ -798,7 +1090,7 @@ static bool only_beside(sc *c, const json_t *s, const char *kw, const char *also
     const json_t *v;
     json_object_foreach((json_t *)s, k, v) {
         if (strcmp(k, kw) == 0 || is_annotation(k) || (also && strcmp(k, also) == 0)) continue;
-        fail(c, SOV_ERR_UNSUPPORTED, "keyword '%s' beside '%s' is not supported", k, kw);
+        fail(c, SOV_ERR_UNSUPPORTED, "keyword '%.60s' beside '%s' is not supported", k, kw);
         return false;
     }
     return true;
@@ -861,7 +1153,7 @@ static int32_t compile_inner(sc *c, const json_t *s) {
     const char *k;
     const json_t *v;
     json_object_foreach((json_t *)s, k, v) {
-        if (!is_supported(k)) return fail(c, SOV_ERR_UNSUPPORTED, "unsupported keyword '%s'", k);
+        if (!is_supported(k)) return fail(c, SOV_ERR_UNSUPPORTED, "unsupported keyword '%.60s'", k);
     }
     if (json_object_get(s, "$ref")) return ref_schema(c, s);
     const json_t *type = json_object_get(s, "type");

@@ -167,6 +167,32 @@ static void string_formats(void) {
     }
 }
 
+static void patterns_search_like_ecma_regexes(void) {
+    struct {
+        const char *pattern; /* as JSON string content */
+        const char *yes[5], *no[5];
+    } p[] = {
+        {"^[A-Z]{2}-\\\\d{3}$", {"\"AB-123\"", "\"ZZ-000\""}, {"\"AB-12\"", "\"ab-123\"", "\"AB-1234\"", "\"xAB-123\""}},
+        {"cat|dog", {"\"cat\"", "\"a dog!\"", "\"catdog\"", "\"x\\\"cat\""}, {"\"cow\"", "\"\"", "\"ca t\""}},
+        {"^(?:ab)+c?$", {"\"ab\"", "\"ababc\""}, {"\"abc c\"", "\"a\"", "\"c\""}},
+        {"^[^0-9]*$", {"\"abc\"", "\"\"", "\"a\\\"b\""}, {"\"a1\"", "\"9\""}},
+        {"^a.c$", {"\"abc\"", "\"a c\"", "\"a\\\\c\""}, {"\"ac\"", "\"abbc\""}},
+        {"^\\\\w+@x\\\\.org$", {"\"me_2@x.org\""}, {"\"me@xxorg\"", "\"@x.org\""}},
+        {"^\\\\$\\\\d+(\\\\.\\\\d{2})?$", {"\"$5\"", "\"$12.50\""}, {"\"$5.5\"", "\"5\""}},
+    };
+    for (size_t i = 0; i < SOV_ARRAY_LEN_T(p); i++) {
+        char schema[256];
+        snprintf(schema, sizeof schema, "{\"type\":\"string\",\"pattern\":\"%s\"}", p[i].pattern);
+        gram *g = compile(schema);
+        if (!g) continue;
+        size_t ny = 0, nn = 0;
+        while (ny < 5 && p[i].yes[ny]) ny++;
+        while (nn < 5 && p[i].no[nn]) nn++;
+        expect(g, p[i].yes, ny, p[i].no, nn);
+        gram_free(g);
+    }
+}
+
 static void refs_recurse_and_json_object_is_any_object(void) {
     gram *g = compile("{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},"
                       "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/node\"}}},\"required\":[\"v\"]}},"
@@ -210,7 +236,11 @@ static const char *refuse(const char *schema, sov_status want) {
 }
 
 static void unsupported_and_malformed_schemas_name_the_problem(void) {
-    CHECK(strstr(refuse("{\"type\":\"string\",\"pattern\":\"a+\"}", SOV_ERR_UNSUPPORTED), "'pattern'"));
+    CHECK(strstr(refuse("{\"type\":\"string\",\"pattern\":\"(?=a)b\"}", SOV_ERR_UNSUPPORTED), "'pattern'"));
+    CHECK(strstr(refuse("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", SOV_ERR_UNSUPPORTED), "back-reference"));
+    CHECK(strstr(refuse("{\"type\":\"string\",\"pattern\":\"(a*)*\"}", SOV_ERR_UNSUPPORTED), "empty"));
+    CHECK(strstr(refuse("{\"type\":\"string\",\"pattern\":\"[a-\"}", SOV_ERR_ARG), "'['"));
+    CHECK(strstr(refuse("{\"type\":\"string\",\"pattern\":\"a{3,2}\"}", SOV_ERR_ARG), "{n,m}"));
     CHECK(strstr(refuse("{\"not\":{\"type\":\"null\"}}", SOV_ERR_UNSUPPORTED), "'not'"));
     CHECK(strstr(refuse("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"uniqueItems\":true}}}",
                         SOV_ERR_UNSUPPORTED),
@@ -493,6 +523,7 @@ int main(void) {
     RUN(scalars_numbers_and_unions);
     RUN(integer_ranges_are_exact);
     RUN(string_formats);
+    RUN(patterns_search_like_ecma_regexes);
     RUN(refs_recurse_and_json_object_is_any_object);
     RUN(unsupported_and_malformed_schemas_name_the_problem);
     RUN(corpus_schemas_fail_cleanly_or_compile);
