@@ -195,6 +195,7 @@ typedef struct mslot { /* the closure of continuing at pos over up */
     uint32_t off, cnt; /* its stacks: mtops[off .. off + cnt) */
     bool accept;
     uint32_t close;    /* min_close of that set */
+    int32_t id;        /* its index in sets[] */
 } mslot;
 
 /* A state of the walk: its stacks in mtops (a memoised closure, shared) or, when bytes
@@ -203,13 +204,8 @@ typedef struct wstate {
     uint32_t off, cnt;
     bool accept, in_m;
     uint32_t close; /* fewest bytes to finish from here */
+    int32_t id;     /* the memoised set it is (index in sets[]), -1: none */
 } wstate;
-
-typedef struct tslot { /* the walk's transitions between memoised sets */
-    uint32_t gen, off; /* from the set at mtops[off..] */
-    int32_t byte;
-    wstate to;
-} tslot;
 
 struct gram_matcher {
     gram *g;
@@ -240,8 +236,11 @@ struct gram_matcher {
     uint32_t cap_memo, n_memo;
     gtop *mtops;
     uint32_t n_mtops, cap_mtops;
-    tslot *trans;
-    uint32_t cap_trans, n_trans;
+    wstate *sets;   /* [n_sets] the memoised sets of this walk */
+    uint32_t n_sets, cap_sets;
+    int32_t *dtab;  /* [n_sets * 256] transitions between them: a set id, -1 not known
+                       yet (or several stacks matched), -2 dead */
+    size_t cap_dtab;
     centry *cache;   /* [cap_cache] open addressing */
     uint32_t cap_cache, n_cache;
     gram_stats st;
@@ -440,7 +439,25 @@ static const mslot *memo_closure(gram_matcher *m, uint32_t pos, int32_t up) {
     }
     memcpy(m->mtops + m->n_mtops, m->tops + start, (size_t)cnt * sizeof *m->mtops);
     tmp.cnt = cnt;
-    m->memo[j] = (mslot){m->gen, pos, up, m->n_mtops, cnt, tmp.accept, min_close(m, &tmp)};
+    if (m->n_sets == m->cap_sets) {
+        const uint32_t cap = m->cap_sets ? m->cap_sets * 2 : 256;
+        wstate *p = realloc(m->sets, (size_t)cap * sizeof *p);
+        int32_t *d = p ? realloc(m->dtab, (size_t)cap * 256 * sizeof *d) : NULL;
+        if (p) m->sets = p;
+        if (d) m->dtab = d;
+        if (!p || !d) {
+            m->oom = true;
+            m->n_tops = start;
+            return NULL;
+        }
+        m->cap_sets = cap;
+    }
+    const int32_t id = (int32_t)m->n_sets++;
+    for (int b = 0; b < 256; b++)
+        m->dtab[(size_t)id * 256 + (size_t)b] = -1;
+    const uint32_t close = min_close(m, &tmp);
+    m->sets[id] = (wstate){m->n_mtops, cnt, tmp.accept, true, tmp.accept ? 0 : close, id};
+    m->memo[j] = (mslot){m->gen, pos, up, m->n_mtops, cnt, tmp.accept, close, id};
     m->n_mtops += cnt;
     m->n_memo++;
     m->n_tops = start;
@@ -453,20 +470,11 @@ static const mslot *memo_closure(gram_matcher *m, uint32_t pos, int32_t up) {
  * indices; equal but separately built stacks of the committed state may stay
  * duplicated, which costs time, not correctness). */
 static wstate walk_advance(gram_matcher *m, const wstate *from, uint8_t c) {
-    wstate to = {0, 0, false, true, GRAM_INF};
-    uint32_t slot = 0;
-    if (from->in_m) { /* a transition seen before in this walk? */
-        if (2 * (m->n_trans + 1) > m->cap_trans &&
-            !grow_table(m, (void **)&m->trans, &m->cap_trans, sizeof *m->trans)) {
-            m->oom = true;
-            return to;
-        }
-        slot = hash2(from->off, c) & (m->cap_trans - 1);
-        for (; m->trans[slot].gen == m->gen; slot = (slot + 1) & (m->cap_trans - 1))
-            if (m->trans[slot].off == from->off && m->trans[slot].byte == c) return m->trans[slot].to;
-    }
+    wstate to = {0, 0, false, true, GRAM_INF, -1};
+    int32_t *known = from->id >= 0 ? &m->dtab[(size_t)from->id * 256 + c] : NULL;
+    if (known && *known >= 0) return m->sets[*known];
+    if (known && *known == -2) return to; /* dead */
     const gram *g = m->g;
-    const gtop *src = from->in_m ? m->mtops : m->tops;
     int matched = 0;
     for (uint32_t i = 0; i < from->cnt && !m->oom; i++) {
         const gtop t = (from->in_m ? m->mtops : m->tops)[from->off + i];
@@ -474,7 +482,7 @@ static wstate walk_advance(gram_matcher *m, const wstate *from, uint8_t c) {
         const mslot *ms = memo_closure(m, t.pos + 1, t.up);
         if (!ms) break;
         if (matched == 0) {
-            to = (wstate){ms->off, ms->cnt, ms->accept, true, ms->close};
+            to = (wstate){ms->off, ms->cnt, ms->accept, true, ms->close, ms->id};
         } else {
             if (matched == 1) { /* a second match: merge from here on in the tops arena */
                 const uint32_t off = m->n_tops;
@@ -482,6 +490,7 @@ static wstate walk_advance(gram_matcher *m, const wstate *from, uint8_t c) {
                     if (!push_top(m, m->mtops[to.off + k])) break;
                 to.off = off;
                 to.in_m = false;
+                to.id = -1;
             }
             to.accept |= ms->accept;
             if (ms->close < to.close) to.close = ms->close;
@@ -496,17 +505,10 @@ static wstate walk_advance(gram_matcher *m, const wstate *from, uint8_t c) {
             to.cnt = m->n_tops - to.off;
         }
         matched++;
-        src = NULL;
     }
-    (void)src;
     if (to.accept) to.close = 0;
-    if (from->in_m && !m->oom && (matched <= 1)) { /* remember single-set results (and dead ends) */
-        slot = hash2(from->off, c) & (m->cap_trans - 1);
-        while (m->trans[slot].gen == m->gen)
-            slot = (slot + 1) & (m->cap_trans - 1);
-        m->trans[slot] = (tslot){m->gen, from->off, c, to};
-        m->n_trans++;
-    }
+    if (from->id >= 0 && !m->oom && matched <= 1) /* remember single-set results and dead ends */
+        m->dtab[(size_t)from->id * 256 + c] = matched ? to.id : -2;
     return to;
 }
 
@@ -589,7 +591,8 @@ void gram_matcher_free(gram_matcher *m) {
     free(m->intern);
     free(m->memo);
     free(m->mtops);
-    free(m->trans);
+    free(m->sets);
+    free(m->dtab);
     gram_free(m->g);
     free(m);
 }
@@ -719,16 +722,15 @@ static uint32_t walk(gram_matcher *m, uint32_t *mask, uint32_t budget) {
     const gram_vocab *gv = m->gv;
     const uint32_t nn0 = m->n_nodes, nt0 = m->n_tops;
     memset(mask, 0, (size_t)m->words * sizeof *mask);
-    m->wst[0] = (wstate){m->cur.off, m->cur.cnt, m->cur.accept, false, min_close(m, &m->cur)};
+    m->wst[0] = (wstate){m->cur.off, m->cur.cnt, m->cur.accept, false, min_close(m, &m->cur), -1};
     m->wtops[0] = nt0;
     m->walking = true;
     if (++m->gen == 0) { /* the generation wrapped: forget every slot */
         if (m->intern) memset(m->intern, 0, (size_t)m->cap_intern * sizeof *m->intern);
         if (m->memo) memset(m->memo, 0, (size_t)m->cap_memo * sizeof *m->memo);
-        if (m->trans) memset(m->trans, 0, (size_t)m->cap_trans * sizeof *m->trans);
         m->gen = 1;
     }
-    m->n_intern = m->n_memo = m->n_mtops = m->n_trans = 0;
+    m->n_intern = m->n_memo = m->n_mtops = m->n_sets = 0;
     uint64_t visited = 0;
     uint32_t max_close = 0;
     for (int32_t i = 1; i < gv->n_nodes;) {
