@@ -34,7 +34,8 @@
 enum {
     GRAM_MAX_DEPTH = 96,        /* open rule references per parse stack */
     GRAM_MAX_STACKS = 256,      /* parse stacks alive at once (an ambiguous grammar's cap) */
-    GRAM_MAX_ELEMS = 1 << 20,   /* elements in a compiled grammar */
+    GRAM_MAX_ELEMS = 1 << 18,   /* elements in a compiled grammar (the server compiles on its
+                                   event loop: this bounds that work to tens of ms) */
     GRAM_MAX_TOKEN_BYTES = 256, /* longer token pieces are never allowed */
 };
 

@@ -34,7 +34,7 @@
 #include "core/util.h"
 #include "grammar/grammar.h"
 
-enum { MAX_SCHEMA_NEST = 64, MAX_REPEAT = 65536, MAX_DIGITS = 16 };
+enum { MAX_SCHEMA_NEST = 64, MAX_REPEAT = 4096, MAX_DIGITS = 16 };
 
 typedef struct memo {
     const json_t *target;
@@ -86,7 +86,7 @@ static gram_seq *seq(sc *c) {
 
 static bool alt(sc *c, int32_t rule, gram_seq *q) {
     if (!gram_rule_alt(c->b, rule, q)) {
-        fail(c, SOV_ERR_NOMEM, "schema too large for a grammar (or out of memory)");
+        fail(c, SOV_ERR_UNSUPPORTED, "schema too large for a grammar (over %d elements, or out of memory)", GRAM_MAX_ELEMS);
         return false;
     }
     return true;
@@ -94,7 +94,7 @@ static bool alt(sc *c, int32_t rule, gram_seq *q) {
 
 static int32_t rule(sc *c) {
     const int32_t r = gram_rule_new(c->b);
-    if (r < 0) fail(c, SOV_ERR_NOMEM, "schema too large for a grammar (or out of memory)");
+    if (r < 0) fail(c, SOV_ERR_UNSUPPORTED, "schema too large for a grammar (over %d elements, or out of memory)", GRAM_MAX_ELEMS);
     return r;
 }
 

@@ -266,6 +266,15 @@ static void unsupported_and_malformed_schemas_name_the_problem(void) {
                         SOV_ERR_ARG),
                  "no finite document"));
     CHECK(strstr(refuse("{\"type\":\"string\",\"maxLength\":100000000}", SOV_ERR_UNSUPPORTED), "maxLength"));
+    /* many large bounds: refused by the grammar size limit, not built without end */
+    char big[4096];
+    size_t n = (size_t)snprintf(big, sizeof big, "{\"type\":\"object\",\"properties\":{");
+    for (int i = 0; i < 20; i++)
+        n += (size_t)snprintf(big + n, sizeof big - n,
+                              "%s\"p%d\":{\"type\":\"array\",\"maxItems\":4096,\"items\":{\"type\":\"string\",\"maxLength\":4096}}",
+                              i ? "," : "", i);
+    snprintf(big + n, sizeof big - n, "}}");
+    CHECK(strstr(refuse(big, SOV_ERR_UNSUPPORTED), "too large"));
 }
 
 static char *read_file(const char *path, size_t *len) {
