@@ -40,7 +40,13 @@ struct gram_vocab {
     sov_token *eog;       /* [n_eog] end-of-generation tokens */
     int32_t n_eog;
     int32_t max_depth;
+    /* the string fast path: a subtree whose bytes below its root are all "plain" (printable
+     * ASCII other than '"' and '\\') holds tokens toks[tok_before[i + 1] .. tok_before[end[i]]) */
+    uint8_t *plain_below; /* [n_nodes] every byte below node i is plain */
+    int32_t *tok_before;  /* [n_nodes + 1] tokens on nodes before i in pre-order */
 };
+
+static inline bool plain_byte(uint8_t b) { return b >= 0x20 && b < 0x7f && b != '"' && b != '\\'; }
 
 static int cmp_piece(const void *a, const void *b, void *ctx) {
     const gram_vocab *gv = ctx;
@@ -59,6 +65,8 @@ void gram_vocab_free(gram_vocab *gv) {
     free(gv->end);
     free(gv->tok_off);
     free(gv->tok_cnt);
+    free(gv->plain_below);
+    free(gv->tok_before);
     free(gv->toks);
     free(gv->pieces);
     free(gv->piece_off);
@@ -138,6 +146,22 @@ sov_status gram_vocab_new(const sov_vocab *v, gram_vocab **out) {
     while (plen > 0)
         gv->end[path[--plen]] = nn;
     gv->n_nodes = nn;
+    /* the fast path's tables, from a prefix count of non-plain bytes in pre-order */
+    gv->plain_below = malloc((size_t)nn);
+    gv->tok_before = malloc(((size_t)nn + 1) * sizeof *gv->tok_before);
+    int32_t *nonplain = malloc(((size_t)nn + 1) * sizeof *nonplain);
+    if (!gv->plain_below || !gv->tok_before || !nonplain) {
+        free(nonplain);
+        goto oom;
+    }
+    nonplain[0] = gv->tok_before[0] = 0;
+    for (int32_t i = 0; i < nn; i++) {
+        nonplain[i + 1] = nonplain[i] + (i > 0 && !plain_byte(gv->byte[i]));
+        gv->tok_before[i + 1] = gv->tok_before[i] + gv->tok_cnt[i];
+    }
+    for (int32_t i = 0; i < nn; i++)
+        gv->plain_below[i] = nonplain[gv->end[i]] - nonplain[i + 1] == 0;
+    free(nonplain);
     *out = gv;
     return SOV_OK;
 oom:
@@ -205,6 +229,8 @@ typedef struct wstate {
     bool accept, in_m;
     uint32_t close; /* fewest bytes to finish from here */
     int32_t id;     /* the memoised set it is (index in sets[]), -1: none */
+    uint8_t loop;   /* memoised sets: 0 not known, 1 every plain byte leads back to this
+                       set (inside a string), 2 not */
 } wstate;
 
 struct gram_matcher {
@@ -456,7 +482,7 @@ static const mslot *memo_closure(gram_matcher *m, uint32_t pos, int32_t up) {
     for (int b = 0; b < 256; b++)
         m->dtab[(size_t)id * 256 + (size_t)b] = -1;
     const uint32_t close = min_close(m, &tmp);
-    m->sets[id] = (wstate){m->n_mtops, cnt, tmp.accept, true, tmp.accept ? 0 : close, id};
+    m->sets[id] = (wstate){m->n_mtops, cnt, tmp.accept, true, tmp.accept ? 0 : close, id, 0};
     m->memo[j] = (mslot){m->gen, pos, up, m->n_mtops, cnt, tmp.accept, close, id};
     m->n_mtops += cnt;
     m->n_memo++;
@@ -470,7 +496,7 @@ static const mslot *memo_closure(gram_matcher *m, uint32_t pos, int32_t up) {
  * indices; equal but separately built stacks of the committed state may stay
  * duplicated, which costs time, not correctness). */
 static wstate walk_advance(gram_matcher *m, const wstate *from, uint8_t c) {
-    wstate to = {0, 0, false, true, GRAM_INF, -1};
+    wstate to = {0, 0, false, true, GRAM_INF, -1, 0};
     int32_t *known = from->id >= 0 ? &m->dtab[(size_t)from->id * 256 + c] : NULL;
     if (known && *known >= 0) return m->sets[*known];
     if (known && *known == -2) return to; /* dead */
@@ -482,7 +508,7 @@ static wstate walk_advance(gram_matcher *m, const wstate *from, uint8_t c) {
         const mslot *ms = memo_closure(m, t.pos + 1, t.up);
         if (!ms) break;
         if (matched == 0) {
-            to = (wstate){ms->off, ms->cnt, ms->accept, true, ms->close, ms->id};
+            to = (wstate){ms->off, ms->cnt, ms->accept, true, ms->close, ms->id, 0};
         } else {
             if (matched == 1) { /* a second match: merge from here on in the tops arena */
                 const uint32_t off = m->n_tops;
@@ -715,6 +741,24 @@ static bool state_key(gram_matcher *m, uint32_t *klen, uint64_t *hash) {
     return true;
 }
 
+/* Does every plain byte lead from memoised set id back to itself? (Inside a JSON string
+ * without a length bound it does: then every token of plain bytes keeps the state.) */
+static bool self_loop(gram_matcher *m, int32_t id) {
+    if (m->sets[id].loop == 0) {
+        bool loop = true;
+        for (unsigned b = 0x20; b < 0x7f && loop && !m->oom; b++) {
+            if (!plain_byte((uint8_t)b)) continue;
+            const uint32_t nt = m->n_tops;
+            const wstate from = m->sets[id];
+            const wstate to = walk_advance(m, &from, (uint8_t)b);
+            m->n_tops = nt;
+            loop = to.id == id;
+        }
+        m->sets[id].loop = loop && !m->oom ? 1 : 2;
+    }
+    return m->sets[id].loop == 1;
+}
+
 /* The walk: every token whose bytes the current state accepts and after which the
  * document can be finished in at most `budget` bytes, into mask. Returns the most
  * closing bytes any token put in the mask leaves. */
@@ -722,7 +766,7 @@ static uint32_t walk(gram_matcher *m, uint32_t *mask, uint32_t budget) {
     const gram_vocab *gv = m->gv;
     const uint32_t nn0 = m->n_nodes, nt0 = m->n_tops;
     memset(mask, 0, (size_t)m->words * sizeof *mask);
-    m->wst[0] = (wstate){m->cur.off, m->cur.cnt, m->cur.accept, false, min_close(m, &m->cur), -1};
+    m->wst[0] = (wstate){m->cur.off, m->cur.cnt, m->cur.accept, false, min_close(m, &m->cur), -1, 0};
     m->wtops[0] = nt0;
     m->walking = true;
     if (++m->gen == 0) { /* the generation wrapped: forget every slot */
@@ -752,6 +796,19 @@ static uint32_t walk(gram_matcher *m, uint32_t *mask, uint32_t budget) {
             if (s.close > max_close) max_close = s.close;
         }
         if (s.cnt == 0) { /* only the end is left: no longer token can match */
+            i = gv->end[i];
+            continue;
+        }
+        if (gv->plain_below[i] && s.id >= 0 && self_loop(m, s.id)) {
+            /* the fast path: every token below is plain bytes that keep the state s */
+            const int32_t lo = gv->tok_before[i + 1], hi = gv->tok_before[gv->end[i]];
+            if (lo < hi && s.close <= budget) {
+                for (int32_t k = lo; k < hi; k++) {
+                    const sov_token t = gv->toks[k];
+                    mask[t >> 5] |= 1u << (t & 31);
+                }
+                if (s.close > max_close) max_close = s.close;
+            }
             i = gv->end[i];
             continue;
         }
