@@ -98,6 +98,9 @@ sov_status gram_from_schema(const char *schema, size_t len, const gram_opts *o, 
 /* The same from a parsed jansson value (json_t *). */
 sov_status gram_from_schema_json(const void *schema_json, const gram_opts *o, gram **out, char *err,
                                  size_t err_len);
+/* A grammar in llama.cpp's GBNF notation (src/grammar/gbnf.c): the start rule is
+ * `root`. Errors (SOV_ERR_ARG, SOV_ERR_UNSUPPORTED for limits) give line and column in err. */
+sov_status gram_from_gbnf(const char *text, size_t len, gram **out, char *err, size_t err_len);
 /* Any JSON object ({"type": "json_object"}). */
 sov_status gram_any_object(const gram_opts *o, gram **out);
 

@@ -305,9 +305,6 @@ static bool reject_unsupported(const json_t *root, oai_kind kind, oai_error *err
     if (field(root, "functions"))
         return oai_fail(err, 400, "invalid_request_error", "functions", "unsupported_parameter",
                         "'functions' are not supported by this server.");
-    if (field(root, "grammar"))
-        return oai_fail(err, 400, "invalid_request_error", "grammar", "unsupported_parameter",
-                        "'grammar' (GBNF) is not supported by this server; use 'response_format' with a JSON schema.");
     if (kind == OAI_COMPLETION) {
         bool echo = false;
         if (!get_bool(root, "echo", &echo, err)) return false;
@@ -331,7 +328,20 @@ static bool reject_unsupported(const json_t *root, oai_kind kind, oai_error *err
  * output validates against json_schema.schema), compiled here to a grammar
  * (src/grammar) that the scheduler decodes under. */
 static bool parse_response_format(const json_t *root, oai_request *r, oai_error *err) {
-    const json_t *rf = field(root, "response_format");
+    const json_t *rf = field(root, "response_format"), *gbnf = field(root, "grammar");
+    if (gbnf) { /* llama.cpp's extension: a GBNF grammar */
+        if (!json_is_string(gbnf)) return bad_type(err, "grammar", "a string (GBNF)", gbnf);
+        const json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
+        if (rf && !(json_is_string(t) && strcmp(json_string_value(t), "text") == 0))
+            return oai_fail(err, 400, "invalid_request_error", "grammar", "invalid_value",
+                            "'grammar' and 'response_format' cannot be used together.");
+        char msg[256];
+        const sov_status st = gram_from_gbnf(json_string_value(gbnf), json_string_length(gbnf), &r->grammar, msg,
+                                             sizeof msg);
+        if (st == SOV_OK) return true;
+        if (st == SOV_ERR_NOMEM) return oai_fail(err, 500, "server_error", "grammar", NULL, "Out of memory.");
+        return oai_fail(err, 400, "invalid_request_error", "grammar", "invalid_value", "Invalid 'grammar': %s.", msg);
+    }
     if (!rf) return true;
     const json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
     const char *type = json_is_string(t) ? json_string_value(t) : "";

@@ -527,6 +527,117 @@ out:
     sov_vocab_free(v);
 }
 
+/* ---- GBNF ---- */
+
+static gram *gbnf(const char *text) {
+    gram *g = NULL;
+    char err[256];
+    const sov_status st = gram_from_gbnf(text, strlen(text), &g, err, sizeof err);
+    CHECK_MSG(st == SOV_OK, "%s: %s", text, err);
+    return g;
+}
+
+static void gbnf_grammars_accept_and_reject(void) {
+    /* a small JSON-ish grammar written for this test, with comments, groups, classes,
+     * negation, escapes, repetition counts and a rule continued after '|' */
+    gram *g = gbnf("# key/value lists\n"
+                   "root   ::= \"{\" ws ( pair ( \",\" ws pair )* )? \"}\"\n"
+                   "pair   ::= key ws \":\" ws value   # one pair\n"
+                   "key    ::= [a-z_] [a-z0-9_]{0,7}\n"
+                   "value  ::= str | num | \"true\" |\n"
+                   "           \"false\"\n"
+                   "str    ::= \"\\\"\" [^\"\\\\\\x00-\\x1f]* \"\\\"\"\n"
+                   "num    ::= \"-\"? [0-9]+\n"
+                   "ws     ::= [ \\t\\n]?\n");
+    static const char *const y[] = {"{}", "{a:1}", "{ab_1: \"x y\", b:-20,c:true}", "{k:\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}",
+                                     "{x:false}"};
+    static const char *const n[] = {"{A:1}", "{a:}", "{a:1,}", "{abcdefghi:1}", "{a:\"\x01\"}", "{a:\"\xc3\"}",
+                                    "{a:\"\xed\xa0\x80\"}", "{a:1}x", "{a:tru}", "{a:\"x\\\"}"};
+    if (g) expect(g, y, SOV_ARRAY_LEN_T(y), n, SOV_ARRAY_LEN_T(n));
+    gram_free(g);
+    /* every code point of a class, as UTF-8, and nothing around it (spans crossing
+     * encoding lengths, surrogates left out) */
+    g = gbnf("root ::= [\\u0370-\\u03FF\\x41-\\x43\\U0001F600-\\U0001F64F\\u07F0-\\u0810]\n");
+    if (g) {
+        int bad = 0;
+        for (uint32_t cp = 1; cp < 0x20000; cp++) {
+            if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+            char s[5] = {0};
+            if (cp < 0x80) s[0] = (char)cp;
+            else if (cp < 0x800) s[0] = (char)(0xC0 | (cp >> 6)), s[1] = (char)(0x80 | (cp & 0x3F));
+            else if (cp < 0x10000)
+                s[0] = (char)(0xE0 | (cp >> 12)), s[1] = (char)(0x80 | ((cp >> 6) & 0x3F)), s[2] = (char)(0x80 | (cp & 0x3F));
+            else
+                s[0] = (char)(0xF0 | (cp >> 18)), s[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
+                s[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), s[3] = (char)(0x80 | (cp & 0x3F));
+            const bool in = (cp >= 0x370 && cp <= 0x3FF) || (cp >= 0x41 && cp <= 0x43) ||
+                            (cp >= 0x1F600 && cp <= 0x1F64F) || (cp >= 0x7F0 && cp <= 0x810);
+            if (matches(g, s) != in && bad++ < 3) CHECK_MSG(false, "U+%04X", (unsigned)cp);
+        }
+        CHECK_EQ(bad, 0);
+    }
+    gram_free(g);
+    g = gbnf("root ::= [^a-y]\n");
+    static const char *const ny[] = {"z", "\xc3\xa9", "\xf4\x8f\xbf\xbf", "\n"};
+    static const char *const nn[] = {"a", "m", "\xed\xa0\x80", "\xf4\x90\x80\x80", "zz"};
+    if (g) expect(g, ny, 4, nn, 5);
+    gram_free(g);
+}
+
+static const char *refuse_gbnf(const char *text) {
+    static char err[256];
+    gram *g = NULL;
+    const sov_status st = gram_from_gbnf(text, strlen(text), &g, err, sizeof err);
+    CHECK_MSG(st != SOV_OK && g == NULL && err[0] && !strchr(err, '\n'), "%s: %s", text, err);
+    gram_free(g);
+    return err;
+}
+
+static void gbnf_errors_name_line_and_problem(void) {
+    CHECK(strstr(refuse_gbnf("root ::= foo\n"), "'foo'"));
+    CHECK(strstr(refuse_gbnf("rot ::= \"a\"\n"), "root"));
+    CHECK(strstr(refuse_gbnf("root ::= \"a\n"), "unclosed"));
+    CHECK(strstr(refuse_gbnf("root ::= \"a\"\nx ::= [b\n"), "unclosed '['"));
+    CHECK(strstr(refuse_gbnf("root ::= \"a\"\nx ::= @\n"), "line 2 column 7"));
+    CHECK(strstr(refuse_gbnf("root ::= (\"a\"\n"), "'('"));
+    CHECK(strstr(refuse_gbnf("root ::= \"a\"{3,1}\n"), "{m,n}"));
+    CHECK(strstr(refuse_gbnf("root ::= \"\\q\"\n"), "escape"));
+    CHECK(strstr(refuse_gbnf("root ::= root \"a\" | \"b\"\n"), "left-recursive"));
+    CHECK(strstr(refuse_gbnf("root ::= \"a\"\nroot ::= \"b\"\n"), "twice"));
+    CHECK(strstr(refuse_gbnf("root \"a\"\n"), "::="));
+    CHECK(strstr(refuse_gbnf("root ::= \"a\" )\n"), "')'"));
+}
+
+static void gbnf_corpus_fails_cleanly_or_compiles(void) {
+    const char *data = getenv("SOV_TEST_DATA");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/grammar/gbnf", data ? data : "tests");
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (!d) return;
+    int n_bad = 0, n_good = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const bool bad = strncmp(e->d_name, "bad_", 4) == 0, good = strncmp(e->d_name, "good_", 5) == 0;
+        if (!bad && !good) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t len = 0;
+        char *text = read_file(path, &len);
+        if (!text) continue;
+        gram *g = NULL;
+        char err[256] = "";
+        const sov_status st = gram_from_gbnf(text, len, &g, err, sizeof err);
+        if (bad) CHECK_MSG(st != SOV_OK && !g && err[0] && !strchr(err, '\n'), "%s: %s", e->d_name, err);
+        else CHECK_MSG(st == SOV_OK && g, "%s: %s", e->d_name, err);
+        n_bad += bad;
+        n_good += good;
+        gram_free(g);
+        free(text);
+    }
+    closedir(d);
+    CHECK(n_bad >= 10 && n_good >= 3);
+}
+
 int main(void) {
     RUN(object_schema_accepts_and_rejects);
     RUN(scalars_numbers_and_unions);
@@ -540,5 +651,8 @@ int main(void) {
     RUN(mask_matches_scalar_reference_bpe);
     RUN(random_walks_through_masks_parse);
     RUN(budget_closes_documents_in_time);
+    RUN(gbnf_grammars_accept_and_reject);
+    RUN(gbnf_errors_name_line_and_problem);
+    RUN(gbnf_corpus_fails_cleanly_or_compiles);
     TEST_EXIT();
 }

@@ -5,7 +5,8 @@ regex patterns are all JSON
 that validates, checked by an independent validator (Debian's python3-jsonschema,
 Draft 2020-12); the same seeds without response_format are almost never JSON (so the
 check can fail); json_object gives JSON objects; the chat endpoint and streaming too;
-unsupported and malformed schemas get a 400 naming the problem."""
+llama.cpp's GBNF `grammar` field; unsupported and malformed schemas and grammars get a 400
+naming the problem."""
 import json
 import os
 import sys
@@ -186,6 +187,34 @@ def test_json_object_and_chat_and_stream():
         check(text2 == text, "%s: streamed text equals the non-streamed one" % endpoint)
 
 
+GBNF = r"""# a greeting and a list of animals, all chosen by the grammar
+root    ::= "Dear " name ", I saw " count " " animal "s: " list "."
+name    ::= [A-Z] [a-z]{1,8}
+count   ::= [2-9]
+animal  ::= "cat" | "dog" | "bird"
+list    ::= item (", " item){0,3}
+item    ::= [a-z]{2,6}
+"""
+GBNF_RE = r"Dear [A-Z][a-z]{1,8}, I saw [2-9] (cat|dog|bird)s: [a-z]{2,6}(, [a-z]{2,6}){0,3}\."
+
+
+def test_gbnf_grammar_field():
+    """llama.cpp's `grammar` (GBNF): every sample is in the language (Python's re as the
+    independent check)."""
+    import re
+    res = parallel(20, lambda i: complete_body(6000 + i, {"grammar": GBNF}))
+    bad = [r for r in res if r[0] != 200 or not re.fullmatch(GBNF_RE, r[1].strip())]
+    check(not bad, "GBNF samples outside the grammar: %d (%r)" % (len(bad), bad[:2]))
+
+
+def complete_body(seed, extra, max_tokens=200):
+    body = {"temperature": 1.0, "seed": seed, "max_tokens": max_tokens, "top_k": 0, "top_p": 1.0, "min_p": 0.0,
+            "prompt": "Once upon a time"}
+    body.update(extra)
+    st, j = srv.json("/v1/completions", body)
+    return (st, j["choices"][0]["text"], j["choices"][0]["finish_reason"]) if st == 200 else (st, j, None)
+
+
 def test_short_max_tokens():
     """max_tokens below the shortest valid document: cut, finish_reason length (the
     text is then not valid, as with OpenAI); just enough: the shortest documents."""
@@ -229,8 +258,11 @@ def test_bad_schemas_get_400_naming_the_problem():
             st, msg, param = error_of(body, endpoint)
             check(st == 400 and want in msg and "\n" not in msg and param and "response_format" in param,
                   "%s %s: %s %r (param %r)" % (endpoint, json.dumps(rf)[:80], st, msg, param))
-    st, msg, param = error_of({"grammar": "root ::= \"a\""})
-    check(st == 400 and "grammar" in msg and param == "grammar", "GBNF grammar refused: %s %r" % (st, msg))
+    for g, want in (("root ::= foo", "'foo'"), ("root ::= [a-", "unclosed"), (5, "string")):
+        st, msg, param = error_of({"grammar": g})
+        check(st == 400 and want in msg and param == "grammar", "bad GBNF %r: %s %r" % (g, st, msg))
+    st, msg, param = error_of({"grammar": 'root ::= "a"', "response_format": {"type": "json_object"}})
+    check(st == 400 and "together" in msg, "grammar with response_format: %s %r" % (st, msg))
     # text is still accepted, and the server is healthy after all that
     st, _, _ = error_of({"response_format": {"type": "text"}})
     check(st == 200, "response_format text still works (%s)" % st)
@@ -245,6 +277,7 @@ def main():
             test_without_response_format_it_is_not_json,
             test_json_object_and_chat_and_stream,
             test_short_max_tokens,
+            test_gbnf_grammar_field,
             test_bad_schemas_get_400_naming_the_problem,
         ])
     finish()
