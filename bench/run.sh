@@ -5,7 +5,7 @@
 #      with `sov gen-model` into $BENCH_MODELS (default build/bench-models);
 #   2. `sov bench -p 512 -n 128 -t 1,2 -r 3` on each, and on the real models in
 #      ../shared/models;
-#   3. the tokenizer and kernel micro-benchmarks.
+#   3. the tokenizer, kernel and structured-output (bench_grammar) micro-benchmarks.
 # Results go to stdout and, as JSON lines, to build/bench-results.jsonl.
 # With LLAMA_BENCH=/path/to/llama-bench (llama.cpp, built outside this project) each model
 # is also measured by llama-bench right after sov, for side-by-side figures.
@@ -57,5 +57,8 @@ echo "== tokenizer"
 echo
 echo "== kernels"
 "$here/build/bench/bench_kernels" || true
+echo
+echo "== structured output: grammar mask cost per token vs a decode step (docs/STRUCTURED-OUTPUT.md)"
+"$here/build/bench/bench_grammar" --vocab "$vocab" -m "$models/tinyllama-1.1b-q4_0.gguf" -t 2 || true
 echo
 echo "results: $out"

@@ -26,6 +26,7 @@
  *     full, so a flood from one tenant cannot lock the others out.
  * With one tenant every rule above reduces to FIFO's. */
 #include "sched/sched.h"
+#include "grammar/grammar.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -87,6 +88,7 @@ struct sched_req {
     int32_t n_pos;        /* positions in the KV cache */
     sov_sampler *smp;
     sov_stopper *stopper;
+    gram_matcher *gm; /* the grammar's state when p.grammar is set */
     char utf8[8]; /* bytes of an incomplete UTF-8 character */
     int32_t n_utf8;
     int32_t n_gen;
@@ -121,6 +123,8 @@ struct sched_req {
 struct sched {
     sov_context *ctx;
     const sov_vocab *vocab;
+    gram_vocab *gv; /* the vocabulary trie for constrained decoding (engine thread; made on
+                       first use) */
     sched_params p;
     int32_t n_vocab, block_size;
     int32_t n_embd, pooling; /* the model's width and pooling type (embedding requests) */
@@ -175,6 +179,8 @@ static void req_free(sched_req *r) {
     free(r->hashes);
     sov_sampler_free(r->smp);
     sov_stopper_free(r->stopper);
+    gram_matcher_free(r->gm);
+    gram_free(r->p.grammar);
     free(r->out);
     free(r->out_toks);
     free(r->acc);
@@ -191,6 +197,7 @@ sched_req *sched_req_new(const sov_token *prompt, int32_t n, const sched_req_par
     sched_req *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->p = *p;
+    gram_ref(r->p.grammar);
     r->user = user;
     r->n_prompt = n;
     r->seq = -1;
@@ -404,6 +411,8 @@ static void finish_req(sched *s, sched_req *r, sched_finish f, const char *error
     r->smp = NULL;
     sov_stopper_free(r->stopper);
     r->stopper = NULL;
+    gram_matcher_free(r->gm);
+    r->gm = NULL;
     pthread_mutex_lock(&s->mu);
     r->finish = f;
     if (error) snprintf(r->error, sizeof r->error, "%s", error);
@@ -505,6 +514,10 @@ static sov_status start_req(sched *s, sched_req *r, int32_t n_match, int32_t par
             for (int32_t i = 0; !st && i < r->n_prompt; i++)
                 sov_sampler_accept(r->smp, r->toks[i]);
             if (!st) st = sov_stopper_new((const char *const *)r->p.stops, (size_t)r->p.n_stops, &r->stopper);
+            if (!st && r->p.grammar) { /* the vocabulary trie is made once, by the first such request */
+                if (!s->gv) st = gram_vocab_new(s->vocab, &s->gv);
+                if (!st) st = gram_matcher_new(r->p.grammar, s->gv, &r->gm);
+            }
         }
         const int32_t cached = SOV_MIN(r->n_pos, r->n_prompt);
         pthread_mutex_lock(&s->mu);
@@ -897,6 +910,14 @@ static bool emit_locked(sched_req *r, const char *t, size_t n, bool *stopped) {
 /* Samples the request's next token from its logits row and publishes the output.
  * Returns true when the request is finished (*fin says why; the caller ends it). */
 static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_finish *fin) {
+    /* constrained decoding: tokens that would leave the grammar get -inf before any
+     * sampling step; end-of-generation only where the document may end */
+    bool grammar_ok = true;
+    if (r->gm) { /* ...and only tokens after which the document can still be closed in the
+                    tokens left (one byte each at worst) */
+        const int64_t left = SOV_MIN((int64_t)r->p.max_tokens - r->n_gen, (int64_t)s->p.n_ctx - r->n_toks);
+        grammar_ok = gram_matcher_apply(r->gm, lg, !r->p.ignore_eos, left - 1);
+    }
     const sov_token t = sov_sampler_sample(r->smp, lg);
     sched_tok lp = {.id = t, .n_top = 0};
     if (r->p.top_logprobs >= 0)
@@ -905,6 +926,7 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     sov_sampler_accept(r->smp, t);
     r->n_gen++;
     const bool eog = !r->p.ignore_eos && sov_vocab_is_eog(s->vocab, t);
+    if (r->gm && !eog && grammar_ok) grammar_ok = gram_matcher_feed_token(r->gm, t);
     /* the token's bytes after any incomplete character held from before; only whole
      * UTF-8 characters go out (a character is at most 4 bytes, so never hold more) */
     char buf[256 + sizeof r->utf8];
@@ -922,6 +944,8 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     sched_finish f = SCHED_RUNNING;
     if (eog || stopped)
         f = SCHED_FINISH_STOP;
+    else if (r->gm && grammar_ok && gram_matcher_complete(r->gm))
+        f = SCHED_FINISH_STOP; /* the document is complete: nothing else may follow */
     else if (r->n_gen >= r->p.max_tokens || r->n_toks >= s->p.n_ctx)
         f = SCHED_FINISH_LENGTH;
     if (f != SCHED_RUNNING && !stopped) {
@@ -948,7 +972,7 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     mark_ready_locked(s, r);
     pthread_mutex_unlock(&s->mu);
     r->t_last = now;
-    if (!ok) f = SCHED_FINISH_ERROR;
+    if (!ok || !grammar_ok) f = SCHED_FINISH_ERROR;
     if (f != SCHED_RUNNING) {
         *fin = f;
         return true;
@@ -1058,7 +1082,10 @@ static void step(sched *s) {
         if (r->step_row >= 0 &&
             take_token(s, r, s->logits + (size_t)r->step_row * (size_t)s->n_vocab, now, &f)) {
             running_remove(s, r);
-            finish_req(s, r, f, f == SCHED_FINISH_ERROR ? "engine: out of memory" : NULL);
+            finish_req(s, r, f,
+                       f != SCHED_FINISH_ERROR ? NULL
+                       : r->gm               ? "engine: out of memory, or no token can continue the grammar"
+                                             : "engine: out of memory");
             continue;
         }
         i++;
@@ -1230,6 +1257,7 @@ void sched_free(sched *s) {
     free(s->waiting);
     free(s->running);
     free(s->logits);
+    gram_vocab_free(s->gv);
     free(s->b_tok);
     free(s->b_seq);
     free(s->b_pos);

@@ -99,6 +99,9 @@ typedef struct sched_req_params {
     bool embed;         /* an embedding request: the prompt is the input, nothing is
                            generated (sp, max_tokens, stops, bias and logprobs are unused);
                            the last delta carries the embedding */
+    struct gram *grammar; /* constrained decoding (src/grammar): only tokens that keep the
+                             output inside this grammar are sampled, and the request stops
+                             when the document is complete; referenced, NULL: none */
 } sched_req_params;
 
 /* A request for prompt[0..n) (for an embedding request, n may reach n_ctx). user is the

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grammar/grammar.h"
+
 bool oai_fail(oai_error *err, int status, const char *type, const char *param, const char *code, const char *fmt,
               ...) {
     err->status = status;
@@ -516,13 +518,6 @@ static bool reject_unsupported(const json_t *root, oai_kind kind, oai_error *err
     if (field(root, "functions"))
         return oai_fail(err, 400, "invalid_request_error", "functions", "unsupported_parameter",
                         "'functions' are not supported by this server.");
-    const json_t *rf = field(root, "response_format");
-    if (rf) {
-        const json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
-        if (!json_is_string(t) || strcmp(json_string_value(t), "text") != 0)
-            return oai_fail(err, 400, "invalid_request_error", "response_format", "unsupported_value",
-                            "Invalid 'response_format': only {\"type\": \"text\"} is supported.");
-    }
     if (kind == OAI_COMPLETION) {
         bool echo = false;
         if (!get_bool(root, "echo", &echo, err)) return false;
@@ -542,6 +537,59 @@ static bool reject_unsupported(const json_t *root, oai_kind kind, oai_error *err
     return true;
 }
 
+/* response_format: "text", "json_object" (any JSON object) or "json_schema" (the
+ * output validates against json_schema.schema), compiled here to a grammar
+ * (src/grammar) that the scheduler decodes under. */
+static bool parse_response_format(const json_t *root, oai_request *r, oai_error *err) {
+    const json_t *rf = field(root, "response_format"), *gbnf = field(root, "grammar");
+    if (gbnf) { /* llama.cpp's extension: a GBNF grammar */
+        if (!json_is_string(gbnf)) return bad_type(err, "grammar", "a string (GBNF)", gbnf);
+        const json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
+        if (rf && !(json_is_string(t) && strcmp(json_string_value(t), "text") == 0))
+            return oai_fail(err, 400, "invalid_request_error", "grammar", "invalid_value",
+                            "'grammar' and 'response_format' cannot be used together.");
+        char msg[256];
+        const sov_status st = gram_from_gbnf(json_string_value(gbnf), json_string_length(gbnf), &r->grammar, msg,
+                                             sizeof msg);
+        if (st == SOV_OK) return true;
+        if (st == SOV_ERR_NOMEM) return oai_fail(err, 500, "server_error", "grammar", NULL, "Out of memory.");
+        return oai_fail(err, 400, "invalid_request_error", "grammar", "invalid_value", "Invalid 'grammar': %s.", msg);
+    }
+    if (!rf) return true;
+    const json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
+    const char *type = json_is_string(t) ? json_string_value(t) : "";
+    if (strcmp(type, "text") == 0) return true;
+    gram_opts o = gram_default_opts();
+    if (strcmp(type, "json_object") == 0) {
+        if (gram_any_object(&o, &r->grammar) == SOV_OK) return true;
+        return oai_fail(err, 500, "server_error", "response_format", NULL, "Out of memory.");
+    }
+    if (strcmp(type, "json_schema") != 0)
+        return oai_fail(err, 400, "invalid_request_error", "response_format", "unsupported_value",
+                        "Invalid 'response_format': 'type' must be \"text\", \"json_object\" or \"json_schema\".");
+    const json_t *js = json_object_get(rf, "json_schema");
+    if (!json_is_object(js))
+        return oai_fail(err, 400, "invalid_request_error", "response_format.json_schema", "invalid_type",
+                        "Invalid 'response_format.json_schema': expected an object with 'name' and 'schema'.");
+    const json_t *name = json_object_get(js, "name"), *strict = json_object_get(js, "strict");
+    if (name && !json_is_string(name))
+        return bad_type(err, "response_format.json_schema.name", "a string", name);
+    if (strict && !json_is_boolean(strict) && !json_is_null(strict))
+        return bad_type(err, "response_format.json_schema.strict", "a boolean", strict);
+    o.strict = json_is_true(strict);
+    const json_t *schema = json_object_get(js, "schema");
+    if (!schema)
+        return oai_fail(err, 400, "invalid_request_error", "response_format.json_schema.schema", "missing_required_parameter",
+                        "Missing required parameter: 'response_format.json_schema.schema'.");
+    char msg[256];
+    const sov_status st = gram_from_schema_json(schema, &o, &r->grammar, msg, sizeof msg);
+    if (st == SOV_OK) return true;
+    if (st == SOV_ERR_NOMEM) return oai_fail(err, 500, "server_error", "response_format", NULL, "Out of memory.");
+    return oai_fail(err, 400, "invalid_request_error", "response_format.json_schema.schema",
+                    st == SOV_ERR_UNSUPPORTED ? "unsupported_value" : "invalid_value",
+                    "Invalid schema for response_format: %s.", msg);
+}
+
 static bool parse_root(const json_t *root, oai_kind kind, int32_t n_vocab, oai_request *r, oai_error *err) {
     if (!json_is_object(root))
         return oai_fail(err, 400, "invalid_request_error", NULL, "invalid_type",
@@ -549,6 +597,7 @@ static bool parse_root(const json_t *root, oai_kind kind, int32_t n_vocab, oai_r
     if (!get_string(root, "model", &r->model, err)) return false;
     if (kind == OAI_CHAT ? !parse_messages(root, r, err) : !parse_prompt(root, n_vocab, r, err)) return false;
     if (!reject_unsupported(root, kind, err)) return false;
+    if (!parse_response_format(root, r, err)) return false;
     if (!parse_tools(root, kind, r, err)) return false;
     if (!parse_template_vars(root, kind, r, err)) return false;
     if (!get_bool(root, "stream", &r->stream, err)) return false;
@@ -630,6 +679,7 @@ void oai_request_free(oai_request *r) {
     free(r->tools_json);
     free(r->tool_choice_name);
     free(r->template_vars_json);
+    gram_free(r->grammar);
     const oai_kind kind = r->kind;
     memset(r, 0, sizeof *r);
     r->kind = kind;

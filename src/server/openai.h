@@ -46,6 +46,8 @@ typedef struct oai_request {
     bool logprobs;             /* chat: logprobs; completion: logprobs given (an integer) */
     int32_t top_logprobs;      /* alternatives per token, 0..20 */
     bool ignore_eos;           /* llama.cpp's extension */
+    struct gram *grammar;      /* response_format json_object / json_schema, compiled
+                                  (src/grammar; a reference, dropped by oai_request_free) */
     char *user;
     /* chat with tools (or a conversation holding calls and results): what a Jinja template
      * renders. messages_json always holds the messages (roles, content as text, tool_calls

@@ -1234,6 +1234,7 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     }
     const bool parse = how.format != REPLY_PLAIN || how.think_tags;
     rp.render_special = parse;
+    rp.grammar = r.grammar; /* response_format; the request takes its own reference */
 
     hreq *h = calloc(1, sizeof *h);
     if (h) h->sr = sched_req_new(toks, n_prompt, &rp, h);
