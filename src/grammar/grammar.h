@@ -101,6 +101,19 @@ sov_status gram_from_schema_json(const void *schema_json, const gram_opts *o, gr
 /* A grammar in llama.cpp's GBNF notation (src/grammar/gbnf.c): the start rule is
  * `root`. Errors (SOV_ERR_ARG, SOV_ERR_UNSUPPORTED for limits) give line and column in err. */
 sov_status gram_from_gbnf(const char *text, size_t len, gram **out, char *err, size_t err_len);
+/* A forced tool call: one of the forms, each its literal prefix (the model's call syntax
+ * and the tool's name), a JSON text valid under the tool's parameters schema (a json_t *;
+ * NULL: any object), and its literal suffix. Errors as gram_from_schema, located at
+ * #/tools/<tool_index>/function/parameters. */
+typedef struct gram_call_form {
+    const char *prefix;
+    const void *schema;
+    const char *suffix;
+    size_t tool_index;
+} gram_call_form;
+
+sov_status gram_from_call_forms(const gram_call_form *forms, size_t n, const gram_opts *o, gram **out, char *err,
+                                size_t err_len);
 /* Any JSON object ({"type": "json_object"}). */
 sov_status gram_any_object(const gram_opts *o, gram **out);
 

@@ -1444,6 +1444,26 @@ sov_status gram_from_schema(const char *schema, size_t len, const gram_opts *o, 
     return st;
 }
 
+sov_status gram_from_call_forms(const gram_call_form *forms, size_t n, const gram_opts *o, gram **out, char *err,
+                                size_t err_len) {
+    *out = NULL;
+    sc c;
+    if (!sc_init(&c, o, err, err_len)) return sov_fail(SOV_ERR_NOMEM, "grammar: out of memory");
+    const int32_t root = n ? rule(&c) : fail(&c, SOV_ERR_ARG, "no call forms");
+    for (size_t i = 0; root >= 0 && !c.st && i < n; i++) {
+        c.root = forms[i].schema;
+        snprintf(c.path, sizeof c.path, "#/tools/%zu/function/parameters", forms[i].tool_index);
+        const int32_t v = forms[i].schema ? compile(&c, forms[i].schema) : any_object(&c, any_value(&c));
+        if (v < 0) break;
+        gram_seq *q = seq(&c);
+        gram_seq_lit(q, forms[i].prefix, strlen(forms[i].prefix));
+        gram_seq_ref(q, v);
+        gram_seq_lit(q, forms[i].suffix, strlen(forms[i].suffix));
+        if (!alt(&c, root, q)) break;
+    }
+    return finish(&c, root, out);
+}
+
 sov_status gram_any_object(const gram_opts *o, gram **out) {
     *out = NULL;
     sc c;

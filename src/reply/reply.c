@@ -802,6 +802,37 @@ reply_style reply_detect(const char *t, size_t len) {
     return s;
 }
 
+bool reply_call_form(reply_format f, const char *name, char **prefix, char **suffix) {
+    const char *pre, *post;
+    switch (f) {
+    case REPLY_HERMES: pre = "<tool_call>\n{\"name\": \"%s\", \"arguments\": ", post = "}\n</tool_call>"; break;
+    case REPLY_LLAMA3: pre = "{\"name\": \"%s\", \"parameters\": ", post = "}"; break;
+    case REPLY_MISTRAL: pre = "[TOOL_CALLS][{\"name\": \"%s\", \"arguments\": ", post = "}]"; break;
+    case REPLY_GRANITE: pre = "<|tool_call|>[{\"name\": \"%s\", \"arguments\": ", post = "}]"; break;
+    case REPLY_DEEPSEEK:
+        pre = DS_CALLS_BEGIN DS_CALL_BEGIN "function" DS_SEP "%s\n```json\n", post = "\n```" DS_CALL_END DS_CALLS_END;
+        break;
+    case REPLY_HARMONY: pre = "<|channel|>commentary to=functions.%s <|constrain|>json<|message|>", post = "<|call|>"; break;
+    case REPLY_KIMI:
+        pre = "<|tool_calls_section_begin|><|tool_call_begin|>functions.%s:0<|tool_call_argument_begin|>";
+        post = "<|tool_call_end|><|tool_calls_section_end|>";
+        break;
+    case REPLY_FUNCTIONARY: pre = "%s\n", post = ""; break; /* after the prompt's ">>>" */
+    default: return false;
+    }
+    const int n = snprintf(NULL, 0, pre, name);
+    *prefix = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    *suffix = strdup(post);
+    if (!*prefix || !*suffix) {
+        free(*prefix);
+        free(*suffix);
+        *prefix = *suffix = NULL;
+        return false;
+    }
+    snprintf(*prefix, (size_t)n + 1, pre, name);
+    return true;
+}
+
 bool reply_prompt_opens_think(const char *prompt, size_t len) {
     while (len && is_ws(prompt[len - 1])) len--;
     return len >= 7 && memcmp(prompt + len - 7, "<think>", 7) == 0;

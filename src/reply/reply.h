@@ -79,6 +79,12 @@ reply_style reply_detect(const char *template_src, size_t len);
  * with an opened, unclosed <think>, as DeepSeek R1's and some Qwen3 templates do). */
 bool reply_prompt_opens_think(const char *prompt, size_t len);
 
+/* The text a model of format f writes around one call of `name` whose arguments are a
+ * JSON object: *prefix before the arguments, *suffix after (malloc'd), so that a forced
+ * call can be generated under the tool's schema. False (nothing allocated) when the format
+ * writes arguments otherwise (XML parameters: Qwen XML, GLM) or has no call syntax. */
+bool reply_call_form(reply_format f, const char *name, char **prefix, char **suffix);
+
 typedef struct reply_params {
     reply_format format;  /* REPLY_PLAIN: no tool calls are looked for */
     bool think_tags;      /* <think>...</think> at the start is reasoning */

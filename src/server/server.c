@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "grammar/grammar.h"
 #include "redact/redact.h"
 #include "sched/sched.h"
 #include "server/embeddings.h"
@@ -608,6 +609,59 @@ static bool prompt_opens_think(server *s, const sov_token *toks, int32_t n) {
     char text[512];
     const int32_t len = sov_detokenize(s->vocab, toks + n - k, k, true, false, text, sizeof text);
     return len > 0 && len < (int32_t)sizeof text && reply_prompt_opens_think(text, (size_t)len);
+}
+
+/* tool_choice "required" or a named tool: a grammar of one call in the model's own syntax
+ * (reply_call_form) with arguments valid under the tool's parameters schema. A prompt that
+ * opened <think> closes it first (a forced call skips the reasoning). False with e set. */
+static bool forced_call_grammar(const oai_request *r, const reply_params *how, gram **out, oai_error *e) {
+    json_t *tools = json_loads(r->tools_json, 0, NULL);
+    const size_t n = json_array_size(tools);
+    gram_call_form *forms = calloc(n ? n : 1, sizeof *forms);
+    char **texts = calloc(2 * (n ? n : 1), sizeof *texts);
+    size_t nf = 0;
+    bool ok = tools && forms && texts;
+    if (!ok) oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    for (size_t i = 0; ok && i < n; i++) {
+        const json_t *fn = json_object_get(json_array_get(tools, i), "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        if (r->tool_choice == OAI_TOOLS_NAMED && strcmp(name, r->tool_choice_name) != 0) continue;
+        char *pre, *post;
+        if (!reply_call_form(how->format, name, &pre, &post)) {
+            ok = oai_fail(e, 400, "invalid_request_error", "tool_choice", "unsupported_value",
+                          "'tool_choice' cannot force a call in this model's tool-call format (%s); use \"auto\".",
+                          reply_format_name(how->format));
+            break;
+        }
+        if (how->starts_thinking) { /* close the reasoning the prompt opened */
+            char *p2 = malloc(strlen(pre) + 12);
+            if (p2) sprintf(p2, "</think>\n\n%s", pre);
+            free(pre);
+            pre = p2;
+        }
+        texts[2 * nf] = pre;
+        texts[2 * nf + 1] = post;
+        if (!pre) {
+            ok = oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+            break;
+        }
+        forms[nf++] = (gram_call_form){.prefix = pre, .schema = json_object_get(fn, "parameters"), .suffix = post,
+                                       .tool_index = i};
+    }
+    if (ok) {
+        const gram_opts o = gram_default_opts();
+        char why[256];
+        const sov_status st = gram_from_call_forms(forms, nf, &o, out, why, sizeof why);
+        if (st == SOV_ERR_NOMEM) ok = oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        else if (st)
+            ok = oai_fail(e, 400, "invalid_request_error", "tools", "unsupported_schema",
+                          "Invalid 'tools': a forced call's parameters schema: %s", why);
+    }
+    for (size_t i = 0; texts && i < 2 * nf; i++) free(texts[i]);
+    free(texts);
+    free(forms);
+    json_decref(tools);
+    return ok;
 }
 
 /* The prompt's tokens: chat messages through the model's template (ChatML when the model
@@ -1225,9 +1279,10 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     /* chat replies are taken apart into content, reasoning and tool calls when the model's
      * template says it writes them (reply.h); harmony's channels always */
     reply_params how = {0};
+    const bool tools_on = kind == OAI_CHAT && r.tools_json && r.tool_choice != OAI_TOOLS_NONE;
     if (kind == OAI_CHAT) {
         const reply_style *st = &s->reply_style;
-        how.format = st->format == REPLY_HARMONY ? REPLY_HARMONY : REPLY_PLAIN;
+        how.format = st->format == REPLY_HARMONY || tools_on ? st->format : REPLY_PLAIN;
         how.think_tags = st->think_tags;
         how.starts_thinking = st->think_tags && prompt_opens_think(s, toks, n_prompt);
         how.id_seed = next_seed(s);
@@ -1235,10 +1290,24 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     const bool parse = how.format != REPLY_PLAIN || how.think_tags;
     rp.render_special = parse;
     rp.grammar = r.grammar; /* response_format; the request takes its own reference */
+    gram *forced = NULL;      /* tool_choice required or named: a call under the tool's schema */
+    if (tools_on && (r.tool_choice == OAI_TOOLS_REQUIRED || r.tool_choice == OAI_TOOLS_NAMED)) {
+        if (r.grammar)
+            oai_fail(&e, 400, "invalid_request_error", "tool_choice", "invalid_value",
+                     "'tool_choice' forcing a call cannot be combined with 'response_format' or 'grammar'.");
+        if (r.grammar || !forced_call_grammar(&r, &how, &forced, &e)) {
+            free(toks);
+            oai_request_free(&r);
+            send_error(s, req, route, &e);
+            return;
+        }
+        rp.grammar = forced;
+    }
 
     hreq *h = calloc(1, sizeof *h);
     if (h) h->sr = sched_req_new(toks, n_prompt, &rp, h);
     free(toks);
+    gram_free(forced); /* the engine's request holds its own reference */
     if (!h || !h->sr) {
         free(h);
         oai_request_free(&r);

@@ -310,10 +310,38 @@ static void test_garbage(void) {
     }
 }
 
+/* A forced call's text (reply_call_form around schema-valid arguments) parses back as that
+ * call and nothing else, in every format that has a form. */
+static void test_call_forms(void) {
+    int forms = 0;
+    for (int f = 0; f < REPLY_FORMAT_COUNT; f++) {
+        char *pre, *post;
+        if (!reply_call_form((reply_format)f, "get_weather", &pre, &post)) continue;
+        forms++;
+        char text[512];
+        snprintf(text, sizeof text, "%s{\"city\": \"Seoul\", \"n\": [1, 2]}%s", pre, post);
+        const reply_params p = {.format = (reply_format)f, .id_seed = 3};
+        reply r;
+        CHECK_EQ(reply_parse(&p, text, strlen(text), true, &r), SOV_OK);
+        CHECK_MSG(r.n_calls == 1 && !strcmp(r.calls[0].name, "get_weather") &&
+                      !strcmp(r.calls[0].arguments, "{\"city\": \"Seoul\", \"n\": [1, 2]}") && r.content_len == 0,
+                  "%s: the forced call's text \"%s\" gives %zu calls, content \"%s\"", reply_format_name((reply_format)f),
+                  text, r.n_calls, r.content);
+        reply_free(&r);
+        free(pre);
+        free(post);
+    }
+    CHECK_EQ(forms, 8);
+    char *pre = NULL, *post = NULL;
+    CHECK(!reply_call_form(REPLY_QWEN_XML, "f", &pre, &post) && !pre && !post);
+    CHECK(!reply_call_form(REPLY_PLAIN, "f", &pre, &post));
+}
+
 int main(void) {
     RUN(test_whole_replies);
     RUN(test_streaming);
     RUN(test_detect);
     RUN(test_garbage);
+    RUN(test_call_forms);
     TEST_EXIT();
 }
