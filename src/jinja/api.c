@@ -1,0 +1,85 @@
+/* api.c - the public face of the interpreter (sov_chat_template_*): compile and render
+ * with Hugging Face's variables (messages, tools, documents, add_generation_prompt,
+ * bos_token, eos_token, then any extra ones such as enable_thinking). */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "jinja/jinja.h"
+#include "sov.h"
+#include "tok/tok.h"
+
+struct sov_chat_template {
+    jinja_template *t;
+};
+
+sov_status sov_chat_template_compile(const char *source, size_t len, sov_chat_template **out) {
+    *out = NULL;
+    if (!source) return sov_fail(SOV_ERR_ARG, "chat template: no source");
+    char err[JINJA_ERR];
+    jinja_template *t = jinja_compile(source, len, err);
+    if (!t) return sov_fail(strstr(err, "unsupported") ? SOV_ERR_UNSUPPORTED : SOV_ERR_FORMAT, "chat template: %s", err);
+    sov_chat_template *ct = malloc(sizeof *ct);
+    if (!ct) {
+        jinja_template_free(t);
+        return sov_fail(SOV_ERR_NOMEM, "chat template: out of memory");
+    }
+    ct->t = t;
+    *out = ct;
+    return SOV_OK;
+}
+
+void sov_chat_template_free(sov_chat_template *tmpl) {
+    if (!tmpl) return;
+    jinja_template_free(tmpl->t);
+    free(tmpl);
+}
+
+/* a string as a JSON text (malloc'd) */
+static char *json_quote(const char *s) {
+    json_t *j = json_string(s);
+    if (!j) return NULL;
+    char *r = json_dumps(j, JSON_ENCODE_ANY);
+    json_decref(j);
+    return r;
+}
+
+sov_status sov_chat_template_render(const sov_chat_template *tmpl, const sov_chat_template_vars *v, char **out,
+                                    size_t *len) {
+    *out = NULL;
+    if (len) *len = 0;
+    if (!tmpl || !v || !v->messages_json) return sov_fail(SOV_ERR_ARG, "chat template: no messages");
+    if (v->n_extra > 64) return sov_fail(SOV_ERR_ARG, "chat template: more than 64 extra variables");
+    jinja_var vars[6 + 64];
+    size_t n = 0;
+    char *bos = v->bos_token ? json_quote(v->bos_token) : NULL, *eos = v->eos_token ? json_quote(v->eos_token) : NULL;
+    if ((v->bos_token && !bos) || (v->eos_token && !eos)) {
+        free(bos);
+        free(eos);
+        return sov_fail(SOV_ERR_ARG, "chat template: BOS/EOS text is not valid UTF-8");
+    }
+    vars[n++] = (jinja_var){"messages", v->messages_json};
+    vars[n++] = (jinja_var){"tools", v->tools_json};
+    vars[n++] = (jinja_var){"documents", NULL};
+    vars[n++] = (jinja_var){"add_generation_prompt", v->add_generation_prompt ? "true" : "false"};
+    if (bos) vars[n++] = (jinja_var){"bos_token", bos};
+    if (eos) vars[n++] = (jinja_var){"eos_token", eos};
+    for (size_t i = 0; i < v->n_extra; i++) vars[n++] = (jinja_var){v->extra_names[i], v->extra_json[i]};
+    const jinja_render_opts o = {v->max_output, v->now};
+    char err[JINJA_ERR];
+    size_t outlen = 0;
+    const bool ok = jinja_render(tmpl->t, vars, n, &o, out, &outlen, err);
+    free(bos);
+    free(eos);
+    if (!ok) return sov_fail(strncmp(err, "variable '", 10) == 0 ? SOV_ERR_ARG : SOV_ERR_FORMAT, "chat template: %s", err);
+    if (len) *len = outlen;
+    return SOV_OK;
+}
+
+const char *sov_vocab_chat_template(const sov_vocab *vocab, size_t *len) {
+    size_t n = 0;
+    const char *t = vocab ? tok_vocab_chat_template(vocab, &n) : NULL;
+    if (len) *len = t ? n : 0;
+    return t && n ? t : NULL;
+}
