@@ -410,6 +410,56 @@ static int64_t checked(ctx *c, bool overflow, int64_t v) {
 
 static jv f_escape(ctx *c, jv v, const args *a);
 
+/* Python's str % args for the conversions templates use: %s %r %d %i %f %.Nf %x %% */
+static jv percent_format(ctx *c, jv fmt, jv argv) {
+    jlist one = {.n = 1, .v = &argv};
+    const jlist *args_l = is_tuple(argv) ? argv.u.l : &one;
+    size_t next = 0;
+    jbuf b = {.a = c->a, .fail = &c->fail, .err = c->err};
+    const char *p = fmt.u.s->s, *end = p + fmt.u.s->len;
+    while (p < end) {
+        if (*p != '%') {
+            jb_put(&b, p++, 1);
+            continue;
+        }
+        if (++p >= end) fail(c, "incomplete format");
+        if (*p == '%') {
+            jb_put(&b, "%", 1);
+            p++;
+            continue;
+        }
+        char spec[32] = "%";
+        size_t k = 1;
+        while (p < end && k < 20 && strchr("-+ #0123456789.", *p)) spec[k++] = *p++;
+        if (p >= end) fail(c, "incomplete format");
+        const char conv = *p++;
+        if (next >= args_l->n) fail(c, "not enough arguments for format string");
+        jv v = args_l->v[next++];
+        if (conv == 's' || conv == 'r') {
+            jbuf t = {.a = c->a, .fail = &c->fail, .err = c->err};
+            if (conv == 'r') jv_write_repr(&t, v);
+            else jv_write_str(&t, v);
+            spec[k++] = 's';
+            spec[k] = '\0';
+            jb_printf(&b, spec, t.p ? t.p : "");
+        } else if (conv == 'd' || conv == 'i' || conv == 'x' || conv == 'X' || conv == 'o') {
+            if (!is_num(v)) fail(c, "%%%c format: a number is required, not %s", conv, jv_type_name(v));
+            spec[k++] = 'l';
+            spec[k++] = 'l';
+            spec[k++] = conv == 'i' ? 'd' : conv;
+            spec[k] = '\0';
+            jb_printf(&b, spec, (long long)(v.t == JV_FLOAT ? (int64_t)v.u.f : as_i(v)));
+        } else if (conv == 'f' || conv == 'F' || conv == 'e' || conv == 'E' || conv == 'g' || conv == 'G') {
+            if (!is_num(v)) fail(c, "must be real number, not %s", jv_type_name(v));
+            spec[k++] = conv;
+            spec[k] = '\0';
+            jb_printf(&b, spec, as_f(v));
+        } else fail(c, "unsupported format character '%c'", conv);
+    }
+    if (next < args_l->n) fail(c, "not all arguments converted during string formatting");
+    return jv_str(c->a, b.p ? b.p : "", b.n);
+}
+
 static jv repeat(ctx *c, jv seq, int64_t times) {
     if (times < 0) times = 0;
     if (seq.t == JV_STR) {
@@ -459,7 +509,7 @@ static jv binop(ctx *c, int op, jv a, jv b) {
         if ((b.t == JV_STR || (b.t == JV_LIST && !is_gen(b))) && is_intlike(a)) return repeat(c, b, as_i(a));
     }
     if (!is_num(a) || !is_num(b)) {
-        if (op == OP_MOD && a.t == JV_STR) fail(c, "unsupported construct: printf-style string formatting with %%");
+        if (op == OP_MOD && a.t == JV_STR) return percent_format(c, a, b);
         fail(c, "unsupported operand type(s) for %s: '%s' and '%s'", names[op], jv_type_name(a), jv_type_name(b));
     }
     const bool ints = is_intlike(a) && is_intlike(b);
@@ -831,7 +881,7 @@ static jv f_round(ctx *c, jv v, const args *a) {
     if (!strcmp(md, "ceil")) return jv_float(ceil(x * m) / m);
     if (!strcmp(md, "floor")) return jv_float(floor(x * m) / m);
     if (strcmp(md, "common")) fail(c, "method must be common, ceil or floor");
-    if (is_intlike(v) && prec >= 0) return jv_float(x);
+    if (is_intlike(v) && prec >= 0) return jv_int(as_i(v)); /* round(int) stays int */
     /* Python's round(): half to even on the decimal value */
     char buf[64];
     snprintf(buf, sizeof buf, "%.*f", prec > 0 ? (int)(prec > 30 ? 30 : prec) : 0, prec >= 0 ? x : x * m);
@@ -892,8 +942,13 @@ static jv f_title(ctx *c, jv v, const args *a) {
     return s;
 }
 
-static jv attr_path(ctx *c, jv v, jv attr) {
-    if (attr.t == JV_INT) return getitem_v(c, v, attr);
+/* Jinja's make_attrgetter: "a.0.b" looked up part by part (items, then attributes);
+ * dflt (when defined) replaces an undefined part. */
+static jv attr_path_d(ctx *c, jv v, jv attr, jv dflt) {
+    if (attr.t == JV_INT) {
+        v = getitem_v(c, v, attr);
+        return v.t == JV_UNDEF && dflt.t != JV_UNDEF ? dflt : v;
+    }
     jv s = str_of(c, attr);
     const char *p = s.u.s->s;
     for (;;) {
@@ -902,12 +957,14 @@ static jv attr_path(ctx *c, jv v, jv attr) {
         jv key = jv_str(c->a, p, n);
         int64_t idx;
         if (parse_int_text(p, n, &idx)) key = jv_int(idx);
-        if (v.t == JV_UNDEF) return v;
         v = getitem_v(c, v, key);
+        if (v.t == JV_UNDEF && dflt.t != JV_UNDEF) v = dflt;
         if (!dot) return v;
         p = dot + 1;
     }
 }
+
+static jv attr_path(ctx *c, jv v, jv attr) { return attr_path_d(c, v, attr, jv_undef(NULL)); }
 
 static bool run_test(ctx *c, const char *name, jv v, const args *a, bool *known);
 
@@ -947,11 +1004,8 @@ static jv f_map(ctx *c, jv v, const args *a) {
     jv attr = arg_at(a, 99, "attribute", jv_undef(NULL));
     if (attr.t != JV_UNDEF) {
         jv dflt = arg_at(a, 99, "default", jv_undef(NULL));
-        for (size_t i = 0; i < src->n; i++) {
-            jv x = attr_path(c, src->v[i], attr);
-            if (x.t == JV_UNDEF && dflt.t != JV_UNDEF) x = dflt;
-            jl_push(c->a, l, x);
-        }
+        if (dflt.t == JV_NONE) dflt = jv_undef(NULL); /* Jinja: default=None means none */
+        for (size_t i = 0; i < src->n; i++) jl_push(c->a, l, attr_path_d(c, src->v[i], attr, dflt));
         return mark_gen(list_val(l));
     }
     if (a->n < 1 || a->v[0].t != JV_STR) fail(c, "map needs a filter name or attribute=");
@@ -1102,6 +1156,14 @@ static jv f_escape(ctx *c, jv v, const args *a) {
     return r;
 }
 
+static jv f_format(ctx *c, jv v, const args *a) {
+    if (a->nkw) fail(c, "unsupported construct: format filter with keyword arguments");
+    jlist *t = new_list(c);
+    t->tuple = 1;
+    for (size_t i = 0; i < a->n; i++) jl_push(c->a, t, a->v[i]);
+    return percent_format(c, str_of(c, v), list_val(t));
+}
+
 static jv f_wordcount(ctx *c, jv v, const args *a) {
     (void)a;
     jv s = str_of(c, v);
@@ -1150,7 +1212,7 @@ static jv f_center(ctx *c, jv v, const args *a) {
 static const struct { const char *name; filter_fn fn; } filters[] = {
     {"abs", f_abs}, {"batch", f_batch}, {"capitalize", f_capitalize}, {"center", f_center}, {"count", f_count},
     {"d", f_default}, {"default", f_default}, {"dictsort", f_dictsort}, {"e", f_escape}, {"escape", f_escape},
-    {"first", f_first}, {"float", f_float}, {"indent", f_indent}, {"int", f_int}, {"items", f_items},
+    {"first", f_first}, {"float", f_float}, {"format", f_format}, {"indent", f_indent}, {"int", f_int}, {"items", f_items},
     {"join", f_join}, {"last", f_last}, {"length", f_length}, {"list", f_list}, {"lower", f_lower},
     {"map", f_map}, {"max", f_max}, {"min", f_min}, {"reject", f_reject}, {"rejectattr", f_rejectattr},
     {"replace", f_replace}, {"reverse", f_reverse}, {"round", f_round}, {"safe", f_safe}, {"select", f_select},
@@ -1800,7 +1862,8 @@ static void exec_for(ctx *c, const jnode *n, frame *f) {
     jloop *lp = ja_alloc(c->a, sizeof *lp);
     lp->items = items;
     lp->length = items->n;
-    lp->depth = had_loop ? outer_loop.u.loop->depth + 1 : 1;
+    lp->depth = 1; /* only recursive loops (unsupported) go deeper */
+    (void)had_loop;
     for (size_t i = 0; i < items->n; i++) {
         if (++c->iterations > JINJA_MAX_ITERATIONS) fail(c, "template runs more than %d loop iterations", JINJA_MAX_ITERATIONS);
         lp->index0 = i;
@@ -1900,13 +1963,16 @@ static void exec_node(ctx *c, const jnode *n, frame *f) {
 }
 
 /* ---- compile-time checks and entry points ---------------------------------------------------------- */
-static bool check_names(const jnode *n, char *err) {
+/* Unknown filters and tests fail at load, as Jinja's compiler fails them, except inside
+ * an if statement or a conditional expression ("soft" frames), where Jinja defers the
+ * error to the moment the filter runs; a for loop, macro or block body hardens again. */
+static bool check_names(const jnode *n, bool soft, char *err) {
     if (!n) return true;
-    if (n->kind == JN_FILTER && !find_filter(n->name)) {
+    if (n->kind == JN_FILTER && !soft && !find_filter(n->name)) {
         snprintf(err, JINJA_ERR, "line %d: unsupported construct: no filter named '%s'", n->line, n->name);
         return false;
     }
-    if (n->kind == JN_TEST) {
+    if (n->kind == JN_TEST && !soft) {
         bool ok = false;
         for (size_t i = 0; test_names[i] && !ok; i++) ok = !strcmp(test_names[i], n->name);
         if (!ok) {
@@ -1914,12 +1980,16 @@ static bool check_names(const jnode *n, char *err) {
             return false;
         }
     }
-    if (!check_names(n->a, err) || !check_names(n->b, err) || !check_names(n->c, err) || !check_names(n->d, err))
+    const bool here = soft || n->kind == JN_IF || n->kind == JN_COND;
+    const bool inner = n->kind == JN_FOR || n->kind == JN_MACRO || n->kind == JN_CALLBLOCK ||
+                       n->kind == JN_SETBLOCK || n->kind == JN_FILTERBLOCK ? false : here;
+    if (!check_names(n->a, n->kind == JN_FOR ? here : inner, err) || !check_names(n->b, inner, err) ||
+        !check_names(n->c, inner, err) || !check_names(n->d, inner, err))
         return false;
     for (size_t i = 0; i < n->n_kids; i++)
-        if (!check_names(n->kids[i], err)) return false;
+        if (!check_names(n->kids[i], inner, err)) return false;
     for (size_t i = 0; i < n->n_kw; i++)
-        if (n->kwv && !check_names(n->kwv[i], err)) return false;
+        if (n->kwv && !check_names(n->kwv[i], inner, err)) return false;
     return true;
 }
 
@@ -1945,7 +2015,7 @@ jinja_template *jinja_compile(const char *src, size_t len, char *err) {
     jtok *toks;
     size_t n;
     if (!jinja_lex(&t->arena, src, len, &toks, &n, err) || !jinja_parse(&t->arena, toks, n, &t->root, err) ||
-        !check_names(t->root, err)) {
+        !check_names(t->root, false, err)) {
         ja_free(&t->arena);
         free(t);
         return NULL;

@@ -209,13 +209,19 @@ void jb_put(jbuf *b, const char *s, size_t n) {
 void jb_puts(jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
 
 void jb_printf(jbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
+    char tmp[256];
+    va_list ap, ap2;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_copy(ap2, ap);
+    const int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n < 0) return;
-    jb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    if (n >= 0 && (size_t)n < sizeof tmp) jb_put(b, tmp, (size_t)n);
+    else if (n > 0) {
+        char *big = ja_alloc(b->a, (size_t)n + 1);
+        vsnprintf(big, (size_t)n + 1, fmt, ap2);
+        jb_put(b, big, (size_t)n);
+    }
+    va_end(ap2);
 }
 
 /* repr(float): the shortest text that reads back the same, in Python's layout (1.0, 1e+16,

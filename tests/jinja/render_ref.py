@@ -56,10 +56,15 @@ def make_env(now=None):
     return env
 
 
+def compile_template(source, now=None):
+    """A compiled template (raises when Jinja cannot compile it)."""
+    return make_env(now).from_string(source)
+
+
 def render(source, messages, tools=None, bos=None, eos=None, add_generation_prompt=True, extra=None, now=None):
-    """The prompt text; raises on template errors (compile or render)."""
-    env = make_env(now)
-    tmpl = env.from_string(source)
+    """The prompt text; raises on template errors (compile or render). source may be a
+    compiled template."""
+    tmpl = compile_template(source, now) if isinstance(source, str) else source
     kw = {}
     if bos is not None:
         kw["bos_token"] = bos
