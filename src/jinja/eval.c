@@ -19,6 +19,7 @@
 typedef struct frame frame;
 struct frame {
     frame *parent;
+    bool captured; /* a macro or caller closes over it: never reused */
     size_t n, cap;
     const char **names;
     jv *vals;
@@ -110,7 +111,7 @@ static void frame_set(ctx *c, frame *f, const char *name, jv v) {
             return;
         }
     if (f->n == f->cap) {
-        const size_t cap = f->cap ? f->cap * 2 : 8;
+        const size_t cap = f->cap ? f->cap * 2 : 2;
         const char **nn = ja_alloc(c->a, cap * sizeof *nn);
         jv *nv = ja_alloc(c->a, cap * sizeof *nv);
         if (f->n) {
@@ -1849,8 +1850,11 @@ static void exec_for(ctx *c, const jnode *n, frame *f) {
     jlist *items = src;
     if (n->b) { /* loop filter: evaluated with the target bound, before loop indices */
         items = new_list(c);
+        frame *tf = NULL;
         for (size_t i = 0; i < src->n; i++) {
-            frame *tf = frame_new(c, f);
+            if (++c->iterations > JINJA_MAX_ITERATIONS) fail(c, "template runs more than %d loop iterations", JINJA_MAX_ITERATIONS);
+            if (!tf || tf->captured) tf = frame_new(c, f);
+            else tf->n = 0;
             jnode tmp = *n;
             tmp.name = NULL;
             assign(c, tf, &tmp, src->v[i]);
@@ -1864,14 +1868,18 @@ static void exec_for(ctx *c, const jnode *n, frame *f) {
     lp->length = items->n;
     lp->depth = 1; /* only recursive loops (unsupported) go deeper */
     (void)had_loop;
+    frame *it = NULL;
     for (size_t i = 0; i < items->n; i++) {
         if (++c->iterations > JINJA_MAX_ITERATIONS) fail(c, "template runs more than %d loop iterations", JINJA_MAX_ITERATIONS);
         lp->index0 = i;
-        frame *it = frame_new(c, f);
+        /* one frame per iteration, as Jinja scopes them; its memory is reused unless a
+         * macro defined in the body closed over it */
+        if (!it || it->captured) it = frame_new(c, f);
+        else it->n = 0;
         jnode tmp = *n;
         tmp.name = NULL;
-        assign(c, it, &tmp, items->v[i]);
         frame_set(c, it, "loop", (jv){.t = JV_LOOP, .u.loop = lp});
+        assign(c, it, &tmp, items->v[i]);
         exec_body(c, n->c, it);
         if (c->loop_ctl == 1) {
             c->loop_ctl = 0;
@@ -1937,6 +1945,7 @@ static void exec_node(ctx *c, const jnode *n, frame *f) {
         fn->name = n->name;
         fn->node = n;
         fn->closure = f;
+        for (frame *x = f; x; x = x->parent) x->captured = true;
         frame_set(c, f, n->name, (jv){.t = JV_FUNC, .u.fn = fn});
         break;
     }
@@ -1946,6 +1955,7 @@ static void exec_node(ctx *c, const jnode *n, frame *f) {
         caller->name = "caller";
         caller->node = n;
         caller->closure = f;
+        for (frame *x = f; x; x = x->parent) x->captured = true;
         const jnode *call = n->a;
         jv fnv = eval(c, call->a, f);
         args a;
@@ -2008,14 +2018,18 @@ jinja_template *jinja_compile(const char *src, size_t len, char *err) {
     t->arena.err = err;
     t->arena.fail = &fail_jb;
     if (setjmp(fail_jb)) {
+        free(t->arena.scratch);
         ja_free(&t->arena);
         free(t);
         return NULL;
     }
-    jtok *toks;
+    jtok *toks = NULL;
     size_t n;
-    if (!jinja_lex(&t->arena, src, len, &toks, &n, err) || !jinja_parse(&t->arena, toks, n, &t->root, err) ||
-        !check_names(t->root, false, err)) {
+    bool ok = jinja_lex(&t->arena, src, len, &toks, &n, err);
+    ok = ok && jinja_parse(&t->arena, toks, n, &t->root, err);
+    free(t->arena.scratch);
+    t->arena.scratch = NULL;
+    if (!ok || !check_names(t->root, false, err)) {
         ja_free(&t->arena);
         free(t);
         return NULL;
@@ -2048,6 +2062,11 @@ bool jinja_render(const jinja_template *t, const jinja_var *vars, size_t n_vars,
     c->now = o ? o->now : 0;
     *out = NULL;
     if (setjmp(c->fail)) {
+        if (strncmp(err, "line ", 5) != 0) { /* memory and output limits: say where */
+            char tmp[JINJA_ERR];
+            snprintf(tmp, sizeof tmp, "line %d: %s", c->line, err);
+            memcpy(err, tmp, JINJA_ERR);
+        }
         ja_free(&arena);
         free(c);
         return false;

@@ -20,13 +20,13 @@
 
 /* ---- limits (each a clear error when passed) ---------------------------------------- */
 #define JINJA_MAX_SOURCE (1u << 20)      /* template source bytes */
-#define JINJA_MAX_NODES 200000           /* AST nodes */
+#define JINJA_MAX_NODES 100000           /* AST nodes */
 #define JINJA_MAX_PARSE_DEPTH 200        /* nesting of expressions and blocks */
 #define JINJA_MAX_CALL_DEPTH 64          /* macro calls in progress */
 #define JINJA_MAX_RANGE 100000           /* range() length, as Jinja's sandbox */
 #define JINJA_MAX_ITERATIONS 1000000     /* loop iterations of one render */
 #define JINJA_DEFAULT_MAX_OUTPUT (8u << 20)
-#define JINJA_MAX_MEMORY (256u << 20)    /* arena bytes of one render */
+#define JINJA_MAX_MEMORY (64u << 20)     /* arena bytes of one render */
 
 /* ---- arena --------------------------------------------------------------------------- */
 typedef struct jchunk jchunk;
@@ -36,6 +36,7 @@ typedef struct jarena {
     size_t cap;
     jmp_buf *fail; /* where an exhausted arena unwinds to */
     char *err;     /* and the message it leaves there (JINJA_ERR bytes) */
+    void *scratch; /* the lexer's malloc'd token array while compiling (freed on unwind) */
 } jarena;
 
 #define JINJA_ERR 512
@@ -87,7 +88,7 @@ typedef struct jtok {
 } jtok;
 
 /* Tokenizes src with trim_blocks and lstrip_blocks; comments dropped, raw blocks as text.
- * Returns false with err set on a lexical error. */
+ * *toks is malloc'd (the caller frees it). Returns false with err set on a lexical error. */
 bool jinja_lex(jarena *a, const char *src, size_t len, jtok **toks, size_t *n, char *err);
 
 /* ---- AST ----------------------------------------------------------------------------- */

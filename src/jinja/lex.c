@@ -31,11 +31,15 @@ static int count_lines(const char *s, size_t n) {
 }
 
 static jtok *push(lexer *L, jtok_kind kind, const char *s, size_t len) {
-    if (L->n == L->cap) {
+    if (L->n == L->cap) { /* malloc'd, not arena: the caller frees it after parsing */
         const size_t cap = L->cap ? L->cap * 2 : 256;
-        jtok *p = ja_alloc(L->a, cap * sizeof *p);
-        if (L->n) memcpy(p, L->toks, L->n * sizeof *p);
+        jtok *p = realloc(L->toks, cap * sizeof *p);
+        if (!p) {
+            snprintf(L->err, JINJA_ERR, "out of memory");
+            longjmp(*L->a->fail, 1); /* L->a->scratch still holds the old array */
+        }
         L->toks = p;
+        L->a->scratch = p;
         L->cap = cap;
     }
     jtok *t = &L->toks[L->n++];
@@ -45,6 +49,9 @@ static jtok *push(lexer *L, jtok_kind kind, const char *s, size_t len) {
 
 static bool fail(lexer *L, const char *msg) {
     snprintf(L->err, JINJA_ERR, "line %d: %s", L->line, msg);
+    free(L->toks);
+    L->toks = NULL;
+    L->a->scratch = NULL;
     return false;
 }
 

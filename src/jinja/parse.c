@@ -74,7 +74,7 @@ static const char *expect_name(parser *P) {
 }
 
 static jnode *node(parser *P, jnode_kind k, int line) {
-    if (++P->nodes > JINJA_MAX_NODES) perr(P, line, "template too large (more than %s AST nodes)", "200000");
+    if (++P->nodes > JINJA_MAX_NODES) perr(P, line, "template too large (more than %s AST nodes)", "100000");
     jnode *n = ja_alloc(P->a, sizeof *n);
     n->kind = k;
     n->line = line;
