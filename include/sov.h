@@ -198,6 +198,14 @@ typedef struct sov_chat_template_vars {
 sov_status sov_chat_template_render(const sov_chat_template *tmpl, const sov_chat_template_vars *vars, char **out,
                                     size_t *len);
 
+/* Renders role/content messages through tmpl with the vocabulary's BOS/EOS texts as
+ * bos_token/eos_token, and drops a leading BOS text when the vocabulary adds BOS at
+ * tokenization (so the prompt holds it once, as Hugging Face's add_special_tokens=False
+ * does). *out is malloc'd (free()); errors as sov_chat_template_render. */
+sov_status sov_chat_template_apply(const sov_chat_template *tmpl, const sov_vocab *vocab,
+                                   const sov_chat_message *messages, size_t n_messages,
+                                   bool add_generation_prompt, char **out);
+
 /* The vocabulary's tokenizer.chat_template text (not NUL-terminated), NULL when none. */
 const char *sov_vocab_chat_template(const sov_vocab *vocab, size_t *len);
 

@@ -56,6 +56,12 @@ int cli_signed_before_load(const char *cmd, const char *trusted_dir, const char 
 int cli_signed_after_load(const char *cmd, const struct sign_record *rec, const char *model,
                           const sov_model_info *info);
 
+/* The chat template a command renders with (cli/chat_template.c): FILE when given (a file
+ * that does not compile is an error: returns 1 after printing it), else the vocabulary's
+ * tokenizer.chat_template (one that does not compile is a warning and *out stays NULL: the
+ * built-in family is used). Says on stderr which it is. */
+int cli_chat_template_load(const char *cmd, const char *file, const sov_vocab *vocab, sov_chat_template **out);
+
 /* Path of the built-in demo model, generated on first use (random weights). */
 int cli_demo_model_path(char *buf, size_t cap);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "gguf/gguf.h"
 
 #define MAX_VARS 64
 
@@ -69,6 +70,16 @@ static char *token_text(const sov_vocab *v, sov_token t) {
     return s;
 }
 
+/* When sov's tokenizer does not support the file's vocabulary, its metadata still holds
+ * the template and the BOS/EOS texts: read them with the GGUF reader. */
+static char *meta_token(const gguf_file *g, const char *id_key) {
+    uint32_t id;
+    const gguf_kv *toks = gguf_find(g, "tokenizer.ggml.tokens");
+    if (!gguf_get_u32(g, id_key, &id) || !toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || id >= toks->arr_n) return NULL;
+    const gguf_str s = gguf_arr_str(toks, id);
+    return strndup(s.ptr, (size_t)s.len);
+}
+
 static int render(int argc, char **argv) {
     const char *model = NULL, *tmpl_path = NULL, *msgs_path = NULL, *tools_path = NULL, *bos = NULL, *eos = NULL;
     const char *names[MAX_VARS], *values[MAX_VARS];
@@ -117,19 +128,33 @@ static int render(int argc, char **argv) {
     }
     size_t src_len = 0;
     const char *source;
+    gguf_file *g = NULL;
     if (model) {
         sov_status st = sov_vocab_load(model, &vocab);
-        if (st) {
+        if (st == SOV_ERR_UNSUPPORTED && gguf_open(model, &g) == SOV_OK) {
+            gguf_str ts;
+            if (gguf_get_str(g, "tokenizer.chat_template", &ts)) src = strndup(ts.ptr, (size_t)(src_len = ts.len));
+            vbos = meta_token(g, "tokenizer.ggml.bos_token_id");
+            veos = meta_token(g, "tokenizer.ggml.eos_token_id");
+            gguf_close(g);
+            if (!src) {
+                rc = cli_error("template", "%s has no tokenizer.chat_template; use --template FILE", model);
+                goto done;
+            }
+            source = src;
+        } else if (st) {
             rc = cli_status_error("template", st);
             goto done;
-        }
-        source = sov_vocab_chat_template(vocab, &src_len);
+        } else
+            source = sov_vocab_chat_template(vocab, &src_len);
         if (!source) {
             rc = cli_error("template", "%s has no tokenizer.chat_template; use --template FILE", model);
             goto done;
         }
-        vbos = token_text(vocab, sov_vocab_bos(vocab));
-        veos = token_text(vocab, sov_vocab_eos(vocab));
+        if (vocab) {
+            vbos = token_text(vocab, sov_vocab_bos(vocab));
+            veos = token_text(vocab, sov_vocab_eos(vocab));
+        }
     } else {
         if (!(src = read_file(tmpl_path, &src_len))) {
             rc = cli_error("template", "cannot read %s", tmpl_path);

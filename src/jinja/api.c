@@ -9,6 +9,7 @@
 #include "jinja/jinja.h"
 #include "sov.h"
 #include "tok/tok.h"
+#include "tok/tok_impl.h"
 
 struct sov_chat_template {
     jinja_template *t;
@@ -82,4 +83,50 @@ const char *sov_vocab_chat_template(const sov_vocab *vocab, size_t *len) {
     const char *t = vocab ? tok_vocab_chat_template(vocab, &n) : NULL;
     if (len) *len = t ? n : 0;
     return t && n ? t : NULL;
+}
+
+/* the text of a token (special pieces included), malloc'd; NULL when none */
+static char *piece_text(const sov_vocab *v, sov_token t) {
+    if (!v || t < 0) return NULL;
+    const int32_t n = sov_token_to_piece(v, t, true, NULL, 0);
+    if (n < 0) return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s) return NULL;
+    sov_token_to_piece(v, t, true, s, n);
+    s[n] = '\0';
+    return s;
+}
+
+sov_status sov_chat_template_apply(const sov_chat_template *tmpl, const sov_vocab *vocab,
+                                   const sov_chat_message *messages, size_t n_messages,
+                                   bool add_generation_prompt, char **out) {
+    *out = NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n_messages && arr; i++) {
+        json_t *m = json_object();
+        json_t *role = json_string(messages[i].role ? messages[i].role : "");
+        json_t *content = json_string(messages[i].content ? messages[i].content : "");
+        if (!m || !role || !content) {
+            json_decref(m), json_decref(role), json_decref(content), json_decref(arr);
+            return sov_fail(SOV_ERR_ARG, "chat template: message %zu is not valid UTF-8", i);
+        }
+        json_object_set_new(m, "role", role);
+        json_object_set_new(m, "content", content);
+        json_array_append_new(arr, m);
+    }
+    char *msgs = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    if (!msgs) return sov_fail(SOV_ERR_NOMEM, "chat template: out of memory");
+    char *bos = piece_text(vocab, vocab ? sov_vocab_bos(vocab) : -1);
+    char *eos = piece_text(vocab, vocab ? sov_vocab_eos(vocab) : -1);
+    const sov_chat_template_vars v = {.messages_json = msgs, .bos_token = bos ? bos : "", .eos_token = eos ? eos : "",
+                                      .add_generation_prompt = add_generation_prompt};
+    size_t len = 0;
+    sov_status st = sov_chat_template_render(tmpl, &v, out, &len);
+    if (!st && vocab && vocab->add_bos && bos && bos[0] && strncmp(*out, bos, strlen(bos)) == 0)
+        memmove(*out, *out + strlen(bos), len - strlen(bos) + 1);
+    free(msgs);
+    free(bos);
+    free(eos);
+    return st;
 }

@@ -584,7 +584,13 @@ static sov_token *prompt_tokens(server *s, const oai_request *r, int32_t *n, oai
         return t;
     }
     char *text = r->prompt;
-    if (r->kind == OAI_CHAT) {
+    if (r->kind == OAI_CHAT && s->p.chat_template) { /* the model's own Jinja template */
+        if (sov_chat_template_apply(s->p.chat_template, s->vocab, r->msgs, r->n_msgs, true, &text)) {
+            oai_fail(e, 400, "invalid_request_error", "messages", NULL, "Cannot render the chat template: %s",
+                     sov_last_error());
+            return NULL;
+        }
+    } else if (r->kind == OAI_CHAT) {
         const char *tmpl = sov_chat_template_detect(s->vocab) ? NULL : "chatml";
         const int32_t need = sov_chat_apply(s->vocab, tmpl, r->msgs, r->n_msgs, true, NULL, 0);
         if (need < 0) {
