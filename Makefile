@@ -55,7 +55,7 @@ fuzz: deps-test
 	@cmake --build build-fuzz -j $(JOBS)
 	@echo "fuzz targets are in build-fuzz/fuzz/: fuzz_gguf, fuzz_tokenize (seeds: tests/tok/corpus), fuzz_chat,"
 	@echo "fuzz_openai (seeds: tests/server/corpus; length parity picks chat or completion), fuzz_auth"
-	@echo "(seeds: tests/auth/corpus), fuzz_sign (seeds: tests/sign/corpus);"
+	@echo "(seeds: tests/auth/corpus), fuzz_sign (seeds: tests/sign/corpus), fuzz_jinja (seeds: tests/jinja/corpus, tests/jinja/templates);"
 	@echo "e.g. build-fuzz/fuzz/fuzz_gguf -max_total_time=60 build/tests/tmp/gguf_corpus (written by the gguf tests)"
 
 # Speed: synthetic 1.1B models (Q4_0, Q8_0), a 134M model and the shared real models;

@@ -9,6 +9,7 @@ if [ "${1:-build}" = test ]; then
   need+=(openssl curl) # the TLS tests: a test PKI from the openssl command line, HTTPS requests with curl
   command -v npm >/dev/null || need+=(nodejs npm) # the OpenAI client for the server tests
   need+=(openssl) # the openssl command line checks sov's model signatures (tests/server/test_signed_models.py)
+  need+=(python3-jinja2) # the reference renderer of the chat-template tests (tests/jinja/render_ref.py)
 fi
 missing=()
 for p in "${need[@]}"; do

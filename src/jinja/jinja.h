@@ -41,6 +41,7 @@ typedef struct jarena {
 
 #define JINJA_ERR 512
 void *ja_alloc(jarena *a, size_t n); /* zeroed; unwinds on exhaustion */
+void *ja_alloc_raw(jarena *a, size_t n); /* not zeroed */
 char *ja_strndup(jarena *a, const char *s, size_t n);
 void ja_free(jarena *a);
 

@@ -20,12 +20,15 @@ static _Noreturn void arena_exhausted(jarena *a) {
     longjmp(*a->fail, 1);
 }
 
-void *ja_alloc(jarena *a, size_t n) {
+/* n bytes, not zeroed (strings and buffers that are written at once) */
+void *ja_alloc_raw(jarena *a, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (n > a->cap || a->used + n > a->cap) arena_exhausted(a);
     jchunk *c = a->head;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
+        /* chunks grow with the arena (64 KiB up to 4 MiB): few mallocs for big renders */
+        size_t cap = a->used / 4 < 65536 ? 65536 : a->used / 4 > (4u << 20) ? (4u << 20) : a->used / 4;
+        if (cap < n) cap = n;
         c = malloc(sizeof *c + cap);
         if (!c) arena_exhausted(a);
         c->next = a->head;
@@ -36,13 +39,15 @@ void *ja_alloc(jarena *a, size_t n) {
     void *p = c->data + c->used;
     c->used += n;
     a->used += n;
-    memset(p, 0, n);
     return p;
 }
 
+void *ja_alloc(jarena *a, size_t n) { return memset(ja_alloc_raw(a, n), 0, n); }
+
 char *ja_strndup(jarena *a, const char *s, size_t n) {
-    char *p = ja_alloc(a, n + 1);
+    char *p = ja_alloc_raw(a, n + 1);
     memcpy(p, s, n);
+    p[n] = '\0';
     return p;
 }
 
@@ -63,9 +68,10 @@ jv jv_int(int64_t i) { return (jv){.t = JV_INT, .u.i = i}; }
 jv jv_float(double f) { return (jv){.t = JV_FLOAT, .u.f = f}; }
 
 jv jv_str(jarena *a, const char *s, size_t n) {
-    jstr *p = ja_alloc(a, sizeof *p + n + 1);
+    jstr *p = ja_alloc_raw(a, sizeof *p + n + 1);
     p->len = n;
     if (n) memcpy(p->s, s, n);
+    p->s[n] = '\0';
     return (jv){.t = JV_STR, .u.s = p};
 }
 
@@ -77,7 +83,7 @@ jv jv_dict(jarena *a) { return (jv){.t = JV_DICT, .u.d = ja_alloc(a, sizeof(jdic
 void jl_push(jarena *a, jlist *l, jv v) {
     if (l->n == l->cap) {
         const size_t cap = l->cap ? l->cap * 2 : 4;
-        jv *p = ja_alloc(a, cap * sizeof *p);
+        jv *p = ja_alloc_raw(a, cap * sizeof *p);
         if (l->n) memcpy(p, l->v, l->n * sizeof *p);
         l->v = p;
         l->cap = cap;
@@ -196,7 +202,7 @@ void jb_put(jbuf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n + 1) cap *= 2;
-        char *p = ja_alloc(b->a, cap);
+        char *p = ja_alloc_raw(b->a, cap);
         if (b->n) memcpy(p, b->p, b->n);
         b->p = p;
         b->cap = cap;
