@@ -29,6 +29,18 @@ UW = {"role": "user", "content": "What's the weather in Paris?"}
 AW = {"role": "assistant", "content": "It is 21 °C and clear in Paris."}
 THINK = {"role": "assistant", "content": "<think>\nThe user greets me.\n</think>\n\nHello there!"}
 
+CALL2 = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "callAAAAA", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+    {"id": "callBBBBB", "type": "function", "function": {"name": "search", "arguments": {"query": "Paris events", "limit": 2}}}]}
+RES_A = {"role": "tool", "tool_call_id": "callAAAAA", "name": "get_weather", "content": "21 C"}
+RES_B = {"role": "tool", "tool_call_id": "callBBBBB", "name": "search", "content": "[\"Jazz festival\"]"}
+CALL_STR = {"role": "assistant", "content": "Let me check.", "tool_calls": [
+    {"id": "call98765", "type": "function",
+     "function": {"name": "get_weather", "arguments": "{\"city\": \"Lyon\"}"}}]}
+RES_STR = {"role": "tool", "tool_call_id": "call98765", "name": "get_weather", "content": "18 C"}
+REASONED = {"role": "assistant", "content": "Hello there!", "reasoning_content": "The user greets me; greet back."}
+TRICKY = {"role": "user", "content": "Render {{ this }} and {% that %} literally, plus \\n, tabs\tand a trailing space "}
+
 # (name, messages, tools, add_generation_prompt, extra variables)
 CASES = [
     ("user", [U1], None, True, {}),
@@ -41,4 +53,8 @@ CASES = [
     ("tool_round_trip_answered", [UW, CALL, RESULT, AW], TOOLS, False, {}),
     ("thinking_on", [U1, THINK, U2], None, True, {"enable_thinking": True}),
     ("thinking_off", [SYS, U1], None, True, {"enable_thinking": False}),
+    ("parallel_tool_calls", [SYS, UW, CALL2, RES_A, RES_B], TOOLS, True, {}),
+    ("tool_call_string_arguments", [UW, CALL_STR, RES_STR], TOOLS, True, {}),
+    ("reasoning_content", [SYS, U1, REASONED, U2], None, True, {"enable_thinking": True}),
+    ("long_alternating", [SYS, U1, A1, U2, A1, U1, A1, TRICKY], None, True, {}),
 ]
