@@ -13,26 +13,30 @@ static char *read_text(const char *path, size_t *len) {
     if (!f) return NULL;
     size_t cap = 1 << 14, n = 0;
     char *buf = malloc(cap);
-    while (buf) {
+    if (!buf) {
+        if (f != stdin) fclose(f);
+        return NULL;
+    }
+    for (size_t got = 1; got > 0;) {
         if (n == cap) {
             char *b = cap < (4u << 20) ? realloc(buf, cap *= 2) : NULL;
             if (!b) {
                 free(buf);
-                buf = NULL;
-                break;
+                if (f != stdin) fclose(f);
+                return NULL;
             }
             buf = b;
         }
-        const size_t got = fread(buf + n, 1, cap - n, f);
+        got = fread(buf + n, 1, cap - n, f);
         n += got;
-        if (got == 0) break;
     }
     fclose(f);
     *len = n;
     return buf;
 }
 
-int cli_chat_template_load(const char *cmd, const char *file, const sov_vocab *vocab, sov_chat_template **out) {
+int cli_chat_template_load(const char *cmd, const char *file, const sov_vocab *vocab,
+                           sov_chat_template **out) {
     *out = NULL;
     if (file) {
         size_t len = 0;
@@ -49,10 +53,13 @@ int cli_chat_template_load(const char *cmd, const char *file, const sov_vocab *v
     if (!src) return 0;
     if (sov_chat_template_compile(src, len, out)) {
         const char *family = sov_chat_template_detect(vocab);
-        fprintf(stderr, "sov %s: warning: the model's chat template cannot be loaded (%s); using the built-in "
-                        "'%s' family instead\n", cmd, sov_last_error(), family ? family : "chatml");
+        fprintf(stderr,
+                "sov %s: warning: the model's chat template cannot be loaded (%s); using the built-in "
+                "'%s' family instead\n",
+                cmd, sov_last_error(), family ? family : "chatml");
         return 0;
     }
-    fprintf(stderr, "sov %s: chat template: the model's own (tokenizer.chat_template, %zu bytes)\n", cmd, len);
+    fprintf(stderr, "sov %s: chat template: the model's own (tokenizer.chat_template, %zu bytes)\n", cmd,
+            len);
     return 0;
 }

@@ -34,19 +34,22 @@ static char *read_file(const char *path, size_t *len) {
     if (!f) return NULL;
     size_t cap = 1 << 14, n = 0;
     char *buf = malloc(cap);
-    while (buf) {
+    if (!buf) {
+        if (f != stdin) fclose(f);
+        return NULL;
+    }
+    for (size_t got = 1; got > 0;) {
         if (n + 1 >= cap) {
             char *b = realloc(buf, cap *= 2);
             if (!b) {
                 free(buf);
-                buf = NULL;
-                break;
+                if (f != stdin) fclose(f);
+                return NULL;
             }
             buf = b;
         }
-        const size_t got = fread(buf + n, 1, cap - n - 1, f);
+        got = fread(buf + n, 1, cap - n - 1, f);
         n += got;
-        if (got == 0) break;
     }
     const bool bad = ferror(f);
     if (f != stdin) fclose(f);
@@ -75,13 +78,16 @@ static char *token_text(const sov_vocab *v, sov_token t) {
 static char *meta_token(const gguf_file *g, const char *id_key) {
     uint32_t id;
     const gguf_kv *toks = gguf_find(g, "tokenizer.ggml.tokens");
-    if (!gguf_get_u32(g, id_key, &id) || !toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || id >= toks->arr_n) return NULL;
+    if (!gguf_get_u32(g, id_key, &id) || !toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING ||
+        id >= toks->arr_n)
+        return NULL;
     const gguf_str s = gguf_arr_str(toks, id);
     return strndup(s.ptr, (size_t)s.len);
 }
 
 static int render(int argc, char **argv) {
-    const char *model = NULL, *tmpl_path = NULL, *msgs_path = NULL, *tools_path = NULL, *bos = NULL, *eos = NULL;
+    const char *model = NULL, *tmpl_path = NULL, *msgs_path = NULL, *tools_path = NULL, *bos = NULL,
+               *eos = NULL;
     const char *names[MAX_VARS], *values[MAX_VARS];
     size_t n_vars = 0;
     long now = 0;
@@ -92,11 +98,14 @@ static int render(int argc, char **argv) {
             template_help(stdout);
             return 0;
         }
-        if (cli_opt_str(argc, argv, &i, "-m", &model, &bad) || cli_opt_str(argc, argv, &i, "--model", &model, &bad) ||
+        if (cli_opt_str(argc, argv, &i, "-m", &model, &bad) ||
+            cli_opt_str(argc, argv, &i, "--model", &model, &bad) ||
             cli_opt_str(argc, argv, &i, "--template", &tmpl_path, &bad) ||
             cli_opt_str(argc, argv, &i, "--messages", &msgs_path, &bad) ||
-            cli_opt_str(argc, argv, &i, "--tools", &tools_path, &bad) || cli_opt_str(argc, argv, &i, "--bos", &bos, &bad) ||
-            cli_opt_str(argc, argv, &i, "--eos", &eos, &bad) || cli_opt_int(argc, argv, &i, "--now", &now, &bad))
+            cli_opt_str(argc, argv, &i, "--tools", &tools_path, &bad) ||
+            cli_opt_str(argc, argv, &i, "--bos", &bos, &bad) ||
+            cli_opt_str(argc, argv, &i, "--eos", &eos, &bad) ||
+            cli_opt_int(argc, argv, &i, "--now", &now, &bad))
             continue;
         if (cli_flag(argv, &i, "--no-generation-prompt")) {
             gen = false;
@@ -133,7 +142,8 @@ static int render(int argc, char **argv) {
         sov_status st = sov_vocab_load(model, &vocab);
         if (st == SOV_ERR_UNSUPPORTED && gguf_open(model, &g) == SOV_OK) {
             gguf_str ts;
-            if (gguf_get_str(g, "tokenizer.chat_template", &ts)) src = strndup(ts.ptr, (size_t)(src_len = ts.len));
+            if (gguf_get_str(g, "tokenizer.chat_template", &ts))
+                src = strndup(ts.ptr, (size_t)(src_len = ts.len));
             vbos = meta_token(g, "tokenizer.ggml.bos_token_id");
             veos = meta_token(g, "tokenizer.ggml.eos_token_id");
             gguf_close(g);
@@ -175,17 +185,26 @@ static int render(int argc, char **argv) {
         rc = cli_status_error("template", st);
         goto done;
     }
-    const sov_chat_template_vars v = {.messages_json = msgs, .tools_json = tools, .bos_token = bos ? bos : vbos,
-                                      .eos_token = eos ? eos : veos, .add_generation_prompt = gen,
-                                      .extra_names = names, .extra_json = values, .n_extra = n_vars, .now = now};
+    const sov_chat_template_vars v = {.messages_json = msgs,
+                                      .tools_json = tools,
+                                      .bos_token = bos ? bos : vbos,
+                                      .eos_token = eos ? eos : veos,
+                                      .add_generation_prompt = gen,
+                                      .extra_names = names,
+                                      .extra_json = values,
+                                      .n_extra = n_vars,
+                                      .now = now};
     size_t len = 0;
     if ((st = sov_chat_template_render(t, &v, &out, &len))) {
         rc = cli_status_error("template", st);
         goto done;
     }
-    rc = fwrite(out, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : cli_error("template", "cannot write the output");
+    rc = fwrite(out, 1, len, stdout) == len && fflush(stdout) == 0
+             ? 0
+             : cli_error("template", "cannot write the output");
 done:
-    for (size_t i = 0; i < n_vars; i++) free((char *)names[i]);
+    for (size_t i = 0; i < n_vars; i++)
+        free((char *)names[i]);
     free(out);
     free(src);
     free(msgs);

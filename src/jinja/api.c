@@ -20,7 +20,9 @@ sov_status sov_chat_template_compile(const char *source, size_t len, sov_chat_te
     if (!source) return sov_fail(SOV_ERR_ARG, "chat template: no source");
     char err[JINJA_ERR];
     jinja_template *t = jinja_compile(source, len, err);
-    if (!t) return sov_fail(strstr(err, "unsupported") ? SOV_ERR_UNSUPPORTED : SOV_ERR_FORMAT, "chat template: %s", err);
+    if (!t)
+        return sov_fail(strstr(err, "unsupported") ? SOV_ERR_UNSUPPORTED : SOV_ERR_FORMAT,
+                        "chat template: %s", err);
     sov_chat_template *ct = malloc(sizeof *ct);
     if (!ct) {
         jinja_template_free(t);
@@ -46,15 +48,16 @@ static char *json_quote(const char *s) {
     return r;
 }
 
-sov_status sov_chat_template_render(const sov_chat_template *tmpl, const sov_chat_template_vars *v, char **out,
-                                    size_t *len) {
+sov_status sov_chat_template_render(const sov_chat_template *tmpl, const sov_chat_template_vars *v,
+                                    char **out, size_t *len) {
     *out = NULL;
     if (len) *len = 0;
     if (!tmpl || !v || !v->messages_json) return sov_fail(SOV_ERR_ARG, "chat template: no messages");
     if (v->n_extra > 64) return sov_fail(SOV_ERR_ARG, "chat template: more than 64 extra variables");
     jinja_var vars[6 + 64];
     size_t n = 0;
-    char *bos = v->bos_token ? json_quote(v->bos_token) : NULL, *eos = v->eos_token ? json_quote(v->eos_token) : NULL;
+    char *bos = v->bos_token ? json_quote(v->bos_token) : NULL,
+         *eos = v->eos_token ? json_quote(v->eos_token) : NULL;
     if ((v->bos_token && !bos) || (v->eos_token && !eos)) {
         free(bos);
         free(eos);
@@ -66,14 +69,17 @@ sov_status sov_chat_template_render(const sov_chat_template *tmpl, const sov_cha
     vars[n++] = (jinja_var){"add_generation_prompt", v->add_generation_prompt ? "true" : "false"};
     if (bos) vars[n++] = (jinja_var){"bos_token", bos};
     if (eos) vars[n++] = (jinja_var){"eos_token", eos};
-    for (size_t i = 0; i < v->n_extra; i++) vars[n++] = (jinja_var){v->extra_names[i], v->extra_json[i]};
+    for (size_t i = 0; i < v->n_extra; i++)
+        vars[n++] = (jinja_var){v->extra_names[i], v->extra_json[i]};
     const jinja_render_opts o = {v->max_output, v->now};
     char err[JINJA_ERR];
     size_t outlen = 0;
     const bool ok = jinja_render(tmpl->t, vars, n, &o, out, &outlen, err);
     free(bos);
     free(eos);
-    if (!ok) return sov_fail(strncmp(err, "variable '", 10) == 0 ? SOV_ERR_ARG : SOV_ERR_FORMAT, "chat template: %s", err);
+    if (!ok)
+        return sov_fail(strncmp(err, "variable '", 10) == 0 ? SOV_ERR_ARG : SOV_ERR_FORMAT,
+                        "chat template: %s", err);
     if (len) *len = outlen;
     return SOV_OK;
 }
@@ -119,7 +125,9 @@ sov_status sov_chat_template_apply(const sov_chat_template *tmpl, const sov_voca
     if (!msgs) return sov_fail(SOV_ERR_NOMEM, "chat template: out of memory");
     char *bos = piece_text(vocab, vocab ? sov_vocab_bos(vocab) : -1);
     char *eos = piece_text(vocab, vocab ? sov_vocab_eos(vocab) : -1);
-    const sov_chat_template_vars v = {.messages_json = msgs, .bos_token = bos ? bos : "", .eos_token = eos ? eos : "",
+    const sov_chat_template_vars v = {.messages_json = msgs,
+                                      .bos_token = bos ? bos : "",
+                                      .eos_token = eos ? eos : "",
                                       .add_generation_prompt = add_generation_prompt};
     size_t len = 0;
     sov_status st = sov_chat_template_render(tmpl, &v, out, &len);

@@ -139,7 +139,8 @@ static bool lookup(frame *f, const char *name, jv *out) {
 /* ---- UTF-8 helpers ------------------------------------------------------------------------ */
 static size_t u8_count(const char *s, size_t n) {
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xC0) != 0x80;
     return k;
 }
 
@@ -158,7 +159,8 @@ static size_t u8_offset(const char *s, size_t n, size_t cp) {
 
 static size_t u8_len_at(const char *s, size_t n, size_t i) {
     size_t j = i + 1;
-    while (j < n && ((unsigned char)s[j] & 0xC0) == 0x80) j++;
+    while (j < n && ((unsigned char)s[j] & 0xC0) == 0x80)
+        j++;
     return j - i;
 }
 
@@ -166,8 +168,10 @@ static size_t u8_len_at(const char *s, size_t n, size_t i) {
 static jv to_str(ctx *c, jv v) {
     if (v.t == JV_STR) return v;
     jbuf b = {.a = c->a, .fail = &c->fail, .err = c->err};
-    if (is_gen(v)) jb_puts(&b, "<generator object>");
-    else jv_write_str(&b, v);
+    if (is_gen(v))
+        jb_puts(&b, "<generator object>");
+    else
+        jv_write_str(&b, v);
     return jv_str(c->a, b.p ? b.p : "", b.n);
 }
 
@@ -182,7 +186,8 @@ static jlist *iter_items(ctx *c, jv v, bool strict) {
     case JV_LIST: return v.u.l;
     case JV_DICT: {
         jlist *l = jv_list(c->a).u.l;
-        for (size_t i = 0; i < v.u.d->n; i++) jl_push(c->a, l, v.u.d->k[i]);
+        for (size_t i = 0; i < v.u.d->n; i++)
+            jl_push(c->a, l, v.u.d->k[i]);
         return l;
     }
     case JV_STR: {
@@ -303,7 +308,8 @@ static jv getitem_v(ctx *c, jv obj, jv key) {
 }
 
 /* Python slice semantics over n elements */
-static void slice_indices(ctx *c, int64_t n, jv start, jv stop, jv step, int64_t *s0, int64_t *s1, int64_t *st) {
+static void slice_indices(ctx *c, int64_t n, jv start, jv stop, jv step, int64_t *s0, int64_t *s1,
+                          int64_t *st) {
     *st = 1;
     if (step.t != JV_NONE && step.t != JV_UNDEF) {
         if (!is_intlike(step)) fail(c, "slice indices must be integers or None");
@@ -312,20 +318,26 @@ static void slice_indices(ctx *c, int64_t n, jv start, jv stop, jv step, int64_t
     }
     const bool neg = *st < 0;
     const int64_t lo = neg ? -1 : 0, hi = neg ? n - 1 : n;
-    if (start.t == JV_NONE || start.t == JV_UNDEF) *s0 = neg ? hi : lo;
+    if (start.t == JV_NONE || start.t == JV_UNDEF)
+        *s0 = neg ? hi : lo;
     else {
         if (!is_intlike(start)) fail(c, "slice indices must be integers or None");
         int64_t v = as_i(start);
-        if (v < 0) v = v + n < lo ? lo : v + n;
-        else if (v > hi) v = hi;
+        if (v < 0)
+            v = v + n < lo ? lo : v + n;
+        else if (v > hi)
+            v = hi;
         *s0 = v;
     }
-    if (stop.t == JV_NONE || stop.t == JV_UNDEF) *s1 = neg ? lo : hi;
+    if (stop.t == JV_NONE || stop.t == JV_UNDEF)
+        *s1 = neg ? lo : hi;
     else {
         if (!is_intlike(stop)) fail(c, "slice indices must be integers or None");
         int64_t v = as_i(stop);
-        if (v < 0) v = v + n < lo ? lo : v + n;
-        else if (v > hi) v = hi;
+        if (v < 0)
+            v = v + n < lo ? lo : v + n;
+        else if (v > hi)
+            v = hi;
         *s1 = v;
     }
 }
@@ -340,7 +352,8 @@ static jv slice_v(ctx *c, jv obj, jv start, jv stop, jv step) {
     if (obj.t == JV_LIST) {
         jlist *l = new_list(c);
         l->tuple = obj.u.l->tuple;
-        for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i += st) jl_push(c->a, l, obj.u.l->v[i]);
+        for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i += st)
+            jl_push(c->a, l, obj.u.l->v[i]);
         return list_val(l);
     }
     const jstr *s = obj.u.s;
@@ -385,7 +398,8 @@ static bool contains(ctx *c, jv hay, jv needle) {
     switch (hay.t) {
     case JV_STR:
         if (needle.t == JV_UNDEF) undefined_error(c, needle);
-        if (needle.t != JV_STR) fail(c, "'in <string>' requires string as left operand, not %s", jv_type_name(needle));
+        if (needle.t != JV_STR)
+            fail(c, "'in <string>' requires string as left operand, not %s", jv_type_name(needle));
         if (needle.u.s->len == 0) return true;
         if (needle.u.s->len > hay.u.s->len) return false;
         for (size_t i = 0; i + needle.u.s->len <= hay.u.s->len; i++)
@@ -431,15 +445,18 @@ static jv percent_format(ctx *c, jv fmt, jv argv) {
         }
         char spec[32] = "%";
         size_t k = 1;
-        while (p < end && k < 20 && strchr("-+ #0123456789.", *p)) spec[k++] = *p++;
+        while (p < end && k < 20 && strchr("-+ #0123456789.", *p))
+            spec[k++] = *p++;
         if (p >= end) fail(c, "incomplete format");
         const char conv = *p++;
         if (next >= args_l->n) fail(c, "not enough arguments for format string");
         jv v = args_l->v[next++];
         if (conv == 's' || conv == 'r') {
             jbuf t = {.a = c->a, .fail = &c->fail, .err = c->err};
-            if (conv == 'r') jv_write_repr(&t, v);
-            else jv_write_str(&t, v);
+            if (conv == 'r')
+                jv_write_repr(&t, v);
+            else
+                jv_write_str(&t, v);
             spec[k++] = 's';
             spec[k] = '\0';
             jb_printf(&b, spec, t.p ? t.p : "");
@@ -455,7 +472,8 @@ static jv percent_format(ctx *c, jv fmt, jv argv) {
             spec[k++] = conv;
             spec[k] = '\0';
             jb_printf(&b, spec, as_f(v));
-        } else fail(c, "unsupported format character '%c'", conv);
+        } else
+            fail(c, "unsupported format character '%c'", conv);
     }
     if (next < args_l->n) fail(c, "not all arguments converted during string formatting");
     return jv_str(c->a, b.p ? b.p : "", b.n);
@@ -467,14 +485,16 @@ static jv repeat(ctx *c, jv seq, int64_t times) {
         const size_t n = seq.u.s->len;
         if (n && (uint64_t)times > (JINJA_MAX_MEMORY / n)) fail(c, "string repetition too large");
         jbuf b = {.a = c->a, .fail = &c->fail, .err = c->err};
-        for (int64_t i = 0; i < times; i++) jb_put(&b, seq.u.s->s, n);
+        for (int64_t i = 0; i < times; i++)
+            jb_put(&b, seq.u.s->s, n);
         return jv_str(c->a, b.p ? b.p : "", b.n);
     }
     const size_t n = seq.u.l->n;
     if (n && (uint64_t)times > (JINJA_MAX_MEMORY / 16 / n)) fail(c, "list repetition too large");
     jlist *l = new_list(c);
     for (int64_t i = 0; i < times; i++)
-        for (size_t k = 0; k < n; k++) jl_push(c->a, l, seq.u.l->v[k]);
+        for (size_t k = 0; k < n; k++)
+            jl_push(c->a, l, seq.u.l->v[k]);
     return list_val(l);
 }
 
@@ -500,8 +520,10 @@ static jv binop(ctx *c, int op, jv a, jv b) {
         if (a.t == JV_LIST && b.t == JV_LIST && !is_gen(a) && !is_gen(b) && a.u.l->tuple == b.u.l->tuple) {
             jlist *l = new_list(c);
             l->tuple = a.u.l->tuple;
-            for (size_t i = 0; i < a.u.l->n; i++) jl_push(c->a, l, a.u.l->v[i]);
-            for (size_t i = 0; i < b.u.l->n; i++) jl_push(c->a, l, b.u.l->v[i]);
+            for (size_t i = 0; i < a.u.l->n; i++)
+                jl_push(c->a, l, a.u.l->v[i]);
+            for (size_t i = 0; i < b.u.l->n; i++)
+                jl_push(c->a, l, b.u.l->v[i]);
             return list_val(l);
         }
     }
@@ -511,7 +533,8 @@ static jv binop(ctx *c, int op, jv a, jv b) {
     }
     if (!is_num(a) || !is_num(b)) {
         if (op == OP_MOD && a.t == JV_STR) return percent_format(c, a, b);
-        fail(c, "unsupported operand type(s) for %s: '%s' and '%s'", names[op], jv_type_name(a), jv_type_name(b));
+        fail(c, "unsupported operand type(s) for %s: '%s' and '%s'", names[op], jv_type_name(a),
+             jv_type_name(b));
     }
     const bool ints = is_intlike(a) && is_intlike(b);
     if (ints) {
@@ -589,9 +612,11 @@ static jv eval(ctx *c, const jnode *n, frame *f);
 
 static jv call_macro(ctx *c, const jfunc *fn, const args *a, jv caller) {
     const jnode *m = fn->node;
-    if (++c->calls > JINJA_MAX_CALL_DEPTH) fail(c, "macro calls nested more than %d deep", JINJA_MAX_CALL_DEPTH);
+    if (++c->calls > JINJA_MAX_CALL_DEPTH)
+        fail(c, "macro calls nested more than %d deep", JINJA_MAX_CALL_DEPTH);
     frame *f = frame_new(c, fn->closure);
-    if (a->n > m->n_kw) fail(c, "macro '%s' takes not more than %zu argument(s)", m->name ? m->name : "caller", m->n_kw);
+    if (a->n > m->n_kw)
+        fail(c, "macro '%s' takes not more than %zu argument(s)", m->name ? m->name : "caller", m->n_kw);
     for (size_t i = 0; i < m->n_kw; i++) {
         jv v = jv_undef(NULL);
         bool given = false;
@@ -605,15 +630,19 @@ static jv call_macro(ctx *c, const jfunc *fn, const args *a, jv caller) {
                 given = true;
             }
         if (!given) {
-            if (m->kwv[i]) v = eval(c, m->kwv[i], f);
-            else v = undef_named(c, "parameter '%s' was not provided%s", m->kwn[i], NULL);
+            if (m->kwv[i])
+                v = eval(c, m->kwv[i], f);
+            else
+                v = undef_named(c, "parameter '%s' was not provided%s", m->kwn[i], NULL);
         }
         frame_set(c, f, m->kwn[i], v);
     }
     for (size_t k = 0; k < a->nkw; k++) {
         bool known = strcmp(a->kwn[k], "caller") == 0;
-        for (size_t i = 0; i < m->n_kw && !known; i++) known = strcmp(a->kwn[k], m->kwn[i]) == 0;
-        if (!known) fail(c, "macro '%s' takes no keyword argument '%s'", m->name ? m->name : "caller", a->kwn[k]);
+        for (size_t i = 0; i < m->n_kw && !known; i++)
+            known = strcmp(a->kwn[k], m->kwn[i]) == 0;
+        if (!known)
+            fail(c, "macro '%s' takes no keyword argument '%s'", m->name ? m->name : "caller", a->kwn[k]);
     }
     if (caller.t != JV_UNDEF) frame_set(c, f, "caller", caller);
     const size_t mark = c->out.n;
@@ -641,7 +670,8 @@ typedef jv (*filter_fn)(ctx *c, jv v, const args *a);
 static jv str_of(ctx *c, jv v) { return to_str(c, v); }
 
 static void ascii_case(jstr *s, bool upper) {
-    for (size_t i = 0; i < s->len; i++) s->s[i] = (char)(upper ? toupper((unsigned char)s->s[i]) : tolower((unsigned char)s->s[i]));
+    for (size_t i = 0; i < s->len; i++)
+        s->s[i] = (char)(upper ? toupper((unsigned char)s->s[i]) : tolower((unsigned char)s->s[i]));
 }
 
 static jv str_copy(ctx *c, jv v) {
@@ -670,7 +700,9 @@ static jv f_capitalize(ctx *c, jv v, const args *a) {
     return s;
 }
 
-static bool is_space(unsigned char ch) { return ch == ' ' || (ch >= 9 && ch <= 13) || (ch >= 0x1c && ch <= 0x1f); }
+static bool is_space(unsigned char ch) {
+    return ch == ' ' || (ch >= 9 && ch <= 13) || (ch >= 0x1c && ch <= 0x1f);
+}
 
 /* strip with a character set (NULL: whitespace) */
 static jv strip_impl(ctx *c, jv v, jv chars, bool left, bool right) {
@@ -681,14 +713,18 @@ static jv strip_impl(ctx *c, jv v, jv chars, bool left, bool right) {
     if (!ws && chars.t != JV_STR) fail(c, "strip arg must be None or str");
 #define IN_SET(ch) (ws ? is_space((unsigned char)(ch)) : memchr(chars.u.s->s, (ch), chars.u.s->len) != NULL)
     if (left)
-        while (b < e && IN_SET(p[b])) b++;
+        while (b < e && IN_SET(p[b]))
+            b++;
     if (right)
-        while (e > b && IN_SET(p[e - 1])) e--;
+        while (e > b && IN_SET(p[e - 1]))
+            e--;
 #undef IN_SET
     return jv_str(c->a, p + b, e - b);
 }
 
-static jv f_trim(ctx *c, jv v, const args *a) { return strip_impl(c, v, arg_at(a, 0, "chars", jv_none()), true, true); }
+static jv f_trim(ctx *c, jv v, const args *a) {
+    return strip_impl(c, v, arg_at(a, 0, "chars", jv_none()), true, true);
+}
 
 static jv replace_impl(ctx *c, jv v, jv old, jv new_, jv count) {
     jv s = str_of(c, v);
@@ -717,7 +753,8 @@ static jv replace_impl(ctx *c, jv v, jv old, jv new_, jv count) {
             jb_put(&b, new_.u.s->s, new_.u.s->len);
             i += on;
             if (max > 0) max--;
-        } else jb_put(&b, p + i++, 1);
+        } else
+            jb_put(&b, p + i++, 1);
     }
     return jv_str(c->a, b.p ? b.p : "", b.n);
 }
@@ -779,14 +816,16 @@ static jv f_items(ctx *c, jv v, const args *a) {
     jlist *l = new_list(c);
     if (v.t == JV_UNDEF) return mark_gen(list_val(l));
     if (v.t != JV_DICT) fail(c, "Can only get item pairs from a mapping.");
-    for (size_t i = 0; i < v.u.d->n; i++) jl_push(c->a, l, tuple2(c, v.u.d->k[i], v.u.d->v[i]));
+    for (size_t i = 0; i < v.u.d->n; i++)
+        jl_push(c->a, l, tuple2(c, v.u.d->k[i], v.u.d->v[i]));
     return mark_gen(list_val(l));
 }
 
 static jv f_list(ctx *c, jv v, const args *a) {
     (void)a;
     jlist *src = iter_items(c, v, true), *l = new_list(c);
-    for (size_t i = 0; i < src->n; i++) jl_push(c->a, l, src->v[i]);
+    for (size_t i = 0; i < src->n; i++)
+        jl_push(c->a, l, src->v[i]);
     return list_val(l);
 }
 
@@ -804,8 +843,10 @@ static jv f_safe(ctx *c, jv v, const args *a) {
 
 static bool parse_int_text(const char *s, size_t n, int64_t *out) {
     size_t b = 0, e = n;
-    while (b < e && is_space((unsigned char)s[b])) b++;
-    while (e > b && is_space((unsigned char)s[e - 1])) e--;
+    while (b < e && is_space((unsigned char)s[b]))
+        b++;
+    while (e > b && is_space((unsigned char)s[e - 1]))
+        e--;
     if (b == e) return false;
     bool neg = false;
     if (s[b] == '+' || s[b] == '-') neg = s[b++] == '-';
@@ -828,10 +869,12 @@ static bool parse_int_text(const char *s, size_t n, int64_t *out) {
 
 static bool parse_float_text(const char *s, double *out) {
     char *end;
-    while (is_space((unsigned char)*s)) s++;
+    while (is_space((unsigned char)*s))
+        s++;
     if (!*s) return false;
     const double d = strtod(s, &end);
-    while (is_space((unsigned char)*end)) end++;
+    while (is_space((unsigned char)*end))
+        end++;
     if (*end) return false;
     *out = d;
     return true;
@@ -897,11 +940,13 @@ static jv f_indent(ctx *c, jv v, const args *a) {
     const bool first = jv_truthy(arg_at(a, 1, "first", jv_bool(false)));
     const bool blank = jv_truthy(arg_at(a, 2, "blank", jv_bool(false)));
     jbuf ind = {.a = c->a, .fail = &c->fail, .err = c->err};
-    if (w.t == JV_STR) jb_put(&ind, w.u.s->s, w.u.s->len);
+    if (w.t == JV_STR)
+        jb_put(&ind, w.u.s->s, w.u.s->len);
     else {
         const int64_t k = as_i(w);
         if (k > 4096) fail(c, "indent width too large");
-        for (int64_t i = 0; i < k; i++) jb_put(&ind, " ", 1);
+        for (int64_t i = 0; i < k; i++)
+            jb_put(&ind, " ", 1);
     }
     jv s = str_of(c, v);
     /* split into lines as str.splitlines() on s + "\n" */
@@ -912,7 +957,9 @@ static jv f_indent(ctx *c, jv v, const args *a) {
     if (first) jb_put(&out, ind.p, ind.n);
     while (i <= n) {
         size_t e = i;
-        while (e < n && p[e] != '\n' && p[e] != '\r' && p[e] != '\v' && p[e] != '\f' && !(p[e] >= 0x1c && p[e] <= 0x1e)) e++;
+        while (e < n && p[e] != '\n' && p[e] != '\r' && p[e] != '\v' && p[e] != '\f' &&
+               !(p[e] >= 0x1c && p[e] <= 0x1e))
+            e++;
         if (e >= n && i == n && line > 0) break; /* the added "\n" ends the last line */
         if (line > 0) {
             jb_put(&out, "\n", 1);
@@ -978,7 +1025,8 @@ static jv select_impl(ctx *c, jv v, const args *a, bool attr_mode, bool want) {
     jv testv = a->n > skip ? a->v[skip] : jv_undef(NULL);
     if (testv.t != JV_UNDEF && testv.t != JV_STR) fail(c, "test name must be a string");
     test = testv.t == JV_STR ? testv.u.s->s : NULL;
-    args rest = {a->n > skip + 1 ? a->v + skip + 1 : NULL, a->n > skip + 1 ? a->n - skip - 1 : 0, a->kwn, a->kwv, a->nkw};
+    args rest = {a->n > skip + 1 ? a->v + skip + 1 : NULL, a->n > skip + 1 ? a->n - skip - 1 : 0, a->kwn,
+                 a->kwv, a->nkw};
     for (size_t i = 0; i < src->n; i++) {
         jv x = attr_mode ? attr_path(c, src->v[i], a->v[0]) : src->v[i];
         bool ok;
@@ -986,7 +1034,8 @@ static jv select_impl(ctx *c, jv v, const args *a, bool attr_mode, bool want) {
             bool known;
             ok = run_test(c, test, x, &rest, &known);
             if (!known) fail(c, "no test named '%s'", test);
-        } else ok = jv_truthy(x);
+        } else
+            ok = jv_truthy(x);
         if (ok == want) jl_push(c->a, l, src->v[i]);
     }
     return mark_gen(list_val(l));
@@ -1006,12 +1055,14 @@ static jv f_map(ctx *c, jv v, const args *a) {
     if (attr.t != JV_UNDEF) {
         jv dflt = arg_at(a, 99, "default", jv_undef(NULL));
         if (dflt.t == JV_NONE) dflt = jv_undef(NULL); /* Jinja: default=None means none */
-        for (size_t i = 0; i < src->n; i++) jl_push(c->a, l, attr_path_d(c, src->v[i], attr, dflt));
+        for (size_t i = 0; i < src->n; i++)
+            jl_push(c->a, l, attr_path_d(c, src->v[i], attr, dflt));
         return mark_gen(list_val(l));
     }
     if (a->n < 1 || a->v[0].t != JV_STR) fail(c, "map needs a filter name or attribute=");
     args rest = {a->v + 1, a->n - 1, a->kwn, a->kwv, a->nkw};
-    for (size_t i = 0; i < src->n; i++) jl_push(c->a, l, apply_filter(c, a->v[0].u.s->s, src->v[i], &rest));
+    for (size_t i = 0; i < src->n; i++)
+        jl_push(c->a, l, apply_filter(c, a->v[0].u.s->s, src->v[i], &rest));
     return mark_gen(list_val(l));
 }
 
@@ -1027,7 +1078,8 @@ static jv f_unique(ctx *c, jv v, const args *a) {
                 seen = true;
                 for (size_t m = 0; m < x.u.s->len && seen; m++)
                     seen = tolower((unsigned char)x.u.s->s[m]) == tolower((unsigned char)y.u.s->s[m]);
-            } else seen = jv_equal(x, y);
+            } else
+                seen = jv_equal(x, y);
         }
         if (!seen) jl_push(c->a, l, x);
     }
@@ -1038,11 +1090,16 @@ static jv f_reverse(ctx *c, jv v, const args *a) {
     (void)a;
     if (v.t == JV_STR) return slice_v(c, v, jv_none(), jv_none(), jv_int(-1));
     jlist *src = iter_items(c, v, true), *l = new_list(c);
-    for (size_t i = src->n; i-- > 0;) jl_push(c->a, l, src->v[i]);
+    for (size_t i = src->n; i-- > 0;)
+        jl_push(c->a, l, src->v[i]);
     return v.t == JV_LIST && !is_gen(v) ? mark_gen(list_val(l)) : list_val(l);
 }
 
-typedef struct sort_ctx { ctx *c; bool cs; jv attr; } sort_ctx;
+typedef struct sort_ctx {
+    ctx *c;
+    bool cs;
+    jv attr;
+} sort_ctx;
 
 static jv sort_key(const sort_ctx *s, jv x) {
     if (s->attr.t != JV_UNDEF && s->attr.t != JV_NONE) x = attr_path(s->c, x, s->attr);
@@ -1057,7 +1114,8 @@ static jv sort_key(const sort_ctx *s, jv x) {
 /* insertion-merge sort, stable (Python's sort is stable) */
 static void stable_sort(const sort_ctx *s, jv *v, size_t n, bool rev) {
     jv *keys = ja_alloc(s->c->a, (n + 1) * sizeof *keys);
-    for (size_t i = 0; i < n; i++) keys[i] = sort_key(s, v[i]);
+    for (size_t i = 0; i < n; i++)
+        keys[i] = sort_key(s, v[i]);
     for (size_t i = 1; i < n; i++) {
         jv x = v[i], k = keys[i];
         size_t j = i;
@@ -1075,7 +1133,8 @@ static void stable_sort(const sort_ctx *s, jv *v, size_t n, bool rev) {
 
 static jv f_sort(ctx *c, jv v, const args *a) {
     const bool rev = jv_truthy(arg_at(a, 0, "reverse", jv_bool(false)));
-    sort_ctx s = {c, jv_truthy(arg_at(a, 1, "case_sensitive", jv_bool(false))), arg_at(a, 2, "attribute", jv_undef(NULL))};
+    sort_ctx s = {c, jv_truthy(arg_at(a, 1, "case_sensitive", jv_bool(false))),
+                  arg_at(a, 2, "attribute", jv_undef(NULL))};
     jv l = f_list(c, v, a);
     if (l.u.l->n > 20000) fail(c, "sort of more than 20000 items");
     stable_sort(&s, l.u.l->v, l.u.l->n, rev);
@@ -1088,7 +1147,8 @@ static jv f_dictsort(ctx *c, jv v, const args *a) {
     jv by = arg_at(a, 1, "by", jv_cstr(c->a, "key"));
     const bool rev = jv_truthy(arg_at(a, 2, "reverse", jv_bool(false)));
     jlist *l = new_list(c);
-    for (size_t i = 0; i < v.u.d->n; i++) jl_push(c->a, l, tuple2(c, v.u.d->k[i], v.u.d->v[i]));
+    for (size_t i = 0; i < v.u.d->n; i++)
+        jl_push(c->a, l, tuple2(c, v.u.d->k[i], v.u.d->v[i]));
     sort_ctx s = {c, cs, jv_int(by.t == JV_STR && !strcmp(by.u.s->s, "value") ? 1 : 0)};
     if (l->n > 20000) fail(c, "sort of more than 20000 items");
     stable_sort(&s, l->v, l->n, rev);
@@ -1101,13 +1161,16 @@ static jv f_tojson(ctx *c, jv v, const args *a) {
     jv seps = arg_at(a, 2, "separators", jv_none());
     const bool sort_keys = jv_truthy(arg_at(a, 3, "sort_keys", jv_bool(false)));
     int indent = -1;
-    if (is_intlike(ind)) indent = (int)(as_i(ind) < 0 ? 0 : as_i(ind) > 64 ? 64 : as_i(ind));
-    else if (ind.t != JV_NONE) fail(c, "unsupported construct: tojson indent of type %s", jv_type_name(ind));
+    if (is_intlike(ind))
+        indent = (int)(as_i(ind) < 0 ? 0 : as_i(ind) > 64 ? 64 : as_i(ind));
+    else if (ind.t != JV_NONE)
+        fail(c, "unsupported construct: tojson indent of type %s", jv_type_name(ind));
     const char *item_sep = indent >= 0 ? "," : ", ", *key_sep = ": ";
     if (seps.t == JV_LIST && seps.u.l->n == 2 && seps.u.l->v[0].t == JV_STR && seps.u.l->v[1].t == JV_STR) {
         item_sep = seps.u.l->v[0].u.s->s;
         key_sep = seps.u.l->v[1].u.s->s;
-    } else if (seps.t != JV_NONE) fail(c, "tojson separators must be a pair of strings");
+    } else if (seps.t != JV_NONE)
+        fail(c, "tojson separators must be a pair of strings");
     jbuf b = {.a = c->a, .fail = &c->fail, .err = c->err};
     char err[JINJA_ERR];
     if (!jv_to_json(&b, v, ensure_ascii, indent, item_sep, key_sep, sort_keys, err)) fail(c, "%s", err);
@@ -1120,13 +1183,15 @@ static jv f_sum(ctx *c, jv v, const args *a) {
     jv attr = arg_at(a, 0, "attribute", jv_undef(NULL));
     jv acc = arg_at(a, 1, "start", jv_int(0));
     jlist *l = iter_items(c, v, true);
-    for (size_t i = 0; i < l->n; i++) acc = binop(c, OP_ADD, acc, attr.t != JV_UNDEF ? attr_path(c, l->v[i], attr) : l->v[i]);
+    for (size_t i = 0; i < l->n; i++)
+        acc = binop(c, OP_ADD, acc, attr.t != JV_UNDEF ? attr_path(c, l->v[i], attr) : l->v[i]);
     return acc;
 }
 
 static jv minmax(ctx *c, jv v, const args *a, bool max) {
     jlist *l = iter_items(c, v, true);
-    sort_ctx s = {c, jv_truthy(arg_at(a, 0, "case_sensitive", jv_bool(false))), arg_at(a, 1, "attribute", jv_undef(NULL))};
+    sort_ctx s = {c, jv_truthy(arg_at(a, 0, "case_sensitive", jv_bool(false))),
+                  arg_at(a, 1, "attribute", jv_undef(NULL))};
     if (!l->n) return jv_undef("No aggregated item, sequence was empty.");
     jv best = l->v[0];
     for (size_t i = 1; i < l->n; i++) {
@@ -1145,12 +1210,18 @@ static jv f_escape(ctx *c, jv v, const args *a) {
     jbuf b = {.a = c->a, .fail = &c->fail, .err = c->err};
     for (size_t i = 0; i < s.u.s->len; i++) {
         const char ch = s.u.s->s[i];
-        if (ch == '&') jb_puts(&b, "&amp;");
-        else if (ch == '<') jb_puts(&b, "&lt;");
-        else if (ch == '>') jb_puts(&b, "&gt;");
-        else if (ch == '"') jb_puts(&b, "&#34;");
-        else if (ch == '\'') jb_puts(&b, "&#39;");
-        else jb_put(&b, &ch, 1);
+        if (ch == '&')
+            jb_puts(&b, "&amp;");
+        else if (ch == '<')
+            jb_puts(&b, "&lt;");
+        else if (ch == '>')
+            jb_puts(&b, "&gt;");
+        else if (ch == '"')
+            jb_puts(&b, "&#34;");
+        else if (ch == '\'')
+            jb_puts(&b, "&#39;");
+        else
+            jb_put(&b, &ch, 1);
     }
     jv r = jv_str(c->a, b.p ? b.p : "", b.n);
     r.safe = 1;
@@ -1161,7 +1232,8 @@ static jv f_format(ctx *c, jv v, const args *a) {
     if (a->nkw) fail(c, "unsupported construct: format filter with keyword arguments");
     jlist *t = new_list(c);
     t->tuple = 1;
-    for (size_t i = 0; i < a->n; i++) jl_push(c->a, t, a->v[i]);
+    for (size_t i = 0; i < a->n; i++)
+        jl_push(c->a, t, a->v[i]);
     return percent_format(c, str_of(c, v), list_val(t));
 }
 
@@ -1192,7 +1264,8 @@ static jv f_batch(ctx *c, jv v, const args *a) {
         jl_push(c->a, cur, src->v[i]);
     }
     if (cur && fill.t != JV_NONE)
-        while ((int64_t)cur->n < size) jl_push(c->a, cur, fill);
+        while ((int64_t)cur->n < size)
+            jl_push(c->a, cur, fill);
     return mark_gen(list_val(l));
 }
 
@@ -1204,21 +1277,59 @@ static jv f_center(ctx *c, jv v, const args *a) {
     if (w > 4096) fail(c, "center width too large");
     const int64_t pad = w - n, left = pad / 2 + (pad & w & 1);
     jbuf b = {.a = c->a, .fail = &c->fail, .err = c->err};
-    for (int64_t i = 0; i < left; i++) jb_put(&b, " ", 1);
+    for (int64_t i = 0; i < left; i++)
+        jb_put(&b, " ", 1);
     jb_put(&b, s.u.s->s, s.u.s->len);
-    for (int64_t i = 0; i < pad - left; i++) jb_put(&b, " ", 1);
+    for (int64_t i = 0; i < pad - left; i++)
+        jb_put(&b, " ", 1);
     return jv_str(c->a, b.p, b.n);
 }
 
-static const struct { const char *name; filter_fn fn; } filters[] = {
-    {"abs", f_abs}, {"batch", f_batch}, {"capitalize", f_capitalize}, {"center", f_center}, {"count", f_count},
-    {"d", f_default}, {"default", f_default}, {"dictsort", f_dictsort}, {"e", f_escape}, {"escape", f_escape},
-    {"first", f_first}, {"float", f_float}, {"format", f_format}, {"indent", f_indent}, {"int", f_int}, {"items", f_items},
-    {"join", f_join}, {"last", f_last}, {"length", f_length}, {"list", f_list}, {"lower", f_lower},
-    {"map", f_map}, {"max", f_max}, {"min", f_min}, {"reject", f_reject}, {"rejectattr", f_rejectattr},
-    {"replace", f_replace}, {"reverse", f_reverse}, {"round", f_round}, {"safe", f_safe}, {"select", f_select},
-    {"selectattr", f_selectattr}, {"sort", f_sort}, {"string", f_string}, {"sum", f_sum}, {"title", f_title},
-    {"tojson", f_tojson}, {"trim", f_trim}, {"unique", f_unique}, {"upper", f_upper}, {"wordcount", f_wordcount},
+static const struct {
+    const char *name;
+    filter_fn fn;
+} filters[] = {
+    {"abs", f_abs},
+    {"batch", f_batch},
+    {"capitalize", f_capitalize},
+    {"center", f_center},
+    {"count", f_count},
+    {"d", f_default},
+    {"default", f_default},
+    {"dictsort", f_dictsort},
+    {"e", f_escape},
+    {"escape", f_escape},
+    {"first", f_first},
+    {"float", f_float},
+    {"format", f_format},
+    {"indent", f_indent},
+    {"int", f_int},
+    {"items", f_items},
+    {"join", f_join},
+    {"last", f_last},
+    {"length", f_length},
+    {"list", f_list},
+    {"lower", f_lower},
+    {"map", f_map},
+    {"max", f_max},
+    {"min", f_min},
+    {"reject", f_reject},
+    {"rejectattr", f_rejectattr},
+    {"replace", f_replace},
+    {"reverse", f_reverse},
+    {"round", f_round},
+    {"safe", f_safe},
+    {"select", f_select},
+    {"selectattr", f_selectattr},
+    {"sort", f_sort},
+    {"string", f_string},
+    {"sum", f_sum},
+    {"title", f_title},
+    {"tojson", f_tojson},
+    {"trim", f_trim},
+    {"unique", f_unique},
+    {"upper", f_upper},
+    {"wordcount", f_wordcount},
 };
 
 static filter_fn find_filter(const char *name) {
@@ -1235,10 +1346,11 @@ static jv apply_filter(ctx *c, const char *name, jv v, const args *a) {
 
 /* ---- tests ------------------------------------------------------------------------------------ */
 static const char *const test_names[] = {
-    "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "==", "escaped", "even", "false", "filter",
-    "float", "ge", ">=", "gt", ">", "greaterthan", "in", "integer", "iterable", "le", "<=", "lower", "lt", "<",
-    "lessthan", "mapping", "ne", "!=", "none", "number", "odd", "sameas", "sequence", "string", "test", "true",
-    "undefined", "upper", NULL};
+    "boolean",     "callable", "defined", "divisibleby", "eq",   "equalto",   "==",     "escaped",
+    "even",        "false",    "filter",  "float",       "ge",   ">=",        "gt",     ">",
+    "greaterthan", "in",       "integer", "iterable",    "le",   "<=",        "lower",  "lt",
+    "<",           "lessthan", "mapping", "ne",          "!=",   "none",      "number", "odd",
+    "sameas",      "sequence", "string",  "test",        "true", "undefined", "upper",  NULL};
 
 static bool run_test(ctx *c, const char *name, jv v, const args *a, bool *known) {
     *known = true;
@@ -1254,8 +1366,10 @@ static bool run_test(ctx *c, const char *name, jv v, const args *a, bool *known)
     if (!strcmp(name, "integer")) return v.t == JV_INT;
     if (!strcmp(name, "float")) return v.t == JV_FLOAT;
     if (!strcmp(name, "mapping")) return v.t == JV_DICT;
-    if (!strcmp(name, "iterable")) return v.t == JV_LIST || v.t == JV_DICT || v.t == JV_STR || v.t == JV_UNDEF;
-    if (!strcmp(name, "sequence")) return (v.t == JV_LIST && !is_gen(v)) || v.t == JV_DICT || v.t == JV_STR || v.t == JV_UNDEF;
+    if (!strcmp(name, "iterable"))
+        return v.t == JV_LIST || v.t == JV_DICT || v.t == JV_STR || v.t == JV_UNDEF;
+    if (!strcmp(name, "sequence"))
+        return (v.t == JV_LIST && !is_gen(v)) || v.t == JV_DICT || v.t == JV_STR || v.t == JV_UNDEF;
     if (!strcmp(name, "callable")) return v.t == JV_FUNC;
     if (!strcmp(name, "escaped")) return false;
     if (!strcmp(name, "sameas")) {
@@ -1280,9 +1394,11 @@ static bool run_test(ctx *c, const char *name, jv v, const args *a, bool *known)
     }
     if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==")) return jv_equal(v, x);
     if (!strcmp(name, "ne") || !strcmp(name, "!=")) return !jv_equal(v, x);
-    if (!strcmp(name, "lt") || !strcmp(name, "<") || !strcmp(name, "lessthan")) return compare(c, v, x, "<") < 0;
+    if (!strcmp(name, "lt") || !strcmp(name, "<") || !strcmp(name, "lessthan"))
+        return compare(c, v, x, "<") < 0;
     if (!strcmp(name, "le") || !strcmp(name, "<=")) return compare(c, v, x, "<=") <= 0;
-    if (!strcmp(name, "gt") || !strcmp(name, ">") || !strcmp(name, "greaterthan")) return compare(c, v, x, ">") > 0;
+    if (!strcmp(name, "gt") || !strcmp(name, ">") || !strcmp(name, "greaterthan"))
+        return compare(c, v, x, ">") > 0;
     if (!strcmp(name, "ge") || !strcmp(name, ">=")) return compare(c, v, x, ">=") >= 0;
     if (!strcmp(name, "in")) return contains(c, x, v);
     if (!strcmp(name, "odd") || !strcmp(name, "even")) {
@@ -1320,7 +1436,9 @@ static jv affix(ctx *c, jv self, const args *a, bool start) {
     jlist *opts = p.t == JV_LIST && p.u.l->tuple == 1 ? p.u.l : &one;
     for (size_t i = 0; i < opts->n; i++) {
         jv o = opts->v[i];
-        if (o.t != JV_STR) fail(c, "%s first arg must be str or a tuple of str, not %s", start ? "startswith" : "endswith", jv_type_name(o));
+        if (o.t != JV_STR)
+            fail(c, "%s first arg must be str or a tuple of str, not %s", start ? "startswith" : "endswith",
+                 jv_type_name(o));
         const size_t n = self.u.s->len, k = o.u.s->len;
         if (k <= n && str_has_at(self, o, start ? 0 : n - k)) return jv_bool(true);
     }
@@ -1328,9 +1446,15 @@ static jv affix(ctx *c, jv self, const args *a, bool start) {
 }
 static jv m_startswith(ctx *c, jv self, const args *a) { return affix(c, self, a, true); }
 static jv m_endswith(ctx *c, jv self, const args *a) { return affix(c, self, a, false); }
-static jv m_strip(ctx *c, jv self, const args *a) { return strip_impl(c, self, arg_at(a, 0, "chars", jv_none()), true, true); }
-static jv m_lstrip(ctx *c, jv self, const args *a) { return strip_impl(c, self, arg_at(a, 0, "chars", jv_none()), true, false); }
-static jv m_rstrip(ctx *c, jv self, const args *a) { return strip_impl(c, self, arg_at(a, 0, "chars", jv_none()), false, true); }
+static jv m_strip(ctx *c, jv self, const args *a) {
+    return strip_impl(c, self, arg_at(a, 0, "chars", jv_none()), true, true);
+}
+static jv m_lstrip(ctx *c, jv self, const args *a) {
+    return strip_impl(c, self, arg_at(a, 0, "chars", jv_none()), true, false);
+}
+static jv m_rstrip(ctx *c, jv self, const args *a) {
+    return strip_impl(c, self, arg_at(a, 0, "chars", jv_none()), false, true);
+}
 static jv m_upper(ctx *c, jv self, const args *a) { return f_upper(c, self, a); }
 static jv m_lower(ctx *c, jv self, const args *a) { return f_lower(c, self, a); }
 static jv m_capitalize(ctx *c, jv self, const args *a) { return f_capitalize(c, self, a); }
@@ -1345,7 +1469,8 @@ static jv m_title(ctx *c, jv self, const args *a) {
         if (isalpha(ch)) {
             p->s[i] = (char)(prev ? tolower(ch) : toupper(ch));
             prev = true;
-        } else prev = ch >= 0x80 ? prev || ch >= 0xC0 : false;
+        } else
+            prev = ch >= 0x80 ? prev || ch >= 0xC0 : false;
     }
     return s;
 }
@@ -1367,16 +1492,19 @@ static jv split_impl(ctx *c, jv self, const args *a, bool right) {
         if (!right) {
             size_t i = 0;
             while (i < n) {
-                while (i < n && is_space((unsigned char)p[i])) i++;
+                while (i < n && is_space((unsigned char)p[i]))
+                    i++;
                 if (i >= n) break;
                 if (max == 0) {
                     size_t e = n;
-                    while (e > i && is_space((unsigned char)p[e - 1])) e--;
+                    while (e > i && is_space((unsigned char)p[e - 1]))
+                        e--;
                     jl_push(c->a, l, jv_str(c->a, p + i, e - i));
                     break;
                 }
                 size_t e = i;
-                while (e < n && !is_space((unsigned char)p[e])) e++;
+                while (e < n && !is_space((unsigned char)p[e]))
+                    e++;
                 jl_push(c->a, l, jv_str(c->a, p + i, e - i));
                 if (max > 0) max--;
                 i = e;
@@ -1386,21 +1514,25 @@ static jv split_impl(ctx *c, jv self, const args *a, bool right) {
         jlist *rev = new_list(c);
         size_t e = n;
         while (e > 0) {
-            while (e > 0 && is_space((unsigned char)p[e - 1])) e--;
+            while (e > 0 && is_space((unsigned char)p[e - 1]))
+                e--;
             if (e == 0) break;
             if (max == 0) {
                 size_t b = 0;
-                while (b < e && is_space((unsigned char)p[b])) b++;
+                while (b < e && is_space((unsigned char)p[b]))
+                    b++;
                 jl_push(c->a, rev, jv_str(c->a, p + b, e - b));
                 break;
             }
             size_t b = e;
-            while (b > 0 && !is_space((unsigned char)p[b - 1])) b--;
+            while (b > 0 && !is_space((unsigned char)p[b - 1]))
+                b--;
             jl_push(c->a, rev, jv_str(c->a, p + b, e - b));
             if (max > 0) max--;
             e = b;
         }
-        for (size_t i = rev->n; i-- > 0;) jl_push(c->a, l, rev->v[i]);
+        for (size_t i = rev->n; i-- > 0;)
+            jl_push(c->a, l, rev->v[i]);
         return list_val(l);
     }
     if (sep.t != JV_STR) fail(c, "must be str or None, not %s", jv_type_name(sep));
@@ -1414,7 +1546,8 @@ static jv split_impl(ctx *c, jv self, const args *a, bool right) {
                 i += k;
                 start = i;
                 if (max > 0) max--;
-            } else i++;
+            } else
+                i++;
         }
         jl_push(c->a, l, jv_str(c->a, p + start, n - start));
         return list_val(l);
@@ -1427,10 +1560,12 @@ static jv split_impl(ctx *c, jv self, const args *a, bool right) {
             i -= k;
             end = i;
             if (max > 0) max--;
-        } else i--;
+        } else
+            i--;
     }
     jl_push(c->a, rev, jv_str(c->a, p, end));
-    for (size_t j = rev->n; j-- > 0;) jl_push(c->a, l, rev->v[j]);
+    for (size_t j = rev->n; j-- > 0;)
+        jl_push(c->a, l, rev->v[j]);
     return list_val(l);
 }
 static jv m_split(ctx *c, jv self, const args *a) { return split_impl(c, self, a, false); }
@@ -1444,7 +1579,9 @@ static jv m_splitlines(ctx *c, jv self, const args *a) {
     size_t i = 0;
     while (i < n) {
         size_t e = i;
-        while (e < n && p[e] != '\n' && p[e] != '\r' && p[e] != '\v' && p[e] != '\f' && !(p[e] >= 0x1c && p[e] <= 0x1e)) e++;
+        while (e < n && p[e] != '\n' && p[e] != '\r' && p[e] != '\v' && p[e] != '\f' &&
+               !(p[e] >= 0x1c && p[e] <= 0x1e))
+            e++;
         size_t next = e < n ? e + ((p[e] == '\r' && e + 1 < n && p[e + 1] == '\n') ? 2 : 1) : n;
         jl_push(c->a, l, jv_str(c->a, p + i, (keep ? next : e) - i));
         i = next;
@@ -1477,7 +1614,8 @@ static jv m_count_str(ctx *c, jv self, const args *a) {
         if (memcmp(self.u.s->s + i, a->v[0].u.s->s, k) == 0) {
             cnt++;
             i += k;
-        } else i++;
+        } else
+            i++;
     return jv_int(cnt);
 }
 
@@ -1486,7 +1624,8 @@ static jv m_join(ctx *c, jv self, const args *a) {
     jlist *l = iter_items(c, a->v[0], true);
     jbuf b = {.a = c->a, .fail = &c->fail, .err = c->err};
     for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i].t != JV_STR) fail(c, "sequence item %zu: expected str instance, %s found", i, jv_type_name(l->v[i]));
+        if (l->v[i].t != JV_STR)
+            fail(c, "sequence item %zu: expected str instance, %s found", i, jv_type_name(l->v[i]));
         if (i) jb_put(&b, self.u.s->s, self.u.s->len);
         jb_put(&b, l->v[i].u.s->s, l->v[i].u.s->len);
     }
@@ -1498,15 +1637,30 @@ static jv m_isx(ctx *c, jv self, int kind) {
     if (!self.u.s->len) return jv_bool(false);
     for (size_t i = 0; i < self.u.s->len; i++) {
         const unsigned char ch = (unsigned char)self.u.s->s[i];
-        const bool ok = kind == 0 ? isdigit(ch) : kind == 1 ? isalpha(ch) : kind == 2 ? is_space(ch) : isalnum(ch);
+        const bool ok = kind == 0   ? isdigit(ch)
+                        : kind == 1 ? isalpha(ch)
+                        : kind == 2 ? is_space(ch)
+                                    : isalnum(ch);
         if (!ok) return jv_bool(false);
     }
     return jv_bool(true);
 }
-static jv m_isdigit(ctx *c, jv self, const args *a) { (void)a; return m_isx(c, self, 0); }
-static jv m_isalpha(ctx *c, jv self, const args *a) { (void)a; return m_isx(c, self, 1); }
-static jv m_isspace(ctx *c, jv self, const args *a) { (void)a; return m_isx(c, self, 2); }
-static jv m_isalnum(ctx *c, jv self, const args *a) { (void)a; return m_isx(c, self, 3); }
+static jv m_isdigit(ctx *c, jv self, const args *a) {
+    (void)a;
+    return m_isx(c, self, 0);
+}
+static jv m_isalpha(ctx *c, jv self, const args *a) {
+    (void)a;
+    return m_isx(c, self, 1);
+}
+static jv m_isspace(ctx *c, jv self, const args *a) {
+    (void)a;
+    return m_isx(c, self, 2);
+}
+static jv m_isalnum(ctx *c, jv self, const args *a) {
+    (void)a;
+    return m_isx(c, self, 3);
+}
 
 /* str.format with {} / {0} / {name} fields */
 static jv m_format(ctx *c, jv self, const args *a) {
@@ -1526,7 +1680,8 @@ static jv m_format(ctx *c, jv self, const args *a) {
             if (!e) fail(c, "Single '{' encountered in format string");
             const size_t fl = (size_t)(e - p) - i - 1;
             const char *f = p + i + 1;
-            if (memchr(f, ':', fl) || memchr(f, '!', fl)) fail(c, "unsupported construct: format spec in str.format");
+            if (memchr(f, ':', fl) || memchr(f, '!', fl))
+                fail(c, "unsupported construct: format spec in str.format");
             jv v;
             int64_t idx;
             if (fl == 0) {
@@ -1547,8 +1702,10 @@ static jv m_format(ctx *c, jv self, const args *a) {
             }
             jv_write_str(&b, v);
             i = (size_t)(e - p);
-        } else if (p[i] == '}') fail(c, "Single '}' encountered in format string");
-        else jb_put(&b, p + i, 1);
+        } else if (p[i] == '}')
+            fail(c, "Single '}' encountered in format string");
+        else
+            jb_put(&b, p + i, 1);
     }
     return jv_str(c->a, b.p ? b.p : "", b.n);
 }
@@ -1556,19 +1713,22 @@ static jv m_format(ctx *c, jv self, const args *a) {
 static jv m_items(ctx *c, jv self, const args *a) {
     (void)a;
     jlist *l = new_list(c);
-    for (size_t i = 0; i < self.u.d->n; i++) jl_push(c->a, l, tuple2(c, self.u.d->k[i], self.u.d->v[i]));
+    for (size_t i = 0; i < self.u.d->n; i++)
+        jl_push(c->a, l, tuple2(c, self.u.d->k[i], self.u.d->v[i]));
     return list_val(l);
 }
 static jv m_keys(ctx *c, jv self, const args *a) {
     (void)a;
     jlist *l = new_list(c);
-    for (size_t i = 0; i < self.u.d->n; i++) jl_push(c->a, l, self.u.d->k[i]);
+    for (size_t i = 0; i < self.u.d->n; i++)
+        jl_push(c->a, l, self.u.d->k[i]);
     return list_val(l);
 }
 static jv m_values(ctx *c, jv self, const args *a) {
     (void)a;
     jlist *l = new_list(c);
-    for (size_t i = 0; i < self.u.d->n; i++) jl_push(c->a, l, self.u.d->v[i]);
+    for (size_t i = 0; i < self.u.d->n; i++)
+        jl_push(c->a, l, self.u.d->v[i]);
     return list_val(l);
 }
 static jv m_get(ctx *c, jv self, const args *a) {
@@ -1580,12 +1740,14 @@ static jv m_get(ctx *c, jv self, const args *a) {
 static jv m_copy(ctx *c, jv self, const args *a) {
     (void)a;
     jv d = jv_dict(c->a);
-    for (size_t i = 0; i < self.u.d->n; i++) jd_set(c->a, d.u.d, self.u.d->k[i], self.u.d->v[i]);
+    for (size_t i = 0; i < self.u.d->n; i++)
+        jd_set(c->a, d.u.d, self.u.d->k[i], self.u.d->v[i]);
     return d;
 }
 static jv m_unsafe(ctx *c, jv self, const args *a) {
     (void)a;
-    fail(c, "access to a method that modifies a '%s' object is unsafe (immutable sandbox)", jv_type_name(self));
+    fail(c, "access to a method that modifies a '%s' object is unsafe (immutable sandbox)",
+         jv_type_name(self));
 }
 static jv m_index(ctx *c, jv self, const args *a) {
     if (a->n < 1) fail(c, "index expected 1 argument");
@@ -1596,7 +1758,8 @@ static jv m_index(ctx *c, jv self, const args *a) {
 static jv m_count_list(ctx *c, jv self, const args *a) {
     if (a->n < 1) fail(c, "count expected 1 argument");
     int64_t k = 0;
-    for (size_t i = 0; i < self.u.l->n; i++) k += jv_equal(self.u.l->v[i], a->v[0]);
+    for (size_t i = 0; i < self.u.l->n; i++)
+        k += jv_equal(self.u.l->v[i], a->v[0]);
     return jv_int(k);
 }
 static jv m_cycle(ctx *c, jv self, const args *a) {
@@ -1605,26 +1768,59 @@ static jv m_cycle(ctx *c, jv self, const args *a) {
 }
 
 static jv method_of(ctx *c, jv obj, const char *name) {
-    static const struct { jtype t; const char *name; builtin_fn fn; } table[] = {
-        {JV_STR, "startswith", m_startswith}, {JV_STR, "endswith", m_endswith}, {JV_STR, "strip", m_strip},
-        {JV_STR, "lstrip", m_lstrip}, {JV_STR, "rstrip", m_rstrip}, {JV_STR, "upper", m_upper},
-        {JV_STR, "lower", m_lower}, {JV_STR, "title", m_title}, {JV_STR, "capitalize", m_capitalize},
-        {JV_STR, "replace", m_replace}, {JV_STR, "split", m_split}, {JV_STR, "rsplit", m_rsplit},
-        {JV_STR, "splitlines", m_splitlines}, {JV_STR, "find", m_find}, {JV_STR, "rfind", m_rfind},
-        {JV_STR, "count", m_count_str}, {JV_STR, "join", m_join}, {JV_STR, "format", m_format},
-        {JV_STR, "isdigit", m_isdigit}, {JV_STR, "isalpha", m_isalpha}, {JV_STR, "isspace", m_isspace},
+    static const struct {
+        jtype t;
+        const char *name;
+        builtin_fn fn;
+    } table[] = {
+        {JV_STR, "startswith", m_startswith},
+        {JV_STR, "endswith", m_endswith},
+        {JV_STR, "strip", m_strip},
+        {JV_STR, "lstrip", m_lstrip},
+        {JV_STR, "rstrip", m_rstrip},
+        {JV_STR, "upper", m_upper},
+        {JV_STR, "lower", m_lower},
+        {JV_STR, "title", m_title},
+        {JV_STR, "capitalize", m_capitalize},
+        {JV_STR, "replace", m_replace},
+        {JV_STR, "split", m_split},
+        {JV_STR, "rsplit", m_rsplit},
+        {JV_STR, "splitlines", m_splitlines},
+        {JV_STR, "find", m_find},
+        {JV_STR, "rfind", m_rfind},
+        {JV_STR, "count", m_count_str},
+        {JV_STR, "join", m_join},
+        {JV_STR, "format", m_format},
+        {JV_STR, "isdigit", m_isdigit},
+        {JV_STR, "isalpha", m_isalpha},
+        {JV_STR, "isspace", m_isspace},
         {JV_STR, "isalnum", m_isalnum},
-        {JV_DICT, "items", m_items}, {JV_DICT, "keys", m_keys}, {JV_DICT, "values", m_values},
-        {JV_DICT, "get", m_get}, {JV_DICT, "copy", m_copy}, {JV_DICT, "pop", m_unsafe}, {JV_DICT, "update", m_unsafe},
-        {JV_DICT, "clear", m_unsafe}, {JV_DICT, "setdefault", m_unsafe}, {JV_DICT, "popitem", m_unsafe},
-        {JV_LIST, "append", m_unsafe}, {JV_LIST, "extend", m_unsafe}, {JV_LIST, "pop", m_unsafe},
-        {JV_LIST, "insert", m_unsafe}, {JV_LIST, "remove", m_unsafe}, {JV_LIST, "sort", m_unsafe},
-        {JV_LIST, "reverse", m_unsafe}, {JV_LIST, "clear", m_unsafe}, {JV_LIST, "index", m_index},
-        {JV_LIST, "count", m_count_list}, {JV_LOOP, "cycle", m_cycle},
+        {JV_DICT, "items", m_items},
+        {JV_DICT, "keys", m_keys},
+        {JV_DICT, "values", m_values},
+        {JV_DICT, "get", m_get},
+        {JV_DICT, "copy", m_copy},
+        {JV_DICT, "pop", m_unsafe},
+        {JV_DICT, "update", m_unsafe},
+        {JV_DICT, "clear", m_unsafe},
+        {JV_DICT, "setdefault", m_unsafe},
+        {JV_DICT, "popitem", m_unsafe},
+        {JV_LIST, "append", m_unsafe},
+        {JV_LIST, "extend", m_unsafe},
+        {JV_LIST, "pop", m_unsafe},
+        {JV_LIST, "insert", m_unsafe},
+        {JV_LIST, "remove", m_unsafe},
+        {JV_LIST, "sort", m_unsafe},
+        {JV_LIST, "reverse", m_unsafe},
+        {JV_LIST, "clear", m_unsafe},
+        {JV_LIST, "index", m_index},
+        {JV_LIST, "count", m_count_list},
+        {JV_LOOP, "cycle", m_cycle},
     };
     if (is_gen(obj)) return jv_undef("generator has no such attribute");
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (table[i].t == obj.t && !strcmp(table[i].name, name)) return bound(c, table[i].name, table[i].fn, obj);
+        if (table[i].t == obj.t && !strcmp(table[i].name, name))
+            return bound(c, table[i].name, table[i].fn, obj);
     return jv_undef(NULL);
 }
 
@@ -1633,19 +1829,25 @@ static jv g_range(ctx *c, jv self, const args *a) {
     (void)self;
     if (a->nkw) fail(c, "range() takes no keyword arguments");
     for (size_t i = 0; i < a->n; i++)
-        if (!is_intlike(a->v[i])) fail(c, "'%s' object cannot be interpreted as an integer", jv_type_name(a->v[i]));
+        if (!is_intlike(a->v[i]))
+            fail(c, "'%s' object cannot be interpreted as an integer", jv_type_name(a->v[i]));
     int64_t start = 0, stop, step = 1;
-    if (a->n == 1) stop = as_i(a->v[0]);
+    if (a->n == 1)
+        stop = as_i(a->v[0]);
     else if (a->n == 2 || a->n == 3) {
         start = as_i(a->v[0]);
         stop = as_i(a->v[1]);
         if (a->n == 3) step = as_i(a->v[2]);
-    } else fail(c, "range expected 1 to 3 arguments, got %zu", a->n);
+    } else
+        fail(c, "range expected 1 to 3 arguments, got %zu", a->n);
     if (step == 0) fail(c, "range() arg 3 must not be zero");
-    const double count = step > 0 ? ceil(((double)stop - (double)start) / (double)step) : ceil(((double)start - (double)stop) / (double)-step);
-    if (count > JINJA_MAX_RANGE) fail(c, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).", JINJA_MAX_RANGE);
+    const double count = step > 0 ? ceil(((double)stop - (double)start) / (double)step)
+                                  : ceil(((double)start - (double)stop) / (double)-step);
+    if (count > JINJA_MAX_RANGE)
+        fail(c, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).", JINJA_MAX_RANGE);
     jlist *l = new_list(c);
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) jl_push(c->a, l, jv_int(i));
+    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+        jl_push(c->a, l, jv_int(i));
     return list_val(l);
 }
 
@@ -1655,10 +1857,13 @@ static jv g_dict(ctx *c, jv self, const args *a) {
     if (a->n > 1) fail(c, "dict expected at most 1 argument");
     if (a->n == 1) {
         if (a->v[0].t == JV_DICT)
-            for (size_t i = 0; i < a->v[0].u.d->n; i++) jd_set(c->a, d.u.d, a->v[0].u.d->k[i], a->v[0].u.d->v[i]);
-        else fail(c, "unsupported construct: dict() of a %s", jv_type_name(a->v[0]));
+            for (size_t i = 0; i < a->v[0].u.d->n; i++)
+                jd_set(c->a, d.u.d, a->v[0].u.d->k[i], a->v[0].u.d->v[i]);
+        else
+            fail(c, "unsupported construct: dict() of a %s", jv_type_name(a->v[0]));
     }
-    for (size_t i = 0; i < a->nkw; i++) jd_set(c->a, d.u.d, jv_cstr(c->a, a->kwn[i]), a->kwv[i]);
+    for (size_t i = 0; i < a->nkw; i++)
+        jd_set(c->a, d.u.d, jv_cstr(c->a, a->kwn[i]), a->kwv[i]);
     return d;
 }
 
@@ -1691,11 +1896,13 @@ static void eval_args(ctx *c, const jnode *n, frame *f, args *out, size_t skip_f
     (void)skip_first;
     out->n = n->n_kids;
     out->v = n->n_kids ? ja_alloc(c->a, n->n_kids * sizeof(jv)) : NULL;
-    for (size_t i = 0; i < n->n_kids; i++) out->v[i] = eval(c, n->kids[i], f);
+    for (size_t i = 0; i < n->n_kids; i++)
+        out->v[i] = eval(c, n->kids[i], f);
     out->nkw = n->n_kw;
     out->kwn = n->kwn;
     out->kwv = n->n_kw ? ja_alloc(c->a, n->n_kw * sizeof(jv)) : NULL;
-    for (size_t i = 0; i < n->n_kw; i++) out->kwv[i] = eval(c, n->kwv[i], f);
+    for (size_t i = 0; i < n->n_kw; i++)
+        out->kwv[i] = eval(c, n->kwv[i], f);
 }
 
 static jv eval_inner(ctx *c, const jnode *n, frame *f) {
@@ -1726,10 +1933,10 @@ static jv eval_inner(ctx *c, const jnode *n, frame *f) {
     }
     case JN_FILTER: {
         jv v = eval(c, n->a, f);
-        args a;
-        eval_args(c, n, f, &a, 0);
+        args *a = ja_alloc(c->a, sizeof *a); /* in the arena, like everything the result points to */
+        eval_args(c, n, f, a, 0);
         c->line = n->line;
-        return apply_filter(c, n->name, v, &a);
+        return apply_filter(c, n->name, v, a);
     }
     case JN_TEST: {
         jv v = eval(c, n->a, f);
@@ -1745,7 +1952,8 @@ static jv eval_inner(ctx *c, const jnode *n, frame *f) {
     case JN_POS: {
         jv v = eval(c, n->a, f);
         if (v.t == JV_UNDEF) undefined_error(c, v);
-        if (!is_num(v)) fail(c, "bad operand type for unary %c: '%s'", n->kind == JN_NEG ? '-' : '+', jv_type_name(v));
+        if (!is_num(v))
+            fail(c, "bad operand type for unary %c: '%s'", n->kind == JN_NEG ? '-' : '+', jv_type_name(v));
         if (n->kind == JN_POS) return is_intlike(v) ? jv_int(as_i(v)) : v;
         if (v.t == JV_FLOAT) return jv_float(-v.u.f);
         if (as_i(v) == INT64_MIN) fail(c, "integer overflow");
@@ -1789,13 +1997,16 @@ static jv eval_inner(ctx *c, const jnode *n, frame *f) {
     }
     case JN_COND: {
         if (jv_truthy(eval(c, n->b, f))) return eval(c, n->a, f);
-        return n->c ? eval(c, n->c, f) : jv_undef("the inline if-expression on line evaluated to false and no else section was defined.");
+        return n->c ? eval(c, n->c, f)
+                    : jv_undef("the inline if-expression on line evaluated to false and no else section was "
+                               "defined.");
     }
     case JN_LIST:
     case JN_TUPLE: {
         jlist *l = new_list(c);
         l->tuple = n->kind == JN_TUPLE;
-        for (size_t i = 0; i < n->n_kids; i++) jl_push(c->a, l, eval(c, n->kids[i], f));
+        for (size_t i = 0; i < n->n_kids; i++)
+            jl_push(c->a, l, eval(c, n->kids[i], f));
         return list_val(l);
     }
     case JN_DICT: {
@@ -1824,13 +2035,15 @@ static jv eval(ctx *c, const jnode *n, frame *f) {
 static void exec_node(ctx *c, const jnode *n, frame *f);
 
 static void exec_body(ctx *c, const jnode *body, frame *f) {
-    for (size_t i = 0; i < body->n_kids && !c->loop_ctl; i++) exec_node(c, body->kids[i], f);
+    for (size_t i = 0; i < body->n_kids && !c->loop_ctl; i++)
+        exec_node(c, body->kids[i], f);
 }
 
 static void assign(ctx *c, frame *f, const jnode *n, jv v) {
     if (n->name) { /* ns.attr */
         jv ns;
-        if (!lookup(f, n->targets[0], &ns) || ns.t != JV_NS) fail(c, "cannot assign attribute on non-namespace object");
+        if (!lookup(f, n->targets[0], &ns) || ns.t != JV_NS)
+            fail(c, "cannot assign attribute on non-namespace object");
         jd_set(c->a, ns.u.d, jv_cstr(c->a, n->name), v);
         return;
     }
@@ -1840,7 +2053,8 @@ static void assign(ctx *c, frame *f, const jnode *n, jv v) {
     }
     jlist *l = iter_items(c, v, true);
     if (l->n != n->n_targets) fail(c, "cannot unpack %zu values into %zu names", l->n, n->n_targets);
-    for (size_t i = 0; i < l->n; i++) frame_set(c, f, n->targets[i], l->v[i]);
+    for (size_t i = 0; i < l->n; i++)
+        frame_set(c, f, n->targets[i], l->v[i]);
 }
 
 static void exec_for(ctx *c, const jnode *n, frame *f) {
@@ -1852,9 +2066,12 @@ static void exec_for(ctx *c, const jnode *n, frame *f) {
         items = new_list(c);
         frame *tf = NULL;
         for (size_t i = 0; i < src->n; i++) {
-            if (++c->iterations > JINJA_MAX_ITERATIONS) fail(c, "template runs more than %d loop iterations", JINJA_MAX_ITERATIONS);
-            if (!tf || tf->captured) tf = frame_new(c, f);
-            else tf->n = 0;
+            if (++c->iterations > JINJA_MAX_ITERATIONS)
+                fail(c, "template runs more than %d loop iterations", JINJA_MAX_ITERATIONS);
+            if (!tf || tf->captured)
+                tf = frame_new(c, f);
+            else
+                tf->n = 0;
             jnode tmp = *n;
             tmp.name = NULL;
             assign(c, tf, &tmp, src->v[i]);
@@ -1870,12 +2087,15 @@ static void exec_for(ctx *c, const jnode *n, frame *f) {
     (void)had_loop;
     frame *it = NULL;
     for (size_t i = 0; i < items->n; i++) {
-        if (++c->iterations > JINJA_MAX_ITERATIONS) fail(c, "template runs more than %d loop iterations", JINJA_MAX_ITERATIONS);
+        if (++c->iterations > JINJA_MAX_ITERATIONS)
+            fail(c, "template runs more than %d loop iterations", JINJA_MAX_ITERATIONS);
         lp->index0 = i;
         /* one frame per iteration, as Jinja scopes them; its memory is reused unless a
          * macro defined in the body closed over it */
-        if (!it || it->captured) it = frame_new(c, f);
-        else it->n = 0;
+        if (!it || it->captured)
+            it = frame_new(c, f);
+        else
+            it->n = 0;
         jnode tmp = *n;
         tmp.name = NULL;
         frame_set(c, it, "loop", (jv){.t = JV_LOOP, .u.loop = lp});
@@ -1903,10 +2123,10 @@ static jv capture(ctx *c, const jnode *body, frame *f) {
 static jv apply_chain(ctx *c, const jnode *chain, jv v, frame *f) {
     if (chain->kind != JN_FILTER) return v;
     jv inner = apply_chain(c, chain->a, v, f);
-    args a;
-    eval_args(c, chain, f, &a, 0);
+    args *a = ja_alloc(c->a, sizeof *a);
+    eval_args(c, chain, f, a, 0);
     c->line = chain->line;
-    return apply_filter(c, chain->name, inner, &a);
+    return apply_filter(c, chain->name, inner, a);
 }
 
 static void exec_node(ctx *c, const jnode *n, frame *f) {
@@ -1916,14 +2136,18 @@ static void exec_node(ctx *c, const jnode *n, frame *f) {
     case JN_TEXT: jb_put(&c->out, n->lit.u.s->s, n->lit.u.s->len); break;
     case JN_OUTPUT: {
         jv v = eval(c, n->a, f);
-        if (is_gen(v)) jb_puts(&c->out, "<generator object>");
-        else jv_write_str(&c->out, v);
+        if (is_gen(v))
+            jb_puts(&c->out, "<generator object>");
+        else
+            jv_write_str(&c->out, v);
         break;
     }
     case JN_BODY: exec_body(c, n, f); break;
     case JN_IF:
-        if (jv_truthy(eval(c, n->a, f))) exec_body(c, n->b, f);
-        else if (n->c) exec_body(c, n->c, f);
+        if (jv_truthy(eval(c, n->a, f)))
+            exec_body(c, n->b, f);
+        else if (n->c)
+            exec_body(c, n->c, f);
         break;
     case JN_FOR: exec_for(c, n, f); break;
     case JN_SET: assign(c, f, n, eval(c, n->a, f)); break;
@@ -1945,7 +2169,8 @@ static void exec_node(ctx *c, const jnode *n, frame *f) {
         fn->name = n->name;
         fn->node = n;
         fn->closure = f;
-        for (frame *x = f; x; x = x->parent) x->captured = true;
+        for (frame *x = f; x; x = x->parent)
+            x->captured = true;
         frame_set(c, f, n->name, (jv){.t = JV_FUNC, .u.fn = fn});
         break;
     }
@@ -1955,7 +2180,8 @@ static void exec_node(ctx *c, const jnode *n, frame *f) {
         caller->name = "caller";
         caller->node = n;
         caller->closure = f;
-        for (frame *x = f; x; x = x->parent) x->captured = true;
+        for (frame *x = f; x; x = x->parent)
+            x->captured = true;
         const jnode *call = n->a;
         jv fnv = eval(c, call->a, f);
         args a;
@@ -1984,7 +2210,8 @@ static bool check_names(const jnode *n, bool soft, char *err) {
     }
     if (n->kind == JN_TEST && !soft) {
         bool ok = false;
-        for (size_t i = 0; test_names[i] && !ok; i++) ok = !strcmp(test_names[i], n->name);
+        for (size_t i = 0; test_names[i] && !ok; i++)
+            ok = !strcmp(test_names[i], n->name);
         if (!ok) {
             snprintf(err, JINJA_ERR, "line %d: unsupported construct: no test named '%s'", n->line, n->name);
             return false;
@@ -1992,7 +2219,9 @@ static bool check_names(const jnode *n, bool soft, char *err) {
     }
     const bool here = soft || n->kind == JN_IF || n->kind == JN_COND;
     const bool inner = n->kind == JN_FOR || n->kind == JN_MACRO || n->kind == JN_CALLBLOCK ||
-                       n->kind == JN_SETBLOCK || n->kind == JN_FILTERBLOCK ? false : here;
+                               n->kind == JN_SETBLOCK || n->kind == JN_FILTERBLOCK
+                           ? false
+                           : here;
     if (!check_names(n->a, n->kind == JN_FOR ? here : inner, err) || !check_names(n->b, inner, err) ||
         !check_names(n->c, inner, err) || !check_names(n->d, inner, err))
         return false;
@@ -2045,7 +2274,9 @@ void jinja_template_free(jinja_template *t) {
     free(t);
 }
 
-static void set_global(ctx *c, const char *name, builtin_fn fn) { frame_set(c, c->root, name, bound(c, name, fn, jv_none())); }
+static void set_global(ctx *c, const char *name, builtin_fn fn) {
+    frame_set(c, c->root, name, bound(c, name, fn, jv_none()));
+}
 
 bool jinja_render(const jinja_template *t, const jinja_var *vars, size_t n_vars, const jinja_render_opts *o,
                   char **out, size_t *out_len, char *err) {
@@ -2058,7 +2289,10 @@ bool jinja_render(const jinja_template *t, const jinja_var *vars, size_t n_vars,
     c->a = &arena;
     c->err = err;
     arena.fail = &c->fail;
-    c->out = (jbuf){.a = &arena, .max = o && o->max_output ? o->max_output : JINJA_DEFAULT_MAX_OUTPUT, .fail = &c->fail, .err = err};
+    c->out = (jbuf){.a = &arena,
+                    .max = o && o->max_output ? o->max_output : JINJA_DEFAULT_MAX_OUTPUT,
+                    .fail = &c->fail,
+                    .err = err};
     c->now = o ? o->now : 0;
     *out = NULL;
     if (setjmp(c->fail)) {

@@ -19,20 +19,20 @@
 #include <stdint.h>
 
 /* ---- limits (each a clear error when passed) ---------------------------------------- */
-#define JINJA_MAX_SOURCE (1u << 20)      /* template source bytes */
-#define JINJA_MAX_NODES 100000           /* AST nodes */
-#define JINJA_MAX_PARSE_DEPTH 200        /* nesting of expressions and blocks */
-#define JINJA_MAX_CALL_DEPTH 64          /* macro calls in progress */
-#define JINJA_MAX_RANGE 100000           /* range() length, as Jinja's sandbox */
-#define JINJA_MAX_ITERATIONS 1000000     /* loop iterations of one render */
+#define JINJA_MAX_SOURCE (1u << 20)  /* template source bytes */
+#define JINJA_MAX_NODES 100000       /* AST nodes */
+#define JINJA_MAX_PARSE_DEPTH 200    /* nesting of expressions and blocks */
+#define JINJA_MAX_CALL_DEPTH 64      /* macro calls in progress */
+#define JINJA_MAX_RANGE 100000       /* range() length, as Jinja's sandbox */
+#define JINJA_MAX_ITERATIONS 1000000 /* loop iterations of one render */
 #define JINJA_DEFAULT_MAX_OUTPUT (8u << 20)
-#define JINJA_MAX_MEMORY (64u << 20)     /* arena bytes of one render */
+#define JINJA_MAX_MEMORY (64u << 20) /* arena bytes of one render */
 
 /* ---- arena --------------------------------------------------------------------------- */
 typedef struct jchunk jchunk;
 typedef struct jarena {
-    jchunk *head;  /* newest chunk first */
-    size_t used;   /* bytes handed out, against cap */
+    jchunk *head; /* newest chunk first */
+    size_t used;  /* bytes handed out, against cap */
     size_t cap;
     jmp_buf *fail; /* where an exhausted arena unwinds to */
     char *err;     /* and the message it leaves there (JINJA_ERR bytes) */
@@ -40,15 +40,30 @@ typedef struct jarena {
 } jarena;
 
 #define JINJA_ERR 512
-void *ja_alloc(jarena *a, size_t n); /* zeroed; unwinds on exhaustion */
+void *ja_alloc(jarena *a, size_t n);     /* zeroed; unwinds on exhaustion */
 void *ja_alloc_raw(jarena *a, size_t n); /* not zeroed */
 char *ja_strndup(jarena *a, const char *s, size_t n);
 void ja_free(jarena *a);
 
 /* ---- values -------------------------------------------------------------------------- */
-typedef enum jtype { JV_UNDEF, JV_NONE, JV_BOOL, JV_INT, JV_FLOAT, JV_STR, JV_LIST, JV_DICT, JV_NS, JV_FUNC, JV_LOOP } jtype;
+typedef enum jtype {
+    JV_UNDEF,
+    JV_NONE,
+    JV_BOOL,
+    JV_INT,
+    JV_FLOAT,
+    JV_STR,
+    JV_LIST,
+    JV_DICT,
+    JV_NS,
+    JV_FUNC,
+    JV_LOOP
+} jtype;
 
-typedef struct jstr { size_t len; char s[]; } jstr; /* UTF-8, NUL-terminated */
+typedef struct jstr {
+    size_t len;
+    char s[];
+} jstr; /* UTF-8, NUL-terminated */
 typedef struct jlist jlist;
 typedef struct jdict jdict;
 typedef struct jfunc jfunc;
@@ -70,13 +85,30 @@ typedef struct jv {
     } u;
 } jv;
 
-struct jlist { size_t n, cap; jv *v; uint8_t tuple; /* 1: tuple, 2: generator */ };
-struct jdict { size_t n, cap; jv *k; jv *v; };
+struct jlist {
+    size_t n, cap;
+    jv *v;
+    uint8_t tuple; /* 1: tuple, 2: generator */
+};
+struct jdict {
+    size_t n, cap;
+    jv *k;
+    jv *v;
+};
 
 /* ---- lexer tokens --------------------------------------------------------------------- */
 typedef enum jtok_kind {
-    JT_EOF, JT_TEXT, JT_VAR_BEGIN, JT_VAR_END, JT_BLOCK_BEGIN, JT_BLOCK_END,
-    JT_NAME, JT_STRING, JT_INT, JT_FLOAT, JT_OP
+    JT_EOF,
+    JT_TEXT,
+    JT_VAR_BEGIN,
+    JT_VAR_END,
+    JT_BLOCK_BEGIN,
+    JT_BLOCK_END,
+    JT_NAME,
+    JT_STRING,
+    JT_INT,
+    JT_FLOAT,
+    JT_OP
 } jtok_kind;
 
 typedef struct jtok {
@@ -95,32 +127,75 @@ bool jinja_lex(jarena *a, const char *src, size_t len, jtok **toks, size_t *n, c
 /* ---- AST ----------------------------------------------------------------------------- */
 typedef enum jnode_kind {
     /* expressions */
-    JN_LIT, JN_NAME, JN_ATTR, JN_ITEM, JN_SLICE, JN_CALL, JN_FILTER, JN_TEST, JN_NEG, JN_POS,
-    JN_NOT, JN_AND, JN_OR, JN_BIN, JN_CMP, JN_COND, JN_LIST, JN_TUPLE, JN_DICT,
+    JN_LIT,
+    JN_NAME,
+    JN_ATTR,
+    JN_ITEM,
+    JN_SLICE,
+    JN_CALL,
+    JN_FILTER,
+    JN_TEST,
+    JN_NEG,
+    JN_POS,
+    JN_NOT,
+    JN_AND,
+    JN_OR,
+    JN_BIN,
+    JN_CMP,
+    JN_COND,
+    JN_LIST,
+    JN_TUPLE,
+    JN_DICT,
     /* statements */
-    JN_BODY, JN_TEXT, JN_OUTPUT, JN_IF, JN_FOR, JN_SET, JN_SETBLOCK, JN_MACRO, JN_CALLBLOCK,
-    JN_FILTERBLOCK, JN_BREAK, JN_CONTINUE
+    JN_BODY,
+    JN_TEXT,
+    JN_OUTPUT,
+    JN_IF,
+    JN_FOR,
+    JN_SET,
+    JN_SETBLOCK,
+    JN_MACRO,
+    JN_CALLBLOCK,
+    JN_FILTERBLOCK,
+    JN_BREAK,
+    JN_CONTINUE
 } jnode_kind;
 
 typedef struct jnode jnode;
 struct jnode {
     jnode_kind kind;
     int line;
-    int op;            /* JN_BIN / JN_CMP: operator code; JN_TEST: negated */
-    const char *name;  /* names, attributes, filters, tests, macro names */
-    jv lit;            /* JN_LIT */
+    int op;           /* JN_BIN / JN_CMP: operator code; JN_TEST: negated */
+    const char *name; /* names, attributes, filters, tests, macro names */
+    jv lit;           /* JN_LIT */
     jnode *a, *b, *c, *d;
-    jnode **kids;      /* arguments, list items, statements */
+    jnode **kids; /* arguments, list items, statements */
     size_t n_kids;
-    const char **kwn;  /* keyword argument names (or parameter names) */
-    jnode **kwv;       /* their values (or defaults, NULL when none) */
+    const char **kwn; /* keyword argument names (or parameter names) */
+    jnode **kwv;      /* their values (or defaults, NULL when none) */
     size_t n_kw;
     const char **targets; /* JN_FOR / JN_SET targets; JN_SET with name: ns attribute */
     size_t n_targets;
 };
 
-enum { OP_ADD = 1, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_CONCAT,
-       OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_IN, OP_NOTIN };
+enum {
+    OP_ADD = 1,
+    OP_SUB,
+    OP_MUL,
+    OP_DIV,
+    OP_FLOORDIV,
+    OP_MOD,
+    OP_POW,
+    OP_CONCAT,
+    OP_EQ,
+    OP_NE,
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE,
+    OP_IN,
+    OP_NOTIN
+};
 
 /* Parses tokens into a JN_BODY; false with err ("line N: ...") on failure. */
 bool jinja_parse(jarena *a, const jtok *toks, size_t n, jnode **out, char *err);
@@ -132,7 +207,10 @@ typedef struct jinja_template {
     size_t n_nodes;
 } jinja_template;
 
-typedef struct jinja_var { const char *name; const char *json; } jinja_var;
+typedef struct jinja_var {
+    const char *name;
+    const char *json;
+} jinja_var;
 
 typedef struct jinja_render_opts {
     size_t max_output; /* 0: JINJA_DEFAULT_MAX_OUTPUT */
@@ -168,7 +246,14 @@ bool jv_equal(jv a, jv b);
 const char *jv_type_name(jv v);
 
 /* a growable byte buffer in the arena */
-typedef struct jbuf { jarena *a; char *p; size_t n, cap; size_t max; jmp_buf *fail; char *err; } jbuf;
+typedef struct jbuf {
+    jarena *a;
+    char *p;
+    size_t n, cap;
+    size_t max;
+    jmp_buf *fail;
+    char *err;
+} jbuf;
 void jb_put(jbuf *b, const char *s, size_t n);
 void jb_puts(jbuf *b, const char *s);
 void jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -16,12 +16,15 @@ static jv from_json(jarena *a, const json_t *j, int depth) {
         jv d = jv_dict(a);
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) jd_set(a, d.u.d, jv_cstr(a, k), from_json(a, v, depth + 1));
+        json_object_foreach((json_t *)j, k, v) {
+            jd_set(a, d.u.d, jv_cstr(a, k), from_json(a, v, depth + 1));
+        }
         return d;
     }
     case JSON_ARRAY: {
         jv l = jv_list(a);
-        for (size_t i = 0; i < json_array_size(j); i++) jl_push(a, l.u.l, from_json(a, json_array_get(j, i), depth + 1));
+        for (size_t i = 0; i < json_array_size(j); i++)
+            jl_push(a, l.u.l, from_json(a, json_array_get(j, i), depth + 1));
         return l;
     }
     case JSON_STRING: return jv_str(a, json_string_value(j), json_string_length(j));
@@ -50,7 +53,8 @@ static unsigned utf8_next(const unsigned char *s, size_t n, size_t *i) {
     size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
     if (*i + k > n) k = 1;
     unsigned cp = k == 1 ? c : c & (0x7F >> k);
-    for (size_t m = 1; m < k; m++) cp = (cp << 6) | (s[*i + m] & 0x3F);
+    for (size_t m = 1; m < k; m++)
+        cp = (cp << 6) | (s[*i + m] & 0x3F);
     *i += k;
     return cp;
 }
@@ -61,21 +65,31 @@ static void write_json_string(jbuf *b, const char *p, size_t n, bool ensure_asci
     size_t i = 0;
     while (i < n) {
         const unsigned char c = s[i];
-        if (c == '"') jb_puts(b, "\\\""), i++;
-        else if (c == '\\') jb_puts(b, "\\\\"), i++;
-        else if (c == '\n') jb_puts(b, "\\n"), i++;
-        else if (c == '\r') jb_puts(b, "\\r"), i++;
-        else if (c == '\t') jb_puts(b, "\\t"), i++;
-        else if (c == '\b') jb_puts(b, "\\b"), i++;
-        else if (c == '\f') jb_puts(b, "\\f"), i++;
-        else if (c < 0x20 || (ensure_ascii && c == 0x7f)) jb_printf(b, "\\u%04x", c), i++;
-        else if (c < 0x80 || !ensure_ascii) jb_put(b, (const char *)s + i++, 1);
+        if (c == '"')
+            jb_puts(b, "\\\""), i++;
+        else if (c == '\\')
+            jb_puts(b, "\\\\"), i++;
+        else if (c == '\n')
+            jb_puts(b, "\\n"), i++;
+        else if (c == '\r')
+            jb_puts(b, "\\r"), i++;
+        else if (c == '\t')
+            jb_puts(b, "\\t"), i++;
+        else if (c == '\b')
+            jb_puts(b, "\\b"), i++;
+        else if (c == '\f')
+            jb_puts(b, "\\f"), i++;
+        else if (c < 0x20 || (ensure_ascii && c == 0x7f))
+            jb_printf(b, "\\u%04x", c), i++;
+        else if (c < 0x80 || !ensure_ascii)
+            jb_put(b, (const char *)s + i++, 1);
         else {
             unsigned cp = utf8_next(s, n, &i);
             if (cp >= 0x10000) {
                 cp -= 0x10000;
                 jb_printf(b, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
-            } else jb_printf(b, "\\u%04x", cp);
+            } else
+                jb_printf(b, "\\u%04x", cp);
         }
     }
     jb_put(b, "\"", 1);
@@ -90,7 +104,8 @@ typedef struct jopts {
 
 static void newline(jbuf *b, const jopts *o, int level) {
     jb_put(b, "\n", 1);
-    for (int i = 0; i < level * o->indent; i++) jb_put(b, " ", 1);
+    for (int i = 0; i < level * o->indent; i++)
+        jb_put(b, " ", 1);
 }
 
 static bool dump(jbuf *b, jv v, const jopts *o, int level);
@@ -106,7 +121,9 @@ static bool dump_key(jbuf *b, jv k, const jopts *o) {
         jv_write_float(b, k.u.f);
         jb_put(b, "\"", 1);
         return true;
-    default: snprintf(o->err, JINJA_ERR, "keys must be str, int, float, bool or None, not %s", jv_type_name(k)); return false;
+    default:
+        snprintf(o->err, JINJA_ERR, "keys must be str, int, float, bool or None, not %s", jv_type_name(k));
+        return false;
     }
 }
 
@@ -129,9 +146,12 @@ static bool dump(jbuf *b, jv v, const jopts *o, int level) {
     case JV_BOOL: jb_puts(b, v.u.b ? "true" : "false"); return true;
     case JV_INT: jb_printf(b, "%lld", (long long)v.u.i); return true;
     case JV_FLOAT:
-        if (isnan(v.u.f)) jb_puts(b, "NaN");
-        else if (isinf(v.u.f)) jb_puts(b, v.u.f < 0 ? "-Infinity" : "Infinity");
-        else jv_write_float(b, v.u.f);
+        if (isnan(v.u.f))
+            jb_puts(b, "NaN");
+        else if (isinf(v.u.f))
+            jb_puts(b, v.u.f < 0 ? "-Infinity" : "Infinity");
+        else
+            jv_write_float(b, v.u.f);
         return true;
     case JV_STR: write_json_string(b, v.u.s->s, v.u.s->len, o->ensure_ascii); return true;
     case JV_LIST: {
@@ -161,7 +181,8 @@ static bool dump(jbuf *b, jv v, const jopts *o, int level) {
             return true;
         }
         size_t *order = ja_alloc(b->a, d->n * sizeof *order);
-        for (size_t i = 0; i < d->n; i++) order[i] = i;
+        for (size_t i = 0; i < d->n; i++)
+            order[i] = i;
         if (o->sort_keys)
             for (size_t i = 1; i < d->n; i++) {
                 const size_t x = order[i];

@@ -20,13 +20,16 @@ typedef struct lexer {
     char *err;
 } lexer;
 
-static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static bool is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 static bool is_name0(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 static int count_lines(const char *s, size_t n) {
     int k = 0;
-    for (size_t i = 0; i < n; i++) k += s[i] == '\n';
+    for (size_t i = 0; i < n; i++)
+        k += s[i] == '\n';
     return k;
 }
 
@@ -58,12 +61,14 @@ static bool fail(lexer *L, const char *msg) {
 /* next tag opening at or after from: returns its offset or len */
 static size_t find_tag(const lexer *L, size_t from) {
     for (size_t i = from; i + 1 < L->len; i++)
-        if (L->src[i] == '{' && (L->src[i + 1] == '{' || L->src[i + 1] == '%' || L->src[i + 1] == '#')) return i;
+        if (L->src[i] == '{' && (L->src[i + 1] == '{' || L->src[i + 1] == '%' || L->src[i + 1] == '#'))
+            return i;
     return L->len;
 }
 
 static void utf8_put(char *out, size_t *n, unsigned cp) {
-    if (cp < 0x80) out[(*n)++] = (char)cp;
+    if (cp < 0x80)
+        out[(*n)++] = (char)cp;
     else if (cp < 0x800) {
         out[(*n)++] = (char)(0xC0 | (cp >> 6));
         out[(*n)++] = (char)(0x80 | (cp & 0x3F));
@@ -104,7 +109,8 @@ static bool lex_string(lexer *L) {
             if (s[j] == '\r') { /* newlines normalised to \n */
                 out[k++] = '\n';
                 if (j + 1 < n && s[j + 1] == '\n') j++;
-            } else out[k++] = s[j];
+            } else
+                out[k++] = s[j];
             continue;
         }
         const char c = s[++j];
@@ -128,7 +134,8 @@ static bool lex_string(lexer *L) {
             if (c >= '0' && c <= '7') {
                 unsigned v = 0;
                 int m = 0;
-                for (; m < 3 && j < n && s[j] >= '0' && s[j] <= '7'; m++, j++) v = v * 8 + (unsigned)(s[j] - '0');
+                for (; m < 3 && j < n && s[j] >= '0' && s[j] <= '7'; m++, j++)
+                    v = v * 8 + (unsigned)(s[j] - '0');
                 j--;
                 utf8_put(out, &k, v);
             } else {
@@ -190,11 +197,13 @@ static bool lex_number(lexer *L) {
     }
     buf[k] = '\0';
     jtok *t = push(L, is_float ? JT_FLOAT : JT_INT, L->src + L->pos, i - L->pos);
-    if (is_float) t->f = strtod(buf, NULL);
+    if (is_float)
+        t->f = strtod(buf, NULL);
     else {
         char *end;
         unsigned long long v = strtoull(buf, &end, 10);
-        if (k > 18 && (v > (unsigned long long)INT64_MAX || k > 19)) return fail(L, "integer literal too large");
+        if (k > 18 && (v > (unsigned long long)INT64_MAX || k > 19))
+            return fail(L, "integer literal too large");
         t->i = (int64_t)v;
     }
     L->pos = i;
@@ -215,8 +224,9 @@ static bool lex_tag_body(lexer *L, const char *close, char *sign) {
             if (L->src[L->pos] == '\n') L->line++;
             L->pos++;
         }
-        if (L->pos >= L->len) return fail(L, close[0] == '}' ? "unterminated '{{' (missing '}}')"
-                                                               : "unterminated '{%' (missing '%}')");
+        if (L->pos >= L->len)
+            return fail(L, close[0] == '}' ? "unterminated '{{' (missing '}}')"
+                                           : "unterminated '{%' (missing '%}')");
         const char *p = L->src + L->pos;
         const size_t left = L->len - L->pos;
         if (depth == 0 || close[0] == '%') {
@@ -241,7 +251,8 @@ static bool lex_tag_body(lexer *L, const char *close, char *sign) {
         }
         if (is_name0(p[0])) {
             size_t i = 1;
-            while (i < left && (is_name0(p[i]) || is_digit(p[i]))) i++;
+            while (i < left && (is_name0(p[i]) || is_digit(p[i])))
+                i++;
             push(L, JT_NAME, p, i);
             L->pos += i;
             continue;
@@ -264,7 +275,8 @@ static bool lex_tag_body(lexer *L, const char *close, char *sign) {
             continue;
         }
         char msg[64];
-        snprintf(msg, sizeof msg, "unexpected character '%c' in tag", p[0] >= 0x20 && p[0] < 0x7f ? p[0] : '?');
+        snprintf(msg, sizeof msg, "unexpected character '%c' in tag",
+                 p[0] >= 0x20 && p[0] < 0x7f ? p[0] : '?');
         return fail(L, msg);
     }
 }
@@ -285,10 +297,12 @@ static void skip_after(lexer *L, char sign, bool trim_newline) {
 static bool raw_open(const lexer *L, size_t tag, size_t *after) {
     size_t i = tag + 2;
     if (i < L->len && (L->src[i] == '-' || L->src[i] == '+')) i++;
-    while (i < L->len && is_ws(L->src[i])) i++;
+    while (i < L->len && is_ws(L->src[i]))
+        i++;
     if (L->len - i < 3 || memcmp(L->src + i, "raw", 3) != 0) return false;
     i += 3;
-    while (i < L->len && is_ws(L->src[i])) i++;
+    while (i < L->len && is_ws(L->src[i]))
+        i++;
     if (i < L->len && (L->src[i] == '-' || L->src[i] == '+')) i++;
     if (L->len - i < 2 || L->src[i] != '%' || L->src[i + 1] != '}') return false;
     *after = i + 2;
@@ -303,7 +317,8 @@ bool jinja_lex(jarena *a, const char *src, size_t len, jtok **toks, size_t *n, c
         if (src[i] == '\r') {
             norm[m++] = '\n';
             if (i + 1 < len && src[i + 1] == '\n') i++;
-        } else norm[m++] = src[i];
+        } else
+            norm[m++] = src[i];
     }
     if (m > 0 && norm[m - 1] == '\n') m--; /* keep_trailing_newline=False */
     lexer L = {.a = a, .src = norm, .len = m, .line = 1, .err = err};
@@ -314,13 +329,16 @@ bool jinja_lex(jarena *a, const char *src, size_t len, jtok **toks, size_t *n, c
         const char sign = tag + 2 < L.len ? L.src[tag + 2] : 0;
         if (tag < L.len) {
             if (sign == '-') {
-                while (text_end > L.pos && is_ws(L.src[text_end - 1])) text_end--;
+                while (text_end > L.pos && is_ws(L.src[text_end - 1]))
+                    text_end--;
             } else if (sign != '+' && (kind == '%' || kind == '#')) {
                 size_t l = text_end;
-                while (l > L.pos && L.src[l - 1] != '\n') l--;
+                while (l > L.pos && L.src[l - 1] != '\n')
+                    l--;
                 const bool line_start = l > L.pos || L.pos == 0 || L.src[L.pos - 1] == '\n';
                 bool blank = l < text_end;
-                for (size_t i = l; i < text_end && blank; i++) blank = is_ws(L.src[i]);
+                for (size_t i = l; i < text_end && blank; i++)
+                    blank = is_ws(L.src[i]);
                 if (line_start && blank) text_end = l;
             }
         }
@@ -337,7 +355,8 @@ bool jinja_lex(jarena *a, const char *src, size_t len, jtok **toks, size_t *n, c
                 }
             if (!e) return fail(&L, "unterminated comment (missing '#}')");
             const size_t end = (size_t)(e - L.src);
-            const char csign = end > L.pos && (L.src[end - 1] == '-' || L.src[end - 1] == '+') ? L.src[end - 1] : 0;
+            const char csign =
+                end > L.pos && (L.src[end - 1] == '-' || L.src[end - 1] == '+') ? L.src[end - 1] : 0;
             L.line += count_lines(L.src + L.pos, end - L.pos);
             L.pos = end + 2;
             skip_after(&L, csign, true);
@@ -353,19 +372,24 @@ bool jinja_lex(jarena *a, const char *src, size_t len, jtok **toks, size_t *n, c
                 size_t j = i + 2;
                 const bool minus = j < L.len && L.src[j] == '-';
                 if (j < L.len && (L.src[j] == '-' || L.src[j] == '+')) j++;
-                while (j < L.len && is_ws(L.src[j])) j++;
+                while (j < L.len && is_ws(L.src[j]))
+                    j++;
                 if (L.len - j >= 6 && memcmp(L.src + j, "endraw", 6) == 0) {
                     j += 6;
-                    while (j < L.len && is_ws(L.src[j])) j++;
+                    while (j < L.len && is_ws(L.src[j]))
+                        j++;
                     char esign = 0;
                     if (j < L.len && (L.src[j] == '-' || L.src[j] == '+')) esign = L.src[j++];
                     if (L.len - j >= 2 && L.src[j] == '%' && L.src[j + 1] == '}') {
                         size_t bs = raw_body, be = i;
                         if (L.src[raw_body - 3] == '-')
-                            while (bs < be && is_ws(L.src[bs])) bs++;
-                        else if (bs < be && L.src[bs] == '\n') bs++;
+                            while (bs < be && is_ws(L.src[bs]))
+                                bs++;
+                        else if (bs < be && L.src[bs] == '\n')
+                            bs++;
                         if (minus)
-                            while (be > bs && is_ws(L.src[be - 1])) be--;
+                            while (be > bs && is_ws(L.src[be - 1]))
+                                be--;
                         if (be > bs) push(&L, JT_TEXT, L.src + bs, be - bs);
                         L.line += count_lines(L.src + L.pos, j + 2 - L.pos);
                         L.pos = j + 2;

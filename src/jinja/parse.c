@@ -82,7 +82,10 @@ static jnode *node(parser *P, jnode_kind k, int line) {
 }
 
 /* growable arrays of children */
-typedef struct kids { jnode **v; size_t n, cap; } kids;
+typedef struct kids {
+    jnode **v;
+    size_t n, cap;
+} kids;
 static void kpush(parser *P, kids *k, jnode *n) {
     if (k->n == k->cap) {
         const size_t cap = k->cap ? k->cap * 2 : 4;
@@ -93,7 +96,10 @@ static void kpush(parser *P, kids *k, jnode *n) {
     }
     k->v[k->n++] = n;
 }
-typedef struct names { const char **v; size_t n, cap; } names;
+typedef struct names {
+    const char **v;
+    size_t n, cap;
+} names;
 static void npush(parser *P, names *k, const char *s) {
     if (k->n == k->cap) {
         const size_t cap = k->cap ? k->cap * 2 : 4;
@@ -106,7 +112,8 @@ static void npush(parser *P, names *k, const char *s) {
 }
 
 static void enter(parser *P) {
-    if (++P->depth > JINJA_MAX_PARSE_DEPTH) perr(P, cur(P)->line, "template nested too deeply (more than %s levels)", "200");
+    if (++P->depth > JINJA_MAX_PARSE_DEPTH)
+        perr(P, cur(P)->line, "template nested too deeply (more than %s levels)", "200");
 }
 static void leave(parser *P) { P->depth--; }
 
@@ -160,7 +167,8 @@ static jnode *parse_postfix(parser *P, jnode *n) {
                 g->b = node(P, JN_LIT, t->line);
                 g->b->lit = jv_int(a->i);
                 n = g;
-            } else perr(P, a->line, "expected an attribute name after '.', got %s", tok_desc(P, a));
+            } else
+                perr(P, a->line, "expected an attribute name after '.', got %s", tok_desc(P, a));
         } else if (is_op(t, "[")) {
             next(P);
             jnode *parts[3] = {NULL, NULL, NULL};
@@ -176,7 +184,8 @@ static jnode *parse_postfix(parser *P, jnode *n) {
                 if (is_op(cur(P), "]")) break;
                 if (parts[k]) perr(P, cur(P)->line, "expected ']', got %s", tok_desc(P, cur(P)));
                 parts[k] = parse_expr(P);
-                if (is_op(cur(P), ",")) perr(P, cur(P)->line, "unsupported construct tuple subscript%s", NULL);
+                if (is_op(cur(P), ","))
+                    perr(P, cur(P)->line, "unsupported construct tuple subscript%s", NULL);
             }
             next(P);
             jnode *g;
@@ -197,7 +206,8 @@ static jnode *parse_postfix(parser *P, jnode *n) {
             c->a = n;
             parse_args(P, c);
             n = c;
-        } else return n;
+        } else
+            return n;
     }
 }
 
@@ -233,15 +243,17 @@ static jnode *parse_filter_expr(parser *P, jnode *n) {
                 char *lower = ja_strndup(P->a, nm->s, nm->len);
                 lower[0] = (char)(lower[0] | 0x20);
                 f->name = lower;
-            } else f->name = expect_name(P);
+            } else
+                f->name = expect_name(P);
             while (is_op(cur(P), ".")) {
                 next(P);
                 (void)expect_name(P);
             }
             const jtok *c = cur(P);
-            if (is_op(c, "(")) parse_args(P, f);
-            else if ((c->kind == JT_NAME || c->kind == JT_STRING || c->kind == JT_INT || c->kind == JT_FLOAT ||
-                      is_op(c, "(") || is_op(c, "[") || is_op(c, "{")) &&
+            if (is_op(c, "("))
+                parse_args(P, f);
+            else if ((c->kind == JT_NAME || c->kind == JT_STRING || c->kind == JT_INT ||
+                      c->kind == JT_FLOAT || is_op(c, "(") || is_op(c, "[") || is_op(c, "{")) &&
                      !is_name(c, "else") && !is_name(c, "or") && !is_name(c, "and")) {
                 if (is_name(c, "is")) perr(P, c->line, "You cannot chain multiple tests with is%s", NULL);
                 jnode *arg = parse_postfix(P, parse_primary(P));
@@ -255,7 +267,8 @@ static jnode *parse_filter_expr(parser *P, jnode *n) {
             c->a = n;
             parse_args(P, c);
             n = c;
-        } else return n;
+        } else
+            return n;
     }
 }
 
@@ -266,9 +279,12 @@ static jnode *parse_primary(parser *P) {
     if (t->kind == JT_NAME) {
         next(P);
         n = node(P, JN_LIT, t->line);
-        if (is_name(t, "true") || is_name(t, "True")) n->lit = jv_bool(true);
-        else if (is_name(t, "false") || is_name(t, "False")) n->lit = jv_bool(false);
-        else if (is_name(t, "none") || is_name(t, "None")) n->lit = jv_none();
+        if (is_name(t, "true") || is_name(t, "True"))
+            n->lit = jv_bool(true);
+        else if (is_name(t, "false") || is_name(t, "False"))
+            n->lit = jv_bool(false);
+        else if (is_name(t, "none") || is_name(t, "None"))
+            n->lit = jv_none();
         else {
             n->kind = JN_NAME;
             n->name = ja_strndup(P->a, t->s, t->len);
@@ -276,7 +292,8 @@ static jnode *parse_primary(parser *P) {
     } else if (t->kind == JT_STRING) {
         /* adjacent strings concatenate */
         size_t total = 0, j = P->i;
-        while (P->t[j].kind == JT_STRING) total += P->t[j++].len;
+        while (P->t[j].kind == JT_STRING)
+            total += P->t[j++].len;
         char *s = ja_alloc(P->a, total + 1);
         size_t k = 0;
         while (cur(P)->kind == JT_STRING) {
@@ -308,7 +325,8 @@ static jnode *parse_primary(parser *P) {
                 n = node(P, JN_TUPLE, t->line);
                 n->kids = k.v;
                 n->n_kids = k.n;
-            } else n = first;
+            } else
+                n = first;
             expect_op(P, ")");
         }
     } else if (is_op(t, "[")) {
@@ -338,7 +356,8 @@ static jnode *parse_primary(parser *P) {
         n->kids = keys.v;
         n->kwv = vals.v;
         n->n_kids = keys.n;
-    } else perr(P, t->line, "unexpected %s in expression", tok_desc(P, t));
+    } else
+        perr(P, t->line, "unexpected %s in expression", tok_desc(P, t));
     leave(P);
     return n;
 }
@@ -351,7 +370,8 @@ static jnode *parse_unary(parser *P, bool with_filter) {
         next(P);
         n = node(P, is_op(t, "-") ? JN_NEG : JN_POS, t->line);
         n->a = parse_unary(P, false);
-    } else n = parse_primary(P);
+    } else
+        n = parse_primary(P);
     n = parse_postfix(P, n);
     if (with_filter) n = parse_filter_expr(P, n);
     leave(P);
@@ -379,7 +399,11 @@ static jnode *parse_math2(parser *P) {
     jnode *l = parse_pow(P);
     for (;;) {
         const jtok *t = cur(P);
-        int op = is_op(t, "*") ? OP_MUL : is_op(t, "/") ? OP_DIV : is_op(t, "//") ? OP_FLOORDIV : is_op(t, "%") ? OP_MOD : 0;
+        int op = is_op(t, "*")    ? OP_MUL
+                 : is_op(t, "/")  ? OP_DIV
+                 : is_op(t, "//") ? OP_FLOORDIV
+                 : is_op(t, "%")  ? OP_MOD
+                                  : 0;
         if (!op) return l;
         next(P);
         l = bin(P, op, l, parse_pow(P), t->line);
@@ -412,8 +436,14 @@ static jnode *parse_compare(parser *P) {
     kids ops = {0};
     for (;;) {
         const jtok *t = cur(P);
-        int op = is_op(t, "==") ? OP_EQ : is_op(t, "!=") ? OP_NE : is_op(t, "<") ? OP_LT : is_op(t, "<=") ? OP_LE
-               : is_op(t, ">") ? OP_GT : is_op(t, ">=") ? OP_GE : is_name(t, "in") ? OP_IN : 0;
+        int op = is_op(t, "==")     ? OP_EQ
+                 : is_op(t, "!=")   ? OP_NE
+                 : is_op(t, "<")    ? OP_LT
+                 : is_op(t, "<=")   ? OP_LE
+                 : is_op(t, ">")    ? OP_GT
+                 : is_op(t, ">=")   ? OP_GE
+                 : is_name(t, "in") ? OP_IN
+                                    : 0;
         if (!op && is_name(t, "not") && is_name(&P->t[P->i + 1], "in")) {
             next(P);
             op = OP_NOTIN;
@@ -540,7 +570,8 @@ static jnode *parse_for(parser *P, int line) {
     parse_targets(P, &t);
     n->targets = t.v;
     n->n_targets = t.n;
-    if (!is_name(cur(P), "in")) perr(P, cur(P)->line, "expected 'in' in for loop, got %s", tok_desc(P, cur(P)));
+    if (!is_name(cur(P), "in"))
+        perr(P, cur(P)->line, "expected 'in' in for loop, got %s", tok_desc(P, cur(P)));
     next(P);
     n->a = parse_or(P); /* no ternary here: `if` starts the loop filter */
     if (is_op(cur(P), ",")) perr(P, cur(P)->line, "unsupported construct implicit tuple in for loop%s", NULL);
@@ -548,7 +579,8 @@ static jnode *parse_for(parser *P, int line) {
         next(P);
         n->b = parse_expr(P);
     }
-    if (is_name(cur(P), "recursive")) perr(P, cur(P)->line, "unsupported construct 'for ... recursive'%s", NULL);
+    if (is_name(cur(P), "recursive"))
+        perr(P, cur(P)->line, "unsupported construct 'for ... recursive'%s", NULL);
     expect_block_end(P);
     static const char *const ends[] = {"else", "endfor", NULL};
     const char *which;
@@ -628,7 +660,8 @@ static void parse_params(parser *P, jnode *n) {
                 next(P);
                 kpush(P, &pd, parse_expr(P));
             } else {
-                if (pd.n && pd.v[pd.n - 1]) perr(P, cur(P)->line, "non-default parameter after a default one%s", NULL);
+                if (pd.n && pd.v[pd.n - 1])
+                    perr(P, cur(P)->line, "non-default parameter after a default one%s", NULL);
                 kpush(P, &pd, NULL);
             }
         }
@@ -642,7 +675,8 @@ static void parse_params(parser *P, jnode *n) {
 static jnode *parse_macro(parser *P, int line) {
     jnode *n = node(P, JN_MACRO, line);
     n->name = expect_name(P);
-    if (!is_op(cur(P), "(")) perr(P, cur(P)->line, "expected '(' after the macro name, got %s", tok_desc(P, cur(P)));
+    if (!is_op(cur(P), "("))
+        perr(P, cur(P)->line, "expected '(' after the macro name, got %s", tok_desc(P, cur(P)));
     parse_params(P, n);
     expect_block_end(P);
     static const char *const ends[] = {"endmacro", NULL};
@@ -740,9 +774,12 @@ static jnode *parse_body(parser *P, const char *const *ends, const char **which)
         if (t->kind == JT_EOF) {
             if (ends) {
                 char msg[96];
-                snprintf(msg, sizeof msg, "unexpected end of template, expected '{%% %s %%}'", ends[0][0] == 'e' && ends[1] == NULL ? ends[0] : ends[0]);
+                snprintf(msg, sizeof msg, "unexpected end of template, expected '{%% %s %%}'",
+                         ends[0][0] == 'e' && ends[1] == NULL ? ends[0] : ends[0]);
                 for (size_t e = 0; ends[e]; e++)
-                    if (strncmp(ends[e], "end", 3) == 0) snprintf(msg, sizeof msg, "unexpected end of template, missing '{%% %s %%}'", ends[e]);
+                    if (strncmp(ends[e], "end", 3) == 0)
+                        snprintf(msg, sizeof msg, "unexpected end of template, missing '{%% %s %%}'",
+                                 ends[e]);
                 perr(P, t->line, "%s", msg);
             }
             break;
@@ -756,7 +793,8 @@ static jnode *parse_body(parser *P, const char *const *ends, const char **which)
             next(P);
             jnode *n = node(P, JN_OUTPUT, t->line);
             n->a = parse_expr(P);
-            if (cur(P)->kind != JT_VAR_END) perr(P, cur(P)->line, "expected '}}', got %s", tok_desc(P, cur(P)));
+            if (cur(P)->kind != JT_VAR_END)
+                perr(P, cur(P)->line, "expected '}}', got %s", tok_desc(P, cur(P)));
             next(P);
             kpush(P, &k, n);
         } else if (t->kind == JT_BLOCK_BEGIN) {
@@ -771,8 +809,9 @@ static jnode *parse_body(parser *P, const char *const *ends, const char **which)
                 P->i += 2;
                 break;
             }
-            if (nm->kind == JT_NAME && (nm->len >= 3 && memcmp(nm->s, "end", 3) == 0 ? true
-                                        : is_name(nm, "elif") || is_name(nm, "else"))) {
+            if (nm->kind == JT_NAME &&
+                (nm->len >= 3 && memcmp(nm->s, "end", 3) == 0 ? true
+                                                              : is_name(nm, "elif") || is_name(nm, "else"))) {
                 char msg[160];
                 snprintf(msg, sizeof msg, "unexpected '{%% %.*s %%}'%s", (int)nm->len, nm->s,
                          ends ? "" : " (no block is open)");
@@ -780,7 +819,8 @@ static jnode *parse_body(parser *P, const char *const *ends, const char **which)
             }
             next(P);
             kpush(P, &k, parse_statement(P));
-        } else perr(P, t->line, "unexpected %s", tok_desc(P, t));
+        } else
+            perr(P, t->line, "unexpected %s", tok_desc(P, t));
     }
     body->kids = k.v;
     body->n_kids = k.n;

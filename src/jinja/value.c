@@ -185,8 +185,8 @@ bool jv_equal(jv a, jv b) {
 }
 
 const char *jv_type_name(jv v) {
-    static const char *const names[] = {"Undefined", "NoneType", "bool", "int", "float", "str",
-                                        "list", "dict", "Namespace", "function", "LoopContext"};
+    static const char *const names[] = {"Undefined", "NoneType", "bool",      "int",      "float",      "str",
+                                        "list",      "dict",     "Namespace", "function", "LoopContext"};
     if (v.t == JV_LIST && v.u.l->tuple == 1) return "tuple";
     if (v.t == JV_LIST && v.u.l->tuple == 2) return "generator";
     return names[v.t];
@@ -201,7 +201,8 @@ void jb_put(jbuf *b, const char *s, size_t n) {
     }
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
+        while (cap < b->n + n + 1)
+            cap *= 2;
         char *p = ja_alloc_raw(b->a, cap);
         if (b->n) memcpy(p, b->p, b->n);
         b->p = p;
@@ -221,7 +222,8 @@ void jb_printf(jbuf *b, const char *fmt, ...) {
     va_copy(ap2, ap);
     const int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof tmp) jb_put(b, tmp, (size_t)n);
+    if (n >= 0 && (size_t)n < sizeof tmp)
+        jb_put(b, tmp, (size_t)n);
     else if (n > 0) {
         char *big = ja_alloc(b->a, (size_t)n + 1);
         vsnprintf(big, (size_t)n + 1, fmt, ap2);
@@ -254,7 +256,8 @@ void jv_write_float(jbuf *b, double f) {
         if (*p != '.') mant[nm++] = *p;
     mant[nm] = '\0';
     const int exp = atoi(p + 1);
-    while (nm > 1 && mant[nm - 1] == '0') mant[--nm] = '\0';
+    while (nm > 1 && mant[nm - 1] == '0')
+        mant[--nm] = '\0';
     if (neg) jb_put(b, "-", 1);
     if (exp < -4 || exp >= 16) {
         jb_put(b, mant, 1);
@@ -265,13 +268,15 @@ void jv_write_float(jbuf *b, double f) {
         jb_printf(b, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
     } else if (exp < 0) {
         jb_puts(b, "0.");
-        for (int i = 0; i < -exp - 1; i++) jb_put(b, "0", 1);
+        for (int i = 0; i < -exp - 1; i++)
+            jb_put(b, "0", 1);
         jb_put(b, mant, nm);
     } else {
         const size_t ip = (size_t)exp + 1;
         if (nm <= ip) {
             jb_put(b, mant, nm);
-            for (size_t i = nm; i < ip; i++) jb_put(b, "0", 1);
+            for (size_t i = nm; i < ip; i++)
+                jb_put(b, "0", 1);
             jb_puts(b, ".0");
         } else {
             jb_put(b, mant, ip);
@@ -291,11 +296,16 @@ static void write_str_repr(jbuf *b, const jstr *s) {
         if (c == (unsigned char)q || c == '\\') {
             jb_put(b, "\\", 1);
             jb_put(b, (const char *)&c, 1);
-        } else if (c == '\n') jb_puts(b, "\\n");
-        else if (c == '\r') jb_puts(b, "\\r");
-        else if (c == '\t') jb_puts(b, "\\t");
-        else if (c < 0x20 || c == 0x7f) jb_printf(b, "\\x%02x", c);
-        else jb_put(b, (const char *)&c, 1);
+        } else if (c == '\n')
+            jb_puts(b, "\\n");
+        else if (c == '\r')
+            jb_puts(b, "\\r");
+        else if (c == '\t')
+            jb_puts(b, "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            jb_printf(b, "\\x%02x", c);
+        else
+            jb_put(b, (const char *)&c, 1);
     }
     jb_put(b, &q, 1);
 }

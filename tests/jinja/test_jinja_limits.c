@@ -10,7 +10,8 @@
 #include "sov.h"
 #include "test.h"
 
-static const char *MSGS = "[{\"role\":\"system\",\"content\":\"sys\"},{\"role\":\"user\",\"content\":\"hi\"}]";
+static const char *MSGS =
+    "[{\"role\":\"system\",\"content\":\"sys\"},{\"role\":\"user\",\"content\":\"hi\"}]";
 
 static double now_s(void) {
     struct timespec ts;
@@ -26,13 +27,18 @@ static sov_status run(const char *src, size_t len, char *buf, size_t cap) {
         snprintf(buf, cap, "%s", sov_last_error());
         return st;
     }
-    const sov_chat_template_vars v = {.messages_json = MSGS, .bos_token = "<s>", .eos_token = "</s>",
-                                      .add_generation_prompt = true, .now = 1764763200};
+    const sov_chat_template_vars v = {.messages_json = MSGS,
+                                      .bos_token = "<s>",
+                                      .eos_token = "</s>",
+                                      .add_generation_prompt = true,
+                                      .now = 1764763200};
     char *out = NULL;
     size_t n = 0;
     st = sov_chat_template_render(t, &v, &out, &n);
-    if (st) snprintf(buf, cap, "%s", sov_last_error());
-    else snprintf(buf, cap, "%s", out);
+    if (st)
+        snprintf(buf, cap, "%s", sov_last_error());
+    else
+        snprintf(buf, cap, "%s", out);
     free(out);
     sov_chat_template_free(t);
     return st;
@@ -46,7 +52,8 @@ static void expect_error(const char *name, const char *src, size_t len, const ch
     const double dt = now_s() - t0;
     CHECK_MSG(st != SOV_OK, "%s: rendered instead of failing", name);
     CHECK_MSG(strstr(msg, want) != NULL, "%s: error '%s' does not say '%s'", name, msg, want);
-    CHECK_MSG(strstr(msg, "line ") != NULL || strstr(msg, "bytes") != NULL, "%s: error '%s' names no line", name, msg);
+    CHECK_MSG(strstr(msg, "line ") != NULL || strstr(msg, "bytes") != NULL, "%s: error '%s' names no line",
+              name, msg);
     CHECK_MSG(strchr(msg, '\n') == NULL, "%s: error is more than one line", name);
     fprintf(stderr, "  %-22s %6.1f ms  %s\n", name, dt * 1e3, msg);
 }
@@ -54,10 +61,12 @@ static void expect_error(const char *name, const char *src, size_t len, const ch
 static char *repeat_str(const char *a, size_t times, const char *mid, const char *b) {
     const size_t na = strlen(a), nb = strlen(b), nm = strlen(mid);
     char *s = malloc(na * times + nm + nb * times + 1), *p = s;
-    for (size_t i = 0; i < times; i++, p += na) memcpy(p, a, na);
+    for (size_t i = 0; i < times; i++, p += na)
+        memcpy(p, a, na);
     memcpy(p, mid, nm);
     p += nm;
-    for (size_t i = 0; i < times; i++, p += nb) memcpy(p, b, nb);
+    for (size_t i = 0; i < times; i++, p += nb)
+        memcpy(p, b, nb);
     *p = '\0';
     return s;
 }
@@ -79,17 +88,25 @@ static void hostile_templates_fail_cleanly(void) {
     expect_error("source too large", huge, strlen(huge), "bytes");
     free(parens), free(wrapped), free(ifs), free(nots), free(wn), free(many), free(huge);
 
-    static const struct { const char *name, *src, *want; } cases[] = {
+    static const struct {
+        const char *name, *src, *want;
+    } cases[] = {
         {"range(10**9)", "{% for i in range(10**9) %}x{% endfor %}", "MAX_RANGE"},
-        {"nested big loops", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        {"nested big loops",
+         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
          "loop iterations"},
         {"macro recursion", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested more than"},
-        {"caller recursion", "{% macro f() %}{% call f() %}x{% endcall %}{% endmacro %}{{ f() }}", "nested more than"},
+        {"caller recursion", "{% macro f() %}{% call f() %}x{% endcall %}{% endmacro %}{{ f() }}",
+         "nested more than"},
         {"string times 10**9", "{{ 'abc' * 1000000000 }}", "too large"},
         {"list times 10**9", "{{ [1, 2] * 1000000000 }}", "too large"},
-        {"string doubling", "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
-                            "{% endfor %}{{ ns.s|length }}", "memory"},
-        {"output flood", "{% for i in range(100000) %}{% for j in range(10) %}{{ 'y' * 1000 }}{% endfor %}{% endfor %}", "output"},
+        {"string doubling",
+         "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+         "{% endfor %}{{ ns.s|length }}",
+         "memory"},
+        {"output flood",
+         "{% for i in range(100000) %}{% for j in range(10) %}{{ 'y' * 1000 }}{% endfor %}{% endfor %}",
+         "output"},
         {"integer overflow", "{{ 2 ** 100000 }}", "overflow"},
         {"unterminated {{", "hello {{ messages", "missing '}}'"},
         {"unterminated {%", "{% if true", "missing '%}'"},
@@ -104,7 +121,8 @@ static void hostile_templates_fail_cleanly(void) {
         {"recursive loop", "{% for m in messages recursive %}{% endfor %}", "recursive"},
         {"unknown filter", "{{ messages|shuffle }}", "no filter named 'shuffle'"},
         {"unknown test", "{% if x is prime %}{% endif %}", "no test named 'prime'"},
-        {"raise_exception", "{{ raise_exception('Conversation roles must alternate') }}", "roles must alternate"},
+        {"raise_exception", "{{ raise_exception('Conversation roles must alternate') }}",
+         "roles must alternate"},
         {"undefined attribute", "{{ nothing.here }}", "'nothing' is undefined"},
         {"list.append (sandbox)", "{% set l = [] %}{{ l.append(1) }}", "unsafe"},
         {"bad character", "{{ 1 @ 2 }}", "unexpected character"},
@@ -115,19 +133,24 @@ static void hostile_templates_fail_cleanly(void) {
 
 static void good_templates_render_exactly(void) {
     char out[1024];
-    const char *chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    const char *chatml =
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
     CHECK_EQ(run(chatml, strlen(chatml), out, sizeof out), SOV_OK);
-    CHECK_STREQ(out, "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
-    const char *vars = "{{ bos_token }}{{ eos_token }}{{ tools is none }}{{ documents is none }}{{ nope is defined }}"
-                       "{{ strftime_now('%d %b %Y') }}";
+    CHECK_STREQ(out,
+                "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    const char *vars =
+        "{{ bos_token }}{{ eos_token }}{{ tools is none }}{{ documents is none }}{{ nope is defined }}"
+        "{{ strftime_now('%d %b %Y') }}";
     CHECK_EQ(run(vars, strlen(vars), out, sizeof out), SOV_OK);
     CHECK_STREQ(out, "<s></s>TrueTrueFalse03 Dec 2025");
     /* the limits leave room for real work: 50000 iterations, 64 nested calls */
-    const char *busy = "{% set ns = namespace(n=0) %}{% for i in range(50000) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}";
+    const char *busy = "{% set ns = namespace(n=0) %}{% for i in range(50000) %}{% set ns.n = ns.n + i %}{% "
+                       "endfor %}{{ ns.n }}";
     CHECK_EQ(run(busy, strlen(busy), out, sizeof out), SOV_OK);
     CHECK_STREQ(out, "1249975000");
-    const char *deep = "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% else %}bottom{% endif %}{% endmacro %}{{ f(60) }}";
+    const char *deep =
+        "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% else %}bottom{% endif %}{% endmacro %}{{ f(60) }}";
     CHECK_EQ(run(deep, strlen(deep), out, sizeof out), SOV_OK);
     CHECK_STREQ(out, "bottom");
 }
@@ -144,7 +167,8 @@ static void bad_variables_are_argument_errors(void) {
     v.messages_json = NULL;
     CHECK_EQ(sov_chat_template_render(t, &v, &out, &n), SOV_ERR_ARG);
     const char *names[] = {"enable_thinking"}, *vals[] = {"tru"};
-    v = (sov_chat_template_vars){.messages_json = "[]", .extra_names = names, .extra_json = vals, .n_extra = 1};
+    v = (sov_chat_template_vars){
+        .messages_json = "[]", .extra_names = names, .extra_json = vals, .n_extra = 1};
     CHECK_EQ(sov_chat_template_render(t, &v, &out, &n), SOV_ERR_ARG);
     CHECK(strstr(sov_last_error(), "enable_thinking") != NULL);
     sov_chat_template_free(t);

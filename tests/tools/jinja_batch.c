@@ -82,24 +82,30 @@ int main(void) {
             vals[nv] = owned[nv];
             nv++;
         }
-        const sov_chat_template_vars cv = {
-            .messages_json = msgs, .tools_json = tools,
-            .bos_token = json_string_value(json_object_get(job, "bos")),
-            .eos_token = json_string_value(json_object_get(job, "eos")),
-            .add_generation_prompt = json_is_true(json_object_get(job, "add_generation_prompt")),
-            .extra_names = names, .extra_json = vals, .n_extra = nv,
-            .now = json_integer_value(json_object_get(job, "now"))};
+        const sov_chat_template_vars cv = {.messages_json = msgs,
+                                           .tools_json = tools,
+                                           .bos_token = json_string_value(json_object_get(job, "bos")),
+                                           .eos_token = json_string_value(json_object_get(job, "eos")),
+                                           .add_generation_prompt =
+                                               json_is_true(json_object_get(job, "add_generation_prompt")),
+                                           .extra_names = names,
+                                           .extra_json = vals,
+                                           .n_extra = nv,
+                                           .now = json_integer_value(json_object_get(job, "now"))};
         char *out = NULL;
         size_t len = 0;
         const sov_status st = sov_chat_template_render(t, &cv, &out, &len);
         json_object_set_new(r, "ok", json_boolean(st == SOV_OK));
-        if (st == SOV_OK) json_object_set_new(r, "out", json_stringn(out, len));
-        else json_object_set_new(r, "error", json_string(sov_last_error()));
+        if (st == SOV_OK)
+            json_object_set_new(r, "out", json_stringn(out, len));
+        else
+            json_object_set_new(r, "error", json_string(sov_last_error()));
         json_array_append_new(results, r);
         free(out);
         free(msgs);
         free(tools);
-        for (size_t m = 0; m < nv; m++) free(owned[m]);
+        for (size_t m = 0; m < nv; m++)
+            free(owned[m]);
     }
     json_dumpf(results, stdout, JSON_ENCODE_ANY);
     json_decref(results);
