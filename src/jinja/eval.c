@@ -307,6 +307,12 @@ static jv getitem_v(ctx *c, jv obj, jv key) {
     return undef_named(c, "'%s object' has no attribute '%s'", jv_type_name(obj), "?");
 }
 
+/* i + step, or end when that overflows (a step near INT64_MAX ends the walk) */
+static int64_t advance(int64_t i, int64_t step, int64_t end) {
+    int64_t r;
+    return __builtin_add_overflow(i, step, &r) ? end : r;
+}
+
 /* Python slice semantics over n elements */
 static void slice_indices(ctx *c, int64_t n, jv start, jv stop, jv step, int64_t *s0, int64_t *s1,
                           int64_t *st) {
@@ -352,7 +358,7 @@ static jv slice_v(ctx *c, jv obj, jv start, jv stop, jv step) {
     if (obj.t == JV_LIST) {
         jlist *l = new_list(c);
         l->tuple = obj.u.l->tuple;
-        for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i += st)
+        for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i = advance(i, st, s1))
             jl_push(c->a, l, obj.u.l->v[i]);
         return list_val(l);
     }
@@ -362,7 +368,7 @@ static jv slice_v(ctx *c, jv obj, jv start, jv stop, jv step) {
         const size_t o0 = u8_offset(s->s, s->len, (size_t)s0), o1 = u8_offset(s->s, s->len, (size_t)s1);
         return jv_str(c->a, s->s + o0, o1 - o0);
     }
-    for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i += st) {
+    for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i = advance(i, st, s1)) {
         const size_t o = u8_offset(s->s, s->len, (size_t)i);
         jb_put(&b, s->s + o, u8_len_at(s->s, s->len, o));
     }
@@ -1846,7 +1852,7 @@ static jv g_range(ctx *c, jv self, const args *a) {
     if (count > JINJA_MAX_RANGE)
         fail(c, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).", JINJA_MAX_RANGE);
     jlist *l = new_list(c);
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+    for (int64_t i = start; step > 0 ? i < stop : i > stop; i = advance(i, step, stop))
         jl_push(c->a, l, jv_int(i));
     return list_val(l);
 }
