@@ -177,7 +177,12 @@ static jv to_str(ctx *c, jv v) {
 
 static bool is_num(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
 static double as_f(jv v) { return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : (double)v.u.b; }
-static int64_t as_i(jv v) { return v.t == JV_INT ? v.u.i : v.t == JV_BOOL ? v.u.b : (int64_t)v.u.f; }
+static int64_t as_i(jv v) {
+    if (v.t == JV_INT) return v.u.i;
+    if (v.t == JV_BOOL) return v.u.b;
+    if (v.t != JV_FLOAT || !(v.u.f > -9.2e18 && v.u.f < 9.2e18)) return 0; /* never an out-of-range cast */
+    return (int64_t)v.u.f;
+}
 static bool is_intlike(jv v) { return v.t == JV_INT || v.t == JV_BOOL; }
 
 /* The items iteration yields: list items, dict keys, string characters. */
@@ -472,7 +477,7 @@ static jv percent_format(ctx *c, jv fmt, jv argv) {
             spec[k++] = 'l';
             spec[k++] = conv == 'i' ? 'd' : conv;
             spec[k] = '\0';
-            jb_printf(&b, spec, (long long)(v.t == JV_FLOAT ? (int64_t)v.u.f : as_i(v)));
+            jb_printf(&b, spec, (long long)as_i(v));
         } else if (conv == 'f' || conv == 'F' || conv == 'e' || conv == 'E' || conv == 'g' || conv == 'G') {
             if (!is_num(v)) fail(c, "must be real number, not %s", jv_type_name(v));
             spec[k++] = conv;
