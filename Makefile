@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all build run generate test test-fast test-san test-arm bench bench-tenants bench-tls deps deps-test fuzz format lint clean
+.PHONY: all build run generate test test-fast test-san test-arm bench bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
 
 all: build
 
@@ -53,15 +53,18 @@ test-arm: deps-test
 fuzz: deps-test
 	@CC=clang cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSOV_FUZZ=ON -DSOV_TESTS=OFF >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
-	@echo "fuzz targets are in build-fuzz/fuzz/: fuzz_gguf, fuzz_tokenize (seeds: tests/tok/corpus), fuzz_chat,"
-	@echo "fuzz_openai (seeds: tests/server/corpus; length parity picks chat or completion), fuzz_auth"
-	@echo "(seeds: tests/auth/corpus), fuzz_sign (seeds: tests/sign/corpus), fuzz_jinja (seeds: tests/jinja/corpus, tests/jinja/templates);"
+	@echo "fuzz targets: build-fuzz/fuzz/fuzz_* (one per parser of outside input; the comment at the top of"
+	@echo "each fuzz/fuzz_*.c names its seed corpus under tests/),"
 	@echo "e.g. build-fuzz/fuzz/fuzz_gguf -max_total_time=60 build/tests/tmp/gguf_corpus (written by the gguf tests)"
 
 # Speed: synthetic 1.1B models (Q4_0, Q8_0), a 134M model and the shared real models;
 # LLAMA_BENCH=/path/to/llama-bench adds llama.cpp's figures side by side (docs/PERFORMANCE.md).
 bench: build
 	bench/run.sh
+
+# Embeddings throughput, LM head skipped or not, engine and server (bench/embed.sh).
+bench-embed: build
+	bench/embed.sh
 
 # What tenants cost (auth and limits on/off, SQLite and PostgreSQL) and what fair
 # scheduling buys (bench/fairness.py); needs wrk (apt-get install wrk).

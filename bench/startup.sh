@@ -11,6 +11,9 @@
 #   serve+sig  `sov serve --trusted-keys` from exec to the ready file (listening)
 #   serve      `sov serve` without --trusted-keys (it hashes all the same: /v1/models shows
 #            the hash)
+#   load+cache, serve+sig+cache  the same with the digest cache of a previous
+#            start (the file unchanged, so no hash; docs/SIGNING.md); the rows above run
+#            without it (--no-digest-cache)
 # each warm (file in the page cache) and cold (its pages dropped from the page cache with
 # posix_fadvise(POSIX_FADV_DONTNEED) before the run: no root needed, but on a virtual
 # machine the host may still cache the disk), and prints the median and minimum of each and
@@ -28,7 +31,7 @@ rounds=5 threads=0 model=""
 while [ $# -gt 0 ]; do
   case $1 in
     -r) rounds=$2; shift 2 ;; -t) threads=$2; shift 2 ;; -m) model=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "startup.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -76,8 +79,8 @@ time_run() { # $@: extra options; prints milliseconds
   ms "$t0" "$t1"
 }
 
-time_load() { # $1: 0 or 1 (the digest); prints milliseconds
-  "$bench_load" "$work/model.gguf" "$1" | cut -d' ' -f1
+time_load() { # $1: 0 or 1 (the digest), $2: the digest cache file; prints milliseconds
+  "$bench_load" "$work/model.gguf" "$@" | cut -d' ' -f1
 }
 
 time_serve() { # $1: sov binary, then extra options; prints milliseconds to the ready file
@@ -104,8 +107,18 @@ record() { results[$1]="${results[$1]:-} $2"; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 least() { tr ' ' '\n' | grep -v '^$' | sort -n | head -1; }
 
-whats="load load+hash run run+sig serve+sig serve${old:+ old-serve}"
-[ -x "$bench_load" ] || whats=${whats#load load+hash }
+whats="load load+hash load+cache run run+sig serve+sig serve+sig+cache serve${old:+ old-serve}"
+[ -x "$bench_load" ] || whats=${whats#load load+hash load+cache }
+# the digest cache, filled once (the model file is old enough for an entry to be written)
+mkdir -p "$work/state"
+cache=$work/state/model-digests
+if [ -x "$bench_load" ]; then
+  # an entry is written only for a file whose ctime is 2 s old
+  while [ $(( $(date +%s) - $(stat -L -c %Z "$model") )) -lt 3 ]; do sleep 1; done
+  "$bench_load" "$work/model.gguf" 1 "$cache" >/dev/null
+  "$bench_load" "$work/model.gguf" 1 "$cache" | grep -q ' cached$' ||
+    { echo "startup.sh: the digest cache did not take (is the model file younger than 2 s?)" >&2; exit 1; }
+fi
 ratio() { # $1 state, $2 without, $3 with: the ratio of the medians and of the minima
   local a b c d
   a=$(echo "${results[$1 $2]}" | median) b=$(echo "${results[$1 $3]}" | median)
@@ -123,10 +136,12 @@ for ((i = 1; i <= rounds; i++)); do
       case $what in
         load) v=$(time_load 0) ;;
         load+hash) v=$(time_load 1) ;;
+        load+cache) v=$(time_load 1 "$cache") ;;
         run) v=$(time_run) ;;
         run+sig) v=$(time_run --trusted-keys "$work/keys") ;;
-        serve+sig) v=$(time_serve "$sov" --trusted-keys "$work/keys") ;;
-        serve) v=$(time_serve "$sov") ;;
+        serve+sig) v=$(time_serve "$sov" --trusted-keys "$work/keys" --no-digest-cache) ;;
+        serve+sig+cache) v=$(time_serve "$sov" --trusted-keys "$work/keys" --state-dir "$work/state") ;;
+        serve) v=$(time_serve "$sov" --no-digest-cache) ;;
         old-serve) v=$(time_serve "$old") ;;
       esac
       record "$state $what" "$v"
@@ -135,12 +150,13 @@ for ((i = 1; i <= rounds; i++)); do
   echo "round $i done" >&2
 done
 
-printf '%-6s %-10s %9s %6s   %s\n' state what median_ms min_ms "all runs (ms)"
+printf '%-6s %-16s %9s %6s   %s\n' state what median_ms min_ms "all runs (ms)"
 for state in warm cold; do
   for what in $whats; do
-    printf '%-6s %-10s %9s %6s   %s\n' "$state" "$what" "$(echo "${results[$state $what]}" | median)" \
+    printf '%-6s %-16s %9s %6s   %s\n' "$state" "$what" "$(echo "${results[$state $what]}" | median)" \
       "$(echo "${results[$state $what]}" | least)" "${results[$state $what]}"
   done
   ratio "$state" run run+sig
-  if [ -x "$bench_load" ]; then ratio "$state" load load+hash; fi
+  if [ -x "$bench_load" ]; then ratio "$state" load load+hash; ratio "$state" load load+cache; fi
+  ratio "$state" serve+sig serve+sig+cache
 done

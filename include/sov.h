@@ -66,6 +66,10 @@ typedef struct sov_model_params {
     bool digest;   /* compute the SHA-256 of the whole file while loading (default false);
                       sov_model_info.sha256 then holds it. It runs on a thread of its own,
                       overlapped with the load, and implies prefault */
+    const char *digest_cache; /* with digest: a file remembering the SHA-256 of model files
+                      by device, inode, size, mtime and ctime (NULL: none). A hit skips
+                      hashing; a miss hashes and records the result once the file's ctime
+                      is settled (2 s old). See docs/SIGNING.md for what it trusts */
 } sov_model_params;
 
 sov_model_params sov_model_default_params(void);
@@ -93,6 +97,9 @@ typedef struct sov_model_info {
     const char *sha256;       /* the file's SHA-256 in lowercase hex when loaded with
                                  digest set, else "" */
     uint64_t file_bytes;      /* size of the file */
+    bool sha256_cached;       /* sha256 came from the digest cache, not from hashing */
+    int32_t pooling;          /* sov_pooling for embeddings: <arch>.pooling_type as llama.cpp
+                                 writes it, SOV_POOLING_MEAN when the file has none */
 } sov_model_info;
 
 void sov_model_get_info(const sov_model *model, sov_model_info *out);
@@ -282,6 +289,14 @@ typedef struct sov_batch {
  * SOV_ERR_KV_FULL (not enough free KV blocks). */
 sov_status sov_decode(sov_context *ctx, const sov_batch *batch, float *logits_out);
 
+/* As sov_decode, and also returns hidden states: for each token with embd[i] nonzero
+ * (embd: n_tokens flags, may be NULL), in batch order, writes n_embd floats to embd_out:
+ * the token's last hidden state after the final norm, before the LM head. The LM head
+ * runs only for the tokens with logits set, so a batch that wants no logits skips it.
+ * Errors as sov_decode, and SOV_ERR_ARG when embd asks for rows but embd_out is NULL. */
+sov_status sov_decode_embd(sov_context *ctx, const sov_batch *batch, float *logits_out, const uint8_t *embd,
+                           float *embd_out);
+
 /* Which kernel set the context runs ("scalar", "avx2", "avx512", "avx512_vnni",
  * "neon", "neon_dotprod"), chosen from the CPU or forced with SOV_ISA. */
 const char *sov_context_isa(const sov_context *ctx);
@@ -292,6 +307,40 @@ int32_t sov_context_threads(const sov_context *ctx);
  * RLIMIT_MEMLOCK is too low (sov_last_error() names it, the size needed and how to raise
  * it; nothing stays locked), SOV_ERR_IO. */
 sov_status sov_context_lock_memory(sov_context *ctx);
+
+/* ---- embeddings ------------------------------------------------------------------ */
+
+/* How the hidden states of an input's tokens become one vector (llama.cpp's numbering
+ * of <arch>.pooling_type). Embeddings support MEAN, CLS (the first token) and LAST. */
+typedef enum sov_pooling {
+    SOV_POOLING_NONE = 0, /* one vector per token: not an embedding of the input */
+    SOV_POOLING_MEAN = 1, /* the mean over every token of the input (the default) */
+    SOV_POOLING_CLS = 2,  /* the first token's */
+    SOV_POOLING_LAST = 3, /* the last token's (decoder embedding models) */
+    SOV_POOLING_RANK = 4, /* a reranker's classification head */
+} sov_pooling;
+
+/* "mean", "cls", "last", "none", "rank", or "unknown". */
+const char *sov_pooling_name(int32_t pooling);
+
+/* SOV_OK when sov_embed can pool this way; SOV_ERR_UNSUPPORTED (sov_last_error names the
+ * type and the ones supported) otherwise. */
+sov_status sov_pooling_check(int32_t pooling);
+
+/* Whether pooling an input of n tokens needs the hidden state of the token at pos. */
+bool sov_pooling_wants(int32_t pooling, int32_t pos, int32_t n);
+
+/* The embedding of each input with the model's pooling, L2-normalised: out receives
+ * n_inputs rows of n_embd floats (the caller's buffer). Inputs run together through
+ * sov_decode_embd on free sequences of ctx (at least one must be free), packed into
+ * batches of up to n_batch tokens, without the LM head; every sequence it starts is freed
+ * before it returns, so it leaves no KV behind. This is the engine's whole-input entry
+ * point: an encoder model (non-causal attention over the input) plugs in here.
+ * Errors: SOV_ERR_UNSUPPORTED (pooling type), SOV_ERR_ARG (an empty input, a token
+ * outside the vocabulary), SOV_ERR_CONTEXT (an input longer than n_ctx), SOV_ERR_KV_FULL
+ * (no free sequence or blocks), SOV_ERR_NOMEM. */
+sov_status sov_embed(sov_context *ctx, const sov_token *const *inputs, const int32_t *n_tokens, int32_t n_inputs,
+                     float *out);
 
 /* ---- sampling -------------------------------------------------------------------- */
 

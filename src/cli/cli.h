@@ -41,6 +41,9 @@ void cli_progress(float fraction, void *label);
  * Unix seconds, or -1 when it is none of these. */
 int64_t cli_parse_time(const char *v, int64_t now);
 
+/* The file in the state folder that remembers model files' SHA-256 between starts. */
+#define CLI_DIGEST_CACHE_FILE "model-digests"
+
 /* The folder of the server's state (the audit signing key; the one folder the sandbox lets
  * it write): `given`, else the SQLite file's folder, else $HOME/.local/state/sov (with
  * PostgreSQL or no store). Returns buf, or NULL when it would need HOME and there is none. */

@@ -32,6 +32,8 @@ static void help(FILE *f) {
             "  --rope-freqs          write a rope_freqs.weight tensor (Llama 3.1 style)\n"
             "  --seed N              random seed (default 1)\n"
             "  --name S              general.name\n"
+            "  --pooling N           <arch>.pooling_type for embeddings: 0 none, 1 mean, 2 cls,\n"
+            "                        3 last, 4 rank (default: no key, which means mean)\n"
             "\nexample (TinyLlama-1.1B shape, Q4_0):\n"
             "  sov gen-model -o tl.gguf --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 \\\n"
             "      --vocab-from ../shared/models/vocab/ggml-vocab-llama-spm.gguf --type Q4_0\n");
@@ -78,6 +80,10 @@ int cmd_gen_model(int argc, char **argv) {
         } else if (cli_opt_str(argc, argv, &i, "--embd-type", &embd_type, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "--output-type", &output_type, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "--name", &p.name, &bad)) {
+        } else if (cli_opt_int(argc, argv, &i, "--pooling", &v, &bad)) {
+            if (v < 0 || v > 1000) return cli_error("gen-model", "--pooling takes a number from 0 to 1000");
+            p.has_pooling = true;
+            p.pooling = (uint32_t)v;
         } else {
             return cli_error("gen-model", "unknown option '%s'; see sov gen-model --help", argv[i]);
         }

@@ -38,6 +38,7 @@ typedef struct serve_opts {
     size_t n_unix_sockets;
     const char *trusted_keys; /* refuse a model not signed by one of the keys in this folder */
     const char *chat_template_file; /* Jinja chat template instead of the model's own */
+    bool no_digest_cache;           /* hash the model at every start */
 } serve_opts;
 
 static void help(FILE *f) {
@@ -115,7 +116,12 @@ static void help(FILE *f) {
            "                          one of the *.pub keys in DIR over the file as it is (its SHA-256,\n"
            "                          size and name); an unsigned, unknown-key, altered or renamed model\n"
            "                          is refused before the server listens. Needed when the policy says\n"
-           "                          require_signed_models = true\n");
+           "                          require_signed_models = true\n"
+           "The model's SHA-256 (in /v1/models and every audit record) is computed while loading and\n"
+           "remembered in STATE-DIR/model-digests under the file's inode, size, mtime and ctime, so\n"
+           "a restart on an unchanged file does not hash it again (any write to the file changes its\n"
+           "ctime; docs/SIGNING.md):\n"
+           "  --no-digest-cache       hash the model file at every start\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -168,6 +174,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             o->allow_egress = true;
         } else if (cli_flag(argv, &i, "--mlock")) {
             o->mlock = true;
+        } else if (cli_flag(argv, &i, "--no-digest-cache")) {
+            o->no_digest_cache = true;
         } else {
             return cli_error("serve", "unknown option '%s'; see sov serve --help", argv[i]);
         }
@@ -346,12 +354,21 @@ int cmd_serve(int argc, char **argv) {
     mp.progress_user = "loading";
     mp.digest = true;      /* the file's SHA-256 names the exact weights in /v1/models (and the audit) */
     mp.prefault = o.mlock; /* the weights in use are then resident, and locked at once */
+    char digest_cache[4200];
+    if (!o.no_digest_cache && state && stat(state, &state_st) == 0 && S_ISDIR(state_st.st_mode)) {
+        snprintf(digest_cache, sizeof digest_cache, "%s/%s", state, CLI_DIGEST_CACHE_FILE);
+        mp.digest_cache = digest_cache;
+    }
     if ((st = sov_model_load(o.model, &mp, &model))) {
         rc = cli_status_error("serve", st);
         goto done;
     }
     sov_model_info info;
     sov_model_get_info(model, &info);
+    fprintf(stderr, "sov serve: model SHA-256 %s (%s)\n", info.sha256,
+            info.sha256_cached ? "remembered: the file is unchanged since it was hashed"
+            : mp.digest_cache  ? "hashed while loading"
+                               : "hashed while loading; no digest cache");
     if (o.trusted_keys && (rc = cli_signed_after_load("serve", &signature, o.model, &info))) goto done;
     if (!o.chat_template_file && (rc = cli_chat_template_load("serve", NULL, sov_model_vocab(model), &chat_tmpl)))
         goto done;

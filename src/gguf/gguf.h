@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "sov.h"
 
@@ -81,6 +82,7 @@ typedef struct gguf_file {
     const uint8_t *base; /* the whole file */
     size_t size;
     bool mapped;         /* base is an mmap (else owned by the caller of gguf_parse) */
+    struct stat st;      /* the mapped file's status when it was opened (mapped only) */
     uint32_t version;
     uint64_t alignment;
     uint64_t data_offset; /* file offset of the tensor data section */

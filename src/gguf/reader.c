@@ -432,6 +432,7 @@ sov_status gguf_open(const char *path, gguf_file **out) {
         return s;
     }
     (*out)->mapped = true;
+    (*out)->st = st;
     return SOV_OK;
 }
 

@@ -161,8 +161,9 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     c->tok_pos = malloc(T * sizeof *c->tok_pos);
     c->tok_blocks = malloc(T * sizeof *c->tok_blocks);
     c->out_rows = malloc(T * sizeof *c->out_rows);
+    c->embd_rows = malloc(T * sizeof *c->embd_rows);
     c->seq_next = malloc((size_t)p.n_seq_max * sizeof *c->seq_next);
-    if (oom || !c->seq_next || !c->seqs || !c->tok_pos || !c->tok_blocks || !c->out_rows) {
+    if (oom || !c->seq_next || !c->seqs || !c->tok_pos || !c->tok_blocks || !c->out_rows || !c->embd_rows) {
         sov_context_free(c);
         return sov_fail(SOV_ERR_NOMEM, "context: out of memory for a batch of %d tokens", p.n_batch);
     }
@@ -187,6 +188,7 @@ void sov_context_free(sov_context *c) {
     free(c->tok_pos);
     free(c->tok_blocks);
     free(c->out_rows);
+    free(c->embd_rows);
     free(c->seq_next);
     free(c);
 }
@@ -299,6 +301,11 @@ int32_t sov_kv_block_refs(const sov_context *c, int32_t b) {
 /* ---- decoding ---- */
 
 sov_status sov_decode(sov_context *c, const sov_batch *b, float *logits_out) {
+    return sov_decode_embd(c, b, logits_out, NULL, NULL);
+}
+
+sov_status sov_decode_embd(sov_context *c, const sov_batch *b, float *logits_out, const uint8_t *embd,
+                           float *embd_out) {
     const int T = b ? b->n_tokens : 0;
     if (T < 1 || T > c->p.n_batch)
         return sov_fail(SOV_ERR_ARG, "decode: a batch must hold 1 to %d tokens, not %d", c->p.n_batch, T);
@@ -308,7 +315,7 @@ sov_status sov_decode(sov_context *c, const sov_batch *b, float *logits_out) {
 
     /* 1. validate: known tokens, live sequences, contiguous positions within n_ctx;
      *    seq_next[s] tracks the position sequence s continues at within this batch */
-    int n_out = 0;
+    int n_out = 0, n_embd_out = 0;
     for (int i = 0; i < T; i++)
         if (b->seq[i] >= 0 && b->seq[i] < c->p.n_seq_max) c->seq_next[b->seq[i]] = -1;
     for (int i = 0; i < T; i++) {
@@ -326,8 +333,11 @@ sov_status sov_decode(sov_context *c, const sov_batch *b, float *logits_out) {
             return sov_fail(SOV_ERR_CONTEXT, "decode: sequence %d would pass the context length %d", b->seq[i],
                             c->p.n_ctx);
         if (b->logits && b->logits[i]) c->out_rows[n_out++] = i;
+        if (embd && embd[i]) c->embd_rows[n_embd_out++] = i;
     }
     if (n_out > 0 && !logits_out) return sov_fail(SOV_ERR_ARG, "decode: logits requested but no output buffer");
+    if (n_embd_out > 0 && !embd_out)
+        return sov_fail(SOV_ERR_ARG, "decode: hidden states requested but no output buffer");
 
     /* 2. reserve KV blocks for every sequence, all or nothing */
     int32_t needed = 0;
@@ -350,7 +360,7 @@ sov_status sov_decode(sov_context *c, const sov_batch *b, float *logits_out) {
     }
 
     /* 3. run, then the sequences hold the new positions */
-    sov_forward(c, b, n_out, logits_out);
+    sov_forward(c, b, n_out, logits_out, n_embd_out, embd_out);
     for (int i = 0; i < T; i++) {
         kv_seq *s = &c->seqs[b->seq[i]];
         if (b->pos[i] + 1 > s->n_pos) s->n_pos = b->pos[i] + 1;

@@ -45,10 +45,12 @@ struct sov_context {
     int32_t *tok_pos;       /* (T) position */
     const int32_t **tok_blocks; /* (T) block table of the token's sequence */
     int32_t *out_rows;      /* (T) batch indices of tokens whose logits are wanted */
+    int32_t *embd_rows;     /* (T) batch indices of tokens whose hidden states are wanted */
     int32_t *seq_next;      /* [n_seq_max] scratch of sov_decode's validation */
 };
 
-/* Runs the forward pass for a validated batch whose KV blocks are reserved (forward.c). */
-void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits);
+/* Runs the forward pass for a validated batch whose KV blocks are reserved (forward.c):
+ * n_out rows of logits (out_rows) and n_embd_out rows of final hidden states (embd_rows). */
+void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits, int n_embd_out, float *embd);
 
 #endif

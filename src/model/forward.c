@@ -14,7 +14,8 @@
  *     x += att Wo^T
  *     xb = rmsnorm(x) * ffn_norm
  *     x += (silu(xb Wgate^T) * (xb Wup^T)) Wdown^T
- *   logits = rmsnorm(x[rows wanted]) * out_norm  Wout^T
+ *   hidden = rmsnorm(x[rows wanted]) * out_norm        (embeddings stop here)
+ *   logits = hidden Wout^T                             (only for rows asking for logits)
  */
 #include <math.h>
 
@@ -26,6 +27,8 @@ typedef struct forward_job {
     const sov_batch *b;
     int n_out;
     float *logits; /* (n_out, n_vocab) */
+    int n_embd_out;
+    float *embd;   /* (n_embd_out, E) final hidden states */
 } forward_job;
 
 static void layer_forward(const op_thread *t, int il, int T) {
@@ -68,14 +71,19 @@ static void forward_thread(void *arg, int ith, int nth) {
     op_rope_cache(&t, job->b->pos, T);
     op_embed(&t, c->x, job->b->token, T);
     for (int il = 0; il < m->hp.n_layer; il++) layer_forward(&t, il, T);
-    if (job->n_out == 0) return;
+    if (job->n_embd_out > 0) {
+        op_gather(&t, job->embd, c->x, c->embd_rows, job->n_embd_out, m->hp.n_embd);
+        op_rmsnorm(&t, job->embd, job->embd, m->out_norm, job->n_embd_out, m->hp.n_embd);
+    }
+    if (job->n_out == 0) return; /* no logits wanted: the LM head, the largest product of a
+                                    small model, is skipped */
     op_gather(&t, c->xb, c->x, c->out_rows, job->n_out, m->hp.n_embd);
     op_rmsnorm(&t, c->xb, c->xb, m->out_norm, job->n_out, m->hp.n_embd);
     const op_matmul head = {&m->output, job->logits, NULL, false};
     op_matmuls(&t, c->xb, job->n_out, &head, 1);
 }
 
-void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits) {
-    forward_job job = {c, b, n_out, logits};
+void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits, int n_embd_out, float *embd) {
+    forward_job job = {c, b, n_out, logits, n_embd_out, embd};
     sov_pool_run(c->pool, forward_thread, &job, c->n_threads);
 }

@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "core/status.h"
 #include "core/threadpool.h"
 #include "core/util.h"
 #include "kernels/kernels.h"
 #include "model/digest.h"
+#include "model/digest_cache.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "tok/tok.h"
@@ -142,6 +144,10 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     hp->yarn_beta_slow = 1.0f;
     get_f32(f, a, "rope.scaling.yarn_beta_fast", &hp->yarn_beta_fast);
     get_f32(f, a, "rope.scaling.yarn_beta_slow", &hp->yarn_beta_slow);
+    hp->pooling = SOV_POOLING_MEAN;
+    uint32_t pooling;
+    snprintf(key, sizeof key, "%s.pooling_type", a);
+    if (gguf_get_u32(f, key, &pooling)) hp->pooling = pooling > 1000 ? 1000 : (int32_t)pooling;
     return SOV_OK;
 }
 
@@ -434,14 +440,29 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
      * is the expensive part of reading it (the fault, the read from disk, and in a virtual
      * machine the nested page walk: ~1 us per 4 KiB page), so the hash, the one pass that
      * cannot be split, finds its pages ready and runs at SHA-256's own speed. */
+    /* An unchanged file hashed before needs no hashing: its digest is remembered under its
+     * identity and change stamps (digest_cache.h says why that is sound). */
+    const bool cache = params->digest && params->digest_cache && m->file->mapped;
+    const digest_key key = cache ? digest_key_of_stat(&m->file->st) : (digest_key){0};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const bool settled = cache && digest_key_settled(&key, (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec);
+    m->sha256_cached = cache && digest_cache_lookup(params->digest_cache, &key, m->sha256);
+    const bool hash = params->digest && !m->sha256_cached;
     model_digest dg = {0};
-    sov_status rs = params->digest ? digest_start(&dg, m->file->base, m->file->size) : SOV_OK;
-    if (!rs && (params->prefault || params->digest)) prefault(m, params, params->digest ? &dg : NULL);
-    if (!rs) rs = repack_weights(m, params, params->digest ? &dg : NULL);
-    if (params->digest && dg.started) {
+    sov_status rs = hash ? digest_start(&dg, m->file->base, m->file->size) : SOV_OK;
+    if (!rs && (params->prefault || hash)) prefault(m, params, hash ? &dg : NULL);
+    if (!rs) rs = repack_weights(m, params, hash ? &dg : NULL);
+    if (hash && dg.started) {
         wait_hashed(m, params, &dg, m->file->size);
         const sov_status ds = digest_finish(&dg, m->sha256);
         if (!rs) rs = ds;
+        /* remembered only when the file did not change while it was hashed: same stamps
+         * now as when it was opened, and those older than a clock tick */
+        digest_key after;
+        if (!rs && cache && settled && !digest_key_of_path(path, &after) && digest_key_equal(&key, &after) &&
+            digest_cache_store(params->digest_cache, &key, m->sha256))
+            sov_clear_error(); /* a cache that cannot be written costs the next start, nothing more */
     }
     if (rs) {
         sov_model_free(m);
@@ -480,7 +501,9 @@ void sov_model_get_info(const sov_model *m, sov_model_info *out) {
         .n_params = m->n_params,
         .weight_bytes = m->weight_bytes,
         .sha256 = m->sha256,
+        .sha256_cached = m->sha256_cached,
         .file_bytes = m->file->size,
+        .pooling = hp->pooling,
     };
 }
 

@@ -40,6 +40,8 @@ typedef struct sov_hparams {
     float rope_freq_scale;   /* 1 / rope.scaling.factor (1 when none) */
     int32_t rope_orig_ctx;   /* rope.scaling.original_context_length (yarn) */
     float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    int32_t pooling;         /* <arch>.pooling_type (sov_pooling; MEAN when absent), kept as
+                                read: an unsupported one fails only when embeddings are asked */
 } sov_hparams;
 
 /* A matrix view: rows of a weight in its file type, in place in the mapping. */
@@ -77,6 +79,7 @@ struct sov_model {
     sov_layer *layers;         /* [n_layer] */
     sov_vocab *vocab;
     char name[128];
+    bool sha256_cached;        /* sha256 came from params.digest_cache */
     char sha256[65];           /* the file's SHA-256 (hex) when loaded with digest, else "" */
     const char *weight_type;
     uint64_t n_params, weight_bytes;

@@ -294,6 +294,7 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         gguf_set_f32(w, KEY("rope.scaling.factor"), p->rope_factor);
         gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)p->n_ctx);
     }
+    if (p->has_pooling) gguf_set_u32(w, KEY("pooling_type"), p->pooling);
     gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
 #undef KEY
 

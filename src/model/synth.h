@@ -26,6 +26,8 @@ typedef struct sov_synth_params {
     float rms_eps;           /* 0: the architecture's default */
     uint64_t seed;
     const char *vocab_from;  /* copy tokenizer.* from this GGUF (n_vocab follows it), or NULL */
+    bool has_pooling;        /* write <arch>.pooling_type = pooling (sov_pooling) */
+    uint32_t pooling;
 } sov_synth_params;
 
 /* Defaults: a small llama (dim 256, 4 layers), F32, seed 1. */

@@ -35,6 +35,7 @@
 
 #include "core/status.h"
 #include "core/util.h"
+#include "model/embed.h"
 #include "sample/sample.h"
 #include "sched/prefix.h"
 
@@ -96,6 +97,8 @@ struct sched_req {
     double t_first, t_last;
     int32_t step_n;   /* tokens in this step's batch */
     int32_t step_row; /* logits row this step, -1 for none */
+    int32_t embd_row; /* embedding requests: its first hidden-state row this step */
+    double *acc;      /* embedding requests: (E) the pooled sum so far */
 
     /* shared, under sched.mu */
     char *out;
@@ -105,6 +108,7 @@ struct sched_req {
     int32_t n_cached; /* prompt tokens served from the prefix cache */
     bool started;
     uint64_t first_step; /* steps after the one that produced the first token */
+    float *embd; /* embedding requests: (E) the result, once done */
     bool cancel;
     bool in_ready;
     sched_req *ready_next;
@@ -119,6 +123,7 @@ struct sched {
     const sov_vocab *vocab;
     sched_params p;
     int32_t n_vocab, block_size;
+    int32_t n_embd, pooling; /* the model's width and pooling type (embedding requests) */
     prefix_cache pc;
     pthread_t thread;
     bool thread_started;
@@ -134,6 +139,9 @@ struct sched {
     sov_seq_id *b_seq;
     int32_t *b_pos;
     uint8_t *b_logits;
+    uint8_t *b_embd;  /* [n_batch] the step's rows that want hidden states */
+    float *embd_out;  /* [n_batch][n_embd] their hidden states (allocated at the first
+                         embedding request) */
     int32_t *blocks_tmp;    /* [n_ctx / block_size + 1] */
     sched_tenant **drr_ten; /* [n_parallel] plan: tenants with prompt tokens pending */
     uint64_t scan_seq;      /* FAIR admission: candidate scans so far */
@@ -169,11 +177,13 @@ static void req_free(sched_req *r) {
     sov_stopper_free(r->stopper);
     free(r->out);
     free(r->out_toks);
+    free(r->acc);
+    free(r->embd);
     free(r);
 }
 
 sched_req *sched_req_new(const sov_token *prompt, int32_t n, const sched_req_params *p, void *user) {
-    if (n < 1 || !prompt || !p || p->max_tokens < 1 || p->n_stops < 0 || p->n_stops > SCHED_MAX_STOPS ||
+    if (n < 1 || !prompt || !p || (p->max_tokens < 1 && !p->embed) || p->n_stops < 0 || p->n_stops > SCHED_MAX_STOPS ||
         p->n_bias < 0 || p->top_logprobs > SCHED_MAX_TOP_LOGPROBS) {
         sov_fail(SOV_ERR_ARG, "sched: bad request parameters");
         return NULL;
@@ -440,6 +450,7 @@ static bool ensure_hashes(sched *s, sched_req *r, int32_t n_blocks) {
 
 /* Offers the request's newly completed full blocks to the prefix cache. */
 static void register_blocks(sched *s, sched_req *r) {
+    if (r->p.embed) return; /* leaves no KV behind */
     const int32_t full = r->n_pos / s->block_size;
     if (full <= r->n_registered || !ensure_hashes(s, r, full)) return;
     const int32_t *bt;
@@ -479,15 +490,22 @@ static sov_status start_req(sched *s, sched_req *r, int32_t n_match, int32_t par
     if (!st && partial) st = sov_seq_truncate(s->ctx, r->seq, r->n_pos);
     if (st) return st;
     r->n_registered = n_match;
+    if (r->p.embed) { /* (re)started from position 0: the pooled sum starts over */
+        if (!r->acc) r->acc = malloc((size_t)s->n_embd * sizeof *r->acc);
+        if (!r->acc) st = sov_fail(SOV_ERR_NOMEM, "sched: out of memory for an embedding");
+        else memset(r->acc, 0, (size_t)s->n_embd * sizeof *r->acc);
+    }
     if (!r->admitted_once) {
         r->admitted_once = true;
-        sov_sampler_params sp = r->p.sp;
-        st = sov_sampler_new(&sp, s->n_vocab, &r->smp);
-        for (int32_t i = 0; !st && i < r->p.n_bias; i++)
-            st = sov_sampler_set_logit_bias(r->smp, r->bias_tok[i], r->bias[i]);
-        for (int32_t i = 0; !st && i < r->n_prompt; i++)
-            sov_sampler_accept(r->smp, r->toks[i]);
-        if (!st) st = sov_stopper_new((const char *const *)r->p.stops, (size_t)r->p.n_stops, &r->stopper);
+        if (!r->p.embed) { /* generation: its sampler and stop strings */
+            sov_sampler_params sp = r->p.sp;
+            st = sov_sampler_new(&sp, s->n_vocab, &r->smp);
+            for (int32_t i = 0; !st && i < r->p.n_bias; i++)
+                st = sov_sampler_set_logit_bias(r->smp, r->bias_tok[i], r->bias[i]);
+            for (int32_t i = 0; !st && i < r->n_prompt; i++)
+                sov_sampler_accept(r->smp, r->toks[i]);
+            if (!st) st = sov_stopper_new((const char *const *)r->p.stops, (size_t)r->p.n_stops, &r->stopper);
+        }
         const int32_t cached = SOV_MIN(r->n_pos, r->n_prompt);
         pthread_mutex_lock(&s->mu);
         r->n_cached = cached;
@@ -519,6 +537,10 @@ typedef struct admit_room {
 /* Looks r's prompt up in the prefix cache (the matched blocks land in blocks_tmp).
  * False when out of memory. */
 static bool probe(sched *s, sched_req *r, admit_probe *pr) {
+    if (r->p.embed) { /* every hidden state is needed: nothing comes from the cache */
+        *pr = (admit_probe){.need = blocks_for(s, r->n_toks) + 1};
+        return true;
+    }
     const int32_t full = (r->n_toks - 1) / s->block_size; /* blocks before the last token */
     if (!ensure_hashes(s, r, full)) return false;
     pr->m = pc_match(&s->pc, r->root, r->toks, r->hashes, full, s->blocks_tmp);
@@ -945,40 +967,76 @@ static bool take_token(sched *s, sched_req *r, float *lg, double now, sched_fini
     return false;
 }
 
+/* Fails the requests of this step's batch (the engine could not run it). */
+static void fail_step(sched *s, const char *msg) {
+    for (int32_t i = s->n_running - 1; i >= 0; i--) {
+        sched_req *r = s->running[i];
+        if (r->step_n == 0) continue;
+        running_remove(s, r);
+        finish_req(s, r, SCHED_FINISH_ERROR, msg);
+    }
+}
+
+/* An embedding request's rows of this step: pooled into its sum; true when its input is
+ * all in (the vector is then published, and the caller ends the request). */
+static bool take_hidden(sched *s, sched_req *r, sched_finish *fin) {
+    const size_t E = (size_t)s->n_embd;
+    int32_t row = r->embd_row;
+    for (int32_t k = 0; k < r->step_n; k++) {
+        const int32_t at = r->n_pos + k;
+        if (!sov_pooling_wants(s->pooling, at, r->n_toks)) continue;
+        embed_pool_add(s->pooling, r->acc, s->embd_out + (size_t)row++ * E, at, r->n_toks, s->n_embd);
+    }
+    if (r->n_pos + r->step_n < r->n_toks) return false;
+    float *v = malloc(E * sizeof *v);
+    if (v) embed_pool_finish(r->acc, s->n_embd, v);
+    pthread_mutex_lock(&s->mu);
+    r->embd = v;
+    r->started = true;
+    pthread_mutex_unlock(&s->mu);
+    *fin = v ? SCHED_FINISH_STOP : SCHED_FINISH_ERROR;
+    return true;
+}
+
 static void step(sched *s) {
     plan(s);
     fit(s);
     if (s->n_running == 0) return;
     commit_plan(s);
     publish_tenants(s);
-    /* assemble the batch; logits rows follow batch order */
-    int32_t n = 0, rows = 0;
+    /* assemble the batch; logits rows and hidden-state rows follow batch order */
+    int32_t n = 0, rows = 0, embd_rows = 0;
     for (int32_t i = 0; i < s->n_running; i++) {
         sched_req *r = s->running[i];
         r->step_row = -1;
+        r->embd_row = embd_rows;
         for (int32_t k = 0; k < r->step_n; k++) {
             const int32_t at = r->n_pos + k;
             s->b_tok[n] = r->toks[at];
             s->b_seq[n] = r->seq;
             s->b_pos[n] = at;
-            s->b_logits[n] = at == r->n_toks - 1;
+            s->b_logits[n] = !r->p.embed && at == r->n_toks - 1;
+            s->b_embd[n] = r->p.embed && sov_pooling_wants(s->pooling, at, r->n_toks);
             if (s->b_logits[n]) r->step_row = rows++;
+            embd_rows += s->b_embd[n];
             n++;
         }
     }
     if (n == 0) return;
+    if (embd_rows > 0 && !s->embd_out) {
+        s->embd_out = malloc((size_t)s->p.n_batch * (size_t)s->n_embd * sizeof *s->embd_out);
+        if (!s->embd_out) {
+            fail_step(s, "engine: out of memory for hidden states");
+            return;
+        }
+    }
     const sov_batch b = {n, s->b_tok, s->b_seq, s->b_pos, s->b_logits};
-    const sov_status st = sov_decode(s->ctx, &b, s->logits);
+    const sov_status st = sov_decode_embd(s->ctx, &b, s->logits, s->b_embd, s->embd_out);
     if (st) {
         /* should not happen (blocks were reserved); fail this step's requests, not the server */
         char msg[160];
         snprintf(msg, sizeof msg, "engine: %s", sov_last_error());
-        for (int32_t i = s->n_running - 1; i >= 0; i--) {
-            sched_req *r = s->running[i];
-            if (r->step_n == 0) continue;
-            running_remove(s, r);
-            finish_req(s, r, SCHED_FINISH_ERROR, msg);
-        }
+        fail_step(s, msg);
         return;
     }
     const double now = sov_now_s();
@@ -988,10 +1046,15 @@ static void step(sched *s) {
     pthread_mutex_unlock(&s->mu);
     for (int32_t i = 0; i < s->n_running;) {
         sched_req *r = s->running[i];
+        sched_finish f;
+        if (r->p.embed && r->step_n > 0 && take_hidden(s, r, &f)) {
+            running_remove(s, r);
+            finish_req(s, r, f, f == SCHED_FINISH_ERROR ? "engine: out of memory" : NULL);
+            continue;
+        }
         r->n_pos += r->step_n;
         r->step_n = 0;
         register_blocks(s, r);
-        sched_finish f;
         if (r->step_row >= 0 &&
             take_token(s, r, s->logits + (size_t)r->step_row * (size_t)s->n_vocab, now, &f)) {
             running_remove(s, r);
@@ -1119,6 +1182,8 @@ sov_status sched_new(sov_context *ctx, const sov_model *model, const sched_param
     sov_model_info info;
     sov_model_get_info(model, &info);
     s->n_vocab = info.n_vocab;
+    s->n_embd = info.n_embd;
+    s->pooling = info.pooling;
     s->block_size = sov_kv_block_size(ctx);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -1130,9 +1195,10 @@ sov_status sched_new(sov_context *ctx, const sov_model *model, const sched_param
     s->b_seq = malloc(nb * sizeof *s->b_seq);
     s->b_pos = malloc(nb * sizeof *s->b_pos);
     s->b_logits = malloc(nb);
+    s->b_embd = malloc(nb);
     s->blocks_tmp = malloc(((size_t)p->n_ctx / (size_t)s->block_size + 2) * sizeof *s->blocks_tmp);
     s->drr_ten = malloc((size_t)s->p.n_parallel * sizeof *s->drr_ten);
-    if (!st && (!s->running || !s->logits || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_logits ||
+    if (!st && (!s->running || !s->logits || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_logits || !s->b_embd ||
                 !s->blocks_tmp || !s->drr_ten))
         st = sov_fail(SOV_ERR_NOMEM, "sched: out of memory for a batch of %d tokens", s->p.n_batch);
     s->st.n_parallel = s->p.n_parallel;
@@ -1168,6 +1234,8 @@ void sched_free(sched *s) {
     free(s->b_seq);
     free(s->b_pos);
     free(s->b_logits);
+    free(s->b_embd);
+    free(s->embd_out);
     free(s->blocks_tmp);
     free(s->drr_ten);
     for (int32_t i = 0; i < s->n_tenants; i++)
@@ -1178,24 +1246,35 @@ void sched_free(sched *s) {
     free(s);
 }
 
-sched_submit_result sched_submit(sched *s, sched_req *r) {
-    if (r->n_prompt >= s->p.n_ctx || blocks_for(s, r->n_prompt) + 1 > sov_kv_blocks_total(s->ctx))
-        return SCHED_TOO_LONG;
+sched_submit_result sched_submit(sched *s, sched_req *r) { return sched_submit_all(s, &r, 1); }
+
+sched_submit_result sched_submit_all(sched *s, sched_req *const *reqs, int32_t n) {
+    if (n < 1) return SCHED_QUEUE_FULL;
+    for (int32_t i = 0; i < n; i++) {
+        const sched_req *r = reqs[i];
+        /* a generation needs room for one more token; an embedding may fill the context */
+        if (r->n_prompt > s->p.n_ctx - !r->p.embed || blocks_for(s, r->n_prompt) + 1 > sov_kv_blocks_total(s->ctx))
+            return SCHED_TOO_LONG;
+        if (i > 0 && (r->root != reqs[0]->root || strcmp(r->tenant, reqs[0]->tenant) != 0))
+            return SCHED_QUEUE_FULL; /* one tenant per call (not a client's doing: a bug) */
+    }
     pthread_mutex_lock(&s->mu);
     sched_submit_result res = SCHED_SUBMITTED;
-    sched_tenant *t = tenant_find_locked(s, r->root, r->tenant);
+    sched_tenant *t = tenant_find_locked(s, reqs[0]->root, reqs[0]->tenant);
     /* waiting beyond the slots; under FAIR a tenant with nothing submitted is let in
      * anyway, so one tenant's flood cannot lock the others out (at most one such
-     * request per tenant) */
+     * submission per tenant). A group counts as one submission here: the inputs of one
+     * embeddings request go in together or not at all. */
     const bool full =
         s->n_active >= s->p.n_parallel + s->p.max_queue && (t || s->p.policy == SCHED_POLICY_FIFO);
     if (s->closed || s->stop)
         res = SCHED_CLOSED;
     else if (full)
         res = SCHED_QUEUE_FULL;
-    else if (!t && !(t = tenant_add_locked(s, r)))
+    else if (!t && !(t = tenant_add_locked(s, reqs[0])))
         res = SCHED_QUEUE_FULL; /* out of memory: later */
-    if (res == SCHED_SUBMITTED) {
+    for (int32_t i = 0; res == SCHED_SUBMITTED && i < n; i++) {
+        sched_req *r = reqs[i];
         r->ten = t;
         t->n_active++;
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL); /* the engine's */
@@ -1206,6 +1285,8 @@ sched_submit_result sched_submit(sched *s, sched_req *r) {
             s->inbox_head = r;
         s->inbox_tail = r;
         s->n_active++;
+    }
+    if (res == SCHED_SUBMITTED) {
         s->st.waiting = s->n_active - s->st.running;
         pthread_cond_signal(&s->cv);
     }
@@ -1275,6 +1356,9 @@ void sched_take(sched *s, sched_req *r, sched_delta *d) {
     d->first_step = r->first_step;
     d->finish = r->finish;
     memcpy(d->error, r->error, sizeof d->error);
+    d->embd = r->embd;
+    d->n_embd = r->embd ? s->n_embd : 0;
+    r->embd = NULL;
     if (d->finish != SCHED_RUNNING && r->in_ready) {
         /* the submitter is about to release it: it must not stay on the ready list */
         sched_req **link = &s->ready_head, *prev = NULL;

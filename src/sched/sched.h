@@ -29,6 +29,14 @@
  *      the new output to the server (notify callback),
  *   6. registers newly completed full blocks in the prefix cache.
  *
+ * Embedding requests (sched_req_params.embed) share the same queue, slots, fairness and
+ * batches: their tokens are prompt tokens like any other, but they ask the forward pass
+ * for final hidden states instead of logits (the LM head runs only for rows that need
+ * logits), pool them as the model's pooling type says (model/embed.h) as the chunks come,
+ * and end when the last token is in, with the L2-normalised vector in their last delta.
+ * They never use or fill the prefix cache (every token's hidden state is needed, and
+ * they must leave no KV behind): their sequence is freed when they end.
+ *
  * With a single tenant FAIR makes exactly FIFO's choices.
  * The server thread talks to it only through this API (a mutex-protected queue and
  * per-request output buffers); the engine thread never touches the network.
@@ -86,9 +94,13 @@ typedef struct sched_req_params {
                            default tenant. Never anything the client sent: the server
                            sets it from the authenticated key. */
     double weight;      /* the tenant's weight for fair sharing (<= 0: 1) */
+    bool embed;         /* an embedding request: the prompt is the input, nothing is
+                           generated (sp, max_tokens, stops, bias and logprobs are unused);
+                           the last delta carries the embedding */
 } sched_req_params;
 
-/* A request for prompt[0..n). user is the submitter's handle (sched_req_user).
+/* A request for prompt[0..n) (for an embedding request, n may reach n_ctx). user is the
+ * submitter's handle (sched_req_user).
  * NULL when out of memory or a parameter is invalid (sov_last_error says which). */
 sched_req *sched_req_new(const sov_token *prompt, int32_t n, const sched_req_params *p, void *user);
 void *sched_req_user(const sched_req *r);
@@ -107,6 +119,10 @@ typedef enum sched_submit_result {
 } sched_submit_result;
 
 sched_submit_result sched_submit(sched *s, sched_req *r);
+/* Submits n requests of one tenant together, all or none (the inputs of one embeddings
+ * request): the queue bound counts them as one submission, so one request of many inputs
+ * may take the queue past max_queue by its inputs. */
+sched_submit_result sched_submit_all(sched *s, sched_req *const *reqs, int32_t n);
 /* Any thread: ends the request within one step, freeing its sequence and blocks. */
 void sched_cancel(sched *s, sched_req *r);
 /* Refuses new requests from now on (graceful shutdown). */
@@ -147,6 +163,9 @@ typedef struct sched_delta {
                             token (0 before): time to first token in engine steps */
     sched_finish finish; /* SCHED_RUNNING until the request is done */
     char error[160];
+    float *embd;         /* embedding requests, at SCHED_FINISH_STOP: the L2-normalised
+                            embedding, n_embd floats (caller frees); else NULL */
+    int32_t n_embd;
 } sched_delta;
 
 /* Requests with new output since their last sched_take, at most max (server thread). */

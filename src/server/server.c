@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <float.h>
 #include <jansson.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -50,6 +51,7 @@
 #include "core/util.h"
 #include "redact/redact.h"
 #include "sched/sched.h"
+#include "server/embeddings.h"
 #include "server/metrics.h"
 #include "server/openai.h"
 #include "server/tls.h"
@@ -94,6 +96,15 @@ typedef struct hreq {
     bool held_stream;
     int held_status;
     const char *held_reason;
+    /* /v1/embeddings: one engine request per input (sr stays NULL) */
+    bool embed;
+    sched_req **parts;      /* [n_parts] in input order */
+    int32_t n_parts, n_ended;
+    float *vecs;            /* (n_parts, n_embd) the embeddings as they arrive */
+    bool base64;            /* encoding_format "base64" */
+    int64_t embd_tokens;    /* tokens of the inputs that went through the model */
+    sched_finish embd_fail; /* the first input that did not end well (SCHED_RUNNING: none) */
+    char embd_error[160];
 } hreq;
 
 /* A completion's last reply while its bytes may still sit in libevent's output buffer: a
@@ -206,6 +217,9 @@ static void hreq_free(hreq *h) {
     stop_watching(h);
     if (h->orphan) evhttp_request_free(h->orphan);
     if (h->sr) sched_req_release(h->sr);
+    for (int32_t i = 0; h->parts && i < h->n_parts; i++) sched_req_release(h->parts[i]);
+    free(h->parts);
+    free(h->vecs);
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -221,6 +235,7 @@ static void client_gone(hreq *h) {
     if (h->gone) return;
     h->gone = true;
     if (h->sr && h->submitted) sched_cancel(h->srv->sched, h->sr);
+    for (int32_t i = 0; h->submitted && i < h->n_parts; i++) sched_cancel(h->srv->sched, h->parts[i]);
 }
 
 /* True when the peer shut its side of the socket (or it failed), data waiting or not. */
@@ -479,6 +494,7 @@ static void whole_delta(hreq *h, const sched_delta *d) {
 
 static void settle(server *s, hreq *h, bool submitted, const sched_delta *d);
 static void audit_output(hreq *h, const sched_delta *d);
+static void embed_delta(server *s, hreq *h, sched_req *r, sched_delta *d);
 
 static void deliver(server *s) {
     sched_req *ready[64];
@@ -488,6 +504,10 @@ static void deliver(server *s) {
             hreq *h = sched_req_user(ready[i]);
             sched_delta d;
             sched_take(s->sched, ready[i], &d);
+            if (h->embed) {
+                embed_delta(s, h, ready[i], &d);
+                continue;
+            }
             audit_output(h, &d);
             if (h->req && !h->auditing) {
                 if (h->stream)
@@ -963,7 +983,8 @@ static void fail_early(hreq *h, int status, const char *type, const char *code, 
 /* Hands the request to the engine (its quota, if any, is reserved). */
 static void submit(hreq *h) {
     server *s = h->srv;
-    const sched_submit_result sr = sched_submit(s->sched, h->sr);
+    const sched_submit_result sr =
+        h->embed ? sched_submit_all(s->sched, h->parts, h->n_parts) : sched_submit(s->sched, h->sr);
     if (sr == SCHED_SUBMITTED) {
         h->submitted = true;
         return;
@@ -1053,7 +1074,7 @@ static void reserved(server *s, tenants_resv *r) {
     }
     h->granted = true;
     ratelimit_headers(h->req, &h->key, r);
-    if (r->granted < r->want) sched_req_limit_tokens(h->sr, (int32_t)(r->granted - h->n_prompt));
+    if (h->sr && r->granted < r->want) sched_req_limit_tokens(h->sr, (int32_t)(r->granted - h->n_prompt));
     submit(h);
 }
 
@@ -1223,6 +1244,272 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
                              .tpd = key->tpd,
                              .want = (int64_t)n_prompt + rp.max_tokens};
     h->resv.min = explicit_max ? h->resv.want : (int64_t)n_prompt + 1;
+    tenants_reserve(s->tenants, &h->resv);
+}
+
+/* ---- embeddings ---- */
+
+/* An input's tokens: text as the tokenizer splits it (BOS/EOS as the vocabulary asks;
+ * text that spells a control token stays text: an input is data), ids as given. */
+static sov_token *embd_tokens(server *s, const oai_embd_request *r, int32_t i, int32_t *n, oai_error *e) {
+    if (r->toks) {
+        sov_token *t = malloc((size_t)r->n_toks[i] * sizeof *t);
+        if (!t) {
+            oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+            return NULL;
+        }
+        memcpy(t, r->toks[i], (size_t)r->n_toks[i] * sizeof *t);
+        *n = r->n_toks[i];
+        return t;
+    }
+    const size_t len = r->text_len[i];
+    int32_t cap = len < (size_t)s->p.n_ctx ? (int32_t)len + 8 : s->p.n_ctx + 8;
+    sov_token *t = malloc((size_t)cap * sizeof *t);
+    int32_t got = t ? sov_tokenize(s->vocab, r->texts[i], len, true, false, t, cap) : SOV_ERR_NOMEM;
+    if (got > cap && got <= s->p.n_ctx + 8) { /* rare: more tokens than bytes */
+        sov_token *p = realloc(t, (size_t)got * sizeof *t);
+        if (p) t = p;
+        got = p ? sov_tokenize(s->vocab, r->texts[i], len, true, false, t, got) : SOV_ERR_NOMEM;
+    }
+    if (got < 0) {
+        free(t);
+        oai_fail(e, got == SOV_ERR_NOMEM ? 500 : 400, got == SOV_ERR_NOMEM ? "server_error" : "invalid_request_error",
+                 "input", NULL, "Cannot tokenize input %d: %s", (int)i, sov_last_error());
+        return NULL;
+    }
+    *n = got; /* may exceed cap when too long: the caller refuses it by the count */
+    return t;
+}
+
+/* The audit's prompt of an embeddings request: its inputs, one per line (token inputs as
+ * their text, control tokens spelled out). */
+static void audit_embd_inputs(server *s, const oai_embd_request *r) {
+    if (!s->au_req) return;
+    struct evbuffer *b = evbuffer_new();
+    for (int32_t i = 0; b && i < r->n; i++) {
+        if (i) evbuffer_add(b, "\n", 1);
+        if (r->texts) {
+            evbuffer_add(b, r->texts[i], r->text_len[i]);
+            continue;
+        }
+        const int32_t need = sov_detokenize(s->vocab, r->toks[i], r->n_toks[i], true, false, NULL, 0);
+        char *text = need >= 0 ? malloc((size_t)need + 1) : NULL;
+        if (text && sov_detokenize(s->vocab, r->toks[i], r->n_toks[i], true, false, text, need + 1) == need)
+            evbuffer_add(b, text, (size_t)need);
+        free(text);
+    }
+    if (b) {
+        const size_t len = evbuffer_get_length(b);
+        audit_prompt(s, len ? (const char *)evbuffer_pullup(b, -1) : "", len);
+        evbuffer_free(b);
+    }
+}
+
+/* The data policy's redact_prompts applies to inputs as to prompts; token ids cannot be
+ * read, so they are refused. */
+static bool redact_inputs(server *s, oai_embd_request *r, oai_error *e) {
+    if (!r->texts)
+        return oai_fail(e, 400, "invalid_request_error", "input", "unsupported_value",
+                        "This server redacts personal data from prompts (redact_prompts in its data policy), "
+                        "which needs the input as text: send 'input' as strings, not token ids.");
+    for (int32_t i = 0; i < r->n; i++) {
+        size_t n = 0;
+        char *clean = redact_dup(s->policy.redact, r->texts[i], r->text_len[i], &n, &s->redacted);
+        if (!clean) return oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        free(r->texts[i]);
+        r->texts[i] = clean;
+        r->text_len[i] = n;
+    }
+    return true;
+}
+
+/* One input's end. When it is the last, the whole request's: its answer, its audit
+ * record's counts and its tenant's settlement. */
+static void embed_delta(server *s, hreq *h, sched_req *r, sched_delta *d) {
+    free(d->text);
+    free(d->toks);
+    if (d->finish == SCHED_RUNNING) {
+        free(d->embd);
+        return;
+    }
+    int32_t k = 0;
+    while (k < h->n_parts && h->parts[k] != r) k++;
+    bool ok = d->finish == SCHED_FINISH_STOP && d->embd && d->n_embd == s->info.n_embd && k < h->n_parts;
+    for (int32_t i = 0; ok && i < d->n_embd; i++) ok = isfinite(d->embd[i]);
+    if (ok) {
+        memcpy(h->vecs + (size_t)k * (size_t)s->info.n_embd, d->embd, (size_t)d->n_embd * sizeof *d->embd);
+    } else if (h->embd_fail == SCHED_RUNNING) { /* the first failure: the rest is not needed */
+        h->embd_fail = d->finish == SCHED_FINISH_STOP ? SCHED_FINISH_ERROR : d->finish;
+        snprintf(h->embd_error, sizeof h->embd_error, "%s",
+                 d->finish == SCHED_FINISH_STOP ? "the engine produced no finite embedding"
+                 : d->finish == SCHED_FINISH_LENGTH ? "the input does not fit the KV cache"
+                                                    : d->error);
+        for (int32_t i = 0; i < h->n_parts; i++) sched_cancel(s->sched, h->parts[i]);
+    }
+    if (d->started) h->embd_tokens += d->n_prompt;
+    free(d->embd);
+    if (++h->n_ended < h->n_parts) return;
+
+    const sched_finish fin = h->embd_fail == SCHED_RUNNING ? SCHED_FINISH_STOP : h->embd_fail;
+    const sched_delta all = {.n_prompt = (int32_t)SOV_MIN(h->embd_tokens, INT32_MAX),
+                             .started = h->embd_tokens > 0,
+                             .finish = fin};
+    if (h->au.item) srv_audit_usage(&h->au, h->embd_tokens, 0, 0, audit_finish(fin));
+    if (h->req && !h->auditing) {
+        if (fin == SCHED_FINISH_STOP) {
+            char *j = oai_embd_json(h->model, h->vecs, h->n_parts, s->info.n_embd, h->base64, h->embd_tokens);
+            last_reply(h);
+            if (j)
+                send_json(s, h->req, h->route, 200, j);
+            else
+                send_error_msg(s, h->req, h->route, 500, "server_error", NULL, "out of memory");
+            free(j);
+        } else {
+            sched_delta e = {.finish = fin};
+            memcpy(e.error, h->embd_error, sizeof e.error);
+            if (!early_error(h, &e)) { /* cannot happen: fin is a failure */
+                last_reply(h);
+                send_error_msg(s, h->req, h->route, 500, "server_error", NULL, h->embd_error);
+            }
+        }
+        http_done(h);
+    }
+    if (h->req && !h->auditing) { /* cannot happen: the reply ended it */
+        stop_watching(h);
+        h->req = NULL;
+    }
+    settle(s, h, true, &all);
+    h->ended = true;
+    if (!h->auditing) hreq_free(h);
+}
+
+static void handle_embeddings(server *s, struct evhttp_request *req, const char *route, const tenants_key *key) {
+    if (s->shutting_down) {
+        send_error_msg(s, req, route, 503, "server_error", "shutting_down", "The server is shutting down.");
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    const size_t len = evbuffer_get_length(in);
+    if (len > s->p.max_body) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "The request body is %zu bytes; the limit is %zu.", len, s->p.max_body);
+        send_error_msg(s, req, route, 413, "invalid_request_error", "request_too_large", msg);
+        return;
+    }
+    const char *body = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
+    oai_embd_request r;
+    oai_error e;
+    if (!oai_embd_parse(body, len, s->info.n_vocab, &r, &e)) {
+        send_error(s, req, route, &e);
+        return;
+    }
+    bool ok = true;
+    if (!model_matches(s, r.model)) {
+        ok = oai_fail(&e, 404, "invalid_request_error", "model", "model_not_found",
+                      "The model '%.100s' does not exist. This server serves '%.100s'.", r.model, s->p.model_id);
+    } else if (!key->model_allowed) {
+        ok = oai_fail(&e, 403, "invalid_request_error", "model", "model_not_allowed",
+                      "The key %s… of tenant '%.64s' may not use the model '%.100s'. Ask the operator to allow it "
+                      "(sov keys create --models).",
+                      key->prefix, key->tenant, s->p.model_id);
+        tenant_count *tc = tenant_count_get(&s->tcounts, key->tenant);
+        if (tc) tc->forbidden++;
+    } else if (sov_pooling_check(s->info.pooling) != SOV_OK) {
+        ok = oai_fail(&e, 400, "invalid_request_error", "model", "unsupported_model",
+                      "The model '%.100s' cannot make embeddings: its pooling_type is %d (%s); mean, cls and last "
+                      "are supported.",
+                      s->p.model_id, s->info.pooling, sov_pooling_name(s->info.pooling));
+    } else if (r.dimensions >= 0 && r.dimensions != s->info.n_embd) {
+        ok = oai_fail(&e, 400, "invalid_request_error", "dimensions", "unsupported_value",
+                      "'dimensions' = %lld is not supported: this model's embeddings have %d dimensions (omit the "
+                      "field, or send %d).",
+                      (long long)r.dimensions, s->info.n_embd, s->info.n_embd);
+    } else if (s->policy.redact_prompts) {
+        ok = redact_inputs(s, &r, &e);
+    }
+    if (!ok) {
+        oai_embd_request_free(&r);
+        send_error(s, req, route, &e);
+        return;
+    }
+    audit_embd_inputs(s, &r);
+
+    hreq *h = calloc(1, sizeof *h);
+    if (h) {
+        h->parts = calloc((size_t)r.n, sizeof *h->parts);
+        h->vecs = malloc((size_t)r.n * (size_t)s->info.n_embd * sizeof *h->vecs);
+    }
+    if (!h || !h->parts || !h->vecs) {
+        if (h) free(h->parts);
+        free(h);
+        oai_embd_request_free(&r);
+        send_error_msg(s, req, route, 500, "server_error", NULL, "out of memory");
+        return;
+    }
+    h->srv = s;
+    h->embed = true;
+    h->n_parts = r.n;
+    sched_req_params rp = {.embed = true,
+                           .deadline = s->p.request_timeout_s > 0 ? sov_now_s() + s->p.request_timeout_s : 0,
+                           .tenant = key->tenant, /* the authenticated tenant, never the client's word */
+                           .weight = key->weight};
+    int64_t total = 0;
+    for (int32_t i = 0; ok && i < r.n; i++) {
+        int32_t n = 0;
+        sov_token *toks = embd_tokens(s, &r, i, &n, &e);
+        if (!toks) {
+            ok = false;
+        } else if (n == 0) {
+            ok = oai_fail(&e, 400, "invalid_request_error", "input", "invalid_value",
+                          "Invalid 'input[%d]': it has no tokens.", (int)i);
+        } else if (n > s->p.n_ctx) {
+            ok = oai_fail(&e, 400, "invalid_request_error", "input", "context_length_exceeded",
+                          "This model's maximum context length is %d tokens, however input %d has %d tokens. "
+                          "Shorten it.",
+                          s->p.n_ctx, (int)i, n);
+        } else if (!(h->parts[i] = sched_req_new(toks, n, &rp, h))) {
+            ok = oai_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+        }
+        total += n;
+        free(toks);
+    }
+    h->base64 = r.base64;
+    oai_embd_request_free(&r);
+    if (!ok) {
+        for (int32_t i = 0; i < h->n_parts; i++) sched_req_release(h->parts[i]);
+        free(h->parts);
+        free(h->vecs);
+        free(h);
+        send_error(s, req, route, &e);
+        return;
+    }
+    h->req = req;
+    h->route = route;
+    h->key = *key;
+    h->n_prompt = (int32_t)SOV_MIN(total, INT32_MAX);
+    h->embd_fail = SCHED_RUNNING;
+    snprintf(h->id, sizeof h->id, "embd-%016llx", (unsigned long long)next_seed(s));
+    snprintf(h->model, sizeof h->model, "%s", s->p.model_id);
+    if (s->au_req) srv_audit_move(&h->au, s->au_req); /* the request's record goes with it */
+    srv_audit_response_id(&h->au, h->id);
+
+    h->next = s->live;
+    if (s->live) s->live->prev = h;
+    s->live = h;
+    watch(h);
+    if (!s->tenants || !tenants_key_limited(key)) {
+        submit(h);
+        return;
+    }
+    /* the key has limits: reserve the input tokens first (the store worker answers) */
+    h->reserving = true;
+    h->resv = (tenants_resv){.user = h,
+                             .key_id = key->id,
+                             .rpm = key->rpm,
+                             .tpm = key->tpm,
+                             .tpd = key->tpd,
+                             .want = total,
+                             .min = total};
     tenants_reserve(s->tenants, &h->resv);
 }
 
@@ -1432,7 +1719,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
                   {"/v1/models", false},
                   {"/health", false},
                   {"/ready", false},
-                  {"/metrics", false}};
+                  {"/metrics", false},
+                  {"/v1/embeddings", true}};
     const char *route = NULL;
     bool want_post = false;
     for (size_t i = 0; i < SOV_ARRAY_LEN(routes); i++) {
@@ -1486,6 +1774,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
         handle_completion(s, req, OAI_COMPLETION, route, &key);
     else if (route == routes[2].path)
         handle_models(s, req, route, NULL, &key);
+    else if (route == routes[6].path)
+        handle_embeddings(s, req, route, &key);
     else
         handle_metrics(s, req);
 }

@@ -7,7 +7,7 @@
  * The HTTP thread parses and checks requests (server/openai.h), renders chat templates,
  * tokenizes and submits; the engine thread does all model work and wakes the HTTP thread
  * through a pipe when output is ready. Endpoints: POST /v1/chat/completions,
- * POST /v1/completions, GET /v1/models, /health, /ready, /metrics. */
+ * POST /v1/completions, POST /v1/embeddings, GET /v1/models, /health, /ready, /metrics. */
 #ifndef SOV_SERVER_SERVER_H
 #define SOV_SERVER_SERVER_H
 

@@ -621,6 +621,12 @@ class Model:
         """Logits float64 [len(tokens), n_vocab] of tokens at positions cache.n_past...,
         each attending causally to the cache and the earlier tokens of this chunk; their
         keys and values are appended to the cache."""
+        xb = self.hidden(tokens, cache, kv_f16, act_q8)
+        return self._mul(self.out_name, xb, act_q8)  # [T, V]
+
+    def hidden(self, tokens, cache=None, kv_f16=False, act_q8=False):
+        """The last hidden states [len(tokens), E]: the residual stream after the final
+        norm, what the LM head multiplies (forward's arguments and cache handling)."""
         cache = self.new_cache() if cache is None else cache
         tokens = [int(t) for t in tokens]
         T, H, Hkv, D, Dv = len(tokens), self.n_head, self.n_head_kv, self.head_dim, self.head_dim_v
@@ -652,8 +658,26 @@ class Model:
             up = self._linear(p + "ffn_up.weight", xb, act_q8, p + "ffn_up.bias")        # [T, F]
             x = x + self._linear(p + "ffn_down.weight", silu(gate) * up, act_q8, p + "ffn_down.bias")
         cache.n_past += T
-        xb = self.rmsnorm(x, self._vector("output_norm.weight"))
-        return self._mul(self.out_name, xb, act_q8)  # [T, V]
+        return self.rmsnorm(x, self._vector("output_norm.weight"))  # [T, E]
+
+    def pooling(self):
+        """<arch>.pooling_type as llama.cpp numbers it (1 mean when the file has none)."""
+        return int(self.g.kv.get("%s.pooling_type" % self.arch, 1))
+
+    def embedding(self, tokens, pooling=None, kv_f16=False):
+        """The input's embedding [E]: its hidden states pooled (1 mean, 2 cls: the first
+        token, 3 last: the last token; default: the file's pooling_type), L2-normalised."""
+        h = self.hidden(tokens, self.new_cache(), kv_f16=kv_f16)
+        pooling = self.pooling() if pooling is None else pooling
+        if pooling == 1:
+            v = h.mean(axis=0)
+        elif pooling == 2:
+            v = h[0]
+        elif pooling == 3:
+            v = h[-1]
+        else:
+            raise ValueError("pooling %d is not an embedding" % pooling)
+        return v / np.linalg.norm(v)
 
     def _qkv(self, p, xb, act_q8):
         if p + "attn_qkv.weight" in self.g.tensors:  # fused: rows are q, then k, then v

@@ -2,8 +2,10 @@
 talk raw HTTP/1.1 over sockets (so malformed requests, slow senders and disconnects are
 exactly what the test says), read SSE streams and /metrics, and run `sov run` for reference
 output. Not a test itself (no test_ prefix)."""
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +15,12 @@ import time
 SOV_BIN = os.environ.get("SOV_BIN", "build/sov")
 TMP = os.environ.get("SOV_TEST_TMP", "/tmp")
 SHARED = os.environ.get("SOV_SHARED_MODELS", "../shared/models")
+
+# `sov serve` keeps its state (the audit signing key, the model digest cache) in
+# $HOME/.local/state/sov unless told otherwise: a test never writes the real one
+HOME = os.path.join(os.path.abspath(TMP), "home-%d" % os.getpid())
+os.environ["HOME"] = HOME
+atexit.register(shutil.rmtree, HOME, True)
 
 failures = []
 

@@ -295,13 +295,46 @@ def test_policy_requires_signed_models():
         check(st == 200 and j["data"][0]["meta"]["signer"] == KEY_ID, "a signed model serves under the policy")
 
 
+def test_digest_cache_never_hides_an_edit():
+    """The SHA-256 remembered in the state folder spares a restart the hash, but only while
+    the file is unchanged: a byte flipped in place with the mtime put back (the ctime moves
+    all the same) is hashed again and refused."""
+    state = os.path.join(DIR, "state")
+    os.makedirs(state, exist_ok=True)
+    model = copy(MODEL, os.path.join(DIR, "cached.gguf"))
+    sov("model", "sign", "--key", os.path.join(KEYS, "sov-model-signing.pem"), model)
+    time.sleep(2.2)  # an entry is written only for a file whose ctime is 2 s old
+    for i, want in enumerate(["hashed while loading", "remembered"]):
+        with Server(model, "--trusted-keys", KEYS, "--state-dir", state) as s:
+            st, j = s.json("/v1/models")
+            check(st == 200 and j["data"][0]["meta"]["sha256"] == sha256_file(model), "start %d: the file's hash" % i)
+        check(("model SHA-256 %s (%s" % (sha256_file(model), want)) in s.output(),
+              "start %d: %s: %r" % (i, want, [l for l in s.output().splitlines() if "SHA-256" in l]))
+    check(os.path.exists(os.path.join(state, "model-digests")), "the cache is in the state folder")
+    st = os.stat(model)
+    with open(model, "r+b") as f:
+        f.seek(st.st_size - 1)
+        b = f.read(1)
+        f.seek(st.st_size - 1)
+        f.write(bytes([b[0] ^ 0x5a]))
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    check(os.stat(model).st_mtime_ns == st.st_mtime_ns and os.stat(model).st_size == st.st_size,
+          "the edit keeps size and mtime")
+    rc, err, listened = serve_refused(model, "--state-dir", state)
+    check(rc == 1 and not listened and "altered after signing" in err and "hashed while loading" in err,
+          "an edit in place is hashed again and refused: %r" % err[-300:])
+    with Server(MODEL, "--trusted-keys", KEYS, "--state-dir", state, "--no-digest-cache") as s:
+        pass
+    check("no digest cache" in s.output(), "--no-digest-cache hashes: %r" % s.output()[-300:])
+
+
 if __name__ == "__main__":
     setup()
     run_tests([test_keygen_writes_standard_keys_and_never_overwrites, test_signature_file_names_the_file,
                test_openssl_verifies_sov_signatures_and_the_reverse, test_verify_exit_codes,
                test_serve_refuses_each_case_in_one_line, test_serve_key_folder_errors,
                test_serve_signed_model_shows_hash_and_signer, test_run_checks_too,
-               test_policy_requires_signed_models])
+               test_policy_requires_signed_models, test_digest_cache_never_hides_an_edit])
     if not __import__("serverlib").failures:
         shutil.rmtree(DIR, ignore_errors=True)
     finish()
