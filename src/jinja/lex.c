@@ -4,6 +4,7 @@
  * comment tag are removed; `{%-`/`-%}` strip all whitespace on that side, `{%+`/`+%}`
  * turn the automatic stripping off) and keep_trailing_newline=False (one trailing newline
  * of the template is dropped). Comments vanish; {% raw %} blocks become text. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,48 +163,43 @@ static bool lex_string(lexer *L) {
     return true;
 }
 
+/* An integer or float literal (digits may be grouped with '_'), copied without the
+ * underscores into an arena buffer as long as the literal, then converted. */
 static bool lex_number(lexer *L) {
     size_t i = L->pos;
-    char buf[64];
-    size_t k = 0;
     bool is_float = false;
-    while (i < L->len && (is_digit(L->src[i]) || L->src[i] == '_')) {
-        if (L->src[i] != '_' && k < sizeof buf - 1) buf[k++] = L->src[i];
+    while (i < L->len && (is_digit(L->src[i]) || L->src[i] == '_'))
         i++;
-    }
     if (i + 1 < L->len && L->src[i] == '.' && is_digit(L->src[i + 1])) {
         is_float = true;
-        buf[k++] = '.';
         i++;
-        while (i < L->len && (is_digit(L->src[i]) || L->src[i] == '_')) {
-            if (L->src[i] != '_' && k < sizeof buf - 1) buf[k++] = L->src[i];
+        while (i < L->len && (is_digit(L->src[i]) || L->src[i] == '_'))
             i++;
-        }
     }
     if (i < L->len && (L->src[i] == 'e' || L->src[i] == 'E')) {
         size_t j = i + 1;
         if (j < L->len && (L->src[j] == '+' || L->src[j] == '-')) j++;
         if (j < L->len && is_digit(L->src[j])) {
             is_float = true;
-            if (k < sizeof buf - 1) buf[k++] = 'e';
-            for (size_t m = i + 1; m < j; m++)
-                if (k < sizeof buf - 1) buf[k++] = L->src[m];
             i = j;
-            while (i < L->len && is_digit(L->src[i])) {
-                if (k < sizeof buf - 1) buf[k++] = L->src[i];
+            while (i < L->len && is_digit(L->src[i]))
                 i++;
-            }
         }
     }
+    char *buf = ja_alloc_raw(L->a, i - L->pos + 1);
+    size_t k = 0;
+    for (size_t m = L->pos; m < i; m++)
+        if (L->src[m] != '_') buf[k++] = L->src[m];
     buf[k] = '\0';
     jtok *t = push(L, is_float ? JT_FLOAT : JT_INT, L->src + L->pos, i - L->pos);
     if (is_float)
         t->f = strtod(buf, NULL);
     else {
-        char *end;
-        unsigned long long v = strtoull(buf, &end, 10);
-        if (k > 18 && (v > (unsigned long long)INT64_MAX || k > 19))
-            return fail(L, "integer literal too large");
+        size_t lead = 0; /* leading zeros do not count toward the size */
+        while (lead + 1 < k && buf[lead] == '0')
+            lead++;
+        const unsigned long long v = k - lead <= 19 ? strtoull(buf + lead, NULL, 10) : ULLONG_MAX;
+        if (v > (unsigned long long)INT64_MAX) return fail(L, "integer literal too large");
         t->i = (int64_t)v;
     }
     L->pos = i;
