@@ -15,11 +15,18 @@ struct sov_chat_template {
     jinja_template *t;
 };
 
+/* Errors are one line: a template's raise_exception() text may hold newlines. */
+static void one_line(char *err) {
+    for (char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
+}
+
 sov_status sov_chat_template_compile(const char *source, size_t len, sov_chat_template **out) {
     *out = NULL;
     if (!source) return sov_fail(SOV_ERR_ARG, "chat template: no source");
     char err[JINJA_ERR];
     jinja_template *t = jinja_compile(source, len, err);
+    if (!t) one_line(err);
     if (!t)
         return sov_fail(strstr(err, "unsupported") ? SOV_ERR_UNSUPPORTED : SOV_ERR_FORMAT,
                         "chat template: %s", err);
@@ -77,6 +84,7 @@ sov_status sov_chat_template_render(const sov_chat_template *tmpl, const sov_cha
     const bool ok = jinja_render(tmpl->t, vars, n, &o, out, &outlen, err);
     free(bos);
     free(eos);
+    if (!ok) one_line(err);
     if (!ok)
         return sov_fail(strncmp(err, "variable '", 10) == 0 ? SOV_ERR_ARG : SOV_ERR_FORMAT,
                         "chat template: %s", err);

@@ -456,7 +456,7 @@ static jv percent_format(ctx *c, jv fmt, jv argv) {
         }
         char spec[32] = "%";
         size_t k = 1;
-        while (p < end && k < 20 && strchr("-+ #0123456789.", *p))
+        while (p < end && k < 20 && *p && strchr("-+ #0123456789.", *p))
             spec[k++] = *p++;
         if (p >= end) fail(c, "incomplete format");
         const char conv = *p++;

@@ -123,6 +123,7 @@ static void hostile_templates_fail_cleanly(void) {
         {"unknown test", "{% if x is prime %}{% endif %}", "no test named 'prime'"},
         {"raise_exception", "{{ raise_exception('Conversation roles must alternate') }}",
          "roles must alternate"},
+        {"multi-line raise", "{{ raise_exception('first\\nsecond') }}", "first second"},
         {"undefined attribute", "{{ nothing.here }}", "'nothing' is undefined"},
         {"list.append (sandbox)", "{% set l = [] %}{{ l.append(1) }}", "unsafe"},
         {"bad character", "{{ 1 @ 2 }}", "unexpected character"},
