@@ -163,6 +163,74 @@ def test_serve_refuses_a_broken_template_file():
           "broken template file stops the start: rc %d %r" % (p.returncode, err[-300:]))
 
 
+def with_chat_template(src_gguf, dst, template):
+    """A copy of a vocabulary-only GGUF (no tensors) whose tokenizer.chat_template is template."""
+    with open(src_gguf, "rb") as f:
+        data = f.read()
+    out = bytearray(data[:24])
+    n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
+    assert n_tensors == 0
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    pos = 24
+
+    def skip(t, pos):
+        if t in sizes:
+            return pos + sizes[t]
+        if t == 8:
+            n, = struct.unpack_from("<Q", data, pos)
+            return pos + 8 + n
+        et, = struct.unpack_from("<I", data, pos)
+        n, = struct.unpack_from("<Q", data, pos + 4)
+        pos += 12
+        for _ in range(n):
+            pos = skip(et, pos)
+        return pos
+    for _ in range(n_kv):
+        start = pos
+        kl, = struct.unpack_from("<Q", data, pos)
+        key = data[pos + 8:pos + 8 + kl].decode()
+        t, = struct.unpack_from("<I", data, pos + 8 + kl)
+        end = skip(t, pos + 12 + kl)
+        if key == "tokenizer.chat_template":
+            v = template.encode()
+            out += data[start:pos + 12 + kl] + struct.pack("<Q", len(v)) + v
+        else:
+            out += data[start:end]
+        pos = end
+    with open(dst, "wb") as f:
+        f.write(out)
+    return dst
+
+
+def test_serve_uses_the_models_own_template():
+    vocab = serverlib.shared_model("vocab/ggml-vocab-phi-3.gguf")
+    src = gguf_chat_template(vocab)
+    model = serverlib.synthetic_model("jinja-phi3.gguf", "--dim", "64", "--layers", "2", "--heads", "4",
+                                      "--kv-heads", "2", "--ffn", "128", "--vocab-from", vocab)
+    msgs = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "Tell me more"}]
+    with serverlib.Server(model, "--ctx", "256") as srv:
+        st, j = srv.json("/v1/chat/completions", {"messages": msgs, "max_tokens": 2, "temperature": 0})
+        check(st == 200, "chat with the model's template: %d %r" % (st, j))
+        # the template writes {{ bos_token }} first; tokenization adds BOS, so the text is rendered
+        # without it and tokenized with it: BOS once
+        prompt = render_ref.render(src, msgs, None, "", "</s>", True)
+        rc, ids, _ = sov("tokenize", "-m", model, "-p", prompt)
+        check(st == 200 and j["usage"]["prompt_tokens"] == len(ids.split()),
+              "prompt tokens %s == tokens of the phi-3 rendering %d" % (j.get("usage"), len(ids.split())))
+        check("the model's own" in srv.output(), "the log says the model's own template is used")
+    broken_vocab = with_chat_template(vocab, os.path.join(TMP, "phi3-broken-template.gguf"),
+                                      "{% for message in messages %}<|user|>{{ message.content }}")
+    broken = serverlib.synthetic_model("jinja-phi3-broken.gguf", "--dim", "64", "--layers", "2", "--heads", "4",
+                                       "--kv-heads", "2", "--ffn", "128", "--vocab-from", broken_vocab)
+    with serverlib.Server(broken, "--ctx", "256") as srv:
+        st, j = srv.json("/v1/chat/completions", {"messages": msgs[:1], "max_tokens": 2, "temperature": 0})
+        check(st == 200, "a model with a broken template still serves chats (fallback): %d" % st)
+        log = srv.output()
+        check("warning: the model's chat template cannot be loaded" in log and "endfor" in log and
+              "built-in" in log, "the fallback is said in the log: %r" % log[-400:])
+
+
 def test_run_chat_with_template_file():
     model = serverlib.shared_model("stories260K.gguf")
     tmpl = write("chat2.jinja", CHAT_TMPL)
@@ -177,5 +245,6 @@ def test_run_chat_with_template_file():
 if __name__ == "__main__":
     serverlib.run_tests([test_render_model_template, test_render_file_with_tools_and_vars,
                          test_render_errors_are_one_line, test_serve_uses_the_template_file,
+                         test_serve_uses_the_models_own_template,
                          test_serve_refuses_a_broken_template_file, test_run_chat_with_template_file])
     serverlib.finish()
