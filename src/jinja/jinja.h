@@ -1,6 +1,8 @@
 /* jinja.h - a Jinja interpreter for chat templates: lexer (lex.c), recursive-descent parser
  * to an AST (parse.c), values (value.c), evaluator with filters, tests and methods
- * (eval.c), JSON in and out (json.c).
+ * (eval.c), JSON in and out (json.c), and the public sov_chat_template_* calls (api.c).
+ * The flow: source -> jinja_lex -> tokens -> jinja_parse -> AST (checked for unknown
+ * filters and tests) -> jinja_render with the variables as JSON -> text.
  *
  * The semantics are those of python3-jinja2 in the environment Hugging Face renders chat
  * templates with: ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
