@@ -152,8 +152,10 @@ int main(int argc, char **argv) {
         int ok_s, ok_l;
         const double ts = best_render(t, short_chat, NULL, runs, &n_short, &ok_s);
         const double tl = best_render(t, long_chat, TOOLS, runs, &n_long, &ok_l);
-        printf("%-44s %8zu %11.1f %12.1f %14s %10.1f\n", names[k], len, cbest * 1e6, ok_s ? ts * 1e6 : -1.0,
-               ok_l ? (snprintf(path, sizeof path, "%.1f", tl * 1e6), path) : "rejected",
+        char short_s[32], long_s[32];
+        snprintf(short_s, sizeof short_s, ok_s ? "%.1f" : "rejected", ts * 1e6);
+        snprintf(long_s, sizeof long_s, ok_l ? "%.1f" : "rejected", tl * 1e6);
+        printf("%-44s %8zu %11.1f %12s %14s %10.1f\n", names[k], len, cbest * 1e6, short_s, long_s,
                (double)n_long / 1024);
         sov_chat_template_free(t);
         free(src);
