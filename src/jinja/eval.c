@@ -33,6 +33,7 @@ typedef struct ctx {
     frame *root;
     int depth, calls;
     size_t iterations;
+    uint64_t work; /* steps taken (see work()) */
     int64_t now;
     int loop_ctl; /* 1 break, 2 continue */
     int line;     /* of the node being evaluated, for messages */
@@ -77,6 +78,14 @@ static _Noreturn void fail(ctx *c, const char *fmt, ...) {
     longjmp(c->fail, 1);
 }
 
+/* Charges units of work: an evaluation step, an element visited, 64 bytes scanned, a name
+ * compared. The budget bounds the time of any render, whatever the template repeats. */
+static void work(ctx *c, uint64_t units) {
+    c->work += units;
+    if (c->work > JINJA_MAX_WORK)
+        fail(c, "template does more than %llu steps of work", (unsigned long long)JINJA_MAX_WORK);
+}
+
 /* A list marked as a generator (truthy, no len, no indexing): we keep generator-ness in
  * a side table of one bit per list, stored in the list's tuple field as 2. */
 static bool is_gen(jv v) { return v.t == JV_LIST && v.u.l->tuple == 2; }
@@ -105,6 +114,7 @@ static frame *frame_new(ctx *c, frame *parent) {
 }
 
 static void frame_set(ctx *c, frame *f, const char *name, jv v) {
+    work(c, f->n);
     for (size_t i = 0; i < f->n; i++)
         if (strcmp(f->names[i], name) == 0) {
             f->vals[i] = v;
@@ -126,9 +136,9 @@ static void frame_set(ctx *c, frame *f, const char *name, jv v) {
     f->vals[f->n++] = v;
 }
 
-static bool lookup(frame *f, const char *name, jv *out) {
-    for (; f; f = f->parent)
-        for (size_t i = f->n; i-- > 0;)
+static bool lookup(ctx *c, frame *f, const char *name, jv *out) {
+    for (; f; f = f->parent, work(c, 1))
+        for (size_t i = f->n; i-- > 0; work(c, 1))
             if (strcmp(f->names[i], name) == 0) {
                 *out = f->vals[i];
                 return true;
@@ -187,6 +197,7 @@ static bool is_intlike(jv v) { return v.t == JV_INT || v.t == JV_BOOL; }
 
 /* The items iteration yields: list items, dict keys, string characters. */
 static jlist *iter_items(ctx *c, jv v, bool strict) {
+    work(c, v.t == JV_LIST ? v.u.l->n : v.t == JV_DICT ? v.u.d->n : v.t == JV_STR ? v.u.s->len : 0);
     switch (v.t) {
     case JV_LIST: return v.u.l;
     case JV_DICT: {
@@ -263,12 +274,14 @@ static jv getattr_v(ctx *c, jv obj, const char *name) {
     switch (obj.t) {
     case JV_UNDEF: undefined_error(c, obj);
     case JV_DICT: {
+        work(c, obj.u.d->n);
         jv m = method_of(c, obj, name);
         if (m.t != JV_UNDEF) return m;
         if (jd_gets(obj.u.d, name, &out)) return out;
         return undef_named(c, "'dict object' has no attribute '%s'%s", name, NULL);
     }
     case JV_NS:
+        work(c, obj.u.d->n);
         if (jd_gets(obj.u.d, name, &out)) return out;
         return undef_named(c, "'Namespace object' has no attribute '%s'%s", name, NULL);
     case JV_LOOP: return loop_attr(c, obj.u.loop, name);
@@ -286,6 +299,7 @@ static jv getitem_v(ctx *c, jv obj, jv key) {
     if (obj.t == JV_UNDEF) undefined_error(c, obj);
     jv out;
     if (obj.t == JV_DICT || obj.t == JV_NS) {
+        work(c, obj.u.d->n);
         if (jd_get(obj.u.d, key, &out)) return out;
         if (key.t == JV_STR && obj.t == JV_DICT) {
             jv m = method_of(c, obj, key.u.s->s);
@@ -405,23 +419,27 @@ static int compare(ctx *c, jv a, jv b, const char *op) {
     fail(c, "'%s' not supported between instances of '%s' and '%s'", op, jv_type_name(a), jv_type_name(b));
 }
 
+/* elements (or 64-byte blocks) a comparison may visit */
+static uint64_t shallow_size(jv v) {
+    return v.t == JV_LIST ? v.u.l->n : v.t == JV_DICT ? v.u.d->n : v.t == JV_STR ? v.u.s->len / 64 : 0;
+}
+
 static bool contains(ctx *c, jv hay, jv needle) {
     switch (hay.t) {
     case JV_STR:
         if (needle.t == JV_UNDEF) undefined_error(c, needle);
         if (needle.t != JV_STR)
             fail(c, "'in <string>' requires string as left operand, not %s", jv_type_name(needle));
-        if (needle.u.s->len == 0) return true;
-        if (needle.u.s->len > hay.u.s->len) return false;
-        for (size_t i = 0; i + needle.u.s->len <= hay.u.s->len; i++)
-            if (memcmp(hay.u.s->s + i, needle.u.s->s, needle.u.s->len) == 0) return true;
-        return false;
+        work(c, hay.u.s->len / 64 + 1);
+        return memmem(hay.u.s->s, hay.u.s->len, needle.u.s->s, needle.u.s->len) != NULL;
     case JV_LIST:
+        work(c, hay.u.l->n);
         for (size_t i = 0; i < hay.u.l->n; i++)
             if (jv_equal(hay.u.l->v[i], needle)) return true;
         return false;
     case JV_DICT: {
         jv o;
+        work(c, hay.u.d->n);
         return jd_get(hay.u.d, needle, &o);
     }
     case JV_UNDEF: return false;
@@ -492,6 +510,8 @@ static jv percent_format(ctx *c, jv fmt, jv argv) {
 
 static jv repeat(ctx *c, jv seq, int64_t times) {
     if (times < 0) times = 0;
+    if ((seq.t == JV_STR ? seq.u.s->len : seq.u.l->n) == 0)
+        return seq.t == JV_STR ? jv_str(c->a, "", 0) : list_val(new_list(c));
     if (seq.t == JV_STR) {
         const size_t n = seq.u.s->len;
         if (n && (uint64_t)times > (JINJA_MAX_MEMORY / n)) fail(c, "string repetition too large");
@@ -759,13 +779,17 @@ static jv replace_impl(ctx *c, jv v, jv old, jv new_, jv count) {
         }
         return jv_str(c->a, b.p ? b.p : "", b.n);
     }
+    work(c, n / 64 + 1);
     while (i < n) {
-        if (max != 0 && i + on <= n && memcmp(p + i, old.u.s->s, on) == 0) {
-            jb_put(&b, new_.u.s->s, new_.u.s->len);
-            i += on;
-            if (max > 0) max--;
-        } else
-            jb_put(&b, p + i++, 1);
+        const char *hit = max != 0 ? memmem(p + i, n - i, old.u.s->s, on) : NULL;
+        if (!hit) {
+            jb_put(&b, p + i, n - i);
+            break;
+        }
+        jb_put(&b, p + i, (size_t)(hit - (p + i)));
+        jb_put(&b, new_.u.s->s, new_.u.s->len);
+        i = (size_t)(hit - p) + on;
+        if (max > 0) max--;
     }
     return jv_str(c->a, b.p ? b.p : "", b.n);
 }
@@ -1083,6 +1107,7 @@ static jv f_unique(ctx *c, jv v, const args *a) {
     for (size_t i = 0; i < src->n; i++) {
         jv x = src->v[i];
         bool seen = false;
+        work(c, l->n);
         for (size_t k = 0; k < l->n && !seen; k++) {
             jv y = l->v[k];
             if (x.t == JV_STR && y.t == JV_STR && x.u.s->len == y.u.s->len) {
@@ -1122,23 +1147,36 @@ static jv sort_key(const sort_ctx *s, jv x) {
     return x;
 }
 
-/* insertion-merge sort, stable (Python's sort is stable) */
+/* Stable merge sort (Python's sort is stable) of v by precomputed keys: O(n log n). */
 static void stable_sort(const sort_ctx *s, jv *v, size_t n, bool rev) {
-    jv *keys = ja_alloc(s->c->a, (n + 1) * sizeof *keys);
+    ctx *c = s->c;
+    uint64_t lg = 1;
+    for (size_t m = n; m > 1; m >>= 1)
+        lg++;
+    work(c, (uint64_t)n * lg);
+    jv *keys = ja_alloc(c->a, (n + 1) * sizeof *keys), *tk = ja_alloc(c->a, (n + 1) * sizeof *tk);
+    jv *tv = ja_alloc(c->a, (n + 1) * sizeof *tv);
     for (size_t i = 0; i < n; i++)
         keys[i] = sort_key(s, v[i]);
-    for (size_t i = 1; i < n; i++) {
-        jv x = v[i], k = keys[i];
-        size_t j = i;
-        while (j > 0) {
-            const int r = compare(s->c, keys[j - 1], k, "<");
-            if (rev ? r >= 0 : r <= 0) break;
-            v[j] = v[j - 1];
-            keys[j] = keys[j - 1];
-            j--;
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            const size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                const int r = compare(c, keys[j], keys[i], "<");
+                /* take from the right only when strictly before (after, reversed): stable */
+                if (rev ? r > 0 : r < 0)
+                    tk[k] = keys[j], tv[k++] = v[j++];
+                else
+                    tk[k] = keys[i], tv[k++] = v[i++];
+            }
+            while (i < mid)
+                tk[k] = keys[i], tv[k++] = v[i++];
+            while (j < hi)
+                tk[k] = keys[j], tv[k++] = v[j++];
         }
-        v[j] = x;
-        keys[j] = k;
+        memcpy(keys, tk, n * sizeof *keys);
+        memcpy(v, tv, n * sizeof *v);
     }
 }
 
@@ -1147,7 +1185,6 @@ static jv f_sort(ctx *c, jv v, const args *a) {
     sort_ctx s = {c, jv_truthy(arg_at(a, 1, "case_sensitive", jv_bool(false))),
                   arg_at(a, 2, "attribute", jv_undef(NULL))};
     jv l = f_list(c, v, a);
-    if (l.u.l->n > 20000) fail(c, "sort of more than 20000 items");
     stable_sort(&s, l.u.l->v, l.u.l->n, rev);
     return l;
 }
@@ -1161,7 +1198,6 @@ static jv f_dictsort(ctx *c, jv v, const args *a) {
     for (size_t i = 0; i < v.u.d->n; i++)
         jl_push(c->a, l, tuple2(c, v.u.d->k[i], v.u.d->v[i]));
     sort_ctx s = {c, cs, jv_int(by.t == JV_STR && !strcmp(by.u.s->s, "value") ? 1 : 0)};
-    if (l->n > 20000) fail(c, "sort of more than 20000 items");
     stable_sort(&s, l->v, l->n, rev);
     return list_val(l);
 }
@@ -1492,6 +1528,12 @@ static jv m_replace(ctx *c, jv self, const args *a) {
     return replace_impl(c, self, a->v[0], a->v[1], a->n > 2 ? a->v[2] : jv_none());
 }
 
+/* the cost of comparing a k-byte pattern at every position of n bytes */
+static void work_scan(ctx *c, size_t n, size_t k) {
+    const double cost = ((double)(n >= k ? n - k + 1 : 0) * (double)(k ? k : 1)) / 64.0 + 1.0;
+    work(c, cost > 1e18 ? (uint64_t)1e18 : (uint64_t)cost);
+}
+
 static jv split_impl(ctx *c, jv self, const args *a, bool right) {
     jv sep = arg_at(a, 0, "sep", jv_none());
     int64_t max = as_i(arg_at(a, 1, "maxsplit", jv_int(-1)));
@@ -1550,19 +1592,17 @@ static jv split_impl(ctx *c, jv self, const args *a, bool right) {
     const size_t k = sep.u.s->len;
     if (k == 0) fail(c, "empty separator");
     if (!right) {
-        size_t i = 0, start = 0;
-        while (i + k <= n) {
-            if (max != 0 && memcmp(p + i, sep.u.s->s, k) == 0) {
-                jl_push(c->a, l, jv_str(c->a, p + start, i - start));
-                i += k;
-                start = i;
-                if (max > 0) max--;
-            } else
-                i++;
+        work(c, n / 64 + 1);
+        size_t start = 0;
+        for (const char *hit; max != 0 && (hit = memmem(p + start, n - start, sep.u.s->s, k));) {
+            jl_push(c->a, l, jv_str(c->a, p + start, (size_t)(hit - (p + start))));
+            start = (size_t)(hit - p) + k;
+            if (max > 0) max--;
         }
         jl_push(c->a, l, jv_str(c->a, p + start, n - start));
         return list_val(l);
     }
+    work_scan(c, n, k); /* the right-to-left scan compares at every position */
     jlist *rev = new_list(c);
     size_t end = n, i = n;
     while (i >= k) {
@@ -1605,6 +1645,12 @@ static int64_t find_impl(ctx *c, jv self, const args *a, bool right) {
     jv sub = a->v[0];
     const size_t n = self.u.s->len, k = sub.u.s->len;
     int64_t res = -1;
+    if (!right) {
+        work(c, n / 64 + 1);
+        const char *hit = memmem(self.u.s->s, n, sub.u.s->s, k);
+        return hit ? (int64_t)u8_count(self.u.s->s, (size_t)(hit - self.u.s->s)) : -1;
+    }
+    work_scan(c, n, k);
     for (size_t i = 0; i + k <= n; i++)
         if (memcmp(self.u.s->s + i, sub.u.s->s, k) == 0) {
             res = (int64_t)i;
@@ -1621,12 +1667,10 @@ static jv m_count_str(ctx *c, jv self, const args *a) {
     const size_t n = self.u.s->len, k = a->v[0].u.s->len;
     if (k == 0) return jv_int((int64_t)u8_count(self.u.s->s, n) + 1);
     int64_t cnt = 0;
-    for (size_t i = 0; i + k <= n;)
-        if (memcmp(self.u.s->s + i, a->v[0].u.s->s, k) == 0) {
-            cnt++;
-            i += k;
-        } else
-            i++;
+    work(c, n / 64 + 1);
+    for (const char *p = self.u.s->s, *end = p + n, *hit;
+         (hit = memmem(p, (size_t)(end - p), a->v[0].u.s->s, k)); p = hit + k)
+        cnt++;
     return jv_int(cnt);
 }
 
@@ -1921,7 +1965,7 @@ static jv eval_inner(ctx *c, const jnode *n, frame *f) {
     case JN_LIT: return n->lit;
     case JN_NAME: {
         jv v;
-        if (lookup(f, n->name, &v)) return v;
+        if (lookup(c, f, n->name, &v)) return v;
         return undef_named(c, "'%s' is undefined%s", n->name, NULL);
     }
     case JN_ATTR: return getattr_v(c, eval(c, n->a, f), n->name);
@@ -1992,8 +2036,14 @@ static jv eval_inner(ctx *c, const jnode *n, frame *f) {
             c->line = o->line;
             bool ok;
             switch (o->op) {
-            case OP_EQ: ok = jv_equal(l, r); break;
-            case OP_NE: ok = !jv_equal(l, r); break;
+            case OP_EQ:
+                work(c, shallow_size(l) + shallow_size(r));
+                ok = jv_equal(l, r);
+                break;
+            case OP_NE:
+                work(c, shallow_size(l) + shallow_size(r));
+                ok = !jv_equal(l, r);
+                break;
             case OP_LT: ok = compare(c, l, r, "<") < 0; break;
             case OP_LE: ok = compare(c, l, r, "<=") <= 0; break;
             case OP_GT: ok = compare(c, l, r, ">") > 0; break;
@@ -2036,6 +2086,7 @@ static jv eval_inner(ctx *c, const jnode *n, frame *f) {
 
 static jv eval(ctx *c, const jnode *n, frame *f) {
     if (++c->depth > 1000) fail(c, "template recursion too deep");
+    work(c, 1);
     c->line = n->line;
     jv v = eval_inner(c, n, f);
     c->depth--;
@@ -2053,8 +2104,9 @@ static void exec_body(ctx *c, const jnode *body, frame *f) {
 static void assign(ctx *c, frame *f, const jnode *n, jv v) {
     if (n->name) { /* ns.attr */
         jv ns;
-        if (!lookup(f, n->targets[0], &ns) || ns.t != JV_NS)
+        if (!lookup(c, f, n->targets[0], &ns) || ns.t != JV_NS)
             fail(c, "cannot assign attribute on non-namespace object");
+        work(c, ns.u.d->n);
         jd_set(c->a, ns.u.d, jv_cstr(c->a, n->name), v);
         return;
     }
@@ -2090,7 +2142,7 @@ static void exec_for(ctx *c, const jnode *n, frame *f) {
         }
     }
     jv outer_loop;
-    const bool had_loop = lookup(f, "loop", &outer_loop) && outer_loop.t == JV_LOOP;
+    const bool had_loop = lookup(c, f, "loop", &outer_loop) && outer_loop.t == JV_LOOP;
     jloop *lp = ja_alloc(c->a, sizeof *lp);
     lp->items = items;
     lp->length = items->n;

@@ -27,6 +27,7 @@
 #define JINJA_MAX_CALL_DEPTH 64      /* macro calls in progress */
 #define JINJA_MAX_RANGE 100000       /* range() length, as Jinja's sandbox */
 #define JINJA_MAX_ITERATIONS 1000000 /* loop iterations of one render */
+#define JINJA_MAX_WORK 100000000ull /* steps of one render: evaluations, elements, 64-byte scans */
 #define JINJA_DEFAULT_MAX_OUTPUT (8u << 20)
 #define JINJA_MAX_MEMORY (64u << 20) /* arena bytes of one render */
 

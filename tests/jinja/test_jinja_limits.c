@@ -108,6 +108,16 @@ static void hostile_templates_fail_cleanly(void) {
          "{% for i in range(100000) %}{% for j in range(10) %}{{ 'y' * 1000 }}{% endfor %}{% endfor %}",
          "output"},
         {"integer overflow", "{{ 2 ** 100000 }}", "overflow"},
+        {"quadratic membership",
+         "{% set l = range(100000)|list %}{% for i in range(100000) %}{% if -1 in l %}{% endif %}{% endfor "
+         "%}",
+         "steps of work"},
+        {"rescanning a big string",
+         "{% set s = 'a' * 10000000 %}{% for i in range(100000) %}{% if 'b' in s %}{% endif %}{% endfor %}",
+         "steps of work"},
+        {"worst-case rsplit", "{% set s = 'a' * 4000000 %}{{ s.rsplit('a' * 2000000 + 'b') }}",
+         "steps of work"},
+        {"quadratic unique", "{{ range(100000)|unique|list|length }}", "steps of work"},
         {"unterminated {{", "hello {{ messages", "missing '}}'"},
         {"unterminated {%", "{% if true", "missing '%}'"},
         {"unterminated comment", "a {# b", "comment"},
@@ -150,6 +160,11 @@ static void good_templates_render_exactly(void) {
                        "endfor %}{{ ns.n }}";
     CHECK_EQ(run(busy, strlen(busy), out, sizeof out), SOV_OK);
     CHECK_STREQ(out, "1249975000");
+    const char *big =
+        "{{ ('' * 10000000000)|length }}/{{ ([] * 10000000000)|length }}/"
+        "{{ (range(100000)|list|sort(reverse=true))[0] }}/{{ ('ab' * 100000).split('b')|length }}";
+    CHECK_EQ(run(big, strlen(big), out, sizeof out), SOV_OK);
+    CHECK_STREQ(out, "0/0/99999/100001");
     const char *deep =
         "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% else %}bottom{% endif %}{% endmacro %}{{ f(60) }}";
     CHECK_EQ(run(deep, strlen(deep), out, sizeof out), SOV_OK);

@@ -72,6 +72,8 @@ SNIPPETS = [
     # lists and dicts
     "{{ l|first }}{{ l|last }}{{ s|first }}{{ s|last }}{{ d|first }}{{ []|first }}{{ l|join }}{{ l|join(', ') }}{{ messages|join('|', attribute='role') }}",
     "{{ l|sort }}{{ l|sort(reverse=true) }}{{ ['b', 'A', 'c']|sort }}{{ ['b', 'A', 'c']|sort(case_sensitive=true) }}{{ messages|sort(attribute='role')|map(attribute='role')|list }}",
+    "{{ [('b', 1), ('a', 2), ('b', 3), ('a', 4), ('c', 0)]|sort(attribute='0', reverse=true) }}{{ [3, 1, 2, 1, 3]|sort }}",
+    "{{ 'a-b-a-b'.replace('-', '+', 2) }}{{ 'abcabc'.replace('bc', '') }}{{ 'aaaa'.count('aa') }}{{ 'aaa'.rsplit('aa') }}{{ 'aaa'.split('aa') }}{{ 'abab'.rfind('ab') }}{{ 'xyz'.find('') }}",
     "{{ d|dictsort }}{{ d|dictsort(by='value') }}{{ d|dictsort(reverse=true) }}{{ d.items()|list }}{{ d|items|list }}{{ d.keys()|list }}{{ d.values()|list }}",
     "{{ d.get('a') }}{{ d.get('zz') }}{{ d.get('zz', 9) }}{{ d['a'] }}{{ d.a }}{{ {'items': 5}['items'] }}",
     "{{ [1, 2, 1, 'a', 'A']|unique|list }}{{ l|reverse|list }}{{ s|reverse }}{{ l|list }}{{ s|list }}{{ d|list }}",
