@@ -55,6 +55,9 @@ echo
 echo "== tokenizer"
 "$here/build/bench/bench_tokenize" "$shared" || true
 echo
+echo "== chat templates (compile and render, docs/CHAT-TEMPLATES.md)"
+"$here/build/bench/bench_jinja" "$here/tests/jinja/templates" || true
+echo
 echo "== kernels"
 "$here/build/bench/bench_kernels" || true
 echo

@@ -170,6 +170,59 @@ int32_t sov_chat_apply(const sov_vocab *vocab, const char *template_name,
                        const sov_chat_message *messages, size_t n_messages,
                        bool add_generation_prompt, char *buf, int32_t cap);
 
+/* ---- Jinja chat templates (a model's own tokenizer.chat_template) -------------------
+ * A Jinja interpreter with Hugging Face's chat-template environment (docs/CHAT-TEMPLATES.md):
+ * compile once at load, render per request. Renders are bounded (loop iterations, call
+ * depth, memory, output size), so a hostile template fails cleanly. */
+
+typedef struct sov_chat_template sov_chat_template;
+
+/* Compiles Jinja source. SOV_ERR_UNSUPPORTED / SOV_ERR_FORMAT with sov_last_error()
+ * "line N: ..." naming the construct when it cannot; *out is freed with
+ * sov_chat_template_free. */
+sov_status sov_chat_template_compile(const char *source, size_t len, sov_chat_template **out);
+void sov_chat_template_free(sov_chat_template *tmpl);
+
+/* The template's variables. JSON texts are the caller's; NULL leaves a variable as
+ * none (tools, documents) or undefined (bos_token, eos_token). */
+typedef struct sov_chat_template_vars {
+    const char *messages_json;  /* array of {"role", "content", ...} (required) */
+    const char *tools_json;     /* array of tool schemas, or NULL */
+    const char *bos_token;      /* plain text, e.g. "<s>" */
+    const char *eos_token;
+    bool add_generation_prompt;
+    const char *const *extra_names; /* more variables (enable_thinking, ...): names and */
+    const char *const *extra_json;  /* JSON values, n_extra of each */
+    size_t n_extra;
+    int64_t now;                /* Unix time strftime_now renders (UTC); 0: the clock */
+    size_t max_output;          /* bytes; 0: 8 MiB */
+} sov_chat_template_vars;
+
+/* Renders the prompt. On SOV_OK *out is a NUL-terminated malloc'd string (free()) of
+ * *len bytes. SOV_ERR_ARG for bad JSON, SOV_ERR_FORMAT when the template raises
+ * (raise_exception, undefined values, type errors) or passes a limit; sov_last_error()
+ * says which, with the template line. */
+sov_status sov_chat_template_render(const sov_chat_template *tmpl, const sov_chat_template_vars *vars, char **out,
+                                    size_t *len);
+
+/* Renders role/content messages through tmpl with the vocabulary's BOS/EOS texts as
+ * bos_token/eos_token, and drops a leading BOS text when the vocabulary adds BOS at
+ * tokenization (so the prompt holds it once, as Hugging Face's add_special_tokens=False
+ * does). *out is malloc'd (free()); errors as sov_chat_template_render. */
+sov_status sov_chat_template_apply(const sov_chat_template *tmpl, const sov_vocab *vocab,
+                                   const sov_chat_message *messages, size_t n_messages,
+                                   bool add_generation_prompt, char **out);
+
+/* The same with the messages as JSON (Hugging Face's shape: tool_calls, tool_call_id,
+ * reasoning_content, ...), the tools array (NULL: none) and more variables as a JSON object
+ * (chat_template_kwargs such as {"enable_thinking": false}; NULL: none). */
+sov_status sov_chat_template_apply_json(const sov_chat_template *tmpl, const sov_vocab *vocab,
+                                        const char *messages_json, const char *tools_json, const char *vars_json,
+                                        bool add_generation_prompt, char **out);
+
+/* The vocabulary's tokenizer.chat_template text (not NUL-terminated), NULL when none. */
+const char *sov_vocab_chat_template(const sov_vocab *vocab, size_t *len);
+
 /* ---- contexts, sequences and batches --------------------------------------------- */
 
 typedef struct sov_context sov_context;

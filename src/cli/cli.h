@@ -20,6 +20,7 @@ int cmd_keys(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 
 /* Prints "sov <cmd>: <message>" and, when status is set, sov_last_error(). Returns 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -57,6 +58,12 @@ int cli_signed_before_load(const char *cmd, const char *trusted_dir, const char 
                            struct sign_record *rec);
 int cli_signed_after_load(const char *cmd, const struct sign_record *rec, const char *model,
                           const sov_model_info *info);
+
+/* The chat template a command renders with (cli/chat_template.c): FILE when given (a file
+ * that does not compile is an error: returns 1 after printing it), else the vocabulary's
+ * tokenizer.chat_template (one that does not compile is a warning and *out stays NULL: the
+ * built-in family is used). Says on stderr which it is. */
+int cli_chat_template_load(const char *cmd, const char *file, const sov_vocab *vocab, sov_chat_template **out);
 
 /* Path of the built-in demo model, generated on first use (random weights). */
 int cli_demo_model_path(char *buf, size_t cap);

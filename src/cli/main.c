@@ -19,6 +19,7 @@ static const command commands[] = {
     {"model", cmd_model, "sign models and verify their signatures (keygen, sign, verify)"},
     {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors"},
+    {"template", cmd_template, "render a conversation through a chat template (Jinja)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"detokenize", cmd_detokenize, "print the text of token ids"},
     {"gen-model", cmd_gen_model, "write a synthetic GGUF model with random weights"},

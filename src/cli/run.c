@@ -20,6 +20,7 @@ enum { MAX_STOPS = 16, MAX_TURNS = 256 };
 typedef struct run_opts {
     const char *model, *prompt, *file, *system, *chat_template;
     const char *trusted_keys; /* run the model only if one of these keys signed it */
+    const char *chat_template_file; /* Jinja template instead of the model's own */
     long n_predict, n_ctx, n_batch, threads;
     bool chat, ignore_eos, kv_f32, show_prompt;
     const char *stops[MAX_STOPS];
@@ -68,8 +69,10 @@ static void help(FILE *f) {
             "  --chat                  apply the model's chat template; interactive when stdin is\n"
             "                          a terminal, else one turn per stdin line (or just -p)\n"
             "  --system TEXT           system message for --chat\n"
-            "  --chat-template NAME    override the template family (chatml, llama3, llama2,\n"
-            "                          mistral, gemma, zephyr, phi3, ...)\n"
+            "  --chat-template NAME    use a built-in template family instead of the model's own\n"
+            "                          Jinja template (chatml, llama3, llama2, mistral, gemma, zephyr,\n"
+            "                          phi3, ...)\n"
+            "  --chat-template-file F  render the chat with this Jinja template (docs/CHAT-TEMPLATES.md)\n"
             "  --kv-f32                keep the KV cache in float32 (default float16)\n"
             "  --no-display-prompt     do not echo the prompt\n"
             "  --trusted-keys DIR      run the model only if a key in DIR (*.pub) signed it as it is\n"
@@ -92,6 +95,7 @@ static int parse_args(int argc, char **argv, run_opts *o) {
                    cli_opt_str(argc, argv, &i, "--file", &o->file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--system", &o->system, &bad) ||
                    cli_opt_str(argc, argv, &i, "--chat-template", &o->chat_template, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--chat-template-file", &o->chat_template_file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--trusted-keys", &o->trusted_keys, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "-n", &o->n_predict, &bad) ||
                    cli_opt_int(argc, argv, &i, "--n-predict", &o->n_predict, &bad) ||
@@ -315,15 +319,21 @@ static void report(const run_state *s, double load_s) {
 }
 
 /* One chat turn: append the user's message, render, evaluate, generate, keep the reply. */
-static int chat_turn(run_state *s, const run_opts *o, sov_sampler *smp, sov_chat_message *msgs, size_t *n_msgs,
-                     const char *user, int32_t n_ctx, int32_t n_batch) {
+static int chat_turn(run_state *s, const run_opts *o, const sov_chat_template *jt, sov_sampler *smp,
+                     sov_chat_message *msgs, size_t *n_msgs, const char *user, int32_t n_ctx, int32_t n_batch) {
     if (*n_msgs + 2 > MAX_TURNS) return cli_error("run", "the conversation is too long");
     msgs[(*n_msgs)++] = (sov_chat_message){"user", strdup(user)};
-    int32_t need = sov_chat_apply(s->vocab, o->chat_template, msgs, *n_msgs, true, NULL, 0);
-    if (need < 0) return cli_status_error("run", (sov_status)-need);
-    char *prompt = malloc((size_t)need + 1);
-    if (!prompt) return cli_error("run", "out of memory");
-    sov_chat_apply(s->vocab, o->chat_template, msgs, *n_msgs, true, prompt, need + 1);
+    char *prompt = NULL;
+    if (jt) { /* the model's own (or --chat-template-file) Jinja template */
+        const sov_status jst = sov_chat_template_apply(jt, s->vocab, msgs, *n_msgs, true, &prompt);
+        if (jst) return cli_status_error("run", jst);
+    } else {
+        int32_t need = sov_chat_apply(s->vocab, o->chat_template, msgs, *n_msgs, true, NULL, 0);
+        if (need < 0) return cli_status_error("run", (sov_status)-need);
+        prompt = malloc((size_t)need + 1);
+        if (!prompt) return cli_error("run", "out of memory");
+        sov_chat_apply(s->vocab, o->chat_template, msgs, *n_msgs, true, prompt, need + 1);
+    }
     int32_t n;
     sov_token *toks = tokenize(s->vocab, prompt, true, &n);
     free(prompt);
@@ -345,19 +355,22 @@ static int chat_turn(run_state *s, const run_opts *o, sov_sampler *smp, sov_chat
 }
 
 static int run_chat(run_state *s, const run_opts *o, sov_sampler *smp, int32_t n_ctx, int32_t n_batch) {
+    sov_chat_template *jt = NULL; /* --chat-template NAME picks a built-in family instead */
+    if (!o->chat_template && cli_chat_template_load("run", o->chat_template_file, s->vocab, &jt)) return 1;
     const char *family = o->chat_template ? o->chat_template : sov_chat_template_detect(s->vocab);
-    if (!family) {
+    if (!jt && !family) {
         return cli_error("run", "the model has no chat template sov recognises; pass --chat-template NAME "
-                                "(chatml, llama3, llama2, mistral, gemma, zephyr, phi3, ...)");
+                                "(chatml, llama3, llama2, mistral, gemma, zephyr, phi3, ...) or "
+                                "--chat-template-file FILE");
     }
-    fprintf(stderr, "chat template: %s\n", family);
+    if (!jt) fprintf(stderr, "chat template: %s\n", family);
     sov_chat_message msgs[MAX_TURNS];
     size_t n_msgs = 0;
     if (o->system) msgs[n_msgs++] = (sov_chat_message){"system", strdup(o->system)};
     int rc = 0;
     const bool tty = isatty(STDIN_FILENO);
     if (o->prompt || o->file) {
-        rc = chat_turn(s, o, smp, msgs, &n_msgs, o->prompt, n_ctx, n_batch);
+        rc = chat_turn(s, o, jt, smp, msgs, &n_msgs, o->prompt, n_ctx, n_batch);
     } else {
         char line[16384];
         for (;;) {
@@ -368,10 +381,11 @@ static int run_chat(run_state *s, const run_opts *o, sov_sampler *smp, int32_t n
             if (!fgets(line, sizeof line, stdin)) break;
             line[strcspn(line, "\r\n")] = '\0';
             if (!line[0]) continue;
-            if ((rc = chat_turn(s, o, smp, msgs, &n_msgs, line, n_ctx, n_batch))) break;
+            if ((rc = chat_turn(s, o, jt, smp, msgs, &n_msgs, line, n_ctx, n_batch))) break;
         }
     }
     for (size_t i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
+    sov_chat_template_free(jt);
     return rc;
 }
 

@@ -37,7 +37,8 @@ typedef struct serve_opts {
     const char *unix_sockets[SANDBOX_MAX_PATHS];
     size_t n_unix_sockets;
     const char *trusted_keys; /* refuse a model not signed by one of the keys in this folder */
-    bool no_digest_cache;     /* hash the model at every start */
+    const char *chat_template_file; /* Jinja chat template instead of the model's own */
+    bool no_digest_cache;           /* hash the model at every start */
 } serve_opts;
 
 static void help(FILE *f) {
@@ -108,6 +109,9 @@ static void help(FILE *f) {
            "  --mlock                 keep weights, KV cache and activations in RAM, never in swap\n"
            "                          (needs RLIMIT_MEMLOCK above their size, or CAP_IPC_LOCK)\n\n"
            "Signed models (docs/SIGNING.md):\n"
+           "Chat template (docs/CHAT-TEMPLATES.md): the model's own tokenizer.chat_template (Jinja);\n"
+           "  --chat-template-file FILE  render chats with this Jinja template instead (an error in it\n"
+           "                          stops the start; one in the model's is a warning, with a fallback)\n\n"
            "  --trusted-keys DIR      serve the model only if MODEL.gguf.sig holds a valid signature by\n"
            "                          one of the *.pub keys in DIR over the file as it is (its SHA-256,\n"
            "                          size and name); an unsigned, unknown-key, altered or renamed model\n"
@@ -138,7 +142,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--tls-key", &o->tls_key, &bad) ||
                    cli_opt_str(argc, argv, &i, "--tls-client-ca", &o->tls_client_ca, &bad) ||
                    cli_opt_str(argc, argv, &i, "--state-dir", &o->state_dir, &bad) ||
-                   cli_opt_str(argc, argv, &i, "--trusted-keys", &o->trusted_keys, &bad)) {
+                   cli_opt_str(argc, argv, &i, "--trusted-keys", &o->trusted_keys, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--chat-template-file", &o->chat_template_file, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "--allow-unix-socket", &o->unix_sockets[o->n_unix_sockets],
                                &bad)) {
             if (!bad && ++o->n_unix_sockets == SANDBOX_MAX_PATHS)
@@ -288,7 +293,11 @@ int cmd_serve(int argc, char **argv) {
     tenants *tn = NULL;
     sov_model *model = NULL;
     sov_context *ctx = NULL;
+    sov_chat_template *chat_tmpl = NULL;
     if ((rc = open_tls(&o, &tls))) return rc;
+    /* the operator's chat template before anything slow: an error in it stops the start */
+    if (o.chat_template_file && (rc = cli_chat_template_load("serve", o.chat_template_file, NULL, &chat_tmpl)))
+        goto done;
     /* the configuration is valid (its errors are single lines): say what this node enforces */
     char policy_line[256];
     fprintf(stderr, "sov serve: data policy%s%s: %s\n",
@@ -361,6 +370,8 @@ int cmd_serve(int argc, char **argv) {
             : mp.digest_cache  ? "hashed while loading"
                                : "hashed while loading; no digest cache");
     if (o.trusted_keys && (rc = cli_signed_after_load("serve", &signature, o.model, &info))) goto done;
+    if (!o.chat_template_file && (rc = cli_chat_template_load("serve", NULL, sov_model_vocab(model), &chat_tmpl)))
+        goto done;
     const int32_t n_ctx = (int32_t)(o.n_ctx ? o.n_ctx : SOV_MIN(info.n_ctx_train, 4096));
     /* bytes of one position's keys and values in every layer */
     const int64_t per_pos = (int64_t)info.n_layer * info.n_head_kv * info.head_dim * 2 * (o.kv_f32 ? 4 : 2);
@@ -412,12 +423,14 @@ int cmd_serve(int argc, char **argv) {
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
         .sandbox = &sbp,
+        .chat_template = chat_tmpl,
     };
     rc = server_run(model, ctx, &sp);
     audit_summary(tn);
 done:
     tenants_close(tn); /* after the last audit records and the last signed head */
     tls_ctx_free(tls);
+    sov_chat_template_free(chat_tmpl);
     sov_context_free(ctx);
     sov_model_free(model);
     return rc;

@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/status.h"
 #include "core/util.h"
 #include "grammar/grammar.h"
 #include "redact/redact.h"
@@ -664,6 +665,53 @@ static bool forced_call_grammar(const oai_request *r, const reply_params *how, g
     return ok;
 }
 
+/* Under redact_prompts: the strings of a message that a model sees (tool call arguments,
+ * reasoning) redacted like its content; names, ids and roles stay. */
+static bool redact_json_strings(server *s, json_t *v, const char *key) {
+    if (json_is_string(v)) {
+        if (key && (!strcmp(key, "role") || !strcmp(key, "id") || !strcmp(key, "tool_call_id") ||
+                    !strcmp(key, "type") || !strcmp(key, "name")))
+            return true;
+        size_t n;
+        char *clean = redact_dup(s->policy.redact, json_string_value(v), json_string_length(v), &n, &s->redacted);
+        const bool ok = clean && json_string_setn(v, clean, n) == 0;
+        free(clean);
+        return ok;
+    }
+    const char *k;
+    json_t *x;
+    size_t i;
+    bool ok = true;
+    if (json_is_object(v)) json_object_foreach(v, k, x) ok = ok && redact_json_strings(s, x, k);
+    if (json_is_array(v)) json_array_foreach(v, i, x) ok = ok && redact_json_strings(s, x, key);
+    return ok;
+}
+
+/* A chat through the model's Jinja template: the messages as a template sees them (with
+ * each content as the request now holds it: redacted under redact_prompts), the tools
+ * unless tool_choice is "none", and the request's template variables. */
+static sov_status render_template(server *s, const oai_request *r, char **out) {
+    json_t *msgs = json_loads(r->messages_json ? r->messages_json : "[]", 0, NULL);
+    bool ok = json_is_array(msgs) && json_array_size(msgs) == r->n_msgs;
+    for (size_t i = 0; ok && i < r->n_msgs; i++) {
+        json_t *m = json_array_get(msgs, i);
+        if (json_is_string(json_object_get(m, "content")))
+            ok = json_object_set_new(m, "content", json_string(r->msgs[i].content)) == 0;
+        if (ok && s->policy.redact_prompts) {
+            json_t *calls = json_object_get(m, "tool_calls"), *reasoning = json_object_get(m, "reasoning_content");
+            ok = (!calls || redact_json_strings(s, calls, NULL)) && (!reasoning || redact_json_strings(s, reasoning, NULL));
+        }
+    }
+    char *mj = ok ? json_dumps(msgs, JSON_COMPACT) : NULL;
+    json_decref(msgs);
+    if (!mj) return sov_fail(SOV_ERR_NOMEM, "out of memory");
+    const char *tools = r->tool_choice == OAI_TOOLS_NONE ? NULL : r->tools_json;
+    const sov_status st =
+        sov_chat_template_apply_json(s->p.chat_template, s->vocab, mj, tools, r->template_vars_json, true, out);
+    free(mj);
+    return st;
+}
+
 /* The prompt's tokens: chat messages through the model's template (ChatML when the model
  * has none sov knows), completion text as is. */
 static void audit_prompt(server *s, const char *text, size_t len);
@@ -680,13 +728,18 @@ static sov_token *prompt_tokens(server *s, const oai_request *r, int32_t *n, oai
     }
     char *text = r->prompt;
     const bool tools = (r->tools_json && r->tool_choice != OAI_TOOLS_NONE) || r->has_tool_turns;
-    if (r->kind == OAI_CHAT && tools) {
+    if (r->kind == OAI_CHAT && s->p.chat_template) { /* the model's own Jinja template */
+        if (render_template(s, r, &text)) {
+            oai_fail(e, 400, "invalid_request_error", "messages", NULL, "Cannot render the chat template: %s",
+                     sov_last_error());
+            return NULL;
+        }
+    } else if (r->kind == OAI_CHAT && tools) {
         oai_fail(e, 400, "invalid_request_error", r->tools_json ? "tools" : "messages", "unsupported_parameter",
                  "This model's chat template cannot render tools or tool results: it has no Jinja template "
                  "(start the server with --chat-template-file FILE).");
         return NULL;
-    }
-    if (r->kind == OAI_CHAT) {
+    } else if (r->kind == OAI_CHAT) {
         const char *tmpl = sov_chat_template_detect(s->vocab) ? NULL : "chatml";
         const int32_t need = sov_chat_apply(s->vocab, tmpl, r->msgs, r->n_msgs, true, NULL, 0);
         if (need < 0) {

@@ -48,6 +48,9 @@ typedef struct server_params {
                                       (tenants_params.audit); NULL: no audit log */
     const sandbox_params *sandbox; /* the lockdown applied once everything is open
                                       (docs/SANDBOX.md); NULL: none */
+    const sov_chat_template *chat_template; /* the model's own Jinja template (or the operator's
+                                               --chat-template-file), compiled; NULL: the built-in
+                                               families of src/tok/chat.c */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets
