@@ -182,6 +182,8 @@ typedef struct sov_chat_template sov_chat_template;
  * sov_chat_template_free. */
 sov_status sov_chat_template_compile(const char *source, size_t len, sov_chat_template **out);
 void sov_chat_template_free(sov_chat_template *tmpl);
+/* The source a template was compiled from (NUL-terminated; len bytes). */
+const char *sov_chat_template_source(const sov_chat_template *tmpl, size_t *len);
 
 /* The template's variables. JSON texts are the caller's; NULL leaves a variable as
  * none (tools, documents) or undefined (bos_token, eos_token). */

@@ -13,6 +13,8 @@
 
 struct sov_chat_template {
     jinja_template *t;
+    char *source; /* the text it was compiled from */
+    size_t len;
 };
 
 /* Errors are one line: a template's raise_exception() text may hold newlines. */
@@ -36,13 +38,28 @@ sov_status sov_chat_template_compile(const char *source, size_t len, sov_chat_te
         return sov_fail(SOV_ERR_NOMEM, "chat template: out of memory");
     }
     ct->t = t;
+    ct->source = malloc(len + 1);
+    if (!ct->source) {
+        jinja_template_free(t);
+        free(ct);
+        return sov_fail(SOV_ERR_NOMEM, "chat template: out of memory");
+    }
+    memcpy(ct->source, source, len);
+    ct->source[len] = '\0';
+    ct->len = len;
     *out = ct;
     return SOV_OK;
+}
+
+const char *sov_chat_template_source(const sov_chat_template *tmpl, size_t *len) {
+    if (len) *len = tmpl ? tmpl->len : 0;
+    return tmpl ? tmpl->source : NULL;
 }
 
 void sov_chat_template_free(sov_chat_template *tmpl) {
     if (!tmpl) return;
     jinja_template_free(tmpl->t);
+    free(tmpl->source);
     free(tmpl);
 }
 

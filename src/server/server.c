@@ -606,8 +606,8 @@ static sov_token *tokenize(const sov_vocab *v, const char *text, int32_t *n_out)
 /* Whether the prompt ends inside an opened <think> (a generation prompt that starts the
  * model's reasoning): its last few tokens as text, control tokens included. */
 static bool prompt_opens_think(server *s, const sov_token *toks, int32_t n) {
-    const int32_t k = SOV_MIN(n, 6);
-    char text[512];
+    const int32_t k = SOV_MIN(n, 32); /* "<think>\n" may be one token or eight */
+    char text[4096];
     const int32_t len = sov_detokenize(s->vocab, toks + n - k, k, true, false, text, sizeof text);
     return len > 0 && len < (int32_t)sizeof text && reply_prompt_opens_think(text, (size_t)len);
 }
@@ -2100,9 +2100,19 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     s->auth_was_required = s->tenants && tenants_auth_required(s->tenants);
     s->model = model;
     s->vocab = sov_model_vocab(model);
+    /* how the model writes reasoning and tool calls, from the template in use */
     size_t tmpl_len = 0;
-    const char *tmpl = tok_vocab_chat_template(s->vocab, &tmpl_len);
+    const char *tmpl = p->chat_template ? sov_chat_template_source(p->chat_template, &tmpl_len)
+                                        : tok_vocab_chat_template(s->vocab, &tmpl_len);
     s->reply_style = reply_detect(tmpl, tmpl_len);
+    if (s->reply_style.format != REPLY_PLAIN || s->reply_style.think_tags)
+        fprintf(stderr, "sov serve: chat replies: %s%s%s%s\n",
+                s->reply_style.format != REPLY_PLAIN ? "tool calls in " : "",
+                s->reply_style.format != REPLY_PLAIN ? reply_format_name(s->reply_style.format) : "",
+                s->reply_style.format != REPLY_PLAIN ? " syntax" : "",
+                s->reply_style.think_tags ? (s->reply_style.format != REPLY_PLAIN ? ", <think> reasoning"
+                                                                                  : "<think> reasoning")
+                                          : "");
     s->pipe_fd[0] = s->pipe_fd[1] = -1;
     sov_model_get_info(model, &s->info);
     s->audit = s->tenants && p->audit_node;
