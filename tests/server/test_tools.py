@@ -12,6 +12,8 @@ calls and their results renders through the template (the prompt grows by them),
 template that opens <think> sends the reply to reasoning_content."""
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -178,7 +180,35 @@ def test_reasoning_content():
     check("<think> reasoning" in s.output(), "start-up says the model reasons in <think>")
 
 
+def test_openai_client_round_trip():
+    """The official client (npm openai): a forced call whole and streamed (the client's
+    stream helper assembles delta.tool_calls), and the next turn with the call's result."""
+    js = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
+    node = shutil.which("node")
+    if not node or not os.path.isdir(os.path.join(js, "node_modules", "openai")):
+        msg = "node or the npm package openai is missing (scripts/deps.sh test)"
+        check(os.environ.get("SOV_REQUIRE_SHARED") != "1", msg)
+        print("  skipped: " + msg, file=sys.stderr)
+        return
+    with Server(STORIES, "--chat-template-file", QWEN) as s:
+        r = subprocess.run([node, os.path.join(js, "tools_client.mjs"), "http://%s:%d/v1" % (s.host, s.port),
+                            json.dumps(TOOLS)], capture_output=True, text=True, timeout=300)
+    if not check(r.returncode == 0, "the client ran: %s" % r.stderr[-2000:]):
+        return
+    out = json.loads(r.stdout)
+    for k in ("whole", "streamed"):
+        msg = out[k]["message"]
+        calls = msg.get("tool_calls") or []
+        ok, what = valid_call(calls[0]) if calls else (False, "no call")
+        check(len(calls) == 1 and ok and out[k]["finish"] == "tool_calls", "%s: %s %r" % (k, what, out[k]))
+    check(out["streamed"]["message"]["tool_calls"][0]["function"] == out["whole"]["message"]["tool_calls"][0]["function"],
+          "the client's streamed call equals the whole one")
+    check(out["next"]["status"] == "ok" and out["next"]["prompt_tokens"] > 0, "the next turn: %r" % out["next"])
+    check(out["unknown_id"] and out["unknown_id"]["status"] == 400 and out["unknown_id"]["name"] == "BadRequestError",
+          "a result for no call: %r" % out["unknown_id"])
+
+
 if __name__ == "__main__":
     run_tests([test_required_calls_validate, test_named_tool_and_free_choice, test_streamed_calls_match,
-               test_round_trip_renders_calls_and_results, test_reasoning_content])
+               test_round_trip_renders_calls_and_results, test_reasoning_content, test_openai_client_round_trip])
     finish()
