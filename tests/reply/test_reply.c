@@ -337,11 +337,61 @@ static void test_call_forms(void) {
     CHECK(!reply_call_form(REPLY_PLAIN, "f", &pre, &post));
 }
 
+/* Detection on real chat templates (the corpus of tests/jinja/templates). */
+static void test_detect_real_templates(void) {
+    static const struct {
+        const char *file;
+        reply_format f;
+        bool think;
+    } t[] = {
+        {"Qwen-Qwen2.5-7B-Instruct.jinja", REPLY_HERMES, false},
+        {"Qwen-Qwen3-0.6B.jinja", REPLY_HERMES, true},
+        {"Qwen-QwQ-32B.jinja", REPLY_HERMES, true},
+        {"Qwen3.5-4B.jinja", REPLY_QWEN_XML, true},
+        {"Qwen3-Coder.jinja", REPLY_QWEN_XML, false},
+        {"GLM-4.6.jinja", REPLY_GLM, true},
+        {"meta-llama-Llama-3.1-8B-Instruct.jinja", REPLY_LLAMA3, false},
+        {"meta-llama-Llama-3.3-70B-Instruct.jinja", REPLY_LLAMA3, false},
+        {"meetkai-functionary-medium-v3.1.jinja", REPLY_LLAMA3, false},
+        {"meetkai-functionary-medium-v3.2.jinja", REPLY_FUNCTIONARY, false},
+        {"mistralai-Mistral-Nemo-Instruct-2407.jinja", REPLY_MISTRAL, false},
+        {"Mistral-Small-3.2-24B-Instruct-2506.jinja", REPLY_MISTRAL, false},
+        {"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", REPLY_DEEPSEEK, true},
+        {"deepseek-ai-DeepSeek-V3.1.jinja", REPLY_DEEPSEEK, true},
+        {"openai-gpt-oss-120b.jinja", REPLY_HARMONY, false},
+        {"ibm-granite-granite-3.3-2B-Instruct.jinja", REPLY_GRANITE, true},
+        {"moonshotai-Kimi-K2.jinja", REPLY_KIMI, false},
+        {"NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja", REPLY_HERMES, false},
+        {"google-gemma-2-2b-it.jinja", REPLY_PLAIN, false},
+    };
+    const char *dir = getenv("SOV_TEST_DATA");
+    char path[1024];
+    size_t found = 0;
+    for (size_t i = 0; i < SOV_ARRAY_LEN_T(t); i++) {
+        snprintf(path, sizeof path, "%s/jinja/templates/%s", dir ? dir : "tests", t[i].file);
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            CHECK_MSG(false, "missing template %s", path);
+            continue;
+        }
+        static char buf[1 << 20];
+        const size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        found++;
+        const reply_style st = reply_detect(buf, n);
+        CHECK_MSG(st.format == t[i].f && st.think_tags == t[i].think, "%s: %s%s, want %s%s", t[i].file,
+                  reply_format_name(st.format), st.think_tags ? "+think" : "", reply_format_name(t[i].f),
+                  t[i].think ? "+think" : "");
+    }
+    CHECK_EQ(found, SOV_ARRAY_LEN_T(t));
+}
+
 int main(void) {
     RUN(test_whole_replies);
     RUN(test_streaming);
     RUN(test_detect);
     RUN(test_garbage);
     RUN(test_call_forms);
+    RUN(test_detect_real_templates);
     TEST_EXIT();
 }
