@@ -34,8 +34,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const bool final = at + n == size;
         reply_delta d;
         if (reply_stream_feed(&s, text + at, n, final, &d)) abort();
-        if (cl + d.content_len > whole.content_len || memcmp(whole.content + cl, d.content, d.content_len)) abort();
-        if (rl + d.reasoning_len > whole.reasoning_len || memcmp(whole.reasoning + rl, d.reasoning, d.reasoning_len))
+        if (cl + d.content_len > whole.content_len ||
+            (d.content_len && memcmp(whole.content + cl, d.content, d.content_len)))
+            abort();
+        if (rl + d.reasoning_len > whole.reasoning_len ||
+            (d.reasoning_len && memcmp(whole.reasoning + rl, d.reasoning, d.reasoning_len)))
             abort();
         cl += d.content_len;
         rl += d.reasoning_len;

@@ -195,9 +195,9 @@ static bool stream_matches(const reply_case *c, const size_t *cuts, size_t n_cut
         if (!ok) break;
         if (cl + d.content_len >= sizeof content || rl + d.reasoning_len >= sizeof reasoning) ok = false;
         if (!ok) break;
-        memcpy(content + cl, d.content, d.content_len);
+        if (d.content_len) memcpy(content + cl, d.content, d.content_len);
         cl += d.content_len;
-        memcpy(reasoning + rl, d.reasoning, d.reasoning_len);
+        if (d.reasoning_len) memcpy(reasoning + rl, d.reasoning, d.reasoning_len);
         rl += d.reasoning_len;
         if (d.n_calls) {
             ok = d.first_call == calls;
