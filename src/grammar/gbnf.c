@@ -18,6 +18,7 @@
 
 #include "core/status.h"
 #include "grammar/grammar.h"
+#include "tok/unicode.h"
 
 enum { MAX_NEST = 64, MAX_REP = 4096, MAX_RANGES = 512 };
 
@@ -188,22 +189,6 @@ static bool char_at(gp *g, uint32_t *cp) {
     return true;
 }
 
-static int utf8_encode(uint32_t cp, uint8_t out[4]) {
-    if (cp < 0x80) return out[0] = (uint8_t)cp, 1;
-    if (cp < 0x800) return out[0] = (uint8_t)(0xC0 | (cp >> 6)), out[1] = (uint8_t)(0x80 | (cp & 0x3F)), 2;
-    if (cp < 0x10000) {
-        out[0] = (uint8_t)(0xE0 | (cp >> 12));
-        out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (uint8_t)(0xF0 | (cp >> 18));
-    out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Adds to rule r the UTF-8 encodings of lo..hi (same encoded length n), after the bytes
  * fixed so far: byte ranges, split where the first differing byte is not a whole span. */
 static bool utf8_span(gp *g, int32_t r, const uint8_t *a, const uint8_t *z, int n, int i, gram_seq *pre) {
@@ -267,8 +252,8 @@ static int32_t class_rule(gp *g, const cprange *ranges, int n) {
             const uint32_t hi = ranges[i].hi < bounds[k][1] ? ranges[i].hi : bounds[k][1];
             if (lo > hi) continue;
             uint8_t a[4], z[4];
-            const int len = utf8_encode(lo, a);
-            utf8_encode(hi, z);
+            const int len = (int)tok_utf8_put(lo, a);
+            tok_utf8_put(hi, z);
             ok = utf8_span(g, r, a, z, len, 0, &pre);
             any = true;
         }
@@ -394,7 +379,7 @@ static int32_t parse_sequence(gp *g, bool nested, bool *empty) {
                 uint32_t cp;
                 if (!char_at(g, &cp)) break;
                 uint8_t enc[4];
-                const int len = utf8_encode(cp, enc);
+                const int len = (int)tok_utf8_put(cp, enc);
                 for (int k = 0; k < len; k++)
                     gram_seq_byte(&lit, enc[k]);
             }

@@ -1235,11 +1235,11 @@ static bool redact_prompt(server *s, oai_request *r, oai_error *e) {
     return true;
 }
 
-static void handle_completion(server *s, struct evhttp_request *req, oai_kind kind, const char *route,
-                              const tenants_key *key) {
+/* The body of a /v1 POST, or NULL once a 503 (shutting down) or a 413 (too large) is sent. */
+static const char *request_body(server *s, struct evhttp_request *req, const char *route, size_t *out_len) {
     if (s->shutting_down) {
         send_error_msg(s, req, route, 503, "server_error", "shutting_down", "The server is shutting down.");
-        return;
+        return NULL;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     const size_t len = evbuffer_get_length(in);
@@ -1247,9 +1247,17 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
         char msg[160];
         snprintf(msg, sizeof msg, "The request body is %zu bytes; the limit is %zu.", len, s->p.max_body);
         send_error_msg(s, req, route, 413, "invalid_request_error", "request_too_large", msg);
-        return;
+        return NULL;
     }
-    const char *body = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
+    *out_len = len;
+    return len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
+}
+
+static void handle_completion(server *s, struct evhttp_request *req, oai_kind kind, const char *route,
+                              const tenants_key *key) {
+    size_t len;
+    const char *body = request_body(s, req, route, &len);
+    if (!body) return;
     oai_request r;
     oai_error e;
     if (!oai_parse(body, len, kind, s->info.n_vocab, &r, &e)) {
@@ -1542,19 +1550,9 @@ static void embed_delta(server *s, hreq *h, sched_req *r, sched_delta *d) {
 }
 
 static void handle_embeddings(server *s, struct evhttp_request *req, const char *route, const tenants_key *key) {
-    if (s->shutting_down) {
-        send_error_msg(s, req, route, 503, "server_error", "shutting_down", "The server is shutting down.");
-        return;
-    }
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    const size_t len = evbuffer_get_length(in);
-    if (len > s->p.max_body) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "The request body is %zu bytes; the limit is %zu.", len, s->p.max_body);
-        send_error_msg(s, req, route, 413, "invalid_request_error", "request_too_large", msg);
-        return;
-    }
-    const char *body = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
+    size_t len;
+    const char *body = request_body(s, req, route, &len);
+    if (!body) return;
     oai_embd_request r;
     oai_error e;
     if (!oai_embd_parse(body, len, s->info.n_vocab, &r, &e)) {
