@@ -1235,6 +1235,23 @@ static bool redact_prompt(server *s, oai_request *r, oai_error *e) {
     return true;
 }
 
+/* A request joins the live list and goes to the engine, or first, when its key has limits,
+ * asks the store worker to reserve between min and want tokens (the event loop goes on). */
+static void go_live(server *s, hreq *h, const tenants_key *key, int64_t want, int64_t min) {
+    h->next = s->live;
+    if (s->live) s->live->prev = h;
+    s->live = h;
+    watch(h);
+    if (!s->tenants || !tenants_key_limited(key)) {
+        submit(h);
+        return;
+    }
+    h->reserving = true;
+    h->resv = (tenants_resv){
+        .user = h, .key_id = key->id, .rpm = key->rpm, .tpm = key->tpm, .tpd = key->tpd, .want = want, .min = min};
+    tenants_reserve(s->tenants, &h->resv);
+}
+
 /* The body of a /v1 POST, or NULL once a 503 (shutting down) or a 413 (too large) is sent. */
 static const char *request_body(server *s, struct evhttp_request *req, const char *route, size_t *out_len) {
     if (s->shutting_down) {
@@ -1392,25 +1409,10 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
     const bool explicit_max = r.max_tokens > 0;
     oai_request_free(&r);
 
-    h->next = s->live;
-    if (s->live) s->live->prev = h;
-    s->live = h;
-    watch(h);
-    if (!s->tenants || !tenants_key_limited(key)) {
-        submit(h);
-        return;
-    }
-    /* the key has limits: reserve prompt + max_tokens first (on the store worker; the
-     * event loop goes on). Without an explicit max_tokens a smaller grant will do. */
-    h->reserving = true;
-    h->resv = (tenants_resv){.user = h,
-                             .key_id = key->id,
-                             .rpm = key->rpm,
-                             .tpm = key->tpm,
-                             .tpd = key->tpd,
-                             .want = (int64_t)n_prompt + rp.max_tokens};
-    h->resv.min = explicit_max ? h->resv.want : (int64_t)n_prompt + 1;
-    tenants_reserve(s->tenants, &h->resv);
+    /* a key with limits reserves prompt + max_tokens first (on the store worker; the event
+     * loop goes on); without an explicit max_tokens a smaller grant will do */
+    const int64_t most = (int64_t)n_prompt + rp.max_tokens;
+    go_live(s, h, key, most, explicit_max ? most : (int64_t)n_prompt + 1);
 }
 
 /* ---- embeddings ---- */
@@ -1649,24 +1651,7 @@ static void handle_embeddings(server *s, struct evhttp_request *req, const char 
     if (s->au_req) srv_audit_move(&h->au, s->au_req); /* the request's record goes with it */
     srv_audit_response_id(&h->au, h->id);
 
-    h->next = s->live;
-    if (s->live) s->live->prev = h;
-    s->live = h;
-    watch(h);
-    if (!s->tenants || !tenants_key_limited(key)) {
-        submit(h);
-        return;
-    }
-    /* the key has limits: reserve the input tokens first (the store worker answers) */
-    h->reserving = true;
-    h->resv = (tenants_resv){.user = h,
-                             .key_id = key->id,
-                             .rpm = key->rpm,
-                             .tpm = key->tpm,
-                             .tpd = key->tpd,
-                             .want = total,
-                             .min = total};
-    tenants_reserve(s->tenants, &h->resv);
+    go_live(s, h, key, total, total); /* a key with limits reserves the input tokens first */
 }
 
 /* ---- other endpoints ---- */
