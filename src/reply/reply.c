@@ -146,6 +146,10 @@ static bool add_call(parse_state *st, const char *name, size_t name_len, const c
         free(arguments_json);
         return false;
     }
+    if (st->p && st->p->max_calls && st->n_calls >= st->p->max_calls) { /* a well-formed call, not kept */
+        free(arguments_json);
+        return true;
+    }
     if (st->n_calls == st->cap_calls) {
         const size_t cap = st->cap_calls ? 2 * st->cap_calls : 4;
         reply_call *c = realloc(st->calls, cap * sizeof *c);

@@ -91,6 +91,8 @@ typedef struct reply_params {
     bool starts_thinking; /* the prompt opened <think>: the reply starts inside it */
     uint64_t id_seed;     /* tool call ids are call_ + 24 letters and digits derived from it
                              and the call's index (so every parse of a reply agrees) */
+    size_t max_calls;     /* calls kept (0: all); further well-formed calls are dropped
+                             (OpenAI's parallel_tool_calls: false) */
 } reply_params;
 
 typedef struct reply_call {

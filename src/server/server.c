@@ -1364,6 +1364,7 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
         how.think_tags = st->think_tags;
         how.starts_thinking = st->think_tags && prompt_opens_think(s, toks, n_prompt);
         how.id_seed = next_seed(s);
+        how.max_calls = r.parallel_tool_calls ? 0 : 1;
     }
     const bool parse = how.format != REPLY_PLAIN || how.think_tags;
     rp.render_special = parse;

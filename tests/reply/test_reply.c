@@ -310,6 +310,17 @@ static void test_garbage(void) {
     }
 }
 
+/* parallel_tool_calls false: the first call is kept, the others dropped (not content). */
+static void test_max_calls(void) {
+    const char *t = "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>\n<tool_call>{\"name\": \"b\", "
+                    "\"arguments\": {}}</tool_call>";
+    const reply_params p = {.format = REPLY_HERMES, .max_calls = 1};
+    reply r;
+    CHECK_EQ(reply_parse(&p, t, strlen(t), true, &r), SOV_OK);
+    CHECK(r.n_calls == 1 && !strcmp(r.calls[0].name, "a") && r.content_len == 0);
+    reply_free(&r);
+}
+
 /* A forced call's text (reply_call_form around schema-valid arguments) parses back as that
  * call and nothing else, in every format that has a form. */
 static void test_call_forms(void) {
@@ -392,6 +403,7 @@ int main(void) {
     RUN(test_detect);
     RUN(test_garbage);
     RUN(test_call_forms);
+    RUN(test_max_calls);
     RUN(test_detect_real_templates);
     TEST_EXIT();
 }
