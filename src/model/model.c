@@ -70,7 +70,8 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
         hp->arch_name = "qwen3";
     } else {
         return sov_fail(SOV_ERR_UNSUPPORTED,
-                        "model: architecture '%s' is not supported (llama, qwen2, qwen3 and mistral are)", arch);
+                        "model: architecture '%s' is not supported (llama, qwen2, qwen3 and mistral are)",
+                        arch);
     }
     const char *a = hp->arch_name;
     sov_status st;
