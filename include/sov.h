@@ -81,7 +81,7 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
 void sov_model_free(sov_model *model);
 
 typedef struct sov_model_info {
-    const char *arch;         /* "llama", "qwen2", "mistral" */
+    const char *arch;         /* "llama", "qwen2", "qwen3", "mistral" */
     const char *name;         /* general.name, or "" */
     const char *weight_type;  /* most common tensor type by bytes, e.g. "Q4_0" */
     int32_t n_vocab;

@@ -1,4 +1,4 @@
-/* forward.c - the transformer forward pass of llama, mistral and qwen2 over a batch.
+/* forward.c - the transformer forward pass of llama, mistral, qwen2 and qwen3 over a batch.
  *
  * A batch holds T tokens, possibly of several sequences; each token carries its position
  * and its sequence's block table (context.h), so every op below works on (T, ...) rows
@@ -9,6 +9,7 @@
  *   per layer:
  *     xb = rmsnorm(x) * attn_norm
  *     q, k, v = xb Wq^T (+bq), xb Wk^T (+bk), xb Wv^T (+bv)
+ *     q, k = rmsnorm(each head of q) * q_norm, ... * k_norm   (qwen3 only)
  *     rope(q), rope(k); cache <- k, v
  *     att = softmax(q k^T / sqrt(D)) v                 causal, grouped-query
  *     x += att Wo^T
@@ -43,6 +44,10 @@ static void layer_forward(const op_thread *t, int il, int T) {
         {&L->wv, c->vx, L->bv, false},
     };
     op_matmuls(t, c->xb, T, qkv, 3);
+    if (L->q_norm) { /* qwen3: every head's vector normalised on its own, before RoPE */
+        op_rmsnorm(t, c->q, c->q, L->q_norm, T * hp->n_head, hp->head_dim);
+        op_rmsnorm(t, c->kx, c->kx, L->k_norm, T * hp->n_head_kv, hp->head_dim);
+    }
     op_rope(t, c->q, T, hp->n_head);
     op_rope(t, c->kx, T, hp->n_head_kv);
     op_kv_store(t, il, c->kx, c->vx, T);

@@ -65,9 +65,13 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     } else if (strcmp(arch, "mistral") == 0) {
         hp->arch = SOV_ARCH_MISTRAL;
         hp->arch_name = "mistral";
+    } else if (strcmp(arch, "qwen3") == 0) {
+        hp->arch = SOV_ARCH_QWEN3;
+        hp->arch_name = "qwen3";
     } else {
         return sov_fail(SOV_ERR_UNSUPPORTED,
-                        "model: architecture '%s' is not supported (llama, qwen2 and mistral are)", arch);
+                        "model: architecture '%s' is not supported (llama, qwen2, qwen3 and mistral are)",
+                        arch);
     }
     const char *a = hp->arch_name;
     sov_status st;
@@ -98,7 +102,8 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
         return sov_fail(SOV_ERR_FORMAT, "model: rope.dimension_count %d must be even and <= head size %d", hp->n_rot,
                         hp->head_dim);
 
-    hp->rms_eps = hp->arch == SOV_ARCH_QWEN2 ? 1e-6f : 1e-5f;
+    const bool qwen = hp->arch == SOV_ARCH_QWEN2 || hp->arch == SOV_ARCH_QWEN3;
+    hp->rms_eps = qwen ? 1e-6f : 1e-5f;
     get_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->rms_eps);
     if (!(hp->rms_eps > 0.0f && hp->rms_eps < 1.0f))
         return sov_fail(SOV_ERR_FORMAT, "model: RMSNorm epsilon %g is out of range", (double)hp->rms_eps);
@@ -106,7 +111,7 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     get_f32(f, a, "rope.freq_base", &hp->rope_base);
     if (!(hp->rope_base > 1.0f) || !isfinite(hp->rope_base))
         return sov_fail(SOV_ERR_FORMAT, "model: rope.freq_base %g is out of range", (double)hp->rope_base);
-    hp->rope_order = hp->arch == SOV_ARCH_QWEN2 ? SOV_ROPE_NEOX : SOV_ROPE_NORM;
+    hp->rope_order = qwen ? SOV_ROPE_NEOX : SOV_ROPE_NORM;
 
     /* rope scaling: rope.scaling.type (linear|yarn|none), rope.scaling.factor; older files
      * give only rope.scale_linear */
@@ -247,6 +252,10 @@ static sov_status map_tensors(sov_model *m) {
         if ((st = find_vector(m, NAME("attn_q.bias"), H * D, true, &L->bq))) return st;
         if ((st = find_vector(m, NAME("attn_k.bias"), Hkv * D, true, &L->bk))) return st;
         if ((st = find_vector(m, NAME("attn_v.bias"), Hkv * D, true, &L->bv))) return st;
+        /* qwen3: per-head RMSNorm of q and k (required there, ignored elsewhere) */
+        const bool qk_norm = hp->arch == SOV_ARCH_QWEN3;
+        if (qk_norm && (st = find_vector(m, NAME("attn_q_norm.weight"), D, false, &L->q_norm))) return st;
+        if (qk_norm && (st = find_vector(m, NAME("attn_k_norm.weight"), D, false, &L->k_norm))) return st;
         if ((st = find_weight(f, NAME("attn_output.weight"), E, H * D, false, &L->wo))) return st;
         if ((st = find_vector(m, NAME("ffn_norm.weight"), E, false, &L->ffn_norm))) return st;
         if ((st = find_weight(f, NAME("ffn_gate.weight"), F, E, false, &L->w_gate))) return st;

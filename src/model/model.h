@@ -13,10 +13,10 @@
 #include "gguf/gguf.h"
 #include "sov.h"
 
-typedef enum sov_arch { SOV_ARCH_LLAMA, SOV_ARCH_QWEN2, SOV_ARCH_MISTRAL } sov_arch;
+typedef enum sov_arch { SOV_ARCH_LLAMA, SOV_ARCH_QWEN2, SOV_ARCH_MISTRAL, SOV_ARCH_QWEN3 } sov_arch;
 
 /* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) (llama/mistral GGUFs, whose
- * q/k rows the converter permuted); NEOX rotates (x[i], x[i + n_rot/2]) (qwen2). */
+ * q/k rows the converter permuted); NEOX rotates (x[i], x[i + n_rot/2]) (qwen2, qwen3). */
 typedef enum sov_rope_order { SOV_ROPE_NORM, SOV_ROPE_NEOX } sov_rope_order;
 typedef enum sov_rope_scaling { SOV_ROPE_SCALING_NONE, SOV_ROPE_SCALING_LINEAR, SOV_ROPE_SCALING_YARN } sov_rope_scaling;
 
@@ -62,6 +62,8 @@ typedef struct sov_layer {
     const float *bq;         /* (H*D) or NULL (qwen2 has q/k/v biases) */
     const float *bk;         /* (Hkv*D) or NULL */
     const float *bv;         /* (Hkv*D) or NULL */
+    const float *q_norm;     /* (D) RMSNorm weight of every query head, or NULL (qwen3 has it) */
+    const float *k_norm;     /* (D) the same for every key head */
     sov_weight wo;           /* (E, H*D) */
     const float *ffn_norm;   /* (E) */
     sov_weight w_gate;       /* (F, E) */

@@ -2,7 +2,8 @@
  *
  * Values: each tensor gets its own random stream (seeded from the model seed and the
  * tensor's index), uniform with standard deviation 1/sqrt(fan_in) for matrices (so
- * activations keep their scale through the layers), 1 +- 0.1 for norm weights, and a
+ * activations keep their scale through the layers), 1 +- 0.1 for norm weights (1 +- 0.5 for
+ * qwen3's per-head q/k norms, so that they matter), and a
  * small spread for biases. The embedding is uniform with standard deviation 1.
  *
  * The vocabulary, unless copied from another file, is a SentencePiece-style one:
@@ -20,7 +21,7 @@
 #include "gguf/gguf.h"
 #include "quant/quant.h"
 
-typedef enum { FILL_MATRIX, FILL_EMBD, FILL_NORM, FILL_BIAS, FILL_FREQS } fill_kind;
+typedef enum { FILL_MATRIX, FILL_EMBD, FILL_NORM, FILL_HEAD_NORM, FILL_BIAS, FILL_FREQS } fill_kind;
 
 typedef struct synth_tensor {
     fill_kind kind;
@@ -71,6 +72,7 @@ static bool fill_tensor(void *user, int index, void *dst, size_t nbytes) {
     const float sqrt3 = 1.7320508f;
     const float amp = t->kind == FILL_MATRIX ? sqrt3 / sqrtf((float)t->cols)
                       : t->kind == FILL_EMBD ? sqrt3
+                      : t->kind == FILL_HEAD_NORM ? 0.5f
                       : 0.1f;
     const size_t row_bytes = sov_row_size((sov_type)t->type, t->cols);
     bool ok = true;
@@ -78,7 +80,8 @@ static bool fill_tensor(void *user, int index, void *dst, size_t nbytes) {
         for (int64_t j = 0; j < t->cols; j++) {
             const float u = rnd(&s);
             switch (t->kind) {
-            case FILL_NORM: row[j] = 1.0f + amp * u; break;
+            case FILL_NORM:
+            case FILL_HEAD_NORM: row[j] = 1.0f + amp * u; break;
             case FILL_FREQS: row[j] = 1.0f + 3.0f * (float)j / (float)t->cols + 0.1f * u; break;
             default: row[j] = amp * u; break;
             }
@@ -236,9 +239,10 @@ static sov_status check_rows(const char *what, uint32_t type, int64_t cols) {
 
 sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_progress_fn progress,
                            void *progress_user) {
-    const bool qwen = strcmp(p->arch, "qwen2") == 0;
+    const bool qwen2 = strcmp(p->arch, "qwen2") == 0, qwen3 = strcmp(p->arch, "qwen3") == 0, qwen = qwen2 || qwen3;
     if (!qwen && strcmp(p->arch, "llama") != 0 && strcmp(p->arch, "mistral") != 0)
-        return sov_fail(SOV_ERR_ARG, "gen-model: architecture '%s' is not one of llama, qwen2, mistral", p->arch);
+        return sov_fail(SOV_ERR_ARG, "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, mistral",
+                        p->arch);
     if (p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_head_kv < 1 || p->n_ff < 1 || p->n_ctx < 1 ||
         p->n_head % p->n_head_kv != 0)
         return sov_fail(SOV_ERR_ARG, "gen-model: dimensions must be positive and heads a multiple of KV heads");
@@ -321,7 +325,11 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         ADD(FILL_MATRIX, p->type, HD, E, "blk.%d.attn_q.weight", il);
         ADD(FILL_MATRIX, p->type, KVD, E, "blk.%d.attn_k.weight", il);
         ADD(FILL_MATRIX, p->type, KVD, E, "blk.%d.attn_v.weight", il);
-        if (qwen) {
+        if (qwen3) { /* per-head q/k RMSNorm weights, no biases */
+            ADD(FILL_HEAD_NORM, SOV_TYPE_F32, 1, D, "blk.%d.attn_q_norm.weight", il);
+            ADD(FILL_HEAD_NORM, SOV_TYPE_F32, 1, D, "blk.%d.attn_k_norm.weight", il);
+        }
+        if (qwen2) {
             ADD(FILL_BIAS, SOV_TYPE_F32, 1, HD, "blk.%d.attn_q.bias", il);
             ADD(FILL_BIAS, SOV_TYPE_F32, 1, KVD, "blk.%d.attn_k.bias", il);
             ADD(FILL_BIAS, SOV_TYPE_F32, 1, KVD, "blk.%d.attn_v.bias", il);

@@ -2,7 +2,7 @@
 """reference.py - an independent reference implementation of GGUF models in Python + NumPy.
 
 It shares nothing with sov's C code: its own GGUF reader, its own dequantizers and a plain
-forward pass of the llama / mistral / qwen2 architectures. Tests hold sov (and this file
+forward pass of the llama / mistral / qwen2 / qwen3 architectures. Tests hold sov (and this file
 itself) against it, so it is written to be read: the forward pass is one straight line
 from the embedding to the logits, over all positions of a chunk at once (causal mask),
 with shapes in the comments.
@@ -434,7 +434,7 @@ def rope_angles(positions, n_rot, base, freq_scale=1.0, ext_factor=0.0, attn_fac
 def apply_rope(x, cos, sin, neox):
     """Rotates x [n_positions, n_heads, head_dim] (a new array is returned). Pair j is
     (x[2j], x[2j+1]) in the normal order (llama: HF->GGUF conversion permuted q/k for it)
-    or (x[j], x[j + n_rot/2]) in the NeoX order (qwen2); dimensions from n_rot on pass."""
+    or (x[j], x[j + n_rot/2]) in the NeoX order (qwen2, qwen3); dimensions from n_rot on pass."""
     half = cos.shape[1]
     i0 = np.arange(half) if neox else 2 * np.arange(half)
     i1 = i0 + half if neox else i0 + 1
@@ -448,7 +448,7 @@ def apply_rope(x, cos, sin, neox):
 
 # ---- the model ---------------------------------------------------------------------------
 
-ARCHS = ("llama", "mistral", "qwen2")
+ARCHS = ("llama", "mistral", "qwen2", "qwen3")
 
 
 class Cache:
@@ -491,9 +491,14 @@ class Model:
         if self.n_rot % 2 or self.n_rot > self.head_dim:
             raise GGUFError("%s: rope.dimension_count %d must be even and <= head size %d" %
                             (g.path, self.n_rot, self.head_dim))
-        self.neox = a == "qwen2"
+        self.neox = a in ("qwen2", "qwen3")
+        # qwen3 (transformers' Qwen3Attention): each head's q and k vector is RMS-normalised
+        # over head_dim with its own weight (attn_q_norm / attn_k_norm), before RoPE.
+        # Tests may clear apply_qk_norm to show that skipping the norm is detected.
+        self.qk_norm = a == "qwen3"
+        self.apply_qk_norm = True
         # llama's attention.scale (granite-style models); 0 or absent: 1/sqrt(head size)
-        scale = float(key("attention.scale", 0.0)) if a != "qwen2" else 0.0
+        scale = float(key("attention.scale", 0.0)) if a == "llama" or a == "mistral" else 0.0
         self.kq_scale = scale if scale != 0.0 else 1.0 / math.sqrt(self.head_dim)
         self._read_rope(key)
 
@@ -544,6 +549,8 @@ class Model:
             p = "blk.%d." % i
             want.update({p + "attn_norm.weight": (E,), p + "attn_output.weight": (QD, E), p + "ffn_norm.weight": (E,),
                          p + "ffn_gate.weight": (E, F), p + "ffn_up.weight": (E, F), p + "ffn_down.weight": (F, E)})
+            if self.qk_norm:
+                want.update({p + "attn_q_norm.weight": (self.head_dim,), p + "attn_k_norm.weight": (self.head_dim,)})
             if p + "attn_qkv.weight" in self.g.tensors:
                 want[p + "attn_qkv.weight"] = (E, QD + KD + VD)
             else:
@@ -641,6 +648,9 @@ class Model:
             # attention
             xb = self.rmsnorm(x, self._vector(p + "attn_norm.weight"))
             q, k, v = self._qkv(p, xb, act_q8)     # [T, H*D], [T, Hkv*D], [T, Hkv*Dv]
+            if self.qk_norm and self.apply_qk_norm:  # per head: rows of D values
+                q = self.rmsnorm(q.reshape(T * H, D), self._vector(p + "attn_q_norm.weight"))
+                k = self.rmsnorm(k.reshape(T * Hkv, D), self._vector(p + "attn_k_norm.weight"))
             q = apply_rope(q.reshape(T, H, D), cos, sin, self.neox)
             k = apply_rope(k.reshape(T, Hkv, D), cos, sin, self.neox)
             v = v.reshape(T, Hkv, Dv)

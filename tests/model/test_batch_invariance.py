@@ -6,8 +6,8 @@ steps (one token of each live sequence per call, as continuous batching decodes)
 (chunks of three tokens of each per call). Rule: the logits are bitwise identical, because
 every kernel computes a token's row with the same instructions whatever else shares the
 batch (the gemm tiles are bitwise equal to the single dot product). Checked on the real
-model and on quantized synthetic models, with the CPU's best kernels and with the scalar
-ones."""
+model and on quantized synthetic models (llama, and a qwen3 with its per-head q/k norms and
+head size != dim / heads), with the CPU's best kernels and with the scalar ones."""
 import os
 import subprocess
 import sys
@@ -27,10 +27,12 @@ elif os.environ.get("SOV_REQUIRE_SHARED") == "1":
     sys.exit(1)
 else:
     print("(no shared model: synthetic models only)")
-for typ in ["Q4_0", "Q8_0", "Q4_K"]:
-    p = os.path.join(TMP, "batch_%s.gguf" % typ)
-    subprocess.run([SOV, "gen-model", "-o", p, "--type", typ, "--dim", "256", "--layers", "2", "--heads", "4",
-                    "--kv-heads", "2", "--ffn", "512", "--vocab", "400", "--seed", "5"], check=True, capture_output=True)
+for arch, typ, extra in [("llama", "Q4_0", []), ("llama", "Q8_0", []), ("llama", "Q4_K", []),
+                         ("qwen3", "Q8_0", ["--head-dim", "128"])]:
+    p = os.path.join(TMP, "batch_%s_%s.gguf" % (arch, typ))
+    subprocess.run([SOV, "gen-model", "-o", p, "--arch", arch, "--type", typ, "--dim", "256", "--layers", "2",
+                    "--heads", "4", "--kv-heads", "2", "--ffn", "512", "--vocab", "400", "--seed", "5"] + extra,
+                   check=True, capture_output=True)
     models.append(p)
 
 rng = np.random.default_rng(9)

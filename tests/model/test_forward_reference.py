@@ -64,6 +64,10 @@ CASES = [
     ("qwen2", "F32", ["--rope-scaling", "yarn", "--rope-factor", "4"], 24),
     ("qwen2", "Q4_K", ["--rope-scaling", "yarn", "--rope-factor", "4"], 24),
     ("llama", "F32", ["--rope-scaling", "yarn", "--rope-factor", "4"], 24),
+    # qwen3: per-head q/k RMSNorm, no biases, head size 128 != dim / heads (as Qwen3-0.6B)
+    ("qwen3", "F32", ["--head-dim", "128"], 24),
+    ("qwen3", "Q8_0", ["--tied", "--head-dim", "128"], 24),
+    ("qwen3", "Q4_K", [], 24),
     ("mistral", "F32", ["--kv-heads", "4"], 24),
     ("mistral", "Q4_0", [], 24),
     ("llama", "F32", ["--rope-freqs"], 24),

@@ -10,7 +10,8 @@
    per-element scalar transcription of each layout written here, bit for bit.
 3. Forward pass: tiny 1-layer F32 models written here (llama with GQA; qwen2 with biases,
    NeoX pairs and YaRN; llama with rope_freqs, linear scaling, partial rotation and a
-   head size apart from n_embd / n_head; a tied output) against the transformer written
+   head size apart from n_embd / n_head; a tied output; qwen3 with per-head q/k RMSNorm
+   before RoPE, NeoX pairs and head size 8 != 8/2) against the transformer written
    out directly below, one position and one head at a time, to 1e-12; float16 keys and
    values; causality (a prefix's logits do not depend on what follows); the CLI.
 """
@@ -309,7 +310,8 @@ def test_random_blocks():
 # ---- 3. forward pass -------------------------------------------------------------------
 
 def make_model(rng, arch, n_embd=8, n_head=2, n_head_kv=1, head_dim=None, n_rot=None, n_ff=12, n_vocab=11,
-               biases=False, tied=False, freqs=False, scaling=None, factor=1.0, n_ctx_orig=16, eps=1e-5):
+               biases=False, tied=False, freqs=False, scaling=None, factor=1.0, n_ctx_orig=16, eps=1e-5,
+               qk_norm=False):
     """Random F32 weights (float32 values, kept as float64 for the direct pass) and the
     GGUF bytes holding them."""
     D = head_dim or n_embd // n_head
@@ -330,6 +332,9 @@ def make_model(rng, arch, n_embd=8, n_head=2, n_head_kv=1, head_dim=None, n_rot=
             w["blk.0.attn_%s.bias" % t] = rng.normal(size=n * D)
     if freqs:
         w["rope_freqs.weight"] = rng.uniform(1, 8, size=(n_rot or D) // 2)
+    if qk_norm:
+        w["blk.0.attn_q_norm.weight"] = 1 + 0.5 * rng.normal(size=D)
+        w["blk.0.attn_k_norm.weight"] = 1 + 0.5 * rng.normal(size=D)
     w = {k: v.astype(np.float32).astype(np.float64) for k, v in w.items()}
     a = arch
     kvs = [("general.architecture", STRING, arch), (a + ".embedding_length", U32, n_embd), (a + ".block_count", U32, 1),
@@ -346,7 +351,7 @@ def make_model(rng, arch, n_embd=8, n_head=2, n_head_kv=1, head_dim=None, n_rot=
                 (a + ".rope.scaling.original_context_length", U32, n_ctx_orig)]
     tensors = [(k, list(reversed(v.shape)), 0, f32_bytes(v)) for k, v in w.items()]
     cfg = dict(arch=arch, D=D, H=n_head, Hkv=n_head_kv, n_rot=n_rot or D, base=100.0, eps=eps, biases=biases,
-               tied=tied, freqs=freqs, scaling=scaling, factor=factor, n_ctx_orig=n_ctx_orig)
+               tied=tied, freqs=freqs, scaling=scaling, factor=factor, n_ctx_orig=n_ctx_orig, qk_norm=qk_norm)
     return w, cfg, gguf_bytes(kvs, tensors)
 
 
@@ -374,7 +379,7 @@ def direct_logits(w, c, tokens, kv_f16=False):
     def rope(vec, pos):
         out = vec.copy()
         for j in range(n_rot // 2):
-            i0, i1 = (j, j + n_rot // 2) if c["arch"] == "qwen2" else (2 * j, 2 * j + 1)
+            i0, i1 = (j, j + n_rot // 2) if c["arch"] in ("qwen2", "qwen3") else (2 * j, 2 * j + 1)
             th, ms = angle(pos, j)
             cs, sn = math.cos(th) * ms, math.sin(th) * ms
             out[i0] = vec[i0] * cs - vec[i1] * sn
@@ -388,6 +393,9 @@ def direct_logits(w, c, tokens, kv_f16=False):
         q, k, v = (w["blk.0.attn_%s.weight" % t] @ xb for t in "qkv")
         if c["biases"]:
             q, k, v = q + w["blk.0.attn_q.bias"], k + w["blk.0.attn_k.bias"], v + w["blk.0.attn_v.bias"]
+        if c["qk_norm"]:  # each head's vector on its own, before RoPE
+            q = np.concatenate([norm(q[i * D:(i + 1) * D], w["blk.0.attn_q_norm.weight"]) for i in range(H)])
+            k = np.concatenate([norm(k[i * D:(i + 1) * D], w["blk.0.attn_k_norm.weight"]) for i in range(Hkv)])
         q = np.concatenate([rope(q[i * D:(i + 1) * D], pos) for i in range(H)])
         k = np.concatenate([rope(k[i * D:(i + 1) * D], pos) for i in range(Hkv)])
         if kv_f16:
@@ -420,7 +428,9 @@ def test_forward():
                                                         n_embd=16, n_head=2, n_head_kv=1, eps=1e-6)),
              ("mistral head size 4 != 8/4, rope 2 of 4 dims", dict(arch="mistral", n_head=4, n_head_kv=2, head_dim=4,
                                                                   n_rot=2)),
-             ("llama rope_freqs, linear x2", dict(arch="llama", freqs=True, scaling="linear", factor=2.0))]
+             ("llama rope_freqs, linear x2", dict(arch="llama", freqs=True, scaling="linear", factor=2.0)),
+             ("qwen3 per-head q/k norm, NeoX pairs, head size 8 != 8/2",
+              dict(arch="qwen3", qk_norm=True, head_dim=8, eps=1e-6))]
     for i, (what, kw) in enumerate(cases):
         w, c, data = make_model(rng, **kw)
         path = write("ref_self_%d.gguf" % i, data)
