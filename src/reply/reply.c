@@ -28,11 +28,9 @@ const char *reply_format_name(reply_format f) {
 /* ---- text helpers ---------------------------------------------------------------- */
 
 static size_t find(const char *t, size_t len, size_t from, const char *needle) {
-    const size_t n = strlen(needle);
-    if (from > len || n > len - from) return NPOS;
-    for (size_t i = from; i + n <= len; i++)
-        if (t[i] == needle[0] && memcmp(t + i, needle, n) == 0) return i;
-    return NPOS;
+    if (from > len) return NPOS;
+    const char *p = memmem(t + from, len - from, needle, strlen(needle));
+    return p ? (size_t)(p - t) : NPOS;
 }
 
 static bool starts(const char *t, size_t len, size_t at, const char *s) {
