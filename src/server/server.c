@@ -58,6 +58,7 @@
 #include "server/openai.h"
 #include "server/tls.h"
 #include "server/server_audit.h"
+#include "server/web.h"
 #include "tenants/tenants.h"
 #include "tok/tok.h"
 
@@ -151,6 +152,9 @@ struct server {
     srv_audit *au_req;                /* the /v1 request on_request is handling: its record */
     struct evhttp_request *au_req_req;
     sandbox_status sandbox; /* what the lockdown put in force (all zero: none) */
+    const char *isa;        /* the kernel set the context runs, for the console */
+    int32_t threads;        /* the context's worker threads, for the console */
+    double started;         /* sov_now_s() at start, for the console's uptime */
 };
 
 static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status,
@@ -1839,6 +1843,96 @@ static void send_ready(server *s, struct evhttp_request *req, const char *route)
     free(body);
 }
 
+/* ---- the chat page and the operator console (server/web.h, docs/WEB.md) ---- */
+
+static void web_headers(struct evhttp_request *req) {
+    add_header(req, "Content-Security-Policy", web_csp);
+    add_header(req, "X-Content-Type-Options", "nosniff");
+    add_header(req, "Referrer-Policy", "no-referrer");
+    add_header(req, "X-Frame-Options", "DENY");
+}
+
+/* An embedded file: 304 when the client's copy is current, gzip'd when it accepts that. */
+static void send_asset(server *s, struct evhttp_request *req, const web_asset *a) {
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    web_headers(req);
+    add_header(req, "ETag", a->etag);
+    add_header(req, "Cache-Control", "no-cache"); /* revalidate: a new build has new tags */
+    add_header(req, "Vary", "Accept-Encoding");
+    if (web_etag_matches(evhttp_find_header(in, "If-None-Match"), a->etag)) {
+        evhttp_send_reply(req, 304, "Not Modified", NULL);
+        http_count(&s->counts, "/web", 304);
+        return;
+    }
+    const bool gz = a->gz_len < a->len && web_accepts_gzip(evhttp_find_header(in, "Accept-Encoding"));
+    add_header(req, "Content-Type", a->content_type);
+    if (gz) add_header(req, "Content-Encoding", "gzip");
+    const size_t len = gz ? a->gz_len : a->len;
+    struct evbuffer *b = evbuffer_new();
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) { /* evhttp would send a body to HEAD */
+        char n[24];
+        snprintf(n, sizeof n, "%zu", len);
+        add_header(req, "Content-Length", n);
+    } else if (b) {
+        evbuffer_add_reference(b, gz ? a->gz : a->data, len, NULL, NULL);
+    }
+    evhttp_send_reply(req, 200, "OK", b);
+    if (b) evbuffer_free(b);
+    http_count(&s->counts, "/web", 200);
+}
+
+/* /console/api/stats: the console's snapshot. Readable by whoever may read /metrics (an
+ * admin key, or anyone with --metrics-open); the tenants' figures need an admin key. */
+static void handle_console_stats(server *s, struct evhttp_request *req, const char *route) {
+    tenants_key key = {0};
+    const bool keyless = s->p.metrics_open && !evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!keyless && !authenticate(s, req, route, !s->p.metrics_open, &key)) return;
+    const bool auth_required = s->tenants && tenants_auth_required(s->tenants);
+    sched_stats st;
+    sched_get_stats(s->sched, &st);
+    const web_figures f = {.model_id = s->p.model_id,
+                           .model_name = s->info.name ? s->info.name : "",
+                           .arch = s->info.arch ? s->info.arch : "",
+                           .weight_type = s->info.weight_type ? s->info.weight_type : "",
+                           .sha256 = s->p.model_sha256 ? s->p.model_sha256 : "",
+                           .signer = s->p.model_signer,
+                           .n_params = s->info.n_params,
+                           .file_bytes = s->info.file_bytes,
+                           .n_ctx = s->p.n_ctx,
+                           .n_vocab = s->info.n_vocab,
+                           .isa = s->isa ? s->isa : "",
+                           .threads = s->threads,
+                           .region = s->policy.region,
+                           .sandbox_active = s->sandbox.active,
+                           .egress_locked = s->sandbox.egress_locked,
+                           .sandbox = s->sandbox.active ? s->sandbox.summary : "off",
+                           .auth_required = auth_required,
+                           .admin = keyless ? !auth_required : key.admin,
+                           .uptime_s = sov_now_s() - s->started};
+    char *j = web_stats_json(&st, &s->counts, &s->tcounts, &f);
+    web_headers(req);
+    add_header(req, "Cache-Control", "no-store");
+    if (j) send_json(s, req, route, 200, j);
+    else send_error_msg(s, req, route, 500, "server_error", NULL, "out of memory");
+    free(j);
+}
+
+/* The pages and their API; false when path is neither. */
+static bool handle_web(server *s, struct evhttp_request *req, const char *path, bool get) {
+    const web_asset *a = web_find(path);
+    const char *route = a ? "/web" : strcmp(path, "/console/api/stats") == 0 ? "/console/api/stats" : NULL;
+    if (!route) return false;
+    if (!get) {
+        add_header(req, "Allow", "GET");
+        send_error_msg(s, req, route, 405, "invalid_request_error", NULL, "Use GET.");
+    } else if (a) {
+        send_asset(s, req, a);
+    } else {
+        handle_console_stats(s, req, route);
+    }
+    return true;
+}
+
 static void on_request(struct evhttp_request *req, void *arg) {
     server *s = arg;
     if (s->p.tls && !tls_request_is_tls(req)) { /* a TLS bufferevent could not be made: never plain */
@@ -1853,6 +1947,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     }
     const enum evhttp_cmd_type m = evhttp_request_get_command(req);
     const bool get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD, post = m == EVHTTP_REQ_POST;
+    if (handle_web(s, req, path, get)) return;
     static const struct {
         const char *path;
         bool post;
@@ -2099,6 +2194,9 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
                                           : "");
     s->pipe_fd[0] = s->pipe_fd[1] = -1;
     sov_model_get_info(model, &s->info);
+    s->isa = sov_context_isa(ctx);
+    s->threads = sov_context_threads(ctx);
+    s->started = sov_now_s();
     s->audit = s->tenants && p->audit_node;
     s->au_cfg = (srv_audit_cfg){.node = p->audit_node,
                                 .model = p->model_id,
