@@ -11,6 +11,7 @@ if [ "${1:-build}" = test ]; then
   need+=(openssl) # the openssl command line checks sov's model signatures (tests/server/test_signed_models.py)
   need+=(python3-jsonschema) # validates structured-output samples independently (tests/server/test_structured_output.py)
   need+=(python3-jinja2) # the reference renderer of the chat-template tests (tests/jinja/render_ref.py)
+  need+=(chromium) # the browser the web chat and console tests drive headless (tests/web/test_web_browser.py)
 fi
 missing=()
 for p in "${need[@]}"; do
@@ -27,8 +28,19 @@ npm_client() {
   npm ci --prefix "$js" --no-audit --no-fund >/dev/null 2>&1 || npm ci --prefix "$js" --no-audit --no-fund
 }
 
+# The browser tests drive chromium with puppeteer-core from npm (pinned by
+# tests/web/package-lock.json; it downloads no browser), installed beside them.
+npm_web() {
+  local web
+  web=$(cd "$(dirname "$0")/.." && pwd)/tests/web
+  [ "${1:-build}" = test ] && command -v npm >/dev/null && [ ! -d "$web/node_modules/puppeteer-core" ] || return 0
+  echo "sov: installing the browser test driver (puppeteer-core) into $web" >&2
+  npm ci --prefix "$web" --no-audit --no-fund >/dev/null 2>&1 || npm ci --prefix "$web" --no-audit --no-fund
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   npm_client "${1:-build}"
+  npm_web "${1:-build}"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -43,3 +55,4 @@ apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
   apt-get install -y --no-install-recommends "${missing[@]}"
 }
 npm_client "${1:-build}"
+npm_web "${1:-build}"
