@@ -7,7 +7,8 @@
  * The HTTP thread parses and checks requests (server/openai.h), renders chat templates,
  * tokenizes and submits; the engine thread does all model work and wakes the HTTP thread
  * through a pipe when output is ready. Endpoints: POST /v1/chat/completions,
- * POST /v1/completions, POST /v1/embeddings, GET /v1/models, /health, /ready, /metrics. */
+ * POST /v1/completions, POST /v1/embeddings, GET /v1/models, /health, /ready, /metrics,
+ * and the web chat and console: GET /, /console, /assets/..., /console/api/stats (web.h). */
 #ifndef SOV_SERVER_SERVER_H
 #define SOV_SERVER_SERVER_H
 

@@ -295,6 +295,7 @@ async function poll() {
   $("keyform").classList.remove("need");
   $("conn").textContent = "live · " + (s.admin ? "admin" : "no admin key: tenants hidden");
   const prev = samples[samples.length - 1];
+  if (prev && s.time <= prev.time) return; // not newer than what is drawn
   if (prev && s.uptime_s < prev.uptime_s) samples.length = 0; // the server restarted
   samples.push(s);
   if (samples.length > KEEP) samples.shift();
@@ -310,8 +311,17 @@ function init() {
     sessionStorage.setItem(KEY_STORE, $("admin-key").value.trim());
     poll();
   });
-  poll();
-  setInterval(poll, PERIOD_MS);
+  // one poll at a time: the next starts a period after the last ended, so a slow answer
+  // never overlaps the next one
+  const loop = async () => {
+    try {
+      await poll();
+    } catch (e) {
+      $("conn").textContent = "bad answer from the server: " + e;
+    }
+    setTimeout(loop, PERIOD_MS);
+  };
+  loop();
 }
 
 init();
