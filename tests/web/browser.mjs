@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import puppeteer from "puppeteer-core";
 
-const [base, outDir, chromium, loadgen] = process.argv.slice(2);
+const [base, outDir, chromium, loadgen, keyedBase, userKey, adminKey] = process.argv.slice(2);
 const origin = new URL(base).origin;
 const failures = [];
 const figures = {};
@@ -39,13 +39,13 @@ async function waitFor(pred, ms, what) {
 
 // Every request the page makes goes through interception: the server's own are let
 // through, anything else is logged and aborted. A test may add a stub for a path.
-async function openPage(browser, stubs = {}) {
+async function openPage(browser, stubs = {}, pageOrigin = origin) {
   const page = await browser.newPage();
   await page.setViewport({ width: 1200, height: 900 });
   await page.setRequestInterception(true);
   page.on("request", (req) => {
     const u = req.url();
-    if (!u.startsWith(origin + "/")) {
+    if (!u.startsWith(pageOrigin + "/")) {
       foreign.push(u);
       return req.abort();
     }
@@ -112,6 +112,19 @@ async function chat(browser) {
   check(h1[1].content === ref.choices[0].message.content, "the streamed answer equals the API's answer to the same request");
   const fig = await page.$eval("#conversation .msg.assistant:last-child .figures", (e) => e.textContent);
   check(/\d+ tokens/.test(fig) && /TTFT \d+ ms/.test(fig) && /tok\/s/.test(fig) && /cached prompt tokens/.test(fig), "per-answer figures shown: " + fig);
+
+  // regenerate asks again (a new request) and replaces the last answer; copy copies its text
+  let posts = 0;
+  page.on("request", (r) => r.method() === "POST" && r.url().endsWith("/v1/chat/completions") && posts++);
+  await page.click("#conversation .msg.assistant:last-child button.regenerate");
+  await waitFor(async () => posts === 1 && !(await running(page)) && (await history(page)).length === 2, 20000, "the regenerated answer");
+  const h1r = await history(page);
+  check(posts === 1 && h1r.length === 2 && h1r[1].content === ref.choices[0].message.content, "regenerate re-asked once and replaced the answer (greedy: the same text)");
+  await browser.defaultBrowserContext().overridePermissions(origin, ["clipboard-read", "clipboard-write", "clipboard-sanitized-write"]);
+  await page.click("#conversation .msg.assistant:last-child button.copy");
+  await sleep(200);
+  const copied = await page.evaluate(() => navigator.clipboard.readText().catch((e) => "ERR " + e));
+  check(copied === h1r[1].content, "copy put the answer's text on the clipboard: " + JSON.stringify(copied).slice(0, 80));
 
   // 2. stop mid-answer: the request is cancelled on the server
   const before = (await stats()).finished.cancelled;
@@ -260,6 +273,35 @@ async function consolePage(browser) {
   await page.close();
 }
 
+// A server with API keys: the chat asks for one, the console for an admin key.
+async function keyed(browser) {
+  const kOrigin = new URL(keyedBase).origin;
+  const page = await openPage(browser, {}, kOrigin);
+  await page.goto(keyedBase + "/", { waitUntil: "load" });
+  await waitFor(() => page.$eval("#key-row", (r) => !r.hidden), 10000, "the API-key field");
+  const st = await page.$eval("#status", (e) => e.textContent);
+  check(/needs an API key/.test(st), "the chat says the server needs a key: " + st);
+  check((await page.$$("#model option")).length === 0, "no models before the key");
+  await page.type("#api-key", userKey);
+  await page.$eval("#api-key", (e) => e.dispatchEvent(new Event("change")));
+  await page.waitForSelector("#model option", { timeout: 10000 });
+  await setField(page, "#max-tokens", "6");
+  await page.type("#prompt", "Hello");
+  await page.keyboard.press("Enter");
+  await waitFor(async () => (await history(page)).length === 2 && !(await running(page)), 20000, "the keyed answer");
+  const h = await history(page);
+  check(h.length === 2 && !h[1].error && h[1].content.length > 0, "with the key the chat answers: " + JSON.stringify(h[1]).slice(0, 200));
+  await page.goto(keyedBase + "/console", { waitUntil: "load" });
+  await waitFor(async () => /admin key/.test(await page.$eval("#conn", (e) => e.textContent)), 10000, "the console to ask for an admin key");
+  check((await page.$$("#panel-model")).length === 0, "no panels without the admin key");
+  await page.type("#admin-key", adminKey);
+  await page.click("#keyform button");
+  await page.waitForSelector("#panel-tenants", { timeout: 10000 });
+  const tenants = await page.$eval("#panel-tenants", (p) => p.textContent);
+  check(tenants.includes("acme"), "with the admin key the tenants panel lists the tenant that chatted: " + tenants.slice(0, 200));
+  await page.close();
+}
+
 const browser = await puppeteer.launch({
   executablePath: chromium,
   headless: true,
@@ -267,7 +309,7 @@ const browser = await puppeteer.launch({
 });
 const t0 = performance.now();
 try {
-  for (const [name, fn] of [["chat", chat], ["xss_stream", xssStream], ["console", consolePage]]) {
+  for (const [name, fn] of [["chat", chat], ["xss_stream", xssStream], ["console", consolePage], ["keyed", keyed]]) {
     const t = performance.now();
     try {
       await fn(browser);

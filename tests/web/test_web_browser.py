@@ -16,7 +16,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
-from serverlib import Server, check, finish, synthetic_model
+from serverlib import Server, check, create_key, finish, shared_model, synthetic_model
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 OUT = os.path.abspath(os.path.join(os.environ.get("SOV_TEST_TMP", "/tmp"), ".."))  # the build's tests/ folder
@@ -39,12 +39,19 @@ def main():
     # watched and stopped while it streams; stories260K would end in milliseconds
     model = synthetic_model("srv_slow_f32.gguf", "--dim", "512", "--layers", "6", "--heads", "8", "--kv-heads", "4",
                             "--ffn", "1536", "--vocab", "4096", "--ctx", "4096")
-    with Server(model, "-np", "4", "--ctx", "4096") as s:
+    # and stories260K behind API keys: the chat's key field, the console's admin key
+    db = os.path.join(os.environ.get("SOV_TEST_TMP", "/tmp"), "web-browser-%d.db" % os.getpid())
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(db + suffix):
+            os.remove(db + suffix)
+    admin, _ = create_key(db, "ops", "--admin")
+    user, _ = create_key(db, "acme")
+    with Server(model, "-np", "4", "--ctx", "4096") as s, Server(shared_model("stories260K.gguf"), "--db", db) as k:
         base = "http://%s:%d" % (s.host, s.port)
         t0 = time.time()
         r = subprocess.run([node, os.path.join(HERE, "browser.mjs"), base, OUT, chromium,
-                            os.path.join(ROOT, "bench", "loadgen.py")],
-                           capture_output=True, text=True, timeout=240)
+                            os.path.join(ROOT, "bench", "loadgen.py"), "http://%s:%d" % (k.host, k.port), user, admin],
+                           capture_output=True, text=True, timeout=300)
         took = time.time() - t0
     out = r.stdout.strip().splitlines()
     res = json.loads(out[-1]) if out and out[-1].startswith("{") else None
