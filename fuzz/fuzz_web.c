@@ -13,7 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(value, data, size);
     value[size] = '\0'; /* header values never hold a NUL: libevent ends them there */
     (void)web_accepts_gzip(value);
-    if (web_etag_matches(value, "\"0123456789abcdef\"") && !strstr(value, "0123456789abcdef") && !strchr(value, '*'))
+    if (web_etag_matches(value, "\"0123456789abcdef\"") && !strstr(value, "0123456789abcdef") &&
+        !strchr(value, '*'))
         abort(); /* a match needs the tag or a wildcard */
     free(value);
     return 0;

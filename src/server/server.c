@@ -1885,7 +1885,8 @@ static void send_asset(server *s, struct evhttp_request *req, const web_asset *a
  * admin key, or anyone with --metrics-open); the tenants' figures need an admin key. */
 static void handle_console_stats(server *s, struct evhttp_request *req, const char *route) {
     tenants_key key = {0};
-    const bool keyless = s->p.metrics_open && !evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    const bool keyless =
+        s->p.metrics_open && !evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (!keyless && !authenticate(s, req, route, !s->p.metrics_open, &key)) return;
     const bool auth_required = s->tenants && tenants_auth_required(s->tenants);
     sched_stats st;

@@ -53,8 +53,10 @@ bool web_accepts_gzip(const char *ae) {
         while (p < end && *p != ';' && !is_ows(*p))
             p++;
         const size_t n = (size_t)(p - name);
-        if (n == 4 && strncasecmp(name, "gzip", 4) == 0) gzip = qvalue(p, end);
-        else if (n == 1 && *name == '*') star = qvalue(p, end);
+        if (n == 4 && strncasecmp(name, "gzip", 4) == 0)
+            gzip = qvalue(p, end);
+        else if (n == 1 && *name == '*')
+            star = qvalue(p, end);
         p = *end ? end + 1 : end;
     }
     return gzip >= 0 ? gzip > 0 : star > 0;
@@ -143,18 +145,19 @@ static json_t *tenants_json(const tenant_counts *tc) {
     for (int i = 0; a && i < tc->n; i++) {
         const tenant_count *t = &tc->e[i];
         json_array_append_new(
-            a, json_pack("{ss sI sI sI sI sI s{sI sI sI}}", "name", t->name, "requests", (json_int_t)t->requests,
-                         "prompt_tokens", (json_int_t)t->prompt_tokens, "completion_tokens",
-                         (json_int_t)t->completion_tokens, "cached_tokens", (json_int_t)t->cached_tokens, "forbidden",
-                         (json_int_t)t->forbidden, "limited", "requests_per_minute",
-                         (json_int_t)t->limited[TENANT_LIMIT_RPM], "tokens_per_minute",
+            a, json_pack("{ss sI sI sI sI sI s{sI sI sI}}", "name", t->name, "requests",
+                         (json_int_t)t->requests, "prompt_tokens", (json_int_t)t->prompt_tokens,
+                         "completion_tokens", (json_int_t)t->completion_tokens, "cached_tokens",
+                         (json_int_t)t->cached_tokens, "forbidden", (json_int_t)t->forbidden, "limited",
+                         "requests_per_minute", (json_int_t)t->limited[TENANT_LIMIT_RPM], "tokens_per_minute",
                          (json_int_t)t->limited[TENANT_LIMIT_TPM], "tokens_per_day",
                          (json_int_t)t->limited[TENANT_LIMIT_TPD]));
     }
     return a;
 }
 
-char *web_stats_json(const sched_stats *st, const http_counts *hc, const tenant_counts *tc, const web_figures *f) {
+char *web_stats_json(const sched_stats *st, const http_counts *hc, const tenant_counts *tc,
+                     const web_figures *f) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     static const char *const reasons[] = {"running", "stop", "length", "deadline", "cancelled", "error"};
@@ -164,23 +167,21 @@ char *web_stats_json(const sched_stats *st, const http_counts *hc, const tenant_
     json_t *j = json_pack(
         "{sf sf s{sI sI sI si si si sI sI sI sI} s{si si si si si} s{so so so so} so so "
         "s{ss ss ss ss ss so sI sI si si} s{ss si ss sb sb ss sb}}",
-        "time", (double)now.tv_sec + now.tv_nsec * 1e-9, "uptime_s", f->uptime_s,
-        "engine", "generated_tokens", (json_int_t)st->generated_tokens, "prompt_tokens",
-        (json_int_t)st->prompt_tokens, "prompt_tokens_cached", (json_int_t)st->prompt_tokens_cached, "running",
-        st->running, "waiting", st->waiting, "n_parallel", st->n_parallel, "steps", (json_int_t)st->steps,
-        "batch_tokens", (json_int_t)st->batch_tokens, "preemptions", (json_int_t)st->preemptions,
-        "prefix_evictions", (json_int_t)st->prefix_evictions,
-        "kv", "total", st->kv_blocks_total, "free", st->kv_blocks_free, "used",
-        st->kv_blocks_total - st->kv_blocks_free, "cached", st->prefix_cached_blocks, "block_size",
-        st->kv_block_size,
-        "latency", "bounds", bounds_json(), "ttft", hist_json(&st->ttft), "itl", hist_json(&st->itl), "queue",
-        hist_json(&st->queue_time),
-        "finished", finished, "http", http_json(hc),
-        "model", "id", f->model_id, "name", f->model_name, "arch", f->arch, "weight_type", f->weight_type, "sha256",
-        f->sha256, "signer", f->signer ? json_string(f->signer) : json_null(), "n_params", (json_int_t)f->n_params,
-        "file_bytes", (json_int_t)f->file_bytes, "n_ctx", f->n_ctx, "n_vocab", f->n_vocab,
-        "system", "isa", f->isa, "threads", f->threads, "region", f->region, "sandbox_active", f->sandbox_active,
-        "egress_locked", f->egress_locked, "sandbox", f->sandbox, "auth_required", f->auth_required);
+        "time", (double)now.tv_sec + now.tv_nsec * 1e-9, "uptime_s", f->uptime_s, "engine",
+        "generated_tokens", (json_int_t)st->generated_tokens, "prompt_tokens", (json_int_t)st->prompt_tokens,
+        "prompt_tokens_cached", (json_int_t)st->prompt_tokens_cached, "running", st->running, "waiting",
+        st->waiting, "n_parallel", st->n_parallel, "steps", (json_int_t)st->steps, "batch_tokens",
+        (json_int_t)st->batch_tokens, "preemptions", (json_int_t)st->preemptions, "prefix_evictions",
+        (json_int_t)st->prefix_evictions, "kv", "total", st->kv_blocks_total, "free", st->kv_blocks_free,
+        "used", st->kv_blocks_total - st->kv_blocks_free, "cached", st->prefix_cached_blocks, "block_size",
+        st->kv_block_size, "latency", "bounds", bounds_json(), "ttft", hist_json(&st->ttft), "itl",
+        hist_json(&st->itl), "queue", hist_json(&st->queue_time), "finished", finished, "http", http_json(hc),
+        "model", "id", f->model_id, "name", f->model_name, "arch", f->arch, "weight_type", f->weight_type,
+        "sha256", f->sha256, "signer", f->signer ? json_string(f->signer) : json_null(), "n_params",
+        (json_int_t)f->n_params, "file_bytes", (json_int_t)f->file_bytes, "n_ctx", f->n_ctx, "n_vocab",
+        f->n_vocab, "system", "isa", f->isa, "threads", f->threads, "region", f->region, "sandbox_active",
+        f->sandbox_active, "egress_locked", f->egress_locked, "sandbox", f->sandbox, "auth_required",
+        f->auth_required);
     if (!j) return NULL;
     json_object_set_new(j, "admin", json_boolean(f->admin));
     if (f->admin && tc) json_object_set_new(j, "tenants", tenants_json(tc));

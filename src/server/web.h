@@ -58,11 +58,11 @@ typedef struct web_figures {
     int32_t n_ctx, n_vocab;
     const char *isa; /* the kernel set in use */
     int32_t threads;
-    const char *region;      /* "" when the policy names none */
+    const char *region; /* "" when the policy names none */
     bool sandbox_active, egress_locked;
-    const char *sandbox;     /* the lockdown's summary, or "off" */
-    bool auth_required;      /* keys are needed for /v1 */
-    bool admin;              /* the caller holds an admin key: tenants are included */
+    const char *sandbox; /* the lockdown's summary, or "off" */
+    bool auth_required;  /* keys are needed for /v1 */
+    bool admin;          /* the caller holds an admin key: tenants are included */
     double uptime_s;
 } web_figures;
 
@@ -71,6 +71,7 @@ typedef struct web_figures {
  * "queue"} each with p50/p90/p99 and the raw buckets (the page takes windowed percentiles
  * from bucket deltas), "finished", "http": responses by status, "model", "system",
  * "tenants" (admin only)}. */
-char *web_stats_json(const sched_stats *st, const http_counts *hc, const tenant_counts *tc, const web_figures *f);
+char *web_stats_json(const sched_stats *st, const http_counts *hc, const tenant_counts *tc,
+                     const web_figures *f);
 
 #endif

@@ -9,12 +9,13 @@
 #include "test.h"
 
 static void assets_are_served_at_their_paths(void) {
-    const web_asset *chat = web_find("/"), *console = web_find("/console"), *css = web_find("/assets/style.css");
+    const web_asset *chat = web_find("/"), *console = web_find("/console"),
+                    *css = web_find("/assets/style.css");
     CHECK(chat && console && css);
     if (!chat || !console || !css) return;
     CHECK_STREQ(chat->content_type, "text/html; charset=utf-8");
     CHECK_STREQ(css->content_type, "text/css; charset=utf-8");
-    CHECK(chat->len > 0 && chat->data[chat->len] == 0);            /* NUL after the bytes */
+    CHECK(chat->len > 0 && chat->data[chat->len] == 0);                     /* NUL after the bytes */
     CHECK(chat->gz_len > 18 && chat->gz[0] == 0x1f && chat->gz[1] == 0x8b); /* gzip magic */
     CHECK(strlen(chat->etag) == 18 && chat->etag[0] == '"' && chat->etag[17] == '"');
     CHECK(strcmp(chat->etag, console->etag) != 0);
@@ -39,10 +40,10 @@ static void gzip_only_when_accepted(void) {
     CHECK(!web_accepts_gzip("gzip;q=0"));
     CHECK(!web_accepts_gzip("gzip;q=0.000"));
     CHECK(!web_accepts_gzip("*;q=0"));
-    CHECK(!web_accepts_gzip("gzip;q=0, *"));   /* an explicit gzip entry wins over * */
+    CHECK(!web_accepts_gzip("gzip;q=0, *")); /* an explicit gzip entry wins over * */
     CHECK(!web_accepts_gzip("x-gzip2"));
     CHECK(!web_accepts_gzip("gzipx"));
-    CHECK(!web_accepts_gzip("gzip;q=abc"));    /* nonsense q: refused */
+    CHECK(!web_accepts_gzip("gzip;q=abc")); /* nonsense q: refused */
 }
 
 static void etags_match_weakly(void) {
@@ -63,11 +64,11 @@ static void etags_match_weakly(void) {
 
 static void percentiles_interpolate_inside_buckets(void) {
     sched_hist h = {0};
-    CHECK(web_hist_quantile(&h, 0.5) < 0); /* empty */
-    h.count[0] = 2; /* (0, 0.001] */
-    h.count[1] = 2; /* (0.001, 0.0025] */
-    CHECK_NEAR(web_hist_quantile(&h, 0.5), 0.001, 1e-12);           /* rank 2: the end of bucket 0 */
-    CHECK_NEAR(web_hist_quantile(&h, 0.25), 0.0005, 1e-12);         /* rank 1: half of bucket 0 */
+    CHECK(web_hist_quantile(&h, 0.5) < 0);                               /* empty */
+    h.count[0] = 2;                                                      /* (0, 0.001] */
+    h.count[1] = 2;                                                      /* (0.001, 0.0025] */
+    CHECK_NEAR(web_hist_quantile(&h, 0.5), 0.001, 1e-12);                /* rank 2: the end of bucket 0 */
+    CHECK_NEAR(web_hist_quantile(&h, 0.25), 0.0005, 1e-12);              /* rank 1: half of bucket 0 */
     CHECK_NEAR(web_hist_quantile(&h, 0.9), 0.001 + 0.0015 * 0.8, 1e-12); /* rank 3.6 */
     CHECK_NEAR(web_hist_quantile(&h, 1.0), 0.0025, 1e-12);
     sched_hist inf = {0};
@@ -96,8 +97,17 @@ static void stats_json_is_complete(void) {
     tenant_count *t = tenant_count_get(&tc, "acme \"quoted\"");
     CHECK(t != NULL);
     if (t) t->requests = 9;
-    web_figures f = {.model_id = "m", .model_name = "", .arch = "llama", .weight_type = "Q4_0", .sha256 = "",
-                     .signer = NULL, .isa = "avx2", .threads = 2, .region = "", .sandbox = "off", .admin = false};
+    web_figures f = {.model_id = "m",
+                     .model_name = "",
+                     .arch = "llama",
+                     .weight_type = "Q4_0",
+                     .sha256 = "",
+                     .signer = NULL,
+                     .isa = "avx2",
+                     .threads = 2,
+                     .region = "",
+                     .sandbox = "off",
+                     .admin = false};
     for (int admin = 0; admin < 2; admin++) {
         f.admin = admin;
         char *s = web_stats_json(&st, &hc, &tc, &f);
@@ -106,7 +116,8 @@ static void stats_json_is_complete(void) {
         json_t *j = s ? json_loads(s, 0, &err) : NULL;
         CHECK(j != NULL);
         if (j) {
-            CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "engine"), "generated_tokens")), 1234);
+            CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "engine"), "generated_tokens")),
+                     1234);
             CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "kv"), "used")), 40);
             CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "http"), "200")), 2);
             CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "http"), "429")), 1);
@@ -114,11 +125,13 @@ static void stats_json_is_complete(void) {
             CHECK(json_is_null(json_object_get(json_object_get(j, "model"), "signer")));
             const json_t *ttft = json_object_get(json_object_get(j, "latency"), "ttft");
             CHECK_NEAR(json_real_value(json_object_get(ttft, "p50")), 0.0025 + 0.0025 * 0.5, 1e-9);
-            CHECK(json_is_null(json_object_get(json_object_get(json_object_get(j, "latency"), "itl"), "p50")));
+            CHECK(
+                json_is_null(json_object_get(json_object_get(json_object_get(j, "latency"), "itl"), "p50")));
             const json_t *ten = json_object_get(j, "tenants");
             CHECK(admin ? json_array_size(ten) == 1 : ten == NULL);
             if (admin && ten)
-                CHECK_STREQ(json_string_value(json_object_get(json_array_get(ten, 0), "name")), "acme \"quoted\"");
+                CHECK_STREQ(json_string_value(json_object_get(json_array_get(ten, 0), "name")),
+                            "acme \"quoted\"");
         }
         json_decref(j);
         free(s);
