@@ -262,6 +262,10 @@ async function consolePage(browser) {
   figures.console_distinct_paths = seen.size;
   check(seen.size >= 4, "the tokens/s chart moved while the load ran (" + seen.size + " distinct paths)");
   check(maxRate > 0 && maxRunning >= 1, "the charts show tokens/s > 0 and running requests (" + maxRate + ", " + maxRunning + ")");
+  // an error appears as its own series on the errors chart
+  check((await page.$$('[data-chart="errors"]')).length === 0, "no errors chart before any error");
+  await fetch(base + "/no-such-page");
+  await page.waitForSelector('[data-chart="errors"] [data-series="404"]', { timeout: 10000 }).catch(() => failures.push("the errors chart shows a 404 series"));
   const lat = await page.$$eval('[data-chart="ttft"] output', (os) => os.map((o) => o.textContent));
   check(lat.some((t) => /ms$/.test(t)), "TTFT percentiles shown: " + lat);
   await page.screenshot({ path: outDir + "/web-console.png", fullPage: true });
