@@ -109,6 +109,7 @@ def test_served_assets():
         check(st == 405 and h.get("allow") == "GET", "POST / is 405")
         check(s.get("/assets/none.js")[0] == 404, "an unknown asset is 404")
         check(s.get("/assets/../console.html")[0] == 404, "no path walking")
+    check(s.proc.returncode == 0, "the server stopped cleanly (exit %r)" % s.proc.returncode)
 
 
 def quantile(bounds, counts, q):

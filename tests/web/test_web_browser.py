@@ -53,6 +53,9 @@ def main():
                             os.path.join(ROOT, "bench", "loadgen.py"), "http://%s:%d" % (k.host, k.port), user, admin],
                            capture_output=True, text=True, timeout=300)
         took = time.time() - t0
+    check(s.proc.returncode == 0 and k.proc.returncode == 0,
+          "both servers stopped cleanly (exit %r, %r; a sanitizer report exits non-zero)"
+          % (s.proc.returncode, k.proc.returncode))
     out = r.stdout.strip().splitlines()
     res = json.loads(out[-1]) if out and out[-1].startswith("{") else None
     if not check(res is not None, "browser.mjs printed its result (rc %d): %s %s" % (r.returncode, r.stdout[-1500:],
