@@ -80,6 +80,8 @@ async function chat(browser) {
   await page.waitForSelector("#model option", { timeout: 30000 });
   const model = await page.$eval("#model", (s) => s.value);
   check(model.length > 0, "the model picker lists the served model");
+  const shown = (sel) => page.$eval(sel, (e) => getComputedStyle(e).display !== "none");
+  check(!(await shown("#key-row")) && (await shown("#send")) && !(await shown("#stop")), "an open server: no API-key field, Send shown, Stop hidden");
 
   // 1. a prompt typed and sent with Enter; the answer appears delta by delta
   await setField(page, "#temperature", "0");
@@ -133,6 +135,7 @@ async function chat(browser) {
   await page.keyboard.press("Enter");
   await waitFor(async () => (await page.$eval("#conversation .msg.assistant:last-child .body", (b) => b.textContent.length)) > 30, 20000, "the long answer to start");
   check(await running(page), "the long answer is still streaming when stop is pressed");
+  check((await page.$eval("#send", (e) => getComputedStyle(e).display)) === "none", "Send is hidden while an answer streams");
   await page.click("#stop");
   const after = await waitFor(async () => {
     const s = await stats();
@@ -148,8 +151,8 @@ async function chat(browser) {
   // 3. reload: the history is there
   await page.reload({ waitUntil: "load" });
   await page.waitForSelector("#conversation .msg");
-  const shown = await page.$$eval("#conversation .msg", (ms) => ms.map((m) => m.className));
-  check(shown.length === 4 && shown[0].includes("user") && shown[3].includes("assistant"), "after a reload the 4 messages are shown: " + shown);
+  const msgs = await page.$$eval("#conversation .msg", (ms) => ms.map((m) => m.className));
+  check(msgs.length === 4 && msgs[0].includes("user") && msgs[3].includes("assistant"), "after a reload the 4 messages are shown: " + msgs);
   const firstUser = await page.$eval("#conversation .msg.user .body", (b) => b.textContent);
   check(firstUser === "Once upon a time", "the reloaded history shows the first prompt");
 
@@ -294,7 +297,7 @@ async function keyed(browser) {
   const kOrigin = new URL(keyedBase).origin;
   const page = await openPage(browser, {}, kOrigin);
   await page.goto(keyedBase + "/", { waitUntil: "load" });
-  await waitFor(() => page.$eval("#key-row", (r) => !r.hidden), 20000, "the API-key field");
+  await waitFor(() => page.$eval("#key-row", (r) => getComputedStyle(r).display !== "none"), 20000, "the API-key field");
   const st = await page.$eval("#status", (e) => e.textContent);
   check(/needs an API key/.test(st), "the chat says the server needs a key: " + st);
   check((await page.$$("#model option")).length === 0, "no models before the key");
