@@ -16,7 +16,7 @@ fi
 if [ "${1:-build}" = test ] || [ "${1:-build}" = deb ]; then
   need+=(help2man dpkg-dev) # make deb: the man page from sov --help; CPack's DEB generator (dpkg-shlibdeps)
 fi
-[ "${1:-build}" = test ] && need+=(systemd strace) # tests/deploy: systemd-analyze security, the unit's syscall filter
+[ "${1:-build}" = test ] && need+=(systemd strace python3-yaml) # tests/deploy: systemd-analyze security, the unit's syscall filter, the k8s manifests
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
