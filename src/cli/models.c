@@ -13,29 +13,30 @@
 #include "cli/cli.h"
 #include "gguf/gguf.h"
 #include "model/digest_cache.h"
-#include "quant/quant.h"
 #include "pull/pull.h"
+#include "quant/quant.h"
 #include "sign/sign.h"
 
 static void help(FILE *f) {
-    fprintf(f,
-            "usage: sov models [DIR] [--trusted-keys DIR] [--state-dir DIR] [--hash] [--json]\n\n"
-            "Lists the GGUF models in DIR (default: models): name, architecture, file type, size,\n"
-            "SHA-256 and signature. The hash comes from the digest cache in the state folder\n"
-            "(" CLI_DIGEST_CACHE_FILE ", written by sov serve; --state-dir, default $HOME/.local/state/sov),\n"
-            "else '-' unless --hash computes it. Signatures (MODEL.gguf.sig) are checked against\n"
-            "--trusted-keys DIR when given (which needs the hash), else only named.\n"
-            "Unfinished downloads (DIR/" PULL_PARTIAL_DIR ") are not models and are not listed.\n");
+    fprintf(f, "usage: sov models [DIR] [--trusted-keys DIR] [--state-dir DIR] [--hash] [--json]\n\n"
+               "Lists the GGUF models in DIR (default: models): name, architecture, file type, size,\n"
+               "SHA-256 and signature. The hash comes from the digest cache in the state folder\n"
+               "(" CLI_DIGEST_CACHE_FILE
+               ", written by sov serve; --state-dir, default $HOME/.local/state/sov),\n"
+               "else '-' unless --hash computes it. Signatures (MODEL.gguf.sig) are checked against\n"
+               "--trusted-keys DIR when given (which needs the hash), else only named.\n"
+               "Unfinished downloads (DIR/" PULL_PARTIAL_DIR ") are not models and are not listed.\n");
 }
 
 /* llama.cpp's general.file_type numbering (include/llama.h, LLAMA_FTYPE_*) */
 static const char *file_type_name(uint32_t t) {
     static const char *const names[] = {
-        [0] = "F32",      [1] = "F16",     [2] = "Q4_0",     [3] = "Q4_1",    [7] = "Q8_0",    [8] = "Q5_0",
-        [9] = "Q5_1",     [10] = "Q2_K",   [11] = "Q3_K_S",  [12] = "Q3_K_M", [13] = "Q3_K_L", [14] = "Q4_K_S",
-        [15] = "Q4_K_M",  [16] = "Q5_K_S", [17] = "Q5_K_M",  [18] = "Q6_K",   [19] = "IQ2_XXS", [20] = "IQ2_XS",
-        [21] = "Q2_K_S",  [22] = "IQ3_XS", [23] = "IQ3_XXS", [24] = "IQ1_S",  [25] = "IQ4_NL", [26] = "IQ3_S",
-        [27] = "IQ3_M",   [28] = "IQ2_S",  [29] = "IQ2_M",   [30] = "IQ4_XS", [31] = "IQ1_M",  [32] = "BF16",
+        [0] = "F32",      [1] = "F16",      [2] = "Q4_0",    [3] = "Q4_1",    [7] = "Q8_0",
+        [8] = "Q5_0",     [9] = "Q5_1",     [10] = "Q2_K",   [11] = "Q3_K_S", [12] = "Q3_K_M",
+        [13] = "Q3_K_L",  [14] = "Q4_K_S",  [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",
+        [18] = "Q6_K",    [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S", [22] = "IQ3_XS",
+        [23] = "IQ3_XXS", [24] = "IQ1_S",   [25] = "IQ4_NL", [26] = "IQ3_S",  [27] = "IQ3_M",
+        [28] = "IQ2_S",   [29] = "IQ2_M",   [30] = "IQ4_XS", [31] = "IQ1_M",  [32] = "BF16",
         [36] = "TQ1_0",   [37] = "TQ2_0",
     };
     return t < sizeof names / sizeof names[0] && names[t] ? names[t] : NULL;
@@ -65,7 +66,8 @@ static void describe(const char *dir, const char *name, const char *cache, const
         snprintf(e->arch, sizeof e->arch, "?");
         snprintf(e->type, sizeof e->type, "?");
     } else {
-        if (!gguf_get_cstr(f, "general.architecture", e->arch, sizeof e->arch)) snprintf(e->arch, sizeof e->arch, "?");
+        if (!gguf_get_cstr(f, "general.architecture", e->arch, sizeof e->arch))
+            snprintf(e->arch, sizeof e->arch, "?");
         uint32_t ft;
         const char *tn = gguf_get_u32(f, "general.file_type", &ft) ? file_type_name(ft) : NULL;
         if (!tn && f->n_tensors) { /* the type of most bytes */
@@ -93,13 +95,16 @@ static void describe(const char *dir, const char *name, const char *cache, const
     } else if (st) {
         snprintf(e->signature, sizeof e->signature, "malformed signature file");
     } else if (!trust) {
-        snprintf(e->signature, sizeof e->signature, "signed by key %s (not checked: no --trusted-keys)", rec.key_id);
+        snprintf(e->signature, sizeof e->signature, "signed by key %s (not checked: no --trusted-keys)",
+                 rec.key_id);
     } else {
         char why[1024];
         sign_verdict v = sign_check_before_load(trust, path, NULL, &rec, why, sizeof why);
         if (v == SIGN_OK) v = sign_check_after_load(&rec, path, e->sha256, e->size, why, sizeof why);
-        if (v == SIGN_OK) snprintf(e->signature, sizeof e->signature, "good, key %s", rec.key_id);
-        else snprintf(e->signature, sizeof e->signature, "%s", sign_verdict_name(v));
+        if (v == SIGN_OK)
+            snprintf(e->signature, sizeof e->signature, "good, key %s", rec.key_id);
+        else
+            snprintf(e->signature, sizeof e->signature, "%s", sign_verdict_name(v));
     }
 }
 
@@ -131,7 +136,8 @@ int cmd_models(int argc, char **argv) {
     if (bad) return 2;
     if (!dir) dir = "models";
     sign_trust *trust = NULL;
-    if (trusted && sign_trust_load_dir(trusted, &trust) != SOV_OK) return cli_status_error("models", SOV_ERR_ARG);
+    if (trusted && sign_trust_load_dir(trusted, &trust) != SOV_OK)
+        return cli_status_error("models", SOV_ERR_ARG);
     char sbuf[4096], cache[4096 + 64];
     const char *sd = cli_state_dir(NULL, state, sbuf, sizeof sbuf);
     if (sd) snprintf(cache, sizeof cache, "%s/" CLI_DIGEST_CACHE_FILE, sd);
@@ -157,14 +163,16 @@ int cmd_models(int argc, char **argv) {
     closedir(d);
     if (n) qsort(names, n, sizeof *names, by_name);
     json_t *arr = json ? json_array() : NULL;
-    if (!json) printf("%-40s %-10s %-8s %12s  %-64s  %s\n", "NAME", "ARCH", "TYPE", "BYTES", "SHA256", "SIGNATURE");
+    if (!json)
+        printf("%-40s %-10s %-8s %12s  %-64s  %s\n", "NAME", "ARCH", "TYPE", "BYTES", "SHA256", "SIGNATURE");
     for (size_t i = 0; i < n; i++) {
         entry e;
         describe(dir, names[i], sd ? cache : NULL, trust, hash, &e);
         if (json) {
-            json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s?, s:s, s:s?}", "name", e.name, "arch", e.arch, "type",
-                                  e.type, "bytes", (json_int_t)e.size, "sha256", e.sha256[0] ? e.sha256 : NULL,
-                                  "signature", e.signature, "error", e.error[0] ? e.error : NULL);
+            json_t *o =
+                json_pack("{s:s, s:s, s:s, s:I, s:s?, s:s, s:s?}", "name", e.name, "arch", e.arch, "type",
+                          e.type, "bytes", (json_int_t)e.size, "sha256", e.sha256[0] ? e.sha256 : NULL,
+                          "signature", e.signature, "error", e.error[0] ? e.error : NULL);
             if (o) json_array_append_new(arr, o);
         } else {
             printf("%-40s %-10s %-8s %12" PRIu64 "  %-64s  %s\n", e.name, e.arch, e.type, e.size,

@@ -11,24 +11,23 @@
 #include "pull/pull.h"
 
 static void help(FILE *f) {
-    fprintf(f,
-            "usage: sov pull SOURCE [-o DIR] [--endpoint URL] [--sha256 HEX] [--retries N]\n\n"
-            "Downloads a GGUF model from a Hugging Face-compatible hub (the public hub, or an\n"
-            "in-country mirror) into DIR, checks its SHA-256 against the hub's, then moves it in.\n\n"
-            "SOURCE:\n"
-            "  hf://ORG/REPO/FILE.gguf   that file of the repository\n"
-            "  ORG/REPO:QUANT            the repository's model file tagged QUANT (e.g. Q4_K_M)\n"
-            "  ORG/REPO                  its Q4_K_M model, else Q8_0, else the first GGUF\n\n"
-            "  -o, --output DIR     the models folder (default: models); the transfer is written to\n"
-            "                       DIR/" PULL_PARTIAL_DIR "/ and renamed only once its checksum matches\n"
-            "  --endpoint URL       the hub (default: $HF_ENDPOINT, else " PULL_DEFAULT_ENDPOINT ")\n"
-            "  --sha256 HEX         the expected SHA-256, when the hub states none\n"
-            "  --retries N          resume a dropped transfer N times (default 5); a run that still\n"
-            "                       fails keeps the partial file and the next run resumes it\n"
-            "  --timeout S          give up on a transfer stalled S seconds (default 60)\n\n"
-            "HF_TOKEN, when set, is sent as a bearer token (gated or private repositories).\n"
-            "Prints the model's path on stdout. Exit 0, 1 on failure (no such repository or file,\n"
-            "checksum mismatch, network), 2 on a usage error.\n");
+    fprintf(f, "usage: sov pull SOURCE [-o DIR] [--endpoint URL] [--sha256 HEX] [--retries N]\n\n"
+               "Downloads a GGUF model from a Hugging Face-compatible hub (the public hub, or an\n"
+               "in-country mirror) into DIR, checks its SHA-256 against the hub's, then moves it in.\n\n"
+               "SOURCE:\n"
+               "  hf://ORG/REPO/FILE.gguf   that file of the repository\n"
+               "  ORG/REPO:QUANT            the repository's model file tagged QUANT (e.g. Q4_K_M)\n"
+               "  ORG/REPO                  its Q4_K_M model, else Q8_0, else the first GGUF\n\n"
+               "  -o, --output DIR     the models folder (default: models); the transfer is written to\n"
+               "                       DIR/" PULL_PARTIAL_DIR "/ and renamed only once its checksum matches\n"
+               "  --endpoint URL       the hub (default: $HF_ENDPOINT, else " PULL_DEFAULT_ENDPOINT ")\n"
+               "  --sha256 HEX         the expected SHA-256, when the hub states none\n"
+               "  --retries N          resume a dropped transfer N times (default 5); a run that still\n"
+               "                       fails keeps the partial file and the next run resumes it\n"
+               "  --timeout S          give up on a transfer stalled S seconds (default 60)\n\n"
+               "HF_TOKEN, when set, is sent as a bearer token (gated or private repositories).\n"
+               "Prints the model's path on stdout. Exit 0, 1 on failure (no such repository or file,\n"
+               "checksum mismatch, network), 2 on a usage error.\n");
 }
 
 typedef struct bar {
@@ -41,7 +40,8 @@ typedef struct bar {
 static void human(double b, char *buf, size_t cap) {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int i = 0;
-    while (b >= 1024.0 && i < 4) b /= 1024.0, i++;
+    while (b >= 1024.0 && i < 4)
+        b /= 1024.0, i++;
     snprintf(buf, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
 }
 
@@ -67,11 +67,12 @@ static void on_progress(void *user, uint64_t have, uint64_t total, uint64_t got_
     }
     if (b->tty) {
         const int fill = pct < 0 ? 0 : pct / 4;
-        fprintf(stderr, "\r%s [%.*s%*s] %3d%% %s / %s  %s/s  ETA %s   ", b->name, fill, "=========================",
-                25 - fill, "", pct < 0 ? 0 : pct, hv, total ? tv : "?", rv, eta);
+        fprintf(stderr, "\r%s [%.*s%*s] %3d%% %s / %s  %s/s  ETA %s   ", b->name, fill,
+                "=========================", 25 - fill, "", pct < 0 ? 0 : pct, hv, total ? tv : "?", rv, eta);
         if (done) fputc('\n', stderr);
     } else {
-        fprintf(stderr, "%s: %d%% %s / %s, %s/s, ETA %s\n", b->name, pct < 0 ? 0 : pct, hv, total ? tv : "?", rv, eta);
+        fprintf(stderr, "%s: %d%% %s / %s, %s/s, ETA %s\n", b->name, pct < 0 ? 0 : pct, hv, total ? tv : "?",
+                rv, eta);
     }
     fflush(stderr);
 }
@@ -84,7 +85,8 @@ int cmd_pull(int argc, char **argv) {
         if (cli_flag(argv, &i, "--help") || cli_flag(argv, &i, "-h")) {
             help(stdout);
             return 0;
-        } else if (cli_opt_str(argc, argv, &i, "-o", &dir, &bad) || cli_opt_str(argc, argv, &i, "--output", &dir, &bad) ||
+        } else if (cli_opt_str(argc, argv, &i, "-o", &dir, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--output", &dir, &bad) ||
                    cli_opt_str(argc, argv, &i, "--endpoint", &endpoint, &bad) ||
                    cli_opt_str(argc, argv, &i, "--sha256", &sha, &bad) ||
                    cli_opt_int(argc, argv, &i, "--retries", &retries, &bad) ||
@@ -124,8 +126,8 @@ int cmd_pull(int argc, char **argv) {
     pull_result r;
     const sov_status st = pull_model(&src, dir, &o, &r);
     if (st) return cli_status_error("pull", st);
-    fprintf(stderr, "sov pull: %s: %llu bytes, sha256 %s verified%s\n", r.path, (unsigned long long)r.size, r.sha256,
-            r.attempts == 0 ? " (already present)" : "");
+    fprintf(stderr, "sov pull: %s: %llu bytes, sha256 %s verified%s\n", r.path, (unsigned long long)r.size,
+            r.sha256, r.attempts == 0 ? " (already present)" : "");
     printf("%s\n", r.path);
     return 0;
 }

@@ -3,9 +3,9 @@
  * resumption (Range), then the SHA-256 check and the rename into the models folder
  * (pull.h says the whole protocol). */
 #include <curl/curl.h>
-#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +55,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *user) {
     const size_t name_n = (size_t)(colon - buf);
     const char *value = colon + 1;
     const size_t value_n = len - name_n - 1;
-    if (name_n == 13 && strncasecmp(buf, "x-linked-etag", 13) == 0) pull_etag_sha256(value, value_n, x->linked_sha);
-    else if (name_n == 4 && strncasecmp(buf, "etag", 4) == 0) pull_etag_sha256(value, value_n, x->etag_sha);
+    if (name_n == 13 && strncasecmp(buf, "x-linked-etag", 13) == 0)
+        pull_etag_sha256(value, value_n, x->linked_sha);
+    else if (name_n == 4 && strncasecmp(buf, "etag", 4) == 0)
+        pull_etag_sha256(value, value_n, x->etag_sha);
     return len;
 }
 
@@ -69,7 +71,8 @@ static size_t on_body_mem(char *buf, size_t size, size_t n, void *user) {
     }
     if (x->mem_len + len + 1 > x->mem_cap) {
         size_t cap = x->mem_cap ? x->mem_cap * 2 : 64 * 1024;
-        while (cap < x->mem_len + len + 1) cap *= 2;
+        while (cap < x->mem_len + len + 1)
+            cap *= 2;
         char *p = realloc(x->mem, cap);
         if (!p) return 0;
         x->mem = p;
@@ -108,13 +111,15 @@ static size_t on_body_file(char *buf, size_t size, size_t n, void *user) {
     return len;
 }
 
-static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
     xfer *x = user;
     (void)ultotal, (void)ulnow;
     if (!x->opts->progress || x->fd < 0) return 0;
     uint64_t total = x->known_total;
     if (!total && dltotal > 0) total = x->resumed + (uint64_t)dltotal;
-    x->opts->progress(x->opts->progress_user, x->resumed + (uint64_t)dlnow, total, (uint64_t)dlnow, elapsed(&x->t0));
+    x->opts->progress(x->opts->progress_user, x->resumed + (uint64_t)dlnow, total, (uint64_t)dlnow,
+                      elapsed(&x->t0));
     return 0;
 }
 
@@ -191,7 +196,8 @@ static const char *http_what(long status) {
 }
 
 /* The tree listing of src->repo. */
-static sov_status get_tree(const char *endpoint, const pull_source *src, const pull_opts *o, pull_tree *tree) {
+static sov_status get_tree(const char *endpoint, const pull_source *src, const pull_opts *o,
+                           pull_tree *tree) {
     char rest[PULL_REPO_MAX + 64];
     snprintf(rest, sizeof rest, "api/models/%s/tree/main?recursive=true", src->repo);
     char *url = pull_url(endpoint, rest);
@@ -199,11 +205,16 @@ static sov_status get_tree(const char *endpoint, const pull_source *src, const p
     xfer x = {.opts = o, .fd = -1};
     const CURLcode rc = request(url, &x, false, 0);
     sov_status st = SOV_OK;
-    if (x.too_big) st = sov_fail(SOV_ERR_FORMAT, "%s: the tree listing is larger than %d bytes", url, PULL_TREE_MAX);
-    else if (rc != CURLE_OK) st = sov_fail(SOV_ERR_IO, "%s: %s", url, curl_easy_strerror(rc));
-    else if (x.status == 404) st = sov_fail(SOV_ERR_NOT_FOUND, "no such repository: %s on %s", src->repo, endpoint);
-    else if (x.status != 200) st = sov_fail(SOV_ERR_IO, "%s: HTTP %ld, %s", url, x.status, http_what(x.status));
-    else st = pull_tree_parse(x.mem ? x.mem : "", x.mem_len, tree);
+    if (x.too_big)
+        st = sov_fail(SOV_ERR_FORMAT, "%s: the tree listing is larger than %d bytes", url, PULL_TREE_MAX);
+    else if (rc != CURLE_OK)
+        st = sov_fail(SOV_ERR_IO, "%s: %s", url, curl_easy_strerror(rc));
+    else if (x.status == 404)
+        st = sov_fail(SOV_ERR_NOT_FOUND, "no such repository: %s on %s", src->repo, endpoint);
+    else if (x.status != 200)
+        st = sov_fail(SOV_ERR_IO, "%s: HTTP %ld, %s", url, x.status, http_what(x.status));
+    else
+        st = pull_tree_parse(x.mem ? x.mem : "", x.mem_len, tree);
     free(x.mem);
     free(url);
     return st;
@@ -211,11 +222,13 @@ static sov_status get_tree(const char *endpoint, const pull_source *src, const p
 
 static sov_status mkdir_p(const char *dir) {
     char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return sov_fail(SOV_ERR_ARG, "path too long: %s", dir);
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return sov_fail(SOV_ERR_ARG, "path too long: %s", dir);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sov_fail(SOV_ERR_IO, "%s: %s", buf, strerror(errno));
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return sov_fail(SOV_ERR_IO, "%s: %s", buf, strerror(errno));
         *p = '/';
     }
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sov_fail(SOV_ERR_IO, "%s: %s", buf, strerror(errno));
@@ -234,11 +247,10 @@ static bool read_small(const char *path, char *buf, size_t cap) {
 
 static sov_status write_small(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
-    if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
-        if (f) fclose(f);
-        return sov_fail(SOV_ERR_IO, "%s: %s", path, strerror(errno));
-    }
-    return SOV_OK;
+    if (!f) return sov_fail(SOV_ERR_IO, "%s: %s", path, strerror(errno));
+    const bool wrote = fprintf(f, "%s\n", text) >= 0;
+    const bool closed = fclose(f) == 0; /* once, whatever fprintf did */
+    return wrote && closed ? SOV_OK : sov_fail(SOV_ERR_IO, "%s: %s", path, strerror(errno));
 }
 
 static sov_status fsync_path(const char *path, int flags) {
@@ -268,7 +280,8 @@ static sov_status download(const char *url, const char *part, const pull_file *f
         res->resumed_from = have;
         const CURLcode rc = request(url, &x, false, have);
         const int close_rc = close(fd);
-        if (x.write_failed || close_rc != 0) return sov_fail(SOV_ERR_IO, "%s: write failed: %s", part, strerror(errno));
+        if (x.write_failed || close_rc != 0)
+            return sov_fail(SOV_ERR_IO, "%s: write failed: %s", part, strerror(errno));
         if (x.status == 404) return sov_fail(SOV_ERR_NOT_FOUND, "no such file: %s", url);
         if (x.status == 416 && have > 0 && !f->has_size) return SOV_OK; /* nothing after what we have */
         if (x.status == 416) {
@@ -280,12 +293,14 @@ static sov_status download(const char *url, const char *part, const pull_file *f
         }
         if (attempt >= tries) {
             stat(part, &sb);
-            return sov_fail(SOV_ERR_IO, "transfer interrupted (%s) with %lld bytes kept in %s; run the same sov pull again to resume",
-                            rc ? curl_easy_strerror(rc) : "short body", (long long)sb.st_size, part);
+            return sov_fail(
+                SOV_ERR_IO,
+                "transfer interrupted (%s) with %lld bytes kept in %s; run the same sov pull again to resume",
+                rc ? curl_easy_strerror(rc) : "short body", (long long)sb.st_size, part);
         }
         stat(part, &sb);
-        notice(o, "transfer interrupted at %lld bytes (%s); resuming (attempt %d of %d)", (long long)sb.st_size,
-               rc ? curl_easy_strerror(rc) : "short body", attempt + 1, tries);
+        notice(o, "transfer interrupted at %lld bytes (%s); resuming (attempt %d of %d)",
+               (long long)sb.st_size, rc ? curl_easy_strerror(rc) : "short body", attempt + 1, tries);
         struct timespec wait = {.tv_sec = 0, .tv_nsec = 200000000L * attempt};
         if (wait.tv_nsec >= 1000000000L) wait = (struct timespec){.tv_sec = 1};
         nanosleep(&wait, NULL);
@@ -298,7 +313,8 @@ static sov_status expected_sha(const char *url, const pull_file *f, const pull_o
         if (!pull_etag_sha256(o->sha256, strlen(o->sha256), hex))
             return sov_fail(SOV_ERR_ARG, "--sha256 '%s' is not 64 hex digits", o->sha256);
         if (f->sha256[0] && strcmp(f->sha256, hex) != 0)
-            return sov_fail(SOV_ERR_ARG, "--sha256 %s differs from the hub's %s for %s", hex, f->sha256, f->path);
+            return sov_fail(SOV_ERR_ARG, "--sha256 %s differs from the hub's %s for %s", hex, f->sha256,
+                            f->path);
         return SOV_OK;
     }
     if (f->sha256[0]) {
@@ -312,14 +328,16 @@ static sov_status expected_sha(const char *url, const pull_file *f, const pull_o
     if (x.status != 200) return sov_fail(SOV_ERR_IO, "%s: HTTP %ld, %s", url, x.status, http_what(x.status));
     const char *h = x.linked_sha[0] ? x.linked_sha : x.etag_sha;
     if (!h[0])
-        return sov_fail(SOV_ERR_ARG, "the hub states no SHA-256 for %s (no lfs.oid, X-Linked-Etag or ETag); "
-                        "give it with --sha256 HEX", f->path);
+        return sov_fail(SOV_ERR_ARG,
+                        "the hub states no SHA-256 for %s (no lfs.oid, X-Linked-Etag or ETag); "
+                        "give it with --sha256 HEX",
+                        f->path);
     memcpy(hex, h, 65);
     return SOV_OK;
 }
 
-static sov_status pull_file_into(const char *endpoint, const pull_source *src, const pull_file *f, const char *dir,
-                                 const pull_opts *o, pull_result *res) {
+static sov_status pull_file_into(const char *endpoint, const pull_source *src, const pull_file *f,
+                                 const char *dir, const pull_opts *o, pull_result *res) {
     const char *base = strrchr(f->path, '/');
     base = base ? base + 1 : f->path;
     char rest[PULL_REPO_MAX + PULL_PATH_MAX + 32];
@@ -342,7 +360,8 @@ static sov_status pull_file_into(const char *endpoint, const pull_source *src, c
         uint64_t size;
         st = sign_file_sha256(res->path, have, &size);
         if (!st && strcmp(have, want) != 0)
-            st = sov_fail(SOV_ERR_ARG, "%s exists with other contents (sha256 %s, the hub's is %s); move it away first",
+            st = sov_fail(SOV_ERR_ARG,
+                          "%s exists with other contents (sha256 %s, the hub's is %s); move it away first",
                           res->path, have, want);
         if (!st) {
             memcpy(res->sha256, have, 65);
@@ -351,7 +370,8 @@ static sov_status pull_file_into(const char *endpoint, const pull_source *src, c
         goto done;
     }
     if ((st = mkdir_p(dir)) || (st = mkdir_p(partdir))) goto done;
-    if (read_small(meta, old, sizeof old) && strcmp(old, want) != 0) unlink(part); /* another version's bytes */
+    if (read_small(meta, old, sizeof old) && strcmp(old, want) != 0)
+        unlink(part); /* another version's bytes */
     if ((st = write_small(meta, want))) goto done;
     st = download(url, part, f, o, res);
     if (st) {
@@ -365,8 +385,10 @@ static sov_status pull_file_into(const char *endpoint, const pull_source *src, c
         unlink(part);
         unlink(meta);
         rmdir(partdir);
-        st = sov_fail(SOV_ERR_FORMAT, "checksum mismatch for %s: the hub states sha256 %s, the download has %s "
-                      "(%llu bytes); the download was deleted", f->path, want, got, (unsigned long long)size);
+        st = sov_fail(SOV_ERR_FORMAT,
+                      "checksum mismatch for %s: the hub states sha256 %s, the download has %s "
+                      "(%llu bytes); the download was deleted",
+                      f->path, want, got, (unsigned long long)size);
         goto done;
     }
     if ((st = fsync_path(part, O_RDONLY))) goto done;
@@ -393,12 +415,16 @@ sov_status pull_model(const pull_source *src, const char *dir, const pull_opts *
     pull_tree tree;
     sov_status st = get_tree(endpoint, src, opts, &tree);
     if (!st) {
-        const pull_file *f = src->path[0] ? pull_tree_find(&tree, src->path) : pull_tree_pick(&tree, src->quant);
-        if (!f && src->path[0]) st = sov_fail(SOV_ERR_NOT_FOUND, "no such file: %s in %s", src->path, src->repo);
+        const pull_file *f =
+            src->path[0] ? pull_tree_find(&tree, src->path) : pull_tree_pick(&tree, src->quant);
+        if (!f && src->path[0])
+            st = sov_fail(SOV_ERR_NOT_FOUND, "no such file: %s in %s", src->path, src->repo);
         else if (!f && src->quant[0])
             st = sov_fail(SOV_ERR_NOT_FOUND, "no GGUF model tagged %s in %s", src->quant, src->repo);
-        else if (!f) st = sov_fail(SOV_ERR_NOT_FOUND, "no GGUF model in %s", src->repo);
-        else st = pull_file_into(endpoint, src, f, dir, opts, out);
+        else if (!f)
+            st = sov_fail(SOV_ERR_NOT_FOUND, "no GGUF model in %s", src->repo);
+        else
+            st = pull_file_into(endpoint, src, f, dir, opts, out);
         pull_tree_free(&tree);
     }
     curl_global_cleanup();

@@ -10,9 +10,7 @@
 #include "core/status.h"
 #include "pull/pull.h"
 
-static bool name_char(char c) {
-    return isalnum((unsigned char)c) || c == '.' || c == '_' || c == '-';
-}
+static bool name_char(char c) { return isalnum((unsigned char)c) || c == '.' || c == '_' || c == '-'; }
 
 /* One ORG or REPO name: 1..96 of [A-Za-z0-9._-], not "." or "..", not starting with '-'. */
 static bool repo_part_ok(const char *s, size_t n) {
@@ -31,7 +29,8 @@ bool pull_path_ok(const char *path) {
         const char c = path[i];
         if (c == '/' || c == '\0') {
             const char *s = path + i - seg;
-            if (seg == 0 || (seg == 1 && s[0] == '.') || (seg == 2 && s[0] == '.' && s[1] == '.')) return false;
+            if (seg == 0 || (seg == 1 && s[0] == '.') || (seg == 2 && s[0] == '.' && s[1] == '.'))
+                return false;
             seg = 0;
             continue;
         }
@@ -50,9 +49,11 @@ sov_status pull_source_parse(const char *text, pull_source *out) {
     memset(out, 0, sizeof *out);
     const char *s = text;
     const bool hf = strncmp(s, "hf://", 5) == 0;
-    if (hf) s += 5;
+    if (hf)
+        s += 5;
     else if (strstr(s, "://"))
-        return sov_fail(SOV_ERR_ARG, "source '%s': only hf://ORG/REPO[/FILE.gguf] and ORG/REPO[:QUANT] are known", text);
+        return sov_fail(SOV_ERR_ARG,
+                        "source '%s': only hf://ORG/REPO[/FILE.gguf] and ORG/REPO[:QUANT] are known", text);
     const char *slash = strchr(s, '/');
     if (!slash) return sov_fail(SOV_ERR_ARG, "source '%s' names no repository: expected ORG/REPO", text);
     const char *org = s;
@@ -60,24 +61,29 @@ sov_status pull_source_parse(const char *text, pull_source *out) {
     const char *repo = slash + 1;
     size_t repo_n = strcspn(repo, "/:");
     if (!repo_part_ok(org, org_n) || !repo_part_ok(repo, repo_n))
-        return sov_fail(SOV_ERR_ARG, "source '%s': ORG and REPO are 1-96 of letters, digits, '.', '_', '-'", text);
+        return sov_fail(SOV_ERR_ARG, "source '%s': ORG and REPO are 1-96 of letters, digits, '.', '_', '-'",
+                        text);
     memcpy(out->repo, org, org_n + 1 + repo_n);
     out->repo[org_n + 1 + repo_n] = '\0';
     const char *rest = repo + repo_n;
     if (*rest == ':') {
         const char *q = rest + 1;
         const size_t qn = strlen(q);
-        if (qn == 0 || qn > PULL_QUANT_MAX) return sov_fail(SOV_ERR_ARG, "source '%s': an empty or long QUANT tag", text);
+        if (qn == 0 || qn > PULL_QUANT_MAX)
+            return sov_fail(SOV_ERR_ARG, "source '%s': an empty or long QUANT tag", text);
         for (size_t i = 0; i < qn; i++)
             if (!isalnum((unsigned char)q[i]) && q[i] != '_')
-                return sov_fail(SOV_ERR_ARG, "source '%s': a QUANT tag is letters, digits and '_' (e.g. Q4_K_M)", text);
+                return sov_fail(SOV_ERR_ARG,
+                                "source '%s': a QUANT tag is letters, digits and '_' (e.g. Q4_K_M)", text);
         memcpy(out->quant, q, qn + 1);
     } else if (*rest == '/') {
         const char *p = rest + 1;
         if (!*p) return SOV_OK; /* hf://ORG/REPO/ */
         if (!pull_path_ok(p))
-            return sov_fail(SOV_ERR_ARG, "source '%s': the file path has characters or segments ('..') not allowed", text);
-        if (!ends_with_ci(p, ".gguf")) return sov_fail(SOV_ERR_ARG, "source '%s': sov pulls GGUF files (*.gguf)", text);
+            return sov_fail(SOV_ERR_ARG,
+                            "source '%s': the file path has characters or segments ('..') not allowed", text);
+        if (!ends_with_ci(p, ".gguf"))
+            return sov_fail(SOV_ERR_ARG, "source '%s': sov pulls GGUF files (*.gguf)", text);
         snprintf(out->path, sizeof out->path, "%s", p);
     } else if (*rest) {
         return sov_fail(SOV_ERR_ARG, "source '%s' is not ORG/REPO[:QUANT] or hf://ORG/REPO/FILE.gguf", text);
@@ -114,13 +120,15 @@ static sov_status parse_entry(json_t *e, size_t idx, pull_file *f, bool *keep) {
     json_t *path = json_object_get(e, "path");
     if (!json_is_string(path)) return sov_fail(SOV_ERR_FORMAT, "hub tree entry %zu has no string path", idx);
     const char *p = json_string_value(path);
-    if (strlen(p) != json_string_length(path) || !pull_path_ok(p)) return SOV_OK; /* never follow such a path */
+    if (strlen(p) != json_string_length(path) || !pull_path_ok(p))
+        return SOV_OK; /* never follow such a path */
     memset(f, 0, sizeof *f);
     sov_status st = size_of(json_object_get(e, "size"), &f->size, &f->has_size, idx);
     if (st) return st;
     json_t *lfs = json_object_get(e, "lfs");
     if (lfs && !json_is_null(lfs)) {
-        if (!json_is_object(lfs)) return sov_fail(SOV_ERR_FORMAT, "hub tree entry %zu: lfs is not an object", idx);
+        if (!json_is_object(lfs))
+            return sov_fail(SOV_ERR_FORMAT, "hub tree entry %zu: lfs is not an object", idx);
         json_t *oid = json_object_get(lfs, "oid");
         if (oid) {
             if (!json_is_string(oid) || !hex64(json_string_value(oid), json_string_length(oid), f->sha256))
@@ -137,10 +145,12 @@ static sov_status parse_entry(json_t *e, size_t idx, pull_file *f, bool *keep) {
 
 sov_status pull_tree_parse(const char *json, size_t len, pull_tree *out) {
     memset(out, 0, sizeof *out);
-    if (len > PULL_TREE_MAX) return sov_fail(SOV_ERR_FORMAT, "hub tree listing larger than %d bytes", PULL_TREE_MAX);
+    if (len > PULL_TREE_MAX)
+        return sov_fail(SOV_ERR_FORMAT, "hub tree listing larger than %d bytes", PULL_TREE_MAX);
     json_error_t err;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
-    if (!root) return sov_fail(SOV_ERR_FORMAT, "hub tree listing is not JSON (line %d: %s)", err.line, err.text);
+    if (!root)
+        return sov_fail(SOV_ERR_FORMAT, "hub tree listing is not JSON (line %d: %s)", err.line, err.text);
     sov_status st = SOV_OK;
     if (!json_is_array(root)) {
         st = sov_fail(SOV_ERR_FORMAT, "hub tree listing is not a JSON array");
@@ -168,7 +178,8 @@ done:
 }
 
 void pull_tree_free(pull_tree *t) {
-    for (size_t i = 0; i < t->n; i++) free(t->files[i].path);
+    for (size_t i = 0; i < t->n; i++)
+        free(t->files[i].path);
     free(t->files);
     t->files = NULL;
     t->n = 0;
@@ -225,8 +236,10 @@ const pull_file *pull_tree_pick(const pull_tree *t, const char *quant) {
 }
 
 bool pull_etag_sha256(const char *value, size_t len, char hex[65]) {
-    while (len && (*value == ' ' || *value == '\t')) value++, len--;
-    while (len && (value[len - 1] == ' ' || value[len - 1] == '\t' || value[len - 1] == '\r' || value[len - 1] == '\n'))
+    while (len && (*value == ' ' || *value == '\t'))
+        value++, len--;
+    while (len && (value[len - 1] == ' ' || value[len - 1] == '\t' || value[len - 1] == '\r' ||
+                   value[len - 1] == '\n'))
         len--;
     if (len >= 2 && value[0] == 'W' && value[1] == '/') value += 2, len -= 2;
     if (len >= 2 && value[0] == '"' && value[len - 1] == '"') value++, len -= 2;
@@ -235,7 +248,8 @@ bool pull_etag_sha256(const char *value, size_t len, char hex[65]) {
 
 char *pull_url(const char *endpoint, const char *rest) {
     size_t en = strlen(endpoint);
-    while (en && endpoint[en - 1] == '/') en--;
+    while (en && endpoint[en - 1] == '/')
+        en--;
     const size_t rn = strlen(rest);
     char *url = malloc(en + 1 + rn * 3 + 1);
     if (!url) return NULL;

@@ -38,19 +38,19 @@
 #define PULL_PARTIAL_DIR ".partial"
 
 enum {
-    PULL_REPO_MAX = 200,           /* bytes of ORG/REPO */
-    PULL_PATH_MAX = 1024,          /* bytes of a file's path in the repository */
-    PULL_QUANT_MAX = 32,           /* bytes of a quantisation tag */
-    PULL_TREE_MAX = 16 << 20,      /* bytes of a tree listing */
-    PULL_TREE_FILES_MAX = 100000,  /* entries of a tree listing */
+    PULL_REPO_MAX = 200,          /* bytes of ORG/REPO */
+    PULL_PATH_MAX = 1024,         /* bytes of a file's path in the repository */
+    PULL_QUANT_MAX = 32,          /* bytes of a quantisation tag */
+    PULL_TREE_MAX = 16 << 20,     /* bytes of a tree listing */
+    PULL_TREE_FILES_MAX = 100000, /* entries of a tree listing */
 };
 
 /* ---- sources and the hub's metadata (hub.c: no network) ---- */
 
 typedef struct pull_source {
-    char repo[PULL_REPO_MAX + 1];  /* "ORG/REPO" */
-    char path[PULL_PATH_MAX + 1];  /* the file in the repository, "" to pick by quant */
-    char quant[PULL_QUANT_MAX + 1];/* the tag to pick by, "" for the default order */
+    char repo[PULL_REPO_MAX + 1];   /* "ORG/REPO" */
+    char path[PULL_PATH_MAX + 1];   /* the file in the repository, "" to pick by quant */
+    char quant[PULL_QUANT_MAX + 1]; /* the tag to pick by, "" for the default order */
 } pull_source;
 
 /* Parses a source (the forms above). Errors: SOV_ERR_ARG with the reason in sov_last_error(). */
@@ -61,8 +61,8 @@ sov_status pull_source_parse(const char *text, pull_source *out);
 bool pull_path_ok(const char *path);
 
 typedef struct pull_file {
-    char *path;      /* in the repository (malloc'd) */
-    uint64_t size;   /* bytes, from lfs.size or size; 0 when unknown */
+    char *path;    /* in the repository (malloc'd) */
+    uint64_t size; /* bytes, from lfs.size or size; 0 when unknown */
     bool has_size;
     char sha256[65]; /* lowercase hex from lfs.oid, "" when the tree has none */
 } pull_file;
@@ -105,19 +105,19 @@ char *pull_url(const char *endpoint, const char *rest);
 typedef void (*pull_progress_fn)(void *user, uint64_t have, uint64_t total, uint64_t got_now, double seconds);
 
 typedef struct pull_opts {
-    const char *endpoint;  /* the hub, PULL_DEFAULT_ENDPOINT when NULL */
-    const char *token;     /* a bearer token (HF_TOKEN) or NULL */
-    const char *sha256;    /* the expected SHA-256 when the caller knows it, else NULL */
-    int retries;           /* resumed attempts after a dropped connection */
-    long timeout_s;        /* abort a transfer stalled this long (0: 60) */
+    const char *endpoint; /* the hub, PULL_DEFAULT_ENDPOINT when NULL */
+    const char *token;    /* a bearer token (HF_TOKEN) or NULL */
+    const char *sha256;   /* the expected SHA-256 when the caller knows it, else NULL */
+    int retries;          /* resumed attempts after a dropped connection */
+    long timeout_s;       /* abort a transfer stalled this long (0: 60) */
     pull_progress_fn progress;
     void *progress_user;
 } pull_opts;
 
 /* What a pull did. */
 typedef struct pull_result {
-    char path[4096];       /* the model's final path */
-    char sha256[65];       /* its verified SHA-256 */
+    char path[4096]; /* the model's final path */
+    char sha256[65]; /* its verified SHA-256 */
     uint64_t size;
     uint64_t resumed_from; /* bytes already present when the last attempt started */
     int attempts;          /* HTTP transfers of the file */

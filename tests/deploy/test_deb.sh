@@ -50,6 +50,16 @@ check 'dpkg-deb -f "$DEB" Depends | grep -q "libcurl4" && dpkg-deb -f "$DEB" Dep
   "Depends: shared libraries (dpkg-shlibdeps) and adduser"
 check '! dpkg-deb -c "$DEB" | grep -q "usr/local\|var/lib"' "nothing under /usr/local; state is made by postinst"
 
+# ---- 1b. make install's rules: PREFIX and DESTDIR, the unit following the prefix
+opt_before=$([ -e /opt/sov ] && echo present || echo absent)
+DESTDIR="$W/stage" cmake --install "$BUILD" --prefix /opt/sov >"$W/install.log" 2>&1 || { cat "$W/install.log"; exit 1; }
+check '[ -x "$W/stage/opt/sov/bin/sov" ] && [ -f "$W/stage/opt/sov/etc/sov/sov.conf" ] && [ -f "$W/stage/opt/sov/share/man/man1/sov.1.gz" ]' \
+  "cmake --install --prefix /opt/sov with DESTDIR: binary, config, man page staged"
+check 'grep -q "^ExecStart=/opt/sov/bin/sov serve" "$W/stage/opt/sov/lib/systemd/system/sov.service" &&
+  grep -q "^EnvironmentFile=/opt/sov/etc/sov/sov.conf" "$W/stage/opt/sov/lib/systemd/system/sov.service"' \
+  "the installed unit's paths follow the prefix"
+check '[ "$opt_before" = present ] || [ ! -e /opt/sov ]' "nothing installed outside DESTDIR"
+
 # ---- 2. the unpacked binary serves
 serve_and_check() { # ready-file, then the command; checks /health and one completion
   local ready=$1; shift

@@ -6,7 +6,8 @@
 3. Every system call `sov serve` makes while starting, serving a completion and shutting
    down (traced with strace) is one the unit's SystemCallFilter= allows, the filter expanded
    by systemd-analyze itself: the unit cannot break the server (nor its own seccomp/Landlock
-   lockdown). Skipped under the sanitizers (their run-time makes calls of its own).
+   lockdown), and it never connect()s over IP: serving touches no network. Skipped under
+   the sanitizers (their run-time makes calls of its own).
 Needs systemd-analyze (exit 77 without); part 3 needs strace."""
 import os
 import re
@@ -135,10 +136,13 @@ def test_sov_serve_stays_inside_the_filter():
             os.kill(int(k), 9)
         p.wait(timeout=10)
     used = set()
+    outbound = [ln.strip() for ln in open(trace) if re.search(r"\bconnect\(\d+, \{sa_family=AF_INET6?\b", ln)]
+    check(not outbound, "sov serve opened no IP connection (it never touches the network): %s" % outbound[:3])
     for line in open(trace):
         m = re.match(r"\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", line)
         if m and m.group(1) not in ("exited", "killed", "resumed"):
             used.add(m.group(1))
+    check("seccomp" in used or "landlock_create_ruleset" in used, "the traced run includes sov's own lockdown")
     used.discard("execve")  # systemd itself starts the binary (and execve is in @default)
     outside = sorted(used - allowed)
     print("  sov serve made %d distinct system calls; outside the unit's filter: %s" % (len(used), outside),

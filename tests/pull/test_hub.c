@@ -25,9 +25,22 @@ static void source_forms_parse(void) {
 
 static void source_rejects_bad_forms(void) {
     pull_source s;
-    const char *bad[] = {"", "repo", "/repo", "org/", "org/repo:", "org/repo:Q4 K", "hf://org/repo/../x.gguf",
-                         "hf://org/repo//x.gguf", "hf://org/repo/x.bin", "https://evil/x", "../x/y", "org/..",
-                         "org/repo/x.gguf:Q4", "-o/repo", "hf://org/repo/a\\b.gguf", "hf://org/repo/a\nb.gguf"};
+    const char *bad[] = {"",
+                         "repo",
+                         "/repo",
+                         "org/",
+                         "org/repo:",
+                         "org/repo:Q4 K",
+                         "hf://org/repo/../x.gguf",
+                         "hf://org/repo//x.gguf",
+                         "hf://org/repo/x.bin",
+                         "https://evil/x",
+                         "../x/y",
+                         "org/..",
+                         "org/repo/x.gguf:Q4",
+                         "-o/repo",
+                         "hf://org/repo/a\\b.gguf",
+                         "hf://org/repo/a\nb.gguf"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_MSG(pull_source_parse(bad[i], &s) == SOV_ERR_ARG, "source '%s' should be refused", bad[i]);
 }
@@ -48,8 +61,10 @@ static void tree_parses_files_and_lfs(void) {
     char json[2048];
     snprintf(json, sizeof json,
              "[{\"type\":\"directory\",\"path\":\"sub\"},"
-             "{\"type\":\"file\",\"path\":\"README.md\",\"size\":10,\"oid\":\"0123456789012345678901234567890123456789\"},"
-             "{\"type\":\"file\",\"path\":\"m-Q4_K_M.gguf\",\"size\":134,\"lfs\":{\"oid\":\"%s\",\"size\":123456789012}},"
+             "{\"type\":\"file\",\"path\":\"README.md\",\"size\":10,\"oid\":"
+             "\"0123456789012345678901234567890123456789\"},"
+             "{\"type\":\"file\",\"path\":\"m-Q4_K_M.gguf\",\"size\":134,\"lfs\":{\"oid\":\"%s\",\"size\":"
+             "123456789012}},"
              "{\"type\":\"file\",\"path\":\"../escape.gguf\",\"size\":1}]",
              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     pull_tree t;
@@ -70,7 +85,8 @@ static void tree_parses_files_and_lfs(void) {
 
 static pull_tree tree_of(const char *const *paths, size_t n) {
     pull_tree t = {calloc(n, sizeof(pull_file)), n};
-    for (size_t i = 0; i < n; i++) t.files[i].path = strdup(paths[i]);
+    for (size_t i = 0; i < n; i++)
+        t.files[i].path = strdup(paths[i]);
     return t;
 }
 
@@ -80,20 +96,26 @@ static const char *pick(const pull_tree *t, const char *q) {
 }
 
 static void tag_picks_like_llama_cpp(void) {
-    const char *paths[] = {"README.md", "mmproj-x-Q4_K_M.gguf", "x-Q4_K_M-00002-of-00003.gguf",
-                           "x-Q4_K_M-00001-of-00003.gguf", "x-q8_0.gguf", "x-Q4_K_S.gguf", "x-IQ4_XS.gguf",
-                           "x.imatrix.gguf", "big/x-Q4_K.gguf"};
+    const char *paths[] = {"README.md",
+                           "mmproj-x-Q4_K_M.gguf",
+                           "x-Q4_K_M-00002-of-00003.gguf",
+                           "x-Q4_K_M-00001-of-00003.gguf",
+                           "x-q8_0.gguf",
+                           "x-Q4_K_S.gguf",
+                           "x-IQ4_XS.gguf",
+                           "x.imatrix.gguf",
+                           "big/x-Q4_K.gguf"};
     pull_tree t = tree_of(paths, sizeof paths / sizeof paths[0]);
     CHECK_STREQ(pick(&t, "Q4_K_M"), "x-Q4_K_M-00001-of-00003.gguf"); /* not mmproj, not part 2 */
     CHECK_STREQ(pick(&t, NULL), "x-Q4_K_M-00001-of-00003.gguf");     /* default: Q4_K_M first */
-    CHECK_STREQ(pick(&t, "Q8_0"), "x-q8_0.gguf");                     /* case-insensitive */
-    CHECK_STREQ(pick(&t, "q4_k"), "big/x-Q4_K.gguf");                 /* Q4_K_M/S do not match "Q4_K[.-]" */
+    CHECK_STREQ(pick(&t, "Q8_0"), "x-q8_0.gguf");                    /* case-insensitive */
+    CHECK_STREQ(pick(&t, "q4_k"), "big/x-Q4_K.gguf");                /* Q4_K_M/S do not match "Q4_K[.-]" */
     CHECK_STREQ(pick(&t, "IQ1_S"), "(none)");
     pull_tree_free(&t);
     const char *only[] = {"notes.txt", "mmproj-F16.gguf", "model-F16.gguf"};
     t = tree_of(only, 3);
     CHECK_STREQ(pick(&t, NULL), "model-F16.gguf"); /* no Q4_K_M or Q8_0: the first model */
-    CHECK_STREQ(pick(&t, "Q4_K_M"), "(none)");      /* a tag given: no fallback */
+    CHECK_STREQ(pick(&t, "Q4_K_M"), "(none)");     /* a tag given: no fallback */
     pull_tree_free(&t);
 }
 
@@ -141,8 +163,9 @@ static void malformed_corpus_is_refused_cleanly(void) {
         fclose(f);
         pull_tree t;
         const sov_status st = pull_tree_parse(buf, n, &t);
-        const bool good = strcmp(de->d_name, "good_tree.json") == 0 || strcmp(de->d_name, "no_lfs.json") == 0 ||
-                          strcmp(de->d_name, "dotdot.json") == 0; /* a NUL (\u0000) makes jansson refuse it all */
+        const bool good =
+            strcmp(de->d_name, "good_tree.json") == 0 || strcmp(de->d_name, "no_lfs.json") == 0 ||
+            strcmp(de->d_name, "dotdot.json") == 0; /* a NUL (\u0000) makes jansson refuse it all */
         CHECK_MSG(good ? st == SOV_OK : st == SOV_ERR_FORMAT, "%s gave %d", de->d_name, (int)st);
         if (!st) {
             CHECK_MSG(strcmp(de->d_name, "dotdot.json") != 0 || t.n == 0, "dotdot.json kept a path");
