@@ -127,7 +127,7 @@ int cmd_pull(int argc, char **argv) {
     const sov_status st = pull_model(&src, dir, &o, &r);
     if (st) return cli_status_error("pull", st);
     fprintf(stderr, "sov pull: %s: %llu bytes, sha256 %s verified%s\n", r.path, (unsigned long long)r.size,
-            r.sha256, r.attempts == 0 ? " (already present)" : "");
+            r.sha256, r.already ? " (already present)" : "");
     printf("%s\n", r.path);
     return 0;
 }

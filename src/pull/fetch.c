@@ -364,6 +364,7 @@ static sov_status pull_file_into(const char *endpoint, const pull_source *src, c
                           "%s exists with other contents (sha256 %s, the hub's is %s); move it away first",
                           res->path, have, want);
         if (!st) {
+            res->already = true;
             memcpy(res->sha256, have, 65);
             res->size = size;
         }

@@ -121,6 +121,7 @@ typedef struct pull_result {
     uint64_t size;
     uint64_t resumed_from; /* bytes already present when the last attempt started */
     int attempts;          /* HTTP transfers of the file */
+    bool already;          /* DIR/FILE was there with the hub's contents: nothing done */
 } pull_result;
 
 /* Resolves src on the hub and downloads the file into dir (created when missing) as

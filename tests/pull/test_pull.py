@@ -183,6 +183,18 @@ def test_not_found_and_bad_input():
     check(only_model_files(d) == [], "no model after all these")
 
 
+def test_a_different_file_in_place_is_never_replaced():
+    reset()
+    d = fresh("occupied")
+    os.makedirs(d)
+    path = os.path.join(d, "tiny-Q8_0.gguf")
+    open(path, "wb").write(b"the operator's own file")
+    r = pull(REPO + ":Q8_0", "-o", d)
+    check(r.returncode == 1 and "exists with other contents" in r.stderr, "refused: " + r.stderr)
+    check(open(path, "rb").read() == b"the operator's own file", "the file is untouched")
+    check(hub.ranges() == [], "nothing downloaded: %s" % hub.ranges())
+
+
 def test_endpoint_and_token_from_the_environment():
     reset()
     d = fresh("env")
@@ -236,6 +248,7 @@ run_tests([
     test_wrong_checksum_is_rejected_and_deleted,
     test_checksum_from_headers_when_the_tree_has_none,
     test_not_found_and_bad_input,
+    test_a_different_file_in_place_is_never_replaced,
     test_endpoint_and_token_from_the_environment,
     test_models_lists_what_was_pulled,
 ])
