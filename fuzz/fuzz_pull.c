@@ -35,7 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     text[size] = '\0';
     pull_source src;
     if (pull_source_parse(text, &src) == SOV_OK) {
-        if (!strchr(src.repo, '/') || strstr(src.repo, "..") == src.repo) abort();
+        const char *slash = strchr(src.repo, '/');
+        if (!slash || strstr(src.repo, "..") || !isalnum((unsigned char)src.repo[0]) ||
+            !isalnum((unsigned char)slash[1]))
+            abort();
         if (src.path[0] && !pull_path_ok(src.path)) abort();
     }
     free(text);

@@ -12,12 +12,14 @@
 
 static bool name_char(char c) { return isalnum((unsigned char)c) || c == '.' || c == '_' || c == '-'; }
 
-/* One ORG or REPO name: 1..96 of [A-Za-z0-9._-], not "." or "..", not starting with '-'. */
+/* One ORG or REPO name, as the hub allows them: 1..96 of [A-Za-z0-9._-], starting and
+ * ending with a letter or digit, without ".." or "--". */
 static bool repo_part_ok(const char *s, size_t n) {
-    if (n == 0 || n > 96 || s[0] == '-' || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-        return false;
-    for (size_t i = 0; i < n; i++)
+    if (n == 0 || n > 96 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1])) return false;
+    for (size_t i = 0; i < n; i++) {
         if (!name_char(s[i])) return false;
+        if (i && (s[i] == '.' || s[i] == '-') && s[i - 1] == s[i]) return false;
+    }
     return true;
 }
 
@@ -61,7 +63,9 @@ sov_status pull_source_parse(const char *text, pull_source *out) {
     const char *repo = slash + 1;
     size_t repo_n = strcspn(repo, "/:");
     if (!repo_part_ok(org, org_n) || !repo_part_ok(repo, repo_n))
-        return sov_fail(SOV_ERR_ARG, "source '%s': ORG and REPO are 1-96 of letters, digits, '.', '_', '-'",
+        return sov_fail(SOV_ERR_ARG,
+                        "source '%s': ORG and REPO are 1-96 of letters, digits, '.', '_', '-', starting and "
+                        "ending with a letter or digit",
                         text);
     memcpy(out->repo, org, org_n + 1 + repo_n);
     out->repo[org_n + 1 + repo_n] = '\0';

@@ -39,6 +39,11 @@ static void source_rejects_bad_forms(void) {
                          "org/..",
                          "org/repo/x.gguf:Q4",
                          "-o/repo",
+                         ".../repo",
+                         "org/.x",
+                         "org/x.",
+                         "a..b/c",
+                         "a--b/c",
                          "hf://org/repo/a\\b.gguf",
                          "hf://org/repo/a\nb.gguf"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
