@@ -23,6 +23,7 @@ class Hub:
         self.no_lfs = False      # tree entries without lfs (hash from the headers only)
         self.no_headers = False  # no X-Linked-Etag / ETag either
         self.tree_body = None    # raw bytes served as the tree listing instead
+        self._sha = {}           # id(bytes) -> (bytes, sha256 hex): hashed once
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -68,7 +69,7 @@ class Hub:
                     data = hub.repos.get(repo, {}).get(fpath)
                     if data is None:
                         return self.send_bytes(404, b"Entry not found", head=head)
-                    sha = hashlib.sha256(data).hexdigest()
+                    sha = hub.sha(data)
                     hdrs = [("Location", "/cdn/" + sha), ("X-Linked-Size", str(len(data)))]
                     if not hub.no_headers:
                         hdrs.append(("X-Linked-Etag", '"%s"' % sha))
@@ -107,7 +108,7 @@ class Hub:
     def tree(self, repo):
         out = [{"type": "directory", "oid": "0" * 40, "size": 0, "path": "sub"}]
         for path, data in sorted(self.repos[repo].items()):
-            sha = hashlib.sha256(data).hexdigest()
+            sha = self.sha(data)
             if path in self.wrong_sha:
                 sha = hashlib.sha256(data + b"x").hexdigest()
             e = {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": path}
@@ -116,10 +117,16 @@ class Hub:
             out.append(e)
         return out
 
+    def sha(self, data):
+        hit = self._sha.get(id(data))
+        if not hit or hit[0] is not data:
+            hit = self._sha[id(data)] = (data, hashlib.sha256(data).hexdigest())
+        return hit[1]
+
     def blob(self, sha):
         for files in self.repos.values():
             for data in files.values():
-                if hashlib.sha256(data).hexdigest() == sha:
+                if self.sha(data) == sha:
                     return data
         return None
 
