@@ -5,7 +5,12 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all build run generate test test-fast test-san test-arm bench bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
+PREFIX     ?= /usr/local
+BUILD_DEB  ?= build-deb
+PULL_DEMO  := Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M
+PULL_FILE  := models/qwen2.5-0.5b-instruct-q4_k_m.gguf
+
+.PHONY: all build run install deb deps-deb generate test test-fast test-san test-arm bench bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
 
 all: build
 
@@ -21,8 +26,28 @@ build: deps
 
 # The main job: the OpenAI-compatible server on the built-in demo model (random weights)
 # unless MODEL=path.gguf is given; PORT=8080 by default. Ctrl-C stops it gracefully.
+# Without MODEL it also prints, beside the URL, the one command that pulls and serves a real
+# small model instead (sov pull: docs/DEPLOY.md).
 run: build
+	@$(if $(MODEL),true,printf '%s\n' "sov: the demo model answers gibberish; a real small model (Qwen2.5 0.5B Instruct Q4_K_M, ~0.5 GB):" \
+	  "     ./$(BUILD)/sov pull $(PULL_DEMO) -o models && ./$(BUILD)/sov serve -m $(PULL_FILE) --port $(or $(PORT),8080)")
 	./$(BUILD)/sov serve $(if $(MODEL),-m $(MODEL)) --port $(or $(PORT),8080)
+
+# The binary, man page, systemd unit and default configuration under PREFIX (/usr/local),
+# staged under DESTDIR when given: make install PREFIX=/usr DESTDIR=/tmp/stage
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
+
+# A Debian package (CPack): /usr/bin/sov, sov(1), sov.service, /etc/sov/sov.conf; its
+# postinst makes the sov user and /var/lib/sov (docs/DEPLOY.md). Built in $(BUILD_DEB).
+deb: deps-deb
+	@cmake -S . -B $(BUILD_DEB) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DSOV_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD_DEB) -j $(JOBS)
+	cd $(BUILD_DEB) && cpack -G DEB
+	@ls -l $(BUILD_DEB)/sov_*.deb
+
+deps-deb:
+	@scripts/deps.sh deb
 
 # One generation on the command line instead of a server.
 generate: build
@@ -83,4 +108,4 @@ lint: build
 	  --suppress=missingIncludeSystem -I include -I src src
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_ARM) build-fuzz
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_ARM) $(BUILD_DEB) build-fuzz

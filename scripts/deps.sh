@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sov's build and tests need, when any is missing.
-# Usage: scripts/deps.sh [build|test]   (test adds what the test suite uses)
+# Usage: scripts/deps.sh [build|test|deb]   (test adds what the test suite uses, deb what make deb does)
 set -euo pipefail
 need=(cmake ninja-build gcc libc6-dev pkg-config libevent-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev)
 need+=(libseccomp-dev) # src/sandbox: the seccomp filter of sov serve's egress lockdown
+need+=(libcurl4-openssl-dev) # src/pull: sov pull's downloads from a Hugging Face-compatible hub
 if [ "${1:-build}" = test ]; then
   need+=(python3-numpy postgresql clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   need+=(openssl curl) # the TLS tests: a test PKI from the openssl command line, HTTPS requests with curl
@@ -13,6 +14,10 @@ if [ "${1:-build}" = test ]; then
   need+=(python3-jinja2) # the reference renderer of the chat-template tests (tests/jinja/render_ref.py)
   need+=(chromium) # the browser the web chat and console tests drive headless (tests/web/test_web_browser.py)
 fi
+if [ "${1:-build}" = test ] || [ "${1:-build}" = deb ]; then
+  need+=(help2man dpkg-dev) # make deb: the man page from sov --help; CPack's DEB generator (dpkg-shlibdeps)
+fi
+[ "${1:-build}" = test ] && need+=(systemd strace python3-yaml) # tests/deploy: systemd-analyze security, the unit's syscall filter, the k8s manifests
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
