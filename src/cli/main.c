@@ -18,6 +18,7 @@ static const command commands[] = {
     {"audit", cmd_audit, "verify, export and follow the tamper-evident audit log"},
     {"model", cmd_model, "sign models and verify their signatures (keygen, sign, verify)"},
     {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
+    {"doctor", cmd_doctor, "check the machine and configuration (OK / WARN / FAIL, what to do)"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors"},
     {"template", cmd_template, "render a conversation through a chat template (Jinja)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
