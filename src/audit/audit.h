@@ -26,7 +26,9 @@
 #include "sov.h"
 
 enum {
-    AUDIT_VERSION = 1,     /* the record encoding written today */
+    AUDIT_VERSION = 2,     /* the record encoding written today (2: with the request's energy) */
+    AUDIT_VERSION_MIN = 1, /* the oldest encoding still verified (1: before energy) */
+    AUDIT_EXPORT_VERSION = 1, /* the export's header version (records carry their own "v") */
     AUDIT_HASH_BYTES = 32, /* SHA-256 */
     AUDIT_HEX_LEN = 64,    /* a SHA-256 in lowercase hex */
     AUDIT_KEY_ID_LEN = 16, /* hex digits of a key id */
@@ -60,6 +62,8 @@ typedef struct audit_record {
     int32_t retention;                     /* policy_retention when written */
     char prompt_sha256[AUDIT_HEX_LEN + 1]; /* "" with retention none or no prompt read */
     char completion_sha256[AUDIT_HEX_LEN + 1];
+    int64_t energy_uj;                     /* version >= 2: microjoules attributed to the request */
+    char energy_source[16];                /* version >= 2: "rapl", "estimated", or "" (none) */
     uint8_t prev[AUDIT_HASH_BYTES]; /* H of the record before (zeros for the first) */
     uint8_t hash[AUDIT_HASH_BYTES]; /* H of this record */
 } audit_record;

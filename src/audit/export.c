@@ -37,6 +37,10 @@ static json_t *record_json(const audit_line *l) {
         "retention", audit_retention_name(r->retention), "prompt_sha256", r->prompt_sha256,
         "completion_sha256", r->completion_sha256);
     if (!o) return NULL;
+    if (r->version >= 2) {
+        json_object_set_new(o, "energy_uj", json_integer((json_int_t)r->energy_uj));
+        json_object_set_new(o, "energy_source", json_string(r->energy_source));
+    }
     set_hex(o, "prev", r->prev, AUDIT_HASH_BYTES);
     set_hex(o, "hash", r->hash, AUDIT_HASH_BYTES);
     if (l->prompt_text) json_object_set_new(o, "prompt", json_string(l->prompt_text));
@@ -68,7 +72,7 @@ char *audit_line_json(const audit_line *l) {
     switch (l->kind) {
     case AUDIT_LINE_HEADER:
         o = json_pack("{ss ss si sI}", "type", "header", "format", "sov-audit-export", "version",
-                      AUDIT_VERSION, "first_seq", (json_int_t)l->first_seq);
+                      AUDIT_EXPORT_VERSION, "first_seq", (json_int_t)l->first_seq);
         break;
     case AUDIT_LINE_RECORD: o = record_json(l); break;
     case AUDIT_LINE_LINK: o = link_json(l); break;
@@ -181,6 +185,10 @@ static void read_record(reader *rd, audit_line *l) {
     get_str(rd, "retention", retention, sizeof retention);
     get_hash_text(rd, "prompt_sha256", r->prompt_sha256);
     get_hash_text(rd, "completion_sha256", r->completion_sha256);
+    if (rd->st == SOV_OK && r->version >= 2) {
+        get_int(rd, "energy_uj", 0, INT64_MAX, &r->energy_uj);
+        get_str(rd, "energy_source", r->energy_source, sizeof r->energy_source);
+    }
     get_hex(rd, "prev", r->prev, AUDIT_HASH_BYTES);
     get_hex(rd, "hash", r->hash, AUDIT_HASH_BYTES);
     if (rd->st == SOV_OK && (r->retention = audit_retention_parse(retention)) < 0)
@@ -219,11 +227,11 @@ static void read_kind(reader *rd, audit_line *l) {
         get_str(rd, "format", format, sizeof format);
         get_int(rd, "version", 1, 1000, &version);
         get_int(rd, "first_seq", 1, INT64_MAX, &l->first_seq);
-        if (rd->st == SOV_OK && (strcmp(format, "sov-audit-export") != 0 || version != AUDIT_VERSION))
+        if (rd->st == SOV_OK && (strcmp(format, "sov-audit-export") != 0 || version != AUDIT_EXPORT_VERSION))
             rd->st = sov_fail(SOV_ERR_FORMAT,
                               "audit export: not a sov audit export of version %d (format \"%s\", "
                               "version %lld)",
-                              AUDIT_VERSION, format, (long long)version);
+                              AUDIT_EXPORT_VERSION, format, (long long)version);
     } else {
         rd->st = sov_fail(SOV_ERR_FORMAT, "audit export: unknown line type \"%.40s\"", rd->type);
     }

@@ -15,7 +15,8 @@
 #include "audit/audit.h"
 #include "core/status.h"
 
-static const char RECORD_TAG[] = "sov-audit-record-v1\n";
+static const char RECORD_TAG_V1[] = "sov-audit-record-v1\n";
+static const char RECORD_TAG_V2[] = "sov-audit-record-v2\n";
 static const char LINK_TAG[] = "sov-audit-link-v1\n";
 
 /* ---- encoding ---- */
@@ -45,7 +46,8 @@ static void put_str(writer *w, const char *s) {
     put_bytes(w, s, n);
 }
 
-/* Version 1: the fields in this order (docs/AUDIT.md has the same list). */
+/* Version 1: the fields in this order (docs/AUDIT.md has the same list); version 2 adds
+ * energy_uj and energy_source after them. */
 static void put_fields(writer *w, const audit_record *r) {
     put_i64(w, r->time_ms);
     put_str(w, r->node);
@@ -67,11 +69,18 @@ static void put_fields(writer *w, const audit_record *r) {
     put_str(w, audit_retention_name(r->retention));
     put_str(w, r->prompt_sha256);
     put_str(w, r->completion_sha256);
+    if (r->version >= 2) {
+        put_i64(w, r->energy_uj);
+        put_str(w, r->energy_source);
+    }
 }
 
 size_t audit_record_encode(const audit_record *r, uint8_t *buf, size_t cap) {
     writer w = {buf, buf ? cap : 0, 0};
-    put_bytes(&w, RECORD_TAG, sizeof RECORD_TAG - 1);
+    if (r->version >= 2)
+        put_bytes(&w, RECORD_TAG_V2, sizeof RECORD_TAG_V2 - 1);
+    else
+        put_bytes(&w, RECORD_TAG_V1, sizeof RECORD_TAG_V1 - 1);
     put_fields(&w, r);
     return w.len;
 }
@@ -90,9 +99,9 @@ static void sha256(const void *a, size_t na, const void *b, size_t nb, const voi
 }
 
 sov_status audit_record_digest(const audit_record *r, uint8_t digest[AUDIT_HASH_BYTES]) {
-    if (r->version != AUDIT_VERSION)
-        return sov_fail(SOV_ERR_FORMAT, "audit: record %lld has encoding version %d; this sov knows %d",
-                        (long long)r->seq, r->version, AUDIT_VERSION);
+    if (r->version < AUDIT_VERSION_MIN || r->version > AUDIT_VERSION)
+        return sov_fail(SOV_ERR_FORMAT, "audit: record %lld has encoding version %d; this sov knows %d..%d",
+                        (long long)r->seq, r->version, AUDIT_VERSION_MIN, AUDIT_VERSION);
     uint8_t small[2048];
     const size_t n = audit_record_encode(r, small, sizeof small);
     if (n > sizeof small) /* cannot happen: every field is bounded by its array */

@@ -5,7 +5,10 @@
  *
  *   pp<N>: one sequence, N prompt tokens in one sov_decode call (logits for the last).
  *   tg<N>: one sequence from an empty cache, N decode steps of one token.
- * Each is run once to warm up, then -r times; mean and standard deviation of tokens/s. */
+ * Each is run once to warm up, then -r times; mean and standard deviation of tokens/s.
+ * Energy (docs/ENERGY.md): joules per token of each, from the RAPL counters when readable,
+ * else estimated (CPU time x --cpu-watts + DRAM bytes x pJ/byte), with the source beside
+ * every figure. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -17,6 +20,7 @@
 #include "core/bandwidth.h"
 #include "core/threadpool.h"
 #include "core/util.h"
+#include "energy/energy.h"
 #include "model/model.h"
 
 enum { MAX_THREAD_COUNTS = 16 };
@@ -36,7 +40,11 @@ static void help(FILE *f) {
             "  -r N               repeats (default 5)\n"
             "  --json             one JSON object per line per measurement (instead of the table)\n"
             "  --json-file PATH   also append those JSON lines to PATH (with the table)\n"
-            "  --no-bandwidth     skip the bandwidth measurement\n");
+            "  --no-bandwidth     skip the bandwidth measurement\n"
+            "  --cpu-watts W      energy estimate: watts of one busy core (default 10; docs/ENERGY.md)\n"
+            "  --dram-pj-per-byte PJ  energy estimate: DRAM energy per byte read (default 100)\n\n"
+            "J/tok is joules per token: measured (rapl) where the powercap counters are readable,\n"
+            "else estimated from CPU time and bytes read, and labelled so.\n");
 }
 
 typedef struct stats {
@@ -114,6 +122,7 @@ int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *tlist = NULL, *json_path = NULL;
     long n_pp = 512, n_tg = 128, reps = 5;
     bool json = false, bandwidth = true, bad = false;
+    energy_params ep = {0, 0};
     for (int i = 1; i < argc && !bad; i++) {
         if (cli_flag(argv, &i, "--help") || cli_flag(argv, &i, "-h")) {
             help(stdout);
@@ -122,6 +131,8 @@ int cmd_bench(int argc, char **argv) {
         } else if (cli_opt_int(argc, argv, &i, "-p", &n_pp, &bad) || cli_opt_int(argc, argv, &i, "-n", &n_tg, &bad) ||
                    cli_opt_int(argc, argv, &i, "-r", &reps, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "-t", &tlist, &bad)) {
+        } else if (cli_opt_float(argc, argv, &i, "--cpu-watts", &ep.cpu_watts, &bad) ||
+                   cli_opt_float(argc, argv, &i, "--dram-pj-per-byte", &ep.dram_pj_per_byte, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "--json-file", &json_path, &bad)) {
         } else if (cli_flag(argv, &i, "--json")) json = true;
         else if (cli_flag(argv, &i, "--no-bandwidth")) bandwidth = false;
@@ -131,6 +142,8 @@ int cmd_bench(int argc, char **argv) {
     if (!path) return cli_error("bench", "a model is required (-m MODEL.gguf); see --help");
     if (n_pp < 0 || n_tg < 0 || n_pp > 65536 || n_tg > 65536 || reps < 1 || reps > 1000)
         return cli_error("bench", "-p and -n must be 0..65536 and -r 1..1000");
+    if (ep.cpu_watts < 0 || ep.cpu_watts > 10000 || ep.dram_pj_per_byte < 0 || ep.dram_pj_per_byte > 1e6)
+        return cli_error("bench", "--cpu-watts must be 0..10000 and --dram-pj-per-byte 0..1000000");
     int threads[MAX_THREAD_COUNTS], n_threads = 0;
     if (tlist) {
         for (const char *p = tlist; *p && n_threads < MAX_THREAD_COUNTS;) {
@@ -157,6 +170,10 @@ int cmd_bench(int argc, char **argv) {
     sov_model_info info;
     sov_model_get_info(model, &info);
     const uint64_t bpt = sov_model_bytes_per_token(model);
+    energy_meter meter;
+    energy_meter_init(&meter, &ep, false);
+    energy_model em;
+    energy_model_init(&em, &info, 2);
     float *logits = malloc((size_t)info.n_vocab * sizeof(float));
     if (!logits) {
         sov_model_free(model);
@@ -166,8 +183,9 @@ int cmd_bench(int argc, char **argv) {
         printf("model: %s | %s %s | %.1fM params | %.2f GiB | %.1f MB of weights per token | load %.2f s\n", path,
                info.arch, info.weight_type, (double)info.n_params / 1e6, (double)info.weight_bytes / (1 << 30),
                (double)bpt / 1e6, load_s);
-        printf("| %-8s | %7s | %-11s | %18s | %9s | %9s |\n", "test", "threads", "isa", "tokens/s", "bw GB/s", "% of bw");
-        printf("|----------|---------|-------------|--------------------|-----------|-----------|\n");
+        printf("| %-8s | %7s | %-11s | %18s | %9s | %9s | %-20s |\n", "test", "threads", "isa", "tokens/s", "bw GB/s",
+               "% of bw", "J/tok");
+        printf("|----------|---------|-------------|--------------------|-----------|-----------|----------------------|\n");
     }
     FILE *jf = json ? stdout : NULL;
     if (json_path && !(jf = fopen(json_path, "a"))) {
@@ -195,13 +213,25 @@ int cmd_bench(int argc, char **argv) {
         for (int kind = 0; kind < 2; kind++) {
             const long n = kind == 0 ? n_pp : n_tg;
             if (n == 0) continue;
-            double v[1000];
+            double v[1000], joules = 0;
+            /* what one run reads from DRAM (the estimate): pp reads the weights once and
+             * each position's keys and values about once; tg reads the weights per token and
+             * the cache so far */
+            const double run_bytes = kind == 0 ? (double)bpt + (double)n * em.kv_bytes_per_pos
+                                               : (double)n * (double)bpt + (double)n * (n + 1) / 2 * em.kv_bytes_per_pos;
             for (int r = -1; r < reps; r++) {
                 fprintf(stderr, "\r%s%ld t=%d: run %d/%ld   ", kind == 0 ? "pp" : "tg", n, threads[ti], r + 1, reps);
+                energy_meter_begin(&meter);
                 const double rate = kind == 0 ? run_pp(ctx, (int)n, info.n_vocab, logits, &rng)
                                               : run_tg(ctx, (int)n, info.n_vocab, logits, &rng);
-                if (r >= 0) v[r] = rate;
+                const double j = energy_meter_end(&meter, run_bytes);
+                if (r >= 0) {
+                    v[r] = rate;
+                    joules += j;
+                }
             }
+            const double j_per_tok = joules / ((double)reps * (double)n);
+            const char *esrc = energy_source_name(meter.source);
             fprintf(stderr, "\r%40s\r", "");
             const stats s = summarise(v, (int)reps);
             /* tg's ceiling: every weight byte read once per token at the measured bandwidth */
@@ -216,23 +246,32 @@ int cmd_bench(int argc, char **argv) {
                 json_str(jf, path);
                 fprintf(jf, ", \"arch\": \"%s\", \"type\": \"%s\", \"params\": %" PRIu64 ", \"model_bytes\": %" PRIu64
                        ", \"bytes_per_token\": %" PRIu64 ", \"load_s\": %.3f, \"peak_rss_bytes\": %zu, "
-                       "\"bandwidth_gbs\": %.2f, \"bandwidth_pct\": %.1f, \"repeats\": %ld}\n",
+                       "\"bandwidth_gbs\": %.2f, \"bandwidth_pct\": %.1f, \"repeats\": %ld, "
+                       "\"joules_per_token\": %.6g, \"energy_source\": \"%s\"}\n",
                        info.arch, info.weight_type, info.n_params, info.weight_bytes, bpt, load_s, sov_peak_rss_bytes(),
-                       bw, pct, reps);
+                       bw, pct, reps, j_per_tok, esrc);
                 fflush(jf);
             }
             if (!json) {
-                char rate[40], pcts[16];
+                char rate[40], pcts[16], jpt[40];
                 snprintf(rate, sizeof rate, "%.2f ± %.2f", s.mean, s.sd);
                 snprintf(pcts, sizeof pcts, kind == 1 && bw > 0 ? "%.1f%%" : "-", pct);
-                printf("| %-8s | %7d | %-11s | %18s | %9.1f | %9s |\n", test, threads[ti], sov_context_isa(ctx), rate, bw,
-                       pcts);
+                snprintf(jpt, sizeof jpt, "%.3g %s", j_per_tok, esrc);
+                printf("| %-8s | %7d | %-11s | %18s | %9.1f | %9s | %-20s |\n", test, threads[ti], sov_context_isa(ctx), rate,
+                       bw, pcts, jpt);
             }
             fflush(stdout);
         }
         sov_context_free(ctx);
     }
-    if (!json) printf("peak RSS %.1f MiB\n", (double)sov_peak_rss_bytes() / (1 << 20));
+    if (!json) {
+        printf("peak RSS %.1f MiB\n", (double)sov_peak_rss_bytes() / (1 << 20));
+        if (meter.source == ENERGY_ESTIMATED)
+            printf("J/tok estimated: no readable RAPL counters; CPU time x %.3g W per busy core + %.3g pJ per DRAM "
+                   "byte (docs/ENERGY.md)\n",
+                   meter.p.cpu_watts, meter.p.dram_pj_per_byte);
+    }
+    energy_meter_close(&meter);
     if (jf && jf != stdout) fclose(jf);
     free(logits);
     sov_model_free(model);

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
     {"pull", cmd_pull, "download a GGUF model from a Hugging Face-compatible hub (checked, resumable)"},
     {"models", cmd_models, "list local models: architecture, type, size, hash, signature"},
+    {"doctor", cmd_doctor, "check the machine and configuration (OK / WARN / FAIL, what to do)"},
     {"inspect", cmd_inspect, "show a GGUF file's metadata and tensors"},
     {"template", cmd_template, "render a conversation through a chat template (Jinja)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},

@@ -39,6 +39,7 @@ typedef struct serve_opts {
     const char *trusted_keys; /* refuse a model not signed by one of the keys in this folder */
     const char *chat_template_file; /* Jinja chat template instead of the model's own */
     bool no_digest_cache;           /* hash the model at every start */
+    double cpu_watts, dram_pj;      /* energy estimate (docs/ENERGY.md); 0: the defaults */
 } serve_opts;
 
 static void help(FILE *f) {
@@ -121,7 +122,11 @@ static void help(FILE *f) {
            "remembered in STATE-DIR/model-digests under the file's inode, size, mtime and ctime, so\n"
            "a restart on an unchanged file does not hash it again (any write to the file changes its\n"
            "ctime; docs/SIGNING.md):\n"
-           "  --no-digest-cache       hash the model file at every start\n");
+           "  --no-digest-cache       hash the model file at every start\n\n"
+           "Energy (docs/ENERGY.md): joules per request in usage.energy_joules and /metrics, from the\n"
+           "RAPL counters when readable, else estimated (usage.energy_source says which):\n"
+           "  --cpu-watts W           estimate: watts of one busy core (default 10)\n"
+           "  --dram-pj-per-byte PJ   estimate: DRAM energy per byte read (default 100)\n");
 }
 
 static int parse_args(int argc, char **argv, serve_opts *o) {
@@ -163,6 +168,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_int(argc, argv, &i, "--http-timeout", &o->http_timeout, &bad) ||
                    cli_opt_float(argc, argv, &i, "--timeout", &o->timeout, &bad) ||
                    cli_opt_float(argc, argv, &i, "--shutdown-timeout", &o->shutdown_timeout, &bad) ||
+                   cli_opt_float(argc, argv, &i, "--cpu-watts", &o->cpu_watts, &bad) ||
+                   cli_opt_float(argc, argv, &i, "--dram-pj-per-byte", &o->dram_pj, &bad) ||
                    cli_opt_int(argc, argv, &i, "--audit-sign-every", &o->sign_every, &bad)) {
         } else if (cli_flag(argv, &i, "--kv-f32")) {
             o->kv_f32 = true;
@@ -193,6 +200,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     if (o->http_timeout < 1 || o->http_timeout > 86400)
         return cli_error("serve", "--http-timeout must be 1..86400");
     if (o->timeout < 0 || o->shutdown_timeout < 0) return cli_error("serve", "timeouts cannot be negative");
+    if (o->cpu_watts < 0 || o->cpu_watts > 10000 || o->dram_pj < 0 || o->dram_pj > 1e6)
+        return cli_error("serve", "--cpu-watts must be 0..10000 and --dram-pj-per-byte 0..1000000");
     if (o->sched && strcmp(o->sched, "fair") != 0 && strcmp(o->sched, "fifo") != 0)
         return cli_error("serve", "--sched must be fair or fifo, not '%s'", o->sched);
     if (!o->tls_cert != !o->tls_key)
@@ -424,6 +433,9 @@ int cmd_serve(int argc, char **argv) {
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
         .sandbox = &sbp,
         .chat_template = chat_tmpl,
+        .cpu_watts = o.cpu_watts,
+        .dram_pj_per_byte = o.dram_pj,
+        .kv_elem_bytes = o.kv_f32 ? 4 : 2,
     };
     rc = server_run(model, ctx, &sp);
     audit_summary(tn);

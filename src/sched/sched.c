@@ -101,6 +101,7 @@ struct sched_req {
     int32_t step_row; /* logits row this step, -1 for none */
     int32_t embd_row; /* embedding requests: its first hidden-state row this step */
     double *acc;      /* embedding requests: (E) the pooled sum so far */
+    double step_work; /* energy: FLOPs of its tokens in this step (energy_token_work) */
 
     /* shared, under sched.mu */
     char *out;
@@ -110,6 +111,7 @@ struct sched_req {
     int32_t n_cached; /* prompt tokens served from the prefix cache */
     bool started;
     uint64_t first_step; /* steps after the one that produced the first token */
+    double energy_j;     /* joules attributed so far */
     float *embd; /* embedding requests: (E) the result, once done */
     bool cancel;
     bool in_ready;
@@ -153,6 +155,8 @@ struct sched {
     uint64_t plan_seq;      /* plans that looked for tenants with prompts so far */
     uint64_t plans_run;     /* steps planned and run so far (commit_plan) */
     bool drr_planned;       /* the current plan shared the prompt budget */
+    energy_model em;        /* energy: the model's figures for energy_token_work */
+    double *e_work, *e_share; /* [n_parallel] energy: this step's work and joules per request */
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -1022,6 +1026,21 @@ static bool take_hidden(sched *s, sched_req *r, sched_finish *fin) {
     return true;
 }
 
+/* The step's joules (the meter, read since just before sov_decode), split into e_share
+ * by each running request's work in the step (energy.h states the rule). The estimate's
+ * DRAM bytes: every weight once, and each sequence in the batch reads its whole KV cache. */
+static double step_energy(sched *s) {
+    double kv_pos = 0;
+    for (int32_t i = 0; i < s->n_running; i++) {
+        const sched_req *r = s->running[i];
+        s->e_work[i] = r->step_work;
+        if (r->step_n > 0) kv_pos += (double)r->n_pos + r->step_n;
+    }
+    const double joules = energy_meter_end(s->p.meter, s->em.weight_bytes + kv_pos * s->em.kv_bytes_per_pos);
+    energy_split(joules, s->e_work, s->n_running, s->e_share);
+    return joules;
+}
+
 static void step(sched *s) {
     plan(s);
     fit(s);
@@ -1034,6 +1053,7 @@ static void step(sched *s) {
         sched_req *r = s->running[i];
         r->step_row = -1;
         r->embd_row = embd_rows;
+        r->step_work = 0;
         for (int32_t k = 0; k < r->step_n; k++) {
             const int32_t at = r->n_pos + k;
             s->b_tok[n] = r->toks[at];
@@ -1042,6 +1062,7 @@ static void step(sched *s) {
             s->b_logits[n] = !r->p.embed && at == r->n_toks - 1;
             s->b_embd[n] = r->p.embed && sov_pooling_wants(s->pooling, at, r->n_toks);
             if (s->b_logits[n]) r->step_row = rows++;
+            if (s->p.meter) r->step_work += energy_token_work(&s->em, at, s->b_logits[n]);
             embd_rows += s->b_embd[n];
             n++;
         }
@@ -1055,6 +1076,7 @@ static void step(sched *s) {
         }
     }
     const sov_batch b = {n, s->b_tok, s->b_seq, s->b_pos, s->b_logits};
+    if (s->p.meter) energy_meter_begin(s->p.meter);
     const sov_status st = sov_decode_embd(s->ctx, &b, s->logits, s->b_embd, s->embd_out);
     if (st) {
         /* should not happen (blocks were reserved); fail this step's requests, not the server */
@@ -1064,9 +1086,15 @@ static void step(sched *s) {
         return;
     }
     const double now = sov_now_s();
+    const double joules = s->p.meter ? step_energy(s) : 0.0;
     pthread_mutex_lock(&s->mu);
     s->st.steps++;
     s->st.batch_tokens += (uint64_t)n;
+    if (s->p.meter) {
+        s->st.energy_j += joules;
+        for (int32_t i = 0; i < s->n_running; i++)
+            s->running[i]->energy_j += s->e_share[i];
+    }
     pthread_mutex_unlock(&s->mu);
     for (int32_t i = 0; i < s->n_running;) {
         sched_req *r = s->running[i];
@@ -1212,6 +1240,9 @@ sov_status sched_new(sov_context *ctx, const sov_model *model, const sched_param
     s->n_embd = info.n_embd;
     s->pooling = info.pooling;
     s->block_size = sov_kv_block_size(ctx);
+    energy_model_init(&s->em, &info, s->p.kv_elem_bytes > 0 ? s->p.kv_elem_bytes : 2);
+    s->st.energy_on = s->p.meter != NULL;
+    s->st.energy_source = s->p.meter ? s->p.meter->source : ENERGY_ESTIMATED;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     sov_status st = pc_init(&s->pc, ctx);
@@ -1225,8 +1256,10 @@ sov_status sched_new(sov_context *ctx, const sov_model *model, const sched_param
     s->b_embd = malloc(nb);
     s->blocks_tmp = malloc(((size_t)p->n_ctx / (size_t)s->block_size + 2) * sizeof *s->blocks_tmp);
     s->drr_ten = malloc((size_t)s->p.n_parallel * sizeof *s->drr_ten);
+    s->e_work = malloc((size_t)s->p.n_parallel * sizeof *s->e_work);
+    s->e_share = malloc((size_t)s->p.n_parallel * sizeof *s->e_share);
     if (!st && (!s->running || !s->logits || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_logits || !s->b_embd ||
-                !s->blocks_tmp || !s->drr_ten))
+                !s->blocks_tmp || !s->drr_ten || !s->e_work || !s->e_share))
         st = sov_fail(SOV_ERR_NOMEM, "sched: out of memory for a batch of %d tokens", s->p.n_batch);
     s->st.n_parallel = s->p.n_parallel;
     s->st.kv_blocks_total = sov_kv_blocks_total(ctx);
@@ -1257,6 +1290,8 @@ void sched_free(sched *s) {
     free(s->waiting);
     free(s->running);
     free(s->logits);
+    free(s->e_work);
+    free(s->e_share);
     gram_vocab_free(s->gv);
     free(s->b_tok);
     free(s->b_seq);
@@ -1382,6 +1417,7 @@ void sched_take(sched *s, sched_req *r, sched_delta *d) {
     d->n_gen = r->n_gen;
     d->started = r->started;
     d->first_step = r->first_step;
+    d->energy_j = r->energy_j;
     d->finish = r->finish;
     memcpy(d->error, r->error, sizeof d->error);
     d->embd = r->embd;

@@ -48,6 +48,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "energy/energy.h"
 #include "sov.h"
 
 typedef struct sched sched;
@@ -72,6 +73,11 @@ typedef struct sched_params {
     int32_t n_ctx;              /* positions per sequence (the context's n_ctx) */
     void (*notify)(void *user); /* engine thread: some request has new output */
     void *notify_user;
+    energy_meter *meter;        /* joules per step, split over the batch's requests by
+                                   energy_token_work (energy.h); used by the engine thread
+                                   only; NULL: no energy accounting */
+    int32_t kv_elem_bytes;      /* bytes of one cached key or value element (estimate of the
+                                   KV bytes a step reads); 0: 2 (F16) */
 } sched_params;
 
 /* Starts the engine thread on ctx (which it then owns until sched_free). */
@@ -168,6 +174,8 @@ typedef struct sched_delta {
                             token (0 before): time to first token in engine steps */
     sched_finish finish; /* SCHED_RUNNING until the request is done */
     char error[160];
+    double energy_j;     /* joules attributed to the request so far (sched_params.meter;
+                            0 without one); its source is sched_stats.energy_source */
     float *embd;         /* embedding requests, at SCHED_FINISH_STOP: the L2-normalised
                             embedding, n_embd floats (caller frees); else NULL */
     int32_t n_embd;
@@ -199,6 +207,10 @@ typedef struct sched_stats {
                                   under its share (the rest made room in the KV pool) */
     uint64_t finished[SCHED_FINISH_ERROR + 1];
     sched_hist ttft, itl, queue_time;
+    double energy_j;              /* joules of every step (sched_params.meter); the requests'
+                                     shares sum to it */
+    energy_source energy_source;  /* where energy_j comes from */
+    bool energy_on;               /* a meter is set */
 } sched_stats;
 
 void sched_get_stats(sched *s, sched_stats *out);

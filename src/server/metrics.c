@@ -87,6 +87,35 @@ static void tenant_series(struct evbuffer *o, const tenant_counts *tc, const cha
     }
 }
 
+/* Energy (docs/ENERGY.md): every series carries source="rapl" or source="estimated". */
+static double per_joule(double tokens, double joules) { return joules > 0 ? tokens / joules : 0; }
+
+static void energy_metrics(struct evbuffer *o, const sched_stats *st, const tenant_counts *tc) {
+    const char *src = energy_source_name(st->energy_source);
+    head(o, "sov_energy_joules_total", "counter",
+         "Joules of the engine's steps (source: rapl = measured counters, estimated = CPU time x "
+         "--cpu-watts + DRAM bytes).");
+    evbuffer_add_printf(o, "sov_energy_joules_total{source=\"%s\"} %.9g\n", src, st->energy_j);
+    head(o, "sov_tokens_per_joule", "gauge", "Prompt and generated tokens per joule, since start.");
+    evbuffer_add_printf(o, "sov_tokens_per_joule{source=\"%s\"} %.9g\n", src,
+                        per_joule((double)st->prompt_tokens + (double)st->generated_tokens, st->energy_j));
+    if (!tc) return;
+    head(o, "sov_tenant_energy_joules_total", "counter", "Joules attributed to a tenant's completions.");
+    for (int i = 0; i < tc->n; i++) {
+        evbuffer_add_printf(o, "sov_tenant_energy_joules_total{tenant=\"");
+        label(o, tc->e[i].name);
+        evbuffer_add_printf(o, "\",source=\"%s\"} %.9g\n", src, tc->e[i].energy_j);
+    }
+    head(o, "sov_tenant_tokens_per_joule", "gauge", "A tenant's prompt and completion tokens per joule.");
+    for (int i = 0; i < tc->n; i++) {
+        evbuffer_add_printf(o, "sov_tenant_tokens_per_joule{tenant=\"");
+        label(o, tc->e[i].name);
+        evbuffer_add_printf(
+            o, "\",source=\"%s\"} %.9g\n", src,
+            per_joule((double)tc->e[i].prompt_tokens + (double)tc->e[i].completion_tokens, tc->e[i].energy_j));
+    }
+}
+
 static void tenant_metrics(struct evbuffer *o, const tenant_counts *tc, const store_figures *sf) {
     tenant_series(o, tc, "sov_tenant_requests_total", "Completions ended, by tenant.",
                   offsetof(tenant_count, requests));
@@ -179,5 +208,6 @@ void metrics_write(struct evbuffer *o, const http_counts *c, const sched_stats *
     hist(o, "sov_time_to_first_token_seconds", "Time from arrival to the first generated token.", &st->ttft);
     hist(o, "sov_inter_token_latency_seconds", "Time between consecutive tokens of a request.", &st->itl);
     hist(o, "sov_queue_time_seconds", "Time from arrival to admission.", &st->queue_time);
+    if (st->energy_on) energy_metrics(o, st, tc);
     if (tc) tenant_metrics(o, tc, sf);
 }

@@ -33,6 +33,7 @@ typedef struct tenant_count {
     uint64_t prompt_tokens, completion_tokens, cached_tokens;
     uint64_t forbidden;                   /* 403: the key may not use the model */
     uint64_t limited[TENANT_LIMIT_COUNT]; /* 429 by limit */
+    double energy_j;                      /* joules attributed to its completions */
 } tenant_count;
 
 typedef struct tenant_counts {

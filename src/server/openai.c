@@ -832,6 +832,10 @@ static json_t *usage_json(const oai_usage *u) {
     json_t *d = json_object();
     json_object_set_new(d, "cached_tokens", json_integer(u->cached));
     json_object_set_new(o, "prompt_tokens_details", d);
+    if (u->energy_source) { /* sov's extension: what the request cost, and how that is known */
+        json_object_set_new(o, "energy_joules", json_real(u->energy_j));
+        json_object_set_new(o, "energy_source", json_string(u->energy_source));
+    }
     return o;
 }
 

@@ -101,6 +101,8 @@ typedef struct oai_reply {
 
 typedef struct oai_usage {
     int32_t prompt, completion, cached;
+    double energy_j;           /* joules attributed to the request (docs/ENERGY.md) */
+    const char *energy_source; /* "rapl" or "estimated"; NULL: no energy fields */
 } oai_usage;
 
 /* The finish_reason string of a scheduler finish ("stop", "length"), or NULL while running. */

@@ -155,6 +155,8 @@ struct server {
     const char *isa;        /* the kernel set the context runs, for the console */
     int32_t threads;        /* the context's worker threads, for the console */
     double started;         /* sov_now_s() at start, for the console's uptime */
+    energy_meter meter;     /* joules per engine step (the engine thread reads it; its
+                               source is fixed at start) */
 };
 
 static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status,
@@ -426,7 +428,7 @@ static void stream_delta(hreq *h, const sched_delta *d) {
         if (j) sse(h, j);
         free(j);
         if (h->rp.include_usage) {
-            const oai_usage u = {d->n_prompt, d->n_gen, d->n_cached};
+            const oai_usage u = {d->n_prompt, d->n_gen, d->n_cached, d->energy_j, energy_source_name(h->srv->meter.source)};
             j = oai_usage_chunk_json(&h->rp, &u);
             if (j) sse(h, j);
             free(j);
@@ -496,7 +498,7 @@ static void whole_delta(hreq *h, const sched_delta *d) {
         send_error_msg(h->srv, h->req, h->route, 500, "server_error", NULL,
                        d->error[0] ? d->error : "engine error");
     } else {
-        const oai_usage u = {d->n_prompt, d->n_gen, d->n_cached};
+        const oai_usage u = {d->n_prompt, d->n_gen, d->n_cached, d->energy_j, energy_source_name(h->srv->meter.source)};
         char *j =
             oai_final_json(&h->rp, h->text, h->len, h->toks, h->n_toks, oai_finish_reason(d->finish), &u);
         if (j)
@@ -861,8 +863,10 @@ static void audit_output(hreq *h, const sched_delta *d) {
         if (t) srv_audit_completion(&h->au, t, n);
         free(t);
     }
-    if (d->finish != SCHED_RUNNING)
+    if (d->finish != SCHED_RUNNING) {
         srv_audit_usage(&h->au, d->n_prompt, d->n_gen, d->n_cached, audit_finish(d->finish));
+        srv_audit_energy(&h->au, d->energy_j, energy_source_name(h->srv->meter.source));
+    }
 }
 
 /* Ends h's record with the status its client gets (or got) and hands it to the store worker. */
@@ -1072,6 +1076,7 @@ static void settle(server *s, hreq *h, bool submitted, const sched_delta *d) {
             tc->prompt_tokens += (uint64_t)n_prompt;
             tc->completion_tokens += (uint64_t)n_gen;
             tc->cached_tokens += (uint64_t)n_cached;
+            tc->energy_j += d ? d->energy_j : 0;
         }
     }
     if (!s->tenants || h->key.id <= 0 || h->settled) return;
@@ -2214,7 +2219,11 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
                                  .max_queue = p->max_queue,
                                  .n_ctx = p->n_ctx,
                                  .notify = notify,
-                                 .notify_user = s};
+                                 .notify_user = s,
+                                 .meter = &s->meter,
+                                 .kv_elem_bytes = p->kv_elem_bytes};
+        const energy_params ep = {p->cpu_watts, p->dram_pj_per_byte};
+        energy_meter_init(&s->meter, &ep, false);
         if (sched_new(ctx, model, &sp, &s->sched) != SOV_OK) {
             fprintf(stderr, "sov serve: %s\n", sov_last_error());
             rc = 1;
@@ -2260,6 +2269,7 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
     }
     if (s->tenants) tenants_set_notify(s->tenants, NULL, NULL);
     sched_free(s->sched);
+    energy_meter_close(&s->meter);
     while (s->live) {
         hreq *h = s->live;
         if (h->reserving || h->auditing) { /* the store never answered: the worker still points at it */

@@ -52,6 +52,9 @@ typedef struct server_params {
     const sov_chat_template *chat_template; /* the model's own Jinja template (or the operator's
                                                --chat-template-file), compiled; NULL: the built-in
                                                families of src/tok/chat.c */
+    double cpu_watts;        /* energy estimate: W per busy core (<= 0: the default; docs/ENERGY.md) */
+    double dram_pj_per_byte; /* energy estimate: DRAM pJ per byte read (<= 0: the default) */
+    int32_t kv_elem_bytes;   /* bytes of a cached key/value element (2: F16, 4: F32; 0: 2) */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets

@@ -120,6 +120,13 @@ void srv_audit_usage(srv_audit *a, int64_t prompt, int64_t completion, int64_t c
     put(r->finish_reason, sizeof r->finish_reason, finish);
 }
 
+void srv_audit_energy(srv_audit *a, double joules, const char *source) {
+    if (!a->item) return;
+    audit_record *r = &a->item->rec;
+    r->energy_uj = joules > 0 && joules < 9e12 ? (int64_t)(joules * 1e6 + 0.5) : 0;
+    put(r->energy_source, sizeof r->energy_source, source);
+}
+
 tenants_audit *srv_audit_end(srv_audit *a, int status, void *user) {
     tenants_audit *item = a->item;
     if (!item) return NULL;

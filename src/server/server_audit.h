@@ -59,6 +59,8 @@ const char *srv_audit_whole_text(const srv_audit *a, size_t *len);
 void srv_audit_set_completion(srv_audit *a, const char *text, size_t len);
 /* The engine's end of the request: its counts, and that it has a completion to hash. */
 void srv_audit_usage(srv_audit *a, int64_t prompt, int64_t completion, int64_t cached, const char *finish);
+/* The joules attributed to the request and their source ("rapl" / "estimated"). */
+void srv_audit_energy(srv_audit *a, double joules, const char *source);
 /* Ends the record with the status sent and returns it to queue (user: who waits for it),
  * or NULL when there is none. */
 tenants_audit *srv_audit_end(srv_audit *a, int status, void *user);

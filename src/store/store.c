@@ -1,7 +1,8 @@
 /* store.c - the state store (see store.h) in SQL, over the runner in db.h.
  *
  * Schema (version 1; migrations below, applied in one transaction at open; version 3 adds
- * the audit log's audit_records, audit_chain and audit_heads, see MIGRATION_3):
+ * the audit log's audit_records, audit_chain and audit_heads, see MIGRATION_3; version 4
+ * the audit records' energy, MIGRATION_4):
  *   sov_schema   (version, applied)            one row per migration applied
  *   tenants      (name, weight, created)
  *   keys         (id, prefix, salt, hash, tenant, models, rpm, tpm, tpd, admin, created,
@@ -44,7 +45,7 @@
     "seq, version, time_ms, node, tenant, key_id, model, model_sha256, model_signer, endpoint, status, "    \
     "prompt_tokens, completion_tokens, cached_tokens, latency_ms, finish_reason, client, response_id, "     \
     "region, retention, prompt_sha256, completion_sha256, prev_hash, hash, prompt_text, completion_text, " \
-    "text_expires"
+    "text_expires, energy_uj, energy_source"
 
 static const db_sql QUERIES[Q_COUNT] = {
     /* one statement, so one snapshot: another process's migration is seen whole or not at all */
@@ -108,7 +109,7 @@ static const db_sql QUERIES[Q_COUNT] = {
     [Q_AUDIT_MOVE] = {.sql = "UPDATE audit_chain SET seq = $1, hash = $2 WHERE one = 1"},
     [Q_AUDIT_INSERT] = {.sql = "INSERT INTO audit_records (" AUDIT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, "
                         "$8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, "
-                        "$25, $26, $27)"},
+                        "$25, $26, $27, $28, $29)"},
     [Q_AUDIT_READ] = {.sql = "SELECT " AUDIT_COLUMNS " FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2"},
     [Q_AUDIT_SINCE] = {.sql = "SELECT min(seq) FROM audit_records WHERE time_ms >= $1"},
     [Q_AUDIT_HEAD_ADD] = {.sql = "INSERT INTO audit_heads (seq, hash, time_ms, key_id, signature) "
@@ -191,10 +192,19 @@ static const db_sql MIGRATION_3[] = {
     {.sql = "CREATE INDEX audit_heads_seq ON audit_heads (seq)"},
 };
 
+/* Version 4: audit records of encoding version 2 carry the request's energy (microjoules
+ * and "rapl" / "estimated"); older rows keep 0 and "", which their version-1 encoding does
+ * not hash, so they verify as before. */
+static const db_sql MIGRATION_4[] = {
+    {.sql = "ALTER TABLE audit_records ADD COLUMN energy_uj BIGINT NOT NULL DEFAULT 0"},
+    {.sql = "ALTER TABLE audit_records ADD COLUMN energy_source TEXT NOT NULL DEFAULT ''"},
+};
+
 static const migration MIGRATIONS[] = {
     {1, MIGRATION_1, SOV_ARRAY_LEN(MIGRATION_1)},
     {2, MIGRATION_2, SOV_ARRAY_LEN(MIGRATION_2)},
     {3, MIGRATION_3, SOV_ARRAY_LEN(MIGRATION_3)},
+    {4, MIGRATION_4, SOV_ARRAY_LEN(MIGRATION_4)},
 };
 
 int store_schema_version(void) { return MIGRATIONS[SOV_ARRAY_LEN(MIGRATIONS) - 1].version; }

@@ -17,7 +17,14 @@
 #include "core/util.h"
 #include "store/store_impl.h"
 
-enum { COL_PROMPT_TEXT = 24, COL_COMPLETION_TEXT = 25, COL_TEXT_EXPIRES = 26, N_COLS = 27 };
+enum {
+    COL_PROMPT_TEXT = 24,
+    COL_COMPLETION_TEXT = 25,
+    COL_TEXT_EXPIRES = 26,
+    COL_ENERGY_UJ = 27,
+    COL_ENERGY_SOURCE = 28,
+    N_COLS = 29
+};
 
 /* ---- appending ---- */
 
@@ -67,6 +74,8 @@ static sov_status insert(store *s, const store_audit_entry *e) {
         text_or_null(e->prompt_text),
         text_or_null(e->completion_text),
         text && e->text_expires > 0 ? db_int(e->text_expires) : (db_val){.type = DB_NULL},
+        db_int(r->energy_uj),
+        db_text(r->energy_source),
     };
     return db_exec(s->db, Q_AUDIT_INSERT, args, N_COLS, NULL);
 }
@@ -162,7 +171,9 @@ static bool row_from(const db_rows *rows, size_t r, store_audit_row *out) {
         cell_to(rows, r, 18, a->region, sizeof a->region, "region", why, wc) &&
         cell_to(rows, r, 19, retention, sizeof retention, "retention", why, wc) &&
         cell_to(rows, r, 20, a->prompt_sha256, sizeof a->prompt_sha256, "prompt_sha256", why, wc) &&
-        cell_to(rows, r, 21, a->completion_sha256, sizeof a->completion_sha256, "completion_sha256", why, wc);
+        cell_to(rows, r, 21, a->completion_sha256, sizeof a->completion_sha256, "completion_sha256", why, wc) &&
+        cell_to(rows, r, COL_ENERGY_SOURCE, a->energy_source, sizeof a->energy_source, "energy_source", why, wc);
+    a->energy_uj = db_cell_int(rows, r, COL_ENERGY_UJ);
     a->retention = audit_retention_parse(out->valid ? retention : "?");
     if (out->valid && a->retention < 0) {
         out->valid = false;

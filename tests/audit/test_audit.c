@@ -122,7 +122,7 @@ static audit_pub PUB, OTHER_PUB;
 static void encoding_matches_the_documented_layout(void) {
     audit_record r;
     memset(&r, 0, sizeof r);
-    r.version = AUDIT_VERSION;
+    r.version = 1; /* records written before energy: still encoded (and verified) as then */
     r.time_ms = 1700000000123;
     strcpy(r.node, "0123456789abcdef");
     strcpy(r.tenant, "acme");
@@ -152,6 +152,28 @@ static void encoding_matches_the_documented_layout(void) {
     CHECK(audit_record_chain(&r, zero) == SOV_OK);
     audit_hex(r.hash, sizeof r.hash, hex);
     CHECK_STREQ(hex, "f6b50d39eb973edf650085670cd8091b039b7087ab4f8ed61bf2b39e17df88a5");
+    /* version 2 appends the request's energy (tests/server/auditlib.py computes the same) */
+    audit_record v2 = r;
+    v2.version = 2;
+    v2.energy_uj = 1234567;
+    strcpy(v2.energy_source, "estimated");
+    CHECK_EQ(audit_record_encode(&v2, NULL, 0), 425 + 8 + 4 + 9);
+    CHECK(audit_record_digest(&v2, d) == SOV_OK);
+    audit_hex(d, sizeof d, hex);
+    CHECK_STREQ(hex, "5e2c0d97819729b227f34e262c25e60c46bc023079f8240a05185654795b7a5c");
+    CHECK(audit_record_chain(&v2, zero) == SOV_OK);
+    audit_hex(v2.hash, sizeof v2.hash, hex);
+    CHECK_STREQ(hex, "d28927b3267df96815268002451fd18753acb1dbf01c9a5e070d1769c5950a6a");
+    v2.energy_uj++; /* the energy is covered by the hash */
+    uint8_t d2[AUDIT_HASH_BYTES];
+    CHECK(audit_record_digest(&v2, d2) == SOV_OK && memcmp(d, d2, sizeof d) != 0);
+    /* and a version-1 record ignores the fields it never had */
+    audit_record v1 = r;
+    v1.energy_uj = 99;
+    strcpy(v1.energy_source, "rapl");
+    CHECK(audit_record_digest(&v1, d2) == SOV_OK);
+    audit_hex(d2, sizeof d2, hex);
+    CHECK_STREQ(hex, "3645699b960ca4e9a9cb7bdb69c4ed8f8b036eca204c91dc3ec24ff94634cdc9");
     /* the record number is not hashed; every field is */
     uint8_t before[AUDIT_HASH_BYTES];
     memcpy(before, r.hash, sizeof before);
@@ -170,7 +192,9 @@ static void encoding_matches_the_documented_layout(void) {
     uint8_t da[AUDIT_HASH_BYTES], db[AUDIT_HASH_BYTES];
     CHECK(audit_record_digest(&a, da) == SOV_OK && audit_record_digest(&b, db) == SOV_OK);
     CHECK(memcmp(da, db, sizeof da) != 0);
-    r.version = 2;
+    r.version = AUDIT_VERSION + 1;
+    CHECK(audit_record_digest(&r, d) == SOV_ERR_FORMAT);
+    r.version = 0;
     CHECK(audit_record_digest(&r, d) == SOV_ERR_FORMAT);
 }
 

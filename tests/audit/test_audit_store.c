@@ -143,6 +143,8 @@ static void record(store_audit_entry *e, int i, const char *tenant) {
     r->retention = POLICY_RETAIN_HASHES;
     audit_sha256_hex("p", 1, r->prompt_sha256);
     audit_sha256_hex("c", 1, r->completion_sha256);
+    r->energy_uj = 1000 * (int64_t)i + 1; /* read back field for field below */
+    snprintf(r->energy_source, sizeof r->energy_source, i % 2 ? "rapl" : "estimated");
 }
 
 /* Walks the whole stored chain; the report. */
@@ -180,7 +182,7 @@ static void appends_number_link_and_read_back(backend *b) {
     fresh(b, &t);
     store *s = open_ok(&t);
     if (!s) return;
-    CHECK_EQ(store_version(s), 3);
+    CHECK_EQ(store_version(s), store_schema_version());
     int64_t seq = -1;
     uint8_t hash[AUDIT_HASH_BYTES], zero[AUDIT_HASH_BYTES] = {0};
     CHECK_OK(store_audit_chain(s, &seq, hash));
@@ -217,6 +219,55 @@ static void appends_number_link_and_read_back(backend *b) {
     CHECK_EQ(first, 0);
     const audit_report r = verify_all(s, NULL, 0);
     CHECK_MSG(r.n_problems == 0 && r.last_seq == 4, "%s", r.first.detail);
+    store_close(s);
+    dispose(b, &t);
+}
+
+/* A store written by a sov before energy accounting (schema 3, records of encoding 1) is
+ * migrated at open, and its old records verify in one chain with the new ones. */
+static void old_records_verify_after_the_energy_migration(backend *b) {
+    tstore t;
+    fresh(b, &t);
+    store *s = open_ok(&t);
+    if (!s) return;
+    store_audit_entry e[4];
+    for (int i = 0; i < 4; i++)
+        record(&e[i], i, "acme");
+    for (int i = 0; i < 2; i++) { /* what the old sov wrote */
+        e[i].rec.version = 1;
+        e[i].rec.energy_uj = 0;
+        e[i].rec.energy_source[0] = '\0';
+    }
+    CHECK_OK(store_audit_append(s, e, 2));
+    store_close(s);
+    /* back to schema 3 as the old sov left it */
+    CHECK(raw(b, &t, "ALTER TABLE audit_records DROP COLUMN energy_source"));
+    CHECK(raw(b, &t, "ALTER TABLE audit_records DROP COLUMN energy_uj"));
+    CHECK(raw(b, &t, "DELETE FROM sov_schema WHERE version = 4"));
+    s = open_ok(&t);
+    if (!s) return;
+    CHECK_EQ(store_version(s), 4);
+    CHECK_OK(store_audit_append(s, e + 2, 2));
+    store_audit_row *rows = NULL;
+    size_t n = 0;
+    CHECK_OK(store_audit_read(s, 1, 10, &rows, &n));
+    CHECK_EQ(n, 4);
+    for (size_t i = 0; i < n && n == 4; i++) {
+        CHECK(rows[i].valid);
+        CHECK_EQ(rows[i].rec.version, i < 2 ? 1 : 2);
+        CHECK_EQ(rows[i].rec.energy_uj, i < 2 ? 0 : 1000 * (int64_t)i + 1);
+        CHECK_STREQ(rows[i].rec.energy_source, i < 2 ? "" : i % 2 ? "rapl" : "estimated");
+    }
+    store_audit_rows_free(rows, n);
+    const audit_report r = verify_all(s, NULL, 0);
+    CHECK_MSG(r.n_problems == 0 && r.last_seq == 4, "%s", r.first.detail);
+    /* an edit of a new record's energy is caught */
+    store_close(s);
+    CHECK(raw(b, &t, "UPDATE audit_records SET energy_uj = 5 WHERE seq = 3"));
+    s = open_ok(&t);
+    if (!s) return;
+    const audit_report r2 = verify_all(s, NULL, 0);
+    CHECK_MSG(r2.n_problems > 0 && r2.first.kind == AUDIT_EDITED && r2.first.seq == 3, "%s", r2.first.detail);
     store_close(s);
     dispose(b, &t);
 }
@@ -386,6 +437,7 @@ static void concurrent_appenders_build_one_chain(backend *b) {
 
 static void run_all(backend *b, audit_key *key, const audit_pub *pub) {
     RUN_ON(appends_number_link_and_read_back, b);
+    RUN_ON(old_records_verify_after_the_energy_migration, b);
     int before = test_failures_;
     heads_are_kept_in_order(b, key, pub);
     fprintf(stderr, "%s %s heads_are_kept_in_order\n", test_failures_ == before ? "ok  " : "FAIL", b->label);

@@ -26,7 +26,8 @@ def sov_audit(*args, check_rc=None):
 
 COLUMNS = ("seq, time_ms, node, tenant, key_id, model, model_sha256, endpoint, status, prompt_tokens, "
            "completion_tokens, cached_tokens, latency_ms, finish_reason, client, response_id, region, retention, "
-           "prompt_sha256, completion_sha256, prompt_text, completion_text, text_expires")
+           "prompt_sha256, completion_sha256, prompt_text, completion_text, text_expires, version, energy_uj, "
+           "energy_source")
 
 
 def records(db):
@@ -62,8 +63,14 @@ FIELDS = [("time_ms", _i64), ("node", _s), ("tenant", _s), ("key_id", _i64), ("m
           ("completion_sha256", _s)]
 
 
+FIELDS_V2 = FIELDS + [("energy_uj", _i64), ("energy_source", _s)]  # version 2: the request's energy
+
+
 def digest(rec):
-    enc = b"sov-audit-record-v1\n" + b"".join(f(rec[k]) for k, f in FIELDS)
+    if rec.get("v", 1) >= 2:
+        enc = b"sov-audit-record-v2\n" + b"".join(f(rec[k]) for k, f in FIELDS_V2)
+    else:
+        enc = b"sov-audit-record-v1\n" + b"".join(f(rec[k]) for k, f in FIELDS)
     return hashlib.sha256(enc).digest()
 
 

@@ -230,9 +230,11 @@ def test_tampering_in_the_store_is_named():
     cols = "seq, version, time_ms, node, tenant, key_id, model, model_sha256, model_signer, endpoint, status, " \
            "prompt_tokens, completion_tokens, cached_tokens, latency_ms, finish_reason, client, response_id, " \
            "region, retention, prompt_sha256, completion_sha256, prev_hash, hash, prompt_text, completion_text, " \
-           "text_expires"
+           "text_expires, energy_uj, energy_source"
     cases = [
         ("edited", 7, ["UPDATE audit_records SET status = 500 WHERE seq = 7"]),
+        ("edited", 3, ["UPDATE audit_records SET energy_uj = energy_uj + 1 WHERE seq = 3"]),  # the energy is hashed
+        ("edited", 2, ["UPDATE audit_records SET energy_source = 'rapl' WHERE seq = 2"]),
         ("deleted", 4, ["DELETE FROM audit_records WHERE seq = 4"]),
         ("inserted", 6, ["UPDATE audit_records SET seq = seq + 1000 WHERE seq >= 6",
                          "UPDATE audit_records SET seq = seq - 999 WHERE seq >= 1000",

@@ -10,7 +10,7 @@ static const oai_reply RP = {.kind = OAI_CHAT, .id = "chatcmpl-1", .created = 1,
                              .parse = true, .reply = {.format = REPLY_HERMES, .think_tags = true, .id_seed = 9}};
 
 static json_t *message_of(const char *text, const char **finish) {
-    const oai_usage u = {1, 2, 0};
+    const oai_usage u = {1, 2, 0, 0, NULL};
     char *j = oai_final_json(&RP, text, strlen(text), NULL, 0, "stop", &u);
     json_t *o = j ? json_loads(j, 0, NULL) : NULL;
     free(j);
