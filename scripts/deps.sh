@@ -11,6 +11,7 @@ if [ "${1:-build}" = test ]; then
   need+=(openssl) # the openssl command line checks sov's model signatures (tests/server/test_signed_models.py)
   need+=(python3-jsonschema) # validates structured-output samples independently (tests/server/test_structured_output.py)
   need+=(python3-jinja2) # the reference renderer of the chat-template tests (tests/jinja/render_ref.py)
+  need+=(python3-regex) # runs the published pre-tokenizer expressions (tests/tok/test_tok_pretok_regex.py)
 fi
 missing=()
 for p in "${need[@]}"; do

@@ -28,6 +28,8 @@ enum {
 /* tokens the special-token pass matches in text */
 #define TOK_ATTR_SPECIAL (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)
 
+#define TOK_MAX_CROSS 8 /* see spm_runs_independent (vocab.c) */
+
 typedef enum tok_kind {
     TOK_SPM, /* "llama": SentencePiece BPE (merges by score) */
     TOK_BPE, /* "gpt2": byte-level BPE; "gemma4" (bpe_raw): BPE over UTF-8 with "▁" */
@@ -102,6 +104,8 @@ struct sov_vocab {
     bool add_bos, add_eos;
     bool add_space_prefix;   /* SPM: " " before the first text (and after specials) */
     bool ignore_merges;      /* BPE: a word that is itself a token is not merged */
+    int32_t cross[TOK_MAX_CROSS];      /* SPM-style: the tokens with "▁" after another character */
+    int32_t n_cross;
     bool spm_split_ok;       /* SPM: no token has "▁" after another character, so text
                                 can be merged in independent runs (see spm.c) */
     const char *chat_template;

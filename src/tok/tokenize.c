@@ -178,6 +178,19 @@ static void word(session *ss, const uint8_t *s, size_t n, word_kind kind) {
     if (n <= CACHE_MAX_KEY && !ss->out.oom) cache_put(&ss->cache, s, n, h, ss->out.v + before, ss->out.n - before);
 }
 
+/* Whether one of the vocabulary's few tokens with "▁" after another character occurs in
+ * e[0..m) across position i (so that a merge could join the runs on both sides). */
+static bool crossed(const sov_vocab *v, const uint8_t *e, size_t m, size_t i) {
+    for (int32_t c = 0; c < v->n_cross; c++) {
+        const tok_token *t = &v->tokens[v->cross[c]];
+        for (uint32_t j = 1; j + 3 <= t->len; j++) {
+            if (memcmp(t->text + j, "\xe2\x96\x81", 3) != 0 || j > i || i - j + t->len > m) continue;
+            if (memcmp(e + i - j, t->text, t->len) == 0) return true;
+        }
+    }
+    return false;
+}
+
 /* Escaped text e[0..m) in independent runs when the vocabulary allows it (see
  * spm_runs_independent in vocab.c), else whole. */
 static void runs(session *ss, const uint8_t *e, size_t m, word_kind kind) {
@@ -192,7 +205,7 @@ static void runs(session *ss, const uint8_t *e, size_t m, word_kind kind) {
     bool prev_space = false;
     for (size_t i = 0; i < m;) {
         bool is_space = i + 3 <= m && e[i] == 0xE2 && e[i + 1] == 0x96 && e[i + 2] == 0x81;
-        if (is_space && !prev_space && i > start) {
+        if (is_space && !prev_space && i > start && !crossed(ss->v, e, m, i)) {
             word(ss, e + start, i - start, kind);
             start = i;
         }

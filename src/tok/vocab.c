@@ -569,13 +569,20 @@ static void build_byte_tokens(sov_vocab *v) {
 }
 
 /* SentencePiece text can be merged run by run (split before each "▁" that follows
- * another character) when no token holds a "▁" after a character other than "▁". */
-static bool spm_runs_independent(const sov_vocab *v) {
+ * another character) when no token holds a "▁" after a character other than "▁": no
+ * merge (or Viterbi piece) can then reach across such a boundary. A few tokens that do
+ * (Gemma 4 has one, ">▁</") are kept in v->cross, and the text is not split where one of
+ * them occurs across the boundary (tokenize.c); with more than TOK_MAX_CROSS, never. */
+static bool spm_runs_independent(sov_vocab *v) {
+    v->n_cross = 0;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         const tok_token *t = &v->tokens[i];
         uint32_t k = 0;
         while (k + 3 <= t->len && memcmp(t->text + k, "\xe2\x96\x81", 3) == 0) k += 3;
-        if (k < t->len && memmem(t->text + k, t->len - k, "\xe2\x96\x81", 3)) return false;
+        if (k < t->len && memmem(t->text + k, t->len - k, "\xe2\x96\x81", 3)) {
+            if (v->n_cross == TOK_MAX_CROSS) return false;
+            v->cross[v->n_cross++] = i;
+        }
     }
     return true;
 }

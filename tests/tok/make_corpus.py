@@ -111,6 +111,8 @@ CASES = [
     # code with slashes and contractions after capitals (tekken / gpt-4o rules)
     "path/to/file.txt C:\\Users\\me //comment /* block */ a//b",
     "HELLO'S World's JSONParser HTTPServer iPhone McDonald's",
+    # Gemma 4's one token with a space inside (">▁</"): runs must not be cut there
+    "<b> </b> x> </y <i>  </i> a> b </c",
 ]
 
 
