@@ -1,5 +1,6 @@
 // record_expected.mjs - records llama.cpp's tokenization of tests/tok/corpus.json for the
-// shared vocabularies into tests/tok/expected/<vocab>.txt, which test_tok_reference.c
+// shared vocabularies (SentencePiece, byte-level BPE, Gemma 4, Unigram and, for the WordPiece
+// tests to come, bert-bge) into tests/tok/expected/<vocab>.txt, which test_tok_reference.c
 // compares sov against. The reference is llama.cpp as shipped in npm's node-llama-cpp
 // 3.22.1 (its prebuilt linux-x64 binary, vocabulary-only load). Run once, from anywhere:
 //
