@@ -13,7 +13,10 @@
  *         (add_space_prefix), then merged; when the vocabulary allows it (see
  *         spm_runs_independent in vocab.c) run by run, each "▁word" on its own.
  *    BPE: decoded to code points, split into words by the pre-tokenizer (pretok.c),
- *         each word merged on its own (merge.c).
+ *         each word merged on its own (merge.c). Gemma 4: " " -> "▁" first, words are
+ *         runs of "\n" and of the rest, merged on UTF-8 characters (run by run, as SPM).
+ *    UGM: normalised (charsmap, "▁", prefix, extra spaces), then Viterbi (ugm.c), run by
+ *         run when the vocabulary allows it.
  *    Words and runs are memoised per call in a hash table (text -> ids): natural text
  *    repeats its words, and a hit costs one hash and one memcmp.
  * 3. BOS/EOS around it all when add_special and the vocabulary asks for them. */
