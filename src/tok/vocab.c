@@ -179,6 +179,14 @@ static const pre_name pre_names[] = {
     {"poro-chat", TOK_PRE_BLOOM, false, false},
     {"gpt3-finnish", TOK_PRE_BLOOM, false, false},
     {"superbpe", TOK_PRE_SUPERBPE, false, false},
+    /* further names llama.cpp maps to the same expressions */
+    {"jina-v5-nano", TOK_PRE_LLAMA3, true, true},
+    {"kormo", TOK_PRE_QWEN2, false, false},
+    {"f2llmv2", TOK_PRE_QWEN2, false, false},
+    {"mellum2", TOK_PRE_SMOLLM, false, false},
+    {"granite-docling", TOK_PRE_GPT2, false, false},
+    {"kanana2", TOK_PRE_GPT4O, false, false},
+    {"talkie", TOK_PRE_GPT4O, false, false},
 };
 
 static const pre_name *find_pre(const char *name) {
