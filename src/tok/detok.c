@@ -59,7 +59,7 @@ static void piece(const sov_vocab *v, sov_token t, bool special, bool *lstrip, w
     if (a & TOK_ATTR_NORMAL) {
         const uint8_t *s = (const uint8_t *)tk->text;
         const size_t n = tk->len;
-        if (v->kind == TOK_SPM) {
+        if (tok_escapes_space(v)) {
             for (size_t i = 0; i < n;) {
                 if (i + 3 <= n && s[i] == 0xE2 && s[i + 1] == 0x96 && s[i + 2] == 0x81) {
                     put_bytes(w, " ", 1, lstrip);
@@ -113,7 +113,7 @@ int32_t sov_detokenize(const sov_vocab *v, const sov_token *tokens, int32_t n, b
     if (!v || n < 0 || (!tokens && n) || cap < 0 || (!buf && cap > 0))
         return -(int32_t)sov_fail(SOV_ERR_ARG, "sov_detokenize: bad arguments");
     writer w = {buf, (size_t)cap, 0};
-    const bool strip = remove_leading_space && v->kind == TOK_SPM && v->add_space_prefix;
+    const bool strip = remove_leading_space && (v->kind == TOK_SPM || v->kind == TOK_UGM) && v->add_space_prefix;
     bool lstrip = strip;
     for (int32_t i = 0; i < n; i++) {
         sov_token t = tokens[i];

@@ -80,7 +80,7 @@ static void emit_sym(const sov_vocab *v, const uint8_t *s, const sym *y, tok_ids
         tok_ids_push(out, y->id);
         return;
     }
-    if (v->kind == TOK_BPE) return; /* a character outside the byte alphabet: no token */
+    if (v->kind == TOK_BPE && !v->bpe_raw) return; /* a character outside the byte alphabet: no token */
     for (uint32_t k = 0; k < y->len; k++) {
         sov_token t = v->byte_tok[s[y->start + k]];
         if (t >= 0) tok_ids_push(out, t);
@@ -248,4 +248,18 @@ bool tok_spm_run(const sov_vocab *v, const uint8_t *s, size_t n, tok_merge_scrat
         i += len;
     }
     return run_merges(v, s, k, sc, out);
+}
+
+bool tok_bpe_raw_word(const sov_vocab *v, const uint8_t *s, size_t n, tok_merge_scratch *sc, tok_ids *out) {
+    /* Gemma 4 (llama.cpp's fix): a word of newlines only that is a token stays whole */
+    size_t k = 0;
+    while (k < n && s[k] == '\n') k++;
+    if (k == n) {
+        sov_token t = tok_find(v, (const char *)s, n);
+        if (t >= 0) {
+            tok_ids_push(out, t);
+            return true;
+        }
+    }
+    return tok_spm_run(v, s, n, sc, out); /* UTF-8 characters, merged by rank (pair_cost) */
 }

@@ -121,8 +121,11 @@ static void split_gpt2(split_ctx *c) {
 }
 
 /* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
- * \s*[\r\n]+|\s+(?!\S)|\s+   -- with max_digits 1 it is Qwen2's (\p{N} alone) */
-static void split_llama3(split_ctx *c, size_t max_digits) {
+ * \s*[\r\n]+|\s+(?!\S)|\s+   -- with max_digits 1 it is Qwen2's (\p{N} alone); with
+ * letters = TOK_CF_LETTER | TOK_CF_MARK Qwen3.5's ([\p{L}\p{M}]+ for words, and marks
+ * out of the punctuation run) */
+static void split_llama3(split_ctx *c, size_t max_digits, uint8_t letters) {
+    const uint8_t lnw = letters | TOK_CF_NUMBER | TOK_CF_SPACE;
     size_t pos = c->s;
     while (pos < c->e) {
         uint32_t ch = c->cp[pos];
@@ -135,9 +138,9 @@ static void split_llama3(split_ctx *c, size_t max_digits) {
             }
         }
         if (!(ch == '\r' || ch == '\n' || (f & TOK_CF_NUMBER))) {
-            if ((f & TOK_CF_LETTER) || (F(c, pos + 1) & TOK_CF_LETTER)) {
+            if ((f & letters) || (F(c, pos + 1) & letters)) {
                 pos++;
-                while (F(c, pos) & TOK_CF_LETTER) pos++;
+                while (F(c, pos) & letters) pos++;
                 emit(c, pos);
                 continue;
             }
@@ -155,14 +158,160 @@ static void split_llama3(split_ctx *c, size_t max_digits) {
             continue;
         }
         uint8_t f2 = ch == ' ' ? F(c, pos + 1) : f;
-        if (!(f2 & LNW) && f) {
+        if (!(f2 & lnw) && f) {
             pos += ch == ' ';
-            for (uint8_t g = F(c, pos); !(g & LNW) && g; g = F(c, pos)) pos++;
+            for (uint8_t g = F(c, pos); !(g & lnw) && g; g = F(c, pos)) pos++;
             while (C(c, pos) == '\r' || C(c, pos) == '\n') pos++;
             emit(c, pos);
             continue;
         }
         emit(c, pos = split_space(c, pos, true));
+    }
+}
+
+/* ---- the letter-case family (Tekken, GPT-4o / Llama 4, Kimi K2) ----
+ *
+ * The published expression (o200k's; Tekken's lacks the contractions and takes \p{N} one
+ * at a time and Kimi K2's puts [\p{Han}]+ first and keeps Han out of the word classes):
+ *   [^\r\n\p{L}\p{N}]?U*W+C?|[^\r\n\p{L}\p{N}]?U+W*C?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|
+ *   \s*[\r\n]+|\s+(?!\S)|\s+
+ * with U = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}], W = [\p{Ll}\p{Lm}\p{Lo}\p{M}] and C the optional
+ * contraction (?i:'s|'t|'re|'ve|'m|'ll|'d). A backtracking engine tries the alternatives
+ * in order, the optional prefix first with and then without; U*W+ gives back U's one at
+ * a time until a W follows. This scanner does the same without backtracking. (llama.cpp
+ * runs an ASCII-only adaptation of it, which differs on non-ASCII case and marks; sov
+ * follows the published expression: see docs/TOKENIZERS.md.) */
+
+typedef struct cased_opts {
+    bool contractions; /* C? after a word */
+    bool han;          /* Kimi K2: [\p{Han}]+ first, Han out of U and W */
+    bool slash_tail;   /* [\r\n/]* after a punctuation run (else [\r\n]*) */
+    size_t max_digits;
+} cased_opts;
+
+static inline bool is_han(const split_ctx *c, size_t pos) {
+    return pos < c->e && (tok_cpt_xflags(c->cp[pos]) & TOK_CX_HAN);
+}
+
+/* U (upper) and W (lower) membership of the code point at pos */
+static inline bool cased_u(const split_ctx *c, size_t pos, bool han) {
+    uint8_t f = F(c, pos);
+    if (!(f & (TOK_CF_LETTER | TOK_CF_MARK))) return false;
+    uint8_t x = tok_cpt_xflags(c->cp[pos]);
+    if (han && (x & TOK_CX_HAN)) return false;
+    return (f & TOK_CF_MARK) || !(x & TOK_CX_LOWER);
+}
+static inline bool cased_w(const split_ctx *c, size_t pos, bool han) {
+    uint8_t f = F(c, pos);
+    if (!(f & (TOK_CF_LETTER | TOK_CF_MARK))) return false;
+    uint8_t x = tok_cpt_xflags(c->cp[pos]);
+    if (han && (x & TOK_CX_HAN)) return false;
+    return (f & TOK_CF_MARK) || !(x & TOK_CX_UPPER);
+}
+
+/* U*W+ (need_w) or U+W* from q: the end, or 0 when it does not match */
+static size_t cased_word(const split_ctx *c, size_t q, bool need_w, bool han) {
+    size_t a = 0;
+    while (cased_u(c, q + a, han)) a++;
+    if (!need_w) {
+        if (!a) return 0;
+        size_t e = q + a;
+        while (cased_w(c, e, han)) e++;
+        return e;
+    }
+    for (size_t k = a + 1; k-- > 0;) {
+        if (cased_w(c, q + k, han)) {
+            size_t e = q + k;
+            while (cased_w(c, e, han)) e++;
+            return e;
+        }
+    }
+    return 0;
+}
+
+static void split_cased(split_ctx *c, const cased_opts *o) {
+    size_t pos = c->s;
+    while (pos < c->e) {
+        const uint32_t ch = c->cp[pos];
+        const uint8_t f = c->fl[pos];
+        if (o->han && is_han(c, pos)) {
+            while (is_han(c, pos)) pos++;
+            emit(c, pos);
+            continue;
+        }
+        /* the two word alternatives, each with the prefix first */
+        const bool prefix = !(ch == '\r' || ch == '\n') && !(f & (TOK_CF_LETTER | TOK_CF_NUMBER));
+        size_t end = 0;
+        for (int alt = 0; alt < 2 && !end; alt++) {
+            if (prefix) end = cased_word(c, pos + 1, alt == 0, o->han);
+            if (!end) end = cased_word(c, pos, alt == 0, o->han);
+        }
+        if (end) {
+            if (o->contractions && C(c, end) == '\'') end += contraction(c, end, true);
+            emit(c, pos = end);
+            continue;
+        }
+        if (f & TOK_CF_NUMBER) {
+            size_t n = 0;
+            while (n < o->max_digits && (F(c, pos) & TOK_CF_NUMBER)) {
+                pos++;
+                n++;
+            }
+            emit(c, pos);
+            continue;
+        }
+        uint8_t f2 = ch == ' ' ? F(c, pos + 1) : f;
+        if (!(f2 & LNW) && f2) {
+            pos += ch == ' ';
+            for (uint8_t g = F(c, pos); !(g & LNW) && g; g = F(c, pos)) pos++;
+            for (uint32_t t = C(c, pos); t == '\r' || t == '\n' || (o->slash_tail && t == '/'); t = C(c, pos)) pos++;
+            emit(c, pos);
+            continue;
+        }
+        emit(c, pos = split_space(c, pos, true));
+    }
+}
+
+static const cased_opts opts_tekken = {.contractions = false, .han = false, .slash_tail = true, .max_digits = 1};
+static const cased_opts opts_gpt4o = {.contractions = true, .han = false, .slash_tail = true, .max_digits = 3};
+static const cased_opts opts_kimi = {.contractions = true, .han = true, .slash_tail = false, .max_digits = 3};
+
+/* DeepSeek V3's last expression:
+ *   [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+|
+ *   ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * A code point no alternative matches (a lone digit, a control character) is left for
+ * the gap, which becomes a word of its own. */
+static inline bool ascii_alpha(uint32_t ch) { return (ch | 32) >= 'a' && (ch | 32) <= 'z'; }
+
+static void split_deepseek3(split_ctx *c) {
+    const uint8_t PS = TOK_CF_PUNCT | TOK_CF_SYMBOL, LM = TOK_CF_LETTER | TOK_CF_MARK;
+    size_t pos = c->s;
+    while (pos < c->e) {
+        const uint32_t ch = c->cp[pos];
+        const uint8_t f = c->fl[pos];
+        size_t end = 0;
+        if (ch < 0x80 && (f & PS) && ascii_alpha(C(c, pos + 1))) {
+            end = pos + 1;
+            while (ascii_alpha(C(c, end))) end++;
+        } else if (!(ch == '\r' || ch == '\n') && !(f & (TOK_CF_LETTER | PS)) && (F(c, pos + 1) & LM)) {
+            end = pos + 1;
+            while (F(c, end) & LM) end++;
+        } else if (f & LM) {
+            end = pos;
+            while (F(c, end) & LM) end++;
+        } else if ((ch == ' ' && (F(c, pos + 1) & PS)) || (f & PS)) {
+            end = pos + (ch == ' ');
+            while (F(c, end) & PS) end++;
+            while (C(c, end) == '\r' || C(c, end) == '\n') end++;
+        } else if (f & TOK_CF_SPACE) {
+            end = split_space(c, pos, true);
+        }
+        if (!end) { /* no match here: part of a gap */
+            pos++;
+            continue;
+        }
+        emit(c, pos);
+        emit(c, pos = end);
     }
 }
 
@@ -238,7 +387,26 @@ typedef enum matcher {
     M_NUMBER,      /* \p{N} */
     M_DEF_PUNCT,   /* [\p{P}\$\+<=>\^~\|]+ */
     M_DIGITS3,     /* [0-9][0-9][0-9] */
+    M_SP_LETTERS,  /* \s?\p{L}+ */
+    M_SP_PUNCT,    /* \s?\p{P}+ */
+    M_FALCON_PUNCT, /* [\p{P}\$\+<=>\^~\|`]+ */
+    M_NUMBER3,     /* \p{N}{1,3} */
+    M_DS3_CJK,     /* [一-龥぀-ゟ゠-ヿ]+ */
+    M_BLOOM,       /*  ?[^(\s|.,!?…。，、।۔،)]+ */
 } matcher;
+
+/* DeepSeek V3's CJK class: [一-龥぀-ゟ゠-ヿ] */
+static const range32 ds3_cjk[] = {{0x3040, 0x309F}, {0x30A0, 0x30FF}, {0x4E00, 0x9FA5}};
+
+/* BLOOM's word class: anything but white space and ( | ) . , ! ? … 。 ， 、 । ۔ ، */
+static inline bool bloom_char(uint32_t cp, uint8_t f) {
+    if (re_space(cp, f)) return false;
+    switch (cp) {
+    case '(': case '|': case ')': case '.': case ',': case '!': case '?':
+    case 0x2026: case 0x3002: case 0xFF0C: case 0x3001: case 0x0964: case 0x06D4: case 0x060C: return false;
+    default: return true;
+    }
+}
 
 static inline bool is_number(uint32_t cp, uint8_t f) {
     (void)cp;
@@ -259,6 +427,12 @@ static inline bool class_at(matcher m, uint32_t cp, uint8_t f) {
     case M_NUMBER: return is_number(cp, f);
     case M_DEF_PUNCT: return def_punct(cp, f);
     case M_DIGITS3: return cp >= '0' && cp <= '9';
+    case M_SP_LETTERS: return (f & TOK_CF_LETTER) != 0;
+    case M_SP_PUNCT: return (f & TOK_CF_PUNCT) && !(f & TOK_CF_SPACE);
+    case M_FALCON_PUNCT: return cp < 0x80 ? (f & (TOK_CF_PUNCT | TOK_CF_SYMBOL)) != 0 : (f & TOK_CF_PUNCT) && !(f & TOK_CF_SPACE);
+    case M_NUMBER3: return is_number(cp, f);
+    case M_DS3_CJK: return re_class(ds3_cjk, SOV_ARRAY_LEN(ds3_cjk), cp, f);
+    case M_BLOOM: return bloom_char(cp, f);
     default: return false;
     }
 }
@@ -277,9 +451,13 @@ static bool find_match(const split_ctx *c, matcher m, size_t p, size_t *ms, size
         return false;
     case M_DS_LETTERS:
     case M_DS_PUNCT:
+    case M_SP_LETTERS:
+    case M_SP_PUNCT:
+    case M_BLOOM:
         for (; p < e; p++) {
             size_t q = p;
-            if (re_space(c->cp[p], c->fl[p]) && p + 1 < e && class_at(m, c->cp[p + 1], c->fl[p + 1]))
+            const bool lead = m == M_BLOOM ? c->cp[p] == ' ' : re_space(c->cp[p], c->fl[p]);
+            if (lead && p + 1 < e && class_at(m, c->cp[p + 1], c->fl[p + 1]))
                 q = p + 1;
             else if (!class_at(m, c->cp[p], c->fl[p]))
                 continue;
@@ -298,10 +476,13 @@ static bool find_match(const split_ctx *c, matcher m, size_t p, size_t *ms, size
         return true;
     }
     case M_NUMBER:
+    case M_NUMBER3:
         for (; p < e; p++)
             if (is_number(c->cp[p], c->fl[p])) {
+                size_t q = p + 1;
+                while (m == M_NUMBER3 && q < e && q < p + 3 && is_number(c->cp[q], c->fl[q])) q++;
                 *ms = p;
-                *me = p + 1;
+                *me = q;
                 return true;
             }
         return false;
@@ -337,43 +518,103 @@ static void split_match(split_ctx *c, matcher m) {
     emit(c, c->e);
 }
 
+/* (?=(\d{3})+(?!\d)): zero-width matches before every group of three digits counted
+ * from the end of an ASCII digit run; the text splits at each (\d is ASCII, as in
+ * llama.cpp's std::wregex) */
+static void split_digit_groups(split_ctx *c) {
+    size_t p = c->s;
+    while (p < c->e) {
+        if (!(c->cp[p] >= '0' && c->cp[p] <= '9')) {
+            p++;
+            continue;
+        }
+        size_t b = p;
+        while (b < c->e && c->cp[b] >= '0' && c->cp[b] <= '9') b++;
+        for (size_t q = p; q + 3 <= b; q++)
+            if ((b - q) % 3 == 0) emit(c, q);
+        p = b;
+    }
+    emit(c, c->e);
+}
+
+/* [^\n]+|[\n]+ */
+static void split_newlines(split_ctx *c) {
+    size_t p = c->s;
+    while (p < c->e) {
+        const bool nl = c->cp[p] == '\n';
+        while (p < c->e && (c->cp[p] == '\n') == nl) p++;
+        emit(c, p);
+    }
+}
+
 /* ---- the families ---- */
 
-typedef enum step_kind { S_GPT2, S_LLAMA3, S_QWEN2, S_MATCH } step_kind;
+typedef enum step_kind {
+    S_GPT2, S_LLAMA3, S_QWEN2, S_QWEN35, S_MATCH, S_CASED, S_DEEPSEEK3, S_DIGIT_GROUPS, S_NEWLINES
+} step_kind;
 typedef struct step {
     step_kind kind;
     matcher m;
+    const cased_opts *cased;
 } step;
 
-static const step steps_gpt2[] = {{S_GPT2, 0}};
-static const step steps_llama3[] = {{S_LLAMA3, 0}};
-static const step steps_qwen2[] = {{S_QWEN2, 0}};
-static const step steps_smollm[] = {{S_MATCH, M_NUMBER}, {S_GPT2, 0}};
+static const step steps_gpt2[] = {{S_GPT2, 0, NULL}};
+static const step steps_llama3[] = {{S_LLAMA3, 0, NULL}};
+static const step steps_qwen2[] = {{S_QWEN2, 0, NULL}};
+static const step steps_smollm[] = {{S_MATCH, M_NUMBER, NULL}, {S_GPT2, 0, NULL}};
 static const step steps_default[] = {
-    {S_MATCH, M_DEF_PUNCT}, {S_GPT2, 0}, {S_MATCH, M_NUMBERS}, {S_MATCH, M_DIGITS3}};
+    {S_MATCH, M_DEF_PUNCT, NULL}, {S_GPT2, 0, NULL}, {S_MATCH, M_NUMBERS, NULL}, {S_MATCH, M_DIGITS3, NULL}};
 static const step steps_deepseek[] = {
-    {S_MATCH, M_NEWLINE}, {S_MATCH, M_DS_LETTERS}, {S_MATCH, M_DS_PUNCT},
-    {S_MATCH, M_TRAIL_SPACE}, {S_MATCH, M_DS_CJK}, {S_MATCH, M_NUMBERS}};
+    {S_MATCH, M_NEWLINE, NULL}, {S_MATCH, M_DS_LETTERS, NULL}, {S_MATCH, M_DS_PUNCT, NULL},
+    {S_MATCH, M_TRAIL_SPACE, NULL}, {S_MATCH, M_DS_CJK, NULL}, {S_MATCH, M_NUMBERS, NULL}};
+static const step steps_qwen35[] = {{S_QWEN35, 0, NULL}};
+static const step steps_deepseek_coder[] = {
+    {S_MATCH, M_NEWLINE, NULL}, {S_MATCH, M_SP_LETTERS, NULL}, {S_MATCH, M_SP_PUNCT, NULL}, {S_MATCH, M_DS_CJK, NULL}, {S_MATCH, M_NUMBER, NULL}};
+static const step steps_deepseek3[] = {{S_MATCH, M_NUMBER3, NULL}, {S_MATCH, M_DS3_CJK, NULL}, {S_DEEPSEEK3, 0, NULL}};
+static const step steps_falcon[] = {{S_MATCH, M_FALCON_PUNCT, NULL}, {S_GPT2, 0, NULL}, {S_MATCH, M_DIGITS3, NULL}};
+static const step steps_tekken[] = {{S_CASED, 0, &opts_tekken}};
+static const step steps_gpt4o[] = {{S_CASED, 0, &opts_gpt4o}};
+static const step steps_kimi[] = {{S_CASED, 0, &opts_kimi}};
+static const step steps_bloom[] = {{S_MATCH, M_BLOOM, NULL}};
+static const step steps_superbpe[] = {{S_MATCH, M_NUMBERS, NULL}, {S_DIGIT_GROUPS, 0, NULL}};
+static const step steps_newlines[] = {{S_NEWLINES, 0, NULL}};
 
 static void run_step(split_ctx *c, const step *st) {
     switch (st->kind) {
     case S_GPT2: split_gpt2(c); break;
-    case S_LLAMA3: split_llama3(c, 3); break;
-    case S_QWEN2: split_llama3(c, 1); break;
+    case S_LLAMA3: split_llama3(c, 3, TOK_CF_LETTER); break;
+    case S_QWEN2: split_llama3(c, 1, TOK_CF_LETTER); break;
+    case S_QWEN35: split_llama3(c, 1, TOK_CF_LETTER | TOK_CF_MARK); break;
     case S_MATCH: split_match(c, st->m); break;
+    case S_CASED: split_cased(c, st->cased); break;
+    case S_DEEPSEEK3: split_deepseek3(c); break;
+    case S_DIGIT_GROUPS: split_digit_groups(c); break;
+    case S_NEWLINES: split_newlines(c); break;
     }
 }
+
+#define STEPS(a) steps = a, n_steps = SOV_ARRAY_LEN(a)
 
 bool tok_pretokenize(tok_pre pre, const tok_cpts *cp, tok_ends *ends, tok_ends *tmp) {
     const step *steps;
     size_t n_steps;
     switch (pre) {
-    case TOK_PRE_LLAMA3: steps = steps_llama3; n_steps = 1; break;
-    case TOK_PRE_QWEN2: steps = steps_qwen2; n_steps = 1; break;
-    case TOK_PRE_SMOLLM: steps = steps_smollm; n_steps = 2; break;
-    case TOK_PRE_DEFAULT: steps = steps_default; n_steps = 4; break;
-    case TOK_PRE_DEEPSEEK: steps = steps_deepseek; n_steps = 6; break;
-    default: steps = steps_gpt2; n_steps = 1; break;
+    case TOK_PRE_LLAMA3: STEPS(steps_llama3); break;
+    case TOK_PRE_QWEN2: STEPS(steps_qwen2); break;
+    case TOK_PRE_SMOLLM: STEPS(steps_smollm); break;
+    case TOK_PRE_DEFAULT: STEPS(steps_default); break;
+    case TOK_PRE_DEEPSEEK: STEPS(steps_deepseek); break;
+    case TOK_PRE_QWEN35: STEPS(steps_qwen35); break;
+    case TOK_PRE_DEEPSEEK_CODER: STEPS(steps_deepseek_coder); break;
+    case TOK_PRE_DEEPSEEK3: STEPS(steps_deepseek3); break;
+    case TOK_PRE_FALCON: STEPS(steps_falcon); break;
+    case TOK_PRE_TEKKEN: STEPS(steps_tekken); break;
+    case TOK_PRE_GPT4O: STEPS(steps_gpt4o); break;
+    case TOK_PRE_KIMI_K2: STEPS(steps_kimi); break;
+    case TOK_PRE_BLOOM: STEPS(steps_bloom); break;
+    case TOK_PRE_SUPERBPE: STEPS(steps_superbpe); break;
+    case TOK_PRE_NEWLINES: STEPS(steps_newlines); break;
+    default: STEPS(steps_gpt2); break;
     }
     ends->n = 0;
     if (cp->n == 0) return true;

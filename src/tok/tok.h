@@ -16,7 +16,7 @@
 
 /* Builds the vocabulary of an open file; when take_file, the vocabulary owns (and
  * closes) f, also when building fails. Errors: SOV_ERR_FORMAT (missing or inconsistent tokenizer.* keys, naming
- * the key), SOV_ERR_UNSUPPORTED (tokenizer.ggml.model other than llama/gpt2, or an
+ * the key), SOV_ERR_UNSUPPORTED (tokenizer.ggml.model other than llama/gpt2/gemma4/t5, or an
  * unknown tokenizer.ggml.pre, naming it), SOV_ERR_NOMEM. */
 sov_status tok_vocab_from_gguf(gguf_file *f, bool take_file, sov_vocab **out);
 
@@ -30,7 +30,7 @@ const char *tok_vocab_token_text(const sov_vocab *v, sov_token t, size_t *len);
 /* The id of a token whose stored text is exactly s, or -1. */
 sov_token tok_vocab_find(const sov_vocab *v, const char *s, size_t len);
 
-/* "llama" or "gpt2" and the pre-tokenizer name ("default" when tokenizer.ggml.pre is
+/* "llama", "gpt2", "gemma4" or "t5" and the pre-tokenizer name ("default" when tokenizer.ggml.pre is
  * absent). */
 const char *tok_vocab_model_name(const sov_vocab *v);
 const char *tok_vocab_pre_name(const sov_vocab *v);

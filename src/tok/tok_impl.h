@@ -28,7 +28,13 @@ enum {
 /* tokens the special-token pass matches in text */
 #define TOK_ATTR_SPECIAL (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)
 
-typedef enum tok_kind { TOK_SPM, TOK_BPE } tok_kind;
+#define TOK_MAX_CROSS 8 /* see spm_runs_independent (vocab.c) */
+
+typedef enum tok_kind {
+    TOK_SPM, /* "llama": SentencePiece BPE (merges by score) */
+    TOK_BPE, /* "gpt2": byte-level BPE; "gemma4" (bpe_raw): BPE over UTF-8 with "▁" */
+    TOK_UGM, /* "t5": SentencePiece Unigram (Viterbi), see ugm.c */
+} tok_kind;
 
 /* the pre-tokenizers (tokenizer.ggml.pre families) */
 typedef enum tok_pre {
@@ -39,6 +45,16 @@ typedef enum tok_pre {
     TOK_PRE_QWEN2,    /* "qwen2" */
     TOK_PRE_SMOLLM,   /* "smollm", "starcoder", ...: digits apart, then GPT-2 */
     TOK_PRE_DEEPSEEK, /* "deepseek-llm" */
+    TOK_PRE_QWEN35,   /* "qwen35": Qwen2's with combining marks inside words */
+    TOK_PRE_DEEPSEEK_CODER, /* "deepseek-coder" */
+    TOK_PRE_DEEPSEEK3, /* "deepseek-v3" */
+    TOK_PRE_FALCON,   /* "falcon" */
+    TOK_PRE_TEKKEN,   /* "tekken" (Mistral Nemo / Small): letter case splits words */
+    TOK_PRE_GPT4O,    /* "gpt-4o", "llama4" (o200k) */
+    TOK_PRE_KIMI_K2,  /* "kimi-k2": GPT-4o's with Han runs apart */
+    TOK_PRE_BLOOM,    /* "bloom", "poro-chat", "gpt3-finnish" */
+    TOK_PRE_SUPERBPE, /* "superbpe": digit runs grouped by three from the right */
+    TOK_PRE_NEWLINES, /* Gemma 4: runs of "\n" apart from everything else */
 } tok_pre;
 
 typedef struct tok_token {
@@ -88,11 +104,21 @@ struct sov_vocab {
     bool add_bos, add_eos;
     bool add_space_prefix;   /* SPM: " " before the first text (and after specials) */
     bool ignore_merges;      /* BPE: a word that is itself a token is not merged */
+    int32_t cross[TOK_MAX_CROSS];      /* SPM-style: the tokens with "▁" after another character */
+    int32_t n_cross;
     bool spm_split_ok;       /* SPM: no token has "▁" after another character, so text
                                 can be merged in independent runs (see spm.c) */
     const char *chat_template;
     size_t chat_template_len;
+
+    bool bpe_raw;            /* Gemma 4: BPE on UTF-8 characters, " " written "▁", byte
+                                fallback to <0xXX>, no byte alphabet */
+    bool remove_extra_ws;    /* UGM: tokenizer.ggml.remove_extra_whitespaces */
+    struct tok_ugm *ugm;     /* UGM: normaliser and piece index (ugm.c) */
 };
+
+/* SentencePiece-style texts: "▁" stands for " " (SPM, UGM, Gemma 4) */
+static inline bool tok_escapes_space(const sov_vocab *v) { return v->kind != TOK_BPE || v->bpe_raw; }
 
 /* ---- vocab.c ---- */
 uint64_t tok_hash_bytes(const void *p, size_t n);
@@ -126,6 +152,22 @@ typedef struct tok_ids {
 } tok_ids;
 void tok_ids_push(tok_ids *ids, sov_token t);
 
+/* ---- ugm.c ---- */
+typedef struct tok_ugm_scratch {
+    void *best;     /* Viterbi lattice */
+    size_t best_cap;
+} tok_ugm_scratch;
+/* Reads tokenizer.ggml.precompiled_charsmap (checked: SOV_ERR_FORMAT naming the key when
+ * malformed) and builds the piece index. */
+sov_status tok_ugm_init(sov_vocab *v, const gguf_file *f);
+void tok_ugm_free(sov_vocab *v);
+/* SentencePiece's normaliser: the charsmap, spaces as "▁", the prefix "▁" and extra white
+ * space as the metadata asks. Writes to *buf (grown as needed); false on allocation failure. */
+bool tok_ugm_normalize(const sov_vocab *v, const uint8_t *s, size_t n, uint8_t **buf, size_t *cap, size_t *out_n);
+/* Viterbi over piece scores of normalised text; appends the ids. */
+bool tok_ugm_run(const sov_vocab *v, const uint8_t *s, size_t n, tok_ugm_scratch *sc, tok_ids *out);
+
+
 /* ---- merge.c: one word (BPE) or one run of text (SPM) to tokens ---- */
 typedef struct tok_merge_scratch {
     void *sym;   /* symbol array */
@@ -139,6 +181,8 @@ void tok_merge_scratch_free(tok_merge_scratch *s);
 /* Appends the tokens of s[0..n) to out; false on allocation failure. */
 bool tok_bpe_word(const sov_vocab *v, const uint8_t *s, size_t n, tok_merge_scratch *sc, tok_ids *out);
 bool tok_spm_run(const sov_vocab *v, const uint8_t *s, size_t n, tok_merge_scratch *sc, tok_ids *out);
+/* Gemma 4: one word of escaped UTF-8 text, merged by rank */
+bool tok_bpe_raw_word(const sov_vocab *v, const uint8_t *s, size_t n, tok_merge_scratch *sc, tok_ids *out);
 
 /* ---- pretok.c: splits code points into words ---- */
 typedef struct tok_cpts {
@@ -153,5 +197,7 @@ typedef struct tok_ends {
     size_t n, cap;
 } tok_ends;
 bool tok_pretokenize(tok_pre pre, const tok_cpts *c, tok_ends *ends, tok_ends *tmp);
+/* The pre-tokenizer of a tokenizer.ggml.pre name (vocab.c's table); false when unknown. */
+bool tok_pre_from_name(const char *name, tok_pre *out);
 
 #endif

@@ -13,7 +13,10 @@
  *         (add_space_prefix), then merged; when the vocabulary allows it (see
  *         spm_runs_independent in vocab.c) run by run, each "▁word" on its own.
  *    BPE: decoded to code points, split into words by the pre-tokenizer (pretok.c),
- *         each word merged on its own (merge.c).
+ *         each word merged on its own (merge.c). Gemma 4: " " -> "▁" first, words are
+ *         runs of "\n" and of the rest, merged on UTF-8 characters (run by run, as SPM).
+ *    UGM: normalised (charsmap, "▁", prefix, extra spaces), then Viterbi (ugm.c), run by
+ *         run when the vocabulary allows it.
  *    Words and runs are memoised per call in a hash table (text -> ids): natural text
  *    repeats its words, and a hit costs one hash and one memcmp.
  * 3. BOS/EOS around it all when add_special and the vocabulary asks for them. */
@@ -132,6 +135,9 @@ typedef struct session {
                              the escaped fragment */
     size_t norm_cap;
     tok_ends ends, tmp;
+    uint8_t *esc;         /* Gemma 4 / UGM: the fragment with spaces as "▁" (normalised) */
+    size_t esc_cap;
+    tok_ugm_scratch us;
     bool oom;
 } session;
 
@@ -146,8 +152,10 @@ static bool grow_bytes(uint8_t **p, size_t *cap, size_t need) {
     return true;
 }
 
+typedef enum word_kind { W_BPE, W_SPM, W_RAW, W_UGM } word_kind;
+
 /* Tokens of one word/run, through the cache. */
-static void word(session *ss, const uint8_t *s, size_t n, bool bpe) {
+static void word(session *ss, const uint8_t *s, size_t n, word_kind kind) {
     if (n == 0) return;
     uint64_t h = 0;
     if (n <= CACHE_MAX_KEY) {
@@ -159,7 +167,13 @@ static void word(session *ss, const uint8_t *s, size_t n, bool bpe) {
         }
     }
     size_t before = ss->out.n;
-    bool ok = bpe ? tok_bpe_word(ss->v, s, n, &ss->ms, &ss->out) : tok_spm_run(ss->v, s, n, &ss->ms, &ss->out);
+    bool ok;
+    switch (kind) {
+    case W_BPE: ok = tok_bpe_word(ss->v, s, n, &ss->ms, &ss->out); break;
+    case W_RAW: ok = tok_bpe_raw_word(ss->v, s, n, &ss->ms, &ss->out); break;
+    case W_UGM: ok = tok_ugm_run(ss->v, s, n, &ss->us, &ss->out); break;
+    default: ok = tok_spm_run(ss->v, s, n, &ss->ms, &ss->out); break;
+    }
     if (!ok) {
         ss->oom = true;
         return;
@@ -167,8 +181,54 @@ static void word(session *ss, const uint8_t *s, size_t n, bool bpe) {
     if (n <= CACHE_MAX_KEY && !ss->out.oom) cache_put(&ss->cache, s, n, h, ss->out.v + before, ss->out.n - before);
 }
 
+/* Whether one of the vocabulary's few tokens with "▁" after another character occurs in
+ * e[0..m) across position i (so that a merge could join the runs on both sides). */
+static bool crossed(const sov_vocab *v, const uint8_t *e, size_t m, size_t i) {
+    for (int32_t c = 0; c < v->n_cross; c++) {
+        const tok_token *t = &v->tokens[v->cross[c]];
+        for (uint32_t j = 1; j + 3 <= t->len; j++) {
+            if (memcmp(t->text + j, "\xe2\x96\x81", 3) != 0 || j > i || i - j + t->len > m) continue;
+            if (memcmp(e + i - j, t->text, t->len) == 0) return true;
+        }
+    }
+    return false;
+}
+
+/* Escaped text e[0..m) in independent runs when the vocabulary allows it (see
+ * spm_runs_independent in vocab.c), else whole. */
+static void runs(session *ss, const uint8_t *e, size_t m, word_kind kind) {
+    if (!ss->v->spm_split_ok) {
+        word(ss, e, m, kind); /* long runs are not cached; the heap keeps it O(n log n) */
+        return;
+    }
+    /* runs: a new one starts at each "▁" that follows a character other than "▁" */
+    /* walk characters as the merge loop splits them (by lead byte, so that malformed
+       input cuts the same way) */
+    size_t start = 0;
+    bool prev_space = false;
+    for (size_t i = 0; i < m;) {
+        bool is_space = i + 3 <= m && e[i] == 0xE2 && e[i + 1] == 0x96 && e[i + 2] == 0x81;
+        if (is_space && !prev_space && i > start && !crossed(ss->v, e, m, i)) {
+            word(ss, e + start, i - start, kind);
+            start = i;
+        }
+        prev_space = is_space;
+        i += tok_utf8_len(e[i]);
+    }
+    word(ss, e + start, m - start, kind);
+}
+
+/* SentencePiece Unigram: normalise, then Viterbi run by run */
+static void ugm_fragment(session *ss, const uint8_t *s, size_t n) {
+    size_t m;
+    if (!tok_ugm_normalize(ss->v, s, n, &ss->esc, &ss->esc_cap, &m)) {
+        ss->oom = true;
+        return;
+    }
+    runs(ss, ss->esc, m, W_UGM);
+}
+
 static void spm_fragment(session *ss, const uint8_t *s, size_t n, bool prefix) {
-    const sov_vocab *v = ss->v;
     size_t spaces = prefix;
     for (size_t i = 0; i < n; i++) spaces += s[i] == ' ';
     if (!grow_bytes(&ss->norm, &ss->norm_cap, n + 2 * spaces + 3)) {
@@ -189,29 +249,30 @@ static void spm_fragment(session *ss, const uint8_t *s, size_t n, bool prefix) {
             e[m++] = s[i];
         }
     }
-    if (!v->spm_split_ok) {
-        word(ss, e, m, false); /* long runs are not cached; the heap keeps it O(n log n) */
-        return;
-    }
-    /* runs: a new one starts at each "▁" that follows a character other than "▁" */
-    /* walk characters as the merge loop splits them (by lead byte, so that malformed
-       input cuts the same way) */
-    size_t start = 0;
-    bool prev_space = false;
-    for (size_t i = 0; i < m;) {
-        bool is_space = i + 3 <= m && e[i] == 0xE2 && e[i + 1] == 0x96 && e[i + 2] == 0x81;
-        if (is_space && !prev_space && i > start) {
-            word(ss, e + start, i - start, false);
-            start = i;
-        }
-        prev_space = is_space;
-        i += tok_utf8_len(e[i]);
-    }
-    word(ss, e + start, m - start, false);
+    runs(ss, e, m, W_SPM);
 }
 
 static void bpe_fragment(session *ss, const uint8_t *s, size_t n) {
     tok_cpts *c = &ss->cp;
+    if (ss->v->bpe_raw) { /* Gemma 4: " " -> "▁" before anything else */
+        size_t spaces = 0;
+        for (size_t i = 0; i < n; i++) spaces += s[i] == ' ';
+        if (!grow_bytes(&ss->esc, &ss->esc_cap, n + 2 * spaces + 1)) {
+            ss->oom = true;
+            return;
+        }
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == ' ') {
+                memcpy(ss->esc + m, "\xe2\x96\x81", 3);
+                m += 3;
+            } else {
+                ss->esc[m++] = s[i];
+            }
+        }
+        s = ss->esc;
+        n = m;
+    }
     if (n + 1 > ss->cp_cap) {
         size_t cap = ss->cp_cap ? ss->cp_cap : 256;
         while (cap < n + 1) cap *= 2;
@@ -270,7 +331,10 @@ static void bpe_fragment(session *ss, const uint8_t *s, size_t n) {
     uint32_t start = 0;
     for (size_t i = 0; i < ss->ends.n && !ss->oom; i++) {
         uint32_t end = ss->ends.v[i];
-        word(ss, text + c->off[start], c->off[end] - c->off[start], true);
+        if (ss->v->bpe_raw)
+            runs(ss, text + c->off[start], c->off[end] - c->off[start], W_RAW);
+        else
+            word(ss, text + c->off[start], c->off[end] - c->off[start], W_BPE);
         start = end;
     }
 }
@@ -359,6 +423,8 @@ static bool find_specials(const sov_vocab *v, const uint8_t *s, size_t n, bool p
 static void text_fragment(session *ss, const uint8_t *s, size_t n, bool prev_special) {
     if (ss->v->kind == TOK_SPM)
         spm_fragment(ss, s, n, ss->v->add_space_prefix && prev_special);
+    else if (ss->v->kind == TOK_UGM)
+        ugm_fragment(ss, s, n);
     else
         bpe_fragment(ss, s, n);
 }
@@ -422,6 +488,8 @@ int32_t sov_tokenize(const sov_vocab *v, const char *text, size_t len, bool add_
     free(ss.cp.fl);
     free(ss.cp.off);
     free(ss.norm);
+    free(ss.esc);
+    free(ss.us.best);
     free(ss.ends.v);
     free(ss.tmp.v);
     return result;

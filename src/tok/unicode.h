@@ -28,6 +28,22 @@ static inline uint8_t tok_cpt_flags(uint32_t cp) {
     return tok_ucd_stage2[tok_ucd_stage1[cp >> 8]][cp & 0xFF];
 }
 
+/* Finer facts (tok_ucd_x tables): letter case for the pre-tokenizers that tell
+ * [\p{Lu}\p{Lt}...] from [\p{Ll}...] (Tekken, GPT-4o, Kimi K2), and the Han script. */
+enum {
+    TOK_CX_UPPER = 1, /* Lu or Lt */
+    TOK_CX_LOWER = 2, /* Ll */
+    TOK_CX_HAN = 4,   /* Script=Han */
+};
+
+extern const uint8_t tok_ucd_x_stage1[4352];
+extern const uint8_t tok_ucd_x_stage2[][256];
+
+static inline uint8_t tok_cpt_xflags(uint32_t cp) {
+    if (cp >= 0x110000) return 0;
+    return tok_ucd_x_stage2[tok_ucd_x_stage1[cp >> 8]][cp & 0xFF];
+}
+
 #define TOK_REPLACEMENT_CHAR 0xFFFDu
 
 /* Decodes the code point at s[*pos] (n bytes in all) and advances *pos. Malformed input

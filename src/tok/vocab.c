@@ -166,7 +166,40 @@ static const pre_name pre_names[] = {
     {"exaone", TOK_PRE_SMOLLM, false, false},
     {"minerva-7b", TOK_PRE_SMOLLM, false, false},
     {"deepseek-llm", TOK_PRE_DEEPSEEK, false, false},
+    {"qwen35", TOK_PRE_QWEN35, false, false},
+    {"deepseek-coder", TOK_PRE_DEEPSEEK_CODER, false, false},
+    {"deepseek-v3", TOK_PRE_DEEPSEEK3, false, false},
+    {"falcon", TOK_PRE_FALCON, false, false},
+    {"tekken", TOK_PRE_TEKKEN, true, true},
+    {"gpt-4o", TOK_PRE_GPT4O, false, false},
+    {"llama4", TOK_PRE_GPT4O, false, false},
+    {"minimax-m2", TOK_PRE_GPT4O, false, false},
+    {"kimi-k2", TOK_PRE_KIMI_K2, false, false},
+    {"bloom", TOK_PRE_BLOOM, false, false},
+    {"poro-chat", TOK_PRE_BLOOM, false, false},
+    {"gpt3-finnish", TOK_PRE_BLOOM, false, false},
+    {"superbpe", TOK_PRE_SUPERBPE, false, false},
+    /* further names llama.cpp maps to the same expressions */
+    {"jina-v5-nano", TOK_PRE_LLAMA3, true, true},
+    {"kormo", TOK_PRE_QWEN2, false, false},
+    {"f2llmv2", TOK_PRE_QWEN2, false, false},
+    {"mellum2", TOK_PRE_SMOLLM, false, false},
+    {"granite-docling", TOK_PRE_GPT2, false, false},
+    {"kanana2", TOK_PRE_GPT4O, false, false},
+    {"talkie", TOK_PRE_GPT4O, false, false},
 };
+
+static const pre_name *find_pre(const char *name) {
+    for (size_t i = 0; i < SOV_ARRAY_LEN(pre_names); i++)
+        if (strcmp(pre_names[i].name, name) == 0) return &pre_names[i];
+    return NULL;
+}
+
+bool tok_pre_from_name(const char *name, tok_pre *out) {
+    const pre_name *p = find_pre(name);
+    if (p) *out = p->pre;
+    return p != NULL;
+}
 
 /* ---- building ---- */
 
@@ -524,7 +557,7 @@ static void apply_name_rules(sov_vocab *v, const gguf_file *f) {
 static void build_byte_tokens(sov_vocab *v) {
     static const char hex[] = "0123456789ABCDEF";
     for (int b = 0; b < 256; b++) {
-        if (v->kind == TOK_SPM) {
+        if (v->kind != TOK_BPE || v->bpe_raw) {
             char s[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
             sov_token t = tok_find(v, s, 6);
             if (t < 0) {
@@ -544,13 +577,20 @@ static void build_byte_tokens(sov_vocab *v) {
 }
 
 /* SentencePiece text can be merged run by run (split before each "▁" that follows
- * another character) when no token holds a "▁" after a character other than "▁". */
-static bool spm_runs_independent(const sov_vocab *v) {
+ * another character) when no token holds a "▁" after a character other than "▁": no
+ * merge (or Viterbi piece) can then reach across such a boundary. A few tokens that do
+ * (Gemma 4 has one, ">▁</") are kept in v->cross, and the text is not split where one of
+ * them occurs across the boundary (tokenize.c); with more than TOK_MAX_CROSS, never. */
+static bool spm_runs_independent(sov_vocab *v) {
+    v->n_cross = 0;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         const tok_token *t = &v->tokens[i];
         uint32_t k = 0;
         while (k + 3 <= t->len && memcmp(t->text + k, "\xe2\x96\x81", 3) == 0) k += 3;
-        if (k < t->len && memmem(t->text + k, t->len - k, "\xe2\x96\x81", 3)) return false;
+        if (k < t->len && memmem(t->text + k, t->len - k, "\xe2\x96\x81", 3)) {
+            if (v->n_cross == TOK_MAX_CROSS) return false;
+            v->cross[v->n_cross++] = i;
+        }
     }
     return true;
 }
@@ -565,8 +605,14 @@ static sov_status build(sov_vocab *v, gguf_file *f) {
         v->kind = TOK_SPM;
     } else if (model.len == 4 && memcmp(model.ptr, "gpt2", 4) == 0) {
         v->kind = TOK_BPE;
+    } else if (model.len == 6 && memcmp(model.ptr, "gemma4", 6) == 0) {
+        v->kind = TOK_BPE; /* on UTF-8 with "▁" for spaces, not the byte alphabet */
+        v->bpe_raw = true;
+    } else if (model.len == 2 && memcmp(model.ptr, "t5", 2) == 0) {
+        v->kind = TOK_UGM;
     } else {
-        return sov_fail(SOV_ERR_UNSUPPORTED, "tokenizer: %s '%.*s' is not supported (only 'llama' and 'gpt2')",
+        return sov_fail(SOV_ERR_UNSUPPORTED,
+                        "tokenizer: %s '%.*s' is not supported (only 'llama', 'gpt2', 'gemma4' and 't5')",
                         KEY_MODEL, (int)SOV_MIN(model.len, 64), model.ptr);
     }
     if (pre.ptr && pre.len >= sizeof v->pre_name)
@@ -583,23 +629,34 @@ static sov_status build(sov_vocab *v, gguf_file *f) {
         v->unk = 0;
         v->add_bos = true;
         v->add_space_prefix = true;
+    } else if (v->kind == TOK_UGM) { /* llama.cpp's defaults for "t5" */
+        v->pre = TOK_PRE_NONE;
+        v->eos = 1;
+        v->unk = 2;
+        v->pad = 0;
+        v->add_eos = true;
+    } else if (v->bpe_raw) { /* Gemma 4: special ids from the file only */
+        v->pre = TOK_PRE_NEWLINES;
+        snprintf(v->pre_name, sizeof v->pre_name, "gemma4");
     } else {
-        const pre_name *p = NULL;
-        for (size_t i = 0; i < SOV_ARRAY_LEN(pre_names); i++)
-            if (strcmp(pre_names[i].name, v->pre_name) == 0) p = &pre_names[i];
+        const pre_name *p = find_pre(v->pre_name);
         if (!p) return sov_fail(SOV_ERR_UNSUPPORTED, "tokenizer: unknown %s '%s'", KEY_PRE, v->pre_name);
         v->pre = p->pre;
         v->ignore_merges = p->ignore_merges;
         v->add_bos = p->add_bos;
-        v->bos = v->eos = 11;
+        /* GLM-4 has no default BOS id */
+        v->bos = strcmp(p->name, "glm4") == 0 || strcmp(p->name, "chatglm-bpe") == 0 ? -1 : 11;
+        v->eos = 11;
     }
 
     if ((st = load_tokens(v, f))) return st;
     if (v->kind == TOK_BPE && (st = load_merges(v, f))) return st;
 
     if ((st = get_bool(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix))) return st;
+    if ((st = get_bool(f, "tokenizer.ggml.remove_extra_whitespaces", &v->remove_extra_ws))) return st;
     if ((st = get_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos))) return st;
     if ((st = get_bool(f, "tokenizer.ggml.add_eos_token", &v->add_eos))) return st;
+    if (v->bpe_raw) v->add_bos = true; /* as llama.cpp does for Gemma 4 */
 
     struct {
         const char *key;
@@ -629,7 +686,8 @@ static sov_status build(sov_vocab *v, gguf_file *f) {
     if ((st = build_special_list(v))) return st;
     apply_name_rules(v, f);
     build_byte_tokens(v);
-    if (v->kind == TOK_SPM) v->spm_split_ok = spm_runs_independent(v);
+    if (v->kind != TOK_BPE || v->bpe_raw) v->spm_split_ok = spm_runs_independent(v);
+    if (v->kind == TOK_UGM && (st = tok_ugm_init(v, f))) return st;
     return SOV_OK;
 }
 
@@ -668,6 +726,7 @@ void sov_vocab_free(sov_vocab *v) {
     free(v->merges);
     free(v->special);
     free(v->eog);
+    tok_ugm_free(v);
     free(v);
 }
 

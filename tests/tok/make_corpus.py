@@ -95,6 +95,24 @@ CASES = [
     "a",
     "'",
     "1",
+    # Korean jamo: compatibility jamo, conjoining (decomposed) jamo, mixed with syllables
+    "ㅎㅏㄴㄱㅡㄹ ㅋㅋㅋ ㅠㅠ ㄱㄴㄷㄹ ㅏㅑㅓㅕ",
+    "\u1112\u1161\u11ab\u1100\u1173\u11af \u1100\u1161 \u1109\u1165\u110b\u116e\u11af",
+    "한글 \u1112\u1161\u11ab 한\u11ab ㅎㅏㄴ 힣 가\u302e",
+    # digit runs of every length, and digits against letters
+    "1 12 123 1234 12345 123456 1234567 12345678 123456789 1234567890123",
+    "abc123def4567ghi89 v1.2.3 0x1F 3rd 2nd 1st 10km",
+    # white space runs
+    "a  b   c    d     e\t\tf\n\n\ng \n \n h",
+    "  \t\n  \r\n\r\n   end",
+    # normaliser cases (compatibility forms, ligatures, half-width kana)
+    "\ufb01nance \ufb02ow \u338f \u2460\u2461 \u216b \uff76\uff80\uff76\uff85 \u2126 \u212b \u00bd",
+    "Caf\u00e9 vs Cafe\u0301, \uac00 vs \u1100\u1161, \u2024\u2025\u2026",
+    # code with slashes and contractions after capitals (tekken / gpt-4o rules)
+    "path/to/file.txt C:\\Users\\me //comment /* block */ a//b",
+    "HELLO'S World's JSONParser HTTPServer iPhone McDonald's",
+    # Gemma 4's one token with a space inside (">▁</"): runs must not be cut there
+    "<b> </b> x> </y <i>  </i> a> b </c",
 ]
 
 

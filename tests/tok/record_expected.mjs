@@ -1,5 +1,6 @@
 // record_expected.mjs - records llama.cpp's tokenization of tests/tok/corpus.json for the
-// six shared vocabularies into tests/tok/expected/<vocab>.txt, which test_tok_reference.c
+// shared vocabularies (SentencePiece, byte-level BPE, Gemma 4, Unigram and, for the WordPiece
+// tests to come, bert-bge) into tests/tok/expected/<vocab>.txt, which test_tok_reference.c
 // compares sov against. The reference is llama.cpp as shipped in npm's node-llama-cpp
 // 3.22.1 (its prebuilt linux-x64 binary, vocabulary-only load). Run once, from anywhere:
 //
@@ -20,7 +21,10 @@ const modules = process.argv[2] ?? "/work/ref/node_modules";
 const {getLlama} = await import(pathToFileURL(path.join(modules, "node-llama-cpp/dist/index.js")).href);
 const shared = process.env.SOV_SHARED_MODELS ?? path.join(here, "../../../shared/models");
 const corpus = JSON.parse(fs.readFileSync(path.join(here, "corpus.json"), "utf8"));
-const vocabs = ["llama-spm", "llama-bpe", "qwen2", "gpt-2", "phi-3", "deepseek-llm"];
+const all = ["llama-spm", "llama-bpe", "qwen2", "gpt-2", "phi-3", "deepseek-llm", "qwen35", "deepseek-coder",
+             "falcon", "gemma-4", "nomic-bert-moe", "bert-bge"];
+// SOV_VOCABS="qwen35 falcon" records only those
+const vocabs = process.env.SOV_VOCABS ? process.env.SOV_VOCABS.split(/\s+/).filter(Boolean) : all;
 
 const llama = await getLlama({gpu: false, logLevel: "error", build: "never"});
 fs.mkdirSync(path.join(here, "expected"), {recursive: true});

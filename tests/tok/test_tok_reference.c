@@ -1,4 +1,4 @@
-/* test_tok_reference.c - sov's tokenizer against llama.cpp on the six shared vocabularies.
+/* test_tok_reference.c - sov's tokenizer against llama.cpp on the shared vocabularies.
  *
  * tests/tok/expected/<vocab>.txt holds llama.cpp's ids for every text of corpus.json
  * (recorded once by record_expected.mjs through node-llama-cpp), with and without
@@ -10,7 +10,8 @@
 
 #include "sov.h"
 
-static const char *const vocabs[] = {"llama-spm", "llama-bpe", "qwen2", "gpt-2", "phi-3", "deepseek-llm"};
+static const char *const vocabs[] = {"llama-spm", "llama-bpe", "qwen2", "gpt-2", "phi-3", "deepseek-llm",
+                                     "qwen35", "deepseek-coder", "falcon", "gemma-4", "nomic-bert-moe"};
 
 typedef struct ids {
     sov_token v[4096];
@@ -63,6 +64,16 @@ static bool contains(const char *s, size_t n, const char *needle) {
 
 static int checked_texts;
 
+/* Falcon's byte alphabet lacks these 28 bytes (llama.cpp drops them too; the ids agree),
+ * so text holding one cannot come back */
+static bool falcon_lacks_a_byte(const char *s, size_t n) {
+    static const uint8_t missing[] = {0x03, 0x04, 0x05, 0x0b, 0x11, 0x13, 0x14, 0x15, 0x16, 0x17, 0x19, 0x1c, 0x1d, 0x1e,
+                                      0xc0, 0xc1, 0xf2, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff};
+    for (size_t i = 0; i < n; i++)
+        if (memchr(missing, (uint8_t)s[i], sizeof missing)) return true;
+    return false;
+}
+
 static void check_vocab(const char *name) {
     char path[512], exp_path[512];
     char rel[128];
@@ -80,8 +91,10 @@ static void check_vocab(const char *name) {
         fclose(f);
         return;
     }
-    const bool spm = strcmp(name, "llama-spm") == 0 || strcmp(name, "phi-3") == 0;
+    const bool spm = strcmp(name, "llama-spm") == 0 || strcmp(name, "phi-3") == 0 || strcmp(name, "gemma-4") == 0;
     const bool phi3 = strcmp(name, "phi-3") == 0;
+    /* Unigram normalises (NFKC-style, extra spaces): no exact round trip */
+    const bool lossy = strcmp(name, "nomic-bert-moe") == 0;
 
     size_t cap = 1 << 16;
     char *line = malloc(cap);
@@ -147,7 +160,8 @@ static void check_vocab(const char *name) {
 
         /* round trip: plain text (SentencePiece reads a literal "▁" as a space) */
         bool spm_escape = spm && contains(line, n, "\xe2\x96\x81");
-        if (!spm_escape) {
+        const bool falcon_gap = strcmp(name, "falcon") == 0 && falcon_lacks_a_byte(line, n);
+        if (!spm_escape && !lossy && !falcon_gap) {
             int32_t m = sov_detokenize(v, want_ns.v, want_ns.n, false, true, text_back, sizeof text_back);
             CHECK_MSG(m == (int32_t)n && memcmp(text_back, line, n) == 0, "%s: round trip of \"%.*s\" gave \"%.*s\"", name,
                       (int)n, line, m > 0 ? (int)m : 0, text_back);
@@ -172,7 +186,7 @@ static void check_vocab(const char *name) {
             int32_t p = sov_token_to_piece(v, want_ns.v[i], false, piece, sizeof piece);
             CHECK(p >= 0 && p <= (int32_t)sizeof piece);
             if (p > 0 && at + (size_t)p <= sizeof text_back) {
-                if (memcmp(text_back + at, piece, (size_t)p) != 0 && !spm) CHECK(0);
+                if (memcmp(text_back + at, piece, (size_t)p) != 0 && !spm && !lossy && !falcon_gap) CHECK(0);
                 at += (size_t)p;
             }
         }
@@ -189,6 +203,11 @@ static void qwen2_matches_llama_cpp(void) { check_vocab(vocabs[2]); }
 static void gpt2_matches_llama_cpp(void) { check_vocab(vocabs[3]); }
 static void phi3_matches_llama_cpp(void) { check_vocab(vocabs[4]); }
 static void deepseek_llm_matches_llama_cpp(void) { check_vocab(vocabs[5]); }
+static void qwen35_matches_llama_cpp(void) { check_vocab(vocabs[6]); }
+static void deepseek_coder_matches_llama_cpp(void) { check_vocab(vocabs[7]); }
+static void falcon_matches_llama_cpp(void) { check_vocab(vocabs[8]); }
+static void gemma4_matches_llama_cpp(void) { check_vocab(vocabs[9]); }
+static void nomic_bert_moe_unigram_matches_llama_cpp(void) { check_vocab(vocabs[10]); }
 
 int main(void) {
     RUN(llama_spm_matches_llama_cpp);
@@ -197,6 +216,11 @@ int main(void) {
     RUN(gpt2_matches_llama_cpp);
     RUN(phi3_matches_llama_cpp);
     RUN(deepseek_llm_matches_llama_cpp);
+    RUN(qwen35_matches_llama_cpp);
+    RUN(deepseek_coder_matches_llama_cpp);
+    RUN(falcon_matches_llama_cpp);
+    RUN(gemma4_matches_llama_cpp);
+    RUN(nomic_bert_moe_unigram_matches_llama_cpp);
     fprintf(stderr, "%d texts compared\n", checked_texts);
     TEST_EXIT();
 }

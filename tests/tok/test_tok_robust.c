@@ -3,10 +3,16 @@
  * round trip), and long degenerate runs (no quadratic blow-up). */
 #include "test.h"
 
+#include <time.h>
+
 #include "core/util.h"
 #include "sov.h"
 
-static const char *const names[] = {"llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "deepseek-llm"};
+static const char *const names[] = {"llama-spm", "phi-3",          "llama-bpe", "qwen2",  "gpt-2",
+                                    "deepseek-llm", "qwen35", "deepseek-coder", "falcon", "gemma-4", "nomic-bert-moe"};
+enum { K_FALCON = 8, K_GEMMA4 = 9, K_UGM = 10 };
+/* random inputs per vocabulary: fewer for the later ones, which the fuzz target covers too */
+#define ITERS(k) ((k) < 6 ? 1500 : 300)
 
 /* llama.cpp's ids (llama-tokenize --ids --no-bos, built from the same commit as the
  * node-llama-cpp reference) for this malformed text: a stray 0xFF, a truncated 2-byte
@@ -20,6 +26,12 @@ static const char *const bad_expected[] = {
     "370 5691 4385 5691 856 9973 220 188 89 169 63219 80 5691 68 9973 220 9973",
     "397 4210 10210 4210 2124 6353 220 188 89 169 254 222 80 4210 68 6353 220 6353",
     "356 10003 2253 10003 1376 16211 207 175 89 167 241 209 80 10003 68 16211 207 16211",
+    "370 5691 4385 5691 856 9973 220 188 89 169 63219 80 5691 68 9973 220 9973",
+    "356 10006 2243 10006 1371 16258 207 175 89 167 241 209 80 10006 68 16258 207 16258",
+    "366 13112 133 9890 13112 133 1859 13112 133 13112 133 204 186 101 179 238 206 92 13112 133 80 13112 133 13112 133 "
+    "54751 133 13112 133",
+    "596 238479 2692 238479 1123 38914 236743 238 236802 475 398 366 236809 238479 236744 38914 236743 38914",
+    "1563 3 71574 3 1022 3 6 3 169 3 864 3 13 3 6 3",
 };
 
 static sov_vocab *load(const char *name) {
@@ -59,7 +71,7 @@ static void random_bytes_never_break(void) {
         sov_vocab *v = load(names[k]);
         if (!v) continue;
         const int32_t nv = sov_vocab_size(v);
-        for (int it = 0; it < 1500; it++) {
+        for (int it = 0; it < ITERS(k); it++) {
             size_t n = 0, want = test_rng_next(&r) % 200;
             while (n < want) {
                 uint64_t x = test_rng_next(&r);
@@ -99,9 +111,14 @@ static void random_text_round_trips(void) {
     for (size_t k = 0; k < SOV_ARRAY_LEN(names); k++) {
         sov_vocab *v = load(names[k]);
         if (!v) continue;
-        const bool spm = k < 2;
+        const bool spm = k < 2 || k == K_GEMMA4;
+        /* Unigram normalises; Falcon has no token for some control bytes */
+        if (k == K_UGM || k == K_FALCON) {
+            sov_vocab_free(v);
+            continue;
+        }
         int bad = 0;
-        for (int it = 0; it < 1500; it++) {
+        for (int it = 0; it < ITERS(k); it++) {
             size_t n = 0, want = test_rng_next(&r) % 300;
             while (n + 4 < want) {
                 uint64_t x = test_rng_next(&r);
@@ -134,6 +151,14 @@ static void random_text_round_trips(void) {
     }
 }
 
+/* CPU time of this process: tokenizing is single-threaded, and unlike wall time it does
+ * not grow when the machine is shared */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void long_runs_stay_fast(void) {
     const size_t n = 300000;
     char *text = malloc(n), *back = malloc(n + 16);
@@ -150,19 +175,20 @@ static void long_runs_stay_fast(void) {
             double t_tenth = 1e9, t = 1e9;
             int32_t m = 0;
             for (int rep = 0; rep < 3; rep++) { /* the best of three: a busy machine only adds time */
-                double t0 = sov_now_s();
+                double t0 = cpu_s();
                 (void)sov_tokenize(v, text, n / 10, false, false, ids, (int32_t)n + 8);
-                t_tenth = SOV_MIN(t_tenth, sov_now_s() - t0);
-                t0 = sov_now_s();
+                t_tenth = SOV_MIN(t_tenth, cpu_s() - t0);
+                t0 = cpu_s();
                 m = sov_tokenize(v, text, n, false, false, ids, (int32_t)n + 8);
-                t = SOV_MIN(t, sov_now_s() - t0);
+                t = SOV_MIN(t, cpu_s() - t0);
             }
             CHECK_MSG(t < 40 * t_tenth + 0.2, "%s: %zu x '%c' took %.3f s, a tenth of it %.3f s", names[k], n,
                       fills[f], t, t_tenth);
-            CHECK(m > 0);
+            CHECK(m > 0 || k == K_UGM); /* Unigram: extra white space goes, all of it here */
             int32_t b = sov_detokenize(v, ids, m, false, true, back, (int32_t)n + 16);
-            CHECK_MSG(b == (int32_t)n && memcmp(back, text, n) == 0, "%s: run of '%c' did not round-trip", names[k],
-                      fills[f]);
+            if (k != K_UGM) /* Unigram drops the extra spaces, as its metadata asks */
+                CHECK_MSG(b == (int32_t)n && memcmp(back, text, n) == 0, "%s: run of '%c' did not round-trip", names[k],
+                          fills[f]);
         }
         sov_vocab_free(v);
     }
