@@ -3,7 +3,7 @@
  * A token's piece depends on its attribute (llama.cpp's rules):
  *   control / unknown  its text, only when special is set (else nothing);
  *   user-defined       its text as stored;
- *   normal             SPM: "▁" -> " "; BPE: each character of the byte alphabet back
+ *   normal             SPM, WordPiece: "▁" -> " "; BPE: each character of the byte alphabet back
  *                      to its byte (a character outside the alphabet stays as it is);
  *   byte               "<0xXX>" -> that single byte;
  *   unused, undefined  nothing.
@@ -59,7 +59,7 @@ static void piece(const sov_vocab *v, sov_token t, bool special, bool *lstrip, w
     if (a & TOK_ATTR_NORMAL) {
         const uint8_t *s = (const uint8_t *)tk->text;
         const size_t n = tk->len;
-        if (v->kind == TOK_SPM) {
+        if (v->kind != TOK_BPE) { /* SPM and WordPiece: "▁" is a space */
             for (size_t i = 0; i < n;) {
                 if (i + 3 <= n && s[i] == 0xE2 && s[i + 1] == 0x96 && s[i + 2] == 0x81) {
                     put_bytes(w, " ", 1, lstrip);

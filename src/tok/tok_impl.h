@@ -28,7 +28,7 @@ enum {
 /* tokens the special-token pass matches in text */
 #define TOK_ATTR_SPECIAL (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)
 
-typedef enum tok_kind { TOK_SPM, TOK_BPE } tok_kind;
+typedef enum tok_kind { TOK_SPM, TOK_BPE, TOK_WPM /* BERT WordPiece (wordpiece.c) */ } tok_kind;
 
 /* the pre-tokenizers (tokenizer.ggml.pre families) */
 typedef enum tok_pre {
@@ -92,6 +92,11 @@ struct sov_vocab {
                                 can be merged in independent runs (see spm.c) */
     const char *chat_template;
     size_t chat_template_len;
+    /* WordPiece (wordpiece.c) */
+    bool add_sep;            /* [SEP] after the text with add_special */
+    bool lowercase;          /* tokenizer.ggml.normalizer.lowercase */
+    bool strip_accents;      /* tokenizer.ggml.normalizer.strip_accents */
+    uint32_t max_token_len;  /* the longest token text, in bytes */
 };
 
 /* ---- vocab.c ---- */
