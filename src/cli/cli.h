@@ -21,6 +21,7 @@ int cmd_policy(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_template(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 /* Prints "sov <cmd>: <message>" and, when status is set, sov_last_error(). Returns 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
