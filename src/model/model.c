@@ -518,6 +518,7 @@ void sov_model_get_info(const sov_model *m, sov_model_info *out) {
         .sha256_cached = m->sha256_cached,
         .file_bytes = m->file->size,
         .pooling = hp->pooling,
+        .encoder = m->enc != NULL,
     };
 }
 
