@@ -168,7 +168,8 @@ static sov_status map_layer(sov_model *m, int il, enc_layer *L) {
     if ((st = model_find_vector(m, NAME("attn_output_norm.bias"), E, false, &L->attn_norm_b))) return st;
     if ((st = model_find_weight(f, NAME("ffn_up.weight"), F, E, false, &L->w_up))) return st;
     if ((st = model_find_vector(m, NAME("ffn_up.bias"), F, true, &L->b_up))) return st;
-    if (m->hp.arch == SOV_ARCH_NOMIC_BERT &&
+    /* nomic-bert: SwiGLU; bert and nomic-bert-moe's dense layers: GELU */
+    if (strcmp(m->hp.arch_name, "nomic-bert") == 0 &&
         (st = model_find_weight(f, NAME("ffn_gate.weight"), F, E, false, &L->w_gate)))
         return st;
     if ((st = model_find_weight(f, NAME("ffn_down.weight"), E, F, false, &L->w_down))) return st;
