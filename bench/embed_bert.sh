@@ -9,8 +9,8 @@
 #      /work/peers/llama.cpp/build/bin) has it: batch 32 (one llama-embedding run over the
 #      32 texts) and batch 1 (one run per text, the first 8 texts), embeddings/s from its
 #      decode time (wall time after its timestamped "batch_decode" log line: model loading
-#      excluded, as for sov; no warm-up run), and the cosine of every sov vector with
-#      llama.cpp's.
+#      and its warm-up run excluded, as for sov; output and exit included), and the cosine
+#      of every sov vector with llama.cpp's.
 # THREADS (default 2) threads. The machine's load changes absolute numbers: compare the
 # rows of one run.
 set -euo pipefail
@@ -66,7 +66,7 @@ for t in F16 Q8_0; do
     local out=$1 err=$2; shift 2
     local t0 t1
     t0=$(date +%s.%N)
-    "$llama/llama-embedding" -m "$m" -t "$threads" --log-timestamps --no-warmup --embd-output-format array "$@" \
+    "$llama/llama-embedding" -m "$m" -t "$threads" --log-timestamps --embd-output-format array "$@" \
       >"$out" 2>"$err"
     t1=$(date +%s.%N)
     echo "$t0 $t1" >>"$err.wall"
