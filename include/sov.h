@@ -100,6 +100,8 @@ typedef struct sov_model_info {
     bool sha256_cached;       /* sha256 came from the digest cache, not from hashing */
     int32_t pooling;          /* sov_pooling for embeddings: <arch>.pooling_type as llama.cpp
                                  writes it, SOV_POOLING_MEAN when the file has none */
+    bool encoder;             /* an encoder (bert, nomic-bert): embeddings only, no logits;
+                                 each input is computed whole, in one batch */
 } sov_model_info;
 
 void sov_model_get_info(const sov_model *model, sov_model_info *out);

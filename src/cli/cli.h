@@ -24,6 +24,7 @@ int cmd_template(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 /* Prints "sov <cmd>: <message>" and, when status is set, sov_last_error(). Returns 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -25,6 +25,7 @@ static const command commands[] = {
     {"template", cmd_template, "render a conversation through a chat template (Jinja)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"detokenize", cmd_detokenize, "print the text of token ids"},
+    {"embed", cmd_embed, "one embedding per input line (JSON arrays), for scripts"},
     {"gen-model", cmd_gen_model, "write a synthetic GGUF model with random weights"},
     {"quantize", cmd_quantize, "rewrite a model's weights in a smaller type (Q8_0, Q4_K_M, ...)"},
 };

@@ -75,6 +75,11 @@ typedef struct sov_kernels {
                             int d, float scale);
     void (*attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d);
     void (*attn_values_f32)(float *out, const float *p, size_t ldp, int nq, const float *V, int n, int d);
+    /* encoders (BERT family): LayerNorm with weight and bias,
+     *   y = (x - mean(x)) / sqrt(var(x) + eps) * w + b   (var the biased variance; y may be x)
+     * and the exact GELU, y = x * (1 + erf(x / sqrt 2)) / 2 (y may be x) */
+    void (*layernorm)(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
+    void (*gelu_erf)(float *y, const float *x, int64_t n);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

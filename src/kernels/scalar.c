@@ -23,6 +23,20 @@ static void silu_mul(float *y, const float *gate, const float *up, int64_t n) {
     }
 }
 
+void sov_layernorm_scalar(float *y, const float *x, const float *w, const float *b, int64_t n, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += x[i];
+    const double mean = sum / (double)n;
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+    const double inv = 1.0 / sqrt(ss / (double)n + (double)eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (float)(((double)x[i] - mean) * inv) * w[i] + b[i];
+}
+
+void sov_gelu_erf_scalar(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
 static void add(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
@@ -178,4 +192,6 @@ const sov_kernels sov_kernels_scalar = {
     .attn_scores_f32 = attn_scores_f32,
     .attn_values_f16 = attn_values_f16,
     .attn_values_f32 = attn_values_f32,
+    .layernorm = sov_layernorm_scalar,
+    .gelu_erf = sov_gelu_erf_scalar,
 };

@@ -21,4 +21,9 @@ void sov_quantize_q8a_scalar(const float *x, void *y, int64_t n);
 void sov_quantize_q8p_scalar(const float *x, void *y, int64_t n);
 void sov_quantize_q8k_scalar(const float *x, void *y, int64_t n);
 
+/* the scalar encoder kernels (kernels.h's layernorm, gelu_erf), also used by tables that
+ * have no SIMD version of them yet (NEON) */
+void sov_layernorm_scalar(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
+void sov_gelu_erf_scalar(float *y, const float *x, int64_t n);
+
 #endif

@@ -17,6 +17,7 @@
 
 #include "core/status.h"
 #include "core/util.h"
+#include "model/encoder.h"
 #include "sandbox/sandbox.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -336,6 +337,10 @@ sov_status sov_decode_embd(sov_context *c, const sov_batch *b, float *logits_out
         if (embd && embd[i]) c->embd_rows[n_embd_out++] = i;
     }
     if (n_out > 0 && !logits_out) return sov_fail(SOV_ERR_ARG, "decode: logits requested but no output buffer");
+    if (c->model->enc) { /* encoders: whole inputs, no logits (encoder.h) */
+        const sov_status st = encoder_check_batch(c, b, n_out);
+        if (st) return st;
+    }
     if (n_embd_out > 0 && !embd_out)
         return sov_fail(SOV_ERR_ARG, "decode: hidden states requested but no output buffer");
 
@@ -360,7 +365,12 @@ sov_status sov_decode_embd(sov_context *c, const sov_batch *b, float *logits_out
     }
 
     /* 3. run, then the sequences hold the new positions */
-    sov_forward(c, b, n_out, logits_out, n_embd_out, embd_out);
+    if (c->model->enc) {
+        const sov_status st = encoder_forward(c, b, n_embd_out, embd_out);
+        if (st) return st;
+    } else {
+        sov_forward(c, b, n_out, logits_out, n_embd_out, embd_out);
+    }
     for (int i = 0; i < T; i++) {
         kv_seq *s = &c->seqs[b->seq[i]];
         if (b->pos[i] + 1 > s->n_pos) s->n_pos = b->pos[i] + 1;

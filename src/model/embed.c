@@ -14,6 +14,7 @@
 
 #include "core/status.h"
 #include "model/context.h"
+#include "model/encoder.h"
 
 const char *sov_pooling_name(int32_t pooling) {
     switch (pooling) {
@@ -105,6 +106,7 @@ sov_status sov_embed(sov_context *c, const sov_token *const *inputs, const int32
             return sov_fail(SOV_ERR_CONTEXT, "embed: input %d has %d tokens; the context holds %d", i,
                             n_tokens[i], c->p.n_ctx);
     }
+    if (c->model->enc) return encoder_embed(c, inputs, n_tokens, n_inputs, out);
     const int32_t T = c->p.n_batch, E = hp->n_embd;
     embed_run r = {.c = c, .E = E, .pooling = hp->pooling};
     r.n_slots = c->p.n_seq_max < n_inputs ? c->p.n_seq_max : n_inputs;

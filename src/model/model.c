@@ -20,6 +20,7 @@
 #include "kernels/kernels.h"
 #include "model/digest.h"
 #include "model/digest_cache.h"
+#include "model/encoder.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "tok/tok.h"
@@ -68,9 +69,12 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     } else if (strcmp(arch, "qwen3") == 0) {
         hp->arch = SOV_ARCH_QWEN3;
         hp->arch_name = "qwen3";
+    } else if (encoder_arch_name(arch)) {
+        return encoder_hparams_read(f, arch, hp);
     } else {
         return sov_fail(SOV_ERR_UNSUPPORTED,
-                        "model: architecture '%s' is not supported (llama, qwen2, qwen3 and mistral are)",
+                        "model: architecture '%s' is not supported (llama, qwen2, qwen3, mistral, bert and "
+                        "nomic-bert are)",
                         arch);
     }
     const char *a = hp->arch_name;
@@ -227,6 +231,7 @@ static sov_status map_tensors(sov_model *m) {
     sov_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv, F = hp->n_ff;
     sov_status st;
+    if (hp->arch == SOV_ARCH_BERT || hp->arch == SOV_ARCH_NOMIC_BERT) return encoder_map_tensors(m);
 
     const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
     if (!emb) return sov_fail(SOV_ERR_FORMAT, "model: tensor 'token_embd.weight' is missing");
@@ -513,6 +518,7 @@ void sov_model_get_info(const sov_model *m, sov_model_info *out) {
         .sha256_cached = m->sha256_cached,
         .file_bytes = m->file->size,
         .pooling = hp->pooling,
+        .encoder = m->enc != NULL,
     };
 }
 
@@ -529,4 +535,15 @@ uint64_t sov_model_bytes_per_token(const sov_model *m) {
              8u * (uint64_t)m->hp.n_embd; /* the two norm vectors */
     }
     return n;
+}
+
+/* ---- the tensor look-ups, for the encoder loader (encoder.h) ---- */
+
+sov_status model_find_weight(const gguf_file *f, const char *name, int64_t rows, int64_t cols, bool optional,
+                             sov_weight *w) {
+    return find_weight(f, name, rows, cols, optional, w);
+}
+
+sov_status model_find_vector(sov_model *m, const char *name, int64_t n, bool optional, const float **out) {
+    return find_vector(m, name, n, optional, out);
 }

@@ -13,7 +13,8 @@
 #include "gguf/gguf.h"
 #include "sov.h"
 
-typedef enum sov_arch { SOV_ARCH_LLAMA, SOV_ARCH_QWEN2, SOV_ARCH_MISTRAL, SOV_ARCH_QWEN3 } sov_arch;
+typedef enum sov_arch { SOV_ARCH_LLAMA, SOV_ARCH_QWEN2, SOV_ARCH_MISTRAL, SOV_ARCH_QWEN3,
+                        SOV_ARCH_BERT, SOV_ARCH_NOMIC_BERT /* encoders (encoder.h) */ } sov_arch;
 
 /* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) (llama/mistral GGUFs, whose
  * q/k rows the converter permuted); NEOX rotates (x[i], x[i + n_rot/2]) (qwen2, qwen3). */
@@ -87,6 +88,7 @@ struct sov_model {
     uint64_t n_params, weight_bytes;
     void **owned;              /* float copies of small vectors stored as F16/BF16 */
     size_t n_owned;
+    struct sov_encoder *enc;   /* encoders (bert, nomic-bert): their weights (encoder.h), else NULL */
     void *repacked;            /* anonymous mapping holding the repacked weights, or NULL */
     size_t repacked_bytes;
 };

@@ -237,11 +237,116 @@ static sov_status check_rows(const char *what, uint32_t type, int64_t cols) {
     return SOV_OK;
 }
 
+/* An encoder (bert, nomic-bert) with llama.cpp's tensor names and keys: token, type (and,
+ * for bert, position) embeddings with their LayerNorm; per block q/k/v (bert, with
+ * biases) or one fused qkv (nomic-bert), the output projection, two LayerNorms with
+ * biases, and a GELU MLP with biases (bert) or a SwiGLU one (nomic-bert). */
+static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov_progress_fn progress,
+                                void *progress_user) {
+    const bool nomic = strcmp(p->arch, "nomic-bert") == 0;
+    if (p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_ff < 1 || p->n_ctx < 1 || p->n_embd % p->n_head ||
+        (p->n_embd / p->n_head) % 2)
+        return sov_fail(SOV_ERR_ARG, "gen-model: an encoder needs positive dimensions and width = heads x an even "
+                                     "head size");
+    const int64_t E = p->n_embd, F = p->n_ff;
+    sov_status st;
+    if ((st = check_rows("layer", p->type, E)) || (st = check_rows("ffn_down", p->type, F)) ||
+        (st = check_rows("token_embd", p->embd_type, E)))
+        return st;
+    gguf_writer *w = gguf_writer_new();
+    if (!w) return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
+    int n_vocab = p->n_vocab;
+    if (p->vocab_from) {
+        n_vocab = copy_vocab(w, p->vocab_from);
+        if (n_vocab < 0) {
+            gguf_writer_free(w);
+            return sov_fail(SOV_ERR_ARG, "gen-model: cannot read a vocabulary from '%s'", p->vocab_from);
+        }
+    } else {
+        if (n_vocab < 300) {
+            gguf_writer_free(w);
+            return sov_fail(SOV_ERR_ARG, "gen-model: a synthetic vocabulary needs at least 300 tokens, not %d",
+                            n_vocab);
+        }
+        synth_vocab(w, n_vocab);
+        gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2);
+    }
+    char key[128];
+#define KEY(s) (snprintf(key, sizeof key, "%s." s, p->arch), key)
+    gguf_set_str(w, "general.architecture", p->arch);
+    gguf_set_str(w, "general.name", p->name ? p->name : "synthetic");
+    gguf_set_str(w, "general.description", "synthetic encoder with random weights (sov gen-model)");
+    gguf_set_u32(w, KEY("context_length"), (uint32_t)p->n_ctx);
+    gguf_set_u32(w, KEY("embedding_length"), (uint32_t)E);
+    gguf_set_u32(w, KEY("block_count"), (uint32_t)p->n_layer);
+    gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)F);
+    gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)p->n_head);
+    gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), p->rms_eps > 0 ? p->rms_eps : 1e-12f);
+    gguf_set_bool(w, KEY("attention.causal"), false);
+    /* BGE pools the [CLS] token, nomic-embed takes the mean */
+    gguf_set_u32(w, KEY("pooling_type"), p->has_pooling ? p->pooling : nomic ? SOV_POOLING_MEAN : SOV_POOLING_CLS);
+    if (nomic) gguf_set_f32(w, KEY("rope.freq_base"), p->rope_base > 0 ? p->rope_base : 1000.0f);
+    gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
+#undef KEY
+    const int max_t = 20 * p->n_layer + 8;
+    synth_tensor *ts = calloc((size_t)max_t, sizeof *ts);
+    if (!ts) {
+        gguf_writer_free(w);
+        return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
+    }
+    int n = 0;
+    char name[96];
+#define ADD(kind_, type_, rows_, cols_, ...)                                                   \
+    do {                                                                                     \
+        snprintf(name, sizeof name, __VA_ARGS__);                                            \
+        const int64_t ne_[2] = {(cols_), (rows_)};                                           \
+        gguf_add_tensor(w, name, (type_), (rows_) == 1 ? 1 : 2, ne_);                        \
+        ts[n++] = (synth_tensor){(kind_), (type_), (rows_), (cols_)};                        \
+    } while (0)
+    ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
+    ADD(FILL_BIAS, SOV_TYPE_F32, 2, E, "token_types.weight");
+    if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, p->n_ctx, E, "position_embd.weight");
+    ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "token_embd_norm.weight");
+    ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "token_embd_norm.bias");
+    for (int il = 0; il < p->n_layer; il++) {
+        if (nomic) {
+            ADD(FILL_MATRIX, p->type, 3 * E, E, "blk.%d.attn_qkv.weight", il);
+        } else {
+            ADD(FILL_MATRIX, p->type, E, E, "blk.%d.attn_q.weight", il);
+            ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_q.bias", il);
+            ADD(FILL_MATRIX, p->type, E, E, "blk.%d.attn_k.weight", il);
+            ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_k.bias", il);
+            ADD(FILL_MATRIX, p->type, E, E, "blk.%d.attn_v.weight", il);
+            ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_v.bias", il);
+        }
+        ADD(FILL_MATRIX, p->type, E, E, "blk.%d.attn_output.weight", il);
+        if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_output.bias", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.attn_output_norm.weight", il);
+        ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_output_norm.bias", il);
+        ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
+        if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, 1, F, "blk.%d.ffn_up.bias", il);
+        if (nomic) ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
+        ADD(FILL_MATRIX, p->type, E, F, "blk.%d.ffn_down.weight", il);
+        if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.ffn_down.bias", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.layer_output_norm.weight", il);
+        ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.layer_output_norm.bias", il);
+    }
+#undef ADD
+    synth_job job = {p, ts, n};
+    st = gguf_writer_write(w, path, fill_tensor, &job, progress, progress_user);
+    free(ts);
+    gguf_writer_free(w);
+    return st;
+}
+
 sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_progress_fn progress,
                            void *progress_user) {
+    if (strcmp(p->arch, "bert") == 0 || strcmp(p->arch, "nomic-bert") == 0)
+        return synth_encoder(p, path, progress, progress_user);
     const bool qwen2 = strcmp(p->arch, "qwen2") == 0, qwen3 = strcmp(p->arch, "qwen3") == 0, qwen = qwen2 || qwen3;
     if (!qwen && strcmp(p->arch, "llama") != 0 && strcmp(p->arch, "mistral") != 0)
-        return sov_fail(SOV_ERR_ARG, "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, mistral",
+        return sov_fail(SOV_ERR_ARG, "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, mistral, bert, "
+                        "nomic-bert",
                         p->arch);
     if (p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_head_kv < 1 || p->n_ff < 1 || p->n_ctx < 1 ||
         p->n_head % p->n_head_kv != 0)

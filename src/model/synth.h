@@ -11,7 +11,7 @@
 #include "sov.h"
 
 typedef struct sov_synth_params {
-    const char *arch;        /* "llama", "qwen2", "qwen3", "mistral" */
+    const char *arch;        /* "llama", "qwen2", "qwen3", "mistral", "bert", "nomic-bert" */
     const char *name;        /* general.name */
     int32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     int32_t head_dim;        /* 0: n_embd / n_head (else written as attention.key_length) */

@@ -130,6 +130,7 @@ struct sched {
     sched_params p;
     int32_t n_vocab, block_size;
     int32_t n_embd, pooling; /* the model's width and pooling type (embedding requests) */
+    bool whole;              /* an encoder model: every input runs in one step, whole */
     prefix_cache pc;
     pthread_t thread;
     bool thread_started;
@@ -840,12 +841,12 @@ static void plan(sched *s) {
         r->step_n = r->n_toks - r->n_pos == 1 && budget > 0 ? 1 : 0;
         budget -= r->step_n;
     }
-    s->drr_planned = s->p.policy == SCHED_POLICY_FAIR && plan_prompts_fair(s, budget);
+    s->drr_planned = !s->whole && s->p.policy == SCHED_POLICY_FAIR && plan_prompts_fair(s, budget);
     if (s->drr_planned) return;
     for (int32_t i = 0; i < s->n_running; i++) {
         sched_req *r = s->running[i];
         const int32_t pending = r->n_toks - r->n_pos;
-        if (pending > 1 && budget > 0) {
+        if (pending > 1 && budget > 0 && !(s->whole && pending > budget)) { /* encoders: whole inputs */
             r->step_n = SOV_MIN(pending, budget);
             budget -= r->step_n;
         }
@@ -1239,6 +1240,7 @@ sov_status sched_new(sov_context *ctx, const sov_model *model, const sched_param
     s->n_vocab = info.n_vocab;
     s->n_embd = info.n_embd;
     s->pooling = info.pooling;
+    s->whole = info.encoder;
     s->block_size = sov_kv_block_size(ctx);
     energy_model_init(&s->em, &info, s->p.kv_elem_bytes > 0 ? s->p.kv_elem_bytes : 2);
     s->st.energy_on = s->p.meter != NULL;
@@ -1318,6 +1320,7 @@ sched_submit_result sched_submit_all(sched *s, sched_req *const *reqs, int32_t n
         /* a generation needs room for one more token; an embedding may fill the context */
         if (r->n_prompt > s->p.n_ctx - !r->p.embed || blocks_for(s, r->n_prompt) + 1 > sov_kv_blocks_total(s->ctx))
             return SCHED_TOO_LONG;
+        if (s->whole && r->n_prompt > s->p.n_batch) return SCHED_TOO_LONG; /* never fits one step */
         if (i > 0 && (r->root != reqs[0]->root || strcmp(r->tenant, reqs[0]->tenant) != 0))
             return SCHED_QUEUE_FULL; /* one tenant per call (not a client's doing: a bug) */
     }

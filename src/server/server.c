@@ -1297,6 +1297,14 @@ static void handle_completion(server *s, struct evhttp_request *req, oai_kind ki
         send_error(s, req, route, &e);
         return;
     }
+    if (s->info.encoder) {
+        oai_fail(&e, 400, "invalid_request_error", "model", "unsupported_model",
+                 "The model '%.100s' is an embedding model (%s encoder): it serves /v1/embeddings only.",
+                 s->p.model_id, s->info.arch);
+        oai_request_free(&r);
+        send_error(s, req, route, &e);
+        return;
+    }
     if (!key->model_allowed) {
         oai_fail(&e, 403, "invalid_request_error", "model", "model_not_allowed",
                  "The key %s… of tenant '%.64s' may not use the model '%.100s'. Ask the operator to allow it "
@@ -1635,6 +1643,12 @@ static void handle_embeddings(server *s, struct evhttp_request *req, const char 
                           "This model's maximum context length is %d tokens, however input %d has %d tokens. "
                           "Shorten it.",
                           s->p.n_ctx, (int)i, n);
+        } else if (s->info.encoder && n > SOV_MIN(s->p.n_batch, s->info.n_ctx_train)) {
+            /* an encoder input runs whole in one batch, inside its trained positions */
+            ok = oai_fail(&e, 400, "invalid_request_error", "input", "context_length_exceeded",
+                          "This encoder takes at most %d tokens per input (its %d positions, the server's --batch "
+                          "%d), however input %d has %d tokens. Shorten it.",
+                          SOV_MIN(s->p.n_batch, s->info.n_ctx_train), s->info.n_ctx_train, s->p.n_batch, (int)i, n);
         } else if (!(h->parts[i] = sched_req_new(toks, n, &rp, h))) {
             ok = oai_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
         }

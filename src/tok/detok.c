@@ -3,7 +3,7 @@
  * A token's piece depends on its attribute (llama.cpp's rules):
  *   control / unknown  its text, only when special is set (else nothing);
  *   user-defined       its text as stored;
- *   normal             SPM: "▁" -> " "; BPE: each character of the byte alphabet back
+ *   normal             SPM, WordPiece: "▁" -> " "; BPE: each character of the byte alphabet back
  *                      to its byte (a character outside the alphabet stays as it is);
  *   byte               "<0xXX>" -> that single byte;
  *   unused, undefined  nothing.

@@ -34,6 +34,7 @@ typedef enum tok_kind {
     TOK_SPM, /* "llama": SentencePiece BPE (merges by score) */
     TOK_BPE, /* "gpt2": byte-level BPE; "gemma4" (bpe_raw): BPE over UTF-8 with "▁" */
     TOK_UGM, /* "t5": SentencePiece Unigram (Viterbi), see ugm.c */
+    TOK_WPM, /* "bert": WordPiece, see wordpiece.c */
 } tok_kind;
 
 /* the pre-tokenizers (tokenizer.ggml.pre families) */
@@ -115,6 +116,11 @@ struct sov_vocab {
                                 fallback to <0xXX>, no byte alphabet */
     bool remove_extra_ws;    /* UGM: tokenizer.ggml.remove_extra_whitespaces */
     struct tok_ugm *ugm;     /* UGM: normaliser and piece index (ugm.c) */
+    /* WordPiece (wordpiece.c) */
+    bool add_sep;            /* [SEP] after the text with add_special */
+    bool lowercase;          /* tokenizer.ggml.normalizer.lowercase */
+    bool strip_accents;      /* tokenizer.ggml.normalizer.strip_accents */
+    uint32_t max_token_len;  /* the longest token text, in bytes */
 };
 
 /* SentencePiece-style texts: "▁" stands for " " (SPM, UGM, Gemma 4) */

@@ -27,6 +27,7 @@
 #include "core/util.h"
 #include "tok/tok_impl.h"
 #include "tok/unicode.h"
+#include "tok/wordpiece.h"
 
 void tok_ids_push(tok_ids *ids, sov_token t) {
     if (ids->n == ids->cap) {
@@ -421,7 +422,9 @@ static bool find_specials(const sov_vocab *v, const uint8_t *s, size_t n, bool p
 }
 
 static void text_fragment(session *ss, const uint8_t *s, size_t n, bool prev_special) {
-    if (ss->v->kind == TOK_SPM)
+    if (ss->v->kind == TOK_WPM) {
+        if (!tok_wpm_fragment(ss->v, s, n, &ss->out)) ss->oom = true;
+    } else if (ss->v->kind == TOK_SPM)
         spm_fragment(ss, s, n, ss->v->add_space_prefix && prev_special);
     else if (ss->v->kind == TOK_UGM)
         ugm_fragment(ss, s, n);
@@ -471,6 +474,7 @@ int32_t sov_tokenize(const sov_vocab *v, const char *text, size_t len, bool add_
     free(tok);
 
     if (add_special && v->add_eos && v->eos >= 0) tok_ids_push(&ss.out, v->eos);
+    if (add_special && v->add_sep && v->sep >= 0) tok_ids_push(&ss.out, v->sep);
 
     int32_t result;
     if (ss.oom || ss.out.oom) {

@@ -595,6 +595,32 @@ static bool spm_runs_independent(sov_vocab *v) {
     return true;
 }
 
+/* WordPiece (llama.cpp's defaults for "bert"): [CLS] 101 text [SEP] 102, [UNK] 100, any
+ * tokenizer.ggml.pre. */
+static void wpm_defaults(sov_vocab *v) {
+    v->pre = TOK_PRE_NONE;
+    v->bos = 101;
+    v->unk = 100;
+    v->sep = 102;
+    v->pad = 0;
+    v->mask = 103;
+    v->add_bos = true;
+    v->add_sep = true;
+}
+
+/* WordPiece normaliser options and the longest token. */
+static sov_status wpm_options(sov_vocab *v, const gguf_file *f) {
+    sov_status st;
+    v->lowercase = true; /* BERT uncased, the default when the key is absent */
+    if ((st = get_bool(f, "tokenizer.ggml.normalizer.lowercase", &v->lowercase))) return st;
+    v->strip_accents = v->lowercase;
+    if ((st = get_bool(f, "tokenizer.ggml.normalizer.strip_accents", &v->strip_accents))) return st;
+    v->add_bos = v->add_sep = true; /* llama.cpp adds [CLS] and [SEP] whatever the add_* keys say */
+    if (v->unk < 0) return sov_fail(SOV_ERR_FORMAT, "tokenizer: a WordPiece vocabulary needs tokenizer.ggml.unknown_token_id");
+    for (int32_t i = 0; i < v->n_tokens; i++) v->max_token_len = SOV_MAX(v->max_token_len, v->tokens[i].len);
+    return SOV_OK;
+}
+
 static sov_status build(sov_vocab *v, gguf_file *f) {
     sov_status st;
     gguf_str model, pre;
@@ -610,9 +636,11 @@ static sov_status build(sov_vocab *v, gguf_file *f) {
         v->bpe_raw = true;
     } else if (model.len == 2 && memcmp(model.ptr, "t5", 2) == 0) {
         v->kind = TOK_UGM;
+    } else if (model.len == 4 && memcmp(model.ptr, "bert", 4) == 0) {
+        v->kind = TOK_WPM;
     } else {
         return sov_fail(SOV_ERR_UNSUPPORTED,
-                        "tokenizer: %s '%.*s' is not supported (only 'llama', 'gpt2', 'gemma4' and 't5')",
+                        "tokenizer: %s '%.*s' is not supported (only 'llama', 'gpt2', 'gemma4', 't5' and 'bert')",
                         KEY_MODEL, (int)SOV_MIN(model.len, 64), model.ptr);
     }
     if (pre.ptr && pre.len >= sizeof v->pre_name)
@@ -638,6 +666,8 @@ static sov_status build(sov_vocab *v, gguf_file *f) {
     } else if (v->bpe_raw) { /* Gemma 4: special ids from the file only */
         v->pre = TOK_PRE_NEWLINES;
         snprintf(v->pre_name, sizeof v->pre_name, "gemma4");
+    } else if (v->kind == TOK_WPM) {
+        wpm_defaults(v);
     } else {
         const pre_name *p = find_pre(v->pre_name);
         if (!p) return sov_fail(SOV_ERR_UNSUPPORTED, "tokenizer: unknown %s '%s'", KEY_PRE, v->pre_name);
@@ -686,8 +716,9 @@ static sov_status build(sov_vocab *v, gguf_file *f) {
     if ((st = build_special_list(v))) return st;
     apply_name_rules(v, f);
     build_byte_tokens(v);
-    if (v->kind != TOK_BPE || v->bpe_raw) v->spm_split_ok = spm_runs_independent(v);
+    if (v->kind == TOK_SPM || v->kind == TOK_UGM || v->bpe_raw) v->spm_split_ok = spm_runs_independent(v);
     if (v->kind == TOK_UGM && (st = tok_ugm_init(v, f))) return st;
+    if (v->kind == TOK_WPM && (st = wpm_options(v, f))) return st;
     return SOV_OK;
 }
 

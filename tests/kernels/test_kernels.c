@@ -32,7 +32,8 @@
  *     against scalar: rmsnorm (also in place, y == x, bitwise equal to out of place),
  *     silu_mul, add and scale (exactly the float operation), dot_f32 / dot_f16 (as the
  *     dots), axpy_f32 / f16, f32_to_f16 (bit-identical incl. subnormals, ties, overflow,
- *     inf, NaN), softmax (incl. -inf and n = 1).
+ *     inf, NaN), softmax (incl. -inf and n = 1), layernorm with bias and gelu_erf (the
+ *     encoders', also in place).
  *   attention over a KV block (scores against transposed keys, values) for several query
  *     heads at once, f16 and f32, odd shapes and partial blocks, against double.
  * No files are read, so the same test runs cross-compiled under qemu-aarch64. */
@@ -577,6 +578,40 @@ static void check_float_ops(const sov_kernels *k) {
          * a division and a product: 1e-6, and 1e-30 absolute for results near 0 */
         k->silu_mul(y2, x, w, n);
         EACH("silu_mul", near(y2[i], x[i] / (1.0 + exp(-(double)x[i])) * w[i], 1e-6, 1e-30));
+
+        /* layernorm: (x - mean) / sqrt(var + eps) * w + b. The mean and the variance in
+         * float lanes (rel. ~1e-7), the inverse, a product and an FMA with b: 2e-6 of
+         * |normalised x * w| + |b|; in place bitwise equal to out of place */
+        {
+            float *bias = malloc(fb);
+            fill(bias, n, 0.5f);
+            double mean = 0, var = 0;
+            for (int64_t i = 0; i < n; i++) mean += x[i];
+            mean /= (double)n;
+            for (int64_t i = 0; i < n; i++) var += ((double)x[i] - mean) * ((double)x[i] - mean);
+            const double linv = 1.0 / sqrt(var / (double)n + 1e-5);
+            k->layernorm(y2, x, w, bias, n, 1e-5f);
+            EACH("layernorm", fabs(y2[i] - (((double)x[i] - mean) * linv * w[i] + bias[i])) <=
+                                  2e-6 * (fabs(((double)x[i] - mean) * linv * w[i]) + fabs(bias[i])) + 1e-6);
+            s->layernorm(y1, x, w, bias, n, 1e-5f);
+            EACH("layernorm vs scalar", fabs(y2[i] - y1[i]) <= 4e-6 * (fabs(y1[i]) + fabs(bias[i])) + 1e-6);
+            memcpy(z, x, fb);
+            k->layernorm(z, z, w, bias, n, 1e-5f);
+            EACH("layernorm in place", same_bits(z[i], y2[i]));
+            free(bias);
+        }
+
+        /* gelu_erf: x (1 + erf(x / sqrt 2)) / 2 against double erf. The SIMD erf is a
+         * polynomial with |error| < 1.5e-7 (+ float rounding): 4e-7 of |x| + 1e-6 of
+         * the result; in place bitwise equal to out of place */
+        k->gelu_erf(y2, x, n);
+        EACH("gelu_erf", fabs(y2[i] - 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)))) <=
+                             4e-7 * fabs(x[i]) + 1e-6 * fabs(0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)))) + 1e-30);
+        s->gelu_erf(y1, x, n);
+        EACH("gelu_erf vs scalar", fabs(y2[i] - y1[i]) <= 4e-7 * fabs(x[i]) + 2e-6 * fabs(y1[i]) + 1e-30);
+        memcpy(z, x, fb);
+        k->gelu_erf(z, z, n);
+        EACH("gelu_erf in place", same_bits(z[i], y2[i]));
 
         /* softmax: exp as above, a float sum of up to n/8 positive terms per lane: 1e-5 */
         double mx = -INFINITY, sum = 0;

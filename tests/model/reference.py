@@ -2,7 +2,8 @@
 """reference.py - an independent reference implementation of GGUF models in Python + NumPy.
 
 It shares nothing with sov's C code: its own GGUF reader, its own dequantizers and a plain
-forward pass of the llama / mistral / qwen2 / qwen3 architectures. Tests hold sov (and this file
+forward pass of the llama / mistral / qwen2 / qwen3 architectures (class Model) and of the
+bert / nomic-bert encoders (class Encoder). Tests hold sov (and this file
 itself) against it, so it is written to be read: the forward pass is one straight line
 from the embedding to the logits, over all positions of a chunk at once (causal mask),
 with shapes in the comments.
@@ -735,6 +736,135 @@ class Model:
             if step + 1 < n:
                 last = self.forward([nxt], cache, kv_f16, act_q8)[-1]
         return out, margins
+
+
+# ---- encoders (BERT family) ---------------------------------------------------------------
+
+ENCODER_ARCHS = ("bert", "nomic-bert")
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def gelu_erf(x):
+    """The exact GELU (BERT's "gelu"): x * (1 + erf(x / sqrt 2)) / 2."""
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+class Encoder:
+    """A BERT-family encoder as Hugging Face transformers computes it (BertModel;
+    nomic-bert's NomicBertModel), with llama.cpp's GGUF tensor names. Post-norm blocks,
+    attention over the whole input in both directions, float64 throughout.
+
+      bert:       x = tok_embd[t] + token_types[0] + position_embd[pos]; LayerNorm;
+                  blocks: q/k/v with biases, attention, out proj + bias, add & LayerNorm,
+                  GELU(erf) MLP with biases, add & LayerNorm
+      nomic-bert: no position table; fused qkv, RoPE (NeoX pairs, rope.freq_base) on q and
+                  k; SwiGLU MLP (silu(x Wgate) * x Wup) Wdown, no biases
+    Every token is "sentence A" (token type 0), as llama.cpp does."""
+
+    def __init__(self, path):
+        g = self.g = GGUF(path) if not isinstance(path, GGUF) else path
+        a = self.arch = g.kv.get("general.architecture")
+        if a not in ENCODER_ARCHS:
+            raise GGUFError("%s: %r is not an encoder (%s are)" % (g.path, a, ", ".join(ENCODER_ARCHS)))
+
+        def key(k, default=KeyError):
+            full = "%s.%s" % (a, k)
+            if full in g.kv:
+                return g.kv[full]
+            if default is KeyError:
+                raise GGUFError("%s: missing key %s" % (g.path, full))
+            return default
+
+        self.n_embd = int(key("embedding_length"))
+        self.n_layer = int(key("block_count"))
+        self.n_head = int(key("attention.head_count"))
+        self.n_ff = int(key("feed_forward_length"))
+        self.n_ctx = int(key("context_length"))
+        self.head_dim = self.n_embd // self.n_head
+        self.eps = float(key("attention.layer_norm_epsilon", 1e-12))
+        self.rope_base = float(key("rope.freq_base", 10000.0))
+        self.nomic = a == "nomic-bert"
+        self._pooling = int(key("pooling_type", 1))
+        self._w = {}
+
+    def _vec(self, name, optional=False):
+        if optional and name not in self.g.tensors:
+            return None
+        return dequantize_tensor(self.g, name).astype(np.float64)
+
+    def _mat(self, name):
+        w = self._w.get(name)
+        if w is None:
+            ti = self.g.tensor(name)
+            w = self._w[name] = dequantize_tensor(self.g, name).reshape(-1, ti.ne[0]).astype(np.float64)
+        return w
+
+    def _lin(self, name, x, act_q8, bias=None):
+        """x [T, cols] @ W.T (+ bias) -> [T, rows]"""
+        if act_q8 and self.g.tensor(name).type not in FLOAT_TYPES:
+            x = quantize_activations_q8(x, 256 if self.g.tensor(name).type in K_QUANTS else 32)
+        y = x @ self._mat(name).T
+        b = self._vec(bias, optional=True) if bias else None
+        return y if b is None else y + b
+
+    def layernorm(self, x, w, b):
+        """x [T, E] per row: (x - mean) / sqrt(biased variance + eps) * w + b"""
+        mu = x.mean(axis=1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=1, keepdims=True)
+        return (x - mu) / np.sqrt(var + self.eps) * w + b
+
+    def hidden(self, tokens, act_q8=False):
+        """The last block's output [T, E] for one input (positions 0..T-1)."""
+        tokens = [int(t) for t in tokens]
+        T, H, D, E = len(tokens), self.n_head, self.head_dim, self.n_embd
+        n_vocab = self.g.tensor("token_embd.weight").ne[1]
+        if any(not 0 <= t < n_vocab for t in tokens):
+            raise ValueError("token id out of range (vocabulary of %d)" % n_vocab)
+        x = self._mat("token_embd.weight")[tokens]                    # [T, E]
+        if "token_types.weight" in self.g.tensors:
+            x = x + self._mat("token_types.weight")[0]
+        if not self.nomic:
+            if T > self.n_ctx:
+                raise ValueError("%d tokens are more than the %d positions" % (T, self.n_ctx))
+            x = x + self._mat("position_embd.weight")[:T]
+        x = self.layernorm(x, self._vec("token_embd_norm.weight"), self._vec("token_embd_norm.bias"))
+        cos, sin = rope_angles(np.arange(T), D, self.rope_base)
+        for il in range(self.n_layer):
+            p = "blk.%d." % il
+            if p + "attn_qkv.weight" in self.g.tensors:                # rows: q, then k, then v
+                qkv = self._lin(p + "attn_qkv.weight", x, act_q8, p + "attn_qkv.bias")
+                q, k, v = qkv[:, :E], qkv[:, E:2 * E], qkv[:, 2 * E:]
+            else:
+                q = self._lin(p + "attn_q.weight", x, act_q8, p + "attn_q.bias")
+                k = self._lin(p + "attn_k.weight", x, act_q8, p + "attn_k.bias")
+                v = self._lin(p + "attn_v.weight", x, act_q8, p + "attn_v.bias")
+            q, k, v = q.reshape(T, H, D), k.reshape(T, H, D), v.reshape(T, H, D)
+            if self.nomic:
+                q, k = apply_rope(q, cos, sin, True), apply_rope(k, cos, sin, True)
+            scores = np.einsum("thd,shd->hts", q, k) / math.sqrt(D)     # [H, T, T], no mask
+            scores = np.exp(scores - scores.max(axis=2, keepdims=True))
+            scores /= scores.sum(axis=2, keepdims=True)
+            att = np.einsum("hts,shd->thd", scores, v).reshape(T, E)
+            x = self.layernorm(x + self._lin(p + "attn_output.weight", att, act_q8, p + "attn_output.bias"),
+                               self._vec(p + "attn_output_norm.weight"), self._vec(p + "attn_output_norm.bias"))
+            if self.nomic:
+                h = silu(self._lin(p + "ffn_gate.weight", x, act_q8)) * self._lin(p + "ffn_up.weight", x, act_q8)
+            else:
+                h = gelu_erf(self._lin(p + "ffn_up.weight", x, act_q8, p + "ffn_up.bias"))
+            x = self.layernorm(x + self._lin(p + "ffn_down.weight", h, act_q8, p + "ffn_down.bias"),
+                               self._vec(p + "layer_output_norm.weight"), self._vec(p + "layer_output_norm.bias"))
+        return x
+
+    def pooling(self):
+        return self._pooling
+
+    def embedding(self, tokens, pooling=None, act_q8=False):
+        """The input's embedding [E]: pooled (1 mean, 2 cls, 3 last), L2-normalised."""
+        h = self.hidden(tokens, act_q8)
+        pooling = self.pooling() if pooling is None else pooling
+        v = {1: lambda: h.mean(axis=0), 2: lambda: h[0], 3: lambda: h[-1]}[pooling]()
+        return v / np.linalg.norm(v)
 
 
 def silu(x):

@@ -117,7 +117,7 @@ static void expect_fail(const char *name, bool bpe, mutate_fn m, sov_status st, 
 
 static void no_model(gguf_writer *w) { gguf_set_str(w, "tokenizer.ggml.model", ""); }
 static void model_not_string(gguf_writer *w) { gguf_set_u32(w, "tokenizer.ggml.model", 1); }
-static void model_bert(gguf_writer *w) { gguf_set_str(w, "tokenizer.ggml.model", "bert"); }
+static void model_rwkv(gguf_writer *w) { gguf_set_str(w, "tokenizer.ggml.model", "rwkv"); }
 static void pre_unknown(gguf_writer *w) { gguf_set_str(w, "tokenizer.ggml.pre", "no-such-pre"); }
 static void pre_not_string(gguf_writer *w) { gguf_set_bool(w, "tokenizer.ggml.pre", true); }
 static void tokens_not_strings(gguf_writer *w) {
@@ -161,7 +161,7 @@ static void merges_not_strings(gguf_writer *w) {
 static void rejects_bad_model_key(void) {
     expect_fail("tm_model_empty.gguf", false, no_model, SOV_ERR_UNSUPPORTED, "tokenizer.ggml.model");
     expect_fail("tm_model_u32.gguf", false, model_not_string, SOV_ERR_FORMAT, "tokenizer.ggml.model");
-    expect_fail("tm_model_bert.gguf", false, model_bert, SOV_ERR_UNSUPPORTED, "bert");
+    expect_fail("tm_model_rwkv.gguf", false, model_rwkv, SOV_ERR_UNSUPPORTED, "rwkv");
 }
 
 static void rejects_unknown_pre_tokenizer(void) {

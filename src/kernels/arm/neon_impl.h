@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/scalar_quant.h"
 
 /* acc + sum of products of 16 int8 pairs, as four int32 lanes */
 static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
@@ -512,6 +513,7 @@ static void NAME(attn_values_f32)(float *out, const float *p, size_t ldp, int nq
         .softmax = NAME(softmax), .attn_scores_f16 = NAME(attn_scores_f16),                      \
         .attn_scores_f32 = NAME(attn_scores_f32), .attn_values_f16 = NAME(attn_values_f16),      \
         .attn_values_f32 = NAME(attn_values_f32),                                                \
+        .layernorm = sov_layernorm_scalar, .gelu_erf = sov_gelu_erf_scalar,                      \
     }
 
 #endif

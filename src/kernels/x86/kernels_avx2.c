@@ -727,6 +727,57 @@ static void silu_mul(float *y, const float *gate, const float *up, int64_t n) {
     for (; i < n; i++) y[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + i));
+    double sum = hsum_ps(acc);
+    for (; i < n; i++) sum += x[i];
+    const float mean = (float)(sum / (double)n);
+    const __m256 vm = _mm256_set1_ps(mean);
+    acc = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        acc = _mm256_fmadd_ps(d, d, acc);
+    }
+    double ss = hsum_ps(acc);
+    for (; i < n; i++) ss += (double)(x[i] - mean) * (x[i] - mean);
+    const float inv = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    const __m256 vi = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vi);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+/* GELU with erf by Abramowitz & Stegun 7.1.26 (|error of erf| < 1.5e-7):
+ *   erf(z) = 1 - (a1 t + a2 t^2 + a3 t^3 + a4 t^4 + a5 t^5) e^(-z^2), t = 1 / (1 + p z), z >= 0 */
+static void gelu_erf(float *y, const float *x, int64_t n) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 r2 = _mm256_set1_ps((float)M_SQRT1_2), p = _mm256_set1_ps(0.3275911f);
+    const __m256 a1 = _mm256_set1_ps(0.254829592f), a2 = _mm256_set1_ps(-0.284496736f);
+    const __m256 a3 = _mm256_set1_ps(1.421413741f), a4 = _mm256_set1_ps(-1.453152027f);
+    const __m256 a5 = _mm256_set1_ps(1.061405429f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 zs = _mm256_mul_ps(v, r2);
+        const __m256 z = _mm256_andnot_ps(sign, zs);
+        const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(p, z, one));
+        __m256 poly = _mm256_fmadd_ps(a5, t, a4);
+        poly = _mm256_fmadd_ps(poly, t, a3);
+        poly = _mm256_fmadd_ps(poly, t, a2);
+        poly = _mm256_fmadd_ps(poly, t, a1);
+        poly = _mm256_mul_ps(poly, t);
+        const __m256 e = exp_ps(_mm256_xor_ps(_mm256_mul_ps(z, z), sign));
+        const __m256 erf_abs = _mm256_fnmadd_ps(poly, e, one);
+        const __m256 erf = _mm256_or_ps(erf_abs, _mm256_and_ps(zs, sign)); /* odd function */
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf)));
+    }
+    for (; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
 static void add(float *y, const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
@@ -1010,4 +1061,6 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
     .attn_scores_f32 = attn_scores_f32,
     .attn_values_f16 = attn_values_f16,
     .attn_values_f32 = attn_values_f32,
+    .layernorm = layernorm,
+    .gelu_erf = gelu_erf,
 };
