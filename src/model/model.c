@@ -100,6 +100,7 @@ static sov_status swa_layers(const gguf_file *f, sov_model *m) {
     } else if (kv && !gguf_get_u32(f, key, &n_pattern)) {
         return sov_fail(SOV_ERR_FORMAT, "model: %s is neither a number nor an array of bools", key);
     }
+    bool hybrid = false;
     for (int il = 0; il < hp->n_layer; il++) {
         sov_layer *L = &m->layers[il];
         L->rope = SOV_LAYER_ROPE_GLOBAL;
@@ -107,8 +108,12 @@ static sov_status swa_layers(const gguf_file *f, sov_model *m) {
         if (kv && kv->type == GGUF_ARRAY) L->swa = kv->arr_data[il] != 0;
         else L->swa = n_pattern == 0 || (uint32_t)il % n_pattern < n_pattern - 1;
         if (hp->arch == SOV_ARCH_GEMMA3 && L->swa) L->rope = SOV_LAYER_ROPE_LOCAL;
-        if (hp->arch == SOV_ARCH_EXAONE4 && !L->swa) L->rope = SOV_LAYER_ROPE_NONE; /* global NoPE */
+        hybrid |= L->swa;
     }
+    /* exaone4's hybrid models (the 32B: 3 local layers to 1 global) use no RoPE on their
+     * global layers; a model without local layers (the 1.2B) uses RoPE everywhere */
+    for (int il = 0; il < hp->n_layer && hp->arch == SOV_ARCH_EXAONE4 && hybrid; il++)
+        if (!m->layers[il].swa) m->layers[il].rope = SOV_LAYER_ROPE_NONE;
     return SOV_OK;
 }
 

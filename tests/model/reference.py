@@ -572,8 +572,9 @@ class Model:
         ignores it): attention.sliding_window positions; the layers marked by
         attention.sliding_window_pattern, an array of bools or a number n (layer i local
         when i % n < n - 1), default 6 (gemma3) / 4 (exaone4). Local layers of gemma3 use
-        RoPE base rope.freq_base_swa (default 10000) without scaling; global layers of
-        exaone4 use no RoPE at all (Exaone4Attention: 'global NoPE')."""
+        RoPE base rope.freq_base_swa (default 10000) without scaling; global layers of a
+        hybrid exaone4 (one with local layers: the 32B) use no RoPE at all
+        (Exaone4Attention: 'global NoPE'); without local layers (the 1.2B) all use RoPE."""
         a = self.arch
         self.n_swa = int(key("attention.sliding_window", 0)) if a in ("gemma3", "exaone4") else 0
         self.swa = [False] * self.n_layer
@@ -592,7 +593,7 @@ class Model:
 
     def _layer_rope(self, il, positions):
         """(cos, sin) of layer il's RoPE, or None when the layer has none."""
-        if self.arch == "exaone4" and self.n_swa > 0 and not self.swa[il]:
+        if self.arch == "exaone4" and any(self.swa) and not self.swa[il]:  # hybrid models only
             return None
         if self.arch == "gemma3" and self.swa[il]:
             return rope_angles(positions, self.n_rot, self.rope_base_swa, 1.0, 0.0, self.attn_factor)

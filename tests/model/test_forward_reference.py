@@ -85,6 +85,7 @@ CASES = [
     ("exaone4", "F32", ["--swa", "8"], 24),
     ("exaone4", "Q6_K", ["--swa", "8", "--tied"], 24),
     ("exaone4", "F32", ["--swa", "0"], 24),
+    ("exaone4", "F32", ["--swa", "8", "--swa-pattern", "1"], 24),  # window key, no local layer: RoPE everywhere
     ("mistral", "F32", ["--kv-heads", "4"], 24),
     ("mistral", "Q4_0", [], 24),
     ("llama", "F32", ["--rope-freqs"], 24),
