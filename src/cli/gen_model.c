@@ -12,9 +12,9 @@ static void help(FILE *f) {
             "Writes a model of a supported architecture and shape with seeded random weights\n"
             "(for tests and benchmarks: speed does not depend on the weights' values).\n\n"
             "  -o, --output PATH     file to write (required)\n"
-            "  --arch NAME           llama (default), qwen2, qwen3, mistral, or the encoders bert and\n"
-            "                        nomic-bert (embeddings only; --kv-heads, --tied and the rope\n"
-            "                        options other than --rope-base do not apply)\n"
+            "  --arch NAME           llama (default), qwen2, qwen3, mistral, gemma3, phi3, exaone4, or\n"
+            "                        the encoders bert and nomic-bert (embeddings only; --kv-heads,\n"
+            "                        --tied and the rope options other than --rope-base do not apply)\n"
             "  --dim N               model width (default 256)\n"
             "  --layers N            blocks (default 4)\n"
             "  --heads N             query heads (default 8)\n"
@@ -32,6 +32,10 @@ static void help(FILE *f) {
             "  --rope-base F         rope.freq_base (default 10000; qwen2/qwen3 1e6)\n"
             "  --rope-scaling S      linear or yarn, with --rope-factor F\n"
             "  --rope-freqs          write a rope_freqs.weight tensor (Llama 3.1 style)\n"
+            "  --rope-dims N         dimensions rotated per head (default: the head size)\n"
+            "  --swa N               gemma3/exaone4 sliding window (default 16; 0: none)\n"
+            "  --swa-pattern N       every N-th layer global, the others local (default gemma3 6,\n"
+            "                        exaone4 4, at most --layers)\n"
             "  --seed N              random seed (default 1)\n"
             "  --name S              general.name\n"
             "  --pooling N           <arch>.pooling_type for embeddings: 0 none, 1 mean, 2 cls,\n"
@@ -77,6 +81,9 @@ int cmd_gen_model(int argc, char **argv) {
         else if (cli_opt_str(argc, argv, &i, "--rope-scaling", &p.rope_scaling, &bad)) {
         } else if (cli_flag(argv, &i, "--rope-freqs")) p.rope_freqs = true;
         else if (cli_flag(argv, &i, "--tied")) p.tied = true;
+        else if (cli_opt_int(argc, argv, &i, "--rope-dims", &v, &bad)) p.n_rot = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--swa", &v, &bad)) p.n_swa = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--swa-pattern", &v, &bad)) p.swa_pattern = (int32_t)v;
         else if (cli_opt_str(argc, argv, &i, "--vocab-from", &p.vocab_from, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "--type", &type, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "--embd-type", &embd_type, &bad)) {

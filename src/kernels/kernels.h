@@ -49,6 +49,11 @@ typedef struct sov_kernels {
     /* float ops on rows of n values */
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps); /* y = x / rms(x) * w */
     void (*silu_mul)(float *y, const float *gate, const float *up, int64_t n);       /* y = silu(gate) * up */
+    /* y = gelu_tanh(gate) * up, GELU's tanh form (Gemma's MLP):
+     *   gelu_tanh(g) = g/2 (1 + tanh(z)), z = sqrt(2/pi) (g + 0.044715 g^3),
+     * computed as g / (1 + e^(-2z)) (the same value: (1 + tanh z)/2 = sigmoid(2z)), which
+     * has no cancellation for negative g */
+    void (*gelu_mul)(float *y, const float *gate, const float *up, int64_t n);
     void (*add)(float *y, const float *x, int64_t n);                                /* y += x */
     void (*scale)(float *y, float a, int64_t n);                                     /* y *= a */
     float (*dot_f32)(const float *a, const float *b, int64_t n);

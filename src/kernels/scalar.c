@@ -37,6 +37,15 @@ void sov_gelu_erf_scalar(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
+static void gelu_mul(float *y, const float *gate, const float *up, int64_t n) {
+    const float c = 0.7978845608f; /* sqrt(2 / pi) */
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        const float z = c * (g + 0.044715f * g * g * g);
+        y[i] = g / (1.0f + expf(-2.0f * z)) * up[i];
+    }
+}
+
 static void add(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
@@ -180,6 +189,7 @@ const sov_kernels sov_kernels_scalar = {
     .quantize_q8p = sov_quantize_q8p_scalar,
     .rmsnorm = rmsnorm,
     .silu_mul = silu_mul,
+    .gelu_mul = gelu_mul,
     .add = add,
     .scale = scale,
     .dot_f32 = dot_f32,

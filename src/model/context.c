@@ -152,6 +152,7 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
         {(void **)&c->hu, T * F * fl},
         {(void **)&c->tmp, T * E * fl},
         {(void **)&c->rope, T * (size_t)hp->n_rot * fl},
+        {(void **)&c->rope_local, T * (size_t)hp->n_rot * fl},
         {&c->act_q8a, T * sov_row_size(SOV_TYPE_Q8A, (int64_t)maxK256)},
         {&c->act_q8k, T * sov_row_size(SOV_TYPE_Q8K, (int64_t)maxK256)},
         {&c->act_q8p, T * sov_row_size(SOV_TYPE_Q8P, (int64_t)maxK256)},

@@ -34,6 +34,7 @@ struct sov_context {
     float *hu;              /* (T, F) up projection */
     float *tmp;             /* (T, E) projection result before it joins the residual */
     float *rope;            /* (T, n_rot) cos, sin pairs of each token's position */
+    float *rope_local;      /* (T, n_rot) the same with rope.freq_base_swa (gemma3's local layers) */
     void *act_q8a;          /* (T, max K) activations quantized to Q8A */
     void *act_q8k;          /* (T, max K) activations quantized to Q8K */
     void *act_q8p;          /* (T, max K) activations quantized to Q8P (planar weights) */

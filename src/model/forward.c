@@ -1,20 +1,22 @@
-/* forward.c - the transformer forward pass of llama, mistral, qwen2 and qwen3 over a batch.
+/* forward.c - the transformer forward pass of llama, mistral, qwen2, qwen3, gemma3, phi3 and
+ * exaone4 over a batch.
  *
  * A batch holds T tokens, possibly of several sequences; each token carries its position
  * and its sequence's block table (context.h), so every op below works on (T, ...) rows
  * and only attention looks at sequences. The pass is one job on the thread pool: every
  * thread runs this function, and the ops split their work and synchronise (ops.c).
  *
- *   x = embed(tokens)                                  (T, E)
+ *   x = embed(tokens) * embd_scale                     (T, E)   sqrt(E) for gemma3, else 1
  *   per layer:
- *     xb = rmsnorm(x) * attn_norm
- *     q, k, v = xb Wq^T (+bq), xb Wk^T (+bk), xb Wv^T (+bv)
- *     q, k = rmsnorm(each head of q) * q_norm, ... * k_norm   (qwen3 only)
- *     rope(q), rope(k); cache <- k, v
- *     att = softmax(q k^T / sqrt(D)) v                 causal, grouped-query
- *     x += att Wo^T
- *     xb = rmsnorm(x) * ffn_norm
- *     x += (silu(xb Wgate^T) * (xb Wup^T)) Wdown^T
+ *     xb = rmsnorm(x) * attn_norm                      (exaone4: no pre-norm, xb = x)
+ *     q, k, v = xb Wq^T (+bq), xb Wk^T (+bk), xb Wv^T (+bv)   (phi3: views of one fused attn_qkv)
+ *     q, k = rmsnorm(each head of q) * q_norm, ... * k_norm   (qwen3, gemma3, exaone4)
+ *     rope(q), rope(k); cache <- k, v                  (the layer's RoPE: global, local base, or none)
+ *     att = softmax(q k^T * attn_scale) v              causal, grouped-query; a sliding-window
+ *                                                      layer sees only the last n_swa positions
+ *     x += att Wo^T                                    (gemma3, exaone4: rmsnorm(att Wo^T) * attn_post_norm)
+ *     xb = rmsnorm(x) * ffn_norm                       (exaone4: xb = x)
+ *     x += (act(xb Wgate^T) * (xb Wup^T)) Wdown^T      act silu, or gelu_tanh (gemma3); post-norm as above
  *   hidden = rmsnorm(x[rows wanted]) * out_norm        (embeddings stop here)
  *   logits = hidden Wout^T                             (only for rows asking for logits)
  */
@@ -32,38 +34,70 @@ typedef struct forward_job {
     float *embd;   /* (n_embd_out, E) final hidden states */
 } forward_job;
 
+/* The cos/sin cache of a layer's RoPE, or NULL when it has none. */
+static const float *layer_rope(const sov_context *c, const sov_layer *L) {
+    return L->rope == SOV_LAYER_ROPE_NONE ? NULL : L->rope == SOV_LAYER_ROPE_LOCAL ? c->rope_local : c->rope;
+}
+
+/* x += post_norm ? rmsnorm(y) * post_norm : y, where y (T, E) is `out` of a block;
+ * without a post-norm the product accumulates into x directly. */
+static void block_output(const op_thread *t, const sov_weight *w, const float *in, int T, const float *post_norm) {
+    sov_context *c = t->c;
+    if (!post_norm) {
+        const op_matmul mm = {w, c->x, NULL, true};
+        op_matmuls(t, in, T, &mm, 1);
+        return;
+    }
+    /* gemma3, exaone4: normalise the block's output before it joins the residual */
+    const op_matmul mm = {w, c->xb, NULL, false};
+    op_matmuls(t, in, T, &mm, 1);
+    op_rmsnorm(t, c->xb, c->xb, post_norm, T, c->model->hp.n_embd);
+    op_add(t, c->x, c->xb, T, c->model->hp.n_embd);
+}
+
 static void layer_forward(const op_thread *t, int il, int T) {
     sov_context *c = t->c;
     const sov_layer *L = &c->model->layers[il];
     const sov_hparams *hp = &c->model->hp;
 
-    op_rmsnorm(t, c->xb, c->x, L->attn_norm, T, hp->n_embd);
+    /* exaone4 has no pre-norms: the block reads the residual stream itself */
+    const float *in = c->x;
+    if (L->attn_norm) {
+        op_rmsnorm(t, c->xb, c->x, L->attn_norm, T, hp->n_embd);
+        in = c->xb;
+    }
     const op_matmul qkv[3] = {
         {&L->wq, c->q, L->bq, false},
         {&L->wk, c->kx, L->bk, false},
         {&L->wv, c->vx, L->bv, false},
     };
-    op_matmuls(t, c->xb, T, qkv, 3);
-    if (L->q_norm) { /* qwen3: every head's vector normalised on its own, before RoPE */
+    op_matmuls(t, in, T, qkv, 3);
+    if (L->q_norm) { /* qwen3, gemma3, exaone4: every head's vector normalised on its own, before RoPE */
         op_rmsnorm(t, c->q, c->q, L->q_norm, T * hp->n_head, hp->head_dim);
         op_rmsnorm(t, c->kx, c->kx, L->k_norm, T * hp->n_head_kv, hp->head_dim);
     }
-    op_rope(t, c->q, T, hp->n_head);
-    op_rope(t, c->kx, T, hp->n_head_kv);
+    const float *rope = layer_rope(c, L);
+    if (rope) {
+        op_rope_with(t, c->q, T, hp->n_head, rope);
+        op_rope_with(t, c->kx, T, hp->n_head_kv, rope);
+    }
     op_kv_store(t, il, c->kx, c->vx, T);
     op_attention(t, il, c->q, c->att, T);
-    const op_matmul out = {&L->wo, c->x, NULL, true};
-    op_matmuls(t, c->att, T, &out, 1);
+    block_output(t, &L->wo, c->att, T, L->attn_post_norm);
 
-    op_rmsnorm(t, c->xb, c->x, L->ffn_norm, T, hp->n_embd);
+    in = c->x;
+    if (L->ffn_norm) {
+        op_rmsnorm(t, c->xb, c->x, L->ffn_norm, T, hp->n_embd);
+        in = c->xb;
+    }
     const op_matmul gate_up[2] = {
         {&L->w_gate, c->hg, NULL, false},
         {&L->w_up, c->hu, NULL, false},
     };
-    op_matmuls(t, c->xb, T, gate_up, 2);
-    op_silu_mul(t, c->hg, c->hu, T, hp->n_ff);
-    const op_matmul down = {&L->w_down, c->x, NULL, true};
-    op_matmuls(t, c->hg, T, &down, 1);
+    op_matmuls(t, in, T, gate_up, 2);
+    if (hp->ffn_act == SOV_FFN_GELU_TANH) op_gelu_mul(t, c->hg, c->hu, T, hp->n_ff);
+    else op_silu_mul(t, c->hg, c->hu, T, hp->n_ff);
+    block_output(t, &L->w_down, c->hg, T, L->ffn_post_norm);
 }
 
 static void forward_thread(void *arg, int ith, int nth) {

@@ -52,6 +52,72 @@ static bool get_f32(const gguf_file *f, const char *arch, const char *suffix, fl
     return gguf_get_f32(f, key, out);
 }
 
+/* The variants of gemma3, phi3 and exaone4 (the defaults are llama's):
+ *  - gemma3: embedding times sqrt(E), GELU-tanh MLP, query scale 1/sqrt(D) (1/sqrt(E/H) for
+ *    the 62-layer 27B, as llama.cpp decides it), sliding window from
+ *    attention.sliding_window, local layers' RoPE base rope.freq_base_swa (10000);
+ *  - exaone4: sliding window from attention.sliding_window when present (its global
+ *    layers then use no RoPE);
+ *  - phi3: attention.sliding_window is ignored, as llama.cpp does (its note: Phi's SWA
+ *    metadata is not reliable). */
+static sov_status dense_variants_read(const gguf_file *f, sov_hparams *hp) {
+    const char *a = hp->arch_name;
+    hp->ffn_act = SOV_FFN_SILU;
+    hp->embd_scale = 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->n_swa = 0;
+    hp->rope_base_swa = 10000.0f;
+    if (hp->arch != SOV_ARCH_GEMMA3 && hp->arch != SOV_ARCH_EXAONE4) return SOV_OK;
+    sov_status st;
+    if ((st = get_dim(f, a, "attention.sliding_window", &hp->n_swa, false, 0))) return st;
+    get_f32(f, a, "rope.freq_base_swa", &hp->rope_base_swa);
+    if (!(hp->rope_base_swa > 1.0f) || !isfinite(hp->rope_base_swa))
+        return sov_fail(SOV_ERR_FORMAT, "model: rope.freq_base_swa %g is out of range", (double)hp->rope_base_swa);
+    if (hp->arch == SOV_ARCH_GEMMA3) {
+        hp->ffn_act = SOV_FFN_GELU_TANH;
+        hp->embd_scale = sqrtf((float)hp->n_embd);
+        if (hp->n_layer == 62) hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+        float cap = 0.0f;
+        if (get_f32(f, a, "final_logit_softcapping", &cap) && cap != 0.0f)
+            return sov_fail(SOV_ERR_UNSUPPORTED,
+                            "model: gemma3.final_logit_softcapping is not supported (Gemma 3 files do not set it)");
+    }
+    return SOV_OK;
+}
+
+/* Marks the sliding-window layers and each layer's RoPE. The pattern is
+ * attention.sliding_window_pattern: an array of one bool per layer, or a number n (layer
+ * il is local when il % n < n - 1), else n = 6 (gemma3) or 4 (exaone4), as llama.cpp
+ * reads it. */
+static sov_status swa_layers(const gguf_file *f, sov_model *m) {
+    const sov_hparams *hp = &m->hp;
+    char key[160];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", hp->arch_name);
+    const gguf_kv *kv = gguf_find(f, key);
+    uint32_t n_pattern = hp->arch == SOV_ARCH_GEMMA3 ? 6 : 4;
+    if (kv && kv->type == GGUF_ARRAY) {
+        if (kv->arr_type != GGUF_BOOL || kv->arr_n != (uint64_t)hp->n_layer)
+            return sov_fail(SOV_ERR_FORMAT, "model: %s must be %d bools, one per layer", key, hp->n_layer);
+    } else if (kv && !gguf_get_u32(f, key, &n_pattern)) {
+        return sov_fail(SOV_ERR_FORMAT, "model: %s is neither a number nor an array of bools", key);
+    }
+    bool hybrid = false;
+    for (int il = 0; il < hp->n_layer; il++) {
+        sov_layer *L = &m->layers[il];
+        L->rope = SOV_LAYER_ROPE_GLOBAL;
+        if (hp->n_swa <= 0) continue;
+        if (kv && kv->type == GGUF_ARRAY) L->swa = kv->arr_data[il] != 0;
+        else L->swa = n_pattern == 0 || (uint32_t)il % n_pattern < n_pattern - 1;
+        if (hp->arch == SOV_ARCH_GEMMA3 && L->swa) L->rope = SOV_LAYER_ROPE_LOCAL;
+        hybrid |= L->swa;
+    }
+    /* exaone4's hybrid models (the 32B: 3 local layers to 1 global) use no RoPE on their
+     * global layers; a model without local layers (the 1.2B) uses RoPE everywhere */
+    for (int il = 0; il < hp->n_layer && hp->arch == SOV_ARCH_EXAONE4 && hybrid; il++)
+        if (!m->layers[il].swa) m->layers[il].rope = SOV_LAYER_ROPE_NONE;
+    return SOV_OK;
+}
+
 sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     memset(hp, 0, sizeof *hp);
     char arch[32];
@@ -69,12 +135,21 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     } else if (strcmp(arch, "qwen3") == 0) {
         hp->arch = SOV_ARCH_QWEN3;
         hp->arch_name = "qwen3";
+    } else if (strcmp(arch, "gemma3") == 0) {
+        hp->arch = SOV_ARCH_GEMMA3;
+        hp->arch_name = "gemma3";
+    } else if (strcmp(arch, "phi3") == 0) {
+        hp->arch = SOV_ARCH_PHI3;
+        hp->arch_name = "phi3";
+    } else if (strcmp(arch, "exaone4") == 0) {
+        hp->arch = SOV_ARCH_EXAONE4;
+        hp->arch_name = "exaone4";
     } else if (encoder_arch_name(arch)) {
         return encoder_hparams_read(f, arch, hp);
     } else {
         return sov_fail(SOV_ERR_UNSUPPORTED,
-                        "model: architecture '%s' is not supported (llama, qwen2, qwen3, mistral, bert and "
-                        "nomic-bert are)",
+                        "model: architecture '%s' is not supported (llama, qwen2, qwen3, mistral, gemma3, phi3, "
+                        "exaone4, bert and nomic-bert are)",
                         arch);
     }
     const char *a = hp->arch_name;
@@ -107,7 +182,7 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
                         hp->head_dim);
 
     const bool qwen = hp->arch == SOV_ARCH_QWEN2 || hp->arch == SOV_ARCH_QWEN3;
-    hp->rms_eps = qwen ? 1e-6f : 1e-5f;
+    hp->rms_eps = qwen || hp->arch == SOV_ARCH_GEMMA3 ? 1e-6f : 1e-5f;
     get_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->rms_eps);
     if (!(hp->rms_eps > 0.0f && hp->rms_eps < 1.0f))
         return sov_fail(SOV_ERR_FORMAT, "model: RMSNorm epsilon %g is out of range", (double)hp->rms_eps);
@@ -115,7 +190,8 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     get_f32(f, a, "rope.freq_base", &hp->rope_base);
     if (!(hp->rope_base > 1.0f) || !isfinite(hp->rope_base))
         return sov_fail(SOV_ERR_FORMAT, "model: rope.freq_base %g is out of range", (double)hp->rope_base);
-    hp->rope_order = qwen ? SOV_ROPE_NEOX : SOV_ROPE_NORM;
+    const bool dense_new = hp->arch == SOV_ARCH_GEMMA3 || hp->arch == SOV_ARCH_PHI3 || hp->arch == SOV_ARCH_EXAONE4;
+    hp->rope_order = qwen || dense_new ? SOV_ROPE_NEOX : SOV_ROPE_NORM;
 
     /* rope scaling: rope.scaling.type (linear|yarn|none), rope.scaling.factor; older files
      * give only rope.scale_linear */
@@ -153,6 +229,13 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     hp->yarn_beta_slow = 1.0f;
     get_f32(f, a, "rope.scaling.yarn_beta_fast", &hp->yarn_beta_fast);
     get_f32(f, a, "rope.scaling.yarn_beta_slow", &hp->yarn_beta_slow);
+    /* rope.scaling.attn_factor multiplies cos and sin (so q.k by its square), as llama.cpp
+     * applies it: phi3's LongRoPE writes sqrt(1 + ln(ctx / orig_ctx) / ln(orig_ctx)) */
+    get_f32(f, a, "rope.scaling.attn_factor", &hp->yarn_attn_factor);
+    if (!(hp->yarn_attn_factor > 0.0f && hp->yarn_attn_factor < 100.0f))
+        return sov_fail(SOV_ERR_FORMAT, "model: rope.scaling.attn_factor %g is out of range",
+                        (double)hp->yarn_attn_factor);
+    if ((st = dense_variants_read(f, hp))) return st;
     hp->pooling = SOV_POOLING_MEAN;
     uint32_t pooling;
     snprintf(key, sizeof key, "%s.pooling_type", a);
@@ -226,6 +309,13 @@ static sov_status find_vector(sov_model *m, const char *name, int64_t n, bool op
     return SOV_OK;
 }
 
+/* A view of n rows of a fused weight starting at row r0 (no copy). */
+static void split_rows(const sov_weight *fused, sov_weight *part, int64_t r0, int64_t n) {
+    *part = *fused;
+    part->n_rows = n;
+    part->data = (const char *)fused->data + (size_t)r0 * fused->row_bytes;
+}
+
 static sov_status map_tensors(sov_model *m) {
     const gguf_file *f = m->file;
     sov_hparams *hp = &m->hp;
@@ -243,32 +333,67 @@ static sov_status map_tensors(sov_model *m) {
     if ((st = find_weight(f, "output.weight", hp->n_vocab, E, true, &m->output))) return st;
     if (!m->output.data) m->output = m->tok_embd; /* tied embedding */
     if ((st = find_vector(m, "rope_freqs.weight", hp->n_rot / 2, true, &m->rope_freqs))) return st;
+    if (hp->arch == SOV_ARCH_PHI3) { /* LongRoPE: both or neither */
+        if ((st = find_vector(m, "rope_factors_long.weight", hp->n_rot / 2, true, &m->rope_long))) return st;
+        if ((st = find_vector(m, "rope_factors_short.weight", hp->n_rot / 2, true, &m->rope_short))) return st;
+        if (!m->rope_long != !m->rope_short)
+            return sov_fail(SOV_ERR_FORMAT, "model: tensor '%s' is missing (LongRoPE needs both factor tensors)",
+                            m->rope_long ? "rope_factors_short.weight" : "rope_factors_long.weight");
+        if (m->rope_long && m->rope_freqs)
+            return sov_fail(SOV_ERR_UNSUPPORTED, "model: rope_freqs.weight and LongRoPE factors together");
+    }
 
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return sov_fail(SOV_ERR_NOMEM, "model: out of memory");
     char name[96];
 #define NAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt, il), name)
+    /* exaone4 has no norm before attention or MLP (post-norms only); gemma3 and exaone4
+     * add the post-norms; qwen3, gemma3, exaone4 the per-head q/k norms; phi3 fuses q/k/v
+     * and gate/up */
+    const bool pre_norms = hp->arch != SOV_ARCH_EXAONE4;
+    const bool post_norms = hp->arch == SOV_ARCH_GEMMA3 || hp->arch == SOV_ARCH_EXAONE4;
+    const bool qk_norm = hp->arch == SOV_ARCH_QWEN3 || post_norms;
+    const bool fused_up = hp->arch == SOV_ARCH_PHI3;
     for (int il = 0; il < hp->n_layer; il++) {
         sov_layer *L = &m->layers[il];
-        if ((st = find_vector(m, NAME("attn_norm.weight"), E, false, &L->attn_norm))) return st;
-        if ((st = find_weight(f, NAME("attn_q.weight"), H * D, E, false, &L->wq))) return st;
-        if ((st = find_weight(f, NAME("attn_k.weight"), Hkv * D, E, false, &L->wk))) return st;
-        if ((st = find_weight(f, NAME("attn_v.weight"), Hkv * D, E, false, &L->wv))) return st;
+        if (pre_norms && (st = find_vector(m, NAME("attn_norm.weight"), E, false, &L->attn_norm))) return st;
+        if (gguf_find_tensor(f, NAME("attn_qkv.weight"))) {
+            /* fused: rows are q (H*D), then k, then v (Hkv*D each) */
+            sov_weight qkv;
+            if ((st = find_weight(f, name, (H + 2 * Hkv) * D, E, false, &qkv))) return st;
+            split_rows(&qkv, &L->wq, 0, H * D);
+            split_rows(&qkv, &L->wk, H * D, Hkv * D);
+            split_rows(&qkv, &L->wv, (H + Hkv) * D, Hkv * D);
+        } else {
+            if ((st = find_weight(f, NAME("attn_q.weight"), H * D, E, false, &L->wq))) return st;
+            if ((st = find_weight(f, NAME("attn_k.weight"), Hkv * D, E, false, &L->wk))) return st;
+            if ((st = find_weight(f, NAME("attn_v.weight"), Hkv * D, E, false, &L->wv))) return st;
+        }
         if ((st = find_vector(m, NAME("attn_q.bias"), H * D, true, &L->bq))) return st;
         if ((st = find_vector(m, NAME("attn_k.bias"), Hkv * D, true, &L->bk))) return st;
         if ((st = find_vector(m, NAME("attn_v.bias"), Hkv * D, true, &L->bv))) return st;
-        /* qwen3: per-head RMSNorm of q and k (required there, ignored elsewhere) */
-        const bool qk_norm = hp->arch == SOV_ARCH_QWEN3;
+        /* per-head RMSNorm of q and k (required where the architecture has it, ignored elsewhere) */
         if (qk_norm && (st = find_vector(m, NAME("attn_q_norm.weight"), D, false, &L->q_norm))) return st;
         if (qk_norm && (st = find_vector(m, NAME("attn_k_norm.weight"), D, false, &L->k_norm))) return st;
         if ((st = find_weight(f, NAME("attn_output.weight"), E, H * D, false, &L->wo))) return st;
-        if ((st = find_vector(m, NAME("ffn_norm.weight"), E, false, &L->ffn_norm))) return st;
-        if ((st = find_weight(f, NAME("ffn_gate.weight"), F, E, false, &L->w_gate))) return st;
-        if ((st = find_weight(f, NAME("ffn_up.weight"), F, E, false, &L->w_up))) return st;
+        if (post_norms && (st = find_vector(m, NAME("post_attention_norm.weight"), E, false, &L->attn_post_norm)))
+            return st;
+        if (pre_norms && (st = find_vector(m, NAME("ffn_norm.weight"), E, false, &L->ffn_norm))) return st;
+        if (fused_up) {
+            /* phi3: ffn_up holds gate (rows 0..F) then up (F..2F) */
+            sov_weight gate_up;
+            if ((st = find_weight(f, NAME("ffn_up.weight"), 2 * F, E, false, &gate_up))) return st;
+            split_rows(&gate_up, &L->w_gate, 0, F);
+            split_rows(&gate_up, &L->w_up, F, F);
+        } else {
+            if ((st = find_weight(f, NAME("ffn_gate.weight"), F, E, false, &L->w_gate))) return st;
+            if ((st = find_weight(f, NAME("ffn_up.weight"), F, E, false, &L->w_up))) return st;
+        }
         if ((st = find_weight(f, NAME("ffn_down.weight"), E, F, false, &L->w_down))) return st;
+        if (post_norms && (st = find_vector(m, NAME("post_ffw_norm.weight"), E, false, &L->ffn_post_norm))) return st;
     }
 #undef NAME
-    return SOV_OK;
+    return swa_layers(f, m);
 }
 
 static void summarise(sov_model *m) {

@@ -13,8 +13,24 @@
 #include "gguf/gguf.h"
 #include "sov.h"
 
-typedef enum sov_arch { SOV_ARCH_LLAMA, SOV_ARCH_QWEN2, SOV_ARCH_MISTRAL, SOV_ARCH_QWEN3,
-                        SOV_ARCH_BERT, SOV_ARCH_NOMIC_BERT /* encoders (encoder.h) */ } sov_arch;
+typedef enum sov_arch {
+    SOV_ARCH_LLAMA,
+    SOV_ARCH_QWEN2,
+    SOV_ARCH_MISTRAL,
+    SOV_ARCH_QWEN3,
+    SOV_ARCH_GEMMA3,
+    SOV_ARCH_PHI3,
+    SOV_ARCH_EXAONE4,
+    SOV_ARCH_BERT, /* encoders (encoder.h) */
+    SOV_ARCH_NOMIC_BERT,
+} sov_arch;
+
+/* The gated MLP's activation: silu(gate) * up, or gelu_tanh(gate) * up (gemma3). */
+typedef enum sov_ffn_act { SOV_FFN_SILU, SOV_FFN_GELU_TANH } sov_ffn_act;
+
+/* Which RoPE a layer applies: the model's (global) one, the sliding-window layers' own
+ * base (gemma3's local layers), or none (exaone4's global layers: NoPE). */
+typedef enum sov_layer_rope { SOV_LAYER_ROPE_GLOBAL, SOV_LAYER_ROPE_LOCAL, SOV_LAYER_ROPE_NONE } sov_layer_rope;
 
 /* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) (llama/mistral GGUFs, whose
  * q/k rows the converter permuted); NEOX rotates (x[i], x[i + n_rot/2]) (qwen2, qwen3). */
@@ -41,6 +57,13 @@ typedef struct sov_hparams {
     float rope_freq_scale;   /* 1 / rope.scaling.factor (1 when none) */
     int32_t rope_orig_ctx;   /* rope.scaling.original_context_length (yarn) */
     float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    /* per-architecture variants (defaults give llama) */
+    sov_ffn_act ffn_act;     /* SILU; GELU_TANH for gemma3 */
+    float embd_scale;        /* the embedding row is multiplied by it: 1; sqrt(E) for gemma3 */
+    float attn_scale;        /* q.k multiplier: 1/sqrt(D); gemma3-27B 1/sqrt(E/H) */
+    int32_t n_swa;           /* sliding window: a query at p sees keys p-n_swa+1..p on the
+                                layers marked swa; 0 when no layer is */
+    float rope_base_swa;     /* rope.freq_base_swa: the local layers' base (gemma3: 10000) */
     int32_t pooling;         /* <arch>.pooling_type (sov_pooling; MEAN when absent), kept as
                                 read: an unsupported one fails only when embeddings are asked */
 } sov_hparams;
@@ -56,7 +79,7 @@ typedef struct sov_weight {
 } sov_weight;
 
 typedef struct sov_layer {
-    const float *attn_norm;  /* (E) */
+    const float *attn_norm;  /* (E), or NULL: no norm before attention (exaone4) */
     sov_weight wq;           /* (H*D, E) */
     sov_weight wk;           /* (Hkv*D, E) */
     sov_weight wv;           /* (Hkv*D, E) */
@@ -66,10 +89,15 @@ typedef struct sov_layer {
     const float *q_norm;     /* (D) RMSNorm weight of every query head, or NULL (qwen3 has it) */
     const float *k_norm;     /* (D) the same for every key head */
     sov_weight wo;           /* (E, H*D) */
-    const float *ffn_norm;   /* (E) */
+    const float *attn_post_norm; /* (E) RMSNorm of the attention output before the residual
+                                    add, or NULL (gemma3, exaone4 have it) */
+    const float *ffn_norm;   /* (E), or NULL (exaone4) */
     sov_weight w_gate;       /* (F, E) */
     sov_weight w_up;         /* (F, E) */
     sov_weight w_down;       /* (E, F) */
+    const float *ffn_post_norm; /* (E) the same for the MLP output, or NULL */
+    bool swa;                /* attends to the last hp.n_swa positions only */
+    sov_layer_rope rope;     /* which RoPE (see sov_layer_rope) */
 } sov_layer;
 
 struct sov_model {
@@ -79,6 +107,9 @@ struct sov_model {
     const float *out_norm;     /* (E) */
     sov_weight output;         /* (n_vocab, E); the embedding itself when tied */
     const float *rope_freqs;   /* (n_rot/2) frequency divisors (Llama 3.1), or NULL */
+    const float *rope_long;    /* (n_rot/2) LongRoPE divisors for contexts longer than
+                                  rope_orig_ctx (phi3 rope_factors_long), or NULL */
+    const float *rope_short;   /* (n_rot/2) the same up to rope_orig_ctx, or NULL */
     sov_layer *layers;         /* [n_layer] */
     sov_vocab *vocab;
     char name[128];

@@ -93,21 +93,23 @@ void op_matmuls(const op_thread *t, const float *x, int T, const op_matmul *mm, 
     barrier(t);
 }
 
-void op_rope_cache(const op_thread *t, const int32_t *pos, int T) {
+/* cos/sin of every pair of every token into cache (T, n_rot), for RoPE base `base`;
+ * scaled: with the model's frequency scaling (linear, YaRN) and factors ff. */
+static void rope_cache_fill(const op_thread *t, const int32_t *pos, int T, float *cache, float base, bool scaled,
+                            const float *ff) {
     const sov_context *c = t->c;
     const sov_hparams *hp = &c->model->hp;
     const int half = hp->n_rot / 2;
-    const float *ff = c->model->rope_freqs;
-    const float fs = hp->rope_freq_scale, ext = hp->yarn_ext_factor;
+    const float fs = scaled ? hp->rope_freq_scale : 1.0f, ext = scaled ? hp->yarn_ext_factor : 0.0f;
     float mscale = hp->yarn_attn_factor;
     if (ext != 0.0f) mscale *= 1.0f + 0.1f * logf(1.0f / fs);
     long b, e;
     split(T, 1, t, &b, &e);
     for (long i = b; i < e; i++) {
-        float *cs = c->rope + i * hp->n_rot;
+        float *cs = cache + i * hp->n_rot;
         for (int j = 0; j < half; j++) {
             /* theta of pair j: pos * base^(-2j / n_rot), divided by its frequency factor */
-            const double inv_freq = pow((double)hp->rope_base, -2.0 * j / hp->n_rot);
+            const double inv_freq = pow((double)base, -2.0 * j / hp->n_rot);
             float extrap = (float)((double)pos[i] * inv_freq);
             if (ff) extrap /= ff[j];
             const float interp = fs * extrap;
@@ -121,10 +123,31 @@ void op_rope_cache(const op_thread *t, const int32_t *pos, int T) {
             cs[2 * j + 1] = sinf(theta) * mscale;
         }
     }
+}
+
+/* The frequency divisors of the model's RoPE: LongRoPE's long factors when the context
+ * is longer than the original one, its short ones otherwise (as llama.cpp chooses, by
+ * the context size, not the position), else rope_freqs or none. */
+static const float *rope_factors(const sov_context *c) {
+    const sov_model *m = c->model;
+    if (m->rope_long) return c->p.n_ctx > m->hp.rope_orig_ctx ? m->rope_long : m->rope_short;
+    return m->rope_freqs;
+}
+
+void op_rope_cache(const op_thread *t, const int32_t *pos, int T) {
+    const sov_context *c = t->c;
+    const sov_model *m = c->model;
+    rope_cache_fill(t, pos, T, c->rope, m->hp.rope_base, true, rope_factors(c));
+    bool local = false;
+    for (int il = 0; il < m->hp.n_layer && !local; il++) local = m->layers[il].rope == SOV_LAYER_ROPE_LOCAL;
+    /* gemma3's local layers: their own base, no scaling (llama.cpp's freq_scale_swa = 1) */
+    if (local) rope_cache_fill(t, pos, T, c->rope_local, m->hp.rope_base_swa, false, NULL);
     barrier(t);
 }
 
-void op_rope(const op_thread *t, float *x, int T, int n_heads) {
+void op_rope(const op_thread *t, float *x, int T, int n_heads) { op_rope_with(t, x, T, n_heads, t->c->rope); }
+
+void op_rope_with(const op_thread *t, float *x, int T, int n_heads, const float *cache) {
     const sov_context *c = t->c;
     const sov_hparams *hp = &c->model->hp;
     const int D = hp->head_dim, half = hp->n_rot / 2;
@@ -134,7 +157,7 @@ void op_rope(const op_thread *t, float *x, int T, int n_heads) {
     for (long r = b; r < e; r++) {
         const long tok = r / n_heads;
         float *v = x + r * D;
-        const float *cs = c->rope + tok * hp->n_rot;
+        const float *cs = cache + tok * hp->n_rot;
         for (int j = 0; j < half; j++) {
             const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
             const float x0 = v[i0], x1 = v[i1], cth = cs[2 * j], sth = cs[2 * j + 1];
@@ -178,7 +201,8 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
     const sov_kv *kv = &c->kv;
     const sov_hparams *hp = &c->model->hp;
     const int H = hp->n_head, Hkv = hp->n_head_kv, D = hp->head_dim, rep = H / Hkv, bs = kv->block_size;
-    const float scale = 1.0f / sqrtf((float)D);
+    const float scale = hp->attn_scale;
+    const bool swa = c->model->layers[layer].swa;
     const bool f16 = kv->type == SOV_KV_F16;
     float *scores = c->scores + (size_t)t->ith * c->scores_stride; /* (rep, n_ctx) */
     const size_t ldsc = (size_t)c->p.n_ctx;
@@ -188,20 +212,27 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
     for (long r = t->ith; r < (long)T * Hkv; r += t->nth) {
         const int tok = (int)(r / Hkv), g = (int)(r % Hkv);
         const int32_t n = c->tok_pos[tok] + 1; /* causal: positions 0..pos */
+        /* sliding window: positions first..pos; the blocks before first's are skipped and
+         * first's own block's earlier positions masked (-inf, a weight of 0) */
+        const int32_t first = swa ? SOV_MAX(0, n - hp->n_swa) : 0, start = first / bs * bs;
         const int32_t *blocks = c->tok_blocks[tok];
         const float *qg = q + ((size_t)tok * H + (size_t)g * rep) * D; /* rep query heads */
         /* scores[h][j] = q_h . k_j * scale, a block of positions at a time */
-        for (int32_t j0 = 0, bi = 0; j0 < n; j0 += bs, bi++) {
+        for (int32_t j0 = start, bi = start / bs; j0 < n; j0 += bs, bi++) {
             const int nj = SOV_MIN(bs, n - j0);
             const void *kb = kv_k(kv, layer, blocks[bi], g);
             if (f16) k->attn_scores_f16(scores + j0, ldsc, qg, rep, kb, nj, bs, D, scale);
             else k->attn_scores_f32(scores + j0, ldsc, qg, rep, kb, nj, bs, D, scale);
         }
-        for (int h = 0; h < rep; h++) k->softmax(scores + (size_t)h * ldsc, n);
+        for (int h = 0; h < rep; h++) {
+            float *sh = scores + (size_t)h * ldsc;
+            for (int32_t j = start; j < first; j++) sh[j] = -INFINITY;
+            k->softmax(sh + start, n - start);
+        }
         /* out_h = sum_j p[h][j] v_j */
         float *og = out + ((size_t)tok * H + (size_t)g * rep) * D;
         memset(og, 0, (size_t)rep * (size_t)D * sizeof(float));
-        for (int32_t j0 = 0, bi = 0; j0 < n; j0 += bs, bi++) {
+        for (int32_t j0 = start, bi = start / bs; j0 < n; j0 += bs, bi++) {
             const int nj = SOV_MIN(bs, n - j0);
             const void *vb = kv_v(kv, layer, blocks[bi], g);
             if (f16) k->attn_values_f16(og, scores + j0, ldsc, rep, vb, nj, D);
@@ -220,13 +251,30 @@ void op_silu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n)
     barrier(t);
 }
 
-void op_embed(const op_thread *t, float *x, const int32_t *tokens, int T) {
-    const sov_weight *w = &t->c->model->tok_embd;
+void op_gelu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n) {
+    long b, e; /* whole rows per thread, as op_silu_mul */
+    split(T, 1, t, &b, &e);
+    for (long i = b; i < e; i++) t->c->k->gelu_mul(y + i * n, y + i * n, x + i * n, n);
+    barrier(t);
+}
+
+void op_add(const op_thread *t, float *y, const float *x, int T, int64_t n) {
     long b, e;
     split(T, 1, t, &b, &e);
-    for (long i = b; i < e; i++)
+    for (long i = b; i < e; i++) t->c->k->add(y + i * n, x + i * n, n);
+    barrier(t);
+}
+
+void op_embed(const op_thread *t, float *x, const int32_t *tokens, int T) {
+    const sov_weight *w = &t->c->model->tok_embd;
+    const float scale = t->c->model->hp.embd_scale;
+    long b, e;
+    split(T, 1, t, &b, &e);
+    for (long i = b; i < e; i++) {
         sov_dequantize_row((sov_type)w->type, (const char *)w->data + (size_t)tokens[i] * w->row_bytes,
                            x + i * w->n_cols, w->n_cols);
+        if (scale != 1.0f) t->c->k->scale(x + i * w->n_cols, scale, w->n_cols);
+    }
     barrier(t);
 }
 

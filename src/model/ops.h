@@ -31,20 +31,28 @@ void op_matmuls(const op_thread *t, const float *x, int T, const op_matmul *mm, 
 
 /* RoPE on (T, n_heads*D) rows in place, with the cos/sin cache of the batch. */
 void op_rope(const op_thread *t, float *x, int T, int n_heads);
-/* Fills the cos/sin cache for the batch's positions. */
+/* The same with a given cos/sin cache (c->rope or c->rope_local). */
+void op_rope_with(const op_thread *t, float *x, int T, int n_heads, const float *cache);
+/* Fills the cos/sin cache for the batch's positions (and the local layers' cache when a
+ * layer uses it). */
 void op_rope_cache(const op_thread *t, const int32_t *pos, int T);
 
 /* Writes the batch's new keys and values of a layer into the cache. */
 void op_kv_store(const op_thread *t, int layer, const float *k, const float *v, int T);
 
 /* Causal grouped-query attention of the batch's queries over each token's sequence in
- * the cache (positions 0..pos), into out (T, H*D). */
+ * the cache (positions 0..pos; pos-n_swa+1..pos on a sliding-window layer: the cache
+ * keeps every position, the window is a mask), scaled by hp.attn_scale, into out (T, H*D). */
 void op_attention(const op_thread *t, int layer, const float *q, float *out, int T);
 
 /* y(T, n) = silu(y) * x */
 void op_silu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n);
+/* y(T, n) = gelu_tanh(y) * x */
+void op_gelu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n);
+/* y(T, n) += x(T, n) */
+void op_add(const op_thread *t, float *y, const float *x, int T, int64_t n);
 
-/* Embedding rows of the tokens into x (T, E). */
+/* Embedding rows of the tokens into x (T, E), times hp.embd_scale. */
 void op_embed(const op_thread *t, float *x, const int32_t *tokens, int T);
 
 /* Copies rows rows[0..n) of src (*, E) to dst (n, E). */

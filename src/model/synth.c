@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/util.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
 
@@ -50,6 +51,7 @@ sov_synth_params sov_synth_default_params(void) {
         .embd_type = SOV_TYPE_F32,
         .output_type = SOV_TYPE_F32,
         .seed = 1,
+        .n_swa = -1,
     };
 }
 
@@ -344,9 +346,12 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     if (strcmp(p->arch, "bert") == 0 || strcmp(p->arch, "nomic-bert") == 0)
         return synth_encoder(p, path, progress, progress_user);
     const bool qwen2 = strcmp(p->arch, "qwen2") == 0, qwen3 = strcmp(p->arch, "qwen3") == 0, qwen = qwen2 || qwen3;
-    if (!qwen && strcmp(p->arch, "llama") != 0 && strcmp(p->arch, "mistral") != 0)
-        return sov_fail(SOV_ERR_ARG, "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, mistral, bert, "
-                        "nomic-bert",
+    const bool gemma3 = strcmp(p->arch, "gemma3") == 0, phi3 = strcmp(p->arch, "phi3") == 0;
+    const bool exaone4 = strcmp(p->arch, "exaone4") == 0;
+    if (!qwen && !gemma3 && !phi3 && !exaone4 && strcmp(p->arch, "llama") != 0 && strcmp(p->arch, "mistral") != 0)
+        return sov_fail(SOV_ERR_ARG,
+                        "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, mistral, gemma3, phi3, "
+                        "exaone4, bert, nomic-bert",
                         p->arch);
     if (p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_head_kv < 1 || p->n_ff < 1 || p->n_ctx < 1 ||
         p->n_head % p->n_head_kv != 0)
@@ -356,6 +361,15 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         return sov_fail(SOV_ERR_ARG, "gen-model: head size %lld must be even (dim %d, heads %d)", (long long)D,
                         p->n_embd, p->n_head);
     const int64_t E = p->n_embd, HD = p->n_head * D, KVD = p->n_head_kv * D, F = p->n_ff;
+    const int64_t n_rot = p->n_rot ? p->n_rot : D;
+    if (n_rot < 2 || n_rot % 2 || n_rot > D)
+        return sov_fail(SOV_ERR_ARG, "gen-model: --rope-dims %lld must be even and at most the head size %lld",
+                        (long long)n_rot, (long long)D);
+    const bool hybrid = gemma3 || exaone4; /* sliding-window and global layers */
+    const int32_t n_swa = !hybrid ? 0 : p->n_swa < 0 ? 16 : p->n_swa;
+    const int32_t pattern = p->swa_pattern > 0 ? p->swa_pattern : SOV_MIN(gemma3 ? 6 : 4, p->n_layer);
+    if (p->n_swa > 0 && !hybrid)
+        return sov_fail(SOV_ERR_ARG, "gen-model: --swa is for gemma3 and exaone4");
     sov_status st;
     if ((st = check_rows("layer", p->type, E)) || (st = check_rows("attn_output", p->type, HD)) ||
         (st = check_rows("ffn_down", p->type, F)) || (st = check_rows("token_embd", p->embd_type, E)) ||
@@ -395,9 +409,39 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)D);
         gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)D);
     }
-    gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)D);
-    gguf_set_f32(w, KEY("rope.freq_base"), p->rope_base > 0 ? p->rope_base : (qwen ? 1000000.0f : 10000.0f));
-    gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), p->rms_eps > 0 ? p->rms_eps : (qwen ? 1e-6f : 1e-5f));
+    if (gemma3 && !p->head_dim) { /* the converter always writes the head size for gemma3 */
+        gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)D);
+        gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)D);
+    }
+    gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)n_rot);
+    gguf_set_f32(w, KEY("rope.freq_base"),
+                 p->rope_base > 0 ? p->rope_base : (qwen || gemma3 || exaone4 ? 1000000.0f : 10000.0f));
+    gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"),
+                 p->rms_eps > 0 ? p->rms_eps : (qwen || gemma3 ? 1e-6f : 1e-5f));
+    if (n_swa > 0) { /* as the gemma3 / exaone4 converters write them */
+        gguf_set_u32(w, KEY("attention.sliding_window"), (uint32_t)n_swa);
+        if (gemma3) {
+            gguf_set_u32(w, KEY("attention.sliding_window_pattern"), (uint32_t)pattern);
+            gguf_set_f32(w, KEY("rope.freq_base_swa"), 10000.0f);
+        } else { /* exaone4: one bool per layer (true: sliding window) */
+            bool *local = calloc((size_t)p->n_layer, sizeof *local);
+            if (!local) {
+                gguf_writer_free(w);
+                return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
+            }
+            for (int il = 0; il < p->n_layer; il++) local[il] = (il + 1) % pattern != 0;
+            gguf_set_arr(w, KEY("attention.sliding_window_pattern"), GGUF_BOOL, local, (uint64_t)p->n_layer);
+            free(local);
+        }
+    }
+    /* phi3: LongRoPE as Phi-3.5 / Phi-4-mini files have it (context 4x the original one) */
+    const int32_t orig_ctx = SOV_MAX(1, p->n_ctx / 4);
+    if (phi3) {
+        gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)orig_ctx);
+        gguf_set_f32(w, KEY("rope.scaling.attn_factor"),
+                     orig_ctx > 1 ? sqrtf(1.0f + logf(4.0f) / logf((float)orig_ctx)) : 1.0f);
+        gguf_set_u32(w, KEY("attention.sliding_window"), 0); /* as the converter writes for Phi-4 */
+    }
     if (p->rope_scaling) {
         gguf_set_str(w, KEY("rope.scaling.type"), p->rope_scaling);
         gguf_set_f32(w, KEY("rope.scaling.factor"), p->rope_factor);
@@ -408,7 +452,7 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
 #undef KEY
 
     /* tensors, in the order llama.cpp's converter writes them */
-    const int max_t = 16 * p->n_layer + 8;
+    const int max_t = 16 * p->n_layer + 10;
     synth_tensor *ts = calloc((size_t)max_t, sizeof *ts);
     if (!ts) {
         gguf_writer_free(w);
@@ -424,13 +468,21 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         ts[n++] = (synth_tensor){(kind_), (type_), (rows_), (cols_)};                        \
     } while (0)
     ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
-    if (p->rope_freqs) ADD(FILL_FREQS, SOV_TYPE_F32, 1, D / 2, "rope_freqs.weight");
+    if (p->rope_freqs) ADD(FILL_FREQS, SOV_TYPE_F32, 1, n_rot / 2, "rope_freqs.weight");
+    if (phi3) { /* long factors grow with the pair index as real ones do; short ones near 1 */
+        ADD(FILL_FREQS, SOV_TYPE_F32, 1, n_rot / 2, "rope_factors_long.weight");
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, n_rot / 2, "rope_factors_short.weight");
+    }
     for (int il = 0; il < p->n_layer; il++) {
-        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.attn_norm.weight", il);
-        ADD(FILL_MATRIX, p->type, HD, E, "blk.%d.attn_q.weight", il);
-        ADD(FILL_MATRIX, p->type, KVD, E, "blk.%d.attn_k.weight", il);
-        ADD(FILL_MATRIX, p->type, KVD, E, "blk.%d.attn_v.weight", il);
-        if (qwen3) { /* per-head q/k RMSNorm weights, no biases */
+        if (!exaone4) ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.attn_norm.weight", il); /* exaone4: post-norms only */
+        if (phi3) {
+            ADD(FILL_MATRIX, p->type, HD + 2 * KVD, E, "blk.%d.attn_qkv.weight", il); /* q, k, v rows */
+        } else {
+            ADD(FILL_MATRIX, p->type, HD, E, "blk.%d.attn_q.weight", il);
+            ADD(FILL_MATRIX, p->type, KVD, E, "blk.%d.attn_k.weight", il);
+            ADD(FILL_MATRIX, p->type, KVD, E, "blk.%d.attn_v.weight", il);
+        }
+        if (qwen3 || gemma3 || exaone4) { /* per-head q/k RMSNorm weights, no biases */
             ADD(FILL_HEAD_NORM, SOV_TYPE_F32, 1, D, "blk.%d.attn_q_norm.weight", il);
             ADD(FILL_HEAD_NORM, SOV_TYPE_F32, 1, D, "blk.%d.attn_k_norm.weight", il);
         }
@@ -440,10 +492,16 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
             ADD(FILL_BIAS, SOV_TYPE_F32, 1, KVD, "blk.%d.attn_v.bias", il);
         }
         ADD(FILL_MATRIX, p->type, E, HD, "blk.%d.attn_output.weight", il);
-        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.ffn_norm.weight", il);
-        ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
-        ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
+        if (hybrid) ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.post_attention_norm.weight", il);
+        if (!exaone4) ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.ffn_norm.weight", il);
+        if (phi3) {
+            ADD(FILL_MATRIX, p->type, 2 * F, E, "blk.%d.ffn_up.weight", il); /* gate rows, then up rows */
+        } else {
+            ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
+            ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
+        }
         ADD(FILL_MATRIX, p->type, E, F, "blk.%d.ffn_down.weight", il);
+        if (hybrid) ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.post_ffw_norm.weight", il);
     }
     ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "output_norm.weight");
     if (!p->tied) ADD(FILL_MATRIX, p->output_type, n_vocab, E, "output.weight");

@@ -11,7 +11,8 @@
 #include "sov.h"
 
 typedef struct sov_synth_params {
-    const char *arch;        /* "llama", "qwen2", "qwen3", "mistral", "bert", "nomic-bert" */
+    const char *arch;        /* "llama", "qwen2", "qwen3", "mistral", "gemma3", "phi3", "exaone4",
+                                "bert", "nomic-bert" */
     const char *name;        /* general.name */
     int32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     int32_t head_dim;        /* 0: n_embd / n_head (else written as attention.key_length) */
@@ -26,6 +27,10 @@ typedef struct sov_synth_params {
     float rms_eps;           /* 0: the architecture's default */
     uint64_t seed;
     const char *vocab_from;  /* copy tokenizer.* from this GGUF (n_vocab follows it), or NULL */
+    int32_t n_rot;           /* rope.dimension_count; 0: the head size (phi3 may rotate fewer) */
+    int32_t n_swa;           /* gemma3/exaone4 sliding window; -1: the default (16), 0: none */
+    int32_t swa_pattern;     /* every swa_pattern-th layer global; 0: gemma3 6, exaone4 4, both
+                                at most n_layer, so that a small model has a global layer */
     bool has_pooling;        /* write <arch>.pooling_type = pooling (sov_pooling) */
     uint32_t pooling;
 } sov_synth_params;

@@ -538,6 +538,21 @@ static void check_same_as_base(const sov_kernels *k, const sov_type *types, size
 
 /* ---- float ops ---- */
 
+/* GELU, tanh form, in double: g/2 (1 + tanh z), z = sqrt(2/pi) (g + 0.044715 g^3). Written
+ * as g / (1 + e^-2z), the same value, because 1 + tanh z cancels to 0 even in double for
+ * z < -19; the two forms are checked against each other where both are exact enough. */
+static double gelu_tanh_ref(double g) {
+    const double z = 0.79788456080286535588 /* sqrt(2/pi) */ * (g + 0.044715 * g * g * g);
+    return g / (1.0 + exp(-2.0 * z));
+}
+
+/* The relative tolerance of gelu_mul at g: for g < 0 the value is about g e^(2z), so a
+ * relative rounding error e in the argument 2z (a cube, a product, a sum: a few ulp)
+ * becomes |2z| e in the result; 1e-6 (2 + 2|z|) covers that with room. */
+static double gelu_tol(double g) {
+    return 1e-6 * (2.0 + 2.0 * fabs(0.79788456080286535588 * (g + 0.044715 * g * g * g)));
+}
+
 /* |a - b| <= rel * |b| + abs */
 static bool near(double a, double b, double rel, double abs_tol) { return fabs(a - b) <= rel * fabs(b) + abs_tol; }
 static bool same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
@@ -612,6 +627,14 @@ static void check_float_ops(const sov_kernels *k) {
         memcpy(z, x, fb);
         k->gelu_erf(z, z, n);
         EACH("gelu_erf in place", same_bits(z[i], y2[i]));
+
+        /* gelu_mul: the tanh form in double, g/2 (1 + tanh(sqrt(2/pi)(g + 0.044715 g^3))) * u,
+         * against the kernel's g / (1 + e^-2z): exp within a few ulp, and the argument's
+         * roundings amplified by |2z| where the value is small (gelu_tol) */
+        k->gelu_mul(y2, x, w, n);
+        EACH("gelu_mul", near(y2[i], gelu_tanh_ref(x[i]) * w[i], gelu_tol(x[i]), 1e-30));
+        s->gelu_mul(y1, x, w, n);
+        EACH("gelu_mul vs scalar", near(y2[i], y1[i], 2 * gelu_tol(x[i]), 1e-30));
 
         /* softmax: exp as above, a float sum of up to n/8 positive terms per lane: 1e-5 */
         double mx = -INFINITY, sum = 0;
@@ -708,6 +731,18 @@ static void check_float_ops(const sov_kernels *k) {
     for (int i = 0; i < 9; i++)
         CHECK_MSG(isfinite(o[i]) && near(o[i], g[i] / (1.0 + exp(-(double)g[i])), 1e-6, 1e-30), "%s silu(%g) = %g",
                   k->isa, (double)g[i], (double)o[i]);
+    /* gelu the same: ~0 far left (where the tanh form's 1 + tanh cancels), ~g far right,
+     * and g^3 overflowing float (|g| = 1e13) still finite */
+    for (double gv = -6.0; gv <= 6.0; gv += 0.25) {
+        const double zv = 0.79788456080286535588 * (gv + 0.044715 * gv * gv * gv);
+        CHECK(near(gelu_tanh_ref(gv), 0.5 * gv * (1.0 + tanh(zv)), 1e-9, 1e-12));
+    }
+    float gg[11] = {-1e13f, -200.0f, -12.0f, -3.0f, -0.5f, 0.0f, 1e-3f, 0.5f, 3.0f, 200.0f, 1e13f}, go[11], gu[11];
+    for (int i = 0; i < 11; i++) gu[i] = 1.0f;
+    k->gelu_mul(go, gg, gu, 11);
+    for (int i = 0; i < 11; i++)
+        CHECK_MSG(isfinite(go[i]) && near(go[i], gelu_tanh_ref(gg[i]), gelu_tol(gg[i]), 1e-30), "%s gelu(%g) = %g", k->isa,
+                  (double)gg[i], (double)go[i]);
 }
 
 /* ---- the scalar reference on known values ---- */

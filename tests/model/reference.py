@@ -2,8 +2,11 @@
 """reference.py - an independent reference implementation of GGUF models in Python + NumPy.
 
 It shares nothing with sov's C code: its own GGUF reader, its own dequantizers and a plain
-forward pass of the llama / mistral / qwen2 / qwen3 architectures (class Model) and of the
-bert / nomic-bert encoders (class Encoder). Tests hold sov (and this file
+forward pass of the llama / mistral / qwen2 / qwen3 / gemma3 / phi3 / exaone4 architectures
+(class Model; from the published model definitions: transformers' modeling_gemma3.py,
+modeling_phi3.py, modeling_exaone4.py, and the conventions llama.cpp's converter writes into
+GGUF: Gemma's (1 + w) norm weights are stored with the 1 added, so every norm here is
+x / rms * w) and of the bert / nomic-bert encoders (class Encoder). Tests hold sov (and this file
 itself) against it, so it is written to be read: the forward pass is one straight line
 from the embedding to the logits, over all positions of a chunk at once (causal mask),
 with shapes in the comments.
@@ -449,7 +452,7 @@ def apply_rope(x, cos, sin, neox):
 
 # ---- the model ---------------------------------------------------------------------------
 
-ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "exaone4")
 
 
 class Cache:
@@ -462,7 +465,7 @@ class Cache:
 
 
 class Model:
-    def __init__(self, path, f64_limit_bytes=None):
+    def __init__(self, path, f64_limit_bytes=None, n_ctx=None):
         g = self.g = GGUF(path) if not isinstance(path, GGUF) else path
         self.arch = g.kv.get("general.architecture")
         if self.arch not in ARCHS:
@@ -492,20 +495,45 @@ class Model:
         if self.n_rot % 2 or self.n_rot > self.head_dim:
             raise GGUFError("%s: rope.dimension_count %d must be even and <= head size %d" %
                             (g.path, self.n_rot, self.head_dim))
-        self.neox = a in ("qwen2", "qwen3")
-        # qwen3 (transformers' Qwen3Attention): each head's q and k vector is RMS-normalised
-        # over head_dim with its own weight (attn_q_norm / attn_k_norm), before RoPE.
-        # Tests may clear apply_qk_norm to show that skipping the norm is detected.
-        self.qk_norm = a == "qwen3"
+        self.neox = a in ("qwen2", "qwen3", "gemma3", "phi3", "exaone4")
+        # qwen3 (transformers' Qwen3Attention), gemma3, exaone4: each head's q and k vector is
+        # RMS-normalised over head_dim with its own weight (attn_q_norm / attn_k_norm), before
+        # RoPE. Tests may clear apply_qk_norm to show that skipping the norm is detected.
+        self.qk_norm = a in ("qwen3", "gemma3", "exaone4")
         self.apply_qk_norm = True
+        # Gemma3DecoderLayer / Exaone4DecoderLayer: the attention and MLP outputs are
+        # RMS-normalised (post_attention_norm, post_ffw_norm) before the residual add;
+        # EXAONE 4 has no norm before them (its "post-LN" layer).
+        self.post_norms = a in ("gemma3", "exaone4")
+        self.pre_norms = a != "exaone4"
+        # Gemma3: the embedding times sqrt(hidden size) (Gemma3TextScaledWordEmbedding), a
+        # GELU (tanh approximation, gelu_pytorch_tanh) gated MLP, query scale
+        # query_pre_attn_scalar^-1/2: the head size, except the 27B's hidden/heads (as
+        # llama.cpp decides it: by the 62 layers)
+        self.embd_scale = math.sqrt(self.n_embd) if a == "gemma3" else 1.0
+        self.gelu = a == "gemma3"
         # llama's attention.scale (granite-style models); 0 or absent: 1/sqrt(head size)
         scale = float(key("attention.scale", 0.0)) if a == "llama" or a == "mistral" else 0.0
+        if a == "gemma3" and self.n_layer == 62:
+            scale = 1.0 / math.sqrt(self.n_embd // self.n_head)
         self.kq_scale = scale if scale != 0.0 else 1.0 / math.sqrt(self.head_dim)
+        if a == "gemma3" and float(key("final_logit_softcapping", 0.0)) != 0.0:
+            raise GGUFError("%s: final_logit_softcapping is not supported" % g.path)
         self._read_rope(key)
+        self._read_swa(key)
+        # the context the logits are computed for: it chooses LongRoPE's factors (as sov
+        # and llama.cpp choose them, by the context size); sov's default context
+        self.n_ctx = n_ctx if n_ctx else min(int(key("context_length", 2048)), 4096)
 
         self.n_vocab = int(g.tensor("token_embd.weight").ne[1])
         self.out_name = "output.weight" if "output.weight" in g.tensors else "token_embd.weight"
         self.freq_factors = self._vector("rope_freqs.weight") if "rope_freqs.weight" in g.tensors else None
+        # phi3 LongRoPE (Phi3LongRoPEScaledRotaryEmbedding): the long factors when the
+        # context exceeds the original one, else the short ones; cos and sin times
+        # rope.scaling.attn_factor (read in _read_rope)
+        if a == "phi3" and "rope_factors_long.weight" in g.tensors:
+            which = "long" if self.n_ctx > self.n_ctx_orig else "short"
+            self.freq_factors = self._vector("rope_factors_%s.weight" % which)
         if self.freq_factors is not None and len(self.freq_factors) < self.n_rot // 2:
             raise GGUFError("%s: rope_freqs.weight has %d values, RoPE needs %d" %
                             (g.path, len(self.freq_factors), self.n_rot // 2))
@@ -540,6 +568,38 @@ class Model:
                 raise GGUFError("%s: YaRN needs the original context length" % self.g.path)
             self.corr_dims = yarn_corr_dims(self.n_rot, self.n_ctx_orig, self.rope_base)
 
+    def _read_swa(self, key):
+        """Sliding-window layers (gemma3, exaone4; phi3's window is ignored, as llama.cpp
+        ignores it): attention.sliding_window positions; the layers marked by
+        attention.sliding_window_pattern, an array of bools or a number n (layer i local
+        when i % n < n - 1), default 6 (gemma3) / 4 (exaone4). Local layers of gemma3 use
+        RoPE base rope.freq_base_swa (default 10000) without scaling; global layers of a
+        hybrid exaone4 (one with local layers: the 32B) use no RoPE at all
+        (Exaone4Attention: 'global NoPE'); without local layers (the 1.2B) all use RoPE."""
+        a = self.arch
+        self.n_swa = int(key("attention.sliding_window", 0)) if a in ("gemma3", "exaone4") else 0
+        self.swa = [False] * self.n_layer
+        if self.n_swa > 0:
+            pat = key("attention.sliding_window_pattern", 6 if a == "gemma3" else 4)
+            if isinstance(pat, (list, np.ndarray)):
+                if len(pat) != self.n_layer:
+                    raise GGUFError("%s: sliding_window_pattern has %d entries for %d layers" %
+                                    (self.g.path, len(pat), self.n_layer))
+                self.swa = [bool(v) for v in pat]
+            else:
+                n = int(pat)
+                self.swa = [n == 0 or i % n < n - 1 for i in range(self.n_layer)]
+        self.rope_base_swa = float(key("rope.freq_base_swa", 10000.0))
+        self.use_swa = True   # tests may clear it to show that ignoring the window is detected
+
+    def _layer_rope(self, il, positions):
+        """(cos, sin) of layer il's RoPE, or None when the layer has none."""
+        if self.arch == "exaone4" and any(self.swa) and not self.swa[il]:  # hybrid models only
+            return None
+        if self.arch == "gemma3" and self.swa[il]:
+            return rope_angles(positions, self.n_rot, self.rope_base_swa, 1.0, 0.0, self.attn_factor)
+        return self.rope_cos_sin(positions)
+
     def _check_shapes(self):
         E, F = self.n_embd, self.n_ff
         QD, KD, VD = self.n_head * self.head_dim, self.n_head_kv * self.head_dim, self.n_head_kv * self.head_dim_v
@@ -548,8 +608,15 @@ class Model:
             want["output.weight"] = (E, self.n_vocab)
         for i in range(self.n_layer):
             p = "blk.%d." % i
-            want.update({p + "attn_norm.weight": (E,), p + "attn_output.weight": (QD, E), p + "ffn_norm.weight": (E,),
-                         p + "ffn_gate.weight": (E, F), p + "ffn_up.weight": (E, F), p + "ffn_down.weight": (F, E)})
+            want.update({p + "attn_output.weight": (QD, E), p + "ffn_down.weight": (F, E)})
+            if self.pre_norms:
+                want.update({p + "attn_norm.weight": (E,), p + "ffn_norm.weight": (E,)})
+            if self.post_norms:
+                want.update({p + "post_attention_norm.weight": (E,), p + "post_ffw_norm.weight": (E,)})
+            if self.arch == "phi3":                 # fused: gate rows then up rows
+                want[p + "ffn_up.weight"] = (E, 2 * F)
+            else:
+                want.update({p + "ffn_gate.weight": (E, F), p + "ffn_up.weight": (E, F)})
             if self.qk_norm:
                 want.update({p + "attn_q_norm.weight": (self.head_dim,), p + "attn_k_norm.weight": (self.head_dim,)})
             if p + "attn_qkv.weight" in self.g.tensors:
@@ -643,17 +710,20 @@ class Model:
         positions = np.arange(p0, p0 + T)
         cos, sin = self.rope_cos_sin(positions)     # [T, n_rot/2]
 
-        x = self._rows("token_embd.weight", tokens)  # [T, E] the residual stream
+        x = self._rows("token_embd.weight", tokens) * self.embd_scale  # [T, E] the residual stream
         for il in range(self.n_layer):
             p = "blk.%d." % il
             # attention
-            xb = self.rmsnorm(x, self._vector(p + "attn_norm.weight"))
+            xb = self.rmsnorm(x, self._vector(p + "attn_norm.weight")) if self.pre_norms else x
             q, k, v = self._qkv(p, xb, act_q8)     # [T, H*D], [T, Hkv*D], [T, Hkv*Dv]
             if self.qk_norm and self.apply_qk_norm:  # per head: rows of D values
                 q = self.rmsnorm(q.reshape(T * H, D), self._vector(p + "attn_q_norm.weight"))
                 k = self.rmsnorm(k.reshape(T * Hkv, D), self._vector(p + "attn_k_norm.weight"))
-            q = apply_rope(q.reshape(T, H, D), cos, sin, self.neox)
-            k = apply_rope(k.reshape(T, Hkv, D), cos, sin, self.neox)
+            rope = (cos, sin) if self.arch not in ("gemma3", "exaone4") else self._layer_rope(il, positions)
+            q, k = q.reshape(T, H, D), k.reshape(T, Hkv, D)
+            if rope is not None:
+                q = apply_rope(q, rope[0], rope[1], self.neox)
+                k = apply_rope(k, rope[0], rope[1], self.neox)
             v = v.reshape(T, Hkv, Dv)
             if kv_f16:
                 k = k.astype(np.float16).astype(np.float64)
@@ -661,13 +731,25 @@ class Model:
             K = k if cache.k[il] is None else np.concatenate([cache.k[il], k])  # [S, Hkv, D]
             V = v if cache.v[il] is None else np.concatenate([cache.v[il], v])  # [S, Hkv, Dv]
             cache.k[il], cache.v[il] = K, V
-            att = self._attention(q, K, V, positions, rep)                     # [T, H*Dv]
-            x = x + self._linear(p + "attn_output.weight", att, act_q8, p + "attn_output.bias")
-            # feed-forward (SwiGLU)
-            xb = self.rmsnorm(x, self._vector(p + "ffn_norm.weight"))
-            gate = self._linear(p + "ffn_gate.weight", xb, act_q8, p + "ffn_gate.bias")  # [T, F]
-            up = self._linear(p + "ffn_up.weight", xb, act_q8, p + "ffn_up.bias")        # [T, F]
-            x = x + self._linear(p + "ffn_down.weight", silu(gate) * up, act_q8, p + "ffn_down.bias")
+            window = self.n_swa if self.swa[il] and self.use_swa else 0
+            att = self._attention(q, K, V, positions, rep, window)             # [T, H*Dv]
+            out = self._linear(p + "attn_output.weight", att, act_q8, p + "attn_output.bias")
+            if self.post_norms:
+                out = self.rmsnorm(out, self._vector(p + "post_attention_norm.weight"))
+            x = x + out
+            # feed-forward (SwiGLU; GeGLU with the tanh GELU for gemma3)
+            xb = self.rmsnorm(x, self._vector(p + "ffn_norm.weight")) if self.pre_norms else x
+            if self.arch == "phi3":                 # Phi3MLP: gate_up_proj, chunked gate | up
+                gu = self._linear(p + "ffn_up.weight", xb, act_q8)
+                gate, up = gu[:, :self.n_ff], gu[:, self.n_ff:]
+            else:
+                gate = self._linear(p + "ffn_gate.weight", xb, act_q8, p + "ffn_gate.bias")  # [T, F]
+                up = self._linear(p + "ffn_up.weight", xb, act_q8, p + "ffn_up.bias")        # [T, F]
+            act = gelu_tanh(gate) if self.gelu else silu(gate)
+            out = self._linear(p + "ffn_down.weight", act * up, act_q8, p + "ffn_down.bias")
+            if self.post_norms:
+                out = self.rmsnorm(out, self._vector(p + "post_ffw_norm.weight"))
+            x = x + out
         cache.n_past += T
         return self.rmsnorm(x, self._vector("output_norm.weight"))  # [T, E]
 
@@ -704,9 +786,10 @@ class Model:
                 self._linear(p + "attn_k.weight", xb, act_q8, p + "attn_k.bias"),
                 self._linear(p + "attn_v.weight", xb, act_q8, p + "attn_v.bias"))
 
-    def _attention(self, q, K, V, positions, rep):
+    def _attention(self, q, K, V, positions, rep, window=0):
         """Grouped-query causal attention. q [T, H, D] at positions; K [S, Hkv, D],
-        V [S, Hkv, Dv] for positions 0..S-1; query head h reads KV head h // rep.
+        V [S, Hkv, Dv] for positions 0..S-1; query head h reads KV head h // rep. With a
+        window, a query at p sees only keys p-window+1..p (sliding window attention).
         Returns [T, H*Dv]."""
         T, H, D = q.shape
         S, Hkv, Dv = V.shape
@@ -714,6 +797,8 @@ class Model:
         scores = qg @ K.transpose(1, 2, 0) * self.kq_scale             # [Hkv, T*rep, S]
         query_pos = np.repeat(positions, rep)                         # row t*rep + r is position t
         scores[:, np.arange(S)[None, :] > query_pos[:, None]] = -np.inf
+        if window > 0:
+            scores[:, np.arange(S)[None, :] <= query_pos[:, None] - window] = -np.inf
         scores = np.exp(scores - scores.max(axis=2, keepdims=True))
         scores /= scores.sum(axis=2, keepdims=True)
         out = scores @ V.transpose(1, 0, 2)                           # [Hkv, T*rep, Dv]
@@ -865,6 +950,13 @@ class Encoder:
         pooling = self.pooling() if pooling is None else pooling
         v = {1: lambda: h.mean(axis=0), 2: lambda: h[0], 3: lambda: h[-1]}[pooling]()
         return v / np.linalg.norm(v)
+
+
+def gelu_tanh(x):
+    """GELU's tanh approximation, x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in float64
+    (1 + tanh z cancels to 0 only for z < -19, where the value is below 1e-16 |x|)."""
+    z = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
+    return x * 0.5 * (1.0 + np.tanh(z))
 
 
 def silu(x):

@@ -6,8 +6,9 @@ steps (one token of each live sequence per call, as continuous batching decodes)
 (chunks of three tokens of each per call). Rule: the logits are bitwise identical, because
 every kernel computes a token's row with the same instructions whatever else shares the
 batch (the gemm tiles are bitwise equal to the single dot product). Checked on the real
-model and on quantized synthetic models (llama, and a qwen3 with its per-head q/k norms and
-head size != dim / heads), with the CPU's best kernels and with the scalar ones."""
+model and on quantized synthetic models (llama, a qwen3 with its per-head q/k norms and
+head size != dim / heads, gemma3 / exaone4 with sliding windows of 8 positions, phi3 with
+fused tensors), with the CPU's best kernels and with the scalar ones."""
 import os
 import subprocess
 import sys
@@ -28,7 +29,10 @@ elif os.environ.get("SOV_REQUIRE_SHARED") == "1":
 else:
     print("(no shared model: synthetic models only)")
 for arch, typ, extra in [("llama", "Q4_0", []), ("llama", "Q8_0", []), ("llama", "Q4_K", []),
-                         ("qwen3", "Q8_0", ["--head-dim", "128"])]:
+                         ("qwen3", "Q8_0", ["--head-dim", "128"]),
+                         # sliding windows shorter than the sequences, fused tensors, post-norms
+                         ("gemma3", "Q8_0", ["--swa", "8", "--tied"]), ("phi3", "Q4_K", []),
+                         ("exaone4", "Q4_0", ["--swa", "8"])]:
     p = os.path.join(TMP, "batch_%s_%s.gguf" % (arch, typ))
     subprocess.run([SOV, "gen-model", "-o", p, "--arch", arch, "--type", typ, "--dim", "256", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--ffn", "512", "--vocab", "400", "--seed", "5"] + extra,

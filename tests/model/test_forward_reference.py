@@ -45,8 +45,9 @@ TMP = os.environ.get("SOV_TEST_TMP") or tempfile.gettempdir()
 FLOAT_BOUND = {"f32": 1e-5, "f16": 5e-4}
 NOISE_FACTOR = 1.5
 
-# (arch, layer matrix type, extra gen-model flags, sequence length); later flags override
-# the shape given in gen()
+# (arch, layer matrix type, extra gen-model flags, sequence length[, context size]); later
+# flags override the shape given in gen(); the context size (default: sov's) chooses
+# phi3's LongRoPE factors
 CASES = [
     ("llama", "F32", [], 24),
     ("llama", "F16", ["--tied"], 24),
@@ -68,6 +69,23 @@ CASES = [
     ("qwen3", "F32", ["--head-dim", "128"], 24),
     ("qwen3", "Q8_0", ["--tied", "--head-dim", "128"], 24),
     ("qwen3", "Q4_K", [], 24),
+    # gemma3: sqrt(E) embedding, GELU-tanh MLP, pre+post norms, q/k norms, local layers
+    # (window 8, RoPE base 10000) and a global one (base 1e6), tied
+    ("gemma3", "F32", ["--swa", "8", "--tied", "--head-dim", "128"], 24),
+    ("gemma3", "Q8_0", ["--swa", "8", "--tied"], 24),
+    ("gemma3", "Q4_K", ["--swa", "8", "--layers", "3", "--swa-pattern", "3"], 24),
+    # phi3: fused attn_qkv and gate/up, LongRoPE (long factors: default context > original;
+    # short ones with a context of 256 <= 512), partial rotary
+    ("phi3", "F32", [], 24),
+    ("phi3", "F32", ["--rope-dims", "48"], 24, 256),
+    ("phi3", "Q4_K", [], 24),
+    ("phi3", "Q5_0", ["--tied"], 24, 256),
+    # exaone4: no pre-norms, post-norms, q/k norms, local layers with RoPE and a global
+    # one without (NoPE)
+    ("exaone4", "F32", ["--swa", "8"], 24),
+    ("exaone4", "Q6_K", ["--swa", "8", "--tied"], 24),
+    ("exaone4", "F32", ["--swa", "0"], 24),
+    ("exaone4", "F32", ["--swa", "8", "--swa-pattern", "1"], 24),  # window key, no local layer: RoPE everywhere
     ("mistral", "F32", ["--kv-heads", "4"], 24),
     ("mistral", "Q4_0", [], 24),
     ("llama", "F32", ["--rope-freqs"], 24),
@@ -78,6 +96,7 @@ CASES = [
     # long sequences: many KV blocks, attention over more keys than one kernel strip
     ("llama", "F32", [], 150),
     ("qwen2", "Q4_0", ["--rope-scaling", "yarn", "--rope-factor", "4"], 150),
+    ("gemma3", "Q8_0", ["--swa", "40", "--tied"], 150),
 ]
 
 
@@ -114,7 +133,7 @@ def cpu_isas():
 ISAS = cpu_isas()
 
 
-def sov_logits(path, tokens, n_vocab, kv_f32, isa):
+def sov_logits(path, tokens, n_vocab, kv_f32, isa, n_ctx=None):
     out = os.path.join(TMP, "fwd_sov_%d.bin" % os.getpid())  # unique: concurrent runs share TMP
     env = dict(os.environ)
     env.pop("SOV_ISA", None)
@@ -123,6 +142,8 @@ def sov_logits(path, tokens, n_vocab, kv_f32, isa):
     cmd = [os.path.join(TOOLS, "sov_logits"), path, "--seq", ",".join(map(str, tokens)), "--out", out]
     if kv_f32:
         cmd.append("--kv-f32")
+    if n_ctx:
+        cmd += ["--ctx", str(n_ctx)]
     run(cmd, env)
     got = np.fromfile(out, dtype="<f4")
     os.remove(out)
@@ -153,12 +174,13 @@ def main():
     t_ref = t_sov = 0.0
     print("%-58s %-3s %-6s %9s %9s %9s %6s  %s" % ("case", "kv", "isa", "rel err", "bound", "q8 noise", "ratio",
                                                  "greedy differ/decisive"))
-    for i, (arch, typ, extra, n_tok) in enumerate(CASES):
+    for i, (arch, typ, extra, n_tok, *ctx) in enumerate(CASES):
+        n_ctx = ctx[0] if ctx else None
         path = os.path.join(TMP, "fwd_%d_%d.gguf" % (os.getpid(), i))
         gen(path, arch, typ, extra)
-        model = reference.Model(path)
+        model = reference.Model(path, n_ctx=n_ctx)
         tokens = [1] + [int(t) for t in rng.integers(3, model.n_vocab, size=n_tok - 1)]
-        name = "%s %s %s n=%d" % (arch, typ, " ".join(extra), n_tok)
+        name = "%s %s %s n=%d%s" % (arch, typ, " ".join(extra), n_tok, " ctx=%d" % n_ctx if n_ctx else "")
         for kv in ("f16", "f32"):
             t0 = time.time()
             ref = model.logits(tokens, kv_f16=(kv == "f16"))
@@ -168,7 +190,7 @@ def main():
             t_ref += time.time() - t0
             for isa in ISAS:
                 t0 = time.time()
-                got = sov_logits(path, tokens, model.n_vocab, kv == "f32", isa)
+                got = sov_logits(path, tokens, model.n_vocab, kv == "f32", isa, n_ctx)
                 t_sov += time.time() - t0
                 err = rel_err(got, ref)
                 decisive, differ = greedy_differences(got, ref, bound)

@@ -3,7 +3,7 @@
  * batching.
  *
  *   sov_logits MODEL --seq 1,2,3 [--seq 4,5 ...] [--mode alone|batch|steps|mixed]
- *              [--kv-f32] [--threads N] [--batch N] --out FILE
+ *              [--kv-f32] [--threads N] [--batch N] [--ctx N] --out FILE
  *
  * FILE receives float32 [sum of sequence lengths][n_vocab], sequences in order.
  * Modes: alone = each sequence in its own context, whole prompt in one decode call;
@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
     static sov_token toks[MAX_SEQS][MAX_TOKS];
     int n_tok[MAX_SEQS] = {0}, n_seq = 0, threads = 0, n_batch = 512;
     bool kv_f32 = false;
+    int n_ctx = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seq") && i + 1 < argc && n_seq < MAX_SEQS) {
             for (char *p = argv[++i]; *p && n_tok[n_seq] < MAX_TOKS;) {
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) n_batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kv-f32")) kv_f32 = true;
+        else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) n_ctx = atoi(argv[++i]);
         else if (!model_path) model_path = argv[i];
         else {
             fprintf(stderr, "sov_logits: bad argument '%s'\n", argv[i]);
@@ -73,6 +75,7 @@ int main(int argc, char **argv) {
     cp.n_threads = threads;
     cp.n_batch = n_batch > total ? n_batch : total;
     cp.n_seq_max = n_seq;
+    cp.n_ctx = n_ctx; /* 0: the default */
     cp.kv_type = kv_f32 ? SOV_KV_F32 : SOV_KV_F16;
     sov_context *ctx = NULL;
     const bool alone = !strcmp(mode, "alone");

@@ -399,6 +399,22 @@ static void NAME(silu_mul)(float *y, const float *gate, const float *up, int64_t
     for (; i < n; i++) y[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+static void NAME(gelu_mul)(float *y, const float *gate, const float *up, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t g = vld1q_f32(gate + i);
+        const float32x4_t g3 = vmulq_f32(vmulq_f32(g, g), g);
+        /* -2z = -2 sqrt(2/pi) (g + 0.044715 g^3) */
+        const float32x4_t m2z = vmulq_n_f32(vfmaq_n_f32(g, g3, 0.044715f), -2.0f * 0.7978845608f);
+        const float32x4_t s = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), exp_f32(m2z)));
+        vst1q_f32(y + i, vmulq_f32(s, vld1q_f32(up + i)));
+    }
+    for (; i < n; i++) {
+        const float g = gate[i], z = 0.7978845608f * (g + 0.044715f * g * g * g);
+        y[i] = g / (1.0f + expf(-2.0f * z)) * up[i];
+    }
+}
+
 static void NAME(add)(float *y, const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vld1q_f32(x + i)));
@@ -508,6 +524,7 @@ static void NAME(attn_values_f32)(float *out, const float *p, size_t ldp, int nq
         .quantize_q8a = NAME(quantize_q8a), .quantize_q8k = NAME(quantize_q8k),                  \
         .quantize_q8p = sov_quantize_q8p_ref,                                                    \
         .rmsnorm = NAME(rmsnorm), .silu_mul = NAME(silu_mul), .add = NAME(add),                  \
+        .gelu_mul = NAME(gelu_mul),                                                              \
         .scale = NAME(scale), .dot_f32 = NAME(dot_f32), .dot_f16 = NAME(dot_f16),                \
         .axpy_f32 = NAME(axpy_f32), .axpy_f16 = NAME(axpy_f16), .f32_to_f16 = NAME(f32_to_f16),  \
         .softmax = NAME(softmax), .attn_scores_f16 = NAME(attn_scores_f16),                      \

@@ -778,6 +778,24 @@ static void gelu_erf(float *y, const float *x, int64_t n) {
     for (; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
+static void gelu_mul(float *y, const float *gate, const float *up, int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f), m2c = _mm256_set1_ps(-2.0f * 0.7978845608f);
+    const __m256 k = _mm256_set1_ps(0.044715f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        /* -2z = -2 sqrt(2/pi) (g + 0.044715 g^3) */
+        const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+        const __m256 e = exp_ps(_mm256_mul_ps(m2c, _mm256_fmadd_ps(k, g3, g)));
+        const __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) {
+        const float g = gate[i], z = 0.7978845608f * (g + 0.044715f * g * g * g);
+        y[i] = g / (1.0f + expf(-2.0f * z)) * up[i];
+    }
+}
+
 static void add(float *y, const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
@@ -1049,6 +1067,7 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
     .quantize_q8p = quantize_q8p,
     .rmsnorm = rmsnorm,
     .silu_mul = silu_mul,
+    .gelu_mul = gelu_mul,
     .add = add,
     .scale = scale,
     .dot_f32 = dot_f32_avx2,
