@@ -1,4 +1,5 @@
-/* forward.c - the transformer forward pass of llama, mistral, qwen2 and qwen3 over a batch.
+/* forward.c - the transformer forward pass of llama, mistral, qwen2, qwen3 and their
+ * mixture-of-experts forms (Mixtral, qwen3moe) over a batch.
  *
  * A batch holds T tokens, possibly of several sequences; each token carries its position
  * and its sequence's block table (context.h), so every op below works on (T, ...) rows
@@ -15,12 +16,14 @@
  *     x += att Wo^T
  *     xb = rmsnorm(x) * ffn_norm
  *     x += (silu(xb Wgate^T) * (xb Wup^T)) Wdown^T
+ *       or, in a layer with experts, the weighted sum of its k experts' FFNs (moe.c)
  *   hidden = rmsnorm(x[rows wanted]) * out_norm        (embeddings stop here)
  *   logits = hidden Wout^T                             (only for rows asking for logits)
  */
 #include <math.h>
 
 #include "model/context.h"
+#include "model/moe.h"
 #include "model/ops.h"
 
 typedef struct forward_job {
@@ -56,6 +59,10 @@ static void layer_forward(const op_thread *t, int il, int T) {
     op_matmuls(t, c->att, T, &out, 1);
 
     op_rmsnorm(t, c->xb, c->x, L->ffn_norm, T, hp->n_embd);
+    if (L->router.data) { /* mixture of experts (moe.c) instead of the dense FFN */
+        op_moe(t, il, c->x, c->xb, T);
+        return;
+    }
     const op_matmul gate_up[2] = {
         {&L->w_gate, c->hg, NULL, false},
         {&L->w_up, c->hu, NULL, false},

@@ -13,7 +13,11 @@
 #include "gguf/gguf.h"
 #include "sov.h"
 
-typedef enum sov_arch { SOV_ARCH_LLAMA, SOV_ARCH_QWEN2, SOV_ARCH_MISTRAL, SOV_ARCH_QWEN3 } sov_arch;
+typedef enum sov_arch { SOV_ARCH_LLAMA, SOV_ARCH_QWEN2, SOV_ARCH_MISTRAL, SOV_ARCH_QWEN3, SOV_ARCH_QWEN3MOE } sov_arch;
+
+/* How router logits become expert weights: softmax over all experts, or each logit's
+ * sigmoid (<arch>.expert_gating_func 1 / 2). */
+typedef enum sov_moe_gating { SOV_MOE_SOFTMAX = 1, SOV_MOE_SIGMOID = 2 } sov_moe_gating;
 
 /* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) (llama/mistral GGUFs, whose
  * q/k rows the converter permuted); NEOX rotates (x[i], x[i + n_rot/2]) (qwen2, qwen3). */
@@ -42,6 +46,13 @@ typedef struct sov_hparams {
     float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
     int32_t pooling;         /* <arch>.pooling_type (sov_pooling; MEAN when absent), kept as
                                 read: an unsupported one fails only when embeddings are asked */
+    /* Mixture of experts (moe.c); n_expert == 0: every layer has a dense FFN */
+    int32_t n_expert;        /* routed experts per layer X (<arch>.expert_count) */
+    int32_t n_expert_used;   /* experts each token is sent to, k (<arch>.expert_used_count) */
+    int32_t n_ff_exp;        /* one expert's feed-forward width Fx (expert_feed_forward_length;
+                                Mixtral: feed_forward_length) */
+    bool expert_weights_norm;/* the k selected weights are renormalised to sum to 1 */
+    sov_moe_gating expert_gating;
 } sov_hparams;
 
 /* A matrix view: rows of a weight in its file type, in place in the mapping. */
@@ -69,6 +80,14 @@ typedef struct sov_layer {
     sov_weight w_gate;       /* (F, E) */
     sov_weight w_up;         /* (F, E) */
     sov_weight w_down;       /* (E, F) */
+    /* MoE layers (moe.c) instead of w_gate/w_up/w_down; router.data == NULL otherwise.
+     * The expert tensors are 3-D in the file (GGUF ne [E, Fx, X] and [Fx, E, X]): expert
+     * e's matrix is the contiguous rows [e*Fx, (e+1)*Fx) (or [e*E, (e+1)*E) for down) of
+     * the view below. */
+    sov_weight router;       /* (X, E) ffn_gate_inp */
+    sov_weight gate_exps;    /* (X*Fx, E) */
+    sov_weight up_exps;      /* (X*Fx, E) */
+    sov_weight down_exps;    /* (X*E, Fx) */
 } sov_layer;
 
 struct sov_model {
@@ -91,7 +110,8 @@ struct sov_model {
     size_t repacked_bytes;
 };
 
-/* Bytes of weights one decode step reads (every matrix once, one embedding row). */
+/* Bytes of weights one decode step reads (every matrix once, one embedding row; of an
+ * MoE layer the router and the experts one token uses, n_expert_used of n_expert). */
 uint64_t sov_model_bytes_per_token(const sov_model *m);
 
 /* Reads and checks the hyperparameters of a parsed file (exposed for tests). */
