@@ -61,8 +61,10 @@ static sov_status read_moe(const gguf_file *f, sov_hparams *hp) {
     if ((st = get_dim(f, a, "expert_count", &hp->n_expert, moe_arch, 0))) return st;
     if (hp->n_expert == 0) return SOV_OK;
     if ((st = get_dim(f, a, "expert_used_count", &hp->n_expert_used, true, 0))) return st;
-    if (hp->n_expert > 4096 || hp->n_expert_used > hp->n_expert)
-        return sov_fail(SOV_ERR_FORMAT, "model: %d experts used of %d (at most 4096, used <= count)",
+    if (hp->n_expert > 4096)
+        return sov_fail(SOV_ERR_FORMAT, "model: %s.expert_count = %d is more than 4096", a, hp->n_expert);
+    if (hp->n_expert_used > hp->n_expert)
+        return sov_fail(SOV_ERR_FORMAT, "model: %s.expert_used_count = %d is more than the %d experts", a,
                         hp->n_expert_used, hp->n_expert);
     if ((st = get_dim(f, a, "expert_feed_forward_length", &hp->n_ff_exp, moe_arch, hp->n_ff))) return st;
     char key[160];

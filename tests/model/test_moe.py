@@ -18,7 +18,8 @@ reference and for routing determinism.
 4. Decode cost counts active experts: `sov bench`'s bytes per token grows by exactly the
    router when the expert count doubles at the same k, and by k' - k experts' three
    matrices when k grows.
-5. A file missing blk.1.ffn_up_exps.weight is refused with one line naming it.
+5. A file missing blk.1.ffn_up_exps.weight is refused with one line naming it; so are
+   expert counts that contradict the tensors or are out of range.
 6. --vocab-from works for both.
 """
 import json
@@ -191,6 +192,38 @@ def missing_expert():
           "missing expert tensor: one line naming it: %r" % r.stderr.strip())
 
 
+def patch_u32(data, key, value):
+    """The file with the u32 value of metadata key replaced in place."""
+    k = key.encode()
+    at = data.find(len(k).to_bytes(8, "little") + k)
+    assert at >= 0 and data[at + 8 + len(k):at + 12 + len(k)] == (4).to_bytes(4, "little"), key
+    v = at + 12 + len(k)
+    return data[:v] + int(value).to_bytes(4, "little") + data[v + 4:]
+
+
+def malformed():
+    """Metadata that contradicts the tensors or is out of range: one line, exit 1, no crash."""
+    path = tmp("malformed.gguf")
+    fwd.gen(path, "qwen3moe", "F32", [])
+    data = open(path, "rb").read()
+    os.remove(path)
+    cases = [("qwen3moe.expert_used_count", 9, "more than the 8 experts"),       # k > X
+             ("qwen3moe.expert_used_count", 0, "out of range"),
+             ("qwen3moe.expert_count", 7, "ffn_gate_inp.weight"),        # tensors hold 8
+             ("qwen3moe.expert_count", 5000, "more than 4096"),
+             ("qwen3moe.expert_feed_forward_length", 32, "ffn_gate_exps.weight' has shape")]
+    for key, value, want in cases:
+        bad = tmp("malformed_bad.gguf")
+        with open(bad, "wb") as f:
+            f.write(patch_u32(data, key, value))
+        r = subprocess.run([SOV, "run", "-m", bad, "-p", "hi", "-n", "1"], capture_output=True, text=True,
+                           errors="replace", timeout=60)
+        os.remove(bad)
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 1 and len(lines) == 1 and want in lines[0],
+              "%s = %d: exit %d, %r" % (key, value, r.returncode, r.stderr.strip()))
+
+
 def vocab_from():
     src = os.path.join(SHARED, "stories260K.gguf")
     if not os.path.exists(src):
@@ -215,6 +248,7 @@ def main():
     os.makedirs(TMP, exist_ok=True)
     file_format()
     missing_expert()
+    malformed()
     active_bytes()
     vocab_from()
     batch_invariance()
