@@ -12,7 +12,7 @@ static void help(FILE *f) {
             "Writes a model of a supported architecture and shape with seeded random weights\n"
             "(for tests and benchmarks: speed does not depend on the weights' values).\n\n"
             "  -o, --output PATH     file to write (required)\n"
-            "  --arch NAME           llama (default), qwen2, qwen3, mistral, gemma3, phi3, exaone4, or\n"
+            "  --arch NAME           llama (default), qwen2, qwen3, qwen3moe, mistral, gemma3, phi3, exaone4, or\n"
             "                        the encoders bert and nomic-bert (embeddings only; --kv-heads,\n"
             "                        --tied and the rope options other than --rope-base do not apply)\n"
             "  --dim N               model width (default 256)\n"
@@ -20,7 +20,11 @@ static void help(FILE *f) {
             "  --heads N             query heads (default 8)\n"
             "  --kv-heads N          key/value heads (default 4)\n"
             "  --head-dim N          head size (default dim / heads)\n"
-            "  --ffn N               feed-forward width (default 768)\n"
+            "  --ffn N               feed-forward width (default 768; with llama experts, each expert's)\n"
+            "  --experts N           mixture of experts: N experts per layer (llama: Mixtral-shaped;\n"
+            "                        qwen3moe default 8)\n"
+            "  --experts-used K      experts each token is routed to (qwen3moe default 2)\n"
+            "  --expert-ffn N        qwen3moe: one expert's feed-forward width (default 64)\n"
             "  --vocab N             synthetic vocabulary size (default 4096)\n"
             "  --vocab-from FILE     copy the tokenizer of another GGUF (e.g. ../shared/models/vocab/*)\n"
             "  --ctx N               training context length to record (default 2048)\n"
@@ -73,6 +77,9 @@ int cmd_gen_model(int argc, char **argv) {
         else if (cli_opt_int(argc, argv, &i, "--kv-heads", &v, &bad)) p.n_head_kv = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--head-dim", &v, &bad)) p.head_dim = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--ffn", &v, &bad)) p.n_ff = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--experts", &v, &bad)) p.n_expert = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--experts-used", &v, &bad)) p.n_expert_used = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--expert-ffn", &v, &bad)) p.n_ff_exp = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--vocab", &v, &bad)) p.n_vocab = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--ctx", &v, &bad)) p.n_ctx = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--seed", &v, &bad)) p.seed = (uint64_t)v;

@@ -141,6 +141,12 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     const size_t maxK = SOV_MAX(SOV_MAX(E, F), HD);
     const size_t fl = sizeof(float), maxK256 = (maxK + 255) / 256 * 256;
     c->scores_stride = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)p.n_ctx;
+    /* mixture of experts: R = T * k sorted rows (all sizes 0 for a dense model) */
+    const size_t X = (size_t)hp->n_expert, R = T * (size_t)hp->n_expert_used, Fx = (size_t)hp->n_ff_exp;
+    const size_t moeK = (SOV_MAX(E, Fx) + 255) / 256 * 256;
+    const size_t moe_act_row = SOV_MAX(SOV_MAX(sov_row_size(SOV_TYPE_Q8A, (int64_t)moeK),
+                                               sov_row_size(SOV_TYPE_Q8K, (int64_t)moeK)),
+                                       sov_row_size(SOV_TYPE_Q8P, (int64_t)moeK));
     const arena_buf bufs[] = {
         {(void **)&c->x, T * E * fl},
         {(void **)&c->xb, T * E * fl},
@@ -157,6 +163,17 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
         {&c->act_q8k, T * sov_row_size(SOV_TYPE_Q8K, (int64_t)maxK256)},
         {&c->act_q8p, T * sov_row_size(SOV_TYPE_Q8P, (int64_t)maxK256)},
         {(void **)&c->scores, (size_t)p.n_threads * c->scores_stride * fl},
+        {(void **)&c->moe_logits, T * X * fl},
+        {(void **)&c->moe_sel, R * sizeof(int32_t)},
+        {(void **)&c->moe_w, R * fl},
+        {(void **)&c->moe_row, R * sizeof(int32_t)},
+        {(void **)&c->moe_tok, R * sizeof(int32_t)},
+        {(void **)&c->moe_start, (X + 1) * sizeof(int32_t)},
+        {(void **)&c->moe_active, (X + 1) * sizeof(int32_t)},
+        {(void **)&c->moe_x, R * E * fl},
+        {(void **)&c->moe_g, R * Fx * fl},
+        {(void **)&c->moe_u, R * Fx * fl},
+        {&c->moe_act, R * moe_act_row},
     };
     const bool oom = !arena_map(c, bufs, SOV_ARRAY_LEN(bufs));
     c->seqs = calloc((size_t)p.n_seq_max, sizeof *c->seqs);

@@ -42,6 +42,22 @@ struct sov_context {
     size_t scores_stride;   /* floats per thread in scores */
     float yarn_corr[2];     /* YaRN correction dimensions */
 
+    /* mixture of experts (moe.c), empty for dense models. X experts, k used per token,
+     * Fx an expert's FFN width; R = T * k rows, a batch's (token, expert) pairs sorted by
+     * expert so that each expert multiplies all its rows at once */
+    float *moe_logits;      /* (T, X) router logits, then gate probabilities */
+    int32_t *moe_sel;       /* (T, k) the experts of each token, best first */
+    float *moe_w;           /* (T, k) their weights */
+    int32_t *moe_row;       /* (T, k) the sorted row of each (token, choice) */
+    int32_t *moe_tok;       /* (R) the token of each sorted row */
+    int32_t *moe_start;     /* (X + 1) first sorted row of each expert */
+    int32_t *moe_active;    /* (X) experts with at least one row, then their count */
+    float *moe_x;           /* (R, E) inputs of the sorted rows, later the experts' outputs */
+    float *moe_g;           /* (R, Fx) gate projection, then silu(gate) * up */
+    float *moe_u;           /* (R, Fx) up projection */
+    void *moe_act;          /* (R, max(E, Fx)) rows in the weights' activation format */
+    _Atomic int moe_next[2];/* next work item of the gate/up and of the down products */
+
     /* per-token view of the batch being decoded */
     int32_t *tok_pos;       /* (T) position */
     const int32_t **tok_blocks; /* (T) block table of the token's sequence */

@@ -1,5 +1,5 @@
 /* forward.c - the transformer forward pass of llama, mistral, qwen2, qwen3, gemma3, phi3 and
- * exaone4 over a batch.
+ * exaone4, and the mixture-of-experts forms (Mixtral, qwen3moe), over a batch.
  *
  * A batch holds T tokens, possibly of several sequences; each token carries its position
  * and its sequence's block table (context.h), so every op below works on (T, ...) rows
@@ -10,19 +10,21 @@
  *   per layer:
  *     xb = rmsnorm(x) * attn_norm                      (exaone4: no pre-norm, xb = x)
  *     q, k, v = xb Wq^T (+bq), xb Wk^T (+bk), xb Wv^T (+bv)   (phi3: views of one fused attn_qkv)
- *     q, k = rmsnorm(each head of q) * q_norm, ... * k_norm   (qwen3, gemma3, exaone4)
+ *     q, k = rmsnorm(each head of q) * q_norm, ... * k_norm   (qwen3(moe), gemma3, exaone4)
  *     rope(q), rope(k); cache <- k, v                  (the layer's RoPE: global, local base, or none)
  *     att = softmax(q k^T * attn_scale) v              causal, grouped-query; a sliding-window
  *                                                      layer sees only the last n_swa positions
  *     x += att Wo^T                                    (gemma3, exaone4: rmsnorm(att Wo^T) * attn_post_norm)
  *     xb = rmsnorm(x) * ffn_norm                       (exaone4: xb = x)
  *     x += (act(xb Wgate^T) * (xb Wup^T)) Wdown^T      act silu, or gelu_tanh (gemma3); post-norm as above
+ *       or, in a layer with experts, the weighted sum of its k experts' FFNs (moe.c)
  *   hidden = rmsnorm(x[rows wanted]) * out_norm        (embeddings stop here)
  *   logits = hidden Wout^T                             (only for rows asking for logits)
  */
 #include <math.h>
 
 #include "model/context.h"
+#include "model/moe.h"
 #include "model/ops.h"
 
 typedef struct forward_job {
@@ -89,6 +91,10 @@ static void layer_forward(const op_thread *t, int il, int T) {
     if (L->ffn_norm) {
         op_rmsnorm(t, c->xb, c->x, L->ffn_norm, T, hp->n_embd);
         in = c->xb;
+    }
+    if (L->router.data) { /* mixture of experts (moe.c) instead of the dense FFN */
+        op_moe(t, il, c->x, in, T);
+        return;
     }
     const op_matmul gate_up[2] = {
         {&L->w_gate, c->hg, NULL, false},

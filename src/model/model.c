@@ -118,6 +118,49 @@ static sov_status swa_layers(const gguf_file *f, sov_model *m) {
     return SOV_OK;
 }
 
+/* Mixture-of-experts keys: llama (Mixtral) has experts when expert_count is present,
+ * qwen3moe always. */
+static sov_status read_moe(const gguf_file *f, sov_hparams *hp) {
+    const char *a = hp->arch_name;
+    const bool moe_arch = hp->arch == SOV_ARCH_QWEN3MOE;
+    sov_status st;
+    if (hp->arch != SOV_ARCH_LLAMA && !moe_arch) return SOV_OK;
+    if ((st = get_dim(f, a, "expert_count", &hp->n_expert, moe_arch, 0))) return st;
+    if (hp->n_expert == 0) return SOV_OK;
+    if ((st = get_dim(f, a, "expert_used_count", &hp->n_expert_used, true, 0))) return st;
+    if (hp->n_expert > 4096)
+        return sov_fail(SOV_ERR_FORMAT, "model: %s.expert_count = %d is more than 4096", a, hp->n_expert);
+    if (hp->n_expert_used > hp->n_expert)
+        return sov_fail(SOV_ERR_FORMAT, "model: %s.expert_used_count = %d is more than the %d experts", a,
+                        hp->n_expert_used, hp->n_expert);
+    if ((st = get_dim(f, a, "expert_feed_forward_length", &hp->n_ff_exp, moe_arch, hp->n_ff))) return st;
+    char key[160];
+    uint32_t v;
+    snprintf(key, sizeof key, "%s.expert_shared_count", a);
+    if (gguf_get_u32(f, key, &v) && v != 0)
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: shared experts (%s = %u) are not supported yet", key, v);
+    snprintf(key, sizeof key, "%s.leading_dense_block_count", a);
+    if (gguf_get_u32(f, key, &v) && v != 0)
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: leading dense layers (%s = %u) are not supported yet", key, v);
+    hp->expert_gating = SOV_MOE_SOFTMAX;
+    snprintf(key, sizeof key, "%s.expert_gating_func", a);
+    if (gguf_get_u32(f, key, &v)) {
+        if (v != SOV_MOE_SOFTMAX && v != SOV_MOE_SIGMOID)
+            return sov_fail(SOV_ERR_UNSUPPORTED, "model: %s = %u (1 softmax and 2 sigmoid are supported)", key, v);
+        hp->expert_gating = (sov_moe_gating)v;
+    }
+    /* llama.cpp renormalises the selected weights of both (Mixtral always does, Qwen3-MoE
+     * releases have norm_topk_prob); a file may say otherwise */
+    hp->expert_weights_norm = true;
+    snprintf(key, sizeof key, "%s.expert_weights_norm", a);
+    gguf_get_bool(f, key, &hp->expert_weights_norm);
+    float scale = 1.0f;
+    if (get_f32(f, a, "expert_weights_scale", &scale) && scale != 1.0f)
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: %s.expert_weights_scale %g is not supported yet", a,
+                        (double)scale);
+    return SOV_OK;
+}
+
 sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     memset(hp, 0, sizeof *hp);
     char arch[32];
@@ -144,19 +187,23 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     } else if (strcmp(arch, "exaone4") == 0) {
         hp->arch = SOV_ARCH_EXAONE4;
         hp->arch_name = "exaone4";
+    } else if (strcmp(arch, "qwen3moe") == 0) {
+        hp->arch = SOV_ARCH_QWEN3MOE;
+        hp->arch_name = "qwen3moe";
     } else if (encoder_arch_name(arch)) {
         return encoder_hparams_read(f, arch, hp);
     } else {
         return sov_fail(SOV_ERR_UNSUPPORTED,
-                        "model: architecture '%s' is not supported (llama, qwen2, qwen3, mistral, gemma3, phi3, "
-                        "exaone4, bert and nomic-bert are)",
+                        "model: architecture '%s' is not supported (llama, qwen2, qwen3, qwen3moe, mistral, "
+                        "gemma3, phi3, exaone4, bert and nomic-bert are)",
                         arch);
     }
     const char *a = hp->arch_name;
     sov_status st;
     if ((st = get_dim(f, a, "embedding_length", &hp->n_embd, true, 0))) return st;
     if ((st = get_dim(f, a, "block_count", &hp->n_layer, true, 0))) return st;
-    if ((st = get_dim(f, a, "feed_forward_length", &hp->n_ff, true, 0))) return st;
+    const bool moe_arch = hp->arch == SOV_ARCH_QWEN3MOE; /* experts in every layer */
+    if ((st = get_dim(f, a, "feed_forward_length", &hp->n_ff, !moe_arch, 1))) return st;
     if ((st = get_dim(f, a, "attention.head_count", &hp->n_head, true, 0))) return st;
     if ((st = get_dim(f, a, "attention.head_count_kv", &hp->n_head_kv, false, hp->n_head))) return st;
     if ((st = get_dim(f, a, "context_length", &hp->n_ctx_train, false, 2048))) return st;
@@ -181,7 +228,9 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
         return sov_fail(SOV_ERR_FORMAT, "model: rope.dimension_count %d must be even and <= head size %d", hp->n_rot,
                         hp->head_dim);
 
-    const bool qwen = hp->arch == SOV_ARCH_QWEN2 || hp->arch == SOV_ARCH_QWEN3;
+    if ((st = read_moe(f, hp))) return st;
+
+    const bool qwen = hp->arch == SOV_ARCH_QWEN2 || hp->arch == SOV_ARCH_QWEN3 || hp->arch == SOV_ARCH_QWEN3MOE;
     hp->rms_eps = qwen || hp->arch == SOV_ARCH_GEMMA3 ? 1e-6f : 1e-5f;
     get_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->rms_eps);
     if (!(hp->rms_eps > 0.0f && hp->rms_eps < 1.0f))
@@ -275,6 +324,33 @@ static sov_status find_weight(const gguf_file *f, const char *name, int64_t rows
     return SOV_OK;
 }
 
+/* The n_expert matrices of (rows, cols) of a 3-D expert tensor (GGUF ne [cols, rows,
+ * n_expert]) as one view of n_expert * rows rows. */
+static sov_status find_experts(const gguf_file *f, const char *name, int64_t n_expert, int64_t rows, int64_t cols,
+                               sov_weight *w) {
+    memset(w, 0, sizeof *w);
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t) return sov_fail(SOV_ERR_FORMAT, "model: tensor '%s' is missing", name);
+    if (t->n_dims != 3 || t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != n_expert) {
+        return sov_fail(SOV_ERR_FORMAT,
+                        "model: tensor '%s' has shape [%" PRId64 ", %" PRId64 ", %" PRId64 "], expected [%" PRId64
+                        ", %" PRId64 ", %" PRId64 "]",
+                        name, t->ne[0], t->ne[1], t->ne[2], cols, rows, n_expert);
+    }
+    const sov_type_traits *tr = sov_type_info(t->type);
+    if (!tr || !tr->supported || t->type >= SOV_TYPE_COUNT) {
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: tensor '%s' has type %s, which sov cannot compute with yet", name,
+                        sov_type_name(t->type));
+    }
+    w->name = t->name;
+    w->type = t->type;
+    w->n_rows = rows * n_expert;
+    w->n_cols = cols;
+    w->row_bytes = sov_row_size((sov_type)t->type, cols);
+    w->data = t->data;
+    return SOV_OK;
+}
+
 /* A vector of n floats: used in place when F32, else converted into an owned copy. */
 static sov_status find_vector(sov_model *m, const char *name, int64_t n, bool optional, const float **out) {
     *out = NULL;
@@ -352,7 +428,7 @@ static sov_status map_tensors(sov_model *m) {
      * and gate/up */
     const bool pre_norms = hp->arch != SOV_ARCH_EXAONE4;
     const bool post_norms = hp->arch == SOV_ARCH_GEMMA3 || hp->arch == SOV_ARCH_EXAONE4;
-    const bool qk_norm = hp->arch == SOV_ARCH_QWEN3 || post_norms;
+    const bool qk_norm = hp->arch == SOV_ARCH_QWEN3 || hp->arch == SOV_ARCH_QWEN3MOE || post_norms;
     const bool fused_up = hp->arch == SOV_ARCH_PHI3;
     for (int il = 0; il < hp->n_layer; il++) {
         sov_layer *L = &m->layers[il];
@@ -379,6 +455,16 @@ static sov_status map_tensors(sov_model *m) {
         if (post_norms && (st = find_vector(m, NAME("post_attention_norm.weight"), E, false, &L->attn_post_norm)))
             return st;
         if (pre_norms && (st = find_vector(m, NAME("ffn_norm.weight"), E, false, &L->ffn_norm))) return st;
+        if (hp->n_expert > 0) {
+            const int64_t X = hp->n_expert, Fx = hp->n_ff_exp;
+            if ((st = find_weight(f, NAME("ffn_gate_inp.weight"), X, E, false, &L->router))) return st;
+            if ((st = find_experts(f, NAME("ffn_gate_exps.weight"), X, Fx, E, &L->gate_exps))) return st;
+            if ((st = find_experts(f, NAME("ffn_up_exps.weight"), X, Fx, E, &L->up_exps))) return st;
+            if ((st = find_experts(f, NAME("ffn_down_exps.weight"), X, E, Fx, &L->down_exps))) return st;
+            if (L->gate_exps.type != L->up_exps.type)
+                return sov_fail(SOV_ERR_UNSUPPORTED, "model: blk.%d: ffn_gate_exps and ffn_up_exps differ in type", il);
+            continue;
+        }
         if (fused_up) {
             /* phi3: ffn_up holds gate (rows 0..F) then up (F..2F) */
             sov_weight gate_up;
@@ -471,7 +557,7 @@ static size_t weights_end(const sov_model *m, sov_weight *const *w, size_t i, si
  * storage once, and the repacking leaves that thread a core of its own. */
 static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_digest *dg) {
     const sov_kernels *k = sov_kernels_select();
-    const size_t n_max = (size_t)m->hp.n_layer * 7 + 1;
+    const size_t n_max = (size_t)m->hp.n_layer * 11 + 1;
     sov_weight **list = calloc(n_max, sizeof *list);
     uint8_t **dst = calloc(n_max, sizeof *dst);
     if (!list || !dst) {
@@ -482,9 +568,10 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_
     size_t n = 0, total = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         sov_layer *L = &m->layers[il];
-        sov_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        sov_weight *ws[] = {&L->wq,     &L->wk,     &L->wv,        &L->wo,      &L->w_gate,   &L->w_up,
+                            &L->w_down, &L->router, &L->gate_exps, &L->up_exps, &L->down_exps};
         for (size_t i = 0; i < SOV_ARRAY_LEN(ws); i++)
-            if (sov_kernels_prefers_planar(k, (sov_type)ws[i]->type)) list[n++] = ws[i];
+            if (ws[i]->data && sov_kernels_prefers_planar(k, (sov_type)ws[i]->type)) list[n++] = ws[i];
     }
     if (sov_kernels_prefers_planar(k, (sov_type)m->output.type)) list[n++] = &m->output;
     for (size_t i = 0; i < n; i++) total += (list[i]->row_bytes * (size_t)list[i]->n_rows + 63) & ~(size_t)63;
@@ -658,6 +745,11 @@ uint64_t sov_model_bytes_per_token(const sov_model *m) {
         n += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv) + weight_bytes(&L->wo) +
              weight_bytes(&L->w_gate) + weight_bytes(&L->w_up) + weight_bytes(&L->w_down) +
              8u * (uint64_t)m->hp.n_embd; /* the two norm vectors */
+        if (L->router.data) { /* MoE: the router and the k experts a token is sent to */
+            const uint64_t X = (uint64_t)m->hp.n_expert, k = (uint64_t)m->hp.n_expert_used;
+            n += weight_bytes(&L->router) +
+                 (weight_bytes(&L->gate_exps) + weight_bytes(&L->up_exps) + weight_bytes(&L->down_exps)) / X * k;
+        }
     }
     return n;
 }

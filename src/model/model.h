@@ -21,6 +21,7 @@ typedef enum sov_arch {
     SOV_ARCH_GEMMA3,
     SOV_ARCH_PHI3,
     SOV_ARCH_EXAONE4,
+    SOV_ARCH_QWEN3MOE,
     SOV_ARCH_BERT, /* encoders (encoder.h) */
     SOV_ARCH_NOMIC_BERT,
 } sov_arch;
@@ -31,6 +32,10 @@ typedef enum sov_ffn_act { SOV_FFN_SILU, SOV_FFN_GELU_TANH } sov_ffn_act;
 /* Which RoPE a layer applies: the model's (global) one, the sliding-window layers' own
  * base (gemma3's local layers), or none (exaone4's global layers: NoPE). */
 typedef enum sov_layer_rope { SOV_LAYER_ROPE_GLOBAL, SOV_LAYER_ROPE_LOCAL, SOV_LAYER_ROPE_NONE } sov_layer_rope;
+
+/* How router logits become expert weights: softmax over all experts, or each logit's
+ * sigmoid (<arch>.expert_gating_func 1 / 2). */
+typedef enum sov_moe_gating { SOV_MOE_SOFTMAX = 1, SOV_MOE_SIGMOID = 2 } sov_moe_gating;
 
 /* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) (llama/mistral GGUFs, whose
  * q/k rows the converter permuted); NEOX rotates (x[i], x[i + n_rot/2]) (qwen2, qwen3). */
@@ -66,6 +71,13 @@ typedef struct sov_hparams {
     float rope_base_swa;     /* rope.freq_base_swa: the local layers' base (gemma3: 10000) */
     int32_t pooling;         /* <arch>.pooling_type (sov_pooling; MEAN when absent), kept as
                                 read: an unsupported one fails only when embeddings are asked */
+    /* Mixture of experts (moe.c); n_expert == 0: every layer has a dense FFN */
+    int32_t n_expert;        /* routed experts per layer X (<arch>.expert_count) */
+    int32_t n_expert_used;   /* experts each token is sent to, k (<arch>.expert_used_count) */
+    int32_t n_ff_exp;        /* one expert's feed-forward width Fx (expert_feed_forward_length;
+                                Mixtral: feed_forward_length) */
+    bool expert_weights_norm;/* the k selected weights are renormalised to sum to 1 */
+    sov_moe_gating expert_gating;
 } sov_hparams;
 
 /* A matrix view: rows of a weight in its file type, in place in the mapping. */
@@ -98,6 +110,14 @@ typedef struct sov_layer {
     const float *ffn_post_norm; /* (E) the same for the MLP output, or NULL */
     bool swa;                /* attends to the last hp.n_swa positions only */
     sov_layer_rope rope;     /* which RoPE (see sov_layer_rope) */
+    /* MoE layers (moe.c) instead of w_gate/w_up/w_down; router.data == NULL otherwise.
+     * The expert tensors are 3-D in the file (GGUF ne [E, Fx, X] and [Fx, E, X]): expert
+     * e's matrix is the contiguous rows [e*Fx, (e+1)*Fx) (or [e*E, (e+1)*E) for down) of
+     * the view below. */
+    sov_weight router;       /* (X, E) ffn_gate_inp */
+    sov_weight gate_exps;    /* (X*Fx, E) */
+    sov_weight up_exps;      /* (X*Fx, E) */
+    sov_weight down_exps;    /* (X*E, Fx) */
 } sov_layer;
 
 struct sov_model {
@@ -124,7 +144,8 @@ struct sov_model {
     size_t repacked_bytes;
 };
 
-/* Bytes of weights one decode step reads (every matrix once, one embedding row). */
+/* Bytes of weights one decode step reads (every matrix once, one embedding row; of an
+ * MoE layer the router and the experts one token uses, n_expert_used of n_expert). */
 uint64_t sov_model_bytes_per_token(const sov_model *m);
 
 /* Reads and checks the hyperparameters of a parsed file (exposed for tests). */

@@ -345,14 +345,24 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
                            void *progress_user) {
     if (strcmp(p->arch, "bert") == 0 || strcmp(p->arch, "nomic-bert") == 0)
         return synth_encoder(p, path, progress, progress_user);
-    const bool qwen2 = strcmp(p->arch, "qwen2") == 0, qwen3 = strcmp(p->arch, "qwen3") == 0, qwen = qwen2 || qwen3;
+    const bool qwen2 = strcmp(p->arch, "qwen2") == 0, qwen3moe = strcmp(p->arch, "qwen3moe") == 0;
+    const bool qwen3 = strcmp(p->arch, "qwen3") == 0 || qwen3moe, qwen = qwen2 || qwen3;
+    const bool llama = strcmp(p->arch, "llama") == 0;
     const bool gemma3 = strcmp(p->arch, "gemma3") == 0, phi3 = strcmp(p->arch, "phi3") == 0;
     const bool exaone4 = strcmp(p->arch, "exaone4") == 0;
-    if (!qwen && !gemma3 && !phi3 && !exaone4 && strcmp(p->arch, "llama") != 0 && strcmp(p->arch, "mistral") != 0)
+    if (!qwen && !llama && !gemma3 && !phi3 && !exaone4 && strcmp(p->arch, "mistral") != 0)
         return sov_fail(SOV_ERR_ARG,
-                        "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, mistral, gemma3, phi3, "
-                        "exaone4, bert, nomic-bert",
+                        "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, qwen3moe, mistral, gemma3, "
+                        "phi3, exaone4, bert, nomic-bert",
                         p->arch);
+    /* experts: X of them, k used, each Fx wide */
+    const int64_t X = qwen3moe && !p->n_expert ? 8 : p->n_expert;
+    const int64_t k_used = qwen3moe && !p->n_expert_used ? 2 : p->n_expert_used;
+    const int64_t Fx = qwen3moe ? (p->n_ff_exp ? p->n_ff_exp : 64) : p->n_ff;
+    if (X < 0 || X > 4096 || (X > 0 && (k_used < 1 || k_used > X)) || (X == 0 && k_used != 0) || Fx < 1)
+        return sov_fail(SOV_ERR_ARG, "gen-model: experts must number 1..4096 with 1..experts of them used");
+    if (X > 0 && !llama && !qwen3moe)
+        return sov_fail(SOV_ERR_ARG, "gen-model: experts are written for llama (Mixtral) and qwen3moe only");
     if (p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_head_kv < 1 || p->n_ff < 1 || p->n_ctx < 1 ||
         p->n_head % p->n_head_kv != 0)
         return sov_fail(SOV_ERR_ARG, "gen-model: dimensions must be positive and heads a multiple of KV heads");
@@ -372,7 +382,7 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         return sov_fail(SOV_ERR_ARG, "gen-model: --swa is for gemma3 and exaone4");
     sov_status st;
     if ((st = check_rows("layer", p->type, E)) || (st = check_rows("attn_output", p->type, HD)) ||
-        (st = check_rows("ffn_down", p->type, F)) || (st = check_rows("token_embd", p->embd_type, E)) ||
+        (st = check_rows("ffn_down", p->type, X ? Fx : F)) || (st = check_rows("token_embd", p->embd_type, E)) ||
         (!p->tied && (st = check_rows("output", p->output_type, E))))
         return st;
 
@@ -448,6 +458,11 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)p->n_ctx);
     }
     if (p->has_pooling) gguf_set_u32(w, KEY("pooling_type"), p->pooling);
+    if (X > 0) {
+        gguf_set_u32(w, KEY("expert_count"), (uint32_t)X);
+        gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)k_used);
+        if (qwen3moe) gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)Fx);
+    }
     gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
 #undef KEY
 
@@ -466,6 +481,14 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         const int64_t ne_[2] = {(cols_), (rows_)};                                           \
         gguf_add_tensor(w, name, (type_), (rows_) == 1 ? 1 : 2, ne_);                        \
         ts[n++] = (synth_tensor){(kind_), (type_), (rows_), (cols_)};                        \
+    } while (0)
+    /* X matrices of (rows, cols) in one 3-D tensor, GGUF ne [cols, rows, X] */
+#define ADD_EXPERTS(rows_, cols_, ...)                                                         \
+    do {                                                                                     \
+        snprintf(name, sizeof name, __VA_ARGS__);                                            \
+        const int64_t ne_[3] = {(cols_), (rows_), X};                                        \
+        gguf_add_tensor(w, name, p->type, 3, ne_);                                           \
+        ts[n++] = (synth_tensor){FILL_MATRIX, p->type, (rows_) * X, (cols_)};                \
     } while (0)
     ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
     if (p->rope_freqs) ADD(FILL_FREQS, SOV_TYPE_F32, 1, n_rot / 2, "rope_freqs.weight");
@@ -494,6 +517,13 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         ADD(FILL_MATRIX, p->type, E, HD, "blk.%d.attn_output.weight", il);
         if (hybrid) ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.post_attention_norm.weight", il);
         if (!exaone4) ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.ffn_norm.weight", il);
+        if (X > 0) { /* router in F32, as llama.cpp's converter and quantizer keep it */
+            ADD(FILL_MATRIX, SOV_TYPE_F32, X, E, "blk.%d.ffn_gate_inp.weight", il);
+            ADD_EXPERTS(Fx, E, "blk.%d.ffn_gate_exps.weight", il);
+            ADD_EXPERTS(E, Fx, "blk.%d.ffn_down_exps.weight", il);
+            ADD_EXPERTS(Fx, E, "blk.%d.ffn_up_exps.weight", il);
+            continue;
+        }
         if (phi3) {
             ADD(FILL_MATRIX, p->type, 2 * F, E, "blk.%d.ffn_up.weight", il); /* gate rows, then up rows */
         } else {
@@ -506,6 +536,7 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "output_norm.weight");
     if (!p->tied) ADD(FILL_MATRIX, p->output_type, n_vocab, E, "output.weight");
 #undef ADD
+#undef ADD_EXPERTS
     synth_job job = {p, ts, n};
     st = gguf_writer_write(w, path, fill_tensor, &job, progress, progress_user);
     free(ts);

@@ -11,8 +11,8 @@
 #include "sov.h"
 
 typedef struct sov_synth_params {
-    const char *arch;        /* "llama", "qwen2", "qwen3", "mistral", "gemma3", "phi3", "exaone4",
-                                "bert", "nomic-bert" */
+    const char *arch;        /* "llama", "qwen2", "qwen3", "qwen3moe", "mistral", "gemma3", "phi3",
+                                "exaone4", "bert", "nomic-bert" */
     const char *name;        /* general.name */
     int32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     int32_t head_dim;        /* 0: n_embd / n_head (else written as attention.key_length) */
@@ -33,6 +33,10 @@ typedef struct sov_synth_params {
                                 at most n_layer, so that a small model has a global layer */
     bool has_pooling;        /* write <arch>.pooling_type = pooling (sov_pooling) */
     uint32_t pooling;
+    /* mixture of experts: llama with n_expert > 0 is Mixtral-shaped (experts n_ff wide);
+     * qwen3moe always has experts (0s: 8 experts, 2 used, n_ff_exp 64) */
+    int32_t n_expert, n_expert_used;
+    int32_t n_ff_exp;        /* qwen3moe: one expert's FFN width */
 } sov_synth_params;
 
 /* Defaults: a small llama (dim 256, 4 layers), F32, seed 1. */

@@ -3,10 +3,11 @@
 
 It shares nothing with sov's C code: its own GGUF reader, its own dequantizers and a plain
 forward pass of the llama / mistral / qwen2 / qwen3 / gemma3 / phi3 / exaone4 architectures
-(class Model; from the published model definitions: transformers' modeling_gemma3.py,
-modeling_phi3.py, modeling_exaone4.py, and the conventions llama.cpp's converter writes into
-GGUF: Gemma's (1 + w) norm weights are stored with the 1 added, so every norm here is
-x / rms * w) and of the bert / nomic-bert encoders (class Encoder). Tests hold sov (and this file
+and their mixture-of-experts forms (Mixtral: llama with experts; qwen3moe) (class Model; from
+the published model definitions: transformers' modeling_gemma3.py, modeling_phi3.py,
+modeling_exaone4.py, and the conventions llama.cpp's converter writes into GGUF: Gemma's
+(1 + w) norm weights are stored with the 1 added, so every norm here is x / rms * w) and of
+the bert / nomic-bert encoders (class Encoder). Tests hold sov (and this file
 itself) against it, so it is written to be read: the forward pass is one straight line
 from the embedding to the logits, over all positions of a chunk at once (causal mask),
 with shapes in the comments.
@@ -452,7 +453,7 @@ def apply_rope(x, cos, sin, neox):
 
 # ---- the model ---------------------------------------------------------------------------
 
-ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", "exaone4")
+ARCHS = ("llama", "mistral", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "exaone4")
 
 
 class Cache:
@@ -485,7 +486,18 @@ class Model:
         self.n_layer = int(key("block_count"))
         self.n_head = int(key("attention.head_count"))
         self.n_head_kv = int(key("attention.head_count_kv", self.n_head))
-        self.n_ff = int(key("feed_forward_length"))
+        self.n_ff = int(key("feed_forward_length", 0 if a == "qwen3moe" else KeyError))
+        # mixture of experts (Mixtral: llama with expert_count; Qwen3-MoE): every layer's
+        # FFN is n_expert SwiGLU experts of width n_ff_exp and a router (see _moe)
+        self.n_expert = int(key("expert_count", KeyError if a == "qwen3moe" else 0))
+        self.n_expert_used = int(key("expert_used_count", 0)) if self.n_expert else 0
+        self.n_ff_exp = int(key("expert_feed_forward_length", KeyError if a == "qwen3moe" else self.n_ff))
+        self.expert_gating = int(key("expert_gating_func", 1))
+        self.expert_weights_norm = bool(key("expert_weights_norm", True))
+        if self.n_expert and not 1 <= self.n_expert_used <= self.n_expert:
+            raise GGUFError("%s: %d experts used of %d" % (g.path, self.n_expert_used, self.n_expert))
+        if self.expert_gating not in (1, 2):
+            raise GGUFError("%s: expert gating function %d is not supported" % (g.path, self.expert_gating))
         self.head_dim = int(key("attention.key_length", self.n_embd // self.n_head))
         self.head_dim_v = int(key("attention.value_length", self.n_embd // self.n_head))
         self.n_rot = int(key("rope.dimension_count", self.head_dim))
@@ -495,11 +507,11 @@ class Model:
         if self.n_rot % 2 or self.n_rot > self.head_dim:
             raise GGUFError("%s: rope.dimension_count %d must be even and <= head size %d" %
                             (g.path, self.n_rot, self.head_dim))
-        self.neox = a in ("qwen2", "qwen3", "gemma3", "phi3", "exaone4")
-        # qwen3 (transformers' Qwen3Attention), gemma3, exaone4: each head's q and k vector is
+        self.neox = a in ("qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "exaone4")
+        # qwen3 and qwen3moe (transformers' Qwen3Attention), gemma3, exaone4: each head's q and k vector is
         # RMS-normalised over head_dim with its own weight (attn_q_norm / attn_k_norm), before
         # RoPE. Tests may clear apply_qk_norm to show that skipping the norm is detected.
-        self.qk_norm = a in ("qwen3", "gemma3", "exaone4")
+        self.qk_norm = a in ("qwen3", "qwen3moe", "gemma3", "exaone4")
         self.apply_qk_norm = True
         # Gemma3DecoderLayer / Exaone4DecoderLayer: the attention and MLP outputs are
         # RMS-normalised (post_attention_norm, post_ffw_norm) before the residual add;
@@ -613,7 +625,12 @@ class Model:
                 want.update({p + "attn_norm.weight": (E,), p + "ffn_norm.weight": (E,)})
             if self.post_norms:
                 want.update({p + "post_attention_norm.weight": (E,), p + "post_ffw_norm.weight": (E,)})
-            if self.arch == "phi3":                 # fused: gate rows then up rows
+            if self.n_expert:
+                X, Fx = self.n_expert, self.n_ff_exp
+                del want[p + "ffn_down.weight"]
+                want.update({p + "ffn_gate_inp.weight": (E, X), p + "ffn_gate_exps.weight": (E, Fx, X),
+                             p + "ffn_up_exps.weight": (E, Fx, X), p + "ffn_down_exps.weight": (Fx, E, X)})
+            elif self.arch == "phi3":                 # fused: gate rows then up rows
                 want[p + "ffn_up.weight"] = (E, 2 * F)
             else:
                 want.update({p + "ffn_gate.weight": (E, F), p + "ffn_up.weight": (E, F)})
@@ -739,6 +756,9 @@ class Model:
             x = x + out
             # feed-forward (SwiGLU; GeGLU with the tanh GELU for gemma3)
             xb = self.rmsnorm(x, self._vector(p + "ffn_norm.weight")) if self.pre_norms else x
+            if self.n_expert:                       # a mixture of SwiGLU experts
+                x = x + self._moe(p, xb, act_q8)
+                continue
             if self.arch == "phi3":                 # Phi3MLP: gate_up_proj, chunked gate | up
                 gu = self._linear(p + "ffn_up.weight", xb, act_q8)
                 gate, up = gu[:, :self.n_ff], gu[:, self.n_ff:]
@@ -771,6 +791,48 @@ class Model:
         else:
             raise ValueError("pooling %d is not an embedding" % pooling)
         return v / np.linalg.norm(v)
+
+    def route(self, logits):
+        """Router logits [T, X] -> (experts [T, k], weights [T, k]): gate probabilities by
+        softmax over the experts (or sigmoid, gating function 2), the k largest of each
+        row best first, ties to the lower index (a stable sort of -p), weights renormalised
+        to sum to 1 (transformers' Mixtral; Qwen3-MoE's norm_topk_prob)."""
+        if self.expert_gating == 2:
+            prob = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+            prob /= prob.sum(axis=1, keepdims=True)
+        sel = np.argsort(-prob, axis=1, kind="stable")[:, :self.n_expert_used]
+        w = np.take_along_axis(prob, sel, axis=1)
+        if self.expert_weights_norm:
+            w = w / w.sum(axis=1, keepdims=True)
+        return sel, w
+
+    def _expert(self, name, e):
+        """Expert e's matrix [rows, cols] of a 3-D expert tensor (ne [cols, rows, X])."""
+        rows = self.g.tensor(name).ne[1]
+        return self._matrix(name)[e * rows:(e + 1) * rows]
+
+    def _moe(self, p, xb, act_q8):
+        """The mixture-of-experts FFN of xb [T, E] -> [T, E]: each token through its k
+        experts' SwiGLU, weighted by its routing weights."""
+        sel, w = self.route(self._mul(p + "ffn_gate_inp.weight", xb, act_q8))
+        out = np.zeros_like(xb)
+        names = [p + n for n in ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight")]
+        q_in = self.g.tensor(names[0]).type not in FLOAT_TYPES and act_q8
+        q_h = self.g.tensor(names[2]).type not in FLOAT_TYPES and act_q8
+        blk = lambda t: 256 if self.g.tensor(t).type in K_QUANTS else 32  # noqa: E731
+        xq = quantize_activations_q8(xb, blk(names[0])) if q_in else xb
+        for t in range(xb.shape[0]):
+            for j in range(self.n_expert_used):
+                e = int(sel[t, j])
+                gate = self._expert(names[0], e).astype(np.float64) @ xq[t]
+                up = self._expert(names[1], e).astype(np.float64) @ xq[t]
+                h = (silu(gate) * up)[None, :]
+                if q_h:
+                    h = quantize_activations_q8(h, blk(names[2]))
+                out[t] += w[t, j] * (self._expert(names[2], e).astype(np.float64) @ h[0])
+        return out
 
     def _qkv(self, p, xb, act_q8):
         if p + "attn_qkv.weight" in self.g.tensors:  # fused: rows are q, then k, then v
