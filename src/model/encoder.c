@@ -80,6 +80,11 @@ sov_status encoder_hparams_read(const gguf_file *f, const char *arch, sov_hparam
                         hp->n_head);
     hp->head_dim = hp->n_embd / hp->n_head;
     hp->n_rot = hp->head_dim;
+    /* the decoder variants the shared ops read (op_embed's scale): plain */
+    hp->ffn_act = SOV_FFN_SILU;
+    hp->embd_scale = 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->rope_base_swa = 10000.0f;
     char key[160];
     snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", a);
     hp->rms_eps = 1e-12f; /* here: the LayerNorm epsilon (BERT's default) */
