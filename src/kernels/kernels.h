@@ -75,6 +75,16 @@ typedef struct sov_kernels {
                             int d, float scale);
     void (*attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d);
     void (*attn_values_f32)(float *out, const float *p, size_t ldp, int nq, const float *V, int n, int d);
+
+    /* the online softmax step of tiled attention: x = exp(x - max) for n values (n >= 0),
+     * returns their sum */
+    float (*exp_sum)(float *x, int64_t n, float max);
+    /* quantized KV cache rows (kv.h, kv_quant_impl.h): one position's d values in groups
+     * of g (g = 32, or d when d < 32) to Q8_0 / Q4_0 codes and back to floats */
+    void (*kv_quantize_q8_0)(const float *x, void *y, int d, int g);
+    void (*kv_quantize_q4_0)(const float *x, void *y, int d, int g);
+    void (*kv_dequant_q8_0)(const void *x, float *y, int d, int g);
+    void (*kv_dequant_q4_0)(const void *x, float *y, int d, int g);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

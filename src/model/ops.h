@@ -38,8 +38,12 @@ void op_rope_cache(const op_thread *t, const int32_t *pos, int T);
 void op_kv_store(const op_thread *t, int layer, const float *k, const float *v, int T);
 
 /* Causal grouped-query attention of the batch's queries over each token's sequence in
- * the cache (positions 0..pos), into out (T, H*D). */
+ * the cache (positions 0..pos), into out (T, H*D): tiled online softmax (kernels/attn_tiled.h),
+ * split across threads by positions (split-K) when the batch has few (token, kv head)
+ * tasks. */
 void op_attention(const op_thread *t, int layer, const float *q, float *out, int T);
+/* Floats of split-K partial states op_attention needs (context.c allocates them). */
+size_t op_attention_partials_floats(int n_threads, int rep, int head_dim);
 
 /* y(T, n) = silu(y) * x */
 void op_silu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n);
