@@ -43,6 +43,10 @@ bool cli_opt_kv_type(int argc, char **argv, int *i, sov_kv_type *k, sov_kv_type 
 /* Bytes one position takes in the KV cache of every layer with these types
  * (DEFAULT resolved as sov_context_new does), 0 when the head size cannot hold them. */
 int64_t cli_kv_bytes_per_pos(const sov_model_info *info, sov_kv_type k, sov_kv_type v);
+/* A warning on stderr when n_ctx passes the model's training context (RoPE positions
+ * the model never saw; a file whose metadata has YaRN or linear scaling states the
+ * extended length as its training context already). */
+void cli_warn_ctx(const char *cmd, const sov_model_info *info, int64_t n_ctx);
 
 /* A progress bar on stderr when it is a terminal, else a few percentage lines. */
 void cli_progress(float fraction, void *label);

@@ -82,6 +82,12 @@ int64_t cli_kv_bytes_per_pos(const sov_model_info *info, sov_kv_type k, sov_kv_t
     return (int64_t)info->n_layer * info->n_head_kv * (int64_t)(kr + vr);
 }
 
+void cli_warn_ctx(const char *cmd, const sov_model_info *info, int64_t n_ctx) {
+    if (info->n_ctx_train > 0 && n_ctx > info->n_ctx_train)
+        fprintf(stderr, "sov %s: warning: a context of %lld positions passes the model's training context of %d; "
+                "outputs past it are unreliable\n", cmd, (long long)n_ctx, info->n_ctx_train);
+}
+
 bool cli_opt_int(int argc, char **argv, int *i, const char *name, long *out, bool *bad) {
     const char *v;
     if (!cli_opt_str(argc, argv, i, name, &v, bad)) return false;

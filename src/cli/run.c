@@ -432,6 +432,7 @@ int cmd_run(int argc, char **argv) {
     }
     sov_context_params cp = sov_context_default_params();
     cp.n_ctx = (int32_t)o.n_ctx;
+    cli_warn_ctx("run", &info, o.n_ctx);
     cp.n_batch = (int32_t)(o.n_batch ? o.n_batch : 512);
     cp.n_threads = (int32_t)o.threads;
     cp.kv_type = o.kv_k;

@@ -373,7 +373,9 @@ int cmd_serve(int argc, char **argv) {
     if (!o.chat_template_file && (rc = cli_chat_template_load("serve", NULL, sov_model_vocab(model), &chat_tmpl)))
         goto done;
     const int32_t n_ctx = (int32_t)(o.n_ctx ? o.n_ctx : SOV_MIN(info.n_ctx_train, 4096));
-    /* bytes of one position's keys and values in every layer */
+    cli_warn_ctx("serve", &info, n_ctx);
+    /* bytes of one position's keys and values in every layer; the default pool holds
+     * n_ctx positions per sequence plus a block (the scheduler keeps one in reserve) */
     const int64_t per_pos = cli_kv_bytes_per_pos(&info, o.kv_k, o.kv_v);
     if (per_pos == 0) {
         rc = cli_error("serve", "this KV cache type cannot hold the model's heads of %d values (quantized "
@@ -381,7 +383,7 @@ int cmd_serve(int argc, char **argv) {
         goto done;
     }
     int64_t kv_bytes =
-        o.kv_mb ? o.kv_mb * (1 << 20) : SOV_MIN(per_pos * n_ctx * o.parallel, (int64_t)2048 << 20);
+        o.kv_mb ? o.kv_mb * (1 << 20) : SOV_MIN(per_pos * (n_ctx + 16) * o.parallel, (int64_t)2048 << 20);
     sov_context_params cp = sov_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_seq_max = (int32_t)o.parallel;
