@@ -8,8 +8,9 @@
 
 #include "core/util.h"
 
-/* scratch: scores (rep, KV_ATTN_TILE), then dequantized keys and values of one block
- * (block_size, D) each */
+/* scratch: scores (rep, KV_ATTN_TILE), then dequantized keys (D, block_size: transposed)
+ * and values (block_size, D) of one block; the values' room also takes the keys' rows
+ * before they are transposed (scores of a tile come before its values) */
 size_t kv_attn_scratch_floats(const sov_kv *kv, int rep) {
     return (size_t)rep * KV_ATTN_TILE + 2 * (size_t)kv->block_size * (size_t)kv->head_dim;
 }
@@ -34,7 +35,7 @@ static void dequant_rows(const sov_kernels *k, sov_kv_type type, const uint8_t *
 
 /* sc[h * KV_ATTN_TILE + j] = scale * q_h . k_j for the first n slots of one block */
 static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, int n, const float *q, int rep,
-                         float scale, float *sc, float *kbuf) {
+                         float scale, float *sc, float *kbuf, float *tmp) {
     const int D = kv->head_dim, bs = kv->block_size;
     switch (kv->type) {
     case SOV_KV_DEFAULT: return; /* resolved before kv_init */
@@ -42,10 +43,13 @@ static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, 
     case SOV_KV_F32: k->attn_scores_f32(sc, KV_ATTN_TILE, q, rep, K, n, bs, D, scale); return;
     case SOV_KV_Q8_0:
     case SOV_KV_Q4_0:
-        dequant_rows(k, kv->type, K, kv->k_row, n, D, kv->group, kbuf);
-        for (int h = 0; h < rep; h++)
-            for (int j = 0; j < n; j++)
-                sc[(size_t)h * KV_ATTN_TILE + (size_t)j] = scale * k->dot_f32(q + (size_t)h * D, kbuf + (size_t)j * D, D);
+        /* rows to floats, transposed as float keys are, then the multi-head kernel */
+        dequant_rows(k, kv->type, K, kv->k_row, n, D, kv->group, tmp);
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < D; i++) kbuf[(size_t)i * bs + j] = tmp[(size_t)j * D + i];
+        for (int j = n; j < bs; j++) /* slots the kernel may read but not use */
+            for (int i = 0; i < D; i++) kbuf[(size_t)i * bs + j] = 0.0f;
+        k->attn_scores_f32(sc, KV_ATTN_TILE, q, rep, kbuf, n, bs, D, scale);
         return;
     }
 }
@@ -77,7 +81,7 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         /* 1. scores of the tile */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
             const int32_t blk = blocks[(t0 + b0) / bs];
-            block_scores(k, kv, kv_k(kv, layer, blk, g), SOV_MIN(bs, tn - b0), q, rep, scale, sc + b0, kbuf);
+            block_scores(k, kv, kv_k(kv, layer, blk, g), SOV_MIN(bs, tn - b0), q, rep, scale, sc + b0, kbuf, vbuf);
         }
         /* positions before j0 in the first block (a window's start) take no weight */
         for (int h = 0; h < rep; h++)
