@@ -165,6 +165,7 @@ def main():
     if not SOV or not TOOLS:
         print("SOV_BIN and SOV_TOOLS_DIR are required")
         return 1
+    os.makedirs(TMP, exist_ok=True)
     reference_cases()
     long_context()
     print("FAIL: %d checks" % failures if failures else "all passed")
