@@ -25,17 +25,19 @@ void kv_attn_state_init(float *state, int rep, int head_dim) {
 }
 
 /* Dequantizes n rows of a quantized head block into dst (n, D). */
-static void dequant_rows(const sov_kernels *k, sov_kv_type type, const uint8_t *src, size_t row, int n, int D, int g,
-                         float *dst) {
+static void dequant_rows(const sov_kernels *k, sov_kv_type type, const uint8_t *src, size_t row, int n, int D,
+                         int g, float *dst) {
     for (int j = 0; j < n; j++) {
-        if (type == SOV_KV_Q8_0) k->kv_dequant_q8_0(src + (size_t)j * row, dst + (size_t)j * D, D, g);
-        else k->kv_dequant_q4_0(src + (size_t)j * row, dst + (size_t)j * D, D, g);
+        if (type == SOV_KV_Q8_0)
+            k->kv_dequant_q8_0(src + (size_t)j * row, dst + (size_t)j * D, D, g);
+        else
+            k->kv_dequant_q4_0(src + (size_t)j * row, dst + (size_t)j * D, D, g);
     }
 }
 
 /* sc[h * KV_ATTN_TILE + j] = scale * q_h . k_j for the first n slots of one block */
-static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, int n, const float *q, int rep,
-                         float scale, float *sc, float *kbuf, float *tmp) {
+static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, int n, const float *q,
+                         int rep, float scale, float *sc, float *kbuf, float *tmp) {
     const int D = kv->head_dim, bs = kv->block_size;
     switch (kv->type) {
     case SOV_KV_DEFAULT: return; /* resolved before kv_init */
@@ -46,17 +48,19 @@ static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, 
         /* rows to floats, transposed as float keys are, then the multi-head kernel */
         dequant_rows(k, kv->type, K, kv->k_row, n, D, kv->group, tmp);
         for (int j = 0; j < n; j++)
-            for (int i = 0; i < D; i++) kbuf[(size_t)i * bs + j] = tmp[(size_t)j * D + i];
+            for (int i = 0; i < D; i++)
+                kbuf[(size_t)i * bs + j] = tmp[(size_t)j * D + i];
         for (int j = n; j < bs; j++) /* slots the kernel may read but not use */
-            for (int i = 0; i < D; i++) kbuf[(size_t)i * bs + j] = 0.0f;
+            for (int i = 0; i < D; i++)
+                kbuf[(size_t)i * bs + j] = 0.0f;
         k->attn_scores_f32(sc, KV_ATTN_TILE, q, rep, kbuf, n, bs, D, scale);
         return;
     }
 }
 
 /* o_h += sum_j p[h * KV_ATTN_TILE + j] v_j over the first n slots of one block */
-static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, int n, const float *p, int rep,
-                         float *o, float *vbuf) {
+static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, int n, const float *p,
+                         int rep, float *o, float *vbuf) {
     const int D = kv->head_dim;
     switch (kv->v_type) {
     case SOV_KV_DEFAULT: return;
@@ -81,16 +85,19 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         /* 1. scores of the tile */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
             const int32_t blk = blocks[(t0 + b0) / bs];
-            block_scores(k, kv, kv_k(kv, layer, blk, g), SOV_MIN(bs, tn - b0), q, rep, scale, sc + b0, kbuf, vbuf);
+            block_scores(k, kv, kv_k(kv, layer, blk, g), SOV_MIN(bs, tn - b0), q, rep, scale, sc + b0, kbuf,
+                         vbuf);
         }
         /* positions before j0 in the first block (a window's start) take no weight */
         for (int h = 0; h < rep; h++)
-            for (int32_t j = t0; j < j0; j++) sc[(size_t)h * KV_ATTN_TILE + (size_t)(j - t0)] = -INFINITY;
+            for (int32_t j = t0; j < j0; j++)
+                sc[(size_t)h * KV_ATTN_TILE + (size_t)(j - t0)] = -INFINITY;
         /* 2. online softmax: rescale the state to the new maximum, weights e^(s - m') */
         for (int h = 0; h < rep; h++) {
             float *s = sc + (size_t)h * KV_ATTN_TILE;
             float mt = -INFINITY;
-            for (int32_t j = 0; j < tn; j++) mt = s[j] > mt ? s[j] : mt;
+            for (int32_t j = 0; j < tn; j++)
+                mt = s[j] > mt ? s[j] : mt;
             const float mn = mt > m[h] ? mt : m[h];
             if (mn == -INFINITY) { /* every position so far masked */
                 memset(s, 0, (size_t)tn * sizeof(float));
@@ -116,7 +123,8 @@ void kv_attn_merge(const float *states, int n, int rep, int head_dim, float *out
     const size_t sf = kv_attn_state_floats(rep, head_dim), od = (size_t)rep * (size_t)head_dim;
     for (int h = 0; h < rep; h++) {
         float M = -INFINITY;
-        for (int s = 0; s < n; s++) M = SOV_MAX(M, states[(size_t)s * sf + od + (size_t)h]);
+        for (int s = 0; s < n; s++)
+            M = SOV_MAX(M, states[(size_t)s * sf + od + (size_t)h]);
         float *y = out + (size_t)h * head_dim;
         memset(y, 0, (size_t)head_dim * sizeof(float));
         if (M == -INFINITY) continue;
@@ -128,10 +136,12 @@ void kv_attn_merge(const float *states, int n, int rep, int head_dim, float *out
             const float w = expf(ms - M);
             L += w * st[od + (size_t)rep + (size_t)h];
             const float *o = st + (size_t)h * head_dim;
-            for (int i = 0; i < head_dim; i++) y[i] += w * o[i];
+            for (int i = 0; i < head_dim; i++)
+                y[i] += w * o[i];
         }
         const float inv = 1.0f / L;
-        for (int i = 0; i < head_dim; i++) y[i] *= inv;
+        for (int i = 0; i < head_dim; i++)
+            y[i] *= inv;
     }
 }
 
@@ -143,10 +153,12 @@ void kv_attn_store(const sov_kernels *k, sov_kv *kv, int layer, int32_t blk, int
     switch (kv->type) {
     case SOV_KV_DEFAULT: break;
     case SOV_KV_F16:
-        for (int i = 0; i < D; i++) ((sov_half *)kb)[(size_t)i * bs + j] = sov_f32_to_half(key[i]);
+        for (int i = 0; i < D; i++)
+            ((sov_half *)kb)[(size_t)i * bs + j] = sov_f32_to_half(key[i]);
         break;
     case SOV_KV_F32:
-        for (int i = 0; i < D; i++) ((float *)kb)[(size_t)i * bs + j] = key[i];
+        for (int i = 0; i < D; i++)
+            ((float *)kb)[(size_t)i * bs + j] = key[i];
         break;
     case SOV_KV_Q8_0: k->kv_quantize_q8_0(key, kb + (size_t)j * kv->k_row, D, kv->group); break;
     case SOV_KV_Q4_0: k->kv_quantize_q4_0(key, kb + (size_t)j * kv->k_row, D, kv->group); break;

@@ -21,7 +21,9 @@
 enum { KV_ATTN_TILE = 64 }; /* positions per online-softmax step (a multiple of the block size 16) */
 
 /* The running state of rep heads: o (rep, D), then m (rep), then l (rep). */
-static inline size_t kv_attn_state_floats(int rep, int head_dim) { return (size_t)rep * ((size_t)head_dim + 2); }
+static inline size_t kv_attn_state_floats(int rep, int head_dim) {
+    return (size_t)rep * ((size_t)head_dim + 2);
+}
 
 /* Floats of scratch kv_attn_run needs for rep heads of this cache. */
 size_t kv_attn_scratch_floats(const sov_kv *kv, int rep);

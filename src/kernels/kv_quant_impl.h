@@ -22,11 +22,13 @@ static inline void kvq_quantize_q8_0(const float *x, void *y, int d, int g) {
     uint8_t *o = y;
     for (int b = 0; b < d; b += g, o += 2 + g) {
         float amax = 0.0f;
-        for (int i = 0; i < g; i++) amax = fmaxf(amax, fabsf(x[b + i]));
+        for (int i = 0; i < g; i++)
+            amax = fmaxf(amax, fabsf(x[b + i]));
         const float s = amax / 127.0f, is = s != 0.0f ? 1.0f / s : 0.0f;
         const sov_half hs = sov_f32_to_half(s);
         memcpy(o, &hs, 2);
-        for (int i = 0; i < g; i++) o[2 + i] = (uint8_t)(int8_t)roundf(x[b + i] * is);
+        for (int i = 0; i < g; i++)
+            o[2 + i] = (uint8_t)(int8_t)roundf(x[b + i] * is);
     }
 }
 
@@ -56,7 +58,8 @@ static inline void kvq_dequant_q8_0_ref(const void *x, float *y, int d, int g) {
         sov_half hs;
         memcpy(&hs, p, 2);
         const float s = sov_half_to_f32(hs);
-        for (int i = 0; i < g; i++) y[b + i] = s * (float)(int8_t)p[2 + i];
+        for (int i = 0; i < g; i++)
+            y[b + i] = s * (float)(int8_t)p[2 + i];
     }
 }
 

@@ -37,7 +37,8 @@ static void decode_row(sov_kv_type t, const uint8_t *p, float *y, int d, int g) 
     for (int b = 0; b < d; b += g) {
         const float s = f16_of_bytes(p);
         if (t == SOV_KV_Q8_0) {
-            for (int i = 0; i < g; i++) y[b + i] = s * (float)(int8_t)p[2 + i];
+            for (int i = 0; i < g; i++)
+                y[b + i] = s * (float)(int8_t)p[2 + i];
             p += 2 + g;
         } else {
             for (int i = 0; i < g; i++) {
@@ -67,13 +68,14 @@ static void check_quant_rows(const sov_kernels *k) {
         uint8_t q[512], qs[512];
         for (int rep = 0; rep < 20; rep++) {
             const float mag = rep % 3 == 0 ? 1e-3f : rep % 3 == 1 ? 1.0f : 300.0f;
-            for (int i = 0; i < d; i++) x[i] = test_rng_float(&rng) * mag;
+            for (int i = 0; i < d; i++)
+                x[i] = test_rng_float(&rng) * mag;
             if (rep == 5) memset(x, 0, sizeof x); /* an all-zero group: scale 0 */
             for (int t = SOV_KV_Q8_0; t <= SOV_KV_Q4_0; t++) {
                 const size_t rb = row_bytes((sov_kv_type)t, d, g);
                 (t == SOV_KV_Q8_0 ? k->kv_quantize_q8_0 : k->kv_quantize_q4_0)(x, q, d, g);
-                (t == SOV_KV_Q8_0 ? sov_kernels_scalar.kv_quantize_q8_0 : sov_kernels_scalar.kv_quantize_q4_0)(x, qs, d,
-                                                                                                              g);
+                (t == SOV_KV_Q8_0 ? sov_kernels_scalar.kv_quantize_q8_0
+                                  : sov_kernels_scalar.kv_quantize_q4_0)(x, qs, d, g);
                 if (memcmp(q, qs, rb) != 0) bad++;
                 decode_row((sov_kv_type)t, q, ref, d, g);
                 (t == SOV_KV_Q8_0 ? k->kv_dequant_q8_0 : k->kv_dequant_q4_0)(q, y, d, g);
@@ -115,7 +117,9 @@ static void check_exp_sum(const sov_kernels *k) {
             const double e = exp((double)(x[i] - max)); /* the contract: float x - max, then exp */
             ref_sum += e;
             if (!(fabs(y[i] - e) <= 4e-7 * e + 1e-38)) {
-                if (bad < 3) fprintf(stderr, "%s exp_sum n=%d [%d]: exp(%g - %g) = %g, want %g\n", k->isa, n, i, x[i], max, y[i], e);
+                if (bad < 3)
+                    fprintf(stderr, "%s exp_sum n=%d [%d]: exp(%g - %g) = %g, want %g\n", k->isa, n, i, x[i],
+                            max, y[i], e);
                 bad++;
             }
         }
@@ -159,7 +163,8 @@ static void stored(const sov_kv *kv, bool key, const int32_t *blocks, int j, flo
         const bool tr = key; /* float keys transposed */
         for (int i = 0; i < d; i++) {
             const size_t at = tr ? (size_t)i * bs + slot : (size_t)slot * d + i;
-            y[i] = t == SOV_KV_F16 ? sov_half_to_f32(((const sov_half *)base)[at]) : ((const float *)base)[at];
+            y[i] =
+                t == SOV_KV_F16 ? sov_half_to_f32(((const sov_half *)base)[at]) : ((const float *)base)[at];
         }
     } else {
         decode_row(t, base + (size_t)slot * (key ? kv->k_row : kv->v_row), y, d, kv->group);
@@ -190,7 +195,8 @@ static double run_case(const sov_kernels *k, const attn_case *ac) {
     float *scratch = malloc(kv_attn_scratch_floats(&kv, rep) * sizeof(float));
     if (!scratch) goto done;
     /* a shuffled block table: positions live in blocks scattered over the pool */
-    for (int i = 0; i < pool; i++) blocks[i] = i;
+    for (int i = 0; i < pool; i++)
+        blocks[i] = i;
     for (int i = pool - 1; i > 0; i--) {
         const int j = rndi(i + 1), t = blocks[i];
         blocks[i] = blocks[j];
@@ -203,32 +209,38 @@ static double run_case(const sov_kernels *k, const attn_case *ac) {
         }
         kv_attn_store(k, &kv, 0, blocks[j / bs], j % bs, 1, kx, vx);
     }
-    for (int i = 0; i < rep * d; i++) q[i] = test_rng_float(&rng) * 2.0f;
+    for (int i = 0; i < rep * d; i++)
+        q[i] = test_rng_float(&rng) * 2.0f;
     for (int j = 0; j < n; j++) {
         stored(&kv, true, blocks, j, kk + (size_t)j * d);
         stored(&kv, false, blocks, j, vv + (size_t)j * d);
     }
     float vmax = 0;
-    for (int i = 0; i < n * d; i++) vmax = fmaxf(vmax, fabsf(vv[i]));
+    for (int i = 0; i < n * d; i++)
+        vmax = fmaxf(vmax, fabsf(vv[i]));
     /* reference in double over positions first..n-1 */
     const double scale = 1.0 / sqrt((double)d);
     for (int h = 0; h < rep; h++) {
         double mx = -INFINITY, sum = 0;
         for (int j = ac->first; j < n; j++) {
             double s = 0;
-            for (int i = 0; i < d; i++) s += (double)q[h * d + i] * kk[(size_t)j * d + i];
+            for (int i = 0; i < d; i++)
+                s += (double)q[h * d + i] * kk[(size_t)j * d + i];
             sc[j] = s * scale;
             mx = sc[j] > mx ? sc[j] : mx;
         }
-        for (int j = ac->first; j < n; j++) sum += sc[j] = exp(sc[j] - mx);
         for (int j = ac->first; j < n; j++)
-            for (int i = 0; i < d; i++) ref[h * d + i] += sc[j] / sum * vv[(size_t)j * d + i];
+            sum += sc[j] = exp(sc[j] - mx);
+        for (int j = ac->first; j < n; j++)
+            for (int i = 0; i < d; i++)
+                ref[h * d + i] += sc[j] / sum * vv[(size_t)j * d + i];
     }
     /* the range split at random points into parts (some may be empty) */
     int cuts[8];
     cuts[0] = ac->first;
     cuts[ac->parts] = n;
-    for (int p = 1; p < ac->parts; p++) cuts[p] = ac->first + rndi(n - ac->first + 1);
+    for (int p = 1; p < ac->parts; p++)
+        cuts[p] = ac->first + rndi(n - ac->first + 1);
     for (int p = 1; p < ac->parts; p++) /* sorted */
         for (int r = p; r > 1 && cuts[r] < cuts[r - 1]; r--) {
             const int t = cuts[r];
@@ -243,7 +255,8 @@ static double run_case(const sov_kernels *k, const attn_case *ac) {
     }
     kv_attn_merge(states, ac->parts, rep, d, out);
     err = 0;
-    for (int i = 0; i < rep * d; i++) err = fmax(err, fabs(out[i] - ref[i]));
+    for (int i = 0; i < rep * d; i++)
+        err = fmax(err, fabs(out[i] - ref[i]));
     err /= vmax * (1.0 + sqrt((double)n));
     free(scratch);
 done:
@@ -266,9 +279,9 @@ static void check_attention(const sov_kernels *k) {
     static const int lens[] = {1, 2, 15, 16, 17, 63, 64, 65, 129, 700, 2000};
     static const int reps[] = {1, 2, 3, 4, 8};
     static const int dims[] = {8, 32, 64, 128};
-    static const sov_kv_type types[][2] = {{SOV_KV_F16, SOV_KV_F16}, {SOV_KV_F32, SOV_KV_F32},
+    static const sov_kv_type types[][2] = {{SOV_KV_F16, SOV_KV_F16},   {SOV_KV_F32, SOV_KV_F32},
                                            {SOV_KV_Q8_0, SOV_KV_Q8_0}, {SOV_KV_Q4_0, SOV_KV_Q4_0},
-                                           {SOV_KV_Q8_0, SOV_KV_F16}, {SOV_KV_F16, SOV_KV_Q4_0}};
+                                           {SOV_KV_Q8_0, SOV_KV_F16},  {SOV_KV_F16, SOV_KV_Q4_0}};
     int cases = 0, bad = 0;
     double worst = 0;
     for (size_t li = 0; li < SOV_ARRAY_LEN_T(lens); li++)
@@ -276,8 +289,8 @@ static void check_attention(const sov_kernels *k) {
             /* a few shapes per (length, types): the long ones are the costly ones */
             const int shapes = lens[li] >= 700 ? 2 : 6;
             for (int s = 0; s < shapes; s++) {
-                attn_case ac = {types[ti][0], types[ti][1], reps[rndi(5)], dims[rndi(4)], rndi(4) ? 16 : 5,
-                                lens[li], 1 + rndi(7), 0};
+                attn_case ac = {types[ti][0],     types[ti][1], reps[rndi(5)], dims[rndi(4)],
+                                rndi(4) ? 16 : 5, lens[li],     1 + rndi(7),   0};
                 if (s == 0) ac.parts = 1;
                 if (s == 1 && ac.n > 1) ac.first = rndi(ac.n); /* a window starting anywhere */
                 const double e = run_case(k, &ac);
@@ -285,14 +298,17 @@ static void check_attention(const sov_kernels *k) {
                 worst = fmax(worst, e);
                 if (!(e >= 0 && e <= 2e-6)) {
                     if (bad++ < 5)
-                        fprintf(stderr, "%s attention K %d V %d rep=%d d=%d bs=%d n=%d parts=%d first=%d: error %.3g\n",
-                                k->isa, ac.kt, ac.vt, ac.rep, ac.d, ac.bs, ac.n, ac.parts, ac.first, e);
+                        fprintf(
+                            stderr,
+                            "%s attention K %d V %d rep=%d d=%d bs=%d n=%d parts=%d first=%d: error %.3g\n",
+                            k->isa, ac.kt, ac.vt, ac.rep, ac.d, ac.bs, ac.n, ac.parts, ac.first, e);
                 }
             }
         }
     CHECK_MSG(bad == 0, "%s tiled attention: %d of %d cases wrong", k->isa, bad, cases);
-    fprintf(stderr, "  %-12s tiled attention: %d cases, worst error %.2e x max|v| (1 + sqrt n) (bound 2e-6)\n", k->isa,
-            cases, worst);
+    fprintf(stderr,
+            "  %-12s tiled attention: %d cases, worst error %.2e x max|v| (1 + sqrt n) (bound 2e-6)\n",
+            k->isa, cases, worst);
 }
 
 int main(void) {
