@@ -64,4 +64,8 @@ echo
 echo "== structured output: grammar mask cost per token vs a decode step (docs/STRUCTURED-OUTPUT.md)"
 "$here/build/bench/bench_grammar" --vocab "$vocab" -m "$models/tinyllama-1.1b-q4_0.gguf" -t 2 || true
 echo
+echo "== long contexts and KV cache types (bench/depth.sh quick; the full table: see the script)"
+DEPTH_QUICK=1 "$here/bench/depth.sh" || true
+/usr/bin/python3 "$here/bench/kv_kl.py" || true
+echo
 echo "results: $out"

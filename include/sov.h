@@ -232,7 +232,16 @@ const char *sov_vocab_chat_template(const sov_vocab *vocab, size_t *len);
 typedef struct sov_context sov_context;
 typedef int32_t sov_seq_id;
 
-typedef enum sov_kv_type { SOV_KV_F16 = 0, SOV_KV_F32 = 1 } sov_kv_type;
+/* Element types of cached keys and values. Q8_0 / Q4_0 store each position's head_dim
+ * values in groups of 32 (or head_dim when smaller), an f16 scale and 8- or 4-bit values
+ * per group: about 0.53x / 0.28x the bytes of F16. */
+typedef enum sov_kv_type {
+    SOV_KV_DEFAULT = 0, /* keys: F16; values: the keys' type */
+    SOV_KV_F16 = 1,
+    SOV_KV_F32 = 2,
+    SOV_KV_Q8_0 = 3,
+    SOV_KV_Q4_0 = 4,
+} sov_kv_type;
 
 typedef struct sov_context_params {
     int32_t n_ctx;          /* most positions one sequence may hold; 0: the model's
@@ -241,7 +250,8 @@ typedef struct sov_context_params {
     int32_t n_batch;        /* most tokens in one sov_decode call (default 512) */
     int64_t kv_cache_bytes; /* KV pool size; 0: room for n_seq_max full sequences */
     int32_t n_threads;      /* 0: one per physical core */
-    sov_kv_type kv_type;    /* element type of cached keys and values */
+    sov_kv_type kv_type;    /* element type of cached keys (DEFAULT: F16) */
+    sov_kv_type kv_type_v;  /* element type of cached values (DEFAULT: as kv_type) */
 } sov_context_params;
 
 sov_context_params sov_context_default_params(void);

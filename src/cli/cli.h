@@ -36,6 +36,21 @@ bool cli_flag(char **argv, int *i, const char *name);
 bool cli_opt_str(int argc, char **argv, int *i, const char *name, const char **out, bool *bad);
 bool cli_opt_int(int argc, char **argv, int *i, const char *name, long *out, bool *bad);
 bool cli_opt_float(int argc, char **argv, int *i, const char *name, double *out, bool *bad);
+/* The KV cache type options of run, serve and bench: --kv-type T (keys and values),
+ * -ctk / --cache-type-k T, -ctv / --cache-type-v T (as llama.cpp), --kv-f32 (= --kv-type
+ * f32); T is f16, f32, q8_0 or q4_0. */
+bool cli_opt_kv_type(int argc, char **argv, int *i, sov_kv_type *k, sov_kv_type *v, bool *bad);
+#define CLI_KV_TYPE_HELP                                                                           \
+    "  --kv-type T             KV cache type: f16 (default), q8_0, q4_0 or f32\n"                 \
+    "  -ctk, -ctv T            the keys' / the values' type alone (--cache-type-k/-v)\n"          \
+    "  --kv-f32                the same as --kv-type f32\n"
+/* Bytes one position takes in the KV cache of every layer with these types
+ * (DEFAULT resolved as sov_context_new does), 0 when the head size cannot hold them. */
+int64_t cli_kv_bytes_per_pos(const sov_model_info *info, sov_kv_type k, sov_kv_type v);
+/* A warning on stderr when n_ctx passes the model's training context (RoPE positions
+ * the model never saw; a file whose metadata has YaRN or linear scaling states the
+ * extended length as its training context already). */
+void cli_warn_ctx(const char *cmd, const sov_model_info *info, int64_t n_ctx);
 
 /* A progress bar on stderr when it is a terminal, else a few percentage lines. */
 void cli_progress(float fraction, void *label);

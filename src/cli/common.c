@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "kv/kv.h"
 
 int cli_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
@@ -44,6 +45,47 @@ bool cli_opt_str(int argc, char **argv, int *i, const char *name, const char **o
     }
     *out = argv[++*i];
     return true;
+}
+
+static bool kv_type_value(const char *name, const char *v, sov_kv_type *out, bool *bad) {
+    if (*bad) return true;
+    if (!kv_type_parse(v, out)) {
+        fprintf(stderr, "sov: option %s takes f16, q8_0, q4_0 or f32, not '%s'\n", name, v);
+        *bad = true;
+    }
+    return true;
+}
+
+bool cli_opt_kv_type(int argc, char **argv, int *i, sov_kv_type *k, sov_kv_type *v, bool *bad) {
+    const char *s;
+    if (cli_opt_str(argc, argv, i, "--kv-type", &s, bad)) {
+        kv_type_value("--kv-type", s, k, bad);
+        *v = *k;
+        return true;
+    }
+    if (cli_opt_str(argc, argv, i, "-ctk", &s, bad) || cli_opt_str(argc, argv, i, "--cache-type-k", &s, bad))
+        return kv_type_value("-ctk", s, k, bad);
+    if (cli_opt_str(argc, argv, i, "-ctv", &s, bad) || cli_opt_str(argc, argv, i, "--cache-type-v", &s, bad))
+        return kv_type_value("-ctv", s, v, bad);
+    if (cli_flag(argv, i, "--kv-f32")) {
+        *k = *v = SOV_KV_F32;
+        return true;
+    }
+    return false;
+}
+
+int64_t cli_kv_bytes_per_pos(const sov_model_info *info, sov_kv_type k, sov_kv_type v) {
+    if (k == SOV_KV_DEFAULT) k = SOV_KV_F16;
+    if (v == SOV_KV_DEFAULT) v = k;
+    const size_t kr = kv_row_bytes(k, info->head_dim), vr = kv_row_bytes(v, info->head_dim);
+    if (!kr || !vr) return 0;
+    return (int64_t)info->n_layer * info->n_head_kv * (int64_t)(kr + vr);
+}
+
+void cli_warn_ctx(const char *cmd, const sov_model_info *info, int64_t n_ctx) {
+    if (info->n_ctx_train > 0 && n_ctx > info->n_ctx_train)
+        fprintf(stderr, "sov %s: warning: a context of %lld positions passes the model's training context of %d; "
+                "outputs past it are unreliable\n", cmd, (long long)n_ctx, info->n_ctx_train);
 }
 
 bool cli_opt_int(int argc, char **argv, int *i, const char *name, long *out, bool *bad) {

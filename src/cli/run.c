@@ -22,7 +22,8 @@ typedef struct run_opts {
     const char *trusted_keys; /* run the model only if one of these keys signed it */
     const char *chat_template_file; /* Jinja template instead of the model's own */
     long n_predict, n_ctx, n_batch, threads;
-    bool chat, ignore_eos, kv_f32, show_prompt;
+    bool chat, ignore_eos, show_prompt;
+    sov_kv_type kv_k, kv_v;
     const char *stops[MAX_STOPS];
     size_t n_stops;
     sov_sampler_params sp;
@@ -73,7 +74,7 @@ static void help(FILE *f) {
             "                          Jinja template (chatml, llama3, llama2, mistral, gemma, zephyr,\n"
             "                          phi3, ...)\n"
             "  --chat-template-file F  render the chat with this Jinja template (docs/CHAT-TEMPLATES.md)\n"
-            "  --kv-f32                keep the KV cache in float32 (default float16)\n"
+            CLI_KV_TYPE_HELP
             "  --no-display-prompt     do not echo the prompt\n"
             "  --trusted-keys DIR      run the model only if a key in DIR (*.pub) signed it as it is\n"
             "                          (docs/SIGNING.md; the file is hashed while it loads)\n");
@@ -120,7 +121,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
             o->stops[o->n_stops++] = argv[++i];
         } else if (cli_flag(argv, &i, "--chat")) o->chat = true;
         else if (cli_flag(argv, &i, "--ignore-eos")) o->ignore_eos = true;
-        else if (cli_flag(argv, &i, "--kv-f32")) o->kv_f32 = true;
+        else if (cli_opt_kv_type(argc, argv, &i, &o->kv_k, &o->kv_v, &bad)) {
+        }
         else if (cli_flag(argv, &i, "--no-display-prompt")) o->show_prompt = false;
         else return cli_error("run", "unknown option '%s'; see sov run --help", argv[i]);
     }
@@ -430,9 +432,11 @@ int cmd_run(int argc, char **argv) {
     }
     sov_context_params cp = sov_context_default_params();
     cp.n_ctx = (int32_t)o.n_ctx;
+    cli_warn_ctx("run", &info, o.n_ctx);
     cp.n_batch = (int32_t)(o.n_batch ? o.n_batch : 512);
     cp.n_threads = (int32_t)o.threads;
-    cp.kv_type = o.kv_f32 ? SOV_KV_F32 : SOV_KV_F16;
+    cp.kv_type = o.kv_k;
+    cp.kv_type_v = o.kv_v;
     run_state s = {.model = model, .vocab = sov_model_vocab(model), .n_vocab = info.n_vocab};
     sov_sampler *smp = NULL;
     st = sov_context_new(model, &cp, &s.ctx);

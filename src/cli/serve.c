@@ -28,7 +28,8 @@ typedef struct serve_opts {
     const char *tls_cert, *tls_key, *tls_client_ca;
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
-    bool kv_f32, metrics_open;
+    bool metrics_open;
+    sov_kv_type kv_k, kv_v;
     const char *state_dir; /* the one folder written at run time: audit key, SQLite temp files */
     long sign_every;
     bool no_audit;
@@ -67,7 +68,7 @@ static void help(FILE *f) {
            "  --max-body-kb KB        largest request body (default 4096)\n"
            "  --http-timeout S        idle connection timeout (default 60)\n"
            "  --alias NAME            the model id clients use (default: the file name without .gguf)\n"
-           "  --kv-f32                keep the KV cache in float32 (default float16)\n"
+           CLI_KV_TYPE_HELP
            "  --ready-file FILE       write \"HOST PORT\" there once listening (for scripts)\n\n"
            "Tenants (docs/TENANTS.md):\n"
            "  --db DB                 state store: a SQLite file or a postgresql:// URL (or SOV_DB).\n"
@@ -171,8 +172,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_float(argc, argv, &i, "--cpu-watts", &o->cpu_watts, &bad) ||
                    cli_opt_float(argc, argv, &i, "--dram-pj-per-byte", &o->dram_pj, &bad) ||
                    cli_opt_int(argc, argv, &i, "--audit-sign-every", &o->sign_every, &bad)) {
-        } else if (cli_flag(argv, &i, "--kv-f32")) {
-            o->kv_f32 = true;
+        } else if (cli_opt_kv_type(argc, argv, &i, &o->kv_k, &o->kv_v, &bad)) {
         } else if (cli_flag(argv, &i, "--metrics-open")) {
             o->metrics_open = true;
         } else if (cli_flag(argv, &i, "--no-audit")) {
@@ -382,17 +382,25 @@ int cmd_serve(int argc, char **argv) {
     if (!o.chat_template_file && (rc = cli_chat_template_load("serve", NULL, sov_model_vocab(model), &chat_tmpl)))
         goto done;
     const int32_t n_ctx = (int32_t)(o.n_ctx ? o.n_ctx : SOV_MIN(info.n_ctx_train, 4096));
-    /* bytes of one position's keys and values in every layer */
-    const int64_t per_pos = (int64_t)info.n_layer * info.n_head_kv * info.head_dim * 2 * (o.kv_f32 ? 4 : 2);
+    cli_warn_ctx("serve", &info, n_ctx);
+    /* bytes of one position's keys and values in every layer; the default pool holds
+     * n_ctx positions per sequence plus a block (the scheduler keeps one in reserve) */
+    const int64_t per_pos = cli_kv_bytes_per_pos(&info, o.kv_k, o.kv_v);
+    if (per_pos == 0) {
+        rc = cli_error("serve", "this KV cache type cannot hold the model's heads of %d values (quantized "
+                       "types need a multiple of 32 or a divisor of 32)", info.head_dim);
+        goto done;
+    }
     int64_t kv_bytes =
-        o.kv_mb ? o.kv_mb * (1 << 20) : SOV_MIN(per_pos * n_ctx * o.parallel, (int64_t)2048 << 20);
+        o.kv_mb ? o.kv_mb * (1 << 20) : SOV_MIN(per_pos * (n_ctx + 16) * o.parallel, (int64_t)2048 << 20);
     sov_context_params cp = sov_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_seq_max = (int32_t)o.parallel;
     cp.n_batch = (int32_t)SOV_MAX(o.n_batch, o.parallel);
     cp.kv_cache_bytes = kv_bytes;
     cp.n_threads = (int32_t)o.threads;
-    cp.kv_type = o.kv_f32 ? SOV_KV_F32 : SOV_KV_F16;
+    cp.kv_type = o.kv_k;
+    cp.kv_type_v = o.kv_v;
     if ((st = sov_context_new(model, &cp, &ctx)) || (o.mlock && (st = sov_context_lock_memory(ctx)))) {
         rc = cli_status_error("serve", st);
         goto done;
@@ -435,7 +443,7 @@ int cmd_serve(int argc, char **argv) {
         .chat_template = chat_tmpl,
         .cpu_watts = o.cpu_watts,
         .dram_pj_per_byte = o.dram_pj,
-        .kv_elem_bytes = o.kv_f32 ? 4 : 2,
+        .kv_bytes_per_pos = per_pos,
     };
     rc = server_run(model, ctx, &sp);
     audit_summary(tn);

@@ -217,14 +217,15 @@ double energy_meter_end(energy_meter *m, double bytes_read) {
 
 /* ---- attribution ---- */
 
-void energy_model_init(energy_model *em, const sov_model_info *info, int kv_elem_bytes) {
+void energy_model_init(energy_model *em, const sov_model_info *info, double kv_bytes_per_pos) {
     const double head = (double)info->n_vocab * (double)info->n_embd;
     const double below = (double)info->n_params - head;
     em->matmul_flops = below > 0.5 ? 2 * below : 1;
     em->attn_flops = 4.0 * info->n_layer * info->n_head * info->head_dim;
     em->head_flops = 2 * head;
     em->weight_bytes = (double)info->weight_bytes;
-    em->kv_bytes_per_pos = 2.0 * info->n_layer * info->n_head_kv * info->head_dim * kv_elem_bytes;
+    em->kv_bytes_per_pos = kv_bytes_per_pos > 0 ? kv_bytes_per_pos
+                                                 : 2.0 * info->n_layer * info->n_head_kv * info->head_dim * 2;
 }
 
 double energy_token_work(const energy_model *em, int32_t pos, bool logits) {

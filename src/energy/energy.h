@@ -130,8 +130,9 @@ typedef struct energy_model {
     double kv_bytes_per_pos; /* keys + values of one position, all layers */
 } energy_model;
 
-/* kv_elem_bytes: 2 for an F16 cache, 4 for F32. */
-void energy_model_init(energy_model *em, const sov_model_info *info, int kv_elem_bytes);
+/* kv_bytes_per_pos: keys and values of one position in all layers as the cache stores
+ * them (its type: F16, F32, Q8_0, Q4_0); <= 0: an F16 cache. */
+void energy_model_init(energy_model *em, const sov_model_info *info, double kv_bytes_per_pos);
 
 /* The work (FLOPs) of one token at position pos; logits: it runs the LM head. */
 double energy_token_work(const energy_model *em, int32_t pos, bool logits);

@@ -85,6 +85,16 @@ typedef struct sov_kernels {
      * and the exact GELU, y = x * (1 + erf(x / sqrt 2)) / 2 (y may be x) */
     void (*layernorm)(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
     void (*gelu_erf)(float *y, const float *x, int64_t n);
+
+    /* the online softmax step of tiled attention: x = exp(x - max) for n values (n >= 0),
+     * returns their sum */
+    float (*exp_sum)(float *x, int64_t n, float max);
+    /* quantized KV cache rows (kv.h, kv_quant_impl.h): one position's d values in groups
+     * of g (g = 32, or d when d < 32) to Q8_0 / Q4_0 codes and back to floats */
+    void (*kv_quantize_q8_0)(const float *x, void *y, int d, int g);
+    void (*kv_quantize_q4_0)(const float *x, void *y, int d, int g);
+    void (*kv_dequant_q8_0)(const void *x, float *y, int d, int g);
+    void (*kv_dequant_q4_0)(const void *x, float *y, int d, int g);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

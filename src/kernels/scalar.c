@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_quant_impl.h"
 #include "kernels/scalar_quant.h"
 
 static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
@@ -204,4 +205,9 @@ const sov_kernels sov_kernels_scalar = {
     .attn_values_f32 = attn_values_f32,
     .layernorm = sov_layernorm_scalar,
     .gelu_erf = sov_gelu_erf_scalar,
+    .exp_sum = kvq_exp_sum_ref,
+    .kv_quantize_q8_0 = kvq_quantize_q8_0,
+    .kv_quantize_q4_0 = kvq_quantize_q4_0,
+    .kv_dequant_q8_0 = kvq_dequant_q8_0_ref,
+    .kv_dequant_q4_0 = kvq_dequant_q4_0_ref,
 };

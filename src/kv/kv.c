@@ -16,41 +16,91 @@
 #include "core/util.h"
 #include "sandbox/sandbox.h"
 
-size_t kv_block_bytes(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size, sov_kv_type type) {
-    const size_t elt = type == SOV_KV_F32 ? 4 : 2;
-    return 2 * (size_t)n_layer * (size_t)n_head_kv * (size_t)block_size * (size_t)head_dim * elt;
+int32_t kv_group(int32_t head_dim) {
+    if (head_dim >= 32) return head_dim % 32 == 0 ? 32 : 0;
+    return head_dim >= 2 && 32 % head_dim == 0 ? head_dim : 0;
+}
+
+size_t kv_row_bytes(sov_kv_type type, int32_t head_dim) {
+    const int32_t g = kv_group(head_dim);
+    switch (type) {
+    case SOV_KV_DEFAULT: return 0;
+    case SOV_KV_F16: return (size_t)head_dim * 2;
+    case SOV_KV_F32: return (size_t)head_dim * 4;
+    case SOV_KV_Q8_0: return g ? (size_t)(head_dim / g) * (2 + (size_t)g) : 0;
+    case SOV_KV_Q4_0: return g ? (size_t)(head_dim / g) * (2 + (size_t)g / 2) : 0;
+    }
+    return 0;
+}
+
+static const char *const type_names[] = {"default", "f16", "f32", "q8_0", "q4_0"};
+
+const char *kv_type_name(sov_kv_type type) {
+    return (unsigned)type < SOV_ARRAY_LEN(type_names) ? type_names[type] : "?";
+}
+
+bool kv_type_parse(const char *name, sov_kv_type *type) {
+    for (size_t i = SOV_KV_F16; i < SOV_ARRAY_LEN(type_names); i++)
+        if (strcmp(name, type_names[i]) == 0) {
+            *type = (sov_kv_type)i;
+            return true;
+        }
+    return false;
+}
+
+size_t kv_block_bytes(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size, sov_kv_type k_type,
+                      sov_kv_type v_type) {
+    const size_t kr = kv_row_bytes(k_type, head_dim), vr = kv_row_bytes(v_type, head_dim);
+    if (!kr || !vr) return 0;
+    return (size_t)n_layer * (size_t)n_head_kv * (size_t)block_size * (kr + vr);
 }
 
 sov_status kv_init(sov_kv *kv, int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size,
                    int32_t n_blocks, sov_kv_type type) {
+    return kv_init_types(kv, n_layer, n_head_kv, head_dim, block_size, n_blocks, type, type);
+}
+
+sov_status kv_init_types(sov_kv *kv, int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size,
+                         int32_t n_blocks, sov_kv_type k_type, sov_kv_type v_type) {
     memset(kv, 0, sizeof *kv);
     if (n_blocks < 1 || block_size < 1)
         return sov_fail(SOV_ERR_ARG, "kv cache: %d blocks of %d positions is too small", n_blocks, block_size);
+    kv->k_row = kv_row_bytes(k_type, head_dim);
+    kv->v_row = kv_row_bytes(v_type, head_dim);
+    if (!kv->k_row || !kv->v_row)
+        return sov_fail(SOV_ERR_ARG, "kv cache: a head size of %d cannot be stored as %s (quantized types need a "
+                        "multiple of 32 or a divisor of 32)", head_dim, kv_type_name(kv->k_row ? v_type : k_type));
     kv->n_layer = n_layer;
     kv->n_head_kv = n_head_kv;
     kv->head_dim = head_dim;
     kv->block_size = block_size;
     kv->n_blocks = n_blocks;
-    kv->type = type;
-    kv->elt = type == SOV_KV_F32 ? 4 : 2;
-    kv->head_bytes = (size_t)block_size * (size_t)head_dim * kv->elt;
+    kv->type = k_type;
+    kv->v_type = v_type;
+    kv->group = kv_group(head_dim);
+    kv->k_transposed = k_type == SOV_KV_F16 || k_type == SOV_KV_F32;
+    kv->head_bytes = (size_t)block_size * kv->k_row;
+    kv->v_head_bytes = (size_t)block_size * kv->v_row;
     kv->block_bytes = (size_t)n_layer * (size_t)n_head_kv * kv->head_bytes;
-    if (!sov_mul_size(kv->block_bytes, (size_t)n_blocks, &kv->map_bytes))
+    kv->v_block_bytes = (size_t)n_layer * (size_t)n_head_kv * kv->v_head_bytes;
+    if (!sov_mul_size(kv->block_bytes, (size_t)n_blocks, &kv->map_bytes) ||
+        !sov_mul_size(kv->v_block_bytes, (size_t)n_blocks, &kv->v_map_bytes))
         return sov_fail(SOV_ERR_ARG, "kv cache: size overflows");
     /* anonymous mappings: pages are committed on first write, so an unused pool costs
      * address space, not memory */
     kv->k = mmap(NULL, kv->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    kv->v = mmap(NULL, kv->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    kv->v = mmap(NULL, kv->v_map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     kv->ref = calloc((size_t)n_blocks, sizeof *kv->ref);
     kv->free_stack = malloc((size_t)n_blocks * sizeof *kv->free_stack);
     if (kv->k == MAP_FAILED || kv->v == MAP_FAILED || !kv->ref || !kv->free_stack) {
         if (kv->k == MAP_FAILED) kv->k = NULL;
         if (kv->v == MAP_FAILED) kv->v = NULL;
+        const size_t want = kv->map_bytes + kv->v_map_bytes;
         kv_destroy(kv);
-        return sov_fail(SOV_ERR_NOMEM, "kv cache: cannot reserve %zu bytes", 2 * kv->map_bytes);
+        return sov_fail(SOV_ERR_NOMEM, "kv cache: cannot reserve %zu bytes", want);
     }
     sandbox_dontdump(kv->k, kv->map_bytes);
-    sandbox_dontdump(kv->v, kv->map_bytes);
+    sandbox_dontdump(kv->v, kv->v_map_bytes);
     /* block 0 on top of the stack: low addresses are used first */
     for (int32_t i = 0; i < n_blocks; i++) kv->free_stack[i] = n_blocks - 1 - i;
     kv->n_free = n_blocks;
@@ -59,7 +109,7 @@ sov_status kv_init(sov_kv *kv, int32_t n_layer, int32_t n_head_kv, int32_t head_
 
 void kv_destroy(sov_kv *kv) {
     if (kv->k) munmap(kv->k, kv->map_bytes);
-    if (kv->v) munmap(kv->v, kv->map_bytes);
+    if (kv->v) munmap(kv->v, kv->v_map_bytes);
     free(kv->ref);
     free(kv->free_stack);
     memset(kv, 0, sizeof *kv);
@@ -78,23 +128,26 @@ void kv_release(sov_kv *kv, int32_t block) {
     if (--kv->ref[block] > 0) return;
     /* no later owner may read this request's keys and values */
     memset(kv->k + (size_t)block * kv->block_bytes, 0, kv->block_bytes);
-    memset(kv->v + (size_t)block * kv->block_bytes, 0, kv->block_bytes);
+    memset(kv->v + (size_t)block * kv->v_block_bytes, 0, kv->v_block_bytes);
     kv->free_stack[kv->n_free++] = block;
 }
 
 /* Copies the first n slots of every head of block src into the (zero) block dst: what a
  * sequence shares of a block, not the positions after it that belong to another request. */
 static void copy_slots(sov_kv *kv, int32_t dst, int32_t src, int32_t n) {
-    const size_t row = (size_t)kv->head_dim * kv->elt; /* one slot of values */
-    const size_t col = (size_t)n * kv->elt;            /* n slots of one key dimension */
+    const size_t elt = kv->k_row / (size_t)kv->head_dim; /* float keys: bytes per element */
     for (int32_t l = 0; l < kv->n_layer; l++) {
         for (int32_t h = 0; h < kv->n_head_kv; h++) {
-            memcpy(kv_v(kv, l, dst, h), kv_v(kv, l, src, h), (size_t)n * row);
+            memcpy(kv_v(kv, l, dst, h), kv_v(kv, l, src, h), (size_t)n * kv->v_row);
             uint8_t *kd = kv_k(kv, l, dst, h);
             const uint8_t *ks = kv_k(kv, l, src, h);
-            const size_t stride = (size_t)kv->block_size * kv->elt; /* keys: dimension -> slot */
+            if (!kv->k_transposed) { /* quantized keys: by position, like the values */
+                memcpy(kd, ks, (size_t)n * kv->k_row);
+                continue;
+            }
+            const size_t stride = (size_t)kv->block_size * elt; /* keys: dimension -> slot */
             for (int32_t d = 0; d < kv->head_dim; d++)
-                memcpy(kd + (size_t)d * stride, ks + (size_t)d * stride, col);
+                memcpy(kd + (size_t)d * stride, ks + (size_t)d * stride, (size_t)n * elt);
         }
     }
 }

@@ -4,13 +4,20 @@
  * a pool of n_blocks blocks; a block holds block_size consecutive positions of one
  * sequence for all layers and KV heads, laid out
  *     values: block -> layer -> kv head -> slot (position within the block) -> head_dim
- *     keys:   block -> layer -> kv head -> head_dim -> slot   (transposed: dimension i of
- *             slot j at i * block_size + j)
- * so that one head's keys and values for a block are contiguous, keys hold one dimension
- * of consecutive positions per vector (the attention kernels need no horizontal sums, see
- * kernels.h), and one block is one contiguous region (allocated lazily by the OS, cheap
- * to zero). Nothing outside the store (ops.c) and the attention kernels depends on the
- * order within a head's slots: blocks are copied whole.
+ *     keys:   block -> layer -> kv head -> head_dim -> slot   (float keys, transposed:
+ *             dimension i of slot j at i * block_size + j)
+ *             block -> layer -> kv head -> slot -> head_dim   (quantized keys)
+ * so that one head's keys and values for a block are contiguous, float keys hold one
+ * dimension of consecutive positions per vector (the attention kernels need no horizontal
+ * sums, see kernels.h), and one block is one contiguous region (allocated lazily by the
+ * OS, cheap to zero). Nothing outside the store (ops.c) and the attention kernels depends
+ * on the order within a head's slots: blocks are copied whole.
+ *
+ * Keys and values each have their own element type (sov_kv_type): F16, F32, or one of
+ * the quantized rows Q8_0 / Q4_0 (kv_quant.h), where one position's head_dim values are
+ * groups of kv->group values (32, or head_dim when that is smaller), each an f16 scale
+ * and the group's int8 (Q8_0) or 4-bit (Q4_0) values, as in GGUF's block_q8_0 /
+ * block_q4_0 when the group is 32.
  *
  * A sequence owns a block table: blocks[i] holds its positions [i*bs, (i+1)*bs).
  * Blocks are reference counted so that sequences can share a common prefix (the server's
@@ -31,12 +38,16 @@ typedef struct sov_kv {
     int32_t n_layer, n_head_kv, head_dim;
     int32_t block_size;   /* positions per block */
     int32_t n_blocks;
-    sov_kv_type type;
-    size_t elt;           /* bytes per element (2 or 4) */
-    size_t head_bytes;    /* bytes of one head's slots in a block: block_size * head_dim * elt */
-    size_t block_bytes;   /* bytes of one block's keys (and again of its values), all layers */
+    sov_kv_type type;     /* keys' element type */
+    sov_kv_type v_type;   /* values' element type */
+    int32_t group;        /* values per quantization group along head_dim (quantized types) */
+    bool k_transposed;    /* keys stored dimension-major (float keys) */
+    size_t k_row, v_row;  /* bytes of one position's head_dim keys / values */
+    size_t head_bytes;    /* bytes of one head's keys in a block: block_size * k_row */
+    size_t block_bytes;   /* bytes of one block's keys, all layers */
+    size_t map_bytes;     /* bytes mapped for k */
+    size_t v_head_bytes, v_block_bytes, v_map_bytes; /* the same for the values */
     uint8_t *k, *v;       /* [n_blocks][n_layer][n_head_kv][block_size][head_dim] */
-    size_t map_bytes;     /* bytes mapped for each of k and v */
     int32_t *ref;         /* [n_blocks] reference counts (0 = free) */
     int32_t *free_stack;  /* [n_blocks] free block ids; the top is reused first */
     int32_t n_free;
@@ -50,9 +61,25 @@ typedef struct kv_seq {
     int32_t cap;
 } kv_seq;
 
-/* Bytes one block takes (keys and values) for these dimensions. */
-size_t kv_block_bytes(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size, sov_kv_type type);
+/* Values per quantization group for head_dim (32, or head_dim when smaller and dividing
+ * 32); 0 when head_dim cannot be quantized in groups (not a multiple of 32 nor a divisor). */
+int32_t kv_group(int32_t head_dim);
+/* Bytes of one position's head_dim values of this type (group as kv_group), 0 when the
+ * type cannot hold head_dim. */
+size_t kv_row_bytes(sov_kv_type type, int32_t head_dim);
+/* The name of a type ("f16", "f32", "q8_0", "q4_0"), and back (false when unknown). */
+const char *kv_type_name(sov_kv_type type);
+bool kv_type_parse(const char *name, sov_kv_type *type);
 
+/* Bytes one block takes (keys and values) for these dimensions, 0 when head_dim cannot
+ * be stored in one of the types. */
+size_t kv_block_bytes(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size, sov_kv_type k_type,
+                      sov_kv_type v_type);
+
+/* A pool of n_blocks blocks with keys of k_type and values of v_type. */
+sov_status kv_init_types(sov_kv *kv, int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size,
+                         int32_t n_blocks, sov_kv_type k_type, sov_kv_type v_type);
+/* The same with one type for keys and values. */
 sov_status kv_init(sov_kv *kv, int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t block_size,
                    int32_t n_blocks, sov_kv_type type);
 void kv_destroy(sov_kv *kv);
@@ -63,14 +90,14 @@ void kv_retain(sov_kv *kv, int32_t block);
 /* Drops a reference; at zero the block is zeroed and returns to the pool. */
 void kv_release(sov_kv *kv, int32_t block);
 
-/* Keys / values of one head of one layer in a block: [block_size][head_dim] elements. */
+/* Keys / values of one head of one layer in a block: block_size positions (layout above). */
 static inline void *kv_k(const sov_kv *kv, int32_t layer, int32_t block, int32_t head) {
     return kv->k + (size_t)block * kv->block_bytes +
            ((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * kv->head_bytes;
 }
 static inline void *kv_v(const sov_kv *kv, int32_t layer, int32_t block, int32_t head) {
-    return kv->v + (size_t)block * kv->block_bytes +
-           ((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * kv->head_bytes;
+    return kv->v + (size_t)block * kv->v_block_bytes +
+           ((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * kv->v_head_bytes;
 }
 
 /* Blocks that growing seq to new_len positions would take from the pool (new blocks,

@@ -18,6 +18,8 @@
 #include "core/status.h"
 #include "core/util.h"
 #include "model/encoder.h"
+#include "kernels/attn_tiled.h"
+#include "model/ops.h"
 #include "sandbox/sandbox.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -40,7 +42,8 @@ sov_context_params sov_context_default_params(void) {
         .n_batch = 512,
         .kv_cache_bytes = 0,
         .n_threads = 0,
-        .kv_type = SOV_KV_F16,
+        .kv_type = SOV_KV_DEFAULT,
+        .kv_type_v = SOV_KV_DEFAULT,
     };
 }
 
@@ -106,11 +109,19 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     if (p.n_seq_max == 0) p.n_seq_max = 1;
     if (p.n_batch == 0) p.n_batch = 512;
     if (p.n_threads == 0) p.n_threads = sov_physical_cores();
-    if (p.kv_type != SOV_KV_F16 && p.kv_type != SOV_KV_F32) return sov_fail(SOV_ERR_ARG, "context: bad kv_type");
+    if ((unsigned)p.kv_type > SOV_KV_Q4_0 || (unsigned)p.kv_type_v > SOV_KV_Q4_0)
+        return sov_fail(SOV_ERR_ARG, "context: bad kv_type");
+    if (p.kv_type == SOV_KV_DEFAULT) p.kv_type = SOV_KV_F16;
+    if (p.kv_type_v == SOV_KV_DEFAULT) p.kv_type_v = p.kv_type;
     if (p.n_ctx > (1 << 24) || p.n_seq_max > (1 << 16) || p.n_batch > (1 << 16) || p.n_threads > 1024)
         return sov_fail(SOV_ERR_ARG, "context: n_ctx, n_seq_max, n_batch or n_threads is too large");
 
-    const size_t block_bytes = kv_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, KV_BLOCK_SIZE, p.kv_type);
+    const size_t block_bytes =
+        kv_block_bytes(hp->n_layer, hp->n_head_kv, hp->head_dim, KV_BLOCK_SIZE, p.kv_type, p.kv_type_v);
+    if (block_bytes == 0)
+        return sov_fail(SOV_ERR_ARG, "context: KV type %s/%s cannot hold a head of %d values (quantized types need "
+                        "a multiple of 32 or a divisor of 32)", kv_type_name(p.kv_type), kv_type_name(p.kv_type_v),
+                        hp->head_dim);
     int64_t n_blocks;
     if (p.kv_cache_bytes > 0) {
         n_blocks = p.kv_cache_bytes / (int64_t)block_bytes;
@@ -130,7 +141,9 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     c->k = sov_kernels_select();
     c->n_threads = p.n_threads;
     sov_status st = sov_pool_new(p.n_threads, &c->pool);
-    if (!st) st = kv_init(&c->kv, hp->n_layer, hp->n_head_kv, hp->head_dim, KV_BLOCK_SIZE, (int32_t)n_blocks, p.kv_type);
+    if (!st)
+        st = kv_init_types(&c->kv, hp->n_layer, hp->n_head_kv, hp->head_dim, KV_BLOCK_SIZE, (int32_t)n_blocks,
+                           p.kv_type, p.kv_type_v);
     if (st) {
         sov_context_free(c);
         return st;
@@ -140,13 +153,16 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     const size_t HD = (size_t)hp->n_head * D, KVD = (size_t)hp->n_head_kv * D, F = (size_t)hp->n_ff;
     const size_t maxK = SOV_MAX(SOV_MAX(E, F), HD);
     const size_t fl = sizeof(float), maxK256 = (maxK + 255) / 256 * 256;
-    c->scores_stride = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)p.n_ctx;
+    /* encoders (encoder.c): one row of scores per thread over an input's tokens */
+    c->scores_stride = c->model->enc ? (size_t)p.n_ctx : 0;
     /* mixture of experts: R = T * k sorted rows (all sizes 0 for a dense model) */
     const size_t X = (size_t)hp->n_expert, R = T * (size_t)hp->n_expert_used, Fx = (size_t)hp->n_ff_exp;
     const size_t moeK = (SOV_MAX(E, Fx) + 255) / 256 * 256;
     const size_t moe_act_row = SOV_MAX(SOV_MAX(sov_row_size(SOV_TYPE_Q8A, (int64_t)moeK),
                                                sov_row_size(SOV_TYPE_Q8K, (int64_t)moeK)),
                                        sov_row_size(SOV_TYPE_Q8P, (int64_t)moeK));
+    const int rep = hp->n_head / hp->n_head_kv;
+    c->attn_scratch_stride = kv_attn_scratch_floats(&c->kv, rep) + kv_attn_state_floats(rep, hp->head_dim);
     const arena_buf bufs[] = {
         {(void **)&c->x, T * E * fl},
         {(void **)&c->xb, T * E * fl},
@@ -174,6 +190,8 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
         {(void **)&c->moe_g, R * Fx * fl},
         {(void **)&c->moe_u, R * Fx * fl},
         {&c->moe_act, R * moe_act_row},
+        {(void **)&c->attn_scratch, (size_t)p.n_threads * c->attn_scratch_stride * fl},
+        {(void **)&c->attn_partials, op_attention_partials_floats(p.n_threads, rep, hp->head_dim) * fl},
     };
     const bool oom = !arena_map(c, bufs, SOV_ARRAY_LEN(bufs));
     c->seqs = calloc((size_t)p.n_seq_max, sizeof *c->seqs);
@@ -221,7 +239,7 @@ sov_status sov_context_lock_memory(sov_context *c) {
         {"weights", m->file->mapped ? m->file->base : NULL, m->file->size},
         {"repacked weights", m->repacked, m->repacked_bytes},
         {"KV cache keys", c->kv.k, c->kv.map_bytes},
-        {"KV cache values", c->kv.v, c->kv.map_bytes},
+        {"KV cache values", c->kv.v, c->kv.v_map_bytes},
         {"activations", c->arena, c->arena_bytes},
     };
     return sandbox_lock_memory(r, SOV_ARRAY_LEN(r));

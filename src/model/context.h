@@ -38,8 +38,12 @@ struct sov_context {
     void *act_q8a;          /* (T, max K) activations quantized to Q8A */
     void *act_q8k;          /* (T, max K) activations quantized to Q8K */
     void *act_q8p;          /* (T, max K) activations quantized to Q8P (planar weights) */
-    float *scores;          /* [n_threads] x (H/Hkv, n_ctx) attention scores */
-    size_t scores_stride;   /* floats per thread in scores */
+    float *attn_scratch;    /* [n_threads] x attn_scratch_stride: tile scores, dequantized
+                               K/V of a block, one running state (kernels/attn_tiled.h) */
+    size_t attn_scratch_stride; /* floats per thread in attn_scratch */
+    float *attn_partials;   /* split-K states (op_attention_partials_floats) */
+    float *scores;          /* encoders: [n_threads] x (n_ctx) attention scores of one row */
+    size_t scores_stride;   /* floats per thread in scores (0 for decoders) */
     float yarn_corr[2];     /* YaRN correction dimensions */
 
     /* mixture of experts (moe.c), empty for dense models. X experts, k used per token,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "kernels/attn_tiled.h"
 
 enum { ROW_TILE = 16, COL_TILE = 8 };
 
@@ -170,73 +171,67 @@ void op_rope_with(const op_thread *t, float *x, int T, int n_heads, const float 
 
 void op_kv_store(const op_thread *t, int layer, const float *k, const float *v, int T) {
     const sov_context *c = t->c;
-    const sov_kv *kv = &c->kv;
+    sov_kv *kv = (sov_kv *)&c->kv;
     const int Hkv = kv->n_head_kv, D = kv->head_dim, bs = kv->block_size;
     long b, e;
     split((long)T * Hkv, 1, t, &b, &e);
     for (long r = b; r < e; r++) {
         const int tok = (int)(r / Hkv), g = (int)(r % Hkv);
         const int32_t pos = c->tok_pos[tok];
-        const int32_t blk = c->tok_blocks[tok][pos / bs];
-        const int j = pos % bs;
-        const size_t off = (size_t)j * (size_t)D;
-        const float *ks = k + r * D, *vs = v + r * D;
-        /* V by position; K transposed (dimension i of position j at i * bs + j, kv.h) */
-        if (kv->type == SOV_KV_F16) {
-            sov_half *kt = (sov_half *)kv_k(kv, layer, blk, g) + j;
-            for (int i = 0; i < D; i++) kt[(size_t)i * bs] = sov_f32_to_half(ks[i]); /* = f32_to_f16 */
-            c->k->f32_to_f16((sov_half *)kv_v(kv, layer, blk, g) + off, vs, D);
-        } else {
-            float *kt = (float *)kv_k(kv, layer, blk, g) + j;
-            for (int i = 0; i < D; i++) kt[(size_t)i * bs] = ks[i];
-            memcpy((float *)kv_v(kv, layer, blk, g) + off, vs, (size_t)D * sizeof(float));
-        }
+        kv_attn_store(c->k, kv, layer, c->tok_blocks[tok][pos / bs], pos % bs, g, k + r * D, v + r * D);
     }
     barrier(t);
 }
 
+/* Split-K: a batch with fewer (token, kv head) tasks than twice the threads (decode of
+ * one or a few sequences) splits each task's positions into parts of whole tiles, so
+ * every thread works at any depth; the parts' states merge after a barrier. */
+static int attention_parts(int tasks, int nth) { return tasks >= 2 * nth ? 1 : (2 * nth + tasks - 1) / tasks; }
+
+size_t op_attention_partials_floats(int n_threads, int rep, int head_dim) {
+    /* tasks * parts < 2 * nth + tasks <= 4 * nth */
+    return 4 * (size_t)n_threads * kv_attn_state_floats(rep, head_dim);
+}
+
 void op_attention(const op_thread *t, int layer, const float *q, float *out, int T) {
     const sov_context *c = t->c;
-    const sov_kernels *k = c->k;
     const sov_kv *kv = &c->kv;
     const sov_hparams *hp = &c->model->hp;
-    const int H = hp->n_head, Hkv = hp->n_head_kv, D = hp->head_dim, rep = H / Hkv, bs = kv->block_size;
+    const int H = hp->n_head, Hkv = hp->n_head_kv, D = hp->head_dim, rep = H / Hkv;
     const float scale = hp->attn_scale;
-    const bool swa = c->model->layers[layer].swa;
-    const bool f16 = kv->type == SOV_KV_F16;
-    float *scores = c->scores + (size_t)t->ith * c->scores_stride; /* (rep, n_ctx) */
-    const size_t ldsc = (size_t)c->p.n_ctx;
+    /* sliding window (0: none): a token attends to positions max(0, pos - window + 1)..pos;
+     * the tiles before the window's are not read */
+    const int32_t window = c->model->layers[layer].swa ? hp->n_swa : 0;
+    float *scratch = c->attn_scratch + (size_t)t->ith * c->attn_scratch_stride;
+    float *own = scratch + kv_attn_scratch_floats(kv, rep); /* this thread's state */
+    const size_t sf = kv_attn_state_floats(rep, D);
+    const int tasks = T * Hkv, parts = attention_parts(tasks, t->nth);
 
-    /* tasks (token, kv head) are dealt round-robin: with causal masking later tokens
-     * cost more, so contiguous ranges would leave the first thread idle */
-    for (long r = t->ith; r < (long)T * Hkv; r += t->nth) {
-        const int tok = (int)(r / Hkv), g = (int)(r % Hkv);
+    /* units (task, part) are dealt round-robin: with causal masking later tokens cost
+     * more, so contiguous ranges would leave the first thread idle */
+    for (long u = t->ith; u < (long)tasks * parts; u += t->nth) {
+        const int task = (int)(u / parts), part = (int)(u % parts);
+        const int tok = task / Hkv, g = task % Hkv;
         const int32_t n = c->tok_pos[tok] + 1; /* causal: positions 0..pos */
-        /* sliding window: positions first..pos; the blocks before first's are skipped and
-         * first's own block's earlier positions masked (-inf, a weight of 0) */
-        const int32_t first = swa ? SOV_MAX(0, n - hp->n_swa) : 0, start = first / bs * bs;
-        const int32_t *blocks = c->tok_blocks[tok];
+        const int32_t first = window > 0 ? SOV_MAX(0, n - window) : 0;
         const float *qg = q + ((size_t)tok * H + (size_t)g * rep) * D; /* rep query heads */
-        /* scores[h][j] = q_h . k_j * scale, a block of positions at a time */
-        for (int32_t j0 = start, bi = start / bs; j0 < n; j0 += bs, bi++) {
-            const int nj = SOV_MIN(bs, n - j0);
-            const void *kb = kv_k(kv, layer, blocks[bi], g);
-            if (f16) k->attn_scores_f16(scores + j0, ldsc, qg, rep, kb, nj, bs, D, scale);
-            else k->attn_scores_f32(scores + j0, ldsc, qg, rep, kb, nj, bs, D, scale);
-        }
-        for (int h = 0; h < rep; h++) {
-            float *sh = scores + (size_t)h * ldsc;
-            for (int32_t j = start; j < first; j++) sh[j] = -INFINITY;
-            k->softmax(sh + start, n - start);
-        }
-        /* out_h = sum_j p[h][j] v_j */
         float *og = out + ((size_t)tok * H + (size_t)g * rep) * D;
-        memset(og, 0, (size_t)rep * (size_t)D * sizeof(float));
-        for (int32_t j0 = start, bi = start / bs; j0 < n; j0 += bs, bi++) {
-            const int nj = SOV_MIN(bs, n - j0);
-            const void *vb = kv_v(kv, layer, blocks[bi], g);
-            if (f16) k->attn_values_f16(og, scores + j0, ldsc, rep, vb, nj, D);
-            else k->attn_values_f32(og, scores + j0, ldsc, rep, vb, nj, D);
+        /* this part's share of the positions, in whole tiles */
+        const int32_t n_tiles = (n - first / KV_ATTN_TILE * KV_ATTN_TILE + KV_ATTN_TILE - 1) / KV_ATTN_TILE;
+        const int32_t base = first / KV_ATTN_TILE * KV_ATTN_TILE;
+        const int32_t j0 = SOV_MAX(first, base + (int32_t)((int64_t)n_tiles * part / parts) * KV_ATTN_TILE);
+        const int32_t j1 = SOV_MIN(n, base + (int32_t)((int64_t)n_tiles * (part + 1) / parts) * KV_ATTN_TILE);
+        float *state = parts == 1 ? own : c->attn_partials + (size_t)u * sf;
+        kv_attn_state_init(state, rep, D);
+        if (j0 < j1) kv_attn_run(c->k, kv, layer, g, c->tok_blocks[tok], j0, j1, qg, rep, scale, scratch, state);
+        if (parts == 1) kv_attn_merge(state, 1, rep, D, og);
+    }
+    if (parts > 1) {
+        barrier(t);
+        for (int task = t->ith; task < tasks; task += t->nth) {
+            const int tok = task / Hkv, g = task % Hkv;
+            kv_attn_merge(c->attn_partials + (size_t)task * parts * sf, parts, rep, D,
+                          out + ((size_t)tok * H + (size_t)g * rep) * D);
         }
     }
     barrier(t);

@@ -42,8 +42,12 @@ void op_kv_store(const op_thread *t, int layer, const float *k, const float *v, 
 
 /* Causal grouped-query attention of the batch's queries over each token's sequence in
  * the cache (positions 0..pos; pos-n_swa+1..pos on a sliding-window layer: the cache
- * keeps every position, the window is a mask), scaled by hp.attn_scale, into out (T, H*D). */
+ * keeps every position, the window skips the tiles before it and masks the rest), scaled
+ * by hp.attn_scale, into out (T, H*D): tiled online softmax (kernels/attn_tiled.h), split
+ * across threads by positions (split-K) when the batch has few (token, kv head) tasks. */
 void op_attention(const op_thread *t, int layer, const float *q, float *out, int T);
+/* Floats of split-K partial states op_attention needs (context.c allocates them). */
+size_t op_attention_partials_floats(int n_threads, int rep, int head_dim);
 
 /* y(T, n) = silu(y) * x */
 void op_silu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n);

@@ -1242,7 +1242,7 @@ sov_status sched_new(sov_context *ctx, const sov_model *model, const sched_param
     s->pooling = info.pooling;
     s->whole = info.encoder;
     s->block_size = sov_kv_block_size(ctx);
-    energy_model_init(&s->em, &info, s->p.kv_elem_bytes > 0 ? s->p.kv_elem_bytes : 2);
+    energy_model_init(&s->em, &info, (double)s->p.kv_bytes_per_pos);
     s->st.energy_on = s->p.meter != NULL;
     s->st.energy_source = s->p.meter ? s->p.meter->source : ENERGY_ESTIMATED;
     pthread_mutex_init(&s->mu, NULL);

@@ -76,8 +76,8 @@ typedef struct sched_params {
     energy_meter *meter;        /* joules per step, split over the batch's requests by
                                    energy_token_work (energy.h); used by the engine thread
                                    only; NULL: no energy accounting */
-    int32_t kv_elem_bytes;      /* bytes of one cached key or value element (estimate of the
-                                   KV bytes a step reads); 0: 2 (F16) */
+    int64_t kv_bytes_per_pos;   /* bytes of one cached position's keys and values, all layers
+                                   (estimate of the KV bytes a step reads); 0: an F16 cache */
 } sched_params;
 
 /* Starts the engine thread on ctx (which it then owns until sched_free). */

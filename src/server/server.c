@@ -2235,7 +2235,7 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
                                  .notify = notify,
                                  .notify_user = s,
                                  .meter = &s->meter,
-                                 .kv_elem_bytes = p->kv_elem_bytes};
+                                 .kv_bytes_per_pos = p->kv_bytes_per_pos};
         const energy_params ep = {p->cpu_watts, p->dram_pj_per_byte};
         energy_meter_init(&s->meter, &ep, false);
         if (sched_new(ctx, model, &sp, &s->sched) != SOV_OK) {

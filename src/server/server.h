@@ -54,7 +54,7 @@ typedef struct server_params {
                                                families of src/tok/chat.c */
     double cpu_watts;        /* energy estimate: W per busy core (<= 0: the default; docs/ENERGY.md) */
     double dram_pj_per_byte; /* energy estimate: DRAM pJ per byte read (<= 0: the default) */
-    int32_t kv_elem_bytes;   /* bytes of a cached key/value element (2: F16, 4: F32; 0: 2) */
+    int64_t kv_bytes_per_pos; /* bytes of one cached position, all layers (0: an F16 cache) */
 } server_params;
 
 /* Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, lets

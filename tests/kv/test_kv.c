@@ -27,6 +27,7 @@ static void blocks_do_not_overlap(void) {
     sov_kv kv;
     CHECK_EQ(kv_init(&kv, 3, 2, 8, 4, 4, SOV_KV_F32), SOV_OK);
     CHECK_EQ(kv.block_bytes, 3u * 2 * 4 * 8 * 4);
+    CHECK_EQ(kv.v_block_bytes, kv.block_bytes);
     /* every (block, layer, head) region is distinct and inside the mapping */
     const uint8_t *last = NULL;
     for (int b = 0; b < 4; b++)
@@ -97,7 +98,7 @@ static void shared_partial_block_is_copied_before_writing(void) {
 
 /* True when every byte of the block's keys and values is zero. */
 static bool block_is_zero(const sov_kv *kv, int32_t b) {
-    const uint8_t *k = kv->k + (size_t)b * kv->block_bytes, *v = kv->v + (size_t)b * kv->block_bytes;
+    const uint8_t *k = kv->k + (size_t)b * kv->block_bytes, *v = kv->v + (size_t)b * kv->v_block_bytes;
     for (size_t i = 0; i < kv->block_bytes; i++)
         if (k[i] || v[i]) return false;
     return true;
@@ -179,6 +180,61 @@ static void copy_on_write_copies_only_the_shared_positions(void) {
     kv_destroy(&kv);
 }
 
+/* Quantized keys are stored by position like the values: a copy on write carries the
+ * first n rows of both, byte for byte, and nothing after them. */
+static void copy_on_write_of_quantized_rows(void) {
+    sov_kv kv;
+    const int32_t L = 2, H = 2, D = 64, BS = 4;
+    CHECK_EQ(kv_init_types(&kv, L, H, D, BS, 4, SOV_KV_Q8_0, SOV_KV_Q4_0), SOV_OK);
+    CHECK_EQ(kv.k_row, 2u * (2 + 32));     /* two groups of an f16 scale and 32 int8 */
+    CHECK_EQ(kv.v_row, 2u * (2 + 16));     /* two groups of an f16 scale and 32 nibbles */
+    CHECK_EQ(kv.block_bytes, (size_t)L * H * BS * kv.k_row);
+    CHECK_EQ(kv.v_block_bytes, (size_t)L * H * BS * kv.v_row);
+    kv_seq a = {.live = true};
+    CHECK_EQ(kv_seq_reserve(&kv, &a, BS), SOV_OK);
+    a.n_pos = BS;
+    for (int32_t l = 0; l < L; l++)
+        for (int32_t h = 0; h < H; h++) {
+            memset(kv_k(&kv, l, a.blocks[0], h), 0x11 + l * 2 + h, kv.head_bytes);
+            memset(kv_v(&kv, l, a.blocks[0], h), 0x51 + l * 2 + h, kv.v_head_bytes);
+        }
+    kv_seq b = {.live = true, .blocks = malloc(4 * sizeof(int32_t)), .cap = 4};
+    b.blocks[0] = a.blocks[0];
+    kv_retain(&kv, a.blocks[0]);
+    b.n_blocks = 1;
+    b.n_pos = 3;
+    CHECK_EQ(kv_seq_reserve(&kv, &b, 4), SOV_OK);
+    CHECK(b.blocks[0] != a.blocks[0]);
+    for (int32_t l = 0; l < L; l++)
+        for (int32_t h = 0; h < H; h++) {
+            const uint8_t *k = kv_k(&kv, l, b.blocks[0], h), *v = kv_v(&kv, l, b.blocks[0], h);
+            int wrong = 0;
+            for (size_t i = 0; i < kv.head_bytes; i++) wrong += k[i] != (i < 3 * kv.k_row ? 0x11 + l * 2 + h : 0);
+            for (size_t i = 0; i < kv.v_head_bytes; i++) wrong += v[i] != (i < 3 * kv.v_row ? 0x51 + l * 2 + h : 0);
+            CHECK_MSG(wrong == 0, "layer %d head %d: %d bytes wrong", l, h, wrong);
+        }
+    kv_seq_clear(&kv, &a);
+    kv_seq_clear(&kv, &b);
+    free(a.blocks);
+    free(b.blocks);
+    kv_destroy(&kv);
+}
+
+/* Head sizes a quantized row cannot hold are refused with a message, not misread. */
+static void quantized_types_need_a_group_size(void) {
+    sov_kv kv;
+    CHECK_EQ(kv_group(8), 8);
+    CHECK_EQ(kv_group(64), 32);
+    CHECK_EQ(kv_group(48), 0);
+    CHECK_EQ(kv_row_bytes(SOV_KV_Q4_0, 8), 2u + 4);
+    CHECK_EQ(kv_init_types(&kv, 1, 1, 48, 16, 2, SOV_KV_Q8_0, SOV_KV_F16), SOV_ERR_ARG);
+    CHECK_EQ(kv_init_types(&kv, 1, 1, 48, 16, 2, SOV_KV_F16, SOV_KV_F16), SOV_OK);
+    kv_destroy(&kv);
+    sov_kv_type t;
+    CHECK(kv_type_parse("q4_0", &t) && t == SOV_KV_Q4_0);
+    CHECK(!kv_type_parse("default", &t) && !kv_type_parse("q5_0", &t));
+}
+
 int main(void) {
     RUN(pool_hands_out_every_block_once);
     RUN(blocks_do_not_overlap);
@@ -186,5 +242,7 @@ int main(void) {
     RUN(shared_partial_block_is_copied_before_writing);
     RUN(released_block_is_zero_when_reused);
     RUN(copy_on_write_copies_only_the_shared_positions);
+    RUN(copy_on_write_of_quantized_rows);
+    RUN(quantized_types_need_a_group_size);
     TEST_EXIT();
 }

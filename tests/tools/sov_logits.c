@@ -3,7 +3,8 @@
  * batching.
  *
  *   sov_logits MODEL --seq 1,2,3 [--seq 4,5 ...] [--mode alone|batch|steps|mixed]
- *              [--kv-f32] [--threads N] [--batch N] [--ctx N] --out FILE
+ *              [--kv-f32 | --kv-type f16|f32|q8_0|q4_0] [--ctx N] [--threads N] [--batch N]
+ *              --out FILE
  *
  * FILE receives float32 [sum of sequence lengths][n_vocab], sequences in order.
  * Modes: alone = each sequence in its own context, whole prompt in one decode call;
@@ -16,7 +17,7 @@
 
 #include "sov.h"
 
-enum { MAX_SEQS = 16, MAX_TOKS = 4096 };
+enum { MAX_SEQS = 16, MAX_TOKS = 8192 };
 
 static int fail(const char *what, sov_status st) {
     fprintf(stderr, "sov_logits: %s: %s (%s)\n", what, sov_strerror(st), sov_last_error());
@@ -26,9 +27,10 @@ static int fail(const char *what, sov_status st) {
 int main(int argc, char **argv) {
     const char *model_path = NULL, *out_path = NULL, *mode = "alone";
     static sov_token toks[MAX_SEQS][MAX_TOKS];
-    int n_tok[MAX_SEQS] = {0}, n_seq = 0, threads = 0, n_batch = 512;
-    bool kv_f32 = false;
-    int n_ctx = 0;
+    int n_tok[MAX_SEQS] = {0}, n_seq = 0, threads = 0, n_batch = 512, n_ctx = 0;
+    sov_kv_type kv_type = SOV_KV_F16;
+    static const char *const kv_names[] = {"f16", "f32", "q8_0", "q4_0"};
+    static const sov_kv_type kv_types[] = {SOV_KV_F16, SOV_KV_F32, SOV_KV_Q8_0, SOV_KV_Q4_0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seq") && i + 1 < argc && n_seq < MAX_SEQS) {
             for (char *p = argv[++i]; *p && n_tok[n_seq] < MAX_TOKS;) {
@@ -40,8 +42,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) n_batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--kv-f32")) kv_f32 = true;
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) n_ctx = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--kv-f32")) kv_type = SOV_KV_F32;
+        else if (!strcmp(argv[i], "--kv-type") && i + 1 < argc) {
+            const char *t = argv[++i];
+            int found = -1;
+            for (int k = 0; k < 4; k++)
+                if (!strcmp(t, kv_names[k])) found = k;
+            if (found < 0) {
+                fprintf(stderr, "sov_logits: unknown --kv-type '%s'\n", t);
+                return 2;
+            }
+            kv_type = kv_types[found];
+        }
         else if (!model_path) model_path = argv[i];
         else {
             fprintf(stderr, "sov_logits: bad argument '%s'\n", argv[i]);
@@ -75,8 +88,8 @@ int main(int argc, char **argv) {
     cp.n_threads = threads;
     cp.n_batch = n_batch > total ? n_batch : total;
     cp.n_seq_max = n_seq;
-    cp.n_ctx = n_ctx; /* 0: the default */
-    cp.kv_type = kv_f32 ? SOV_KV_F32 : SOV_KV_F16;
+    cp.kv_type = kv_type;
+    cp.n_ctx = n_ctx;
     sov_context *ctx = NULL;
     const bool alone = !strcmp(mode, "alone");
     sov_seq_id ids[MAX_SEQS];

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_quant_impl.h"
 
 #ifndef SOV_AVX2_TABLE_LINKAGE
 #define SOV_AVX2_TABLE_LINKAGE
@@ -854,6 +855,71 @@ static void softmax(float *x, int64_t n) {
     scale(x, (float)(1.0 / sum), n);
 }
 
+/* ---- online softmax step and quantized KV rows (kv_quant_impl.h) ---- */
+
+static float exp_sum(float *x, int64_t n, float max) {
+    const __m256 vmax = _mm256_set1_ps(max);
+    __m256 vs = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(x + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    float sum = hsum_ps(vs);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    return sum;
+}
+
+/* groups of a multiple of 16 values: 16 codes widened at a time; smaller groups by the
+ * reference */
+static void kv_dequant_q8_0(const void *x, float *y, int d, int g) {
+    if (g % 16 != 0) {
+        kvq_dequant_q8_0_ref(x, y, d, g);
+        return;
+    }
+    const uint8_t *p = x;
+    for (int b = 0; b < d; b += g, p += 2 + g) {
+        sov_half hs;
+        memcpy(&hs, p, 2);
+        const __m256 s = _mm256_set1_ps(h2f(hs));
+        for (int i = 0; i < g; i += 16) {
+            const __m128i q = _mm_loadu_si128((const __m128i *)(p + 2 + i));
+            const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+            const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+            _mm256_storeu_ps(y + b + i, _mm256_mul_ps(s, lo));
+            _mm256_storeu_ps(y + b + i + 8, _mm256_mul_ps(s, hi));
+        }
+    }
+}
+
+static void kv_dequant_q4_0(const void *x, float *y, int d, int g) {
+    if (g % 32 != 0) {
+        kvq_dequant_q4_0_ref(x, y, d, g);
+        return;
+    }
+    const uint8_t *p = x;
+    const __m128i m4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+    for (int b = 0; b < d; b += g, p += 2 + g / 2) {
+        sov_half hs;
+        memcpy(&hs, p, 2);
+        const __m256 s = _mm256_set1_ps(h2f(hs));
+        for (int i = 0; i < g / 2; i += 16) {
+            const __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2 + i));
+            const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
+            const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
+            float *yl = y + b + i, *yh = y + b + i + g / 2;
+            _mm256_storeu_ps(yl, _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+            _mm256_storeu_ps(yl + 8, _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+            _mm256_storeu_ps(yh, _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+            _mm256_storeu_ps(yh + 8, _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+        }
+    }
+}
+
 /* ---- attention over a block of cached positions ----
  *
  * K is stored transposed in each block (K[i * bs + j]: dimension i of position j), so a
@@ -1082,4 +1148,9 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
     .attn_values_f32 = attn_values_f32,
     .layernorm = layernorm,
     .gelu_erf = gelu_erf,
+    .exp_sum = exp_sum,
+    .kv_quantize_q8_0 = kvq_quantize_q8_0,
+    .kv_quantize_q4_0 = kvq_quantize_q4_0,
+    .kv_dequant_q8_0 = kv_dequant_q8_0,
+    .kv_dequant_q4_0 = kv_dequant_q4_0,
 };

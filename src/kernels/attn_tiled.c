@@ -1,0 +1,174 @@
+/* attn_tiled.c - tiled online-softmax attention over the paged KV cache (see attn_tiled.h).
+ * Plain C over the kernel table: the arithmetic is in the table's kernels, so this one
+ * file serves every ISA (and is compiled into the kernel-only Arm build). */
+#include "kernels/attn_tiled.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/util.h"
+
+/* scratch: scores (rep, KV_ATTN_TILE), then dequantized keys (D, block_size: transposed)
+ * and values (block_size, D) of one block; the values' room also takes the keys' rows
+ * before they are transposed (scores of a tile come before its values) */
+size_t kv_attn_scratch_floats(const sov_kv *kv, int rep) {
+    return (size_t)rep * KV_ATTN_TILE + 2 * (size_t)kv->block_size * (size_t)kv->head_dim;
+}
+
+void kv_attn_state_init(float *state, int rep, int head_dim) {
+    const size_t od = (size_t)rep * (size_t)head_dim;
+    memset(state, 0, od * sizeof(float));
+    for (int h = 0; h < rep; h++) {
+        state[od + (size_t)h] = -INFINITY;
+        state[od + (size_t)rep + (size_t)h] = 0.0f;
+    }
+}
+
+/* Dequantizes n rows of a quantized head block into dst (n, D). */
+static void dequant_rows(const sov_kernels *k, sov_kv_type type, const uint8_t *src, size_t row, int n, int D,
+                         int g, float *dst) {
+    for (int j = 0; j < n; j++) {
+        if (type == SOV_KV_Q8_0)
+            k->kv_dequant_q8_0(src + (size_t)j * row, dst + (size_t)j * D, D, g);
+        else
+            k->kv_dequant_q4_0(src + (size_t)j * row, dst + (size_t)j * D, D, g);
+    }
+}
+
+/* sc[h * KV_ATTN_TILE + j] = scale * q_h . k_j for the first n slots of one block */
+static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, int n, const float *q,
+                         int rep, float scale, float *sc, float *kbuf, float *tmp) {
+    const int D = kv->head_dim, bs = kv->block_size;
+    switch (kv->type) {
+    case SOV_KV_DEFAULT: return; /* resolved before kv_init */
+    case SOV_KV_F16: k->attn_scores_f16(sc, KV_ATTN_TILE, q, rep, K, n, bs, D, scale); return;
+    case SOV_KV_F32: k->attn_scores_f32(sc, KV_ATTN_TILE, q, rep, K, n, bs, D, scale); return;
+    case SOV_KV_Q8_0:
+    case SOV_KV_Q4_0:
+        /* rows to floats, transposed as float keys are, then the multi-head kernel */
+        dequant_rows(k, kv->type, K, kv->k_row, n, D, kv->group, tmp);
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < D; i++)
+                kbuf[(size_t)i * bs + j] = tmp[(size_t)j * D + i];
+        for (int j = n; j < bs; j++) /* slots the kernel may read but not use */
+            for (int i = 0; i < D; i++)
+                kbuf[(size_t)i * bs + j] = 0.0f;
+        k->attn_scores_f32(sc, KV_ATTN_TILE, q, rep, kbuf, n, bs, D, scale);
+        return;
+    }
+}
+
+/* o_h += sum_j p[h * KV_ATTN_TILE + j] v_j over the first n slots of one block */
+static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, int n, const float *p,
+                         int rep, float *o, float *vbuf) {
+    const int D = kv->head_dim;
+    switch (kv->v_type) {
+    case SOV_KV_DEFAULT: return;
+    case SOV_KV_F16: k->attn_values_f16(o, p, KV_ATTN_TILE, rep, V, n, D); return;
+    case SOV_KV_F32: k->attn_values_f32(o, p, KV_ATTN_TILE, rep, V, n, D); return;
+    case SOV_KV_Q8_0:
+    case SOV_KV_Q4_0:
+        dequant_rows(k, kv->v_type, V, kv->v_row, n, D, kv->group, vbuf);
+        k->attn_values_f32(o, p, KV_ATTN_TILE, rep, vbuf, n, D);
+        return;
+    }
+}
+
+void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t j0,
+                 int32_t j1, const float *q, int rep, float scale, float *scratch, float *state) {
+    const int D = kv->head_dim, bs = kv->block_size;
+    float *sc = scratch, *kbuf = scratch + (size_t)rep * KV_ATTN_TILE, *vbuf = kbuf + (size_t)bs * D;
+    float *o = state, *m = state + (size_t)rep * D, *l = m + rep;
+    const int32_t tile = SOV_MAX(1, KV_ATTN_TILE / bs) * bs; /* whole blocks */
+    for (int32_t t0 = j0 / bs * bs; t0 < j1; t0 += tile) {
+        const int32_t tn = SOV_MIN(tile, j1 - t0); /* positions t0..t0+tn-1 of this tile */
+        /* 1. scores of the tile */
+        for (int32_t b0 = 0; b0 < tn; b0 += bs) {
+            const int32_t blk = blocks[(t0 + b0) / bs];
+            block_scores(k, kv, kv_k(kv, layer, blk, g), SOV_MIN(bs, tn - b0), q, rep, scale, sc + b0, kbuf,
+                         vbuf);
+        }
+        /* positions before j0 in the first block (a window's start) take no weight */
+        for (int h = 0; h < rep; h++)
+            for (int32_t j = t0; j < j0; j++)
+                sc[(size_t)h * KV_ATTN_TILE + (size_t)(j - t0)] = -INFINITY;
+        /* 2. online softmax: rescale the state to the new maximum, weights e^(s - m') */
+        for (int h = 0; h < rep; h++) {
+            float *s = sc + (size_t)h * KV_ATTN_TILE;
+            float mt = -INFINITY;
+            for (int32_t j = 0; j < tn; j++)
+                mt = s[j] > mt ? s[j] : mt;
+            const float mn = mt > m[h] ? mt : m[h];
+            if (mn == -INFINITY) { /* every position so far masked */
+                memset(s, 0, (size_t)tn * sizeof(float));
+                continue;
+            }
+            if (m[h] != mn) {
+                const float corr = m[h] == -INFINITY ? 0.0f : expf(m[h] - mn);
+                l[h] *= corr;
+                k->scale(o + (size_t)h * D, corr, D);
+                m[h] = mn;
+            }
+            l[h] += k->exp_sum(s, tn, mn);
+        }
+        /* 3. o += weights x values */
+        for (int32_t b0 = 0; b0 < tn; b0 += bs) {
+            const int32_t blk = blocks[(t0 + b0) / bs];
+            block_values(k, kv, kv_v(kv, layer, blk, g), SOV_MIN(bs, tn - b0), sc + b0, rep, o, vbuf);
+        }
+    }
+}
+
+void kv_attn_merge(const float *states, int n, int rep, int head_dim, float *out) {
+    const size_t sf = kv_attn_state_floats(rep, head_dim), od = (size_t)rep * (size_t)head_dim;
+    for (int h = 0; h < rep; h++) {
+        float M = -INFINITY;
+        for (int s = 0; s < n; s++)
+            M = SOV_MAX(M, states[(size_t)s * sf + od + (size_t)h]);
+        float *y = out + (size_t)h * head_dim;
+        memset(y, 0, (size_t)head_dim * sizeof(float));
+        if (M == -INFINITY) continue;
+        float L = 0.0f;
+        for (int s = 0; s < n; s++) {
+            const float *st = states + (size_t)s * sf;
+            const float ms = st[od + (size_t)h];
+            if (ms == -INFINITY) continue;
+            const float w = expf(ms - M);
+            L += w * st[od + (size_t)rep + (size_t)h];
+            const float *o = st + (size_t)h * head_dim;
+            for (int i = 0; i < head_dim; i++)
+                y[i] += w * o[i];
+        }
+        const float inv = 1.0f / L;
+        for (int i = 0; i < head_dim; i++)
+            y[i] *= inv;
+    }
+}
+
+void kv_attn_store(const sov_kernels *k, sov_kv *kv, int layer, int32_t blk, int j, int g, const float *key,
+                   const float *value) {
+    const int D = kv->head_dim, bs = kv->block_size;
+    uint8_t *kb = kv_k(kv, layer, blk, g), *vb = kv_v(kv, layer, blk, g);
+    /* K: float types transposed (dimension i of slot j at i * bs + j), quantized by slot */
+    switch (kv->type) {
+    case SOV_KV_DEFAULT: break;
+    case SOV_KV_F16:
+        for (int i = 0; i < D; i++)
+            ((sov_half *)kb)[(size_t)i * bs + j] = sov_f32_to_half(key[i]);
+        break;
+    case SOV_KV_F32:
+        for (int i = 0; i < D; i++)
+            ((float *)kb)[(size_t)i * bs + j] = key[i];
+        break;
+    case SOV_KV_Q8_0: k->kv_quantize_q8_0(key, kb + (size_t)j * kv->k_row, D, kv->group); break;
+    case SOV_KV_Q4_0: k->kv_quantize_q4_0(key, kb + (size_t)j * kv->k_row, D, kv->group); break;
+    }
+    uint8_t *vs = vb + (size_t)j * kv->v_row;
+    switch (kv->v_type) {
+    case SOV_KV_DEFAULT: break;
+    case SOV_KV_F16: k->f32_to_f16((sov_half *)vs, value, D); break;
+    case SOV_KV_F32: memcpy(vs, value, (size_t)D * sizeof(float)); break;
+    case SOV_KV_Q8_0: k->kv_quantize_q8_0(value, vs, D, kv->group); break;
+    case SOV_KV_Q4_0: k->kv_quantize_q4_0(value, vs, D, kv->group); break;
+    }
+}

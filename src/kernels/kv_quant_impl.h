@@ -1,0 +1,89 @@
+/* kv_quant_impl.h - the reference code of the quantized KV cache rows (kv.h) and of the
+ * online softmax step, included by every kernel table's file (scalar.c, the x86 and Arm
+ * files), which may replace a function with its own SIMD version (KVQ_HAVE_* below).
+ *
+ * A row is one position's d values in groups of g (g = 32, or d when d < 32); a group is
+ * an f16 scale s and g codes:
+ *   Q8_0: int8 q = round(x / s), s = max|x| / 127;           x ~ s * q
+ *   Q4_0: 4-bit u = clamp(round(x / s) + 8, 0, 15), s = m / -8 with m the value of
+ *         largest magnitude (sign kept); byte i holds u[i] (low nibble) and u[i + g/2]
+ *         (high nibble);                                      x ~ s * (u - 8)
+ * the same formulas as GGUF's Q8_0 / Q4_0, so a group of 32 is a block_q8_0 / block_q4_0. */
+#ifndef SOV_KV_QUANT_IMPL_H
+#define SOV_KV_QUANT_IMPL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/fp16.h"
+
+static inline void kvq_quantize_q8_0(const float *x, void *y, int d, int g) {
+    uint8_t *o = y;
+    for (int b = 0; b < d; b += g, o += 2 + g) {
+        float amax = 0.0f;
+        for (int i = 0; i < g; i++)
+            amax = fmaxf(amax, fabsf(x[b + i]));
+        const float s = amax / 127.0f, is = s != 0.0f ? 1.0f / s : 0.0f;
+        const sov_half hs = sov_f32_to_half(s);
+        memcpy(o, &hs, 2);
+        for (int i = 0; i < g; i++)
+            o[2 + i] = (uint8_t)(int8_t)roundf(x[b + i] * is);
+    }
+}
+
+static inline void kvq_quantize_q4_0(const float *x, void *y, int d, int g) {
+    uint8_t *o = y;
+    for (int b = 0; b < d; b += g, o += 2 + g / 2) {
+        float amax = 0.0f, m = 0.0f;
+        for (int i = 0; i < g; i++)
+            if (fabsf(x[b + i]) > amax) {
+                amax = fabsf(x[b + i]);
+                m = x[b + i];
+            }
+        const float s = m / -8.0f, is = s != 0.0f ? 1.0f / s : 0.0f;
+        const sov_half hs = sov_f32_to_half(s);
+        memcpy(o, &hs, 2);
+        for (int i = 0; i < g / 2; i++) {
+            const float lo = roundf(x[b + i] * is) + 8.0f, hi = roundf(x[b + i + g / 2] * is) + 8.0f;
+            const int ul = (int)fminf(15.0f, fmaxf(0.0f, lo)), uh = (int)fminf(15.0f, fmaxf(0.0f, hi));
+            o[2 + i] = (uint8_t)(ul | uh << 4);
+        }
+    }
+}
+
+static inline void kvq_dequant_q8_0_ref(const void *x, float *y, int d, int g) {
+    const uint8_t *p = x;
+    for (int b = 0; b < d; b += g, p += 2 + g) {
+        sov_half hs;
+        memcpy(&hs, p, 2);
+        const float s = sov_half_to_f32(hs);
+        for (int i = 0; i < g; i++)
+            y[b + i] = s * (float)(int8_t)p[2 + i];
+    }
+}
+
+static inline void kvq_dequant_q4_0_ref(const void *x, float *y, int d, int g) {
+    const uint8_t *p = x;
+    for (int b = 0; b < d; b += g, p += 2 + g / 2) {
+        sov_half hs;
+        memcpy(&hs, p, 2);
+        const float s = sov_half_to_f32(hs);
+        for (int i = 0; i < g / 2; i++) {
+            y[b + i] = s * (float)((p[2 + i] & 15) - 8);
+            y[b + i + g / 2] = s * (float)((p[2 + i] >> 4) - 8);
+        }
+    }
+}
+
+/* x = exp(x - max) for n values; returns their sum */
+static inline float kvq_exp_sum_ref(float *x, int64_t n, float max) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    return sum;
+}
+
+#endif

@@ -1,0 +1,329 @@
+/* Tiled online-softmax attention over the paged KV cache (kernels/attn_tiled.h) and the
+ * quantized KV rows, for every kernel table this CPU runs, against references written
+ * out here:
+ *
+ *   kv_quantize_q8_0 / q4_0: each value within the group's rounding bound of the input
+ *     (Q8_0 |s|/2, Q4_0 |s|, plus the f16 rounding of s: 127 |s| 2^-11) as decoded by
+ *     this file's own reading of the format (kv_quant_impl.h: f16 scale, int8 codes /
+ *     nibbles i and i + g/2); bytes identical to the scalar table's; kv_dequant_* equal
+ *     to this file's decoding bit for bit (one float product each).
+ *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6.
+ *   kv_attn_run + kv_attn_merge: for K/V types f16, f32, q8_0, q4_0 (and mixed),
+ *     GQA ratios 1..8, head sizes 8..128, block sizes 16 and 5, lengths 1..2000 across
+ *     block and tile boundaries, blocks in shuffled pool order, the range split into
+ *     1..7 parts at arbitrary points (split-K) and windows starting mid-block: against
+ *     softmax(q K^T / sqrt(D)) V in double over the keys and values as stored (decoded
+ *     here). Bound: 2e-6 * max|v| * (1 + sqrt(n)) — float rounding of scores and sums
+ *     in a different order; a position dropped or counted twice moves the output by
+ *     ~max|v| / n, >= 1e-5 of that scale for n <= 2000, 5x outside (measured: ~1.4e-7).
+ * No files are read, so this test runs cross-compiled under qemu-aarch64 too. */
+#include "test.h"
+
+#include "kernels/attn_tiled.h"
+#include "kernels/kernels.h"
+
+static test_rng rng = {0xa77e};
+
+static int rndi(int n) { return (int)(test_rng_next(&rng) % (uint64_t)n); }
+
+static float f16_of_bytes(const uint8_t *p) {
+    sov_half h;
+    memcpy(&h, p, 2);
+    return sov_half_to_f32(h);
+}
+
+/* this file's reading of one quantized row (see the top comment) */
+static void decode_row(sov_kv_type t, const uint8_t *p, float *y, int d, int g) {
+    for (int b = 0; b < d; b += g) {
+        const float s = f16_of_bytes(p);
+        if (t == SOV_KV_Q8_0) {
+            for (int i = 0; i < g; i++)
+                y[b + i] = s * (float)(int8_t)p[2 + i];
+            p += 2 + g;
+        } else {
+            for (int i = 0; i < g; i++) {
+                const int byte = p[2 + i % (g / 2)];
+                y[b + i] = s * (float)((i < g / 2 ? byte & 15 : byte >> 4) - 8);
+            }
+            p += 2 + g / 2;
+        }
+    }
+}
+
+static size_t row_bytes(sov_kv_type t, int d, int g) {
+    switch (t) {
+    case SOV_KV_F16: return (size_t)d * 2;
+    case SOV_KV_F32: return (size_t)d * 4;
+    case SOV_KV_Q8_0: return (size_t)(d / g) * (2 + (size_t)g);
+    default: return (size_t)(d / g) * (2 + (size_t)g / 2);
+    }
+}
+
+static void check_quant_rows(const sov_kernels *k) {
+    static const int dims[] = {2, 4, 8, 16, 32, 64, 96, 128, 256};
+    int bad = 0;
+    for (size_t di = 0; di < SOV_ARRAY_LEN_T(dims); di++) {
+        const int d = dims[di], g = d < 32 ? d : 32;
+        float x[256], y[256], ref[256];
+        uint8_t q[512], qs[512];
+        for (int rep = 0; rep < 20; rep++) {
+            const float mag = rep % 3 == 0 ? 1e-3f : rep % 3 == 1 ? 1.0f : 300.0f;
+            for (int i = 0; i < d; i++)
+                x[i] = test_rng_float(&rng) * mag;
+            if (rep == 5) memset(x, 0, sizeof x); /* an all-zero group: scale 0 */
+            for (int t = SOV_KV_Q8_0; t <= SOV_KV_Q4_0; t++) {
+                const size_t rb = row_bytes((sov_kv_type)t, d, g);
+                (t == SOV_KV_Q8_0 ? k->kv_quantize_q8_0 : k->kv_quantize_q4_0)(x, q, d, g);
+                (t == SOV_KV_Q8_0 ? sov_kernels_scalar.kv_quantize_q8_0
+                                  : sov_kernels_scalar.kv_quantize_q4_0)(x, qs, d, g);
+                if (memcmp(q, qs, rb) != 0) bad++;
+                decode_row((sov_kv_type)t, q, ref, d, g);
+                (t == SOV_KV_Q8_0 ? k->kv_dequant_q8_0 : k->kv_dequant_q4_0)(q, y, d, g);
+                for (int b = 0; b < d; b += g) {
+                    const float s = fabsf(f16_of_bytes(q + (size_t)(b / g) * (rb / (size_t)(d / g))));
+                    /* the scale as f16 is off by up to 2^-11 of it, or 2^-25 when subnormal */
+                    const float ds = fmaxf(s / 2048.0f, ldexpf(1.0f, -25));
+                    const float bound = (t == SOV_KV_Q8_0 ? 0.5f * s + 127.0f * ds : s + 8.0f * ds) * 1.0001f;
+                    for (int i = b; i < b + g; i++) {
+                        if (memcmp(&y[i], &ref[i], sizeof(float)) != 0) bad++;
+                        if (!(fabsf(ref[i] - x[i]) <= bound)) {
+                            if (bad < 5)
+                                fprintf(stderr, "%s q%d d=%d [%d]: %g decodes to %g (bound %g)\n", k->isa,
+                                        t == SOV_KV_Q8_0 ? 8 : 4, d, i, x[i], ref[i], bound);
+                            bad++;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    CHECK_MSG(bad == 0, "%s quantized KV rows: %d wrong", k->isa, bad);
+}
+
+static void check_exp_sum(const sov_kernels *k) {
+    int bad = 0;
+    for (int n = 0; n <= 70; n++) {
+        float x[70] = {0}, y[70];
+        double ref_sum = 0;
+        float max = -INFINITY;
+        for (int i = 0; i < n; i++) {
+            x[i] = i == 3 ? -INFINITY : test_rng_float(&rng) * 20.0f;
+            max = x[i] > max ? x[i] : max;
+        }
+        if (n == 0) max = 0.0f;
+        memcpy(y, x, sizeof x);
+        const float sum = k->exp_sum(y, n, max);
+        for (int i = 0; i < n; i++) {
+            const double e = exp((double)(x[i] - max)); /* the contract: float x - max, then exp */
+            ref_sum += e;
+            if (!(fabs(y[i] - e) <= 4e-7 * e + 1e-38)) {
+                if (bad < 3)
+                    fprintf(stderr, "%s exp_sum n=%d [%d]: exp(%g - %g) = %g, want %g\n", k->isa, n, i, x[i],
+                            max, y[i], e);
+                bad++;
+            }
+        }
+        if (!(fabs(sum - ref_sum) <= 1e-6 * ref_sum + 1e-38)) bad++;
+    }
+    CHECK_MSG(bad == 0, "%s exp_sum: %d wrong", k->isa, bad);
+}
+
+/* A one-layer cache of 2 KV heads (head 1 is used) with n_blocks blocks. */
+static bool make_kv(sov_kv *kv, sov_kv_type kt, sov_kv_type vt, int d, int bs, int n_blocks) {
+    memset(kv, 0, sizeof *kv);
+    kv->n_layer = 1;
+    kv->n_head_kv = 2;
+    kv->head_dim = d;
+    kv->block_size = bs;
+    kv->n_blocks = n_blocks;
+    kv->type = kt;
+    kv->v_type = vt;
+    kv->group = d < 32 ? d : 32;
+    kv->k_transposed = kt == SOV_KV_F16 || kt == SOV_KV_F32;
+    kv->k_row = row_bytes(kt, d, kv->group);
+    kv->v_row = row_bytes(vt, d, kv->group);
+    kv->head_bytes = (size_t)bs * kv->k_row;
+    kv->v_head_bytes = (size_t)bs * kv->v_row;
+    kv->block_bytes = 2 * kv->head_bytes;
+    kv->v_block_bytes = 2 * kv->v_head_bytes;
+    kv->map_bytes = kv->block_bytes * (size_t)n_blocks;
+    kv->v_map_bytes = kv->v_block_bytes * (size_t)n_blocks;
+    kv->k = calloc(1, kv->map_bytes);
+    kv->v = calloc(1, kv->v_map_bytes);
+    return kv->k && kv->v;
+}
+
+/* key (or value) of position j as stored, decoded by this file */
+static void stored(const sov_kv *kv, bool key, const int32_t *blocks, int j, float *y) {
+    const int bs = kv->block_size, d = kv->head_dim;
+    const sov_kv_type t = key ? kv->type : kv->v_type;
+    const uint8_t *base = key ? kv_k(kv, 0, blocks[j / bs], 1) : kv_v(kv, 0, blocks[j / bs], 1);
+    const int slot = j % bs;
+    if (t == SOV_KV_F16 || t == SOV_KV_F32) {
+        const bool tr = key; /* float keys transposed */
+        for (int i = 0; i < d; i++) {
+            const size_t at = tr ? (size_t)i * bs + slot : (size_t)slot * d + i;
+            y[i] =
+                t == SOV_KV_F16 ? sov_half_to_f32(((const sov_half *)base)[at]) : ((const float *)base)[at];
+        }
+    } else {
+        decode_row(t, base + (size_t)slot * (key ? kv->k_row : kv->v_row), y, d, kv->group);
+    }
+}
+
+typedef struct attn_case {
+    sov_kv_type kt, vt;
+    int rep, d, bs, n, parts, first;
+} attn_case;
+
+/* max |got - ref| / (max|v| (1 + sqrt(n))) of one case, or -1 on a setup failure */
+static double run_case(const sov_kernels *k, const attn_case *ac) {
+    const int d = ac->d, bs = ac->bs, n = ac->n, rep = ac->rep;
+    const int nb = (n + bs - 1) / bs, pool = nb + 3;
+    sov_kv kv;
+    int32_t *blocks = malloc((size_t)pool * sizeof *blocks);
+    float *q = malloc((size_t)rep * d * sizeof *q), *kx = malloc((size_t)d * sizeof *kx);
+    float *vx = malloc((size_t)d * sizeof *vx), *out = malloc((size_t)rep * d * sizeof *out);
+    const size_t sf = kv_attn_state_floats(rep, d);
+    float *states = malloc((size_t)ac->parts * sf * sizeof *states);
+    double *sc = malloc((size_t)n * sizeof *sc), *ref = calloc((size_t)rep * d, sizeof *ref);
+    float *kk = malloc((size_t)n * d * sizeof *kk), *vv = malloc((size_t)n * d * sizeof *vv);
+    double err = -1;
+    if (!make_kv(&kv, ac->kt, ac->vt, d, bs, pool) || !blocks || !q || !kx || !vx || !out || !states || !sc ||
+        !ref || !kk || !vv)
+        goto done;
+    float *scratch = malloc(kv_attn_scratch_floats(&kv, rep) * sizeof(float));
+    if (!scratch) goto done;
+    /* a shuffled block table: positions live in blocks scattered over the pool */
+    for (int i = 0; i < pool; i++)
+        blocks[i] = i;
+    for (int i = pool - 1; i > 0; i--) {
+        const int j = rndi(i + 1), t = blocks[i];
+        blocks[i] = blocks[j];
+        blocks[j] = t;
+    }
+    for (int j = 0; j < n; j++) {
+        for (int i = 0; i < d; i++) {
+            kx[i] = test_rng_float(&rng) * 2.0f;
+            vx[i] = test_rng_float(&rng);
+        }
+        kv_attn_store(k, &kv, 0, blocks[j / bs], j % bs, 1, kx, vx);
+    }
+    for (int i = 0; i < rep * d; i++)
+        q[i] = test_rng_float(&rng) * 2.0f;
+    for (int j = 0; j < n; j++) {
+        stored(&kv, true, blocks, j, kk + (size_t)j * d);
+        stored(&kv, false, blocks, j, vv + (size_t)j * d);
+    }
+    float vmax = 0;
+    for (int i = 0; i < n * d; i++)
+        vmax = fmaxf(vmax, fabsf(vv[i]));
+    /* reference in double over positions first..n-1 */
+    const double scale = 1.0 / sqrt((double)d);
+    for (int h = 0; h < rep; h++) {
+        double mx = -INFINITY, sum = 0;
+        for (int j = ac->first; j < n; j++) {
+            double s = 0;
+            for (int i = 0; i < d; i++)
+                s += (double)q[h * d + i] * kk[(size_t)j * d + i];
+            sc[j] = s * scale;
+            mx = sc[j] > mx ? sc[j] : mx;
+        }
+        for (int j = ac->first; j < n; j++)
+            sum += sc[j] = exp(sc[j] - mx);
+        for (int j = ac->first; j < n; j++)
+            for (int i = 0; i < d; i++)
+                ref[h * d + i] += sc[j] / sum * vv[(size_t)j * d + i];
+    }
+    /* the range split at random points into parts (some may be empty) */
+    int cuts[8];
+    cuts[0] = ac->first;
+    cuts[ac->parts] = n;
+    for (int p = 1; p < ac->parts; p++)
+        cuts[p] = ac->first + rndi(n - ac->first + 1);
+    for (int p = 1; p < ac->parts; p++) /* sorted */
+        for (int r = p; r > 1 && cuts[r] < cuts[r - 1]; r--) {
+            const int t = cuts[r];
+            cuts[r] = cuts[r - 1];
+            cuts[r - 1] = t;
+        }
+    for (int p = 0; p < ac->parts; p++) {
+        float *st = states + (size_t)p * sf;
+        kv_attn_state_init(st, rep, d);
+        if (cuts[p] < cuts[p + 1])
+            kv_attn_run(k, &kv, 0, 1, blocks, cuts[p], cuts[p + 1], q, rep, (float)scale, scratch, st);
+    }
+    kv_attn_merge(states, ac->parts, rep, d, out);
+    err = 0;
+    for (int i = 0; i < rep * d; i++)
+        err = fmax(err, fabs(out[i] - ref[i]));
+    err /= vmax * (1.0 + sqrt((double)n));
+    free(scratch);
+done:
+    free(kv.k);
+    free(kv.v);
+    free(blocks);
+    free(q);
+    free(kx);
+    free(vx);
+    free(out);
+    free(states);
+    free(sc);
+    free(ref);
+    free(kk);
+    free(vv);
+    return err;
+}
+
+static void check_attention(const sov_kernels *k) {
+    static const int lens[] = {1, 2, 15, 16, 17, 63, 64, 65, 129, 700, 2000};
+    static const int reps[] = {1, 2, 3, 4, 8};
+    static const int dims[] = {8, 32, 64, 128};
+    static const sov_kv_type types[][2] = {{SOV_KV_F16, SOV_KV_F16},   {SOV_KV_F32, SOV_KV_F32},
+                                           {SOV_KV_Q8_0, SOV_KV_Q8_0}, {SOV_KV_Q4_0, SOV_KV_Q4_0},
+                                           {SOV_KV_Q8_0, SOV_KV_F16},  {SOV_KV_F16, SOV_KV_Q4_0}};
+    int cases = 0, bad = 0;
+    double worst = 0;
+    for (size_t li = 0; li < SOV_ARRAY_LEN_T(lens); li++)
+        for (size_t ti = 0; ti < SOV_ARRAY_LEN_T(types); ti++) {
+            /* a few shapes per (length, types): the long ones are the costly ones */
+            const int shapes = lens[li] >= 700 ? 2 : 6;
+            for (int s = 0; s < shapes; s++) {
+                attn_case ac = {types[ti][0],     types[ti][1], reps[rndi(5)], dims[rndi(4)],
+                                rndi(4) ? 16 : 5, lens[li],     1 + rndi(7),   0};
+                if (s == 0) ac.parts = 1;
+                if (s == 1 && ac.n > 1) ac.first = rndi(ac.n); /* a window starting anywhere */
+                const double e = run_case(k, &ac);
+                cases++;
+                worst = fmax(worst, e);
+                if (!(e >= 0 && e <= 2e-6)) {
+                    if (bad++ < 5)
+                        fprintf(
+                            stderr,
+                            "%s attention K %d V %d rep=%d d=%d bs=%d n=%d parts=%d first=%d: error %.3g\n",
+                            k->isa, ac.kt, ac.vt, ac.rep, ac.d, ac.bs, ac.n, ac.parts, ac.first, e);
+                }
+            }
+        }
+    CHECK_MSG(bad == 0, "%s tiled attention: %d of %d cases wrong", k->isa, bad, cases);
+    fprintf(stderr,
+            "  %-12s tiled attention: %d cases, worst error %.2e x max|v| (1 + sqrt n) (bound 2e-6)\n",
+            k->isa, cases, worst);
+}
+
+int main(void) {
+    int tested = 0;
+    for (const char *const *name = sov_kernels_names(); *name; name++) {
+        const sov_kernels *k = sov_kernels_by_name(*name);
+        if (!k) {
+            fprintf(stderr, "SKIP %s: this CPU lacks it (or it is not built for this architecture)\n", *name);
+            continue;
+        }
+        check_quant_rows(k);
+        check_exp_sum(k);
+        check_attention(k);
+        tested++;
+    }
+    CHECK(tested >= 1);
+    TEST_EXIT();
+}
