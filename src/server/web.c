@@ -145,10 +145,11 @@ static json_t *tenants_json(const tenant_counts *tc) {
     for (int i = 0; a && i < tc->n; i++) {
         const tenant_count *t = &tc->e[i];
         json_array_append_new(
-            a, json_pack("{ss sI sI sI sI sI s{sI sI sI}}", "name", t->name, "requests",
+            a, json_pack("{ss sI sI sI sI sI sf s{sI sI sI}}", "name", t->name, "requests",
                          (json_int_t)t->requests, "prompt_tokens", (json_int_t)t->prompt_tokens,
                          "completion_tokens", (json_int_t)t->completion_tokens, "cached_tokens",
-                         (json_int_t)t->cached_tokens, "forbidden", (json_int_t)t->forbidden, "limited",
+                         (json_int_t)t->cached_tokens, "forbidden", (json_int_t)t->forbidden, "energy_joules",
+                         t->energy_j, "limited",
                          "requests_per_minute", (json_int_t)t->limited[TENANT_LIMIT_RPM], "tokens_per_minute",
                          (json_int_t)t->limited[TENANT_LIMIT_TPM], "tokens_per_day",
                          (json_int_t)t->limited[TENANT_LIMIT_TPD]));
@@ -183,9 +184,16 @@ char *web_stats_json(const sched_stats *st, const http_counts *hc, const tenant_
         f->sandbox_active, "egress_locked", f->egress_locked, "sandbox", f->sandbox, "auth_required",
         f->auth_required);
     if (!j) return NULL;
+    if (st->energy_on) { /* joules of every engine step since start, and where they come from */
+        json_t *eng = json_object_get(j, "engine");
+        json_object_set_new(eng, "energy_joules", json_real(st->energy_j));
+        json_object_set_new(eng, "energy_source", json_string(energy_source_name(st->energy_source)));
+    }
     json_object_set_new(j, "admin", json_boolean(f->admin));
     if (f->admin && tc) json_object_set_new(j, "tenants", tenants_json(tc));
-    char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    /* 13 significant digits: "time" (10 digits of epoch seconds) keeps its milliseconds,
+     * which the console's rates divide by */
+    char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(13));
     json_decref(j);
     return out;
 }

@@ -82,10 +82,10 @@ class QuantKVModel(reference.Model):
     (all tokens are given in one forward call, so each is quantized once)."""
     kv_kind = None
 
-    def _attention(self, q, K, V, positions, rep):
+    def _attention(self, q, K, V, positions, rep, window=0):
         if self.kv_kind:
             K, V = quantize_rows(K, self.kv_kind), quantize_rows(V, self.kv_kind)
-        return super()._attention(q, K, V, positions, rep)
+        return super()._attention(q, K, V, positions, rep, window)
 
 
 def sov_logits(path, seqs_args, n_tok, n_vocab, extra, env_isa=None):

@@ -4,6 +4,7 @@
  * (tests/server/corpus_web, also the fuzz seeds). */
 #include <dirent.h>
 #include <jansson.h>
+#include <time.h>
 
 #include "server/web.h"
 #include "test.h"
@@ -89,6 +90,9 @@ static void stats_json_is_complete(void) {
     st.prefix_cached_blocks = 7;
     st.finished[SCHED_FINISH_CANCELLED] = 4;
     st.ttft.count[2] = 1;
+    st.energy_on = true;
+    st.energy_j = 12.5;
+    st.energy_source = ENERGY_ESTIMATED;
     http_counts hc = {0};
     http_count(&hc, "/v1/completions", 200);
     http_count(&hc, "/v1/chat/completions", 200);
@@ -96,7 +100,10 @@ static void stats_json_is_complete(void) {
     tenant_counts tc = {0};
     tenant_count *t = tenant_count_get(&tc, "acme \"quoted\"");
     CHECK(t != NULL);
-    if (t) t->requests = 9;
+    if (t) {
+        t->requests = 9;
+        t->energy_j = 0.75;
+    }
     web_figures f = {.model_id = "m",
                      .model_name = "",
                      .arch = "llama",
@@ -123,15 +130,24 @@ static void stats_json_is_complete(void) {
             CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "http"), "429")), 1);
             CHECK_EQ(json_integer_value(json_object_get(json_object_get(j, "finished"), "cancelled")), 4);
             CHECK(json_is_null(json_object_get(json_object_get(j, "model"), "signer")));
+            /* the wall clock to the millisecond: the console divides by its differences */
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            CHECK_NEAR(json_real_value(json_object_get(j, "time")), (double)now.tv_sec + now.tv_nsec * 1e-9, 0.05);
+            const json_t *eng = json_object_get(j, "engine");
+            CHECK_NEAR(json_real_value(json_object_get(eng, "energy_joules")), 12.5, 1e-9);
+            CHECK_STREQ(json_string_value(json_object_get(eng, "energy_source")), "estimated");
             const json_t *ttft = json_object_get(json_object_get(j, "latency"), "ttft");
             CHECK_NEAR(json_real_value(json_object_get(ttft, "p50")), 0.0025 + 0.0025 * 0.5, 1e-9);
             CHECK(
                 json_is_null(json_object_get(json_object_get(json_object_get(j, "latency"), "itl"), "p50")));
             const json_t *ten = json_object_get(j, "tenants");
             CHECK(admin ? json_array_size(ten) == 1 : ten == NULL);
-            if (admin && ten)
+            if (admin && ten) {
                 CHECK_STREQ(json_string_value(json_object_get(json_array_get(ten, 0), "name")),
                             "acme \"quoted\"");
+                CHECK_NEAR(json_real_value(json_object_get(json_array_get(ten, 0), "energy_joules")), 0.75, 1e-9);
+            }
         }
         json_decref(j);
         free(s);

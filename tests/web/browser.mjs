@@ -255,6 +255,7 @@ async function consolePage(browser) {
   await page.waitForSelector('[data-chart="tokens"] path.series', { timeout: 30000 });
   const panels = await page.$$eval(".panel h2", (hs) => hs.map((h) => h.textContent));
   check(panels.includes("Model") && panels.includes("Engine and lockdown"), "model and engine panels shown: " + panels);
+  check(panels.includes("Energy"), "the energy panel is shown (the server meters every engine step): " + panels);
   const arch = await page.$eval("#panel-model", (p) => p.textContent);
   check(arch.includes("llama") && arch.includes("F32"), "the model panel names architecture and type");
   // the load runs until the charts have moved (or 30 s), then is stopped

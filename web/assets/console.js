@@ -212,12 +212,12 @@ function tenantsPanel(s) {
   }
   const t = el("table");
   const head = el("tr");
-  for (const h of ["Tenant", "Requests", "Prompt tok", "Generated tok", "Cached tok", "429 rpm", "429 tpm", "429 tpd", "403"])
+  for (const h of ["Tenant", "Requests", "Prompt tok", "Generated tok", "Cached tok", "429 rpm", "429 tpm", "429 tpd", "403", "Energy J"])
     head.append(el("th", null, h));
   t.append(head);
   for (const x of s.tenants) {
     const tr = el("tr");
-    for (const v of [x.name, x.requests, x.prompt_tokens, x.completion_tokens, x.cached_tokens, x.limited.requests_per_minute, x.limited.tokens_per_minute, x.limited.tokens_per_day, x.forbidden])
+    for (const v of [x.name, x.requests, x.prompt_tokens, x.completion_tokens, x.cached_tokens, x.limited.requests_per_minute, x.limited.tokens_per_minute, x.limited.tokens_per_day, x.forbidden, human(x.energy_joules)])
       tr.append(el("td", null, String(v)));
     t.append(tr);
   }
@@ -259,11 +259,14 @@ function panels(s) {
     ["Preemptions", s.engine.preemptions],
     ["TTFT p50 / p99", ms(s.latency.ttft.p50) + " / " + ms(s.latency.ttft.p99)],
   ]);
-  if (s.engine.energy_joules !== undefined)
+  if (s.engine.energy_joules !== undefined) {
+    const toks = s.engine.prompt_tokens + s.engine.generated_tokens;
     panel("energy", "Energy", [
       ["Total", human(s.engine.energy_joules, " J")],
+      ["Tokens per joule", s.engine.energy_joules > 0 ? human(toks / s.engine.energy_joules) : "–"],
       ["Source", s.engine.energy_source || "–"],
     ]);
+  }
   tenantsPanel(s);
 }
 
