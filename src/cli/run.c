@@ -205,6 +205,7 @@ static sov_status eval(run_state *s, const sov_token *toks, int32_t n, int32_t n
 
 /* Prints the complete UTF-8 characters of pending text, keeping a trailing partial one. */
 static void emit(const char *text, size_t n) {
+    if (n == 0) return;
     fwrite(text, 1, n, stdout);
     fflush(stdout);
 }
@@ -259,7 +260,7 @@ static sov_status generate(run_state *s, const run_opts *o, sov_sampler *smp, in
         if ((st = eval(s, &t, 1, 1))) break;
     }
     if (!stopped) {
-        const char *out;
+        const char *out = NULL;
         size_t n_out = n_pending ? sov_stopper_feed(stop, pending, n_pending, &out, &stopped) : 0;
         emit(out, n_out);
         if (!stopped) {
