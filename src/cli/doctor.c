@@ -82,20 +82,7 @@ static bool read_small(const char *path, char *buf, size_t cap) {
 static void check_cpu(doctor *d) {
     const sov_kernels *k = sov_kernels_select();
     char feats[160] = "";
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    static const struct {
-        const char *name;
-        int have;
-    } f[] = {{"avx2", 0}, {"fma", 0}, {"f16c", 0}, {"avx512f", 0}, {"avx512bw", 0}, {"avx512vnni", 0}};
-    const int have[] = {__builtin_cpu_supports("avx2"),     __builtin_cpu_supports("fma"),
-                        __builtin_cpu_supports("f16c"),     __builtin_cpu_supports("avx512f"),
-                        __builtin_cpu_supports("avx512bw"), sov_cpu_has_avx512_vnni()};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
-        if (have[i]) snprintf(feats + strlen(feats), sizeof feats - strlen(feats), " %s", f[i].name);
-#elif defined(__aarch64__)
-    snprintf(feats, sizeof feats, " neon");
-#endif
+    sov_cpu_features(feats, sizeof feats); /* as the kernel dispatch sees them (cpuid + xgetbv) */
     if (strcmp(k->isa, "scalar") == 0)
         add(d, "cpu", LV_WARN, "a CPU with AVX2 (x86) or NEON (ARM) runs several times faster",
             "kernel table scalar (features:%s)", feats[0] ? feats : " none");

@@ -96,6 +96,28 @@ bool sov_cpu_has_avx512_vnni(void) {
 #endif
 }
 
+void sov_cpu_features(char *out, size_t cap) {
+    if (!cap) return;
+    out[0] = '\0';
+#if defined(__x86_64__)
+    const x86_features f = x86_detect();
+    const struct {
+        const char *name;
+        bool have;
+    } list[] = {{"avx2", f.avx2},         {"fma", f.fma},           {"f16c", f.f16c},
+                {"avx512f", f.avx512f},   {"avx512bw", f.avx512bw}, {"avx512vl", f.avx512vl},
+                {"avx512dq", f.avx512dq}, {"avx512vnni", f.avx512vnni}, {"avx512bf16", f.avx512bf16}};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+        if (list[i].have && n < cap) {
+            const int w = snprintf(out + n, cap - n, " %s", list[i].name);
+            if (w > 0) n += (size_t)w;
+        }
+#elif defined(__aarch64__)
+    snprintf(out, cap, " neon");
+#endif
+}
+
 const sov_kernels *sov_kernels_by_name(const char *isa) {
     if (strcmp(isa, "scalar") == 0) return &sov_kernels_scalar;
     const sov_kernels *k = NULL;

@@ -112,6 +112,10 @@ bool sov_kernels_prefers_planar(const sov_kernels *k, sov_type type);
 /* Whether the CPU has AVX-512 VNNI (vpdpbusd); the avx512_vnni table needs it. */
 bool sov_cpu_has_avx512_vnni(void);
 
+/* The SIMD features the kernels use that this CPU and OS provide, as " avx2 fma f16c
+ * avx512f ..." (" neon" on AArch64; "" when none), into out (cap bytes). */
+void sov_cpu_features(char *out, size_t cap);
+
 /* The tables (defined per ISA file; the SIMD ones exist only on their architecture). */
 extern const sov_kernels sov_kernels_scalar;
 
