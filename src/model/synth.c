@@ -239,6 +239,31 @@ static sov_status check_rows(const char *what, uint32_t type, int64_t cols) {
     return SOV_OK;
 }
 
+/* A new writer with the vocabulary: copied from p->vocab_from, or a synthetic one of
+ * p->n_vocab tokens (encoders also get token_type_count 2, BERT's sentence A and B). */
+static sov_status writer_with_vocab(const sov_synth_params *p, bool encoder, gguf_writer **out, int *n_vocab) {
+    gguf_writer *w = gguf_writer_new();
+    if (!w) return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
+    *n_vocab = p->n_vocab;
+    if (p->vocab_from) {
+        *n_vocab = copy_vocab(w, p->vocab_from);
+        if (*n_vocab < 0) {
+            gguf_writer_free(w);
+            return sov_fail(SOV_ERR_ARG, "gen-model: cannot read a vocabulary from '%s'", p->vocab_from);
+        }
+    } else {
+        if (*n_vocab < 300) {
+            gguf_writer_free(w);
+            return sov_fail(SOV_ERR_ARG, "gen-model: a synthetic vocabulary needs at least 300 tokens, not %d",
+                            *n_vocab);
+        }
+        synth_vocab(w, *n_vocab);
+        if (encoder) gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2);
+    }
+    *out = w;
+    return SOV_OK;
+}
+
 /* An encoder (bert, nomic-bert) with llama.cpp's tensor names and keys: token, type (and,
  * for bert, position) embeddings with their LayerNorm; per block q/k/v (bert, with
  * biases) or one fused qkv (nomic-bert), the output projection, two LayerNorms with
@@ -255,24 +280,9 @@ static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov
     if ((st = check_rows("layer", p->type, E)) || (st = check_rows("ffn_down", p->type, F)) ||
         (st = check_rows("token_embd", p->embd_type, E)))
         return st;
-    gguf_writer *w = gguf_writer_new();
-    if (!w) return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
-    int n_vocab = p->n_vocab;
-    if (p->vocab_from) {
-        n_vocab = copy_vocab(w, p->vocab_from);
-        if (n_vocab < 0) {
-            gguf_writer_free(w);
-            return sov_fail(SOV_ERR_ARG, "gen-model: cannot read a vocabulary from '%s'", p->vocab_from);
-        }
-    } else {
-        if (n_vocab < 300) {
-            gguf_writer_free(w);
-            return sov_fail(SOV_ERR_ARG, "gen-model: a synthetic vocabulary needs at least 300 tokens, not %d",
-                            n_vocab);
-        }
-        synth_vocab(w, n_vocab);
-        gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2);
-    }
+    gguf_writer *w;
+    int n_vocab;
+    if ((st = writer_with_vocab(p, true, &w, &n_vocab))) return st;
     char key[128];
 #define KEY(s) (snprintf(key, sizeof key, "%s." s, p->arch), key)
     gguf_set_str(w, "general.architecture", p->arch);
@@ -386,23 +396,9 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
         (!p->tied && (st = check_rows("output", p->output_type, E))))
         return st;
 
-    gguf_writer *w = gguf_writer_new();
-    if (!w) return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
-    int n_vocab = p->n_vocab;
-    if (p->vocab_from) {
-        n_vocab = copy_vocab(w, p->vocab_from);
-        if (n_vocab < 0) {
-            gguf_writer_free(w);
-            return sov_fail(SOV_ERR_ARG, "gen-model: cannot read a vocabulary from '%s'", p->vocab_from);
-        }
-    } else {
-        if (n_vocab < 300) {
-            gguf_writer_free(w);
-            return sov_fail(SOV_ERR_ARG, "gen-model: a synthetic vocabulary needs at least 300 tokens, not %d",
-                            n_vocab);
-        }
-        synth_vocab(w, n_vocab);
-    }
+    gguf_writer *w;
+    int n_vocab;
+    if ((st = writer_with_vocab(p, false, &w, &n_vocab))) return st;
 
     char key[128];
 #define KEY(s) (snprintf(key, sizeof key, "%s." s, p->arch), key)
