@@ -170,11 +170,22 @@ static void add_header(struct evhttp_request *req, const char *k, const char *v)
     evhttp_add_header(evhttp_request_get_output_headers(req), k, v);
 }
 
+/* A HEAD request gets the headers of the GET answer: the body's length as
+ * Content-Length and no body (evhttp would send one). */
+static void head_no_body(struct evhttp_request *req, struct evbuffer *b) {
+    if (!b || evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) return;
+    char n[24];
+    snprintf(n, sizeof n, "%zu", evbuffer_get_length(b));
+    add_header(req, "Content-Length", n);
+    evbuffer_drain(b, evbuffer_get_length(b));
+}
+
 static void send_body(server *s, struct evhttp_request *req, const char *route, int status, const char *ctype,
                       const char *body, size_t len) {
     add_header(req, "Content-Type", ctype);
     struct evbuffer *b = evbuffer_new();
     if (b) evbuffer_add(b, body, len);
+    head_no_body(req, b);
     const char *reason = status == 200   ? "OK"
                          : status == 400 ? "Bad Request"
                          : status == 401 ? "Unauthorized"
@@ -1771,6 +1782,7 @@ static void handle_metrics(server *s, struct evhttp_request *req) {
     char sandbox[1024];
     evbuffer_add(b, sandbox, sandbox_metrics(&s->sandbox, sandbox, sizeof sandbox));
     add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    head_no_body(req, b);
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
@@ -1888,13 +1900,8 @@ static void send_asset(server *s, struct evhttp_request *req, const web_asset *a
     if (gz) add_header(req, "Content-Encoding", "gzip");
     const size_t len = gz ? a->gz_len : a->len;
     struct evbuffer *b = evbuffer_new();
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) { /* evhttp would send a body to HEAD */
-        char n[24];
-        snprintf(n, sizeof n, "%zu", len);
-        add_header(req, "Content-Length", n);
-    } else if (b) {
-        evbuffer_add_reference(b, gz ? a->gz : a->data, len, NULL, NULL);
-    }
+    if (b) evbuffer_add_reference(b, gz ? a->gz : a->data, len, NULL, NULL);
+    head_no_body(req, b);
     evhttp_send_reply(req, 200, "OK", b);
     if (b) evbuffer_free(b);
     http_count(&s->counts, "/web", 200);

@@ -109,6 +109,14 @@ def test_served_assets():
         check(st == 405 and h.get("allow") == "GET", "POST / is 405")
         check(s.get("/assets/none.js")[0] == 404, "an unknown asset is 404")
         check(s.get("/assets/../console.html")[0] == 404, "no path walking")
+        # HEAD on the JSON and text routes: the GET answer's headers, its length, no body
+        for url in ("/v1/models", "/health", "/metrics", "/console/api/stats"):
+            st, h, b = s.request("HEAD", url)
+            st2, _, b2 = s.get(url)
+            same = url in ("/v1/models", "/health")  # the others change between two requests
+            check(st == 200 and b == b"" and h.get("content-length", "").isdigit()
+                  and (not same or int(h["content-length"]) == len(b2)) and st2 == 200,
+                  "%s: HEAD gives Content-Length %s and no body" % (url, h.get("content-length")))
     check(s.proc.returncode == 0, "the server stopped cleanly (exit %r)" % s.proc.returncode)
 
 
