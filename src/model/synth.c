@@ -239,6 +239,27 @@ static sov_status check_rows(const char *what, uint32_t type, int64_t cols) {
     return SOV_OK;
 }
 
+/* Declares a 1-D (rows 1) or 2-D tensor (rows_, cols_) named by the printf arguments in the
+ * writer and records how to fill it: the writer functions below keep their tensors in the
+ * locals w, ts, n and name. */
+#define ADD(kind_, type_, rows_, cols_, ...)                                                   \
+    do {                                                                                     \
+        snprintf(name, sizeof name, __VA_ARGS__);                                            \
+        const int64_t ne_[2] = {(cols_), (rows_)};                                           \
+        gguf_add_tensor(w, name, (type_), (rows_) == 1 ? 1 : 2, ne_);                        \
+        ts[n++] = (synth_tensor){(kind_), (type_), (rows_), (cols_)};                        \
+    } while (0)
+
+/* Writes the file with the tensors declared in ts[0..n), then frees ts and w. */
+static sov_status write_tensors(const sov_synth_params *p, gguf_writer *w, synth_tensor *ts, int n, const char *path,
+                                sov_progress_fn progress, void *progress_user) {
+    synth_job job = {p, ts, n};
+    const sov_status st = gguf_writer_write(w, path, fill_tensor, &job, progress, progress_user);
+    free(ts);
+    gguf_writer_free(w);
+    return st;
+}
+
 /* A new writer with the vocabulary: copied from p->vocab_from, or a synthetic one of
  * p->n_vocab tokens (encoders also get token_type_count 2, BERT's sentence A and B). */
 static sov_status writer_with_vocab(const sov_synth_params *p, bool encoder, gguf_writer **out, int *n_vocab) {
@@ -308,13 +329,6 @@ static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov
     }
     int n = 0;
     char name[96];
-#define ADD(kind_, type_, rows_, cols_, ...)                                                   \
-    do {                                                                                     \
-        snprintf(name, sizeof name, __VA_ARGS__);                                            \
-        const int64_t ne_[2] = {(cols_), (rows_)};                                           \
-        gguf_add_tensor(w, name, (type_), (rows_) == 1 ? 1 : 2, ne_);                        \
-        ts[n++] = (synth_tensor){(kind_), (type_), (rows_), (cols_)};                        \
-    } while (0)
     ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
     ADD(FILL_BIAS, SOV_TYPE_F32, 2, E, "token_types.weight");
     if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, p->n_ctx, E, "position_embd.weight");
@@ -343,12 +357,7 @@ static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov
         ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.layer_output_norm.weight", il);
         ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.layer_output_norm.bias", il);
     }
-#undef ADD
-    synth_job job = {p, ts, n};
-    st = gguf_writer_write(w, path, fill_tensor, &job, progress, progress_user);
-    free(ts);
-    gguf_writer_free(w);
-    return st;
+    return write_tensors(p, w, ts, n, path, progress, progress_user);
 }
 
 sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_progress_fn progress,
@@ -471,13 +480,6 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     }
     int n = 0;
     char name[96];
-#define ADD(kind_, type_, rows_, cols_, ...)                                                   \
-    do {                                                                                     \
-        snprintf(name, sizeof name, __VA_ARGS__);                                            \
-        const int64_t ne_[2] = {(cols_), (rows_)};                                           \
-        gguf_add_tensor(w, name, (type_), (rows_) == 1 ? 1 : 2, ne_);                        \
-        ts[n++] = (synth_tensor){(kind_), (type_), (rows_), (cols_)};                        \
-    } while (0)
     /* X matrices of (rows, cols) in one 3-D tensor, GGUF ne [cols, rows, X] */
 #define ADD_EXPERTS(rows_, cols_, ...)                                                         \
     do {                                                                                     \
@@ -531,11 +533,6 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     }
     ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "output_norm.weight");
     if (!p->tied) ADD(FILL_MATRIX, p->output_type, n_vocab, E, "output.weight");
-#undef ADD
 #undef ADD_EXPERTS
-    synth_job job = {p, ts, n};
-    st = gguf_writer_write(w, path, fill_tensor, &job, progress, progress_user);
-    free(ts);
-    gguf_writer_free(w);
-    return st;
+    return write_tensors(p, w, ts, n, path, progress, progress_user);
 }
