@@ -14,6 +14,7 @@ if [ "${1:-build}" = test ]; then
   need+=(python3-jinja2) # the reference renderer of the chat-template tests (tests/jinja/render_ref.py)
   need+=(chromium) # the browser the web chat and console tests drive headless (tests/web/test_web_browser.py)
   need+=(python3-regex) # runs the published pre-tokenizer expressions (tests/tok/test_tok_pretok_regex.py)
+  need+=(iproute2 openmpi-bin libopenmpi-dev) # tests/net: ip netns, tc tbf and mpirun for the emulated links (bench/netns.sh, bench_allreduce)
 fi
 if [ "${1:-build}" = test ] || [ "${1:-build}" = deb ]; then
   need+=(help2man dpkg-dev) # make deb: the man page from sov --help; CPack's DEB generator (dpkg-shlibdeps)
