@@ -16,13 +16,18 @@
  *              rank order (the same sum on every rank and every run)
  *   rsag       what it does above 64 KB: a reduce-scatter by hand (MPI_Ialltoallv of the
  *              R chunks, each rank sums its chunk in rank order), then MPI_Iallgatherv
- *   bcast      MPI_Ibcast of m bytes from rank 0 (the step's batch)
+ *   bcast      MPI_Ibcast of m bytes from rank 0 (the step's batch), then a 1-int
+ *              MPI_Igather back to rank 0, so that broadcasts cannot overlap
  *
- * Each measurement is a barrier, then the operation; its time is the slowest rank's. Reps
- * run until --budget-ms (default 300) is spent per size (at least 5 after 2 warm-ups, at
- * most --max-reps, default 2000). Rank 0 prints one tab-separated line per measurement:
+ * A repetition is a barrier, then a batch of operations back to back (as a layer loop
+ * issues them; about 50 ms, 8 to 256 of them), each rank timing only the operations, not
+ * its preparation of the buffer; the repetition's figure is the slowest rank's mean per
+ * operation. Back to back, the barrier's exit skew (up to one link delay) is paid once per
+ * batch, not per operation. Repetitions run until --budget-ms (default 300) is spent per
+ * size (at least 5 after 2 warm-ups, at most --max-reps, default 2000). Rank 0 prints one
+ * tab-separated line per measurement:
  *
- *   op ranks n_embd tokens bytes reps median_us min_us
+ *   op ranks n_embd tokens bytes reps batch median_us min_us
  *
  * and every all-reduced and broadcast result is checked against the exact expected sum
  * (small integers, exact in float32): a wrong result exits 1 with a message, so a broken

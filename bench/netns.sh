@@ -77,7 +77,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # waiting for the network yields its core instead of spinning: this box's few cores also
 # run the other ranks and the wire, which a spinning rank would hold off for a scheduler
 # tick (4 ms at HZ=250) each time.
-mca=(--mca btl tcp,self --mca pml ob1 --mca mpi_yield_when_idle 1)
+mca=(--mca btl "tcp,self" --mca pml ob1 --mca mpi_yield_when_idle 1)
 
 command -v mpirun >/dev/null || { echo "netns.sh: mpirun not found (apt-get install openmpi-bin)" >&2; exit 1; }
 

@@ -28,7 +28,6 @@ Times, for a step of T tokens (T = 1: a decode step of one stream; T = 512: a pr
                (d = N (1 - (1 - 1/N)^8), the expected number of distinct machines), the
                experts' weights read in parallel on those machines
 """
-import math
 import sys
 
 # ---- model shapes (params counted from the published configurations) ----

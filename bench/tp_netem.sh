@@ -25,7 +25,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 sov=${SOV_BIN:-$here/../build/sov}
 bench_dir=${SOV_BENCH_DIR:-$here/../build/bench}
-model= ranks="2" profiles="none dc slow" pp=64 tg=16
+model="" ranks="2" profiles="none dc slow" pp=64 tg=16
 while [ $# -gt 0 ]; do
     case "$1" in
     -m) model=$2; shift 2 ;;
