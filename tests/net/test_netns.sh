@@ -46,7 +46,8 @@ command -v tc >/dev/null || die "tc not found: apt-get install iproute2"
 [ -x "$bench_dir/netwire" ] || die "$bench_dir/netwire not built"
 export SOV_BENCH_DIR=$bench_dir
 # OpenMPI's own allocations live until exit; sov's code is still checked for leaks
-export LSAN_OPTIONS="suppressions=$src/tests/net/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# (full unwinding: libmpi has no frame pointers, the fast unwinder would lose its frames)
+export LSAN_OPTIONS="suppressions=$src/tests/net/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 leftovers() { # prints what the harness left: namespaces, TUN devices here, netwire processes
     ip netns list | grep -o '^sovnet[0-9]*-[0-9h]*' || true
