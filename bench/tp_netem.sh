@@ -6,9 +6,11 @@
 #   bench/tp_netem.sh [-m MODEL.gguf] [-R "2"] [-P "none dc slow"] [-p 64] [-n 16]
 #
 # The prediction, per profile and rank count R:
-#   1. the single-rank compute time of one step, measured: `sov bench --tp 1` (no MPI) on
-#      the same model, 1 thread per rank, prompt of p tokens (pp) and decode (tg, T = 1);
-#      the sharded matmuls make it 1/R per rank: t_compute = t_1 / R
+#   1. the single-rank compute time of one step, measured: `sov bench` without --tp on the
+#      same model, 1 thread, prompt of p tokens (pp) and decode (tg, T = 1), run as R
+#      independent processes at once through the harness, so that each sees the share of
+#      this box's cores a rank of the TP job gets (on R machines: one machine each); the
+#      sharded matmuls make it 1/R per rank: t_compute = t_1 / R
 #   2. the link's alpha and beta, measured: bench_allreduce's ping-pong through the same
 #      profile, fitted by netfit.py
 #   3. per step 2 x n_layer all-reduces of T x n_embd floats as sov does them (src/tp/tp.c:
@@ -56,7 +58,7 @@ n_embd=$(meta embedding_length)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# tokens/s of pp and tg from sov bench --json lines on stdin: "pp tg"
+# tokens/s of pp and tg from sov bench --json lines on stdin, the mean over processes: "pp tg"
 rates() { /usr/bin/python3 -c '
 import json, sys
 r = {}
@@ -64,18 +66,24 @@ for line in sys.stdin:
     line = line.strip()
     if line.startswith("{"):
         j = json.loads(line)
-        r[j["test"][:2]] = j["tokens_per_s"]
-print(r.get("pp", 0), r.get("tg", 0))'; }
+        r.setdefault(j["test"][:2], []).append(j["tokens_per_s"])
+mean = lambda v: sum(v) / len(v) if v else 0
+print(mean(r.get("pp", [])), mean(r.get("tg", [])))'; }
 
 bench_args=(bench -m "$model" -p "$pp" -n "$tg" -t 1 -r 3 --json --no-bandwidth)
 read -r pp1 tg1 < <("$sov" "${bench_args[@]}" 2>/dev/null | rates)
-echo "model $(basename "$model"): n_layer $n_layer, n_embd $n_embd; one rank, 1 thread: pp$pp $pp1 tok/s, tg $tg1 tok/s"
-printf '%-8s %2s %-4s %12s %12s %7s   %s\n' profile R test measured predicted ratio "alpha_us beta_gbit"
+echo "model $(basename "$model"): n_layer $n_layer, n_embd $n_embd; one rank alone, 1 thread: pp$pp $pp1 tok/s, tg $tg1 tok/s"
+printf '%-8s %2s %-4s %12s %12s %7s   %s\n' profile R test measured predicted ratio "alpha_us beta_gbit one-rank_tok/s"
 for profile in $profiles; do
     for r in $ranks; do
         "$here/netns.sh" -n "$r" -r -p "$profile" -- "$bench_dir/bench_allreduce" --ops pingpong \
             --n-embd 64,1024,16384 --tokens 1,16 --budget-ms 100 >"$work/pp.tsv" 2>/dev/null
         fit=$(/usr/bin/python3 "$here/netfit.py" --json "$work/pp.tsv")
+        # the single-rank compute under the same sharing of this box's cores: R independent
+        # one-rank sov bench processes at once, launched as the ranks are
+        "$here/netns.sh" -n "$r" -p none -- "$sov" "${bench_args[@]}" >"$work/one.json" 2>/dev/null ||
+            { echo "tp_netem.sh: $r concurrent one-rank sov bench runs failed" >&2; exit 1; }
+        read -r pp1 tg1 < <(rates <"$work/one.json")
         "$here/netns.sh" -n "$r" -p "$profile" -- "$sov" "${bench_args[@]}" --tp "$r" >"$work/tp.json" 2>"$work/tp.err" ||
             { echo "tp_netem.sh: sov bench --tp $r through $profile failed: $(grep -v '^netns.sh' "$work/tp.err" | head -3)" >&2; exit 1; }
         read -r ppR tgR < <(rates <"$work/tp.json")
@@ -97,8 +105,8 @@ def step(T, rate1):
     return T / (compute + comm)
 for test, T, rate1, meas in (("pp", P, pp1, ppR), ("tg", 1, tg1, tgR)):
     pred = step(T, rate1)
-    print("%-8s %2d %-4s %12.1f %12.1f %7.2f   %.0f %.2f" % (profile, R, test, meas, pred,
-          meas / pred if pred else 0, fit["alpha_us"], fit["beta_gbit"]))
+    print("%-8s %2d %-4s %12.1f %12.1f %7.2f   %.0f %.2f %.1f" % (profile, R, test, meas, pred,
+          meas / pred if pred else 0, fit["alpha_us"], fit["beta_gbit"], rate1))
 EOF
     done
 done
