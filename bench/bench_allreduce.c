@@ -91,7 +91,7 @@ static int parse_options(int argc, char **argv, options *o) {
     o->ops = OP_PINGPONG | OP_ALLREDUCE | OP_GATHERSUM | OP_RSAG | OP_BCAST;
     o->budget_s = 0.3;
     o->max_reps = 2000;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --name value pairs */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return -1;
         if (strcmp(argv[i], "--n-embd") == 0)
@@ -106,7 +106,6 @@ static int parse_options(int argc, char **argv, options *o) {
             o->max_reps = atoi(v);
         else
             return -1;
-        i++;
     }
     if (o->n_n_embd <= 0 || o->n_tokens <= 0 || o->ops <= 0 || !(o->budget_s > 0) || o->budget_s > 600 ||
         o->max_reps < 5)
