@@ -1,7 +1,10 @@
 // console.js - the operator console: polls /console/api/stats once a second and draws
 // the last five minutes as SVG line charts (own code, no library); panels for the model,
-// the system and — with an admin key — the tenants. A panel or series appears only when
-// the server reports its data. See docs/WEB.md.
+// the system and — with an admin key — the tenants, and (console-admin.js) key management,
+// quotas and the audit log. A panel or series appears only when the server reports its
+// data. See docs/WEB.md.
+import { adminPanels } from "./console-admin.js";
+
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const KEY_STORE = "sov.adminkey"; // sessionStorage
@@ -304,6 +307,7 @@ async function poll() {
   if (samples.length > KEEP) samples.shift();
   redraw();
   panels(s);
+  adminPanels(s, headers());
 }
 
 function init() {
