@@ -22,6 +22,14 @@ STORIES = shared_model("stories260K.gguf")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+class Checked(Server):
+    """A server whose exit status is checked when it stops (a sanitizer report exits non-zero)."""
+
+    def __exit__(self, *a):
+        rc = self.stop()
+        check(rc == 0, "the server stopped cleanly (exit %r): %s" % (rc, self.output()[-2000:] if rc else ""))
+
+
 def fresh_db(name):
     d = os.path.join(TMP, "admin-%s-%d" % (name, os.getpid()))
     os.makedirs(d, exist_ok=True)
@@ -77,7 +85,7 @@ def test_who_may_call_it():
     db = fresh_db("auth")
     admin, admin_id = create_key(db, "ops", "--admin")
     user, user_id = create_key(db, "acme")
-    with Server(STORIES, "--db", db, "--metrics-open") as s:
+    with Checked(STORIES, "--db", db, "--metrics-open") as s:
         for path in ("/console/api/keys", "/console/api/tenants", "/console/api/audit", "/console/api/audit/verify"):
             st, j, hd = api(s, "GET", path)
             check(st == 401 and err_line(j) and j["error"]["code"] == "missing_api_key" and
@@ -107,11 +115,11 @@ def test_who_may_call_it():
           "the refused POSTs are in the audit log with who tried: %r" % refused)
     check(sov_audit_verify(db)[0] == 0, "the log verifies")
     # without a store there is no admin API; a store without keys says how to make the first
-    with Server(STORIES) as s:
+    with Checked(STORIES) as s:
         st, j, _ = api(s, "GET", "/console/api/keys")
         check(st == 404 and j["error"]["code"] == "no_state_store", "no --db: 404 (%d %r)" % (st, j))
     empty = fresh_db("empty")
-    with Server(STORIES, "--db", empty) as s:
+    with Checked(STORIES, "--db", empty) as s:
         st, j, _ = api(s, "GET", "/console/api/keys")
         check(st == 401 and "sov keys create" in j["error"]["message"],
               "a store without keys: 401 saying how to create the first admin key (%d %r)" % (st, j))
@@ -122,7 +130,7 @@ def test_who_may_call_it():
 def test_create_use_revoke():
     db = fresh_db("keys")
     admin, admin_id = create_key(db, "ops", "--admin")
-    with Server(STORIES, "--db", db) as s:
+    with Checked(STORIES, "--db", db) as s:
         st, _, models = s.request("GET", "/v1/models", headers=bearer(admin))
         model = json.loads(models)["data"][0]["id"]
         body = {"tenant": "radiology", "models": [model], "rpm": 600, "tpm": 200000, "tokens_per_day": 5000000}
@@ -179,7 +187,7 @@ def test_create_use_revoke():
 def test_quotas_reflect_usage():
     db = fresh_db("quota")
     admin, _ = create_key(db, "ops", "--admin")
-    with Server(STORIES, "--db", db) as s:
+    with Checked(STORIES, "--db", db) as s:
         st, made, _ = api(s, "POST", "/console/api/keys", key=admin,
                           body={"tenant": "clinic", "rpm": 50, "tpm": 100000, "tokens_per_day": 1000000})
         key = made["key"]
@@ -217,7 +225,7 @@ def test_audit_list_verify_and_tamper():
     db = fresh_db("audit")
     admin, _ = create_key(db, "ops", "--admin")
     user, _ = create_key(db, "acme")
-    with Server(STORIES, "--db", db) as s:
+    with Checked(STORIES, "--db", db) as s:
         for i in range(7):
             check(post_v1(s, user, n=2, prompt="Tell me %d" % i)[0] == 200, "request %d" % i)
         rows = audit_rows(db)
@@ -258,7 +266,7 @@ def test_malformed_input():
     db = fresh_db("bad")
     admin, _ = create_key(db, "ops", "--admin")
     corpus = sorted(glob.glob(os.path.join(HERE, "corpus_admin", "*")))
-    with Server(STORIES, "--db", db) as s:
+    with Checked(STORIES, "--db", db) as s:
         for p in corpus:
             data = open(p, "rb").read()
             st, hd, b = s.request("POST", "/console/api/keys", data,
