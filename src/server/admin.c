@@ -288,9 +288,9 @@ static void create_key(tenants_job *j, store *st, admin_req *r) {
     }
     j->keys_changed = true;
     k.id = id;
-    k.weight = 1;
     r->key_id = id;
     r->result = key_json(&k);
+    json_object_del(r->result, "weight"); /* the tenant's, which this call did not read */
     r->status = 200;
 }
 
