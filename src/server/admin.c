@@ -13,6 +13,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,7 +204,9 @@ typedef struct admin_req {
 
 struct admin {
     admin_env env;
-    admin_req *out; /* jobs with the worker */
+    admin_req *out;     /* jobs with the worker (and the verification, below) */
+    bool verifying;     /* a verification thread runs (one at a time) */
+    pthread_t verifier; /* it: joined when its request comes back */
 };
 
 static void fail_req(admin_req *r, int status, const char *code, const char *fmt, ...)
@@ -423,23 +426,18 @@ static json_t *problem_json(const audit_problem *p) {
                      audit_problem_name(p->kind), "detail", p->detail);
 }
 
-/* `sov audit verify --db` without --pub: the state folder's audit-*.pub are trusted. */
-static void run_verify(tenants_job *j, store *st, tenants *t) {
-    admin_req *r = j->arg;
-    const char *dir = tenants_state_dir(t);
+/* `sov audit verify --db` without --pub: the state folder's audit-*.pub are trusted. Runs on
+ * its own thread with its own read-only connection (verify_main). */
+static void verify_with(admin_req *r, store *st, const char *dir) {
     audit_pub *keys = NULL;
     size_t n_keys = 0;
-    if (!dir)
-        return fail_req(r, 409, "no_audit_log",
-                        "This server writes no audit log (--no-audit), so it has no trusted key to verify "
-                        "with: run sov audit verify --db DB --pub FILE.");
     if (audit_pubs_in_dir(dir, &keys, &n_keys) != SOV_OK) {
         free(keys);
         return fail_req(r, 500, "no_trusted_key", "%s", sov_last_error());
     }
     audit_report rep;
     const double t0 = sov_now_s();
-    const sov_status s = store_audit_verify(st, keys, n_keys, &rep);
+    const sov_status s = store_audit_verify(st, keys, n_keys, &rep); /* store_audit_verify.c */
     const double took = sov_now_s() - t0;
     json_t *ids = json_array();
     for (size_t i = 0; ids && i < n_keys; i++)
@@ -465,6 +463,34 @@ static void run_verify(tenants_job *j, store *st, tenants *t) {
         "kept elsewhere (sov audit verify --pub)",
         "seconds", took);
     r->status = 200;
+}
+
+static void run_nothing(tenants_job *j, store *st, tenants *t) {}
+
+/* The verification's thread: the walk reads the whole log, which must not hold up the
+ * store worker (reservations and every /v1 answer's audit commit wait on it: 4000 records
+ * take 65-90 ms), so it has a read-only connection of its own. Done, it hands its request
+ * to the worker as a job that does nothing, which brings it back to the HTTP thread like
+ * any other (admin_take) — the one wake-up path there is. */
+static void *verify_main(void *arg) {
+    admin_req *r = arg;
+    tenants *t = r->a->env.tenants;
+    const char *dir = tenants_state_dir(t);
+    store *st = NULL;
+    const store_open_params p = {.read_only = true};
+    if (!dir) {
+        fail_req(r, 409, "no_audit_log",
+                 "This server writes no audit log (--no-audit), so it has no trusted key to verify with: run "
+                 "sov audit verify --db DB --pub FILE.");
+    } else if (store_open(tenants_store_name(t), &p, &st) != SOV_OK) {
+        fail_req(r, 503, "store_unavailable", "%s", sov_last_error());
+    } else {
+        verify_with(r, st, dir);
+        store_close(st);
+    }
+    r->job.run = run_nothing;
+    tenants_job_submit(t, &r->job);
+    return NULL;
 }
 
 /* ---- replies (HTTP thread) ---- */
@@ -583,18 +609,25 @@ static void on_close(struct evhttp_connection *evcon, void *arg) {
     r->evcon = NULL;
 }
 
-static void submit(admin *a, admin_req *r, void (*run)(tenants_job *, store *, tenants *)) {
+/* Sends r to the worker (run), or for a verification to its own thread (run NULL). False
+ * when that thread cannot start (nothing was sent then). */
+static bool submit(admin *a, admin_req *r, void (*run)(tenants_job *, store *, tenants *)) {
     r->a = a;
     r->job.user = r;
     r->job.arg = r;
     r->job.run = run;
     r->now = (int64_t)time(NULL);
+    if (!run) {
+        if (pthread_create(&a->verifier, NULL, verify_main, r) != 0) return false;
+        a->verifying = true;
+    }
     r->evcon = evhttp_request_get_connection(r->req);
     if (r->evcon) evhttp_connection_set_closecb(r->evcon, on_close, r);
     r->next = a->out;
     if (a->out) a->out->prev = r;
     a->out = r;
-    tenants_job_submit(a->env.tenants, &r->job);
+    if (run) tenants_job_submit(a->env.tenants, &r->job);
+    return true;
 }
 
 static void answer(admin *a, admin_req *r) {
@@ -628,6 +661,15 @@ static void answer(admin *a, admin_req *r) {
     free(body);
 }
 
+/* A request back from the worker: the verification's thread has ended (or is ending). */
+static void came_back(admin *a, admin_req *r) {
+    unlink_req(r);
+    if (r->kind == K_VERIFY && a->verifying) {
+        pthread_join(a->verifier, NULL);
+        a->verifying = false;
+    }
+}
+
 void admin_take(admin *a) {
     if (!a || !a->env.tenants) return;
     tenants_job *done[32];
@@ -640,7 +682,7 @@ void admin_take(admin *a) {
         }
         for (int i = 0; i < n; i++) {
             admin_req *r = done[i]->user;
-            unlink_req(r);
+            came_back(a, r);
             answer(a, r);
             req_free(r);
         }
@@ -783,11 +825,19 @@ bool admin_handle(admin *a, struct evhttp_request *req, const char *path) {
         free(r);
         return true;
     }
+    if (kind == K_VERIFY && a->verifying) {
+        reply_error(a, req, route, 409, "verify_running", "A verification is running; try again when it ends.");
+        free(r);
+        return true;
+    }
     if (post) r->job.audit = record(a, req, path, &key, id, body, len, 200);
     static void (*const runs[])(tenants_job *, store *, tenants *) = {
         [K_KEYS] = run_keys,       [K_CREATE] = run_create, [K_REVOKE] = run_revoke,
-        [K_TENANTS] = run_tenants, [K_AUDIT] = run_audit,   [K_VERIFY] = run_verify};
-    submit(a, r, runs[kind]);
+        [K_TENANTS] = run_tenants, [K_AUDIT] = run_audit,   [K_VERIFY] = NULL};
+    if (!submit(a, r, runs[kind])) {
+        reply_error(a, req, route, 503, "server_error", "Cannot start the verification thread.");
+        free(r);
+    }
     return true;
 }
 
@@ -803,12 +853,13 @@ bool admin_busy(const admin *a) { return a && a->out; }
 
 void admin_free(admin *a) {
     if (!a) return;
-    for (int i = 0; i < 1000 && a->out; i++) {
+    /* a verification still running is waited for: its thread uses the tenants module */
+    for (int i = 0; a->out && (i < 1000 || a->verifying); i++) {
         tenants_job *done[32];
         const int n = tenants_take_jobs(a->env.tenants, done, 32);
         for (int k = 0; k < n; k++) {
             admin_req *r = done[k]->user;
-            unlink_req(r);
+            came_back(a, r);
             if (r->evcon) evhttp_connection_set_closecb(r->evcon, NULL, NULL);
             req_free(r);
         }

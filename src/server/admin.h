@@ -17,7 +17,8 @@
  *
  * The HTTP thread never touches the store: each request becomes a tenants_job the store
  * worker runs (tenants.h), and is answered when the worker hands it back (admin_take, on
- * the server's wake-up). A key created or revoked makes the worker read the key table
+ * the server's wake-up); a verification, which reads the whole log, runs on a thread of
+ * its own with a read-only connection instead, one at a time. A key created or revoked makes the worker read the key table
  * again before it hands the job back, and the server swaps that table in before it
  * answers: the request after a revoke's 200 is refused. With the audit log, every POST is
  * recorded — endpoint, status, the admin key's tenant and id, and as response_id the key

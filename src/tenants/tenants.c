@@ -778,6 +778,8 @@ int tenants_take_jobs(tenants *t, tenants_job **out, int max) {
 
 const char *tenants_state_dir(const tenants *t) { return t->state_dir; }
 
+const char *tenants_store_name(const tenants *t) { return t->db; }
+
 void tenants_get_stats(tenants *t, tenants_stats *out) {
     pthread_mutex_lock(&t->mu);
     *out = t->stats;

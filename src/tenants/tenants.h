@@ -195,6 +195,9 @@ struct tenants_job {
 void tenants_job_submit(tenants *t, tenants_job *j);
 /* Jobs that are done, at most max. */
 int tenants_take_jobs(tenants *t, tenants_job **out, int max);
+/* The store's name as given (a SQLite path or a postgresql:// URL), for a second,
+ * read-only connection of the caller's own (a long read that must not hold up the worker). */
+const char *tenants_store_name(const tenants *t);
 /* The state folder the audit key came from (NULL without an audit log): its audit-*.pub
  * are the public keys a verification trusts. Any thread. */
 const char *tenants_state_dir(const tenants *t);

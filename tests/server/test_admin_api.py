@@ -118,6 +118,12 @@ def test_who_may_call_it():
     with Checked(STORIES) as s:
         st, j, _ = api(s, "GET", "/console/api/keys")
         check(st == 404 and j["error"]["code"] == "no_state_store", "no --db: 404 (%d %r)" % (st, j))
+    with Checked(STORIES, "--db", db, "--no-audit") as s:
+        st, j, _ = api(s, "GET", "/console/api/audit/verify", key=admin)
+        check(st == 409 and j["error"]["code"] == "no_audit_log", "--no-audit: verify says there is no key: %d %r"
+              % (st, j))
+        st, j, _ = api(s, "GET", "/console/api/keys", key=admin)
+        check(st == 200 and len(j["keys"]) == 2, "--no-audit: the keys are still managed (%d)" % st)
     empty = fresh_db("empty")
     with Checked(STORIES, "--db", empty) as s:
         st, j, _ = api(s, "GET", "/console/api/keys")
