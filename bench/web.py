@@ -32,7 +32,8 @@ MAX_TOKENS = int(os.environ.get("MAX_TOKENS", "64"))
 REPEAT = int(os.environ.get("REPEAT", "3"))
 THREADS = os.environ.get("THREADS", "2")
 PAGES = {"/": ["/", "/assets/style.css", "/assets/chat.js", "/assets/markdown.js", "/assets/icon.svg"],
-         "/console": ["/console", "/assets/style.css", "/assets/console.js", "/assets/icon.svg"]}
+         "/console": ["/console", "/assets/style.css", "/assets/console.css", "/assets/console.js",
+                      "/assets/console-admin.js", "/assets/icon.svg"]}
 
 
 def get(port, path, headers=None):

@@ -199,47 +199,11 @@ static int report(const audit_report *r, bool require_signed, const char *what) 
 
 /* ---- verify --db ---- */
 
-/* Feeds every record from `from` on to v. */
-static sov_status walk_store(store *s, int64_t from, audit_verifier *v) {
-    for (;;) {
-        store_audit_row *rows = NULL;
-        size_t n = 0;
-        const sov_status st = store_audit_read(s, from, PAGE, &rows, &n);
-        if (st) return st;
-        for (size_t i = 0; i < n; i++) {
-            audit_link l;
-            store_audit_row_link(&rows[i], &l);
-            audit_verifier_push(v, &l);
-        }
-        if (n) from = rows[n - 1].rec.seq + 1;
-        store_audit_rows_free(rows, n);
-        if (n < PAGE) return SOV_OK;
-    }
-}
-
 static int verify_db(const audit_opts *o, const audit_pub *keys, size_t n_keys) {
     store *s = open_store(o->db);
     if (!s) return EXIT_CANNOT;
-    audit_head *heads = NULL;
-    size_t n_heads = 0;
-    audit_claim claim = {.known = true};
-    sov_status st = store_audit_heads(s, 0, &heads, &n_heads);
-    if (!st) st = store_audit_chain(s, &claim.seq, claim.hash);
-    const uint8_t zero[AUDIT_HASH_BYTES] = {0};
-    audit_verifier *v = st ? NULL : audit_verifier_new(zero, 0, heads, n_heads, keys, n_keys);
-    if (!st && !v) st = sov_fail(SOV_ERR_NOMEM, "out of memory");
-    if (!st) st = walk_store(s, 1, v);
     audit_report r;
-    if (v) audit_verifier_finish(v, &claim, &r);
-    if (!st && r.last_seq > claim.seq) { /* appended while we read: read the row again */
-        st = store_audit_chain(s, &claim.seq, claim.hash);
-        if (!st && claim.seq >= r.last_seq) {
-            audit_verifier *again = audit_verifier_new(zero, 0, heads, n_heads, keys, n_keys);
-            st = again ? walk_store(s, 1, again) : SOV_ERR_NOMEM;
-            if (again) audit_verifier_finish(again, &claim, &r);
-        }
-    }
-    free(heads);
+    const sov_status st = store_audit_verify(s, keys, n_keys, &r); /* store_audit_verify.c */
     const int rc = st ? fail_last(EXIT_CANNOT) : report(&r, o->require_signed, store_describe(s));
     store_close(s);
     return rc;

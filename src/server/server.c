@@ -53,6 +53,7 @@
 #include "grammar/grammar.h"
 #include "redact/redact.h"
 #include "sched/sched.h"
+#include "server/admin.h"
 #include "server/embeddings.h"
 #include "server/metrics.h"
 #include "server/openai.h"
@@ -157,6 +158,7 @@ struct server {
     double started;         /* sov_now_s() at start, for the console's uptime */
     energy_meter meter;     /* joules per engine step (the engine thread reads it; its
                                source is fixed at start) */
+    admin *admin;           /* the admin API under /console/api/ (server/admin.h) */
 };
 
 static bool audit_hold(server *s, struct evhttp_request *req, const char *route, int status,
@@ -583,6 +585,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     poll_keys(s);
     take_reservations(s);
     take_audits(s);
+    admin_take(s->admin);
     deliver(s);
 }
 
@@ -1960,6 +1963,17 @@ static bool handle_web(server *s, struct evhttp_request *req, const char *path, 
     return true;
 }
 
+/* What the admin API (server/admin.h) asks of the server. */
+static bool admin_auth_cb(void *srv, struct evhttp_request *req, const char *route, tenants_key *key) {
+    return authenticate(srv, req, route, false, key);
+}
+
+static void admin_count_cb(void *srv, const char *route, int status) {
+    http_count(&((server *)srv)->counts, route, status);
+}
+
+static void admin_poll_cb(void *srv) { poll_keys(srv); }
+
 static void on_request(struct evhttp_request *req, void *arg) {
     server *s = arg;
     if (s->p.tls && !tls_request_is_tls(req)) { /* a TLS bufferevent could not be made: never plain */
@@ -1975,6 +1989,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     const enum evhttp_cmd_type m = evhttp_request_get_command(req);
     const bool get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD, post = m == EVHTTP_REQ_POST;
     if (handle_web(s, req, path, get)) return;
+    if (admin_handle(s->admin, req, path)) return;
     static const struct {
         const char *path;
         bool post;
@@ -2097,8 +2112,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     }
     take_reservations(s);
     take_audits(s);
+    admin_take(s->admin);
     deliver(s);
-    if (s->live || sched_active(s->sched) > 0) return;
+    if (s->live || sched_active(s->sched) > 0 || admin_busy(s->admin)) return;
     /* every answer is complete; leave once their last bytes are written (a client that
      * stopped reading holds the exit up to a little past the grace period, no longer) */
     if (!s->flushing || sov_now_s() > s->shutdown_deadline + 1.0) event_base_loopexit(s->base, NULL);
@@ -2233,6 +2249,13 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
                                 /* the redactor sees the completion whole: a finding may span deltas */
                                 .whole_completion = p->data_policy && p->data_policy->redact != 0};
     int rc = start(s);
+    const admin_env ae = {.tenants = s->tenants,
+                          .audit = s->audit ? &s->au_cfg : NULL,
+                          .srv = s,
+                          .authenticate = admin_auth_cb,
+                          .counted = admin_count_cb,
+                          .poll_keys = admin_poll_cb};
+    if (!rc && !(s->admin = admin_new(&ae))) rc = (fprintf(stderr, "sov serve: out of memory\n"), 1);
     if (!rc) {
         const sched_params sp = {.policy = p->policy,
                                  .n_parallel = p->n_parallel,
@@ -2288,6 +2311,7 @@ int server_run(const sov_model *model, sov_context *ctx, const server_params *p)
         const struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
+    admin_free(s->admin); /* jobs still with the store worker: waited for, not answered */
     if (s->tenants) tenants_set_notify(s->tenants, NULL, NULL);
     sched_free(s->sched);
     energy_meter_close(&s->meter);

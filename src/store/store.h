@@ -229,6 +229,11 @@ sov_status store_audit_add_head(store *s, const audit_head *h);
 sov_status store_audit_heads(store *s, int64_t from, audit_head **out, size_t *n);
 sov_status store_audit_signed_through(store *s, int64_t *seq);
 
+/* Walks the whole chain through the verifier (src/audit/verify.c) against the signed
+ * heads and the trusted keys, and fills *out (store_audit_verify.c). SOV_OK means the walk
+ * ran (its verdict is in *out), else the store failed (SOV_ERR_IO, SOV_ERR_NOMEM). */
+sov_status store_audit_verify(store *s, const audit_pub *keys, size_t n_keys, audit_report *out);
+
 /* Deletes the text of records whose text_expires <= now (their hashes stay, so the chain
  * still verifies); *cleared (may be NULL) counts them. */
 sov_status store_audit_expire(store *s, int64_t now, int64_t *cleared);

@@ -48,6 +48,9 @@ struct tenants {
     int64_t version; /* keys version of the last table read (worker) */
     tenants_audit *audit_in_head, *audit_in_tail;     /* under mu */
     tenants_audit *audit_done_head, *audit_done_tail; /* under mu */
+    tenants_job *job_in_head, *job_in_tail;           /* under mu (admin API) */
+    tenants_job *job_done_head, *job_done_tail;       /* under mu */
+    char *state_dir;                                  /* a copy of audit.state_dir (or NULL) */
 
     /* worker: the audit chain as this server last saw it, and what it signed */
     tenants_audit_params audit; /* a copy of p.audit (t->p.audit points here) */
@@ -379,6 +382,31 @@ static void hand_back_audits(tenants *t, tenants_audit *in) {
     if (any) wake(t);
 }
 
+/* Runs the admin API's jobs (tenants_job), each with its key reload and audit record. */
+static void run_jobs(tenants *t, tenants_job *in) {
+    bool any = false;
+    for (tenants_job *j = in; j;) {
+        tenants_job *next = j->next;
+        j->next = NULL;
+        j->run(j, t->st, t);
+        if (j->keys_changed) reload(t, true);
+        if (j->audit) {
+            j->audit->next = NULL;
+            audit_all(t, j->audit);
+        }
+        pthread_mutex_lock(&t->mu);
+        if (t->job_done_tail)
+            t->job_done_tail->next = j;
+        else
+            t->job_done_head = j;
+        t->job_done_tail = j;
+        pthread_mutex_unlock(&t->mu);
+        any = true;
+        j = next;
+    }
+    if (any) wake(t);
+}
+
 static void timed_wait_locked(tenants *t, double seconds) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -396,7 +424,7 @@ static void *worker_main(void *arg) {
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (!t->stop && !t->in_head && !t->audit_in_head && t->n_settles < SETTLE_BATCH) {
+        while (!t->stop && !t->in_head && !t->audit_in_head && !t->job_in_head && t->n_settles < SETTLE_BATCH) {
             const double now = sov_now_s(), next = SOV_MIN(next_reload, next_flush);
             if (now >= next) break;
             timed_wait_locked(t, next - now);
@@ -405,6 +433,8 @@ static void *worker_main(void *arg) {
         t->in_head = t->in_tail = NULL;
         tenants_audit *audits = t->audit_in_head;
         t->audit_in_head = t->audit_in_tail = NULL;
+        tenants_job *jobs = t->job_in_head;
+        t->job_in_head = t->job_in_tail = NULL;
         take_settles_locked(t, &buf, &n, &cap);
         const bool stop = t->stop;
         t->stats.settles_pending = n;
@@ -430,6 +460,7 @@ static void *worker_main(void *arg) {
             audit_all(t, audits);
             hand_back_audits(t, audits);
         }
+        if (jobs) run_jobs(t, jobs);
         audit_sign(t, false);
         audit_expire(t);
         const double now = sov_now_s();
@@ -447,7 +478,7 @@ static void *worker_main(void *arg) {
         }
         pthread_mutex_lock(&t->mu);
         t->stats.settles_pending = n + t->n_settles;
-        if (stop && !t->in_head && !t->audit_in_head && t->n_settles == 0) break;
+        if (stop && !t->in_head && !t->audit_in_head && !t->job_in_head && t->n_settles == 0) break;
     }
     pthread_mutex_unlock(&t->mu);
     audit_sign(t, true); /* the last head: a truncation of what this server wrote shows */
@@ -488,6 +519,10 @@ sov_status tenants_open(const tenants_params *p, tenants **out) {
     if (p->audit) {
         t->audit = *p->audit;
         t->p.audit = &t->audit;
+        if (p->audit->state_dir && !(t->state_dir = strdup(p->audit->state_dir))) {
+            tenants_close(t);
+            return sov_fail(SOV_ERR_NOMEM, "tenants: out of memory");
+        }
     }
     const store_open_params sp = {.durable = p->audit != NULL};
     sov_status st = store_open(t->db, &sp, &t->st);
@@ -530,6 +565,7 @@ void tenants_close(tenants *t) {
     free(t->settles);
     free(t->db);
     free(t->model_id);
+    free(t->state_dir);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
     free(t);
@@ -713,6 +749,36 @@ void tenants_audit_free(tenants_audit *a) {
     free(a->completion_text);
     free(a);
 }
+
+void tenants_job_submit(tenants *t, tenants_job *j) {
+    j->next = NULL;
+    pthread_mutex_lock(&t->mu);
+    if (t->job_in_tail)
+        t->job_in_tail->next = j;
+    else
+        t->job_in_head = j;
+    t->job_in_tail = j;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+int tenants_take_jobs(tenants *t, tenants_job **out, int max) {
+    int n = 0;
+    pthread_mutex_lock(&t->mu);
+    while (n < max && t->job_done_head) {
+        tenants_job *j = t->job_done_head;
+        t->job_done_head = j->next;
+        if (!t->job_done_head) t->job_done_tail = NULL;
+        j->next = NULL;
+        out[n++] = j;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+const char *tenants_state_dir(const tenants *t) { return t->state_dir; }
+
+const char *tenants_store_name(const tenants *t) { return t->db; }
 
 void tenants_get_stats(tenants *t, tenants_stats *out) {
     pthread_mutex_lock(&t->mu);

@@ -172,6 +172,36 @@ void tenants_audit_append(tenants *t, tenants_audit *a);
 int tenants_take_audited(tenants *t, tenants_audit **out, int max);
 void tenants_audit_free(tenants_audit *a);
 
+/* ---- jobs: the admin API's work on the store (server/admin.h) ---- */
+
+/* A piece of work the worker runs with its store handle, for the HTTP thread (which may
+ * not touch the store): filled by the HTTP thread, owned by the tenants module from
+ * tenants_job_submit until tenants_take_jobs hands it back. On the worker thread, in
+ * order: run(j, store); when run set keys_changed, the key table is read again (so a key
+ * created or revoked counts from the HTTP thread's next tenants_poll, which the server
+ * calls before it answers the job); then, when audit is set, that record is appended in
+ * its own transaction (run fills its status first; its commit outcome is in
+ * audit->status). Jobs share the worker with reservations, so a job should be short. */
+typedef struct tenants_job tenants_job;
+struct tenants_job {
+    void *user;                                          /* handed back with the job */
+    void (*run)(tenants_job *j, store *st, tenants *t);  /* worker thread */
+    void *arg;                                           /* run's in and out */
+    tenants_audit *audit; /* NULL or a record appended after run (owned by the job) */
+    bool keys_changed;    /* out (run): reload the key table before handing back */
+    struct tenants_job *next;
+};
+
+void tenants_job_submit(tenants *t, tenants_job *j);
+/* Jobs that are done, at most max. */
+int tenants_take_jobs(tenants *t, tenants_job **out, int max);
+/* The store's name as given (a SQLite path or a postgresql:// URL), for a second,
+ * read-only connection of the caller's own (a long read that must not hold up the worker). */
+const char *tenants_store_name(const tenants *t);
+/* The state folder the audit key came from (NULL without an audit log): its audit-*.pub
+ * are the public keys a verification trusts. Any thread. */
+const char *tenants_state_dir(const tenants *t);
+
 /* ---- counters (any thread) ---- */
 
 typedef struct tenants_stats {

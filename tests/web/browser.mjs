@@ -1,7 +1,8 @@
 // browser.mjs - drives Debian's chromium (headless, through puppeteer-core) against a
 // running `sov serve`: the chat page (streaming, stop, reload, IME, XSS) and the console
-// (charts moving under load). Run by test_web_browser.py, which starts the server:
-//   node browser.mjs BASE_URL OUT_DIR CHROMIUM LOADGEN_PY
+// (charts moving under load), and on a server with keys the key field, the console's admin
+// key and its admin panels. Run by test_web_browser.py, which starts the servers:
+//   node browser.mjs BASE_URL OUT_DIR CHROMIUM LOADGEN_PY KEYED_URL USER_KEY ADMIN_KEY
 // Prints one JSON line {failures: [...], figures: {...}}; exits 1 when a check failed.
 import { spawn } from "node:child_process";
 import { performance } from "node:perf_hooks";
@@ -319,7 +320,79 @@ async function keyed(browser) {
   await page.waitForSelector("#panel-tenants", { timeout: 30000 });
   const tenants = await page.$eval("#panel-tenants", (p) => p.textContent);
   check(tenants.includes("acme"), "with the admin key the tenants panel lists the tenant that chatted: " + tenants.slice(0, 200));
+  await adminPanels(page, kOrigin);
   await page.close();
+}
+
+// The admin panels (console-admin.js) on the keyed server: create a key in the form, see
+// it once, use it, revoke it (after a cancelled confirm), and verify the audit chain.
+async function adminPanels(page, kOrigin) {
+  const t0 = performance.now();
+  await page.waitForSelector("#panel-keys #key-list tr[data-key]", { timeout: 30000 });
+  await page.waitForSelector("#panel-quotas .tenant", { timeout: 30000 });
+  await page.waitForSelector("#panel-audit #audit-list tr[data-seq]", { timeout: 30000 });
+  const quotas = await page.$$eval("#panel-quotas .tenant", (ts) => ts.map((t) => t.dataset.tenant));
+  check(quotas.includes("acme") && quotas.includes("ops"), "the quotas panel lists the tenants: " + quotas);
+  await page.type("#key-create input[name=tenant]", "browser-made");
+  await page.type("#key-create input[name=rpm]", "30");
+  await page.type("#key-create input[name=tpd]", "100000");
+  await page.click("#key-create button[type=submit]");
+  await page.waitForSelector("#new-key:not([hidden]) #new-key-value", { timeout: 20000 });
+  const secret = await page.$eval("#new-key-value", (e) => e.textContent);
+  check(/^sov-[a-z2-7]{40}$/.test(secret), "the new key is shown: " + secret.slice(0, 12) + "…");
+  const seen = await page.evaluate((k) => ({
+    times: document.body.innerText.split(k).length - 1,
+    stored: JSON.stringify({ ...localStorage }).includes(k) || JSON.stringify({ ...sessionStorage }).includes(k),
+  }), secret);
+  check(seen.times === 1 && !seen.stored, "the key is on the page exactly once and in no storage: " + JSON.stringify(seen));
+  await browser.defaultBrowserContext().overridePermissions(kOrigin, ["clipboard-read", "clipboard-write", "clipboard-sanitized-write"]);
+  await page.click("#new-key button.copy");
+  await sleep(200);
+  const copied = await page.evaluate(() => navigator.clipboard.readText().catch((e) => "ERR " + e));
+  check(copied === secret, "Copy put the new key on the clipboard");
+  const use = await fetch(keyedBase + "/v1/models", { headers: { Authorization: "Bearer " + secret } });
+  check(use.status === 200, "the new key works at once: " + use.status);
+  // a request under the new key's quota shows as a bar against its 30 requests/minute
+  const chatted = await fetch(keyedBase + "/v1/chat/completions", {
+    method: "POST",
+    headers: { Authorization: "Bearer " + secret, "Content-Type": "application/json" },
+    body: JSON.stringify({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }),
+  });
+  check(chatted.status === 200, "the new key chats: " + chatted.status);
+  // (today's tokens: a minute window may roll over while the panel refreshes)
+  const meter = await waitFor(() => page.evaluate(() => {
+    const ms = [...document.querySelectorAll('#panel-quotas .tenant[data-tenant="browser-made"] .quota meter')];
+    return ms.length === 2 && ms[1].value > 0 ? ms.map((m) => ({ value: m.value, max: m.max })) : null;
+  }), 15000, "the new key's quota bars");
+  check(meter && meter[0].max === 30 && meter[1].max === 100000 && meter[1].value > 0 && meter[1].value <= 100,
+        "the quotas panel shows bars against 30 requests/minute and 100000 tokens/day: " + JSON.stringify(meter));
+  await page.click("#new-key button.done");
+  const gone = await page.evaluate((k) => document.body.innerText.includes(k) || !document.getElementById("new-key").hidden, secret);
+  check(!gone, "after Done the key is gone from the page");
+  const id = await waitFor(() => page.evaluate(() => {
+    const rows = [...document.querySelectorAll("#key-list tr[data-key]")].filter((r) => r.children[1].textContent === "browser-made");
+    return rows.length ? rows[0].dataset.key : null;
+  }), 10000, "the new key in the list");
+  const row = '#key-list tr[data-key="' + id + '"]';
+  check((await page.$eval(row, (r) => r.textContent)).includes("30"), "the list shows its rpm");
+  // revoke: a cancelled confirm keeps it, an accepted one revokes it
+  page.once("dialog", (d) => d.dismiss());
+  await page.click(row + " button.revoke");
+  await sleep(300);
+  check((await page.$eval(row, (r) => r.children[10].textContent)) === "active", "a cancelled confirm keeps the key");
+  page.once("dialog", (d) => d.accept());
+  await page.click(row + " button.revoke");
+  await waitFor(() => page.$eval(row, (r) => r.children[10].textContent.startsWith("revoked")).catch(() => false), 10000, "the key shown revoked");
+  const after = await fetch(keyedBase + "/v1/models", { headers: { Authorization: "Bearer " + secret } });
+  check(after.status === 401, "the revoked key is refused: " + after.status);
+  // the audit panel: the two admin actions are there, and the chain verifies
+  await waitFor(() => page.$$eval("#audit-list tr[data-seq]", (rs) => rs.some((r) => r.textContent.includes("/revoke"))), 15000, "the revoke in the audit panel");
+  await page.click("#audit-verify");
+  const ok = await waitFor(() => page.$eval("#verify-result", (e) => e.dataset.ok || null), 20000, "the verify result");
+  const verdict = await page.$eval("#verify-result .verdict", (e) => e.textContent).catch(() => "");
+  check(ok === "true" && /^OK: \d+ records/.test(verdict), "the audit panel's verify says OK: " + verdict);
+  figures.admin_panels_s = +((performance.now() - t0) / 1000).toFixed(1);
+  await page.screenshot({ path: outDir + "/web-console-admin.png", fullPage: true });
 }
 
 const browser = await puppeteer.launch({

@@ -1,7 +1,9 @@
 // console.js - the operator console: polls /console/api/stats once a second and draws
 // the last five minutes as SVG line charts (own code, no library); panels for the model,
-// the system and — with an admin key — the tenants. A panel or series appears only when
-// the server reports its data. See docs/WEB.md.
+// the system and — with an admin key — the tenants, and (console-admin.js) key management,
+// quotas and the audit log, loaded only once an admin key is in use. A panel or series
+// appears only when the server reports its data. See docs/WEB.md.
+
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const KEY_STORE = "sov.adminkey"; // sessionStorage
@@ -304,6 +306,16 @@ async function poll() {
   if (samples.length > KEEP) samples.shift();
   redraw();
   panels(s);
+  adminPanels(s);
+}
+
+// The admin panels' module, fetched the first time the server has keys and the console
+// an admin key (an open server's console never loads it); told of every snapshot after.
+let adminModule = null;
+function adminPanels(s) {
+  if (!adminModule && !(s.admin && s.system.auth_required)) return;
+  adminModule ||= import("./console-admin.js");
+  adminModule.then((m) => m.adminPanels(s, headers()));
 }
 
 function init() {
