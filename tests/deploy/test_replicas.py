@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
 from auditlib import sov_audit  # noqa: E402
-from serverlib import TMP, Server, check, create_key, finish, run_tests, shared_model, sse_events  # noqa: E402
+from serverlib import TMP, Server, check, create_key, failures, finish, run_tests, shared_model, sse_events  # noqa: E402
 
 SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
 HAPROXY_CFG = os.path.join(SRC, "deploy", "haproxy.cfg")
@@ -508,6 +508,13 @@ def test_sigkill_mid_load_loses_only_what_was_on_the_victim():
           file=sys.stderr)
 
 
+def test_a_bad_node_name_is_refused():
+    r = subprocess.run([os.environ.get("SOV_BIN", "build/sov"), "serve", "-m", STORIES, "--node", "r1\r\nX-Evil: 1"],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "--node must be" in r.stderr,
+          "a --node that is not a header-safe token is a one-line error: %d %r" % (r.returncode, r.stderr))
+
+
 def main():
     global C
     if not HAPROXY:
@@ -516,12 +523,19 @@ def main():
         sys.exit(1)
     try:
         C = Cluster()
-        run_tests([test_same_key_and_prompt_start_stay_on_one_replica,
+        run_tests([test_a_bad_node_name_is_refused,
+                   test_same_key_and_prompt_start_stay_on_one_replica,
                    test_tight_quota_is_never_overspent_across_replicas,
                    test_sigkill_mid_load_loses_only_what_was_on_the_victim])
     finally:
         if C:
             C.stop()
+            if not failures:  # kept for a look when something failed
+                for d in C.dirs.values():
+                    shutil.rmtree(d, ignore_errors=True)
+                for f in (C.hlog_path, C.hlog_path[:-4] + "-threads.cfg"):
+                    if os.path.exists(f):
+                        os.remove(f)
     finish()
 
 
