@@ -7,13 +7,15 @@ cluster and gives its URL in $SOV_PG_URL_FILE), on loopback, on stories260K (doc
 - quotas: a key with a tight tokens-per-minute limit hammered at once across the replicas is
   never charged more than the limit (the rate_windows rows, and the answers' usage), the rest
   is refused with 429;
+- streaming: a long stream reaches the client in many pieces over its duration (unbuffered);
 - failure: under concurrent load (streamed chat and plain completions) one replica is
   SIGKILLed while it is inside an audit append (a trigger stalls its INSERT with pg_sleep,
   holding the chain's lock): the only requests that fail are ones in flight on it, each with a
   clean error (a 5xx from HAProxy, or a stream cut before [DONE]); everything sent after the
   kill succeeds on the other two; HAProxy re-sent nothing that reached a replica (each
   survivor's audit records equal HAProxy's log lines for it); every completed answer has its
-  record; a reservation of the killed replica stays charged, never more than it reserved;
+  record; every answer equals the greedy reference for its prompt; a reservation of the
+  killed replica stays charged, never more than it reserved; the survivors exit cleanly;
 - the one shared audit chain verifies with the three replicas' keys afterwards.
 
 Without haproxy or PostgreSQL this test FAILS (it never skips); everything it starts is
