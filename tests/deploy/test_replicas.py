@@ -534,11 +534,12 @@ def test_sigkill_mid_load_loses_only_what_was_on_the_victim():
     before = [r for r in ok if r["t1"] < t_sig]
     spanning = [r for r in ok if r["t0"] < t_sig < r["t1"]]
     print("failure: %d requests sent by 6 clients (%d chat streams), %d completed, %d failed; in flight on %s at "
-          "the kill %d (failed: %d as 5xx, %d cut streams); %d sent after the kill, all completed; %d redispatched "
+          "the kill %d (failed: %d as 5xx %s, %d cut streams); %d sent after the kill, all completed; %d redispatched "
           "after a refused connect; the victim's open append held the chain lock %.2f s after the kill; latency "
           "p50 %.0f ms before, %.0f ms after; max %.0f ms across the kill, %.0f ms after"
           % (len(done), sum(r["chat"] for r in done), len(ok), len(failed), victim, len(in_flight),
-             sum(r["status"] >= 500 for r in failed), sum(r["status"] == 200 for r in failed), len(after),
+             sum(r["status"] >= 500 for r in failed), sorted({r["status"] for r in failed if r["status"] >= 500}),
+             sum(r["status"] == 200 for r in failed), len(after),
              redispatched, t_unstall - t_kill, p50(before), p50(after),
              1000 * max([r["t1"] - r["t0"] for r in spanning] or [0]),
              1000 * max([r["t1"] - r["t0"] for r in after] or [0])), file=sys.stderr)
