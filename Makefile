@@ -10,7 +10,7 @@ BUILD_DEB  ?= build-deb
 PULL_DEMO  := Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M
 PULL_FILE  := models/qwen2.5-0.5b-instruct-q4_k_m.gguf
 
-.PHONY: all build run install deb deps-deb generate test test-fast test-san test-arm bench bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
+.PHONY: all build run cluster-demo install deb deps-deb generate test test-fast test-san test-arm bench bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
 
 all: build
 
@@ -32,6 +32,12 @@ run: build
 	@$(if $(MODEL),true,printf '%s\n' "sov: the demo model answers gibberish; a real small model (Qwen2.5 0.5B Instruct Q4_K_M, ~0.5 GB):" \
 	  "     ./$(BUILD)/sov pull $(PULL_DEMO) -o models && ./$(BUILD)/sov serve -m $(PULL_FILE) --port $(or $(PORT),8080)")
 	./$(BUILD)/sov serve $(if $(MODEL),-m $(MODEL)) --port $(or $(PORT),8080)
+
+# Three replicas of `make run` behind HAProxy, sharing a throw-away PostgreSQL (keys, quotas,
+# audit log) on loopback; HAProxy on PORT (8080). Ctrl-C stops everything (docs/REPLICAS.md).
+cluster-demo: build
+	@scripts/deps.sh cluster
+	@BUILD=$(BUILD) PORT=$(or $(PORT),8080) scripts/cluster-demo.sh
 
 # The binary, man page, systemd unit and default configuration under PREFIX (/usr/local),
 # staged under DESTDIR when given: make install PREFIX=/usr DESTDIR=/tmp/stage

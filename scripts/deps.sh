@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sov's build and tests need, when any is missing.
-# Usage: scripts/deps.sh [build|test|deb]   (test adds what the test suite uses, deb what make deb does)
+# Usage: scripts/deps.sh [build|test|deb|cluster]   (test adds what the test suite uses, deb what make deb
+# does, cluster what make cluster-demo runs)
 set -euo pipefail
 need=(cmake ninja-build gcc libc6-dev pkg-config libevent-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev)
 need+=(libseccomp-dev) # src/sandbox: the seccomp filter of sov serve's egress lockdown
@@ -19,6 +20,9 @@ fi
 if [ "${1:-build}" = test ] || [ "${1:-build}" = deb ]; then
   need+=(help2man dpkg-dev) # make deb: the man page from sov --help; CPack's DEB generator (dpkg-shlibdeps)
 fi
+# HAProxy and PostgreSQL: make cluster-demo's front door and shared state, and the replica test
+# (tests/deploy/test_replicas.py) that kills a replica under load behind them
+{ [ "${1:-build}" = test ] || [ "${1:-build}" = cluster ]; } && need+=(haproxy postgresql curl)
 [ "${1:-build}" = test ] && need+=(systemd strace python3-yaml) # tests/deploy: systemd-analyze security, the unit's syscall filter, the k8s manifests
 missing=()
 for p in "${need[@]}"; do

@@ -25,6 +25,7 @@
 
 typedef struct serve_opts {
     const char *model, *host, *alias, *ready_file, *db, *sched, *policy;
+    const char *node; /* this replica's name in the X-Sov-Node header (docs/REPLICAS.md) */
     const char *tls_cert, *tls_key, *tls_client_ca;
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
     double timeout, shutdown_timeout;
@@ -96,6 +97,9 @@ static void help(FILE *f) {
            "  --audit-sign-every N    sign the chain head every N records (default 256; also every 10 s\n"
            "                          while records are unsigned, and at shutdown)\n"
            "  --no-audit              no audit log (said at start-up)\n"
+           "  --node NAME             name this replica in an X-Sov-Node header on every answer (1-64\n"
+           "                          of A-Z a-z 0-9 . _ -; several replicas behind one load balancer:\n"
+           "                          docs/REPLICAS.md)\n"
            "What it keeps of prompts and completions (hashes, nothing, or the text for N days) and\n"
            "the region label in every record come from the data policy (--policy).\n\n"
            "Sandbox (docs/SANDBOX.md): once listening, the process cannot open new outbound\n"
@@ -130,6 +134,17 @@ static void help(FILE *f) {
            "  --dram-pj-per-byte PJ   estimate: DRAM energy per byte read (default 100)\n");
 }
 
+/* A replica's name goes into a response header verbatim: a short token, nothing to escape. */
+static bool node_name_ok(const char *s) {
+    const size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '.' || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
 static int parse_args(int argc, char **argv, serve_opts *o) {
     bool bad = false;
     for (int i = 1; i < argc && !bad; i++) {
@@ -142,6 +157,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_str(argc, argv, &i, "--alias", &o->alias, &bad) ||
                    cli_opt_str(argc, argv, &i, "--ready-file", &o->ready_file, &bad) ||
                    cli_opt_str(argc, argv, &i, "--db", &o->db, &bad) ||
+                   cli_opt_str(argc, argv, &i, "--node", &o->node, &bad) ||
                    cli_opt_str(argc, argv, &i, "--sched", &o->sched, &bad) ||
                    cli_opt_str(argc, argv, &i, "--policy", &o->policy, &bad) ||
                    cli_opt_str(argc, argv, &i, "--tls-cert", &o->tls_cert, &bad) ||
@@ -208,6 +224,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         return cli_error("serve", "--tls-cert and --tls-key go together: give the certificate and its key");
     if (o->tls_client_ca && !o->tls_cert)
         return cli_error("serve", "--tls-client-ca needs HTTPS: give --tls-cert and --tls-key too");
+    if (o->node && !node_name_ok(o->node))
+        return cli_error("serve", "--node must be 1-64 characters of A-Z a-z 0-9 . _ -");
     if (!o->db) o->db = getenv("SOV_DB");
     if (o->db && !*o->db) o->db = NULL;
     if (o->sign_every < 1 || o->sign_every > 1000000)
@@ -437,6 +455,7 @@ int cmd_serve(int argc, char **argv) {
         .data_policy = &data_policy,
         .tls = tls,
         .audit_node = tn ? tenants_audit_key_id(tn) : NULL,
+        .node = o.node,
         .metrics_open = o.metrics_open,
         .policy = o.sched && strcmp(o.sched, "fifo") == 0 ? SCHED_POLICY_FIFO : SCHED_POLICY_FAIR,
         .sandbox = &sbp,

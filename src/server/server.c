@@ -2081,6 +2081,7 @@ static void endpoint_of(const char *path, char *buf, size_t cap) {
  * answered), then on_request handles it. */
 static void on_request_audited(struct evhttp_request *req, void *arg) {
     server *s = arg;
+    if (s->p.node) add_header(req, "X-Sov-Node", s->p.node); /* which replica answered (docs/REPLICAS.md) */
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!s->audit || !path || strncmp(path, "/v1", 3) != 0 || (path[3] != '/' && path[3] != '\0')) {

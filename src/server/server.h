@@ -47,6 +47,8 @@ typedef struct server_params {
                                       NULL: plain HTTP */
     const char *audit_node;        /* the audit key's id when tenants write the audit log
                                       (tenants_params.audit); NULL: no audit log */
+    const char *node;              /* this replica's name, sent as X-Sov-Node on every answer
+                                      (checked by the caller: a header-safe token); NULL: none */
     const sandbox_params *sandbox; /* the lockdown applied once everything is open
                                       (docs/SANDBOX.md); NULL: none */
     const sov_chat_template *chat_template; /* the model's own Jinja template (or the operator's
