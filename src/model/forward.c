@@ -24,7 +24,9 @@
 #include <math.h>
 
 #include "model/context.h"
+#include "model/mla.h"
 #include "model/moe.h"
+#include "model/moe_shared.h"
 #include "model/ops.h"
 
 typedef struct forward_job {
@@ -57,6 +59,9 @@ static void block_output(const op_thread *t, const sov_weight *w, const float *i
     op_add(t, c->x, c->xb, T, c->model->hp.n_embd);
 }
 
+static void attention(const op_thread *t, const sov_layer *L, int il, const float *in, int T);
+static void ffn(const op_thread *t, const sov_layer *L, int il, int T);
+
 static void layer_forward(const op_thread *t, int il, int T) {
     sov_context *c = t->c;
     const sov_layer *L = &c->model->layers[il];
@@ -68,6 +73,19 @@ static void layer_forward(const op_thread *t, int il, int T) {
         op_rmsnorm(t, c->xb, c->x, L->attn_norm, T, hp->n_embd);
         in = c->xb;
     }
+    if (hp->arch == SOV_ARCH_DEEPSEEK2) { /* multi-head latent attention (mla.c) */
+        op_mla_attention(t, il, in, T);
+        block_output(t, &L->wo, c->mla_o, T, NULL);
+    } else {
+        attention(t, L, il, in, T);
+    }
+    ffn(t, L, il, T);
+}
+
+/* The attention block of the llama family, from the normalised input to the residual. */
+static void attention(const op_thread *t, const sov_layer *L, int il, const float *in, int T) {
+    sov_context *c = t->c;
+    const sov_hparams *hp = &c->model->hp;
     const op_matmul qkv[3] = {
         {&L->wq, c->q, L->bq, false},
         {&L->wk, c->kx, L->bk, false},
@@ -86,14 +104,20 @@ static void layer_forward(const op_thread *t, int il, int T) {
     op_kv_store(t, il, c->kx, c->vx, T);
     op_attention(t, il, c->q, c->att, T);
     block_output(t, &L->wo, c->att, T, L->attn_post_norm);
+}
 
-    in = c->x;
+/* The feed-forward block: dense, or experts (moe.c) with a shared expert where the layer has one. */
+static void ffn(const op_thread *t, const sov_layer *L, int il, int T) {
+    sov_context *c = t->c;
+    const sov_hparams *hp = &c->model->hp;
+    const float *in = c->x;
     if (L->ffn_norm) {
         op_rmsnorm(t, c->xb, c->x, L->ffn_norm, T, hp->n_embd);
         in = c->xb;
     }
     if (L->router.data) { /* mixture of experts (moe.c) instead of the dense FFN */
         op_moe(t, il, c->x, in, T);
+        if (L->gate_shexp.data) op_moe_shared(t, il, c->x, in, T); /* qwen2moe, deepseek2 */
         return;
     }
     const op_matmul gate_up[2] = {
