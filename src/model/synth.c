@@ -410,7 +410,8 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
     gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), p->rms_eps > 0 ? p->rms_eps : 1e-6f);
     gguf_set_u32(w, KEY("leading_dense_block_count"), (uint32_t)dense);
     gguf_set_u32(w, KEY("vocab_size"), (uint32_t)n_vocab);
-    if (Q) gguf_set_u32(w, KEY("attention.q_lora_rank"), (uint32_t)Q);
+    /* written as 0 too: llama.cpp needs the key unless it guesses a Lite model by its depth */
+    gguf_set_u32(w, KEY("attention.q_lora_rank"), (uint32_t)Q);
     gguf_set_u32(w, KEY("attention.kv_lora_rank"), (uint32_t)Lr);
     gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)(Lr + R));
     gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)Lr);
