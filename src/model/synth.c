@@ -429,6 +429,11 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
         gguf_set_u32(w, KEY("expert_group_used_count"), (uint32_t)groups_used);
     }
     gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)R);
+    if (p->rope_scaling) { /* sov refuses deepseek2 files with scaling; written to test that */
+        gguf_set_str(w, KEY("rope.scaling.type"), p->rope_scaling);
+        gguf_set_f32(w, KEY("rope.scaling.factor"), p->rope_factor);
+        gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)p->n_ctx);
+    }
     gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
 #undef KEY
     const int max_t = 24 * p->n_layer + 10;

@@ -973,12 +973,27 @@ class Model:
         vb = self._matrix(p + "attn_v_b.weight").astype(np.float64).reshape(H, Dv, L)
         K = np.concatenate([np.einsum("hln,sl->shn", kb, C), np.repeat(KPE[:, None, :], H, axis=1)], axis=2)
         V = np.einsum("hvl,sl->shv", vb, C)                                       # [S, H, Dv]
-        qf = np.concatenate([q[:, :, :nope], q_pe], axis=2)                        # [T, H, Dq]
+        q_nope = q[:, :, :nope]
+        # act_q8 (the activation rounding of quantized weights, as the engine does it):
+        # sov multiplies the per-head matrices by q_nope and by the latent attention output
+        # sum_j p_j c_j, so those are the values rounded; by linearity W_k c_j . Q8(q_nope) =
+        # c_j . (W_k^T Q8(q_nope)) and W_v Q8(sum p_j c_j) is the head's output
+        kq = act_q8 and self.g.tensor(p + "attn_k_b.weight").type not in FLOAT_TYPES
+        vq = act_q8 and self.g.tensor(p + "attn_v_b.weight").type not in FLOAT_TYPES
+        blk = lambda n: 256 if self.g.tensor(p + n).type in K_QUANTS else 32  # noqa: E731
+        if kq:
+            q_nope = quantize_activations_q8(q_nope.reshape(T * H, nope), blk("attn_k_b.weight")).reshape(T, H, nope)
+        qf = np.concatenate([q_nope, q_pe], axis=2)                                # [T, H, Dq]
         scores = np.einsum("thd,shd->hts", qf, K) * self.kq_scale
         scores[:, np.arange(S)[None, :] > positions[:, None]] = -np.inf
         scores = np.exp(scores - scores.max(axis=2, keepdims=True))
         scores /= scores.sum(axis=2, keepdims=True)
-        att = np.einsum("hts,shv->thv", scores, V).reshape(T, H * Dv)
+        if vq:
+            lat = quantize_activations_q8(np.einsum("hts,sl->thl", scores, C).reshape(T * H, L),
+                                          blk("attn_v_b.weight")).reshape(T, H, L)
+            att = np.einsum("hvl,thl->thv", vb, lat).reshape(T, H * Dv)
+        else:
+            att = np.einsum("hts,shv->thv", scores, V).reshape(T, H * Dv)
         return self._linear(p + "attn_output.weight", att, act_q8)
 
     def _qkv(self, p, xb, act_q8):
