@@ -229,6 +229,30 @@ static sov_status read_mla(const gguf_file *f, sov_hparams *hp, int32_t vlen) {
     return SOV_OK;
 }
 
+/* deepseek2's attention scale and YaRN, as transformers' DeepseekV3 computes them and
+ * llama.cpp reproduces them: the query head before absorption is nope + rope values, scale
+ * 1/sqrt(that); with YaRN (factor s) the scale is multiplied by mscale^2, mscale = 1 +
+ * 0.1 mscale_all_dim ln s (the file's rope.scaling.yarn_log_multiplier holds 0.1
+ * mscale_all_dim), and cos/sin are not scaled (DeepSeek's mscale / mscale_all_dim, equal in
+ * the published configs, as llama.cpp assumes). Files whose YaRN lacks the multiplier,
+ * with an attention factor, or with linear scaling, are refused: llama.cpp's results for
+ * them depart from the model definition. */
+static sov_status read_mla_yarn(const gguf_file *f, sov_hparams *hp) {
+    const char *a = hp->arch_name;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->n_embd_head_qk);
+    if (hp->rope_scaling == SOV_ROPE_SCALING_NONE) return SOV_OK;
+    float log_mul = 0.0f;
+    if (hp->rope_scaling != SOV_ROPE_SCALING_YARN || !get_f32(f, a, "rope.scaling.yarn_log_multiplier", &log_mul) ||
+        !(log_mul > 0.0f && log_mul < 10.0f) || hp->yarn_attn_factor != 1.0f)
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: deepseek2 rope scaling is supported as YaRN with "
+                        "%s.rope.scaling.yarn_log_multiplier (0..10) and no attn_factor only", a);
+    const float ln_s = logf(1.0f / hp->rope_freq_scale);
+    hp->yarn_attn_factor = 1.0f / (1.0f + 0.1f * ln_s); /* cancels the YaRN cos/sin factor (ops.c) */
+    const float mscale = 1.0f + log_mul * ln_s;
+    hp->attn_scale *= mscale * mscale;
+    return SOV_OK;
+}
+
 sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     memset(hp, 0, sizeof *hp);
     char arch[32];
@@ -364,13 +388,7 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
         return sov_fail(SOV_ERR_FORMAT, "model: rope.scaling.attn_factor %g is out of range",
                         (double)hp->yarn_attn_factor);
     if ((st = dense_variants_read(f, hp))) return st;
-    if (ds2) {
-        /* the query head before absorption is nope + rope values: its scale 1/sqrt(that) */
-        hp->attn_scale = 1.0f / sqrtf((float)hp->n_embd_head_qk);
-        if (hp->rope_scaling != SOV_ROPE_SCALING_NONE)
-            return sov_fail(SOV_ERR_UNSUPPORTED, "model: deepseek2 with rope scaling (%s.rope.scaling.type) is not "
-                            "supported yet (its YaRN attention-factor scaling is not implemented)", a);
-    }
+    if (ds2 && (st = read_mla_yarn(f, hp))) return st;
     hp->pooling = SOV_POOLING_MEAN;
     uint32_t pooling;
     snprintf(key, sizeof key, "%s.pooling_type", a);

@@ -429,10 +429,11 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
         gguf_set_u32(w, KEY("expert_group_used_count"), (uint32_t)groups_used);
     }
     gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)R);
-    if (p->rope_scaling) { /* sov refuses deepseek2 files with scaling; written to test that */
+    if (p->rope_scaling) { /* YaRN as DeepSeek-V3's: mscale_all_dim 1, written as 0.1 x it */
         gguf_set_str(w, KEY("rope.scaling.type"), p->rope_scaling);
         gguf_set_f32(w, KEY("rope.scaling.factor"), p->rope_factor);
-        gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)p->n_ctx);
+        gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)SOV_MAX(1, p->n_ctx / 4));
+        gguf_set_f32(w, KEY("rope.scaling.yarn_log_multiplier"), 0.1f);
     }
     gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
 #undef KEY

@@ -34,6 +34,9 @@ const MODELS = [
     {name: "deepseek2-v2lite", args: ["--arch", "deepseek2", ...SHAPE, "--q-lora", "-1", "--gating", "1",
                                       "--expert-groups", "-1", "--shared-experts", "2", "--type", "F16",
                                       "--seed", "33"]},
+    // DeepSeek-V3's YaRN: factor 4 over an original context of 256, mscale_all_dim 1
+    {name: "deepseek2-yarn", args: ["--arch", "deepseek2", ...SHAPE, "--rope-scaling", "yarn", "--rope-factor", "4",
+                                    "--ctx", "1024", "--seed", "34"]},
 ];
 
 if (process.argv[2] === "--one") {

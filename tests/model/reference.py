@@ -563,8 +563,17 @@ class Model:
         if a == "gemma3" and float(key("final_logit_softcapping", 0.0)) != 0.0:
             raise GGUFError("%s: final_logit_softcapping is not supported" % g.path)
         self._read_rope(key)
-        if self.mla and self.rope_scaling != "none" and self.freq_scale != 1.0:
-            raise GGUFError("%s: deepseek2 rope scaling (YaRN mscale) is not supported" % g.path)
+        if self.mla and self.freq_scale != 1.0:
+            # DeepseekV3YarnRotaryEmbedding: cos/sin times yarn_get_mscale(s, mscale) /
+            # yarn_get_mscale(s, mscale_all_dim) (1: the file keeps only mscale_all_dim,
+            # equal to mscale in DeepSeek's configs), and the softmax scale times
+            # yarn_get_mscale(s, mscale_all_dim)^2, yarn_get_mscale(s, m) = 0.1 m ln s + 1;
+            # the file stores 0.1 mscale_all_dim
+            if self.rope_scaling != "yarn" or self.yarn_log_mul <= 0.0:
+                raise GGUFError("%s: deepseek2 rope scaling needs YaRN with yarn_log_multiplier" % g.path)
+            s = 1.0 / self.freq_scale
+            self.attn_factor = 1.0 / (1.0 + 0.1 * math.log(s))   # rope_angles' YaRN factor cancelled
+            self.kq_scale *= (1.0 + self.yarn_log_mul * math.log(s)) ** 2
         self._read_swa(key)
         # the context the logits are computed for: it chooses LongRoPE's factors (as sov
         # and llama.cpp choose them, by the context size); sov's default context
@@ -603,7 +612,8 @@ class Model:
         self.rope_scaling = stype
         self.freq_scale = 1.0 / factor if factor != 0.0 and stype != "none" else 1.0
         self.ext_factor = 1.0 if stype == "yarn" else 0.0
-        if float(key("rope.scaling.yarn_log_multiplier", 0.0)) != 0.0:
+        self.yarn_log_mul = float(key("rope.scaling.yarn_log_multiplier", 0.0))
+        if self.yarn_log_mul != 0.0 and self.arch != "deepseek2":
             raise GGUFError("%s: rope.scaling.yarn_log_multiplier is not supported" % self.g.path)
         self.attn_factor = float(key("rope.scaling.attn_factor", 1.0))
         self.n_ctx_orig = int(key("rope.scaling.original_context_length", key("context_length", 0)))

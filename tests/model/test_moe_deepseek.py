@@ -11,13 +11,14 @@ kernel table, batch invariance, refused files.
    of the latent KV cache against full heads.
 2. Forward passes against reference.py (which decompresses keys and values per head, where
    sov attends in the absorbed form over the latent cache) for F32, F16, Q8_0, Q4_0 and
-   Q4_K, float16 and float32 KV caches, every kernel table this CPU runs, with the bounds
-   of test_forward_reference.py.
+   Q4_K, DeepSeek's YaRN, float16 and float32 KV caches, every kernel table this CPU runs,
+   with the bounds of test_forward_reference.py.
 3. Batch invariance: three sequences alone, batched, stepped and mixed give bitwise the
    same logits (best and scalar kernels, 2 threads): grouped routing, shared experts and
    the per-head absorbed products do not depend on the other tokens of a batch.
 4. Refused files, one line each: a missing attn_k_b, the older layout (no key_length_mla),
-   contradicting MLA sizes, groups that cannot hold the experts used, YaRN on deepseek2.
+   contradicting MLA sizes, groups that cannot hold the experts used, YaRN without
+   yarn_log_multiplier, linear rope scaling on deepseek2.
 5. --vocab-from works for both.
 """
 import json
@@ -47,6 +48,7 @@ CASES = [
     ("qwen2moe", "Q8_0", ["--tied"]),
     ("qwen2moe", "Q4_K", ["--expert-ffn", "256", "--shared-ffn", "256"]),
     ("deepseek2", "F32", []),
+    ("deepseek2", "F32", ["--rope-scaling", "yarn", "--rope-factor", "4"]),
     ("deepseek2", "F16", V2LITE),
     ("deepseek2", "Q8_0", ["--gating", "1", "--expert-groups", "-1"]),
     ("deepseek2", "Q4_0", []),
@@ -192,7 +194,12 @@ def refused():
            "ffn_gate_shexp.weight' has shape")
     path = tmp("yarn.gguf")
     fwd.gen(path, "deepseek2", "F32", ["--rope-scaling", "yarn", "--rope-factor", "4"])
-    refuse(open(path, "rb").read(), "YaRN", "rope scaling")
+    refuse(open(path, "rb").read().replace(b"yarn_log_multiplier", b"yarn_log_multiplieX"),
+           "YaRN without yarn_log_multiplier", "yarn_log_multiplier")
+    os.remove(path)
+    path = tmp("linear.gguf")
+    fwd.gen(path, "deepseek2", "F32", ["--rope-scaling", "linear", "--rope-factor", "4"])
+    refuse(open(path, "rb").read(), "linear rope scaling", "supported as YaRN")
     os.remove(path)
     path = tmp("q2.gguf")
     fwd.gen(path, "qwen2moe", "F32", [])

@@ -7,8 +7,9 @@ and, at each of those steps, its 16 most likely next tokens with their log-proba
 (recorded by record_llamacpp_moe.mjs through node-llama-cpp, llama.cpp de3ff81, KV cache
 F16). The models: qwen2moe (shared expert with its sigmoid gate, no renormalisation), a
 DeepSeek-V3-shaped deepseek2 (q_lora, sigmoid gating with exp_probs_b, grouped top-k,
-weight scale, shared expert, a dense first layer) and a DeepSeek-V2-Lite-shaped one (plain
-attn_q, softmax gating, no groups, two shared experts, F16 weights).
+weight scale, shared expert, a dense first layer), a DeepSeek-V2-Lite-shaped one (plain
+attn_q, softmax gating, no groups, two shared experts, F16 weights) and the V3 shape with
+DeepSeek's YaRN (factor 4, mscale_all_dim 1: the attention scale times mscale^2).
 
 This test writes the identical file again, runs sov over the prompt and llama.cpp's tokens
 (tools/sov_logits, KV cache F16, best and scalar kernels) and checks at every step:
@@ -22,7 +23,8 @@ float32, so the two differ by ~1e-3 in log-probability (0.5e-3 for F32 weights).
 
 The NumPy reference (reference.py) is held to the same records, and is shown to be able to
 fail them: with one distinguishing feature switched off (qwen2moe's shared-expert gate,
-DeepSeek-V3's selection bias, expert groups and weight scale, V2-Lite's shared experts) it
+DeepSeek-V3's selection bias, expert groups and weight scale, V2-Lite's shared experts,
+YaRN's attention scale) it
 is more than 10 x LP_TOL away from llama.cpp.
 """
 import json
@@ -71,6 +73,7 @@ FEATURES = {
                      ("without expert groups", lambda m: setattr(m, "n_group", 1)),
                      ("without the weight scale", lambda m: setattr(m, "expert_weights_scale", 1.0))],
     "deepseek2-v2lite": [("without the shared experts", lambda m: setattr(m, "n_ff_shexp", 0))],
+    "deepseek2-yarn": [("without YaRN's attention scale", lambda m: setattr(m, "kq_scale", m.qk_head ** -0.5))],
 }
 
 
