@@ -19,6 +19,8 @@ kernel table, batch invariance, refused files.
 4. Refused files, one line each: a missing attn_k_b, the older layout (no key_length_mla),
    contradicting MLA sizes, groups that cannot hold the experts used, YaRN without
    yarn_log_multiplier, linear rope scaling on deepseek2.
+   Every u32 metadata value of both set to 0, 1, 3, 2^31-1, 2^32-1: loads and runs, or one
+   line and exit 1, never a crash (the sanitizer build runs this too).
 5. --vocab-from works for both.
 """
 import json
@@ -209,6 +211,48 @@ def refused():
            "qwen2moe without the shared-expert gate", "'blk.1.ffn_gate_inp_shexp.weight' is missing")
 
 
+def malformed_sweep():
+    """Every u32 key of a qwen2moe and a deepseek2 file set to 0, 1, 3, 2^31-1 and 2^32-1 in
+    turn: the model loads and runs (or stops with one line, e.g. a context of 1 too small
+    for the prompt), or is refused at load with one line and exit 1; never a crash, a hang
+    or (under the sanitizers) a bad access."""
+    for arch, extra in (("deepseek2", ["--expert-groups", "2"]), ("qwen2moe", [])):
+        path = tmp("sweep.gguf")
+        fwd.run([SOV, "gen-model", "-o", path, "--arch", arch, "--dim", "64", "--layers", "2", "--heads", "2",
+                 "--kv-heads", "1", "--vocab", "300", "--ffn", "64", "--q-lora", "32", "--kv-lora", "32",
+                 "--qk-nope", "32", "--v-head", "32", "--rope-dims", "16"] + extra
+                if arch == "deepseek2" else
+                [SOV, "gen-model", "-o", path, "--arch", arch, "--dim", "64", "--layers", "2", "--heads", "2",
+                 "--kv-heads", "1", "--vocab", "300", "--ffn", "64"])
+        g = reference.GGUF(path)
+        data = open(path, "rb").read()
+        os.remove(path)
+        keys = [k for k, v in g.kv.items() if k.startswith(arch + ".") and isinstance(v, int) and
+                not isinstance(v, bool)]
+        bad_runs, n = [], 0
+        for key in keys:
+            for value in (0, 1, 3, 2**31 - 1, 2**32 - 1):
+                try:
+                    patched = patch_u32(data, key, value)
+                except AssertionError:  # not a u32
+                    break
+                bad = tmp("sweep_bad.gguf")
+                with open(bad, "wb") as f:
+                    f.write(patched)
+                r = subprocess.run([SOV, "run", "-m", bad, "-p", "hi", "-n", "2"], capture_output=True, text=True,
+                                   errors="replace", timeout=60)
+                os.remove(bad)
+                n += 1
+                lines = [x for x in r.stderr.strip().splitlines() if x.startswith("sov run:")]
+                loaded = "model: " in r.stderr  # refused at load: that one line is all
+                sanitizer = "Sanitizer" in r.stderr or "runtime error" in r.stderr
+                if sanitizer or r.returncode not in (0, 1) or (r.returncode == 1 and (len(lines) != 1 or (
+                        not loaded and len(r.stderr.strip().splitlines()) != 1))):
+                    bad_runs.append("%s=%d: exit %d %r" % (key, value, r.returncode, r.stderr.strip()[-300:]))
+        check(not bad_runs and n > 40, "%s: %d patched metadata values load or are refused in one line%s" %
+              (arch, n, (": " + "; ".join(bad_runs[:3])) if bad_runs else ""))
+
+
 def vocab_from():
     src = os.path.join(SHARED, "stories260K.gguf")
     if not os.path.exists(src):
@@ -233,6 +277,7 @@ def main():
     os.makedirs(TMP, exist_ok=True)
     file_format()
     refused()
+    malformed_sweep()
     vocab_from()
     batch_invariance()
     against_reference()
