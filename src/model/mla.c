@@ -54,9 +54,12 @@ static void head_products(const op_thread *t, const sov_weight *w, int H, int ro
         float *row = c->mla_in + r * K;
         memcpy(row, src + (size_t)i * src_tok + (size_t)h * src_head, (size_t)K * sizeof(float));
         char *y = (char *)c->mla_act + (size_t)r * lda;
-        if (at == SOV_TYPE_Q8A) k->quantize_q8a(row, y, K);
-        else if (at == SOV_TYPE_Q8K) k->quantize_q8k(row, y, K);
-        else if (at == SOV_TYPE_Q8P) k->quantize_q8p(row, y, K);
+        if (at == SOV_TYPE_Q8A)
+            k->quantize_q8a(row, y, K);
+        else if (at == SOV_TYPE_Q8K)
+            k->quantize_q8k(row, y, K);
+        else if (at == SOV_TYPE_Q8P)
+            k->quantize_q8p(row, y, K);
     }
     barrier(t);
     /* 2. items (head, block of HEAD_ROWS output rows), split evenly */
@@ -129,12 +132,14 @@ void op_mla_attention(const op_thread *t, int il, const float *xb, int T) {
     barrier(t);
 
     /* 3. absorbed queries: q[i, h, 0:L] = k_b_h q_nope[i, h] */
-    head_products(t, &L->wk_b, H, Lr, c->mla_q, (size_t)H * Dq, (size_t)Dq, c->q, (size_t)Dc, (size_t)H * Dc, T);
+    head_products(t, &L->wk_b, H, Lr, c->mla_q, (size_t)H * Dq, (size_t)Dq, c->q, (size_t)Dc, (size_t)H * Dc,
+                  T);
 
     /* 4. cache the latent rows (as key and value), attend: MQA over one head of L + R */
     op_kv_store(t, il, c->kx, c->kx, T);
     op_attention(t, il, c->q, c->att, T);
 
     /* 5. decompress each head's output: mla_o[i, h] = v_b_h att[i, h, 0:L] */
-    head_products(t, &L->wv_b, H, Dv, c->att, (size_t)H * Dc, (size_t)Dc, c->mla_o, (size_t)Dv, (size_t)H * Dv, T);
+    head_products(t, &L->wv_b, H, Dv, c->att, (size_t)H * Dc, (size_t)Dc, c->mla_o, (size_t)Dv,
+                  (size_t)H * Dv, T);
 }

@@ -39,7 +39,8 @@ void op_moe_shared(const op_thread *t, int il, float *x, const float *xb, int T)
         float g = 1.0f;
         if (L->gate_inp_shexp) {
             double dot = 0.0;
-            for (int64_t j = 0; j < E; j++) dot += (double)xb[i * E + j] * (double)L->gate_inp_shexp[j];
+            for (int64_t j = 0; j < E; j++)
+                dot += (double)xb[i * E + j] * (double)L->gate_inp_shexp[j];
             g = (float)(1.0 / (1.0 + exp(-dot)));
         }
         c->k->axpy_f32(x + i * E, g, c->tmp + i * E, E);
@@ -87,18 +88,21 @@ void moe_route_grouped(const sov_hparams *hp, const float *bias, const float *p,
         for (int j = 0; j < hp->n_group_used; j++) {
             int best = -1;
             for (int g = 0; g < G; g++)
-                if (!keep[g] && (best < 0 || gs[g] > gs[best] || (isnan(gs[best]) && !isnan(gs[g])))) best = g;
+                if (!keep[g] && (best < 0 || gs[g] > gs[best] || (isnan(gs[best]) && !isnan(gs[g]))))
+                    best = g;
             keep[best] = true;
         }
         for (int g = 0; g < G; g++)
             if (!keep[g])
-                for (int e = g * per; e < (g + 1) * per; e++) s[e] = -INFINITY;
+                for (int e = g * per; e < (g + 1) * per; e++)
+                    s[e] = -INFINITY;
     }
     float sum = 0.0f;
     for (int j = 0; j < k; j++) {
         int best = best_of(s, taken, 0, X);
         if (best < 0) /* only -inf left (NaN scores): the lowest expert not taken */
-            for (best = 0; taken[best]; best++) {}
+            for (best = 0; taken[best]; best++) {
+            }
         taken[best] = true;
         sel[j] = best;
         w[j] = isfinite(p[best]) ? p[best] : 0.0f;
@@ -107,5 +111,6 @@ void moe_route_grouped(const sov_hparams *hp, const float *bias, const float *p,
     /* llama.cpp divides by the sum clamped to F16's smallest normal */
     if (hp->expert_weights_norm) sum = SOV_MAX(sum, 6.103515625e-5f);
     const float f = (hp->expert_weights_norm ? 1.0f / sum : 1.0f) * hp->expert_weights_scale;
-    for (int j = 0; j < k; j++) w[j] *= f;
+    for (int j = 0; j < k; j++)
+        w[j] *= f;
 }
