@@ -1,5 +1,6 @@
 /* forward.c - the transformer forward pass of llama, mistral, qwen2, qwen3, gemma3, phi3 and
- * exaone4, and the mixture-of-experts forms (Mixtral, qwen3moe), over a batch.
+ * exaone4, and the mixture-of-experts forms (Mixtral, qwen3moe, qwen2moe, deepseek2), over a
+ * batch.
  *
  * A batch holds T tokens, possibly of several sequences; each token carries its position
  * and its sequence's block table (context.h), so every op below works on (T, ...) rows
@@ -15,9 +16,11 @@
  *     att = softmax(q k^T * attn_scale) v              causal, grouped-query; a sliding-window
  *                                                      layer sees only the last n_swa positions
  *     x += att Wo^T                                    (gemma3, exaone4: rmsnorm(att Wo^T) * attn_post_norm)
+ *       deepseek2: multi-head latent attention over a latent cache instead (mla.c)
  *     xb = rmsnorm(x) * ffn_norm                       (exaone4: xb = x)
  *     x += (act(xb Wgate^T) * (xb Wup^T)) Wdown^T      act silu, or gelu_tanh (gemma3); post-norm as above
- *       or, in a layer with experts, the weighted sum of its k experts' FFNs (moe.c)
+ *       or, in a layer with experts, the weighted sum of its k experts' FFNs (moe.c),
+ *       plus a shared expert where the layer has one (qwen2moe, deepseek2: moe_shared.c)
  *   hidden = rmsnorm(x[rows wanted]) * out_norm        (embeddings stop here)
  *   logits = hidden Wout^T                             (only for rows asking for logits)
  */

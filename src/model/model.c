@@ -605,7 +605,7 @@ static sov_status map_tensors(sov_model *m) {
             if ((st = find_weight(f, NAME("attn_k.weight"), Hkv * D, E, false, &L->wk))) return st;
             if ((st = find_weight(f, NAME("attn_v.weight"), Hkv * D, E, false, &L->wv))) return st;
         }
-        if (hp->arch == SOV_ARCH_DEEPSEEK2) goto ffn; /* attention mapped by map_mla */
+        if (hp->arch == SOV_ARCH_DEEPSEEK2) goto ffn_tensors; /* its attention: map_mla above */
         if ((st = find_vector(m, NAME("attn_q.bias"), H * D, true, &L->bq))) return st;
         if ((st = find_vector(m, NAME("attn_k.bias"), Hkv * D, true, &L->bk))) return st;
         if ((st = find_vector(m, NAME("attn_v.bias"), Hkv * D, true, &L->bv))) return st;
@@ -615,7 +615,7 @@ static sov_status map_tensors(sov_model *m) {
         if ((st = find_weight(f, NAME("attn_output.weight"), E, H * D, false, &L->wo))) return st;
         if (post_norms && (st = find_vector(m, NAME("post_attention_norm.weight"), E, false, &L->attn_post_norm)))
             return st;
-    ffn:
+    ffn_tensors:
         if (pre_norms && (st = find_vector(m, NAME("ffn_norm.weight"), E, false, &L->ffn_norm))) return st;
         if (hp->n_expert > 0 && il >= hp->n_layer_dense_lead) {
             const int64_t X = hp->n_expert, Fx = hp->n_ff_exp;
