@@ -12,7 +12,8 @@ static void help(FILE *f) {
             "Writes a model of a supported architecture and shape with seeded random weights\n"
             "(for tests and benchmarks: speed does not depend on the weights' values).\n\n"
             "  -o, --output PATH     file to write (required)\n"
-            "  --arch NAME           llama (default), qwen2, qwen3, qwen3moe, mistral, gemma3, phi3, exaone4, or\n"
+            "  --arch NAME           llama (default), qwen2, qwen3, qwen2moe, qwen3moe, deepseek2, mistral, gemma3,\n"
+            "                        phi3, exaone4, or\n"
             "                        the encoders bert and nomic-bert (embeddings only; --kv-heads,\n"
             "                        --tied and the rope options other than --rope-base do not apply)\n"
             "  --dim N               model width (default 256)\n"
@@ -24,7 +25,15 @@ static void help(FILE *f) {
             "  --experts N           mixture of experts: N experts per layer (llama: Mixtral-shaped;\n"
             "                        qwen3moe default 8)\n"
             "  --experts-used K      experts each token is routed to (qwen3moe default 2)\n"
-            "  --expert-ffn N        qwen3moe: one expert's feed-forward width (default 64)\n"
+            "  --expert-ffn N        qwen3moe, qwen2moe, deepseek2: one expert's feed-forward width (default 64)\n"
+            "  --shared-ffn N        qwen2moe: the shared expert's width (default 128)\n"
+            "deepseek2 (defaults: 16 experts, 4 used, 2 groups, 1 used, 1 shared, 1 dense layer, sigmoid):\n"
+            "  --shared-experts N    shared experts (-1: none)     --dense-layers N  leading dense layers (-1: none)\n"
+            "  --expert-groups N     expert groups (-1: none)      --expert-groups-used N\n"
+            "  --q-lora N            q_lora_rank (default 128; -1: plain attn_q)\n"
+            "  --kv-lora N           kv_lora_rank (default 128)    --qk-nope N  non-rotated query/key dims (64)\n"
+            "  --v-head N            value head size (default 64); --rope-dims: rotated dims (default 32)\n"
+            "  --gating N            1 softmax (V2), 2 sigmoid with exp_probs_b (V3, default)\n"
             "  --vocab N             synthetic vocabulary size (default 4096)\n"
             "  --vocab-from FILE     copy the tokenizer of another GGUF (e.g. ../shared/models/vocab/*)\n"
             "  --ctx N               training context length to record (default 2048)\n"
@@ -80,6 +89,16 @@ int cmd_gen_model(int argc, char **argv) {
         else if (cli_opt_int(argc, argv, &i, "--experts", &v, &bad)) p.n_expert = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--experts-used", &v, &bad)) p.n_expert_used = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--expert-ffn", &v, &bad)) p.n_ff_exp = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--shared-ffn", &v, &bad)) p.n_ff_shexp = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--shared-experts", &v, &bad)) p.n_expert_shared = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--expert-groups", &v, &bad)) p.n_expert_groups = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--expert-groups-used", &v, &bad)) p.n_group_used = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--dense-layers", &v, &bad)) p.n_dense_lead = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--q-lora", &v, &bad)) p.n_lora_q = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--kv-lora", &v, &bad)) p.n_lora_kv = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--qk-nope", &v, &bad)) p.qk_nope = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--v-head", &v, &bad)) p.v_head = (int32_t)v;
+        else if (cli_opt_int(argc, argv, &i, "--gating", &v, &bad)) p.expert_gating = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--vocab", &v, &bad)) p.n_vocab = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--ctx", &v, &bad)) p.n_ctx = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--seed", &v, &bad)) p.seed = (uint64_t)v;

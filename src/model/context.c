@@ -150,8 +150,20 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     }
 
     const size_t T = (size_t)p.n_batch, E = (size_t)hp->n_embd, D = (size_t)hp->head_dim;
-    const size_t HD = (size_t)hp->n_head * D, KVD = (size_t)hp->n_head_kv * D, F = (size_t)hp->n_ff;
-    const size_t maxK = SOV_MAX(SOV_MAX(E, F), HD);
+    /* F: the widest FFN, dense or shared expert */
+    const size_t HD = (size_t)hp->n_head * D, KVD = (size_t)hp->n_head_kv * D,
+                 F = (size_t)SOV_MAX(hp->n_ff, hp->n_ff_shexp);
+    /* deepseek2 MLA (mla.c): all 0 for other models */
+    const bool mla = hp->arch == SOV_ARCH_DEEPSEEK2;
+    const size_t Hs = (size_t)hp->n_head, Qa = mla ? (size_t)hp->n_lora_q : 0;
+    const size_t Dq = mla ? (size_t)hp->n_embd_head_qk : 0, Dv = mla ? (size_t)hp->n_embd_head_v : 0;
+    const size_t Kh = mla ? (size_t)SOV_MAX(hp->n_embd_head_qk - hp->n_rot, hp->n_lora_kv) : 0;
+    const size_t Kh256 = (Kh + 255) / 256 * 256;
+    const size_t mla_act_row = mla ? SOV_MAX(SOV_MAX(sov_row_size(SOV_TYPE_Q8A, (int64_t)Kh256),
+                                                     sov_row_size(SOV_TYPE_Q8K, (int64_t)Kh256)),
+                                             sov_row_size(SOV_TYPE_Q8P, (int64_t)Kh256))
+                                   : 0;
+    const size_t maxK = SOV_MAX(SOV_MAX(SOV_MAX(E, F), HD), SOV_MAX(Qa, Hs * Dv));
     const size_t fl = sizeof(float), maxK256 = (maxK + 255) / 256 * 256;
     /* encoders (encoder.c): one row of scores per thread over an input's tokens */
     c->scores_stride = c->model->enc ? (size_t)p.n_ctx : 0;
@@ -190,6 +202,11 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
         {(void **)&c->moe_g, R * Fx * fl},
         {(void **)&c->moe_u, R * Fx * fl},
         {&c->moe_act, R * moe_act_row},
+        {(void **)&c->mla_qa, T * Qa * fl},
+        {(void **)&c->mla_q, T * Hs * Dq * fl},
+        {(void **)&c->mla_in, (mla ? Hs : 0) * T * Kh * fl},
+        {&c->mla_act, (mla ? Hs : 0) * T * mla_act_row},
+        {(void **)&c->mla_o, T * Hs * Dv * fl},
         {(void **)&c->attn_scratch, (size_t)p.n_threads * c->attn_scratch_stride * fl},
         {(void **)&c->attn_partials, op_attention_partials_floats(p.n_threads, rep, hp->head_dim) * fl},
     };

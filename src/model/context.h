@@ -61,6 +61,13 @@ struct sov_context {
     float *moe_u;           /* (R, Fx) up projection */
     void *moe_act;          /* (R, max(E, Fx)) rows in the weights' activation format */
     _Atomic int moe_next[2];/* next work item of the gate/up and of the down products */
+    /* deepseek2 multi-head latent attention (mla.c), empty for other models. Dq = nope +
+     * rope, L = kv_lora_rank, Dv the value head, Kh = max(nope, L) */
+    float *mla_qa;          /* (T, q_lora) q_a projection, then normalised */
+    float *mla_q;           /* (T, H*Dq) queries before absorption */
+    float *mla_in;          /* (H*T, Kh) per-head inputs of the absorbing products, head-major */
+    void *mla_act;          /* (H*T, Kh) the same in the weights' activation format */
+    float *mla_o;           /* (T, H*Dv) decompressed attention output */
 
     /* per-token view of the batch being decoded */
     int32_t *tok_pos;       /* (T) position */

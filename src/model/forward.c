@@ -1,5 +1,6 @@
 /* forward.c - the transformer forward pass of llama, mistral, qwen2, qwen3, gemma3, phi3 and
- * exaone4, and the mixture-of-experts forms (Mixtral, qwen3moe), over a batch.
+ * exaone4, and the mixture-of-experts forms (Mixtral, qwen3moe, qwen2moe, deepseek2), over a
+ * batch.
  *
  * A batch holds T tokens, possibly of several sequences; each token carries its position
  * and its sequence's block table (context.h), so every op below works on (T, ...) rows
@@ -15,16 +16,20 @@
  *     att = softmax(q k^T * attn_scale) v              causal, grouped-query; a sliding-window
  *                                                      layer sees only the last n_swa positions
  *     x += att Wo^T                                    (gemma3, exaone4: rmsnorm(att Wo^T) * attn_post_norm)
+ *       deepseek2: multi-head latent attention over a latent cache instead (mla.c)
  *     xb = rmsnorm(x) * ffn_norm                       (exaone4: xb = x)
  *     x += (act(xb Wgate^T) * (xb Wup^T)) Wdown^T      act silu, or gelu_tanh (gemma3); post-norm as above
- *       or, in a layer with experts, the weighted sum of its k experts' FFNs (moe.c)
+ *       or, in a layer with experts, the weighted sum of its k experts' FFNs (moe.c),
+ *       plus a shared expert where the layer has one (qwen2moe, deepseek2: moe_shared.c)
  *   hidden = rmsnorm(x[rows wanted]) * out_norm        (embeddings stop here)
  *   logits = hidden Wout^T                             (only for rows asking for logits)
  */
 #include <math.h>
 
 #include "model/context.h"
+#include "model/mla.h"
 #include "model/moe.h"
+#include "model/moe_shared.h"
 #include "model/ops.h"
 
 typedef struct forward_job {
@@ -57,6 +62,9 @@ static void block_output(const op_thread *t, const sov_weight *w, const float *i
     op_add(t, c->x, c->xb, T, c->model->hp.n_embd);
 }
 
+static void attention(const op_thread *t, const sov_layer *L, int il, const float *in, int T);
+static void ffn(const op_thread *t, const sov_layer *L, int il, int T);
+
 static void layer_forward(const op_thread *t, int il, int T) {
     sov_context *c = t->c;
     const sov_layer *L = &c->model->layers[il];
@@ -68,6 +76,19 @@ static void layer_forward(const op_thread *t, int il, int T) {
         op_rmsnorm(t, c->xb, c->x, L->attn_norm, T, hp->n_embd);
         in = c->xb;
     }
+    if (hp->arch == SOV_ARCH_DEEPSEEK2) { /* multi-head latent attention (mla.c) */
+        op_mla_attention(t, il, in, T);
+        block_output(t, &L->wo, c->mla_o, T, NULL);
+    } else {
+        attention(t, L, il, in, T);
+    }
+    ffn(t, L, il, T);
+}
+
+/* The attention block of the llama family, from the normalised input to the residual. */
+static void attention(const op_thread *t, const sov_layer *L, int il, const float *in, int T) {
+    sov_context *c = t->c;
+    const sov_hparams *hp = &c->model->hp;
     const op_matmul qkv[3] = {
         {&L->wq, c->q, L->bq, false},
         {&L->wk, c->kx, L->bk, false},
@@ -86,14 +107,20 @@ static void layer_forward(const op_thread *t, int il, int T) {
     op_kv_store(t, il, c->kx, c->vx, T);
     op_attention(t, il, c->q, c->att, T);
     block_output(t, &L->wo, c->att, T, L->attn_post_norm);
+}
 
-    in = c->x;
+/* The feed-forward block: dense, or experts (moe.c) with a shared expert where the layer has one. */
+static void ffn(const op_thread *t, const sov_layer *L, int il, int T) {
+    sov_context *c = t->c;
+    const sov_hparams *hp = &c->model->hp;
+    const float *in = c->x;
     if (L->ffn_norm) {
         op_rmsnorm(t, c->xb, c->x, L->ffn_norm, T, hp->n_embd);
         in = c->xb;
     }
     if (L->router.data) { /* mixture of experts (moe.c) instead of the dense FFN */
         op_moe(t, il, c->x, in, T);
+        if (L->gate_shexp.data) op_moe_shared(t, il, c->x, in, T); /* qwen2moe, deepseek2 */
         return;
     }
     const op_matmul gate_up[2] = {

@@ -119,11 +119,14 @@ static sov_status swa_layers(const gguf_file *f, sov_model *m) {
 }
 
 /* Mixture-of-experts keys: llama (Mixtral) has experts when expert_count is present,
- * qwen3moe always. */
+ * qwen3moe, qwen2moe and deepseek2 always. */
 static sov_status read_moe(const gguf_file *f, sov_hparams *hp) {
     const char *a = hp->arch_name;
-    const bool moe_arch = hp->arch == SOV_ARCH_QWEN3MOE;
+    const bool qwen2moe = hp->arch == SOV_ARCH_QWEN2MOE, ds2 = hp->arch == SOV_ARCH_DEEPSEEK2;
+    const bool moe_arch = hp->arch == SOV_ARCH_QWEN3MOE || qwen2moe || ds2;
     sov_status st;
+    hp->expert_weights_scale = 1.0f;
+    hp->n_expert_groups = 1;
     if (hp->arch != SOV_ARCH_LLAMA && !moe_arch) return SOV_OK;
     if ((st = get_dim(f, a, "expert_count", &hp->n_expert, moe_arch, 0))) return st;
     if (hp->n_expert == 0) return SOV_OK;
@@ -136,28 +139,117 @@ static sov_status read_moe(const gguf_file *f, sov_hparams *hp) {
     if ((st = get_dim(f, a, "expert_feed_forward_length", &hp->n_ff_exp, moe_arch, hp->n_ff))) return st;
     char key[160];
     uint32_t v;
-    snprintf(key, sizeof key, "%s.expert_shared_count", a);
-    if (gguf_get_u32(f, key, &v) && v != 0)
-        return sov_fail(SOV_ERR_UNSUPPORTED, "model: shared experts (%s = %u) are not supported yet", key, v);
-    snprintf(key, sizeof key, "%s.leading_dense_block_count", a);
-    if (gguf_get_u32(f, key, &v) && v != 0)
-        return sov_fail(SOV_ERR_UNSUPPORTED, "model: leading dense layers (%s = %u) are not supported yet", key, v);
+    if (qwen2moe) { /* one shared expert, its own width (llama.cpp: feed_forward_length when absent) */
+        if ((st = get_dim(f, a, "expert_shared_feed_forward_length", &hp->n_ff_shexp, false, hp->n_ff))) return st;
+    } else if (ds2) { /* expert_shared_count experts of width Fx, stored as one FFN */
+        int32_t n_shared = 0;
+        snprintf(key, sizeof key, "%s.expert_shared_count", a);
+        if (gguf_get_u32(f, key, &v)) n_shared = (int32_t)SOV_MIN(v, 4096u);
+        if ((int64_t)n_shared * hp->n_ff_exp > MAX_DIM)
+            return sov_fail(SOV_ERR_FORMAT, "model: %d shared experts of width %d are too wide", n_shared,
+                            hp->n_ff_exp);
+        hp->n_ff_shexp = n_shared * hp->n_ff_exp;
+        snprintf(key, sizeof key, "%s.leading_dense_block_count", a);
+        if (gguf_get_u32(f, key, &v)) hp->n_layer_dense_lead = (int32_t)SOV_MIN(v, (uint32_t)MAX_LAYERS);
+    } else {
+        snprintf(key, sizeof key, "%s.expert_shared_count", a);
+        if (gguf_get_u32(f, key, &v) && v != 0)
+            return sov_fail(SOV_ERR_UNSUPPORTED, "model: shared experts (%s = %u) are not supported for %s", key, v,
+                            a);
+        snprintf(key, sizeof key, "%s.leading_dense_block_count", a);
+        if (gguf_get_u32(f, key, &v) && v != 0)
+            return sov_fail(SOV_ERR_UNSUPPORTED, "model: leading dense layers (%s = %u) are not supported for %s",
+                            key, v, a);
+    }
     hp->expert_gating = SOV_MOE_SOFTMAX;
     snprintf(key, sizeof key, "%s.expert_gating_func", a);
-    if (gguf_get_u32(f, key, &v)) {
+    if (gguf_get_u32(f, key, &v) && !qwen2moe) {
         if (v != SOV_MOE_SOFTMAX && v != SOV_MOE_SIGMOID)
             return sov_fail(SOV_ERR_UNSUPPORTED, "model: %s = %u (1 softmax and 2 sigmoid are supported)", key, v);
         hp->expert_gating = (sov_moe_gating)v;
     }
-    /* llama.cpp renormalises the selected weights of both (Mixtral always does, Qwen3-MoE
-     * releases have norm_topk_prob); a file may say otherwise */
-    hp->expert_weights_norm = true;
+    /* llama.cpp renormalises the selected weights of Mixtral and Qwen3-MoE (a file may say
+     * otherwise), never those of qwen2moe (Qwen1.5/2-MoE: norm_topk_prob false), and those
+     * of deepseek2 only when expert_weights_norm says so (V3: true, V2: absent) */
+    hp->expert_weights_norm = !qwen2moe && !ds2;
     snprintf(key, sizeof key, "%s.expert_weights_norm", a);
-    gguf_get_bool(f, key, &hp->expert_weights_norm);
+    if (!qwen2moe) gguf_get_bool(f, key, &hp->expert_weights_norm);
     float scale = 1.0f;
-    if (get_f32(f, a, "expert_weights_scale", &scale) && scale != 1.0f)
-        return sov_fail(SOV_ERR_UNSUPPORTED, "model: %s.expert_weights_scale %g is not supported yet", a,
-                        (double)scale);
+    if (get_f32(f, a, "expert_weights_scale", &scale) && scale != 1.0f && scale != 0.0f) {
+        if (!ds2)
+            return sov_fail(SOV_ERR_UNSUPPORTED, "model: %s.expert_weights_scale %g is not supported for %s", a,
+                            (double)scale, a);
+        if (!(scale > 0.0f && scale < 1000.0f))
+            return sov_fail(SOV_ERR_FORMAT, "model: %s.expert_weights_scale %g is out of range", a, (double)scale);
+        hp->expert_weights_scale = scale;
+    }
+    if (ds2) { /* grouped top-k (expert_group_count / expert_group_used_count) */
+        int32_t groups = 1, used = 1;
+        if ((st = get_dim(f, a, "expert_group_count", &groups, false, 1))) return st;
+        if ((st = get_dim(f, a, "expert_group_used_count", &used, false, groups))) return st;
+        if (groups > 1 && (hp->n_expert % groups != 0 || used > groups || hp->n_expert / groups < 2))
+            return sov_fail(SOV_ERR_FORMAT,
+                            "model: %d experts cannot form %d groups of at least 2 with %d of them used", hp->n_expert,
+                            groups, used);
+        if (groups > 1 && hp->n_expert_used > used * (hp->n_expert / groups))
+            return sov_fail(SOV_ERR_FORMAT, "model: %d experts used do not fit in %d groups of %d", hp->n_expert_used,
+                            used, hp->n_expert / groups);
+        hp->n_expert_groups = groups;
+        hp->n_group_used = used;
+    }
+    return SOV_OK;
+}
+
+/* deepseek2's multi-head latent attention sizes. llama.cpp's converter writes the cache
+ * layout as the head (key_length = kv_lora_rank + rope dims, value_length = kv_lora_rank,
+ * head_count_kv 1) and the per-head sizes as key_length_mla / value_length_mla; files
+ * without those (the older unsplit attn_kv_b layout) are refused. */
+static sov_status read_mla(const gguf_file *f, sov_hparams *hp, int32_t vlen) {
+    const char *a = hp->arch_name;
+    sov_status st;
+    char key[160];
+    uint32_t v = 0;
+    snprintf(key, sizeof key, "%s.attention.q_lora_rank", a);
+    if (gguf_get_u32(f, key, &v)) hp->n_lora_q = (int32_t)SOV_MIN(v, (uint32_t)MAX_DIM);
+    if ((st = get_dim(f, a, "attention.kv_lora_rank", &hp->n_lora_kv, true, 0))) return st;
+    snprintf(key, sizeof key, "%s.attention.key_length_mla", a);
+    if (!gguf_find(f, key))
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: %s is missing: deepseek2 files of the older layout (unsplit "
+                        "attn_kv_b) are not supported; convert again with a recent llama.cpp", key);
+    if ((st = get_dim(f, a, "attention.key_length_mla", &hp->n_embd_head_qk, true, 0))) return st;
+    if ((st = get_dim(f, a, "attention.value_length_mla", &hp->n_embd_head_v, true, 0))) return st;
+    if (hp->n_head_kv != 1 || hp->head_dim != hp->n_lora_kv + hp->n_rot || vlen != hp->n_lora_kv ||
+        hp->n_embd_head_qk <= hp->n_rot)
+        return sov_fail(SOV_ERR_FORMAT,
+                        "model: deepseek2 attention sizes disagree (kv heads %d, key length %d, value length %d, "
+                        "kv_lora_rank %d, rope dims %d, key_length_mla %d)",
+                        hp->n_head_kv, hp->head_dim, vlen, hp->n_lora_kv, hp->n_rot, hp->n_embd_head_qk);
+    if (hp->n_lora_kv % 2 != 0)
+        return sov_fail(SOV_ERR_FORMAT, "model: deepseek2 kv_lora_rank %d must be even", hp->n_lora_kv);
+    return SOV_OK;
+}
+
+/* deepseek2's attention scale and YaRN, as transformers' DeepseekV3 computes them and
+ * llama.cpp reproduces them: the query head before absorption is nope + rope values, scale
+ * 1/sqrt(that); with YaRN (factor s) the scale is multiplied by mscale^2, mscale = 1 +
+ * 0.1 mscale_all_dim ln s (the file's rope.scaling.yarn_log_multiplier holds 0.1
+ * mscale_all_dim), and cos/sin are not scaled (DeepSeek's mscale / mscale_all_dim, equal in
+ * the published configs, as llama.cpp assumes). Files whose YaRN lacks the multiplier,
+ * with an attention factor, or with linear scaling, are refused: llama.cpp's results for
+ * them depart from the model definition. */
+static sov_status read_mla_yarn(const gguf_file *f, sov_hparams *hp) {
+    const char *a = hp->arch_name;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->n_embd_head_qk);
+    if (hp->rope_scaling == SOV_ROPE_SCALING_NONE) return SOV_OK;
+    float log_mul = 0.0f;
+    if (hp->rope_scaling != SOV_ROPE_SCALING_YARN || !get_f32(f, a, "rope.scaling.yarn_log_multiplier", &log_mul) ||
+        !(log_mul > 0.0f && log_mul < 10.0f) || hp->yarn_attn_factor != 1.0f)
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: deepseek2 rope scaling is supported as YaRN with "
+                        "%s.rope.scaling.yarn_log_multiplier (0..10) and no attn_factor only", a);
+    const float ln_s = logf(1.0f / hp->rope_freq_scale);
+    hp->yarn_attn_factor = 1.0f / (1.0f + 0.1f * ln_s); /* cancels the YaRN cos/sin factor (ops.c) */
+    const float mscale = 1.0f + log_mul * ln_s;
+    hp->attn_scale *= mscale * mscale;
     return SOV_OK;
 }
 
@@ -190,19 +282,26 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     } else if (strcmp(arch, "qwen3moe") == 0) {
         hp->arch = SOV_ARCH_QWEN3MOE;
         hp->arch_name = "qwen3moe";
+    } else if (strcmp(arch, "qwen2moe") == 0) {
+        hp->arch = SOV_ARCH_QWEN2MOE;
+        hp->arch_name = "qwen2moe";
+    } else if (strcmp(arch, "deepseek2") == 0) {
+        hp->arch = SOV_ARCH_DEEPSEEK2;
+        hp->arch_name = "deepseek2";
     } else if (encoder_arch_name(arch)) {
         return encoder_hparams_read(f, arch, hp);
     } else {
         return sov_fail(SOV_ERR_UNSUPPORTED,
-                        "model: architecture '%s' is not supported (llama, qwen2, qwen3, qwen3moe, mistral, "
-                        "gemma3, phi3, exaone4, bert and nomic-bert are)",
+                        "model: architecture '%s' is not supported (llama, qwen2, qwen3, qwen2moe, qwen3moe, "
+                        "deepseek2, mistral, gemma3, phi3, exaone4, bert and nomic-bert are)",
                         arch);
     }
     const char *a = hp->arch_name;
     sov_status st;
     if ((st = get_dim(f, a, "embedding_length", &hp->n_embd, true, 0))) return st;
     if ((st = get_dim(f, a, "block_count", &hp->n_layer, true, 0))) return st;
-    const bool moe_arch = hp->arch == SOV_ARCH_QWEN3MOE; /* experts in every layer */
+    const bool ds2 = hp->arch == SOV_ARCH_DEEPSEEK2;
+    const bool moe_arch = hp->arch == SOV_ARCH_QWEN3MOE || hp->arch == SOV_ARCH_QWEN2MOE; /* experts in every layer */
     if ((st = get_dim(f, a, "feed_forward_length", &hp->n_ff, !moe_arch, 1))) return st;
     if ((st = get_dim(f, a, "attention.head_count", &hp->n_head, true, 0))) return st;
     if ((st = get_dim(f, a, "attention.head_count_kv", &hp->n_head_kv, false, hp->n_head))) return st;
@@ -217,7 +316,7 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     if ((st = get_dim(f, a, "attention.key_length", &hp->head_dim, false, dflt_hd))) return st;
     int32_t vlen;
     if ((st = get_dim(f, a, "attention.value_length", &vlen, false, hp->head_dim))) return st;
-    if (vlen != hp->head_dim) {
+    if (vlen != hp->head_dim && !ds2) {
         return sov_fail(SOV_ERR_UNSUPPORTED, "model: key length %d differs from value length %d", hp->head_dim,
                         vlen);
     }
@@ -228,10 +327,14 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
         return sov_fail(SOV_ERR_FORMAT, "model: rope.dimension_count %d must be even and <= head size %d", hp->n_rot,
                         hp->head_dim);
 
+    if (ds2 && (st = read_mla(f, hp, vlen))) return st;
     if ((st = read_moe(f, hp))) return st;
+    if (ds2 && hp->n_expert == 0)
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: deepseek2 without experts (%s.expert_count) is not supported", a);
 
-    const bool qwen = hp->arch == SOV_ARCH_QWEN2 || hp->arch == SOV_ARCH_QWEN3 || hp->arch == SOV_ARCH_QWEN3MOE;
-    hp->rms_eps = qwen || hp->arch == SOV_ARCH_GEMMA3 ? 1e-6f : 1e-5f;
+    const bool qwen = hp->arch == SOV_ARCH_QWEN2 || hp->arch == SOV_ARCH_QWEN3 || hp->arch == SOV_ARCH_QWEN3MOE ||
+                      hp->arch == SOV_ARCH_QWEN2MOE;
+    hp->rms_eps = qwen || ds2 || hp->arch == SOV_ARCH_GEMMA3 ? 1e-6f : 1e-5f;
     get_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->rms_eps);
     if (!(hp->rms_eps > 0.0f && hp->rms_eps < 1.0f))
         return sov_fail(SOV_ERR_FORMAT, "model: RMSNorm epsilon %g is out of range", (double)hp->rms_eps);
@@ -285,6 +388,7 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
         return sov_fail(SOV_ERR_FORMAT, "model: rope.scaling.attn_factor %g is out of range",
                         (double)hp->yarn_attn_factor);
     if ((st = dense_variants_read(f, hp))) return st;
+    if (ds2 && (st = read_mla_yarn(f, hp))) return st;
     hp->pooling = SOV_POOLING_MEAN;
     uint32_t pooling;
     snprintf(key, sizeof key, "%s.pooling_type", a);
@@ -392,6 +496,60 @@ static void split_rows(const sov_weight *fused, sov_weight *part, int64_t r0, in
     part->data = (const char *)fused->data + (size_t)r0 * fused->row_bytes;
 }
 
+/* deepseek2's attention tensors of layer il (mla.c computes with them). */
+static sov_status map_mla(sov_model *m, int il) {
+    const gguf_file *f = m->file;
+    const sov_hparams *hp = &m->hp;
+    sov_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, H = hp->n_head, Dq = hp->n_embd_head_qk, Lr = hp->n_lora_kv, R = hp->n_rot;
+    const int64_t nope = Dq - R, Dv = hp->n_embd_head_v, Q = hp->n_lora_q;
+    char name[96];
+    sov_status st;
+#define NAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt, il), name)
+    if (Q > 0) {
+        if ((st = find_weight(f, NAME("attn_q_a.weight"), Q, E, false, &L->wq_a))) return st;
+        if ((st = find_vector(m, NAME("attn_q_a_norm.weight"), Q, false, &L->q_a_norm))) return st;
+        if ((st = find_weight(f, NAME("attn_q_b.weight"), H * Dq, Q, false, &L->wq_b))) return st;
+    } else if ((st = find_weight(f, NAME("attn_q.weight"), H * Dq, E, false, &L->wq))) {
+        return st;
+    }
+    if ((st = find_weight(f, NAME("attn_kv_a_mqa.weight"), Lr + R, E, false, &L->wkv_a))) return st;
+    if ((st = find_vector(m, NAME("attn_kv_a_norm.weight"), Lr, false, &L->kv_a_norm))) return st;
+    if (!gguf_find_tensor(f, NAME("attn_k_b.weight")) && gguf_find_tensor(f, NAME("attn_kv_b.weight")))
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: tensor 'blk.%d.attn_k_b.weight' is missing (this file has the "
+                        "older unsplit attn_kv_b; convert again with a recent llama.cpp)", il);
+    /* per head: k_b (L rows of nope), v_b (Dv rows of L), as 3-D tensors of H matrices */
+    if ((st = find_experts(f, NAME("attn_k_b.weight"), H, Lr, nope, &L->wk_b))) return st;
+    if ((st = find_experts(f, NAME("attn_v_b.weight"), H, Dv, Lr, &L->wv_b))) return st;
+    if ((st = find_weight(f, NAME("attn_output.weight"), E, H * Dv, false, &L->wo))) return st;
+#undef NAME
+    return SOV_OK;
+}
+
+/* The parts of an MoE layer beyond router and experts: DeepSeek-V3's selection bias, the
+ * shared expert (qwen2moe: with its sigmoid gate). */
+static sov_status map_moe_extras(sov_model *m, int il) {
+    const gguf_file *f = m->file;
+    const sov_hparams *hp = &m->hp;
+    sov_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, Fs = hp->n_ff_shexp;
+    char name[96];
+    sov_status st;
+#define NAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt, il), name)
+    if (hp->arch == SOV_ARCH_DEEPSEEK2 &&
+        (st = find_vector(m, NAME("exp_probs_b.bias"), hp->n_expert, true, &L->exp_probs_b)))
+        return st;
+    if (Fs == 0) return SOV_OK;
+    if ((st = find_weight(f, NAME("ffn_gate_shexp.weight"), Fs, E, false, &L->gate_shexp))) return st;
+    if ((st = find_weight(f, NAME("ffn_up_shexp.weight"), Fs, E, false, &L->up_shexp))) return st;
+    if ((st = find_weight(f, NAME("ffn_down_shexp.weight"), E, Fs, false, &L->down_shexp))) return st;
+    if (hp->arch == SOV_ARCH_QWEN2MOE &&
+        (st = find_vector(m, NAME("ffn_gate_inp_shexp.weight"), E, false, &L->gate_inp_shexp)))
+        return st;
+#undef NAME
+    return SOV_OK;
+}
+
 static sov_status map_tensors(sov_model *m) {
     const gguf_file *f = m->file;
     sov_hparams *hp = &m->hp;
@@ -433,7 +591,9 @@ static sov_status map_tensors(sov_model *m) {
     for (int il = 0; il < hp->n_layer; il++) {
         sov_layer *L = &m->layers[il];
         if (pre_norms && (st = find_vector(m, NAME("attn_norm.weight"), E, false, &L->attn_norm))) return st;
-        if (gguf_find_tensor(f, NAME("attn_qkv.weight"))) {
+        if (hp->arch == SOV_ARCH_DEEPSEEK2) {
+            if ((st = map_mla(m, il))) return st;
+        } else if (gguf_find_tensor(f, NAME("attn_qkv.weight"))) {
             /* fused: rows are q (H*D), then k, then v (Hkv*D each) */
             sov_weight qkv;
             if ((st = find_weight(f, name, (H + 2 * Hkv) * D, E, false, &qkv))) return st;
@@ -445,6 +605,7 @@ static sov_status map_tensors(sov_model *m) {
             if ((st = find_weight(f, NAME("attn_k.weight"), Hkv * D, E, false, &L->wk))) return st;
             if ((st = find_weight(f, NAME("attn_v.weight"), Hkv * D, E, false, &L->wv))) return st;
         }
+        if (hp->arch == SOV_ARCH_DEEPSEEK2) goto ffn_tensors; /* its attention: map_mla above */
         if ((st = find_vector(m, NAME("attn_q.bias"), H * D, true, &L->bq))) return st;
         if ((st = find_vector(m, NAME("attn_k.bias"), Hkv * D, true, &L->bk))) return st;
         if ((st = find_vector(m, NAME("attn_v.bias"), Hkv * D, true, &L->bv))) return st;
@@ -454,8 +615,9 @@ static sov_status map_tensors(sov_model *m) {
         if ((st = find_weight(f, NAME("attn_output.weight"), E, H * D, false, &L->wo))) return st;
         if (post_norms && (st = find_vector(m, NAME("post_attention_norm.weight"), E, false, &L->attn_post_norm)))
             return st;
+    ffn_tensors:
         if (pre_norms && (st = find_vector(m, NAME("ffn_norm.weight"), E, false, &L->ffn_norm))) return st;
-        if (hp->n_expert > 0) {
+        if (hp->n_expert > 0 && il >= hp->n_layer_dense_lead) {
             const int64_t X = hp->n_expert, Fx = hp->n_ff_exp;
             if ((st = find_weight(f, NAME("ffn_gate_inp.weight"), X, E, false, &L->router))) return st;
             if ((st = find_experts(f, NAME("ffn_gate_exps.weight"), X, Fx, E, &L->gate_exps))) return st;
@@ -463,6 +625,7 @@ static sov_status map_tensors(sov_model *m) {
             if ((st = find_experts(f, NAME("ffn_down_exps.weight"), X, E, Fx, &L->down_exps))) return st;
             if (L->gate_exps.type != L->up_exps.type)
                 return sov_fail(SOV_ERR_UNSUPPORTED, "model: blk.%d: ffn_gate_exps and ffn_up_exps differ in type", il);
+            if ((st = map_moe_extras(m, il))) return st;
             continue;
         }
         if (fused_up) {
@@ -557,7 +720,7 @@ static size_t weights_end(const sov_model *m, sov_weight *const *w, size_t i, si
  * storage once, and the repacking leaves that thread a core of its own. */
 static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_digest *dg) {
     const sov_kernels *k = sov_kernels_select();
-    const size_t n_max = (size_t)m->hp.n_layer * 11 + 1;
+    const size_t n_max = (size_t)m->hp.n_layer * 19 + 1;
     sov_weight **list = calloc(n_max, sizeof *list);
     uint8_t **dst = calloc(n_max, sizeof *dst);
     if (!list || !dst) {
@@ -568,8 +731,10 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_
     size_t n = 0, total = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         sov_layer *L = &m->layers[il];
-        sov_weight *ws[] = {&L->wq,     &L->wk,     &L->wv,        &L->wo,      &L->w_gate,   &L->w_up,
-                            &L->w_down, &L->router, &L->gate_exps, &L->up_exps, &L->down_exps};
+        sov_weight *ws[] = {&L->wq,         &L->wk,        &L->wv,         &L->wo,      &L->w_gate,
+                            &L->w_up,       &L->w_down,    &L->router,     &L->gate_exps, &L->up_exps,
+                            &L->down_exps,  &L->gate_shexp, &L->up_shexp,  &L->down_shexp, &L->wq_a,
+                            &L->wq_b,       &L->wkv_a,     &L->wk_b,       &L->wv_b};
         for (size_t i = 0; i < SOV_ARRAY_LEN(ws); i++)
             if (ws[i]->data && sov_kernels_prefers_planar(k, (sov_type)ws[i]->type)) list[n++] = ws[i];
     }
@@ -745,6 +910,9 @@ uint64_t sov_model_bytes_per_token(const sov_model *m) {
         n += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv) + weight_bytes(&L->wo) +
              weight_bytes(&L->w_gate) + weight_bytes(&L->w_up) + weight_bytes(&L->w_down) +
              8u * (uint64_t)m->hp.n_embd; /* the two norm vectors */
+        n += weight_bytes(&L->gate_shexp) + weight_bytes(&L->up_shexp) + weight_bytes(&L->down_shexp) +
+             weight_bytes(&L->wq_a) + weight_bytes(&L->wq_b) + weight_bytes(&L->wkv_a) + weight_bytes(&L->wk_b) +
+             weight_bytes(&L->wv_b);
         if (L->router.data) { /* MoE: the router and the k experts a token is sent to */
             const uint64_t X = (uint64_t)m->hp.n_expert, k = (uint64_t)m->hp.n_expert_used;
             n += weight_bytes(&L->router) +

@@ -22,6 +22,8 @@ typedef enum sov_arch {
     SOV_ARCH_PHI3,
     SOV_ARCH_EXAONE4,
     SOV_ARCH_QWEN3MOE,
+    SOV_ARCH_QWEN2MOE,  /* qwen2 attention, experts + a sigmoid-gated shared expert */
+    SOV_ARCH_DEEPSEEK2, /* MLA attention (mla.c), leading dense layers, grouped routing */
     SOV_ARCH_BERT, /* encoders (encoder.h) */
     SOV_ARCH_NOMIC_BERT,
 } sov_arch;
@@ -78,6 +80,20 @@ typedef struct sov_hparams {
                                 Mixtral: feed_forward_length) */
     bool expert_weights_norm;/* the k selected weights are renormalised to sum to 1 */
     sov_moe_gating expert_gating;
+    float expert_weights_scale; /* the selected weights are multiplied by it (DeepSeek's
+                                   routed_scaling_factor; 1 elsewhere) */
+    int32_t n_expert_groups; /* grouped top-k: experts in this many groups (1: no groups) */
+    int32_t n_group_used;    /* the groups a token may choose from (expert_group_used_count) */
+    int32_t n_ff_shexp;      /* shared expert FFN width, 0 without one (qwen2moe:
+                                expert_shared_feed_forward_length; deepseek2: Fx * shared count) */
+    int32_t n_layer_dense_lead; /* deepseek2: the first layers have a dense FFN */
+    /* deepseek2 multi-head latent attention (mla.c). The cache holds one "KV head" of
+     * head_dim = kv_lora + rope values per position (the normalised latent and the rotated
+     * shared key part), used as both key and value: attention is MQA over it */
+    int32_t n_lora_q;        /* q_lora_rank; 0: a plain attn_q (DeepSeek-V2-Lite) */
+    int32_t n_lora_kv;       /* kv_lora_rank */
+    int32_t n_embd_head_qk;  /* nope + rope: a query head before absorption (key_length_mla) */
+    int32_t n_embd_head_v;   /* a value head after decompression (value_length_mla) */
 } sov_hparams;
 
 /* A matrix view: rows of a weight in its file type, in place in the mapping. */
@@ -118,6 +134,21 @@ typedef struct sov_layer {
     sov_weight gate_exps;    /* (X*Fx, E) */
     sov_weight up_exps;      /* (X*Fx, E) */
     sov_weight down_exps;    /* (X*E, Fx) */
+    const float *exp_probs_b;/* (X) expert selection bias (DeepSeek-V3), or NULL */
+    /* shared expert (qwen2moe, deepseek2): a SwiGLU FFN of width Fs every token goes through */
+    sov_weight gate_shexp;   /* (Fs, E) */
+    sov_weight up_shexp;     /* (Fs, E) */
+    sov_weight down_shexp;   /* (E, Fs) */
+    const float *gate_inp_shexp; /* (E) qwen2moe: the shared output times sigmoid(xb . it) */
+    /* deepseek2 MLA (mla.c); Dq = nope + rope, L = kv_lora, R = rope, Dv value head.
+     * wq holds (H*Dq, E) when q_lora_rank is 0 */
+    sov_weight wq_a;         /* (q_lora, E) */
+    const float *q_a_norm;   /* (q_lora) */
+    sov_weight wq_b;         /* (H*Dq, q_lora) */
+    sov_weight wkv_a;        /* (L + R, E) latent, then the shared rope key part */
+    const float *kv_a_norm;  /* (L) */
+    sov_weight wk_b;         /* (H*L, nope) head h: rows [h*L, (h+1)*L), absorbs q_nope */
+    sov_weight wv_b;         /* (H*Dv, L) head h: rows [h*Dv, (h+1)*Dv), decompresses values */
 } sov_layer;
 
 struct sov_model {

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "model/moe_shared.h"
 
 enum {
     MOE_ROWS = 64, /* output rows of one work item (a multiple of ROW_TILE) */
@@ -116,7 +117,10 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
             for (int j = 0; j < X; j++) p[j] = 1.0f / (1.0f + expf(-p[j]));
         else
             k->softmax(p, X);
-        route_token(hp, p, c->moe_sel + i * K, c->moe_w + i * K);
+        if (L->exp_probs_b || hp->n_expert_groups > 1 || hp->expert_weights_scale != 1.0f) /* deepseek2 */
+            moe_route_grouped(hp, L->exp_probs_b, p, c->moe_sel + i * K, c->moe_w + i * K);
+        else
+            route_token(hp, p, c->moe_sel + i * K, c->moe_w + i * K);
     }
     barrier(t);
 

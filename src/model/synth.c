@@ -360,28 +360,165 @@ static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov
     return write_tensors(p, w, ts, n, path, progress, progress_user);
 }
 
+/* deepseek2 (DeepSeek-V2/V3 shape) with llama.cpp's converter's keys and tensor names:
+ * multi-head latent attention in the split layout (attn_k_b / attn_v_b), leading dense
+ * layers, then MoE layers with a router, an expert selection bias (sigmoid gating),
+ * grouped top-k and shared experts. */
+static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, sov_progress_fn progress,
+                                  void *progress_user) {
+    const int64_t E = p->n_embd, H = p->n_head, F = p->n_ff;
+    const int64_t X = p->n_expert ? p->n_expert : 16, k_used = p->n_expert_used ? p->n_expert_used : 4;
+    const int64_t Fx = p->n_ff_exp ? p->n_ff_exp : 64;
+    const int64_t n_shared = p->n_expert_shared < 0 ? 0 : p->n_expert_shared ? p->n_expert_shared : 1;
+    const int64_t groups = p->n_expert_groups < 0 ? 1 : p->n_expert_groups ? p->n_expert_groups : 2;
+    const int64_t groups_used = p->n_group_used ? p->n_group_used : groups > 1 ? groups / 2 : 1;
+    const int64_t dense = p->n_dense_lead < 0 ? 0 : p->n_dense_lead ? p->n_dense_lead : 1;
+    const int64_t Q = p->n_lora_q < 0 ? 0 : p->n_lora_q ? p->n_lora_q : 128;
+    const int64_t Lr = p->n_lora_kv ? p->n_lora_kv : 128, R = p->n_rot ? p->n_rot : 32;
+    const int64_t nope = p->qk_nope ? p->qk_nope : 64, Dv = p->v_head ? p->v_head : 64;
+    const int gating = p->expert_gating ? p->expert_gating : 2;
+    if (E < 1 || p->n_layer < 1 || H < 1 || F < 1 || p->n_ctx < 1 || X < 2 || X > 4096 || k_used < 1 ||
+        k_used > X || Fx < 1 || groups < 1 || X % groups || groups_used < 1 || groups_used > groups ||
+        (groups > 1 && (X / groups < 2 || k_used > groups_used * (X / groups))) || dense > p->n_layer ||
+        Lr < 2 || Lr % 2 || R < 2 || R % 2 || nope < 1 || Dv < 1 || (gating != 1 && gating != 2))
+        return sov_fail(SOV_ERR_ARG, "gen-model: deepseek2 needs positive sizes, 2..4096 experts in equal groups of "
+                                     "at least 2 holding the experts used, even kv_lora and rope dims");
+    sov_status st;
+    if ((st = check_rows("layer", p->type, E)) || (st = check_rows("ffn_down", p->type, Fx)) ||
+        (dense && (st = check_rows("ffn_down", p->type, F))) ||
+        (n_shared && (st = check_rows("ffn_down_shexp", p->type, Fx * n_shared))) ||
+        (Q && (st = check_rows("attn_q_b", p->type, Q))) || (st = check_rows("attn_k_b", p->type, nope)) ||
+        (st = check_rows("attn_v_b", p->type, Lr)) || (st = check_rows("attn_output", p->type, H * Dv)) ||
+        (st = check_rows("token_embd", p->embd_type, E)) ||
+        (!p->tied && (st = check_rows("output", p->output_type, E))))
+        return st;
+    gguf_writer *w;
+    int n_vocab;
+    if ((st = writer_with_vocab(p, false, &w, &n_vocab))) return st;
+    char key[128];
+#define KEY(s) (snprintf(key, sizeof key, "deepseek2." s), key)
+    gguf_set_str(w, "general.architecture", "deepseek2");
+    gguf_set_str(w, "general.name", p->name ? p->name : "synthetic");
+    gguf_set_str(w, "general.description", "synthetic model with random weights (sov gen-model)");
+    gguf_set_u32(w, KEY("context_length"), (uint32_t)p->n_ctx);
+    gguf_set_u32(w, KEY("embedding_length"), (uint32_t)E);
+    gguf_set_u32(w, KEY("block_count"), (uint32_t)p->n_layer);
+    gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)F);
+    gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)H);
+    gguf_set_u32(w, KEY("attention.head_count_kv"), 1); /* MLA as MQA over the latent */
+    gguf_set_f32(w, KEY("rope.freq_base"), p->rope_base > 0 ? p->rope_base : 10000.0f);
+    gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), p->rms_eps > 0 ? p->rms_eps : 1e-6f);
+    gguf_set_u32(w, KEY("leading_dense_block_count"), (uint32_t)dense);
+    gguf_set_u32(w, KEY("vocab_size"), (uint32_t)n_vocab);
+    /* written as 0 too: llama.cpp needs the key unless it guesses a Lite model by its depth */
+    gguf_set_u32(w, KEY("attention.q_lora_rank"), (uint32_t)Q);
+    gguf_set_u32(w, KEY("attention.kv_lora_rank"), (uint32_t)Lr);
+    gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)(Lr + R));
+    gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)Lr);
+    gguf_set_u32(w, KEY("attention.key_length_mla"), (uint32_t)(nope + R));
+    gguf_set_u32(w, KEY("attention.value_length_mla"), (uint32_t)Dv);
+    gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)Fx);
+    gguf_set_u32(w, KEY("expert_count"), (uint32_t)X);
+    gguf_set_u32(w, KEY("expert_shared_count"), (uint32_t)n_shared);
+    gguf_set_f32(w, KEY("expert_weights_scale"), 2.5f);
+    gguf_set_bool(w, KEY("expert_weights_norm"), true);
+    gguf_set_u32(w, KEY("expert_gating_func"), (uint32_t)gating);
+    gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)k_used);
+    if (groups > 1) {
+        gguf_set_u32(w, KEY("expert_group_count"), (uint32_t)groups);
+        gguf_set_u32(w, KEY("expert_group_used_count"), (uint32_t)groups_used);
+    }
+    gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)R);
+    if (p->rope_scaling) { /* YaRN as DeepSeek-V3's: mscale_all_dim 1, written as 0.1 x it */
+        gguf_set_str(w, KEY("rope.scaling.type"), p->rope_scaling);
+        gguf_set_f32(w, KEY("rope.scaling.factor"), p->rope_factor);
+        gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)SOV_MAX(1, p->n_ctx / 4));
+        gguf_set_f32(w, KEY("rope.scaling.yarn_log_multiplier"), 0.1f);
+    }
+    gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
+#undef KEY
+    const int max_t = 24 * p->n_layer + 10;
+    synth_tensor *ts = calloc((size_t)max_t, sizeof *ts);
+    if (!ts) {
+        gguf_writer_free(w);
+        return sov_fail(SOV_ERR_NOMEM, "gen-model: out of memory");
+    }
+    int n = 0;
+    char name[96];
+    /* nm matrices of (rows, cols) in one 3-D tensor, GGUF ne [cols, rows, nm] */
+#define ADD3(nm_, rows_, cols_, ...)                                                           \
+    do {                                                                                     \
+        snprintf(name, sizeof name, __VA_ARGS__);                                            \
+        const int64_t ne_[3] = {(cols_), (rows_), (nm_)};                                    \
+        gguf_add_tensor(w, name, p->type, 3, ne_);                                           \
+        ts[n++] = (synth_tensor){FILL_MATRIX, p->type, (rows_) * (nm_), (cols_)};            \
+    } while (0)
+    ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
+    for (int il = 0; il < p->n_layer; il++) {
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.attn_norm.weight", il);
+        if (Q) {
+            ADD(FILL_MATRIX, p->type, Q, E, "blk.%d.attn_q_a.weight", il);
+            ADD(FILL_NORM, SOV_TYPE_F32, 1, Q, "blk.%d.attn_q_a_norm.weight", il);
+            ADD(FILL_MATRIX, p->type, H * (nope + R), Q, "blk.%d.attn_q_b.weight", il);
+        } else {
+            ADD(FILL_MATRIX, p->type, H * (nope + R), E, "blk.%d.attn_q.weight", il);
+        }
+        ADD(FILL_MATRIX, p->type, Lr + R, E, "blk.%d.attn_kv_a_mqa.weight", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, Lr, "blk.%d.attn_kv_a_norm.weight", il);
+        ADD3(H, Lr, nope, "blk.%d.attn_k_b.weight", il); /* per head: k_b transposed */
+        ADD3(H, Dv, Lr, "blk.%d.attn_v_b.weight", il);
+        ADD(FILL_MATRIX, p->type, E, H * Dv, "blk.%d.attn_output.weight", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.ffn_norm.weight", il);
+        if (il < dense) {
+            ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
+            ADD(FILL_MATRIX, p->type, E, F, "blk.%d.ffn_down.weight", il);
+            ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
+            continue;
+        }
+        ADD(FILL_MATRIX, SOV_TYPE_F32, X, E, "blk.%d.ffn_gate_inp.weight", il);
+        if (gating == 2) ADD(FILL_BIAS, SOV_TYPE_F32, 1, X, "blk.%d.exp_probs_b.bias", il);
+        ADD3(X, Fx, E, "blk.%d.ffn_gate_exps.weight", il);
+        ADD3(X, E, Fx, "blk.%d.ffn_down_exps.weight", il);
+        ADD3(X, Fx, E, "blk.%d.ffn_up_exps.weight", il);
+        if (n_shared) {
+            ADD(FILL_MATRIX, p->type, Fx * n_shared, E, "blk.%d.ffn_gate_shexp.weight", il);
+            ADD(FILL_MATRIX, p->type, E, Fx * n_shared, "blk.%d.ffn_down_shexp.weight", il);
+            ADD(FILL_MATRIX, p->type, Fx * n_shared, E, "blk.%d.ffn_up_shexp.weight", il);
+        }
+    }
+    ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "output_norm.weight");
+    if (!p->tied) ADD(FILL_MATRIX, p->output_type, n_vocab, E, "output.weight");
+#undef ADD3
+    return write_tensors(p, w, ts, n, path, progress, progress_user);
+}
+
 sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_progress_fn progress,
                            void *progress_user) {
     if (strcmp(p->arch, "bert") == 0 || strcmp(p->arch, "nomic-bert") == 0)
         return synth_encoder(p, path, progress, progress_user);
-    const bool qwen2 = strcmp(p->arch, "qwen2") == 0, qwen3moe = strcmp(p->arch, "qwen3moe") == 0;
+    if (strcmp(p->arch, "deepseek2") == 0) return synth_deepseek2(p, path, progress, progress_user);
+    const bool qwen2moe = strcmp(p->arch, "qwen2moe") == 0;
+    const bool qwen2 = strcmp(p->arch, "qwen2") == 0 || qwen2moe, qwen3moe = strcmp(p->arch, "qwen3moe") == 0;
     const bool qwen3 = strcmp(p->arch, "qwen3") == 0 || qwen3moe, qwen = qwen2 || qwen3;
     const bool llama = strcmp(p->arch, "llama") == 0;
     const bool gemma3 = strcmp(p->arch, "gemma3") == 0, phi3 = strcmp(p->arch, "phi3") == 0;
     const bool exaone4 = strcmp(p->arch, "exaone4") == 0;
     if (!qwen && !llama && !gemma3 && !phi3 && !exaone4 && strcmp(p->arch, "mistral") != 0)
         return sov_fail(SOV_ERR_ARG,
-                        "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, qwen3moe, mistral, gemma3, "
-                        "phi3, exaone4, bert, nomic-bert",
+                        "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, qwen2moe, qwen3moe, "
+                        "deepseek2, mistral, gemma3, phi3, exaone4, bert, nomic-bert",
                         p->arch);
     /* experts: X of them, k used, each Fx wide */
-    const int64_t X = qwen3moe && !p->n_expert ? 8 : p->n_expert;
-    const int64_t k_used = qwen3moe && !p->n_expert_used ? 2 : p->n_expert_used;
-    const int64_t Fx = qwen3moe ? (p->n_ff_exp ? p->n_ff_exp : 64) : p->n_ff;
+    const bool moe_arch = qwen3moe || qwen2moe;
+    const int64_t X = moe_arch && !p->n_expert ? 8 : p->n_expert;
+    const int64_t k_used = moe_arch && !p->n_expert_used ? 2 : p->n_expert_used;
+    const int64_t Fx = moe_arch ? (p->n_ff_exp ? p->n_ff_exp : 64) : p->n_ff;
+    const int64_t Fs = qwen2moe ? (p->n_ff_shexp > 0 ? p->n_ff_shexp : 128) : 0; /* shared expert */
     if (X < 0 || X > 4096 || (X > 0 && (k_used < 1 || k_used > X)) || (X == 0 && k_used != 0) || Fx < 1)
         return sov_fail(SOV_ERR_ARG, "gen-model: experts must number 1..4096 with 1..experts of them used");
-    if (X > 0 && !llama && !qwen3moe)
-        return sov_fail(SOV_ERR_ARG, "gen-model: experts are written for llama (Mixtral) and qwen3moe only");
+    if (X > 0 && !llama && !moe_arch)
+        return sov_fail(SOV_ERR_ARG, "gen-model: experts are written for llama (Mixtral), qwen3moe, qwen2moe and "
+                                     "deepseek2 only");
     if (p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_head_kv < 1 || p->n_ff < 1 || p->n_ctx < 1 ||
         p->n_head % p->n_head_kv != 0)
         return sov_fail(SOV_ERR_ARG, "gen-model: dimensions must be positive and heads a multiple of KV heads");
@@ -402,6 +539,7 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     sov_status st;
     if ((st = check_rows("layer", p->type, E)) || (st = check_rows("attn_output", p->type, HD)) ||
         (st = check_rows("ffn_down", p->type, X ? Fx : F)) || (st = check_rows("token_embd", p->embd_type, E)) ||
+        (Fs && (st = check_rows("ffn_down_shexp", p->type, Fs))) ||
         (!p->tied && (st = check_rows("output", p->output_type, E))))
         return st;
 
@@ -466,13 +604,14 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     if (X > 0) {
         gguf_set_u32(w, KEY("expert_count"), (uint32_t)X);
         gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)k_used);
-        if (qwen3moe) gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)Fx);
+        if (moe_arch) gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)Fx);
+        if (Fs) gguf_set_u32(w, KEY("expert_shared_feed_forward_length"), (uint32_t)Fs);
     }
     gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
 #undef KEY
 
     /* tensors, in the order llama.cpp's converter writes them */
-    const int max_t = 16 * p->n_layer + 10;
+    const int max_t = 20 * p->n_layer + 10;
     synth_tensor *ts = calloc((size_t)max_t, sizeof *ts);
     if (!ts) {
         gguf_writer_free(w);
@@ -520,6 +659,12 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
             ADD_EXPERTS(Fx, E, "blk.%d.ffn_gate_exps.weight", il);
             ADD_EXPERTS(E, Fx, "blk.%d.ffn_down_exps.weight", il);
             ADD_EXPERTS(Fx, E, "blk.%d.ffn_up_exps.weight", il);
+            if (Fs) { /* qwen2moe's shared expert and its gate vector (F32, as the router) */
+                ADD(FILL_MATRIX, SOV_TYPE_F32, 1, E, "blk.%d.ffn_gate_inp_shexp.weight", il);
+                ADD(FILL_MATRIX, p->type, Fs, E, "blk.%d.ffn_gate_shexp.weight", il);
+                ADD(FILL_MATRIX, p->type, E, Fs, "blk.%d.ffn_down_shexp.weight", il);
+                ADD(FILL_MATRIX, p->type, Fs, E, "blk.%d.ffn_up_shexp.weight", il);
+            }
             continue;
         }
         if (phi3) {

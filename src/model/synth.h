@@ -11,8 +11,8 @@
 #include "sov.h"
 
 typedef struct sov_synth_params {
-    const char *arch;        /* "llama", "qwen2", "qwen3", "qwen3moe", "mistral", "gemma3", "phi3",
-                                "exaone4", "bert", "nomic-bert" */
+    const char *arch;        /* "llama", "qwen2", "qwen3", "qwen3moe", "qwen2moe", "deepseek2", "mistral",
+                                "gemma3", "phi3", "exaone4", "bert", "nomic-bert" */
     const char *name;        /* general.name */
     int32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     int32_t head_dim;        /* 0: n_embd / n_head (else written as attention.key_length) */
@@ -36,7 +36,18 @@ typedef struct sov_synth_params {
     /* mixture of experts: llama with n_expert > 0 is Mixtral-shaped (experts n_ff wide);
      * qwen3moe always has experts (0s: 8 experts, 2 used, n_ff_exp 64) */
     int32_t n_expert, n_expert_used;
-    int32_t n_ff_exp;        /* qwen3moe: one expert's FFN width */
+    int32_t n_ff_exp;        /* qwen3moe, qwen2moe, deepseek2: one expert's FFN width */
+    /* qwen2moe (0s: 8 experts, 2 used, Fx 64, shared expert 128 wide) and deepseek2 (0s: 16
+     * experts in 2 groups, 1 group used, 4 used, Fx 64, 1 shared expert, 1 dense layer,
+     * sigmoid gating with selection bias, weights normalised and scaled by 2.5; MLA with
+     * q_lora 128, kv_lora 128, nope 64, rope 32, value heads 64) */
+    int32_t n_ff_shexp;      /* qwen2moe: the shared expert's width */
+    int32_t n_expert_shared; /* deepseek2: shared experts (-1: none) */
+    int32_t n_expert_groups, n_group_used; /* deepseek2: expert groups (-1: no grouping) */
+    int32_t n_dense_lead;    /* deepseek2: leading dense layers (-1: none) */
+    int32_t n_lora_q;        /* deepseek2: q_lora_rank (-1: a plain attn_q) */
+    int32_t n_lora_kv, qk_nope, v_head; /* deepseek2: kv_lora_rank, nope and value head sizes */
+    int32_t expert_gating;   /* deepseek2: 1 softmax (V2, no bias), 2 sigmoid + exp_probs_b (V3) */
 } sov_synth_params;
 
 /* Defaults: a small llama (dim 256, 4 layers), F32, seed 1. */

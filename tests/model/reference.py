@@ -453,7 +453,7 @@ def apply_rope(x, cos, sin, neox):
 
 # ---- the model ---------------------------------------------------------------------------
 
-ARCHS = ("llama", "mistral", "qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "exaone4")
+ARCHS = ("llama", "mistral", "qwen2", "qwen3", "qwen3moe", "qwen2moe", "deepseek2", "gemma3", "phi3", "exaone4")
 
 
 class Cache:
@@ -486,19 +486,50 @@ class Model:
         self.n_layer = int(key("block_count"))
         self.n_head = int(key("attention.head_count"))
         self.n_head_kv = int(key("attention.head_count_kv", self.n_head))
-        self.n_ff = int(key("feed_forward_length", 0 if a == "qwen3moe" else KeyError))
-        # mixture of experts (Mixtral: llama with expert_count; Qwen3-MoE): every layer's
-        # FFN is n_expert SwiGLU experts of width n_ff_exp and a router (see _moe)
-        self.n_expert = int(key("expert_count", KeyError if a == "qwen3moe" else 0))
+        moe_arch = a in ("qwen3moe", "qwen2moe", "deepseek2")
+        self.n_ff = int(key("feed_forward_length", 0 if a in ("qwen3moe", "qwen2moe") else KeyError))
+        # mixture of experts (Mixtral: llama with expert_count; Qwen3-MoE, Qwen2-MoE,
+        # DeepSeek-V2/V3): the FFN of an MoE layer is n_expert SwiGLU experts of width
+        # n_ff_exp and a router (see _moe), plus a shared expert (qwen2moe, deepseek2)
+        self.n_expert = int(key("expert_count", KeyError if moe_arch else 0))
         self.n_expert_used = int(key("expert_used_count", 0)) if self.n_expert else 0
-        self.n_ff_exp = int(key("expert_feed_forward_length", KeyError if a == "qwen3moe" else self.n_ff))
-        self.expert_gating = int(key("expert_gating_func", 1))
-        self.expert_weights_norm = bool(key("expert_weights_norm", True))
+        self.n_ff_exp = int(key("expert_feed_forward_length", KeyError if moe_arch else self.n_ff))
+        # Qwen2MoeSparseMoeBlock: softmax, no renormalisation (norm_topk_prob false, as
+        # llama.cpp hard-codes it); DeepseekV3MoE: renormalised only when the file says so
+        # (norm_topk_prob), times routed_scaling_factor
+        self.expert_gating = 1 if a == "qwen2moe" else int(key("expert_gating_func", 1))
+        self.expert_weights_norm = False if a == "qwen2moe" else bool(
+            key("expert_weights_norm", a != "deepseek2"))
+        self.expert_weights_scale = float(key("expert_weights_scale", 1.0)) if a == "deepseek2" else 1.0
+        if self.expert_weights_scale == 0.0:
+            self.expert_weights_scale = 1.0
+        self.n_group = int(key("expert_group_count", 1)) if a == "deepseek2" else 1
+        self.n_group_used = int(key("expert_group_used_count", self.n_group)) if a == "deepseek2" else 1
+        self.n_dense_lead = int(key("leading_dense_block_count", 0)) if a == "deepseek2" else 0
+        if a == "qwen2moe":
+            self.n_ff_shexp = int(key("expert_shared_feed_forward_length", self.n_ff))
+        elif a == "deepseek2":
+            self.n_ff_shexp = int(key("expert_shared_count", 0)) * self.n_ff_exp
+        else:
+            self.n_ff_shexp = 0
+        # tests may clear these (deepseek2's exp_probs_b, qwen2moe's shared-expert gate) to
+        # show that they matter
+        self.apply_bias = True
+        self.shexp_gate = True
         if self.n_expert and not 1 <= self.n_expert_used <= self.n_expert:
             raise GGUFError("%s: %d experts used of %d" % (g.path, self.n_expert_used, self.n_expert))
         if self.expert_gating not in (1, 2):
             raise GGUFError("%s: expert gating function %d is not supported" % (g.path, self.expert_gating))
         self.head_dim = int(key("attention.key_length", self.n_embd // self.n_head))
+        # deepseek2 multi-head latent attention (DeepseekV3Attention; see _mla): the file's
+        # key/value lengths are the latent cache row's (kv_lora_rank + rope, kv_lora_rank),
+        # the per-head sizes key_length_mla (nope + rope) and value_length_mla
+        self.mla = a == "deepseek2"
+        if self.mla:
+            self.q_lora = int(key("attention.q_lora_rank", 0))
+            self.kv_lora = int(key("attention.kv_lora_rank"))
+            self.qk_head = int(key("attention.key_length_mla"))
+            self.v_head = int(key("attention.value_length_mla"))
         self.head_dim_v = int(key("attention.value_length", self.n_embd // self.n_head))
         self.n_rot = int(key("rope.dimension_count", self.head_dim))
         self.eps = float(key("attention.layer_norm_rms_epsilon"))
@@ -507,7 +538,7 @@ class Model:
         if self.n_rot % 2 or self.n_rot > self.head_dim:
             raise GGUFError("%s: rope.dimension_count %d must be even and <= head size %d" %
                             (g.path, self.n_rot, self.head_dim))
-        self.neox = a in ("qwen2", "qwen3", "qwen3moe", "gemma3", "phi3", "exaone4")
+        self.neox = a in ("qwen2", "qwen3", "qwen3moe", "qwen2moe", "gemma3", "phi3", "exaone4")
         # qwen3 and qwen3moe (transformers' Qwen3Attention), gemma3, exaone4: each head's q and k vector is
         # RMS-normalised over head_dim with its own weight (attn_q_norm / attn_k_norm), before
         # RoPE. Tests may clear apply_qk_norm to show that skipping the norm is detected.
@@ -528,10 +559,21 @@ class Model:
         scale = float(key("attention.scale", 0.0)) if a == "llama" or a == "mistral" else 0.0
         if a == "gemma3" and self.n_layer == 62:
             scale = 1.0 / math.sqrt(self.n_embd // self.n_head)
-        self.kq_scale = scale if scale != 0.0 else 1.0 / math.sqrt(self.head_dim)
+        self.kq_scale = scale if scale != 0.0 else 1.0 / math.sqrt(self.qk_head if self.mla else self.head_dim)
         if a == "gemma3" and float(key("final_logit_softcapping", 0.0)) != 0.0:
             raise GGUFError("%s: final_logit_softcapping is not supported" % g.path)
         self._read_rope(key)
+        if self.mla and self.freq_scale != 1.0:
+            # DeepseekV3YarnRotaryEmbedding: cos/sin times yarn_get_mscale(s, mscale) /
+            # yarn_get_mscale(s, mscale_all_dim) (1: the file keeps only mscale_all_dim,
+            # equal to mscale in DeepSeek's configs), and the softmax scale times
+            # yarn_get_mscale(s, mscale_all_dim)^2, yarn_get_mscale(s, m) = 0.1 m ln s + 1;
+            # the file stores 0.1 mscale_all_dim
+            if self.rope_scaling != "yarn" or self.yarn_log_mul <= 0.0:
+                raise GGUFError("%s: deepseek2 rope scaling needs YaRN with yarn_log_multiplier" % g.path)
+            s = 1.0 / self.freq_scale
+            self.attn_factor = 1.0 / (1.0 + 0.1 * math.log(s))   # rope_angles' YaRN factor cancelled
+            self.kq_scale *= (1.0 + self.yarn_log_mul * math.log(s)) ** 2
         self._read_swa(key)
         # the context the logits are computed for: it chooses LongRoPE's factors (as sov
         # and llama.cpp choose them, by the context size); sov's default context
@@ -570,7 +612,8 @@ class Model:
         self.rope_scaling = stype
         self.freq_scale = 1.0 / factor if factor != 0.0 and stype != "none" else 1.0
         self.ext_factor = 1.0 if stype == "yarn" else 0.0
-        if float(key("rope.scaling.yarn_log_multiplier", 0.0)) != 0.0:
+        self.yarn_log_mul = float(key("rope.scaling.yarn_log_multiplier", 0.0))
+        if self.yarn_log_mul != 0.0 and self.arch != "deepseek2":
             raise GGUFError("%s: rope.scaling.yarn_log_multiplier is not supported" % self.g.path)
         self.attn_factor = float(key("rope.scaling.attn_factor", 1.0))
         self.n_ctx_orig = int(key("rope.scaling.original_context_length", key("context_length", 0)))
@@ -613,6 +656,8 @@ class Model:
         return self.rope_cos_sin(positions)
 
     def _check_shapes(self):
+        if self.mla:
+            return self._check_shapes_mla()
         E, F = self.n_embd, self.n_ff
         QD, KD, VD = self.n_head * self.head_dim, self.n_head_kv * self.head_dim, self.n_head_kv * self.head_dim_v
         want = {"token_embd.weight": (E, self.n_vocab), "output_norm.weight": (E,)}
@@ -630,6 +675,10 @@ class Model:
                 del want[p + "ffn_down.weight"]
                 want.update({p + "ffn_gate_inp.weight": (E, X), p + "ffn_gate_exps.weight": (E, Fx, X),
                              p + "ffn_up_exps.weight": (E, Fx, X), p + "ffn_down_exps.weight": (Fx, E, X)})
+                if self.n_ff_shexp:
+                    Fs = self.n_ff_shexp
+                    want.update({p + "ffn_gate_shexp.weight": (E, Fs), p + "ffn_up_shexp.weight": (E, Fs),
+                                 p + "ffn_down_shexp.weight": (Fs, E), p + "ffn_gate_inp_shexp.weight": (E,)})
             elif self.arch == "phi3":                 # fused: gate rows then up rows
                 want[p + "ffn_up.weight"] = (E, 2 * F)
             else:
@@ -640,6 +689,39 @@ class Model:
                 want[p + "attn_qkv.weight"] = (E, QD + KD + VD)
             else:
                 want.update({p + "attn_q.weight": (E, QD), p + "attn_k.weight": (E, KD), p + "attn_v.weight": (E, VD)})
+        self._check_want(want)
+
+    def _check_shapes_mla(self):
+        E, H, R = self.n_embd, self.n_head, self.n_rot
+        L, Dq, Dv, Q = self.kv_lora, self.qk_head, self.v_head, self.q_lora
+        if self.n_head_kv != 1 or self.head_dim != L + R or Dq <= R:
+            raise GGUFError("%s: MLA sizes disagree" % self.g.path)
+        want = {"token_embd.weight": (E, self.n_vocab), "output_norm.weight": (E,)}
+        if self.out_name == "output.weight":
+            want["output.weight"] = (E, self.n_vocab)
+        X, Fx, Fs, F = self.n_expert, self.n_ff_exp, self.n_ff_shexp, self.n_ff
+        for i in range(self.n_layer):
+            p = "blk.%d." % i
+            want.update({p + "attn_norm.weight": (E,), p + "ffn_norm.weight": (E,),
+                         p + "attn_kv_a_mqa.weight": (E, L + R), p + "attn_kv_a_norm.weight": (L,),
+                         p + "attn_k_b.weight": (Dq - R, L, H), p + "attn_v_b.weight": (L, Dv, H),
+                         p + "attn_output.weight": (H * Dv, E)})
+            if Q:
+                want.update({p + "attn_q_a.weight": (E, Q), p + "attn_q_a_norm.weight": (Q,),
+                             p + "attn_q_b.weight": (Q, H * Dq)})
+            else:
+                want[p + "attn_q.weight"] = (E, H * Dq)
+            if i < self.n_dense_lead:
+                want.update({p + "ffn_gate.weight": (E, F), p + "ffn_up.weight": (E, F), p + "ffn_down.weight": (F, E)})
+                continue
+            want.update({p + "ffn_gate_inp.weight": (E, X), p + "ffn_gate_exps.weight": (E, Fx, X),
+                         p + "ffn_up_exps.weight": (E, Fx, X), p + "ffn_down_exps.weight": (Fx, E, X)})
+            if Fs:
+                want.update({p + "ffn_gate_shexp.weight": (E, Fs), p + "ffn_up_shexp.weight": (E, Fs),
+                             p + "ffn_down_shexp.weight": (Fs, E)})
+        self._check_want(want)
+
+    def _check_want(self, want):
         for name, ne in want.items():
             if name not in self.g.tensors:
                 raise GGUFError("%s: missing tensor %s" % (self.g.path, name))
@@ -732,6 +814,11 @@ class Model:
             p = "blk.%d." % il
             # attention
             xb = self.rmsnorm(x, self._vector(p + "attn_norm.weight")) if self.pre_norms else x
+            if self.mla:                            # multi-head latent attention
+                x = x + self._mla(p, il, xb, positions, cos, sin, cache, kv_f16, act_q8)
+                xb = self.rmsnorm(x, self._vector(p + "ffn_norm.weight"))
+                x = x + (self._moe(p, xb, act_q8) if il >= self.n_dense_lead else self._ffn(p, xb, act_q8))
+                continue
             q, k, v = self._qkv(p, xb, act_q8)     # [T, H*D], [T, Hkv*D], [T, Hkv*Dv]
             if self.qk_norm and self.apply_qk_norm:  # per head: rows of D values
                 q = self.rmsnorm(q.reshape(T * H, D), self._vector(p + "attn_q_norm.weight"))
@@ -792,7 +879,7 @@ class Model:
             raise ValueError("pooling %d is not an embedding" % pooling)
         return v / np.linalg.norm(v)
 
-    def route(self, logits):
+    def route(self, logits, bias=None):
         """Router logits [T, X] -> (experts [T, k], weights [T, k]): gate probabilities by
         softmax over the experts (or sigmoid, gating function 2), the k largest of each
         row best first, ties to the lower index (a stable sort of -p), weights renormalised
@@ -802,11 +889,23 @@ class Model:
         else:
             prob = np.exp(logits - logits.max(axis=1, keepdims=True))
             prob /= prob.sum(axis=1, keepdims=True)
-        sel = np.argsort(-prob, axis=1, kind="stable")[:, :self.n_expert_used]
+        # deepseek2 (DeepseekV3TopkRouter, as llama.cpp computes it): the selection bias
+        # only moves the choice; with expert groups, only the n_group_used groups of
+        # largest sum of their two best biased scores compete
+        score = prob + bias if bias is not None else prob.copy()
+        if self.n_group > 1:
+            T, X, G = score.shape[0], score.shape[1], self.n_group
+            grouped = score.reshape(T, G, X // G)
+            group_score = np.sort(grouped, axis=2)[:, :, -2:].sum(axis=2)               # [T, G]
+            kept = np.argsort(-group_score, axis=1, kind="stable")[:, :self.n_group_used]
+            drop = np.ones((T, G), dtype=bool)
+            drop[np.arange(T)[:, None], kept] = False
+            score = np.where(np.repeat(drop, X // G, axis=1), -np.inf, score)
+        sel = np.argsort(-score, axis=1, kind="stable")[:, :self.n_expert_used]
         w = np.take_along_axis(prob, sel, axis=1)
         if self.expert_weights_norm:
-            w = w / w.sum(axis=1, keepdims=True)
-        return sel, w
+            w = w / np.maximum(w.sum(axis=1, keepdims=True), 6.103515625e-5)
+        return sel, w * self.expert_weights_scale
 
     def _expert(self, name, e):
         """Expert e's matrix [rows, cols] of a 3-D expert tensor (ne [cols, rows, X])."""
@@ -816,8 +915,11 @@ class Model:
     def _moe(self, p, xb, act_q8):
         """The mixture-of-experts FFN of xb [T, E] -> [T, E]: each token through its k
         experts' SwiGLU, weighted by its routing weights."""
-        sel, w = self.route(self._mul(p + "ffn_gate_inp.weight", xb, act_q8))
+        bias = self._opt_vector(p + "exp_probs_b.bias") if self.apply_bias else None
+        sel, w = self.route(self._mul(p + "ffn_gate_inp.weight", xb, act_q8), bias)
         out = np.zeros_like(xb)
+        if self.n_ff_shexp:                         # the shared expert, every token
+            out += self._shared_expert(p, xb, act_q8)
         names = [p + n for n in ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight")]
         q_in = self.g.tensor(names[0]).type not in FLOAT_TYPES and act_q8
         q_h = self.g.tensor(names[2]).type not in FLOAT_TYPES and act_q8
@@ -833,6 +935,76 @@ class Model:
                     h = quantize_activations_q8(h, blk(names[2]))
                 out[t] += w[t, j] * (self._expert(names[2], e).astype(np.float64) @ h[0])
         return out
+
+    def _ffn(self, p, xb, act_q8, prefix="ffn_", suffix=""):
+        """A SwiGLU FFN: down(silu(gate(xb)) * up(xb))."""
+        gate = self._linear(p + prefix + "gate" + suffix + ".weight", xb, act_q8)
+        up = self._linear(p + prefix + "up" + suffix + ".weight", xb, act_q8)
+        return self._linear(p + prefix + "down" + suffix + ".weight", silu(gate) * up, act_q8)
+
+    def _shared_expert(self, p, xb, act_q8):
+        """The shared expert's output [T, E]; Qwen2-MoE scales it by sigmoid(xb . w) per token
+        (shared_expert_gate), DeepSeek does not."""
+        out = self._ffn(p, xb, act_q8, suffix="_shexp")
+        g = self._opt_vector(p + "ffn_gate_inp_shexp.weight")
+        if self.arch == "qwen2moe" and self.shexp_gate:
+            out = out / (1.0 + np.exp(-(xb @ g)))[:, None]
+        return out
+
+    def _mla(self, p, il, xb, positions, cos, sin, cache, kv_f16, act_q8):
+        """DeepseekV3Attention in its plain (decompressed) form, as transformers writes it:
+        q = q_b(rmsnorm(q_a(x))) (or q_proj) split into nope and rope parts; the latent
+        [c, k_pe] = kv_a_proj_with_mqa(x), c = rmsnorm(c); per head k = [W_k c, rope(k_pe)],
+        v = W_v c from kv_b_proj (the file holds it split: attn_k_b = W_k^T per head,
+        attn_v_b = W_v); softmax(q k^T * scale) v; o_proj. The cache keeps the latent rows
+        [c, rope(k_pe)] (what sov caches, so the float16 cache rounds the same values) and
+        every step decompresses all of them. Returns the block output [T, E]."""
+        T, H, R = xb.shape[0], self.n_head, self.n_rot
+        L, Dq, Dv = self.kv_lora, self.qk_head, self.v_head
+        nope = Dq - R
+        if self.q_lora:
+            qa = self.rmsnorm(self._linear(p + "attn_q_a.weight", xb, act_q8), self._vector(p + "attn_q_a_norm.weight"))
+            q = self._linear(p + "attn_q_b.weight", qa, act_q8)
+        else:
+            q = self._linear(p + "attn_q.weight", xb, act_q8)
+        q = q.reshape(T, H, Dq)
+        q_pe = apply_rope(q[:, :, nope:], cos, sin, self.neox)
+        kv = self._linear(p + "attn_kv_a_mqa.weight", xb, act_q8)                  # [T, L + R]
+        c = self.rmsnorm(kv[:, :L], self._vector(p + "attn_kv_a_norm.weight"))
+        k_pe = apply_rope(kv[:, None, L:], cos, sin, self.neox)[:, 0]               # [T, R]
+        row = np.concatenate([c, k_pe], axis=1)
+        if kv_f16:
+            row = row.astype(np.float16).astype(np.float64)
+        rows = row if cache.k[il] is None else np.concatenate([cache.k[il], row])  # [S, L + R]
+        cache.k[il] = rows
+        C, KPE = rows[:, :L], rows[:, L:]
+        S = rows.shape[0]
+        kb = self._matrix(p + "attn_k_b.weight").astype(np.float64).reshape(H, L, nope)  # W_k^T per head
+        vb = self._matrix(p + "attn_v_b.weight").astype(np.float64).reshape(H, Dv, L)
+        K = np.concatenate([np.einsum("hln,sl->shn", kb, C), np.repeat(KPE[:, None, :], H, axis=1)], axis=2)
+        V = np.einsum("hvl,sl->shv", vb, C)                                       # [S, H, Dv]
+        q_nope = q[:, :, :nope]
+        # act_q8 (the activation rounding of quantized weights, as the engine does it):
+        # sov multiplies the per-head matrices by q_nope and by the latent attention output
+        # sum_j p_j c_j, so those are the values rounded; by linearity W_k c_j . Q8(q_nope) =
+        # c_j . (W_k^T Q8(q_nope)) and W_v Q8(sum p_j c_j) is the head's output
+        kq = act_q8 and self.g.tensor(p + "attn_k_b.weight").type not in FLOAT_TYPES
+        vq = act_q8 and self.g.tensor(p + "attn_v_b.weight").type not in FLOAT_TYPES
+        blk = lambda n: 256 if self.g.tensor(p + n).type in K_QUANTS else 32  # noqa: E731
+        if kq:
+            q_nope = quantize_activations_q8(q_nope.reshape(T * H, nope), blk("attn_k_b.weight")).reshape(T, H, nope)
+        qf = np.concatenate([q_nope, q_pe], axis=2)                                # [T, H, Dq]
+        scores = np.einsum("thd,shd->hts", qf, K) * self.kq_scale
+        scores[:, np.arange(S)[None, :] > positions[:, None]] = -np.inf
+        scores = np.exp(scores - scores.max(axis=2, keepdims=True))
+        scores /= scores.sum(axis=2, keepdims=True)
+        if vq:
+            lat = quantize_activations_q8(np.einsum("hts,sl->thl", scores, C).reshape(T * H, L),
+                                          blk("attn_v_b.weight")).reshape(T, H, L)
+            att = np.einsum("hvl,thl->thv", vb, lat).reshape(T, H * Dv)
+        else:
+            att = np.einsum("hts,shv->thv", scores, V).reshape(T, H * Dv)
+        return self._linear(p + "attn_output.weight", att, act_q8)
 
     def _qkv(self, p, xb, act_q8):
         if p + "attn_qkv.weight" in self.g.tensors:  # fused: rows are q, then k, then v
