@@ -7,7 +7,8 @@
  *
  * Seeds: small models of each architecture, e.g.
  *   sov gen-model --arch ARCH --dim 64 --layers 2 --vocab 300 -o corpus/ARCH.gguf
- *     (ARCH: llama, qwen2, qwen3, qwen3moe, gemma3, phi3, exaone4, bert, nomic-bert)
+ *     (ARCH: llama, qwen2, qwen3, qwen3moe, gemma3, phi3, exaone4, bert, nomic-bert,
+ *      nomic-bert-moe)
  *   sov gen-model --experts 4 --experts-used 2 --dim 32 --layers 1 --heads 2 --kv-heads 1 \
  *       --ffn 32 --vocab 300 -o corpus/mixtral.gguf */
 #include <stdint.h>
