@@ -556,6 +556,10 @@ static size_t weights_end(const sov_model *m, sov_weight *const *w, size_t i, si
  * weights are released only once the hash has passed them, so every page is read from
  * storage once, and the repacking leaves that thread a core of its own. */
 static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_digest *dg) {
+    /* encoders keep the file's layout: their products always run over whole inputs (many
+       tokens), where the planar tiles are slower (nomic-bert-moe's experts, which sit in
+       m->layers: 3x, bench/embed_bert.sh) */
+    if (m->enc) return SOV_OK;
     const sov_kernels *k = sov_kernels_select();
     const size_t n_max = (size_t)m->hp.n_layer * 11 + 1;
     sov_weight **list = calloc(n_max, sizeof *list);
