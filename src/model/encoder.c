@@ -129,8 +129,8 @@ sov_status encoder_hparams_read(const gguf_file *f, const char *arch, sov_hparam
         if ((st = enc_dim(f, a, "expert_count", true, 0, &hp->n_expert))) return st;
         if ((st = enc_dim(f, a, "expert_used_count", true, 0, &hp->n_expert_used))) return st;
         if (hp->n_expert > 4096 || hp->n_expert_used > hp->n_expert)
-            return sov_fail(SOV_ERR_FORMAT, "model: %s has %d experts, %d of them used per token", a, hp->n_expert,
-                            hp->n_expert_used);
+            return sov_fail(SOV_ERR_FORMAT, "model: %s has %d experts, %d of them used per token", a,
+                            hp->n_expert, hp->n_expert_used);
         hp->n_ff_exp = hp->n_ff;
         hp->expert_gating = SOV_MOE_SOFTMAX;
         hp->expert_weights_norm = false;
@@ -391,7 +391,8 @@ static void enc_thread(void *arg, int ith, int nth) {
     const int T = j->b->n_tokens;
     if (m->enc->rope) op_rope_cache(&t, j->b->pos, T);
     enc_embed(&t, j->b, T);
-    for (int il = 0; il < m->hp.n_layer; il++) enc_layer_forward(&t, j, il, T);
+    for (int il = 0; il < m->hp.n_layer; il++)
+        enc_layer_forward(&t, j, il, T);
     if (j->n_embd_out > 0) op_gather(&t, j->embd, c->x, c->embd_rows, j->n_embd_out, m->hp.n_embd);
 }
 

@@ -73,7 +73,7 @@ sov_status model_find_weight(const gguf_file *f, const char *name, int64_t rows,
                              sov_weight *w);
 sov_status model_find_vector(sov_model *m, const char *name, int64_t n, bool optional, const float **out);
 /* the n_expert matrices (rows, cols) of a 3-D expert tensor as one view of n_expert * rows rows */
-sov_status model_find_experts(const gguf_file *f, const char *name, int64_t n_expert, int64_t rows, int64_t cols,
-                              sov_weight *w);
+sov_status model_find_experts(const gguf_file *f, const char *name, int64_t n_expert, int64_t rows,
+                              int64_t cols, sov_weight *w);
 
 #endif

@@ -769,7 +769,7 @@ sov_status model_find_vector(sov_model *m, const char *name, int64_t n, bool opt
     return find_vector(m, name, n, optional, out);
 }
 
-sov_status model_find_experts(const gguf_file *f, const char *name, int64_t n_expert, int64_t rows, int64_t cols,
-                              sov_weight *w) {
+sov_status model_find_experts(const gguf_file *f, const char *name, int64_t n_expert, int64_t rows,
+                              int64_t cols, sov_weight *w) {
     return find_experts(f, name, n_expert, rows, cols, w);
 }
