@@ -8,7 +8,8 @@
  *
  * Seeds: small models of each architecture, e.g.
  *   sov gen-model --arch ARCH --dim 64 --layers 2 --vocab 300 -o corpus/ARCH.gguf
- *     (ARCH: llama, qwen2, qwen3, qwen3moe, qwen2moe, gemma3, phi3, exaone4, bert, nomic-bert)
+ *     (ARCH: llama, qwen2, qwen3, qwen3moe, qwen2moe, gemma3, phi3, exaone4, bert, nomic-bert,
+ *      nomic-bert-moe)
  *   sov gen-model --arch deepseek2 --dim 64 --layers 2 --heads 2 --ffn 64 --q-lora 32 --kv-lora 32 \
  *       --qk-nope 32 --v-head 32 --rope-dims 16 --vocab 300 -o corpus/deepseek2.gguf
  *   sov gen-model --experts 4 --experts-used 2 --dim 32 --layers 1 --heads 2 --kv-heads 1 \

@@ -1,4 +1,5 @@
-/* encoder.c - BERT-family encoders: bert (BGE, E5, MiniLM) and nomic-bert.
+/* encoder.c - BERT-family encoders: bert (BGE, E5, MiniLM; XLM-RoBERTa: BGE-M3,
+ * multilingual-E5), nomic-bert and nomic-bert-moe.
  *
  * The forward pass of a batch of whole inputs (T tokens; each input a contiguous run of
  * the batch, positions 0..n-1), post-norm blocks, as HF transformers' BertModel and
@@ -7,20 +8,23 @@
  *   x = tok_embd[tokens] + token_types[0] (+ pos_embd[pos], bert)     (T, E)
  *   x = layernorm(x) * embd_norm_w + embd_norm_b
  *   per layer:
- *     q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv   (nomic-bert: one fused Wqkv, no biases)
- *     rope(q), rope(k)                                  (nomic-bert, NEOX pairs)
+ *     q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv   (nomic-bert: one fused Wqkv, no biases;
+ *                                                       nomic-bert-moe: fused, with biases)
+ *     rope(q), rope(k)                                  (nomic-bert(-moe), NEOX pairs)
  *     att = softmax(q k^T / sqrt(D)) v                  per head, over the token's own
  *                                                       input, both directions
  *     x = layernorm(x + att Wo^T + bo)                  attn_output_norm
- *     h = gelu_erf(x Wup^T + bup)                       bert
+ *     h = gelu_erf(x Wup^T + bup)                       bert, nomic-bert-moe's dense layers
  *     h = silu(x Wgate^T) * (x Wup^T)                   nomic-bert (SwiGLU)
  *     x = layernorm(x + h Wdown^T + bdown)              layer_output_norm
+ *   (nomic-bert-moe, layers il % moe_every_n_layers == 1: x = layernorm(x + moe(x)), the
+ *    mixture of GELU experts of moe.c: softmax router, top k, unrenormalised weights)
  *   hidden = x (no final norm: the last block's output is the result)
  *
  * Pooling (mean / CLS / last) and the L2 norm happen in the caller (embed.h), as for
  * decoder embeddings. The pass runs on the context's thread pool with the decoder's ops
  * (ops.h) where they fit, and its activation buffers (context.h): x, xb, q, kx, vx, att,
- * hg, hu, scores; the KV cache is not used. */
+ * hg, hu, scores (and moe_* for experts); the KV cache is not used. */
 #include "model/encoder.h"
 
 #include <math.h>
@@ -32,6 +36,7 @@
 #include "core/util.h"
 #include "model/context.h"
 #include "model/embed.h"
+#include "model/moe.h"
 #include "model/ops.h"
 #include "quant/quant.h"
 
@@ -56,6 +61,21 @@ static sov_status enc_dim(const gguf_file *f, const char *arch, const char *suff
     *out = (int32_t)v;
     return SOV_OK;
 }
+
+/* nomic-bert-moe: layer il is a mixture of experts when il % moe_every_n_layers == 1 (as
+ * llama.cpp and nomic's NomicBertModel decide it), X experts of the dense FFN's width,
+ * each up -> GELU -> down without biases (the converter drops the experts' shared output
+ * bias), a softmax router, the top k, weights not renormalised. Returns the period, or 0
+ * when no layer is one (no key, 0, 1, or fewer than 2 layers). */
+static uint32_t enc_moe_every(const gguf_file *f, const sov_hparams *hp) {
+    char key[160];
+    uint32_t every = 0;
+    snprintf(key, sizeof key, "%s.moe_every_n_layers", hp->arch_name);
+    gguf_get_u32(f, key, &every);
+    return every >= 2 && hp->n_layer >= 2 ? every : 0;
+}
+
+static bool enc_moe_layer(uint32_t every, int il) { return every > 0 && (uint32_t)il % every == 1; }
 
 sov_status encoder_hparams_read(const gguf_file *f, const char *arch, sov_hparams *hp) {
     const bool bert = strcmp(arch, "bert") == 0, moe = strcmp(arch, "nomic-bert-moe") == 0;
@@ -105,16 +125,17 @@ sov_status encoder_hparams_read(const gguf_file *f, const char *arch, sov_hparam
     uint32_t pooling;
     snprintf(key, sizeof key, "%s.pooling_type", a);
     if (gguf_get_u32(f, key, &pooling)) hp->pooling = pooling > 1000 ? 1000 : (int32_t)pooling;
-    uint32_t every = 0, experts = 0;
-    snprintf(key, sizeof key, "%s.moe_every_n_layers", a);
-    gguf_get_u32(f, key, &every);
-    snprintf(key, sizeof key, "%s.expert_count", a);
-    gguf_get_u32(f, key, &experts);
-    if (every > 0 && experts > 0 && (uint32_t)hp->n_layer > 1)
-        return sov_fail(SOV_ERR_UNSUPPORTED,
-                        "model: %s has mixture-of-experts layers (every %u layers, %u experts), which the "
-                        "encoder does not run yet",
-                        a, every, experts);
+    if (moe && enc_moe_every(f, hp) > 0) {
+        if ((st = enc_dim(f, a, "expert_count", true, 0, &hp->n_expert))) return st;
+        if ((st = enc_dim(f, a, "expert_used_count", true, 0, &hp->n_expert_used))) return st;
+        if (hp->n_expert > 4096 || hp->n_expert_used > hp->n_expert)
+            return sov_fail(SOV_ERR_FORMAT, "model: %s has %d experts, %d of them used per token", a,
+                            hp->n_expert, hp->n_expert_used);
+        hp->n_ff_exp = hp->n_ff;
+        hp->expert_gating = SOV_MOE_SOFTMAX;
+        hp->expert_weights_norm = false;
+        hp->expert_weights_scale = 1.0f;
+    }
     return SOV_OK;
 }
 
@@ -136,6 +157,25 @@ static sov_weight row_view(const sov_weight *w, int64_t r0, int64_t n) {
     v.n_rows = n;
     v.data = (const char *)w->data + (size_t)r0 * w->row_bytes;
     return v;
+}
+
+/* the dense FFN of layer il: GELU with biases (bert, nomic-bert-moe) or SwiGLU (nomic-bert) */
+static sov_status map_dense_ffn(sov_model *m, int il, enc_layer *L) {
+    const gguf_file *f = m->file;
+    const int64_t E = m->hp.n_embd, F = m->hp.n_ff;
+    char name[96];
+    sov_status st;
+#define NAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt, il), name)
+    if ((st = model_find_weight(f, NAME("ffn_up.weight"), F, E, false, &L->w_up))) return st;
+    if ((st = model_find_vector(m, NAME("ffn_up.bias"), F, true, &L->b_up))) return st;
+    /* nomic-bert: SwiGLU; bert and nomic-bert-moe's dense layers: GELU */
+    if (strcmp(m->hp.arch_name, "nomic-bert") == 0 &&
+        (st = model_find_weight(f, NAME("ffn_gate.weight"), F, E, false, &L->w_gate)))
+        return st;
+    if ((st = model_find_weight(f, NAME("ffn_down.weight"), E, F, false, &L->w_down))) return st;
+    if ((st = model_find_vector(m, NAME("ffn_down.bias"), E, true, &L->b_down))) return st;
+#undef NAME
+    return SOV_OK;
 }
 
 static sov_status map_layer(sov_model *m, int il, enc_layer *L) {
@@ -171,14 +211,15 @@ static sov_status map_layer(sov_model *m, int il, enc_layer *L) {
     if ((st = model_find_vector(m, NAME("attn_output.bias"), E, true, &L->bo))) return st;
     if ((st = model_find_vector(m, NAME("attn_output_norm.weight"), E, false, &L->attn_norm_w))) return st;
     if ((st = model_find_vector(m, NAME("attn_output_norm.bias"), E, false, &L->attn_norm_b))) return st;
-    if ((st = model_find_weight(f, NAME("ffn_up.weight"), F, E, false, &L->w_up))) return st;
-    if ((st = model_find_vector(m, NAME("ffn_up.bias"), F, true, &L->b_up))) return st;
-    /* nomic-bert: SwiGLU; bert and nomic-bert-moe's dense layers: GELU */
-    if (strcmp(m->hp.arch_name, "nomic-bert") == 0 &&
-        (st = model_find_weight(f, NAME("ffn_gate.weight"), F, E, false, &L->w_gate)))
-        return st;
-    if ((st = model_find_weight(f, NAME("ffn_down.weight"), E, F, false, &L->w_down))) return st;
-    if ((st = model_find_vector(m, NAME("ffn_down.bias"), E, true, &L->b_down))) return st;
+    if (enc_moe_layer(enc_moe_every(f, &m->hp), il)) { /* experts, in the decoder's layer table (moe.c) */
+        sov_layer *D = &m->layers[il];
+        const int64_t X = m->hp.n_expert;
+        if ((st = model_find_weight(f, NAME("ffn_gate_inp.weight"), X, E, false, &D->router))) return st;
+        if ((st = model_find_experts(f, NAME("ffn_up_exps.weight"), X, F, E, &D->up_exps))) return st;
+        if ((st = model_find_experts(f, NAME("ffn_down_exps.weight"), X, E, F, &D->down_exps))) return st;
+    } else {
+        if ((st = map_dense_ffn(m, il, L))) return st;
+    }
     if ((st = model_find_vector(m, NAME("layer_output_norm.weight"), E, false, &L->out_norm_w))) return st;
     if ((st = model_find_vector(m, NAME("layer_output_norm.bias"), E, false, &L->out_norm_b))) return st;
 #undef NAME
@@ -268,14 +309,14 @@ static void enc_embed(const op_thread *t, const sov_batch *b, int T) {
     barrier(t);
 }
 
-/* x = layernorm(x + y) per row */
+/* x = layernorm(x + y) per row (y NULL: layernorm(x)) */
 static void add_norm(const op_thread *t, float *x, const float *y, const float *w, const float *bias, int T) {
     const sov_context *c = t->c;
     const int64_t E = c->model->hp.n_embd;
     long lo, hi;
     rows_of(t, T, &lo, &hi);
     for (long i = lo; i < hi; i++) {
-        c->k->add(x + i * E, y + i * E, E);
+        if (y) c->k->add(x + i * E, y + i * E, E);
         c->k->layernorm(x + i * E, x + i * E, w, bias, E, c->model->hp.rms_eps);
     }
     barrier(t);
@@ -310,7 +351,8 @@ static void enc_attention(const op_thread *t, const enc_job *j, int T) {
     barrier(t);
 }
 
-static void enc_layer_forward(const op_thread *t, const enc_job *j, const enc_layer *L, int T) {
+static void enc_layer_forward(const op_thread *t, const enc_job *j, int il, int T) {
+    const enc_layer *L = &t->c->model->enc->layers[il];
     sov_context *c = t->c;
     const sov_hparams *hp = &c->model->hp;
     const op_matmul qkv[3] = {{&L->wq, c->q, L->bq, false}, {&L->wk, c->kx, L->bk, false}, {&L->wv, c->vx, L->bv, false}};
@@ -323,6 +365,11 @@ static void enc_layer_forward(const op_thread *t, const enc_job *j, const enc_la
     const op_matmul out = {&L->wo, c->xb, L->bo, false};
     op_matmuls(t, c->att, T, &out, 1);
     add_norm(t, c->x, c->xb, L->attn_norm_w, L->attn_norm_b, T);
+    if (c->model->layers[il].router.data) { /* mixture of GELU experts (moe.c): x = LN(x + moe(x)) */
+        op_moe(t, il, c->x, c->x, T);
+        add_norm(t, c->x, NULL, L->out_norm_w, L->out_norm_b, T);
+        return;
+    }
     if (L->w_gate.data) { /* SwiGLU */
         const op_matmul gu[2] = {{&L->w_gate, c->hg, NULL, false}, {&L->w_up, c->hu, L->b_up, false}};
         op_matmuls(t, c->x, T, gu, 2);
@@ -345,7 +392,8 @@ static void enc_thread(void *arg, int ith, int nth) {
     const int T = j->b->n_tokens;
     if (m->enc->rope) op_rope_cache(&t, j->b->pos, T);
     enc_embed(&t, j->b, T);
-    for (int il = 0; il < m->hp.n_layer; il++) enc_layer_forward(&t, j, &m->enc->layers[il], T);
+    for (int il = 0; il < m->hp.n_layer; il++)
+        enc_layer_forward(&t, j, il, T);
     if (j->n_embd_out > 0) op_gather(&t, j->embd, c->x, c->embd_rows, j->n_embd_out, m->hp.n_embd);
 }
 

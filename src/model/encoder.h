@@ -1,4 +1,4 @@
-/* encoder.h - BERT-family encoders (bert, nomic-bert): weights, loading and the forward
+/* encoder.h - BERT-family encoders (bert, nomic-bert, nomic-bert-moe): weights, loading and the forward
  * pass (encoder.c). Internal to the model module.
  *
  * An encoder has no KV cache and no LM head: every token attends to every token of its
@@ -22,7 +22,8 @@ typedef struct enc_layer {
     const float *bo;              /* (E) or NULL */
     const float *attn_norm_w;     /* (E) attn_output_norm: LayerNorm after attention + residual */
     const float *attn_norm_b;     /* (E) */
-    sov_weight w_up;              /* (F, E) */
+    sov_weight w_up;              /* (F, E); data NULL in a nomic-bert-moe expert layer, whose
+                                     router and experts sit in the model's sov_layer table */
     const float *b_up;            /* (F) or NULL */
     sov_weight w_gate;            /* (F, E) nomic-bert (SwiGLU); data NULL for bert (GELU) */
     sov_weight w_down;            /* (E, F) */
@@ -46,8 +47,8 @@ typedef struct sov_encoder {
 bool encoder_arch_name(const char *arch);
 
 /* Hyperparameters of an encoder file (sov_hparams_read calls it for encoder names). The
- * LayerNorm epsilon goes to hp->rms_eps. nomic-bert-moe files with MoE layers are
- * refused (SOV_ERR_UNSUPPORTED): the expert FFN is not implemented here. */
+ * LayerNorm epsilon goes to hp->rms_eps; nomic-bert-moe's experts to hp->n_expert,
+ * n_expert_used, n_ff_exp (= n_ff), softmax gating without renormalisation. */
 sov_status encoder_hparams_read(const gguf_file *f, const char *arch, sov_hparams *hp);
 
 /* Maps the encoder's tensors into m->enc (the model loader calls it for encoders). */
@@ -71,5 +72,8 @@ sov_status encoder_embed(sov_context *c, const sov_token *const *inputs, const i
 sov_status model_find_weight(const gguf_file *f, const char *name, int64_t rows, int64_t cols, bool optional,
                              sov_weight *w);
 sov_status model_find_vector(sov_model *m, const char *name, int64_t n, bool optional, const float **out);
+/* the n_expert matrices (rows, cols) of a 3-D expert tensor as one view of n_expert * rows rows */
+sov_status model_find_experts(const gguf_file *f, const char *name, int64_t n_expert, int64_t rows,
+                              int64_t cols, sov_weight *w);
 
 #endif

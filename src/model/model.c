@@ -293,7 +293,7 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     } else {
         return sov_fail(SOV_ERR_UNSUPPORTED,
                         "model: architecture '%s' is not supported (llama, qwen2, qwen3, qwen2moe, qwen3moe, "
-                        "deepseek2, mistral, gemma3, phi3, exaone4, bert and nomic-bert are)",
+                        "deepseek2, mistral, gemma3, phi3, exaone4, bert, nomic-bert and nomic-bert-moe are)",
                         arch);
     }
     const char *a = hp->arch_name;
@@ -719,6 +719,10 @@ static size_t weights_end(const sov_model *m, sov_weight *const *w, size_t i, si
  * weights are released only once the hash has passed them, so every page is read from
  * storage once, and the repacking leaves that thread a core of its own. */
 static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_digest *dg) {
+    /* encoders keep the file's layout: their products always run over whole inputs (many
+       tokens), where the planar tiles are slower (nomic-bert-moe's experts, which sit in
+       m->layers: 3x, bench/embed_bert.sh) */
+    if (m->enc) return SOV_OK;
     const sov_kernels *k = sov_kernels_select();
     const size_t n_max = (size_t)m->hp.n_layer * 19 + 1;
     sov_weight **list = calloc(n_max, sizeof *list);
@@ -931,4 +935,9 @@ sov_status model_find_weight(const gguf_file *f, const char *name, int64_t rows,
 
 sov_status model_find_vector(sov_model *m, const char *name, int64_t n, bool optional, const float **out) {
     return find_vector(m, name, n, optional, out);
+}
+
+sov_status model_find_experts(const gguf_file *f, const char *name, int64_t n_expert, int64_t rows,
+                              int64_t cols, sov_weight *w) {
+    return find_experts(f, name, n_expert, rows, cols, w);
 }

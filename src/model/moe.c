@@ -8,6 +8,11 @@
  *   w_j = p[S_j] / sum_j p[S_j]            (without renormalisation: w_j = p[S_j])
  *   x  += sum_j w_j * down_Sj(silu(gate_Sj(xb)) * up_Sj(xb))
  *
+ * A layer without gate experts (gate_exps.data NULL: nomic-bert-moe, llama.cpp's
+ * LLM_FFN_GELU without a gate) has plain expert MLPs instead:
+ *
+ *   x  += sum_j w_j * down_Sj(gelu_erf(up_Sj(xb)))
+ *
  * Cost follows the active parameters: the batch's T*k (token, expert) pairs are sorted
  * by expert (R rows), and each expert that has rows multiplies its weights once over all
  * of them (a grouped GEMM with the same gemm kernels as the dense products, on the
@@ -149,14 +154,16 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
     barrier(t);
 
     /* 3. gather the inputs of the sorted rows, in the gate/up weights' activation format */
-    const sov_type at_in = sov_type_info(L->gate_exps.type)->act_type;
+    const bool gated = L->gate_exps.data != NULL; /* else the GELU expert: up, gelu, down */
+    const sov_type at_in = sov_type_info(gated ? L->gate_exps.type : L->up_exps.type)->act_type;
     sov_split_range(R, 1, t->ith, t->nth, &b, &e);
     for (long r = b; r < e; r++) memcpy(c->moe_x + r * E, xb + (size_t)c->moe_tok[r] * (size_t)E, (size_t)E * sizeof(float));
     quantize_rows(k, at_in, c->moe_x, c->moe_act, b, e, E);
     barrier(t);
 
-    /* 4. gate and up products of each active expert over its rows, then silu(gate) * up;
-     *    items (expert, block of MOE_ROWS of its Fx outputs) */
+    /* 4. gate and up products of each active expert over its rows, then silu(gate) * up
+     *    (GELU expert: the up product into moe_g, then gelu); items (expert, block of
+     *    MOE_ROWS of its Fx outputs) */
     const int n_active = c->moe_active[X];
     const void *a_in = at_in == SOV_TYPE_F32 ? (const void *)c->moe_x : c->moe_act;
     const size_t lda_in = act_stride(at_in, E);
@@ -166,6 +173,14 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
         const long r0 = (long)(it % blocks_f) * MOE_ROWS;
         const int nr = (int)SOV_MIN(MOE_ROWS, Fx - r0);
         const int s0 = c->moe_start[ex], ns = c->moe_start[ex + 1] - s0;
+        if (!gated) {
+            grouped_gemm(k, &L->up_exps, ex * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_g, (size_t)Fx, r0);
+            for (int s = s0; s < s0 + ns; s++) {
+                float *g = c->moe_g + (size_t)s * (size_t)Fx + r0;
+                k->gelu_erf(g, g, nr);
+            }
+            continue;
+        }
         grouped_gemm(k, &L->gate_exps, ex * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_g, (size_t)Fx, r0);
         grouped_gemm(k, &L->up_exps, ex * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_u, (size_t)Fx, r0);
         for (int s = s0; s < s0 + ns; s++) {

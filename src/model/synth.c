@@ -250,6 +250,16 @@ static sov_status check_rows(const char *what, uint32_t type, int64_t cols) {
         ts[n++] = (synth_tensor){(kind_), (type_), (rows_), (cols_)};                        \
     } while (0)
 
+/* X matrices of (rows, cols) in one 3-D tensor of type p->type, GGUF ne [cols, rows, X]
+ * (X: a local of the writer function, as w, ts, n and name) */
+#define ADD_EXPERTS(rows_, cols_, ...)                                                         \
+    do {                                                                                     \
+        snprintf(name, sizeof name, __VA_ARGS__);                                            \
+        const int64_t ne_[3] = {(cols_), (rows_), X};                                        \
+        gguf_add_tensor(w, name, p->type, 3, ne_);                                           \
+        ts[n++] = (synth_tensor){FILL_MATRIX, p->type, (rows_) * X, (cols_)};                \
+    } while (0)
+
 /* Writes the file with the tensors declared in ts[0..n), then frees ts and w. */
 static sov_status write_tensors(const sov_synth_params *p, gguf_writer *w, synth_tensor *ts, int n, const char *path,
                                 sov_progress_fn progress, void *progress_user) {
@@ -285,13 +295,36 @@ static sov_status writer_with_vocab(const sov_synth_params *p, bool encoder, ggu
     return SOV_OK;
 }
 
-/* An encoder (bert, nomic-bert) with llama.cpp's tensor names and keys: token, type (and,
- * for bert, position) embeddings with their LayerNorm; per block q/k/v (bert, with
- * biases) or one fused qkv (nomic-bert), the output projection, two LayerNorms with
- * biases, and a GELU MLP with biases (bert) or a SwiGLU one (nomic-bert). */
+/* Rows of token_types.weight: the copied vocabulary's tokenizer.ggml.token_type_count
+ * (XLM-RoBERTa vocabularies have 1, and llama.cpp wants exactly that many rows), else 2. */
+static int64_t vocab_type_count(const sov_synth_params *p) {
+    uint32_t n = 2;
+    gguf_file *f;
+    if (p->vocab_from && gguf_open(p->vocab_from, &f) == SOV_OK) {
+        if (!gguf_get_u32(f, "tokenizer.ggml.token_type_count", &n) || n < 1 || n > 1024) n = 2;
+        gguf_close(f);
+    }
+    return n;
+}
+
+/* An encoder (bert, nomic-bert, nomic-bert-moe) with llama.cpp's tensor names and keys:
+ * token, type (and, for bert, position) embeddings with their LayerNorm; per block q/k/v
+ * (bert, with biases) or one fused qkv (nomic-bert; nomic-bert-moe with a bias), the
+ * output projection (with a bias but in nomic-bert), two LayerNorms with biases, and a
+ * GELU MLP with biases (bert, nomic-bert-moe) or a SwiGLU one (nomic-bert).
+ * nomic-bert-moe, as nomic-embed-text-v2-moe: every second layer (il % 2 == 1) has instead
+ * a router (F32, as llama.cpp keeps it) and X experts of the FFN's width, up and down
+ * without biases (--experts, default 8; --experts-used, default 2). */
 static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov_progress_fn progress,
                                 void *progress_user) {
-    const bool nomic = strcmp(p->arch, "nomic-bert") == 0;
+    const bool moe = strcmp(p->arch, "nomic-bert-moe") == 0;
+    const bool nomic = strcmp(p->arch, "nomic-bert") == 0, fused = nomic || moe, biases = !nomic;
+    const int64_t X = moe ? (p->n_expert ? p->n_expert : 8) : 0;
+    const int64_t k_used = moe ? (p->n_expert_used ? p->n_expert_used : 2) : 0;
+    const uint32_t every = 2;
+    if ((!moe && (p->n_expert || p->n_expert_used)) || (moe && (X < 1 || X > 4096 || k_used < 1 || k_used > X)))
+        return sov_fail(SOV_ERR_ARG, "gen-model: among encoders only nomic-bert-moe has experts (1..4096, 1..experts "
+                                     "of them used)");
     if (p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_ff < 1 || p->n_ctx < 1 || p->n_embd % p->n_head ||
         (p->n_embd / p->n_head) % 2)
         return sov_fail(SOV_ERR_ARG, "gen-model: an encoder needs positive dimensions and width = heads x an even "
@@ -317,8 +350,13 @@ static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov
     gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), p->rms_eps > 0 ? p->rms_eps : 1e-12f);
     gguf_set_bool(w, KEY("attention.causal"), false);
     /* BGE pools the [CLS] token, nomic-embed takes the mean */
-    gguf_set_u32(w, KEY("pooling_type"), p->has_pooling ? p->pooling : nomic ? SOV_POOLING_MEAN : SOV_POOLING_CLS);
-    if (nomic) gguf_set_f32(w, KEY("rope.freq_base"), p->rope_base > 0 ? p->rope_base : 1000.0f);
+    gguf_set_u32(w, KEY("pooling_type"), p->has_pooling ? p->pooling : fused ? SOV_POOLING_MEAN : SOV_POOLING_CLS);
+    if (fused) gguf_set_f32(w, KEY("rope.freq_base"), p->rope_base > 0 ? p->rope_base : 1000.0f);
+    if (moe) {
+        gguf_set_u32(w, KEY("moe_every_n_layers"), every);
+        gguf_set_u32(w, KEY("expert_count"), (uint32_t)X);
+        gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)k_used);
+    }
     gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
 #undef KEY
     const int max_t = 20 * p->n_layer + 8;
@@ -330,13 +368,14 @@ static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov
     int n = 0;
     char name[96];
     ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
-    ADD(FILL_BIAS, SOV_TYPE_F32, 2, E, "token_types.weight");
-    if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, p->n_ctx, E, "position_embd.weight");
+    ADD(FILL_BIAS, SOV_TYPE_F32, vocab_type_count(p), E, "token_types.weight");
+    if (!fused) ADD(FILL_BIAS, SOV_TYPE_F32, p->n_ctx, E, "position_embd.weight");
     ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "token_embd_norm.weight");
     ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "token_embd_norm.bias");
     for (int il = 0; il < p->n_layer; il++) {
-        if (nomic) {
+        if (fused) {
             ADD(FILL_MATRIX, p->type, 3 * E, E, "blk.%d.attn_qkv.weight", il);
+            if (moe) ADD(FILL_BIAS, SOV_TYPE_F32, 1, 3 * E, "blk.%d.attn_qkv.bias", il);
         } else {
             ADD(FILL_MATRIX, p->type, E, E, "blk.%d.attn_q.weight", il);
             ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_q.bias", il);
@@ -346,14 +385,20 @@ static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov
             ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_v.bias", il);
         }
         ADD(FILL_MATRIX, p->type, E, E, "blk.%d.attn_output.weight", il);
-        if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_output.bias", il);
+        if (biases) ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_output.bias", il);
         ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.attn_output_norm.weight", il);
         ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.attn_output_norm.bias", il);
-        ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
-        if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, 1, F, "blk.%d.ffn_up.bias", il);
-        if (nomic) ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
-        ADD(FILL_MATRIX, p->type, E, F, "blk.%d.ffn_down.weight", il);
-        if (!nomic) ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.ffn_down.bias", il);
+        if (moe && (uint32_t)il % every == 1) {
+            ADD(FILL_MATRIX, SOV_TYPE_F32, X, E, "blk.%d.ffn_gate_inp.weight", il);
+            ADD_EXPERTS(F, E, "blk.%d.ffn_up_exps.weight", il);
+            ADD_EXPERTS(E, F, "blk.%d.ffn_down_exps.weight", il);
+        } else {
+            ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
+            if (biases) ADD(FILL_BIAS, SOV_TYPE_F32, 1, F, "blk.%d.ffn_up.bias", il);
+            if (nomic) ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
+            ADD(FILL_MATRIX, p->type, E, F, "blk.%d.ffn_down.weight", il);
+            if (biases) ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.ffn_down.bias", il);
+        }
         ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.layer_output_norm.weight", il);
         ADD(FILL_BIAS, SOV_TYPE_F32, 1, E, "blk.%d.layer_output_norm.bias", il);
     }
@@ -494,7 +539,7 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
 
 sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_progress_fn progress,
                            void *progress_user) {
-    if (strcmp(p->arch, "bert") == 0 || strcmp(p->arch, "nomic-bert") == 0)
+    if (strcmp(p->arch, "bert") == 0 || strcmp(p->arch, "nomic-bert") == 0 || strcmp(p->arch, "nomic-bert-moe") == 0)
         return synth_encoder(p, path, progress, progress_user);
     if (strcmp(p->arch, "deepseek2") == 0) return synth_deepseek2(p, path, progress, progress_user);
     const bool qwen2moe = strcmp(p->arch, "qwen2moe") == 0;
@@ -506,7 +551,7 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     if (!qwen && !llama && !gemma3 && !phi3 && !exaone4 && strcmp(p->arch, "mistral") != 0)
         return sov_fail(SOV_ERR_ARG,
                         "gen-model: architecture '%s' is not one of llama, qwen2, qwen3, qwen2moe, qwen3moe, "
-                        "deepseek2, mistral, gemma3, phi3, exaone4, bert, nomic-bert",
+                        "deepseek2, mistral, gemma3, phi3, exaone4, bert, nomic-bert, nomic-bert-moe",
                         p->arch);
     /* experts: X of them, k used, each Fx wide */
     const bool moe_arch = qwen3moe || qwen2moe;
@@ -619,14 +664,6 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     }
     int n = 0;
     char name[96];
-    /* X matrices of (rows, cols) in one 3-D tensor, GGUF ne [cols, rows, X] */
-#define ADD_EXPERTS(rows_, cols_, ...)                                                         \
-    do {                                                                                     \
-        snprintf(name, sizeof name, __VA_ARGS__);                                            \
-        const int64_t ne_[3] = {(cols_), (rows_), X};                                        \
-        gguf_add_tensor(w, name, p->type, 3, ne_);                                           \
-        ts[n++] = (synth_tensor){FILL_MATRIX, p->type, (rows_) * X, (cols_)};                \
-    } while (0)
     ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
     if (p->rope_freqs) ADD(FILL_FREQS, SOV_TYPE_F32, 1, n_rot / 2, "rope_freqs.weight");
     if (phi3) { /* long factors grow with the pair index as real ones do; short ones near 1 */
@@ -678,6 +715,5 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     }
     ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "output_norm.weight");
     if (!p->tied) ADD(FILL_MATRIX, p->output_type, n_vocab, E, "output.weight");
-#undef ADD_EXPERTS
     return write_tensors(p, w, ts, n, path, progress, progress_user);
 }

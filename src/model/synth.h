@@ -12,7 +12,7 @@
 
 typedef struct sov_synth_params {
     const char *arch;        /* "llama", "qwen2", "qwen3", "qwen3moe", "qwen2moe", "deepseek2", "mistral",
-                                "gemma3", "phi3", "exaone4", "bert", "nomic-bert" */
+                                "gemma3", "phi3", "exaone4", "bert", "nomic-bert", "nomic-bert-moe" */
     const char *name;        /* general.name */
     int32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     int32_t head_dim;        /* 0: n_embd / n_head (else written as attention.key_length) */
@@ -34,7 +34,8 @@ typedef struct sov_synth_params {
     bool has_pooling;        /* write <arch>.pooling_type = pooling (sov_pooling) */
     uint32_t pooling;
     /* mixture of experts: llama with n_expert > 0 is Mixtral-shaped (experts n_ff wide);
-     * qwen3moe always has experts (0s: 8 experts, 2 used, n_ff_exp 64) */
+     * qwen3moe always has experts (0s: 8 experts, 2 used, n_ff_exp 64); nomic-bert-moe has
+     * them in every second layer (0s: 8 experts of n_ff, 2 used) */
     int32_t n_expert, n_expert_used;
     int32_t n_ff_exp;        /* qwen3moe, qwen2moe, deepseek2: one expert's FFN width */
     /* qwen2moe (0s: 8 experts, 2 used, Fx 64, shared expert 128 wide) and deepseek2 (0s: 16

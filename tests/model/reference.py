@@ -208,12 +208,31 @@ class GGUF:
                 raise GGUFError("%s: key %r: unknown array element type %d" % (self.path, key, et))
             if n > c.remaining() // 8:        # a string or an array takes at least 8 bytes
                 raise GGUFError("%s: truncated: array %r of %d values" % (self.path, key, n))
+            if et == T_STRING:                # fast path (a vocabulary has 250k of them)
+                return self._strings(c, n, key), (T_ARRAY, et)
             return [self._value(c, et, key)[0] for _ in range(n)], (T_ARRAY, et)
         if t not in VALUE_TYPES:
             raise GGUFError("%s: key %r: unknown value type %d" % (self.path, key, t))
         dt = np.dtype(VALUE_TYPES[t][1])
         v = np.frombuffer(c.take(dt.itemsize, "value of %r" % key), dtype=dt)[0].item()
         return (v != 0 if t == T_BOOL else v), t
+
+    def _strings(self, c, n, key):
+        """n strings (u64 length + bytes each) read straight from the buffer: the same
+        checks and values as n c.string() calls, without a copy per field."""
+        mv, pos, end, out = memoryview(c.buf), c.pos, len(c.buf), []
+        for _ in range(n):
+            if end - pos < 8:
+                raise GGUFError("%s: truncated: string array %r at offset %d" % (self.path, key, pos))
+            ln = int.from_bytes(mv[pos:pos + 8], "little")
+            pos += 8
+            if ln > end - pos:
+                raise GGUFError("%s: truncated: a string of %d bytes in array %r at offset %d" %
+                                (self.path, ln, key, pos))
+            out.append(str(mv[pos:pos + ln], "utf-8", "surrogateescape"))
+            pos += ln
+        c.pos = pos
+        return out
 
     def _tensor_info(self, c):
         name = c.string("tensor name")
@@ -1059,7 +1078,7 @@ class Model:
 
 # ---- encoders (BERT family) ---------------------------------------------------------------
 
-ENCODER_ARCHS = ("bert", "nomic-bert")
+ENCODER_ARCHS = ("bert", "nomic-bert", "nomic-bert-moe")
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -1079,7 +1098,14 @@ class Encoder:
                   GELU(erf) MLP with biases, add & LayerNorm
       nomic-bert: no position table; fused qkv, RoPE (NeoX pairs, rope.freq_base) on q and
                   k; SwiGLU MLP (silu(x Wgate) * x Wup) Wdown, no biases
-    Every token is "sentence A" (token type 0), as llama.cpp does."""
+      nomic-bert-moe (nomic-embed-text-v2-moe): as nomic-bert with biases (qkv, output,
+                  MLP) and bert's GELU MLP; and in the layers il % moe_every_n_layers == 1
+                  the MLP is a mixture of experts (see _moe)
+    Every token is "sentence A" (token type 0), as llama.cpp does. XLM-RoBERTa models
+    (BGE-M3, multilingual-E5) are bert files: their converter drops the first
+    padding_idx + 1 = 2 rows of the position table, so GGUF positions start at 0."""
+
+    moe_renormalise = False
 
     def __init__(self, path):
         g = self.g = GGUF(path) if not isinstance(path, GGUF) else path
@@ -1103,7 +1129,12 @@ class Encoder:
         self.head_dim = self.n_embd // self.n_head
         self.eps = float(key("attention.layer_norm_epsilon", 1e-12))
         self.rope_base = float(key("rope.freq_base", 10000.0))
-        self.nomic = a == "nomic-bert"
+        self.rope = a in ("nomic-bert", "nomic-bert-moe")       # else a position table
+        self.swiglu = a == "nomic-bert"                         # else GELU(erf) MLPs
+        self.moe_every = int(key("moe_every_n_layers", 0)) if a == "nomic-bert-moe" else 0
+        if self.moe_every:
+            self.n_expert = int(key("expert_count"))
+            self.n_expert_used = int(key("expert_used_count"))
         self._pooling = int(key("pooling_type", 1))
         self._w = {}
 
@@ -1118,6 +1149,13 @@ class Encoder:
             ti = self.g.tensor(name)
             w = self._w[name] = dequantize_tensor(self.g, name).reshape(-1, ti.ne[0]).astype(np.float64)
         return w
+
+    def _rows(self, name, rows):
+        """rows of a matrix [len(rows), cols], dequantizing only those (a 250k-token
+        embedding is not widened whole for a few tokens)"""
+        ti = self.g.tensor(name)
+        raw = np.asarray(ti.data).reshape(ti.ne[1], -1)[rows]
+        return dequantize(ti.type, raw.ravel(), "tensor %r" % name).reshape(len(rows), ti.ne[0]).astype(np.float64)
 
     def _lin(self, name, x, act_q8, bias=None):
         """x [T, cols] @ W.T (+ bias) -> [T, rows]"""
@@ -1140,10 +1178,10 @@ class Encoder:
         n_vocab = self.g.tensor("token_embd.weight").ne[1]
         if any(not 0 <= t < n_vocab for t in tokens):
             raise ValueError("token id out of range (vocabulary of %d)" % n_vocab)
-        x = self._mat("token_embd.weight")[tokens]                    # [T, E]
+        x = self._rows("token_embd.weight", tokens)                    # [T, E]
         if "token_types.weight" in self.g.tensors:
             x = x + self._mat("token_types.weight")[0]
-        if not self.nomic:
+        if not self.rope:
             if T > self.n_ctx:
                 raise ValueError("%d tokens are more than the %d positions" % (T, self.n_ctx))
             x = x + self._mat("position_embd.weight")[:T]
@@ -1159,7 +1197,7 @@ class Encoder:
                 k = self._lin(p + "attn_k.weight", x, act_q8, p + "attn_k.bias")
                 v = self._lin(p + "attn_v.weight", x, act_q8, p + "attn_v.bias")
             q, k, v = q.reshape(T, H, D), k.reshape(T, H, D), v.reshape(T, H, D)
-            if self.nomic:
+            if self.rope:
                 q, k = apply_rope(q, cos, sin, True), apply_rope(k, cos, sin, True)
             scores = np.einsum("thd,shd->hts", q, k) / math.sqrt(D)     # [H, T, T], no mask
             scores = np.exp(scores - scores.max(axis=2, keepdims=True))
@@ -1167,13 +1205,45 @@ class Encoder:
             att = np.einsum("hts,shd->thd", scores, v).reshape(T, E)
             x = self.layernorm(x + self._lin(p + "attn_output.weight", att, act_q8, p + "attn_output.bias"),
                                self._vec(p + "attn_output_norm.weight"), self._vec(p + "attn_output_norm.bias"))
-            if self.nomic:
+            if self.moe_every and il % self.moe_every == 1:
+                x = self.layernorm(x + self._moe(p, x, act_q8),
+                                   self._vec(p + "layer_output_norm.weight"), self._vec(p + "layer_output_norm.bias"))
+                continue
+            if self.swiglu:
                 h = silu(self._lin(p + "ffn_gate.weight", x, act_q8)) * self._lin(p + "ffn_up.weight", x, act_q8)
             else:
                 h = gelu_erf(self._lin(p + "ffn_up.weight", x, act_q8, p + "ffn_up.bias"))
             x = self.layernorm(x + self._lin(p + "ffn_down.weight", h, act_q8, p + "ffn_down.bias"),
                                self._vec(p + "layer_output_norm.weight"), self._vec(p + "layer_output_norm.bias"))
         return x
+
+    def _moe(self, p, x, act_q8):
+        """nomic-bert-moe's expert MLP of x [T, E] -> [T, E], as nomic's NomicExpertMLP and
+        llama.cpp's build_moe_ffn (softmax gating, no renormalisation) compute it: the
+        router's probabilities softmax(x Wr^T) over the X experts; per token the k most
+        probable (ties to the lower index), each expert e an MLP down_e(gelu(up_e(x)))
+        without biases (the converter drops the experts' shared bias), weighted by its
+        probability as it is (the k weights do not sum to 1; moe_renormalise = True, for
+        tests that must tell the two apart, divides them by their sum)."""
+        X, k = self.n_expert, self.n_expert_used
+        logits = self._lin(p + "ffn_gate_inp.weight", x, act_q8)                  # [T, X]
+        prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+        prob /= prob.sum(axis=1, keepdims=True)
+        up, down = self._mat(p + "ffn_up_exps.weight"), self._mat(p + "ffn_down_exps.weight")
+        F, E = up.shape[0] // X, down.shape[0] // X                                # [X*F, E], [X*E, F]
+        out = np.zeros_like(x)
+        for t in range(x.shape[0]):
+            sel = np.argsort(-prob[t], kind="stable")[:k]
+            w = prob[t, sel] / (prob[t, sel].sum() if self.moe_renormalise else 1.0)
+            for e, we in zip(sel, w):
+                xt = x[t:t + 1]
+                if act_q8 and self.g.tensor(p + "ffn_up_exps.weight").type not in FLOAT_TYPES:
+                    xt = quantize_activations_q8(xt, 256 if self.g.tensor(p + "ffn_up_exps.weight").type in K_QUANTS else 32)
+                h = gelu_erf(xt @ up[e * F:(e + 1) * F].T)
+                if act_q8 and self.g.tensor(p + "ffn_down_exps.weight").type not in FLOAT_TYPES:
+                    h = quantize_activations_q8(h, 256 if self.g.tensor(p + "ffn_down_exps.weight").type in K_QUANTS else 32)
+                out[t] += we * (h @ down[e * E:(e + 1) * E].T)[0]
+        return out
 
     def pooling(self):
         return self._pooling
