@@ -15,6 +15,10 @@ os.makedirs(TMP, exist_ok=True)
 # CI runs as root: OpenMPI refuses that unless both are set
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
+# the sanitizer build: OpenMPI's libraries keep allocations until exit (lsan.supp names only
+# them); the ranks inherit this environment from mpirun
+_supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan.supp")
+ENV["LSAN_OPTIONS"] = ":".join(x for x in [os.environ.get("LSAN_OPTIONS", ""), "suppressions=" + _supp] if x)
 
 
 def mpirun_path():
