@@ -255,6 +255,7 @@ sov_status sov_context_lock_memory(sov_context *c) {
     const sandbox_region r[] = {
         {"weights", m->file->mapped ? m->file->base : NULL, m->file->size},
         {"repacked weights", m->repacked, m->repacked_bytes},
+        {"weights (tp shard columns)", m->tp_copy, m->tp_copy_bytes},
         {"KV cache keys", c->kv.k, c->kv.map_bytes},
         {"KV cache values", c->kv.v, c->kv.v_map_bytes},
         {"activations", c->arena, c->arena_bytes},

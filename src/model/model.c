@@ -699,6 +699,7 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
     }
     if (params->progress) params->progress(1.0f, params->progress_user);
     m->tp = split ? params->tp : NULL; /* only now: a failed load sends the other ranks nothing */
+    if (split) tp_loaded(m->tp);
     *out = m;
     return SOV_OK;
 }

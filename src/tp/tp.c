@@ -54,6 +54,7 @@ void tp_send(sov_tp *tp, tp_op op, const int64_t *args, const int32_t *payload, 
 }
 void tp_send_decode(sov_tp *tp, const sov_batch *b) { tp_fatal(tp, "built without MPI"); }
 bool tp_context_open(sov_tp *tp) { return true; }
+void tp_loaded(sov_tp *tp) {}
 void tp_context_closed(sov_tp *tp) {}
 void tp_allreduce(sov_tp *tp, float *x, size_t n) { tp_fatal(tp, "built without MPI"); }
 
@@ -174,6 +175,12 @@ sov_status sov_tp_init(int32_t n_ranks, sov_tp **out) {
 
 int32_t sov_tp_rank(const sov_tp *tp) { return tp ? tp->rank : 0; }
 int32_t sov_tp_size(const sov_tp *tp) { return tp ? tp->size : 1; }
+
+void tp_loaded(sov_tp *tp) {
+    MPI_Request req;
+    check(tp, MPI_Ibarrier(tp->comm, &req), "waiting for every rank's model");
+    tp_wait(tp, &req, false, "waiting for every rank's model");
+}
 
 void sov_tp_free(sov_tp *tp) {
     if (!tp) return;

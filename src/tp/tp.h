@@ -39,6 +39,9 @@ static inline bool tp_active(const sov_tp *tp) { return tp && sov_tp_size(tp) > 
 /* True on rank 0 of a split model: the rank whose context calls are sent. */
 static inline bool tp_root(const sov_tp *tp) { return tp_active(tp) && sov_tp_rank(tp) == 0; }
 
+/* Every rank, once its shard is loaded: waits (without the step deadline: loading a large
+ * model from a slow disk may take minutes) until all have loaded theirs. */
+void tp_loaded(sov_tp *tp);
 /* Rank 0: sends one command (args: TP_ARGS values; payload: n int32 values, may be 0). */
 void tp_send(sov_tp *tp, tp_op op, const int64_t *args, const int32_t *payload, size_t n);
 /* Rank 0: sends a batch to decode (its tokens, sequences and positions). */

@@ -18,6 +18,7 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 # the sanitizer build: OpenMPI's libraries keep allocations until exit (lsan.supp names only
 # them); the ranks inherit this environment from mpirun
 _supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan.supp")
+ENV["ASAN_OPTIONS"] = ":".join(x for x in [os.environ.get("ASAN_OPTIONS", ""), "fast_unwind_on_malloc=0"] if x)
 ENV["LSAN_OPTIONS"] = ":".join(x for x in [os.environ.get("LSAN_OPTIONS", ""), "suppressions=" + _supp] if x)
 
 

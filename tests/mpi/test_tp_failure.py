@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -53,13 +54,22 @@ def long_generation(model, tag, extra_env=None):
                                         mpilib.SOV, "run", "-m", model, "-p", "Once upon a time",
                                         "-n", "-1", "-c", "4096", "--ignore-eos", "--temp", "0", "-t", "1", "--tp", "2"]
     env.setdefault("SOV_TP_TIMEOUT", "60")
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.generated = 0
+
+    def drain():  # counts what rank 0 prints: the prompt, then a token at a time
+        for chunk in iter(lambda: proc.stdout.read1(4096), b""):
+            proc.generated += len(chunk)
+    threading.Thread(target=drain, daemon=True).start()
+    return proc
 
 
-def wait_started(proc, pid, seconds=1.0):
-    """lets the job get into its generation loop"""
-    time.sleep(seconds)
-    return proc.poll() is None and pid is not None
+def wait_started(proc, pid, timeout=60):
+    """waits until the job generates (every rank loaded, the steps under way)"""
+    t_end = time.time() + timeout
+    while proc.poll() is None and time.time() < t_end and proc.generated < 40:
+        time.sleep(0.05)
+    return proc.poll() is None and pid is not None and proc.generated >= 40
 
 
 def test_killed_rank(model):
