@@ -3,7 +3,8 @@
 tools/tp_logits runs one fixed script of context calls (a batched prompt, greedy steps, a
 second sequence attaching the first's KV blocks and decoding in one batch with it,
 truncation, a block retained and released, a sequence freed, a second context), whole and
-split over R = 2 and 4 ranks. Rules:
+split over R = 2 and 4 ranks, on stories260K and synthetic llama (GQA, Q8_0), qwen2 (biases),
+gemma3 (post-norms), phi3 (fused tensors) and exaone4 models. Rules:
   - the greedy tokens are identical, every one;
   - the logits agree within a tolerance, because a split adds each Wo and Wdown product in
     R partial sums (rank order) instead of one dot product, so float rounding differs:
@@ -48,13 +49,13 @@ def logits(model, n, extra, tag):
     return r.stdout.split(), a
 
 
-def compare(model, tag, extra, tol, twice=False):
+def compare(model, tag, extra, tol, twice=False, ranks=(2, 4)):
     toks1, l1 = logits(model, 1, extra, tag)
     if l1 is None:
         return
     check(len(toks1) > 20 and l1.size > 0, "%s: the whole run produced tokens and logits" % tag)
     split = {}
-    for n in (2, 4):
+    for n in ranks:
         toks, l = logits(model, n, extra, tag)
         split[n] = l
         if l is None:
@@ -107,6 +108,12 @@ def main():
     gemma3 = mpilib.synthetic_model("tp-gemma3.gguf", "--arch", "gemma3", "--dim", "128", "--heads", "4",
                                     "--kv-heads", "4", "--ffn", "256", "--layers", "3", *vf)
     compare(gemma3, "gemma3-postnorm-f32", ["--kv-f32"], 1e-5)
+    # phi3: q/k/v and gate/up fused in one tensor each (the shard slices the views);
+    # exaone4: no pre-norms, post-norms, sliding-window layers
+    for arch in ("phi3", "exaone4"):
+        m = mpilib.synthetic_model("tp-%s.gguf" % arch, "--arch", arch, "--dim", "128", "--heads", "4",
+                                   "--kv-heads", "2", "--ffn", "256", "--layers", "3", *vf)
+        compare(m, arch + "-f32", ["--kv-f32"], 1e-5, ranks=(2,))
     if vocab:
         whole = run_text(gqa, 1, "Once upon a time")
         check(run_text(gqa, 2, "Once upon a time") == whole, "sov run --tp 2 on the GQA model differs")
