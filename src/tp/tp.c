@@ -73,11 +73,13 @@ struct sov_tp {
     int32_t *scratch;   /* rank 0: a decode command's payload */
     size_t scratch_cap;
     int contexts;       /* rank 0: contexts open (at most one) */
+    size_t gather_max;  /* bytes up to which the all-reduce gathers every partial */
 };
 
-/* Below this many bytes the all-reduce gathers every partial (one collective); above it,
+/* Up to this many bytes the all-reduce gathers every partial (one collective); above it,
  * each rank sums one chunk (all-to-all) and the chunks are gathered (2(R-1)/R of the
- * bytes instead of R-1 times them). Both add in rank order, so they agree bitwise. */
+ * bytes instead of R-1 times them). Both add in rank order, so they agree bitwise (the
+ * tests set SOV_TP_GATHER_BYTES to force one or the other). */
 enum { TP_GATHER_MAX_BYTES = 64 << 10 };
 
 static const char *mpi_error(int rc) {
@@ -147,6 +149,8 @@ sov_status sov_tp_init(int32_t n_ranks, sov_tp **out) {
     tp->timeout_s = 60;
     const char *to = getenv("SOV_TP_TIMEOUT");
     if (to && *to) tp->timeout_s = atof(to) > 0 ? atof(to) : 0;
+    const char *gb = getenv("SOV_TP_GATHER_BYTES");
+    tp->gather_max = gb && *gb ? (size_t)strtoull(gb, NULL, 10) : TP_GATHER_MAX_BYTES;
     tp->counts = calloc((size_t)tp->size, sizeof *tp->counts);
     tp->displs = calloc((size_t)tp->size, sizeof *tp->displs);
     tp->rcounts = calloc((size_t)tp->size, sizeof *tp->rcounts);
@@ -248,7 +252,7 @@ static void gather_room(sov_tp *tp, size_t floats) {
 void tp_allreduce(sov_tp *tp, float *x, size_t n) {
     const int R = tp->size;
     MPI_Request req;
-    if (n * sizeof(float) <= TP_GATHER_MAX_BYTES || n < (size_t)R) {
+    if (n * sizeof(float) <= tp->gather_max || n < (size_t)R) {
         gather_room(tp, (size_t)R * n);
         check(tp, MPI_Iallgather(x, (int)n, MPI_FLOAT, tp->gather, (int)n, MPI_FLOAT, tp->comm, &req), "all-reduce");
         tp_wait(tp, &req, true, "all-reduce");

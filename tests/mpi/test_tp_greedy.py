@@ -13,7 +13,8 @@ gemma3 (post-norms), phi3 (fused tensors) and exaone4 models. Rules:
       cached key or one step of the int8 activation quantization, so the bound is looser:
       1e-3 (stories260K, F32 weights, F16 cache; measured 2e-4) and 2e-2 (Q8_0 synthetic,
       measured 6e-3) of the largest logit;
-  - a split run is deterministic: the same R twice gives the same bits;
+  - the all-reduce is deterministic: its two algorithms (gather every partial, or
+    reduce-scatter then all-gather, forced with SOV_TP_GATHER_BYTES=0) give the same bits;
   - `sov run --temp 0` prints the same text whole and split.
 R = 2 runs use TCP only (btl tcp,self), R = 4 the default transports."""
 import os
@@ -36,12 +37,12 @@ def check(cond, what):
     return cond
 
 
-def logits(model, n, extra, tag):
+def logits(model, n, extra, tag, env=None):
     out = os.path.join(mpilib.TMP, "tp-%d-%s-%d.bin" % (os.getpid(), tag, n))
     cmd = ([] if n == 1 else mpilib.mpirun(n, tcp=(n == 2))) + [TOOL, model, "--out", out] + extra
     if n > 1:
         cmd += ["--tp", str(n)]
-    r = subprocess.run(cmd, env=mpilib.ENV, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, env=dict(mpilib.ENV, **(env or {})), capture_output=True, text=True, timeout=120)
     if not check(r.returncode == 0, "%s tp %d exit %d: %s" % (tag, n, r.returncode, r.stderr[-2000:])):
         return None, None
     a = np.fromfile(out, np.float32)
@@ -70,10 +71,13 @@ def compare(model, tag, extra, tol, twice=False, ranks=(2, 4)):
     if not twice:
         return
     # deterministic: the same split twice, the same bits
-    a = split[2]
-    _, b = logits(model, 2, extra, tag + "-again")
-    if a is not None and b is not None:
-        check(np.array_equal(a, b), "%s tp 2: two runs gave different logits" % tag)
+    # the all-reduce's two paths (gather every partial; reduce-scatter + all-gather, forced
+    # here for every size) add in the same rank order: the same bits
+    for n in ranks:
+        _, b = logits(model, n, extra, tag + "-rs", {"SOV_TP_GATHER_BYTES": "0"})
+        if split[n] is not None and b is not None:
+            check(np.array_equal(split[n], b), "%s tp %d: the reduce-scatter path gave other bits" % (tag, n))
+            print("%s tp %d: reduce-scatter all-reduce bitwise equal to the gather one" % (tag, n))
 
 
 def run_text(model, n, prompt):
