@@ -10,7 +10,7 @@ BUILD_DEB  ?= build-deb
 PULL_DEMO  := Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M
 PULL_FILE  := models/qwen2.5-0.5b-instruct-q4_k_m.gguf
 
-.PHONY: all build run cluster-demo install deb deps-deb generate test test-fast test-san test-arm bench bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
+.PHONY: all build run cluster-demo install deb deps-deb generate test test-fast test-san test-arm bench bench-tp bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
 
 all: build
 
@@ -92,6 +92,11 @@ fuzz: deps-test
 # LLAMA_BENCH=/path/to/llama-bench adds llama.cpp's figures side by side (docs/PERFORMANCE.md).
 bench: build
 	bench/run.sh
+
+# Tensor parallelism: sov bench with TP 1, 2 and 4 MPI ranks over loopback TCP and shared
+# memory (bench/tp.sh, docs/TP.md; needs mpirun).
+bench-tp: build
+	bench/tp.sh
 
 # Embeddings throughput, LM head skipped or not, engine and server (bench/embed.sh).
 bench-embed: build

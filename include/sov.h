@@ -55,6 +55,7 @@ const char *sov_last_error(void);
 
 typedef struct sov_model sov_model;
 typedef struct sov_vocab sov_vocab;
+typedef struct sov_tp sov_tp;
 
 /* Called during long operations with the fraction done, 0..1. */
 typedef void (*sov_progress_fn)(float fraction, void *user);
@@ -70,6 +71,8 @@ typedef struct sov_model_params {
                       by device, inode, size, mtime and ctime (NULL: none). A hit skips
                       hashing; a miss hashes and records the result once the file's ctime
                       is settled (2 s old). See docs/SIGNING.md for what it trusts */
+    sov_tp *tp;    /* tensor parallelism (sov_tp_init, docs/TP.md): load only this rank's
+                      shard of the weights; NULL: the whole model */
 } sov_model_params;
 
 sov_model_params sov_model_default_params(void);
@@ -406,6 +409,25 @@ size_t sov_stopper_feed(sov_stopper *stopper, const char *text, size_t len, cons
                         bool *stopped);
 /* At the end of generation: releases whatever is still held. */
 size_t sov_stopper_flush(sov_stopper *stopper, const char **out);
+
+/* ---- tensor parallelism over MPI (docs/TP.md) ------------------------------------- */
+
+/* One model across n_ranks processes started by `mpirun -np n_ranks`: each rank loads
+ * its shard of the weights (sov_model_params.tp) and holds its share of the KV cache.
+ * Rank 0 runs the program as usual; every state-changing call on its context is sent to
+ * the other ranks, which run sov_tp_worker_run. Initialises MPI. Errors:
+ * SOV_ERR_UNSUPPORTED (a build without MPI), SOV_ERR_ARG (not started by mpirun, or a
+ * world of another size; sov_last_error() gives the command to use), SOV_ERR_IO. */
+sov_status sov_tp_init(int32_t n_ranks, sov_tp **out);
+/* This process's rank, 0..n_ranks-1, and n_ranks. */
+int32_t sov_tp_rank(const sov_tp *tp);
+int32_t sov_tp_size(const sov_tp *tp);
+/* Ranks > 0: applies what rank 0 sends to the model loaded with this tp (contexts,
+ * sequences, KV blocks, batches) until rank 0 frees the model. Errors: SOV_ERR_IO when
+ * the ranks lose each other. */
+sov_status sov_tp_worker_run(sov_model *model);
+/* Finalises MPI (after every model loaded with it is freed). NULL is a no-op. */
+void sov_tp_free(sov_tp *tp);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@ set -euo pipefail
 need=(cmake ninja-build gcc libc6-dev pkg-config libevent-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev)
 need+=(libseccomp-dev) # src/sandbox: the seccomp filter of sov serve's egress lockdown
 need+=(libcurl4-openssl-dev) # src/pull: sov pull's downloads from a Hugging Face-compatible hub
+need+=(libopenmpi-dev openmpi-bin) # src/tp: --tp R, one model split across MPI ranks (mpirun)
 if [ "${1:-build}" = test ]; then
   need+=(python3-numpy postgresql clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   need+=(openssl curl) # the TLS tests: a test PKI from the openssl command line, HTTPS requests with curl

@@ -46,6 +46,8 @@ static void help(FILE *f) {
             "  -d N               depth: measure after N tokens of context (default 0)\n"
             "  --kv-type T        KV cache type f16 (default), q8_0, q4_0, f32; -ctk / -ctv T\n"
             "                     for keys / values alone\n"
+            "  --tp R             split the model over R MPI ranks: mpirun -np R sov bench ... --tp R\n"
+            "                     (docs/TP.md; tokens/s are the whole job's, MB per token one rank's)\n"
             "  --json             one JSON object per line per measurement (instead of the table)\n"
             "  --json-file PATH   also append those JSON lines to PATH (with the table)\n"
             "  --no-bandwidth     skip the bandwidth measurement\n"
@@ -133,7 +135,7 @@ static void json_str(FILE *f, const char *s) {
 
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *tlist = NULL, *json_path = NULL;
-    long n_pp = 512, n_tg = 128, reps = 5, depth = 0;
+    long n_pp = 512, n_tg = 128, reps = 5, depth = 0, n_tp = 1;
     sov_kv_type kv_k = SOV_KV_DEFAULT, kv_v = SOV_KV_DEFAULT;
     bool json = false, bandwidth = true, bad = false;
     energy_params ep = {0, 0};
@@ -144,6 +146,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (cli_opt_str(argc, argv, &i, "-m", &path, &bad) || cli_opt_str(argc, argv, &i, "--model", &path, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "-p", &n_pp, &bad) || cli_opt_int(argc, argv, &i, "-n", &n_tg, &bad) ||
                    cli_opt_int(argc, argv, &i, "-r", &reps, &bad) || cli_opt_int(argc, argv, &i, "-d", &depth, &bad)) {
+        } else if (cli_opt_int(argc, argv, &i, "--tp", &n_tp, &bad)) {
         } else if (cli_opt_kv_type(argc, argv, &i, &kv_k, &kv_v, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "-t", &tlist, &bad)) {
         } else if (cli_opt_float(argc, argv, &i, "--cpu-watts", &ep.cpu_watts, &bad) ||
@@ -160,6 +163,7 @@ int cmd_bench(int argc, char **argv) {
     if (ep.cpu_watts < 0 || ep.cpu_watts > 10000 || ep.dram_pj_per_byte < 0 || ep.dram_pj_per_byte > 1e6)
         return cli_error("bench", "--cpu-watts must be 0..10000 and --dram-pj-per-byte 0..1000000");
     if (depth < 0 || depth > (1 << 20)) return cli_error("bench", "-d must be 0..1048576");
+    if (n_tp < 0 || n_tp > 4096) return cli_error("bench", "--tp must be 1..4096");
     int threads[MAX_THREAD_COUNTS], n_threads = 0;
     if (tlist) {
         for (const char *p = tlist; *p && n_threads < MAX_THREAD_COUNTS;) {
@@ -174,14 +178,21 @@ int cmd_bench(int argc, char **argv) {
         threads[n_threads++] = sov_physical_cores();
     }
 
+    sov_tp *tp = NULL;
+    if (cli_tp_start("bench", n_tp, argc, argv, &tp)) return 1;
     const double t_load = sov_now_s();
     sov_model *model;
     sov_model_params mp = sov_model_default_params();
     mp.prefault = true; /* load time includes reading every weight page */
-    mp.progress = cli_progress;
+    mp.progress = sov_tp_rank(tp) == 0 ? cli_progress : NULL;
     mp.progress_user = "loading";
+    mp.tp = tp;
     sov_status st = sov_model_load(path, &mp, &model);
-    if (st) return cli_status_error("bench", st);
+    if (st) {
+        sov_tp_free(tp);
+        return cli_status_error("bench", st);
+    }
+    if (sov_tp_rank(tp) > 0) return cli_tp_worker("bench", model, tp);
     const double load_s = sov_now_s() - t_load;
     sov_model_info info;
     sov_model_get_info(model, &info);
@@ -195,12 +206,16 @@ int cmd_bench(int argc, char **argv) {
     float *logits = malloc((size_t)info.n_vocab * sizeof(float));
     if (!logits) {
         sov_model_free(model);
+        sov_tp_free(tp);
         return cli_error("bench", "out of memory");
     }
     if (!json) {
         printf("model: %s | %s %s | %.1fM params | %.2f GiB | %.1f MB of weights per token | load %.2f s\n", path,
                info.arch, info.weight_type, (double)info.n_params / 1e6, (double)info.weight_bytes / (1 << 30),
                (double)bpt / 1e6, load_s);
+        if (tp)
+            printf("tensor parallel: %d ranks (MPI); MB of weights per token and bandwidth are rank 0's\n",
+                   sov_tp_size(tp));
         if (depth > 0 || kv_k || kv_v)
             printf("KV cache %s/%s | depth %ld: %.1f MB of keys and values read per generated token\n",
                    kv_type_name(kv_k ? kv_k : SOV_KV_F16), kv_type_name(kv_v ? kv_v : kv_k ? kv_k : SOV_KV_F16), depth,
@@ -214,6 +229,7 @@ int cmd_bench(int argc, char **argv) {
     if (json_path && !(jf = fopen(json_path, "a"))) {
         free(logits);
         sov_model_free(model);
+        sov_tp_free(tp);
         return cli_error("bench", "cannot open '%s' for --json-file: %s", json_path, strerror(errno));
     }
     uint64_t rng = 42;
@@ -293,10 +309,11 @@ int cmd_bench(int argc, char **argv) {
                        ", \"bytes_per_token\": %" PRIu64 ", \"load_s\": %.3f, \"peak_rss_bytes\": %zu, "
                        "\"bandwidth_gbs\": %.2f, \"bandwidth_pct\": %.1f, \"repeats\": %ld, \"depth\": %ld, "
                        "\"kv_type_k\": \"%s\", \"kv_type_v\": \"%s\", \"kv_bytes_per_token\": %" PRIu64 ", "
-                       "\"joules_per_token\": %.6g, \"energy_source\": \"%s\"}\n",
+                       "\"joules_per_token\": %.6g, \"energy_source\": \"%s\", \"tp\": %d}\n",
                        info.arch, info.weight_type, info.n_params, info.weight_bytes, bpt, load_s, sov_peak_rss_bytes(),
                        bw, pct, reps, depth, kv_type_name(kv_k ? kv_k : SOV_KV_F16),
-                       kv_type_name(kv_v ? kv_v : kv_k ? kv_k : SOV_KV_F16), kv_bpt, j_per_tok, esrc);
+                       kv_type_name(kv_v ? kv_v : kv_k ? kv_k : SOV_KV_F16), kv_bpt, j_per_tok, esrc,
+                       sov_tp_size(tp));
                 fflush(jf);
             }
             if (!json) {
@@ -323,5 +340,6 @@ int cmd_bench(int argc, char **argv) {
     if (jf && jf != stdout) fclose(jf);
     free(logits);
     sov_model_free(model);
+    sov_tp_free(tp);
     return rc;
 }

@@ -68,6 +68,15 @@ int64_t cli_parse_time(const char *v, int64_t now);
  * PostgreSQL or no store). Returns buf, or NULL when it would need HOME and there is none. */
 const char *cli_state_dir(const char *db, const char *given, char *buf, size_t cap);
 
+/* --tp R (cli/tp.c, docs/TP.md): cli_tp_start starts MPI when R > 1 (*out stays NULL for
+ * 0 or 1) and returns 0, or 1 after printing why not (and, when not started by mpirun, the
+ * mpirun command line to use). Ranks > 0 hand their loaded model to cli_tp_worker, which
+ * follows rank 0 until it frees its model, frees model and tp, and returns the exit status. */
+int cli_tp_start(const char *cmd, long n, int argc, char **argv, sov_tp **out);
+int cli_tp_worker(const char *cmd, sov_model *model, sov_tp *tp);
+#define CLI_TP_HELP                                                                                \
+    "  --tp R                  tensor parallel over R MPI ranks: start with mpirun -np R (docs/TP.md)\n"
+
 /* Signed models (cli/model.c, docs/SIGNING.md): with --trusted-keys DIR, a loader checks the
  * model's signature file, key, size and name before loading it (fills *rec), and the
  * SHA-256 computed while loading after. Each returns 0, or 1 after printing

@@ -22,6 +22,7 @@ typedef struct run_opts {
     const char *trusted_keys; /* run the model only if one of these keys signed it */
     const char *chat_template_file; /* Jinja template instead of the model's own */
     long n_predict, n_ctx, n_batch, threads;
+    long tp; /* --tp R: ranks the model is split across (cli/tp.c) */
     bool chat, ignore_eos, show_prompt;
     sov_kv_type kv_k, kv_v;
     const char *stops[MAX_STOPS];
@@ -56,6 +57,7 @@ static void help(FILE *f) {
             "  -c, --ctx N             context length (default: the model's, at most 4096)\n"
             "  -b, --batch N           prompt tokens per forward pass (default 512)\n"
             "  -t, --threads N         threads (default: physical cores)\n"
+            CLI_TP_HELP
             "  --temp F                temperature (default 0.8; 0 = greedy)\n"
             "  --top-k N               (default 40; 0 = off)\n"
             "  --top-p F               (default 0.95; 1 = off)\n"
@@ -105,7 +107,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
                    cli_opt_int(argc, argv, &i, "-b", &o->n_batch, &bad) ||
                    cli_opt_int(argc, argv, &i, "--batch", &o->n_batch, &bad) ||
                    cli_opt_int(argc, argv, &i, "-t", &o->threads, &bad) ||
-                   cli_opt_int(argc, argv, &i, "--threads", &o->threads, &bad)) {
+                   cli_opt_int(argc, argv, &i, "--threads", &o->threads, &bad) ||
+                   cli_opt_int(argc, argv, &i, "--tp", &o->tp, &bad)) {
         } else if (cli_opt_float(argc, argv, &i, "--temp", &d, &bad)) o->sp.temperature = (float)d;
         else if (cli_opt_int(argc, argv, &i, "--top-k", &v, &bad)) o->sp.top_k = (int32_t)v;
         else if (cli_opt_float(argc, argv, &i, "--top-p", &d, &bad)) o->sp.top_p = (float)d;
@@ -129,6 +132,7 @@ static int parse_args(int argc, char **argv, run_opts *o) {
     if (bad) return 2;
     if (o->prompt && o->file) return cli_error("run", "give the prompt with -p or -f, not both");
     if (o->n_predict < -1) return cli_error("run", "-n must be -1 or more");
+    if (o->tp < 0 || o->tp > 4096) return cli_error("run", "--tp must be 1..4096");
     if (o->n_ctx < 0 || o->n_batch < 0 || o->threads < 0 || o->n_ctx > (1 << 24) || o->n_batch > 65536 ||
         o->threads > 1024)
         return cli_error("run", "-c, -b and -t must be positive and sensible");
@@ -414,20 +418,32 @@ int cmd_run(int argc, char **argv) {
         free(file_text);
         return 1;
     }
+    sov_tp *tp = NULL;
+    if (cli_tp_start("run", o.tp, argc, argv, &tp)) {
+        free(file_text);
+        return 1;
+    }
     sov_model_params mp = sov_model_default_params();
-    mp.progress = cli_progress;
+    mp.progress = sov_tp_rank(tp) == 0 ? cli_progress : NULL;
     mp.progress_user = "loading";
     mp.digest = o.trusted_keys != NULL;
+    mp.tp = tp;
     sov_model *model = NULL;
     sov_status st = sov_model_load(o.model, &mp, &model);
     if (st) {
         free(file_text);
+        sov_tp_free(tp);
         return cli_status_error("run", st);
+    }
+    if (sov_tp_rank(tp) > 0) {
+        free(file_text);
+        return cli_tp_worker("run", model, tp);
     }
     sov_model_info info;
     sov_model_get_info(model, &info);
     if (o.trusted_keys && cli_signed_after_load("run", &signature, o.model, &info)) {
         sov_model_free(model);
+        sov_tp_free(tp);
         free(file_text);
         return 1;
     }
@@ -479,6 +495,7 @@ int cmd_run(int argc, char **argv) {
     sov_sampler_free(smp);
     sov_context_free(s.ctx);
     sov_model_free(model);
+    sov_tp_free(tp);
     free(file_text);
     return rc;
 }

@@ -28,6 +28,7 @@ typedef struct serve_opts {
     const char *node; /* this replica's name in the X-Sov-Node header (docs/REPLICAS.md) */
     const char *tls_cert, *tls_key, *tls_client_ca;
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
+    long tp; /* --tp R: ranks the model is split across (cli/tp.c) */
     double timeout, shutdown_timeout;
     bool metrics_open;
     sov_kv_type kv_k, kv_v;
@@ -61,6 +62,7 @@ static void help(FILE *f) {
            "  --kv-cache-mb MB        KV cache pool shared by all sequences and the prefix cache\n"
            "                          (default: room for every sequence's full context, at most 2048)\n"
            "  -t, --threads N         threads for the forward pass (default: physical cores)\n"
+           CLI_TP_HELP
            "  -b, --batch N           tokens per engine step: prompt chunks share it with the streams\n"
            "                          (default 512)\n"
            "  --queue N               requests that may wait beyond --parallel; more get 429 (default 256)\n"
@@ -178,6 +180,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_int(argc, argv, &i, "--kv-cache-mb", &o->kv_mb, &bad) ||
                    cli_opt_int(argc, argv, &i, "-t", &o->threads, &bad) ||
                    cli_opt_int(argc, argv, &i, "--threads", &o->threads, &bad) ||
+                   cli_opt_int(argc, argv, &i, "--tp", &o->tp, &bad) ||
                    cli_opt_int(argc, argv, &i, "-b", &o->n_batch, &bad) ||
                    cli_opt_int(argc, argv, &i, "--batch", &o->n_batch, &bad) ||
                    cli_opt_int(argc, argv, &i, "--queue", &o->queue, &bad) ||
@@ -209,6 +212,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     if (o->n_ctx < 0 || o->n_ctx > (1 << 20)) return cli_error("serve", "--ctx must be 0..1048576");
     if (o->kv_mb < 0 || o->kv_mb > (1 << 20)) return cli_error("serve", "--kv-cache-mb must be positive");
     if (o->threads < 0 || o->threads > 1024) return cli_error("serve", "-t must be 0..1024");
+    if (o->tp < 0 || o->tp > 4096) return cli_error("serve", "--tp must be 1..4096");
     if (o->n_batch < 1 || o->n_batch > 65536) return cli_error("serve", "--batch must be 1..65536");
     if (o->queue < 0 || o->queue > 1000000) return cli_error("serve", "--queue must be 0..1000000");
     if (o->body_kb < 1 || o->body_kb > (1 << 20))
@@ -288,6 +292,20 @@ static int open_tls(const serve_opts *o, tls_ctx **out) {
     return 0;
 }
 
+/* Ranks > 0 of `sov serve --tp R` open no port, store or log: they load their shard and
+ * follow rank 0's context (docs/TP.md). */
+static int serve_tp_worker(const serve_opts *o, sov_tp *tp) {
+    sov_model_params mp = sov_model_default_params();
+    mp.tp = tp;
+    sov_model *model = NULL;
+    const sov_status st = sov_model_load(o->model, &mp, &model);
+    if (st) {
+        sov_tp_free(tp);
+        return cli_status_error("serve", st);
+    }
+    return cli_tp_worker("serve", model, tp);
+}
+
 int cmd_serve(int argc, char **argv) {
     serve_opts o = {.host = "127.0.0.1",
                     .port = 8080,
@@ -313,6 +331,9 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sov: no -m given: serving the built-in DEMO model, which has RANDOM WEIGHTS —\n"
                         "     its output is gibberish by design. For real text: sov serve -m MODEL.gguf\n");
     }
+    sov_tp *ranks = NULL; /* --tp */
+    if (cli_tp_start("serve", o.tp, argc, argv, &ranks)) return 1;
+    if (sov_tp_rank(ranks) > 0) return serve_tp_worker(&o, ranks);
     char id[256];
     model_id(&o, id, sizeof id);
     /* everything opened from here on is closed once, at the end (rc says how it went) */
@@ -321,7 +342,10 @@ int cmd_serve(int argc, char **argv) {
     sov_model *model = NULL;
     sov_context *ctx = NULL;
     sov_chat_template *chat_tmpl = NULL;
-    if ((rc = open_tls(&o, &tls))) return rc;
+    if ((rc = open_tls(&o, &tls))) {
+        sov_tp_free(ranks);
+        return rc;
+    }
     /* the operator's chat template before anything slow: an error in it stops the start */
     if (o.chat_template_file && (rc = cli_chat_template_load("serve", o.chat_template_file, NULL, &chat_tmpl)))
         goto done;
@@ -381,6 +405,7 @@ int cmd_serve(int argc, char **argv) {
     mp.progress_user = "loading";
     mp.digest = true;      /* the file's SHA-256 names the exact weights in /v1/models (and the audit) */
     mp.prefault = o.mlock; /* the weights in use are then resident, and locked at once */
+    mp.tp = ranks;
     char digest_cache[4200];
     if (!o.no_digest_cache && state && stat(state, &state_st) == 0 && S_ISDIR(state_st.st_mode)) {
         snprintf(digest_cache, sizeof digest_cache, "%s/%s", state, CLI_DIGEST_CACHE_FILE);
@@ -472,5 +497,6 @@ done:
     sov_chat_template_free(chat_tmpl);
     sov_context_free(ctx);
     sov_model_free(model);
+    sov_tp_free(ranks);
     return rc;
 }

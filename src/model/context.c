@@ -21,6 +21,7 @@
 #include "kernels/attn_tiled.h"
 #include "model/ops.h"
 #include "sandbox/sandbox.h"
+#include "tp/tp.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define ARENA_ASAN 1
@@ -103,6 +104,8 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     *out = NULL;
     const sov_hparams *hp = &model->hp;
     sov_context_params p = params ? *params : sov_context_default_params();
+    const sov_context_params given = p; /* what the other ranks of a split model are sent */
+    sov_tp *tp = model->tp;
     if (p.n_ctx < 0 || p.n_seq_max < 0 || p.n_batch < 0 || p.kv_cache_bytes < 0 || p.n_threads < 0)
         return sov_fail(SOV_ERR_ARG, "context: negative parameter");
     if (p.n_ctx == 0) p.n_ctx = SOV_MIN(hp->n_ctx_train, 4096);
@@ -124,7 +127,9 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
                         hp->head_dim);
     int64_t n_blocks;
     if (p.kv_cache_bytes > 0) {
-        n_blocks = p.kv_cache_bytes / (int64_t)block_bytes;
+        /* split across R ranks, the pool's bytes are the whole model's: each rank holds
+         * the same blocks for its 1/R of the KV heads */
+        n_blocks = p.kv_cache_bytes / sov_tp_size(tp) / (int64_t)block_bytes;
         if (n_blocks < 1)
             return sov_fail(SOV_ERR_ARG, "context: a KV cache of %lld bytes holds no block (one is %zu bytes)",
                             (long long)p.kv_cache_bytes, block_bytes);
@@ -134,8 +139,12 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     if (n_blocks > INT32_MAX / 2) return sov_fail(SOV_ERR_ARG, "context: KV cache too large");
     p.kv_cache_bytes = n_blocks * (int64_t)block_bytes;
 
+    if (tp_root(tp) && !tp_context_open(tp)) return SOV_ERR_UNSUPPORTED;
     sov_context *c = calloc(1, sizeof *c);
-    if (!c) return sov_fail(SOV_ERR_NOMEM, "context: out of memory");
+    if (!c) {
+        if (tp_root(tp)) tp_context_closed(tp);
+        return sov_fail(SOV_ERR_NOMEM, "context: out of memory");
+    }
     c->model = model;
     c->p = p;
     c->k = sov_kernels_select();
@@ -227,12 +236,20 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
         c->yarn_corr[0] = SOV_MAX(0.0f, lo);
         c->yarn_corr[1] = SOV_MIN((float)(hp->n_rot - 1), hi);
     }
+    if (tp_root(tp)) {
+        const int64_t a[TP_ARGS] = {given.n_ctx,    given.n_seq_max, given.n_batch,  given.kv_cache_bytes,
+                                    given.n_threads, given.kv_type,  given.kv_type_v};
+        tp_send(tp, TP_OP_CTX_NEW, a, NULL, 0);
+        c->tp_sent = true;
+    }
     *out = c;
     return SOV_OK;
 }
 
 void sov_context_free(sov_context *c) {
     if (!c) return;
+    if (c->tp_sent) tp_send(c->model->tp, TP_OP_CTX_FREE, NULL, NULL, 0);
+    if (tp_root(c->model->tp)) tp_context_closed(c->model->tp);
     sov_pool_free(c->pool);
     if (c->seqs)
         for (int i = 0; i < c->p.n_seq_max; i++) free(c->seqs[i].blocks);
@@ -255,6 +272,7 @@ sov_status sov_context_lock_memory(sov_context *c) {
     const sandbox_region r[] = {
         {"weights", m->file->mapped ? m->file->base : NULL, m->file->size},
         {"repacked weights", m->repacked, m->repacked_bytes},
+        {"weights (tp shard columns)", m->tp_copy, m->tp_copy_bytes},
         {"KV cache keys", c->kv.k, c->kv.map_bytes},
         {"KV cache values", c->kv.v, c->kv.v_map_bytes},
         {"activations", c->arena, c->arena_bytes},
@@ -263,6 +281,13 @@ sov_status sov_context_lock_memory(sov_context *c) {
 }
 
 /* ---- sequences ---- */
+
+/* Rank 0 of a split model: the same call goes to the other ranks (tp/tp.h). */
+static void tp_mirror(const sov_context *c, tp_op op, int64_t a0, int64_t a1, const int32_t *payload, size_t n) {
+    if (!c->tp_sent) return;
+    const int64_t a[TP_ARGS] = {a0, a1};
+    tp_send(c->model->tp, op, a, payload, n);
+}
 
 static kv_seq *live_seq(const sov_context *c, sov_seq_id id) {
     if (id < 0 || id >= c->p.n_seq_max || !c->seqs[id].live) return NULL;
@@ -275,6 +300,7 @@ sov_status sov_seq_new(sov_context *c, sov_seq_id *out) {
             c->seqs[i].live = true;
             c->seqs[i].n_pos = 0;
             c->seqs[i].n_blocks = 0;
+            tp_mirror(c, TP_OP_SEQ_NEW, i, 0, NULL, 0);
             *out = i;
             return SOV_OK;
         }
@@ -285,6 +311,7 @@ sov_status sov_seq_new(sov_context *c, sov_seq_id *out) {
 void sov_seq_free(sov_context *c, sov_seq_id id) {
     kv_seq *s = live_seq(c, id);
     if (!s) return;
+    tp_mirror(c, TP_OP_SEQ_FREE, id, 0, NULL, 0);
     kv_seq_clear(&c->kv, s);
     s->live = false;
 }
@@ -299,6 +326,7 @@ sov_status sov_seq_truncate(sov_context *c, sov_seq_id id, int32_t n_keep) {
     if (!s) return sov_fail(SOV_ERR_ARG, "context: sequence %d does not exist", id);
     if (n_keep < 0) return sov_fail(SOV_ERR_ARG, "context: cannot keep %d positions", n_keep);
     kv_seq_truncate(&c->kv, s, n_keep);
+    tp_mirror(c, TP_OP_SEQ_TRUNCATE, id, n_keep, NULL, 0);
     return SOV_OK;
 }
 
@@ -337,15 +365,20 @@ sov_status sov_seq_attach_blocks(sov_context *c, sov_seq_id id, const int32_t *b
     }
     s->n_blocks = n;
     s->n_pos = n * c->kv.block_size;
+    tp_mirror(c, TP_OP_ATTACH, id, 0, blocks, (size_t)n);
     return SOV_OK;
 }
 
 void sov_kv_block_retain(sov_context *c, int32_t b) {
-    if (valid_block(c, b)) kv_retain(&c->kv, b);
+    if (!valid_block(c, b)) return;
+    kv_retain(&c->kv, b);
+    tp_mirror(c, TP_OP_RETAIN, b, 0, NULL, 0);
 }
 
 void sov_kv_block_release(sov_context *c, int32_t b) {
-    if (valid_block(c, b)) kv_release(&c->kv, b);
+    if (!valid_block(c, b)) return;
+    kv_release(&c->kv, b);
+    tp_mirror(c, TP_OP_RELEASE, b, 0, NULL, 0);
 }
 
 int32_t sov_kv_block_refs(const sov_context *c, int32_t b) {
@@ -410,12 +443,14 @@ sov_status sov_decode_embd(sov_context *c, const sov_batch *b, float *logits_out
     for (int i = 0; i < T; i++) {
         kv_seq *s = &c->seqs[b->seq[i]];
         sov_status st = kv_seq_reserve(&c->kv, s, b->pos[i] + 1);
+        if (st && c->tp_sent) tp_fatal(c->model->tp, "%s (the ranks' KV tables would differ)", sov_last_error());
         if (st) return st; /* only on out-of-memory for a block table */
     }
     for (int i = 0; i < T; i++) {
         c->tok_pos[i] = b->pos[i];
         c->tok_blocks[i] = c->seqs[b->seq[i]].blocks;
     }
+    if (c->tp_sent) tp_send_decode(c->model->tp, b); /* the batch is valid: every rank runs it */
 
     /* 3. run, then the sequences hold the new positions */
     if (c->model->enc) {

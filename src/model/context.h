@@ -75,6 +75,8 @@ struct sov_context {
     int32_t *out_rows;      /* (T) batch indices of tokens whose logits are wanted */
     int32_t *embd_rows;     /* (T) batch indices of tokens whose hidden states are wanted */
     int32_t *seq_next;      /* [n_seq_max] scratch of sov_decode's validation */
+    bool tp_sent;           /* rank 0 of a split model (tp/tp.h): the other ranks made this
+                               context too, and are sent each change of its state */
 };
 
 /* Runs the forward pass for a validated batch whose KV blocks are reserved (forward.c):

@@ -23,6 +23,10 @@
  *       plus a shared expert where the layer has one (qwen2moe, deepseek2: moe_shared.c)
  *   hidden = rmsnorm(x[rows wanted]) * out_norm        (embeddings stop here)
  *   logits = hidden Wout^T                             (only for rows asking for logits)
+ *
+ * Split across ranks (tp/tp.h), each rank computes its heads and FFN units, and the two
+ * products that join the residual (att Wo^T, ... Wdown^T) are summed across the ranks
+ * before they do: block_output.
  */
 #include <math.h>
 
@@ -31,6 +35,7 @@
 #include "model/moe.h"
 #include "model/moe_shared.h"
 #include "model/ops.h"
+#include "tp/tp.h"
 
 typedef struct forward_job {
     sov_context *c;
@@ -50,6 +55,17 @@ static const float *layer_rope(const sov_context *c, const sov_layer *L) {
  * without a post-norm the product accumulates into x directly. */
 static void block_output(const op_thread *t, const sov_weight *w, const float *in, int T, const float *post_norm) {
     sov_context *c = t->c;
+    if (tp_active(c->model->tp)) {
+        /* split across ranks (tp/shard.c): each holds a partial y; the sum, added in rank
+         * order by one thread, joins the residual once, after the post-norm if any */
+        const op_matmul mm = {w, c->xb, NULL, false};
+        op_matmuls(t, in, T, &mm, 1);
+        if (t->ith == 0) tp_allreduce(c->model->tp, c->xb, (size_t)T * (size_t)c->model->hp.n_embd);
+        sov_pool_barrier(c->pool);
+        if (post_norm) op_rmsnorm(t, c->xb, c->xb, post_norm, T, c->model->hp.n_embd);
+        op_add(t, c->x, c->xb, T, c->model->hp.n_embd);
+        return;
+    }
     if (!post_norm) {
         const op_matmul mm = {w, c->x, NULL, true};
         op_matmuls(t, in, T, &mm, 1);

@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "quant/quant.h"
 #include "tok/tok.h"
+#include "tp/tp.h"
 
 enum { MAX_LAYERS = 4096, MAX_DIM = 1 << 20 };
 
@@ -816,6 +817,8 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
     sov_status st = gguf_open(path, &m->file);
     if (!st) st = sov_hparams_read(m->file, &m->hp);
     if (!st) st = map_tensors(m);
+    const bool split = tp_active(params->tp); /* this rank's shard only (tp/shard.c) */
+    if (!st && split) st = tp_shard_model(m, sov_tp_rank(params->tp), sov_tp_size(params->tp));
     if (!st) st = tok_vocab_from_gguf(m->file, false, &m->vocab);
     if (!st && sov_vocab_size(m->vocab) > m->hp.n_vocab) {
         st = sov_fail(SOV_ERR_FORMAT, "model: the tokenizer has %d tokens but token_embd.weight only %d rows",
@@ -826,7 +829,7 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
         return st;
     }
     summarise(m);
-    if (m->file->size > m->file->data_offset) {
+    if (m->file->size > m->file->data_offset && !split) {
         /* ask the kernel to start reading the weights now */
         madvise((void *)((uintptr_t)m->file->base & ~(uintptr_t)4095), m->file->size, MADV_WILLNEED);
     }
@@ -846,7 +849,7 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
     const bool hash = params->digest && !m->sha256_cached;
     model_digest dg = {0};
     sov_status rs = hash ? digest_start(&dg, m->file->base, m->file->size) : SOV_OK;
-    if (!rs && (params->prefault || hash)) prefault(m, params, hash ? &dg : NULL);
+    if (!rs && ((params->prefault && !split) || hash)) prefault(m, params, hash ? &dg : NULL);
     if (!rs) rs = repack_weights(m, params, hash ? &dg : NULL);
     if (hash && dg.started) {
         wait_hashed(m, params, &dg, m->file->size);
@@ -864,12 +867,16 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
         return rs;
     }
     if (params->progress) params->progress(1.0f, params->progress_user);
+    m->tp = split ? params->tp : NULL; /* only now: a failed load sends the other ranks nothing */
+    if (split) tp_loaded(m->tp);
     *out = m;
     return SOV_OK;
 }
 
 void sov_model_free(sov_model *m) {
     if (!m) return;
+    if (tp_root(m->tp)) tp_send(m->tp, TP_OP_END, NULL, NULL, 0); /* the workers return */
+    if (m->tp_copy) munmap(m->tp_copy, m->tp_copy_bytes);
     sov_vocab_free(m->vocab);
     if (m->repacked) munmap(m->repacked, m->repacked_bytes);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
@@ -881,6 +888,7 @@ void sov_model_free(sov_model *m) {
 
 void sov_model_get_info(const sov_model *m, sov_model_info *out) {
     const sov_hparams *hp = &m->hp;
+    const int32_t R = sov_tp_size(m->tp); /* the whole model's shape, not this rank's shard */
     *out = (sov_model_info){
         .arch = hp->arch_name,
         .name = m->name,
@@ -888,10 +896,10 @@ void sov_model_get_info(const sov_model *m, sov_model_info *out) {
         .n_vocab = hp->n_vocab,
         .n_embd = hp->n_embd,
         .n_layer = hp->n_layer,
-        .n_head = hp->n_head,
-        .n_head_kv = hp->n_head_kv,
+        .n_head = hp->n_head * R,
+        .n_head_kv = hp->n_head_kv * R,
         .head_dim = hp->head_dim,
-        .n_ff = hp->n_ff,
+        .n_ff = hp->n_ff * R,
         .n_ctx_train = hp->n_ctx_train,
         .n_params = m->n_params,
         .weight_bytes = m->weight_bytes,

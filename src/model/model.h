@@ -173,6 +173,10 @@ struct sov_model {
     struct sov_encoder *enc;   /* encoders (bert, nomic-bert): their weights (encoder.h), else NULL */
     void *repacked;            /* anonymous mapping holding the repacked weights, or NULL */
     size_t repacked_bytes;
+    sov_tp *tp;                /* split across ranks (tp/tp.h): the layers hold this rank's
+                                  shard and hp its H/R, Hkv/R and F/R; NULL: whole */
+    void *tp_copy;             /* anonymous mapping of the shard's column slices (Wo, Wdown) */
+    size_t tp_copy_bytes;
 };
 
 /* Bytes of weights one decode step reads (every matrix once, one embedding row; of an

@@ -1,0 +1,69 @@
+/* tp.h - tensor parallelism over MPI, internal side (docs/TP.md).
+ *
+ * "Replicated control, sharded data": rank 0 runs the program; each call that changes
+ * its context's state (a context made or freed, a sequence started, truncated or freed,
+ * KV blocks attached, retained or released, a batch decoded) is first sent to the other
+ * ranks as a command, which they apply to their own context (sov_tp_worker_run). The
+ * context's bookkeeping is deterministic, so every rank's paged KV tables stay
+ * identical while each holds only its own KV heads. Inside the forward pass the ranks
+ * meet twice per layer, in tp_allreduce.
+ *
+ * Every MPI call returns errors (MPI_ERRORS_RETURN) and is waited on with a deadline: a
+ * lost rank stops this process with a one-line message (tp_fatal), never a hang. */
+#ifndef SOV_TP_TP_H
+#define SOV_TP_TP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sov.h"
+
+typedef enum tp_op {
+    TP_OP_END = 1,     /* rank 0 freed the model: workers return */
+    TP_OP_CTX_NEW,     /* a: the sov_context_params as given, in args */
+    TP_OP_CTX_FREE,
+    TP_OP_SEQ_NEW,     /* a: the id rank 0 got */
+    TP_OP_SEQ_FREE,    /* a: id */
+    TP_OP_SEQ_TRUNCATE,/* a: id, b: n_keep */
+    TP_OP_ATTACH,      /* a: id; payload: the blocks */
+    TP_OP_RETAIN,      /* a: block */
+    TP_OP_RELEASE,     /* a: block */
+    TP_OP_DECODE,      /* a: n_tokens; payload: tokens, seqs, positions (3 x a) */
+} tp_op;
+
+enum { TP_ARGS = 7 };
+
+/* True when tp splits the model (more than one rank). */
+static inline bool tp_active(const sov_tp *tp) { return tp && sov_tp_size(tp) > 1; }
+/* True on rank 0 of a split model: the rank whose context calls are sent. */
+static inline bool tp_root(const sov_tp *tp) { return tp_active(tp) && sov_tp_rank(tp) == 0; }
+
+/* Every rank, once its shard is loaded: waits (without the step deadline: loading a large
+ * model from a slow disk may take minutes) until all have loaded theirs. */
+void tp_loaded(sov_tp *tp);
+/* Rank 0: sends one command (args: TP_ARGS values; payload: n int32 values, may be 0). */
+void tp_send(sov_tp *tp, tp_op op, const int64_t *args, const int32_t *payload, size_t n);
+/* Rank 0: sends a batch to decode (its tokens, sequences and positions). */
+void tp_send_decode(sov_tp *tp, const sov_batch *b);
+/* Rank 0's context count: a split model runs one context at a time (the commands name
+ * none). Returns false, with the error set, when one is already open. */
+bool tp_context_open(sov_tp *tp);
+void tp_context_closed(sov_tp *tp);
+
+/* x (n floats) becomes the sum of every rank's x, added in rank order, so that the
+ * result is the same on every rank and from run to run. Called by one thread. */
+void tp_allreduce(sov_tp *tp, float *x, size_t n);
+
+/* Cuts a loaded decoder down to rank's shard (shard.c): whole query and KV heads, FFN
+ * rows; the model's hparams then describe the shard. Errors: SOV_ERR_UNSUPPORTED
+ * (encoders, experts, heads or FFN width not divisible by the ranks, a column split off
+ * the quantization block boundary), SOV_ERR_NOMEM. */
+struct sov_model;
+sov_status tp_shard_model(struct sov_model *m, int rank, int n_ranks);
+
+/* Prints "sov: tp rank R: <message>" and ends the process with status 1 (mpirun then ends
+ * the others). */
+_Noreturn void tp_fatal(const sov_tp *tp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,67 @@
+"""mpilib.py - helpers for the tensor-parallel tests: the mpirun command line every test uses
+(loopback TCP only, oversubscribed on a small machine, allowed as root as CI runs) and the
+models they split. Not a test itself (no test_ prefix)."""
+import os
+import shutil
+import subprocess
+import sys
+
+SOV = os.environ.get("SOV_BIN", "build/sov")
+TOOLS = os.environ.get("SOV_TOOLS_DIR", "build/tests/tools")
+TMP = os.environ.get("SOV_TEST_TMP", "/tmp")
+SHARED = os.environ.get("SOV_SHARED_MODELS", "../shared/models")
+os.makedirs(TMP, exist_ok=True)
+
+# CI runs as root: OpenMPI refuses that unless both are set
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+# the sanitizer build: OpenMPI's libraries keep allocations until exit (lsan.supp names only
+# them); the ranks inherit this environment from mpirun
+_supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan.supp")
+ENV["ASAN_OPTIONS"] = ":".join(x for x in [os.environ.get("ASAN_OPTIONS", ""), "fast_unwind_on_malloc=0"] if x)
+ENV["LSAN_OPTIONS"] = ":".join(x for x in [os.environ.get("LSAN_OPTIONS", ""), "suppressions=" + _supp] if x)
+
+
+def mpirun_path():
+    """mpirun, or the test FAILS: a build with MPI must be testable (scripts/deps.sh installs it)."""
+    p = shutil.which("mpirun")
+    if not p:
+        print("FAIL: mpirun is missing: install openmpi-bin (scripts/deps.sh test)", file=sys.stderr)
+        sys.exit(1)
+    return p
+
+
+def mpirun(n, tcp=False):
+    """The mpirun prefix for n ranks on this machine. Out-of-band and TCP traffic stay on the
+    loopback interface; tcp=True also forbids shared memory (btl tcp,self), as ranks on
+    different machines would talk."""
+    cmd = [mpirun_path(), "--oversubscribe", "-np", str(n), "--mca", "oob_tcp_if_include", "lo",
+           "--mca", "btl_tcp_if_include", "lo"]
+    if tcp:
+        cmd += ["--mca", "btl", "tcp,self"]
+    return cmd
+
+
+def shared_model(name):
+    p = os.path.join(SHARED, name)
+    if os.path.exists(p):
+        return p
+    if os.environ.get("SOV_REQUIRE_SHARED") == "1":
+        print("FAIL: required shared model %s is missing" % p, file=sys.stderr)
+        sys.exit(1)
+    return None
+
+
+def synthetic_model(name, *args):
+    """A model written by `sov gen-model` (cached in the test folder)."""
+    path = os.path.join(TMP, name)
+    if not os.path.exists(path):
+        subprocess.run([SOV, "gen-model", "-o", path + ".part"] + list(args), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.rename(path + ".part", path)
+    return path
+
+
+def vocab_source():
+    """A tokenizer to give synthetic models, so `sov run` prints text."""
+    return shared_model("stories260K.gguf")
