@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the benchmark suite of docs/PERFORMANCE.md.
 #   1. synthetic TinyLlama-1.1B-shaped models (dim 2048, 22 layers, 32 heads, 4 KV heads,
-#      FFN 5632, Llama-2 vocabulary) in Q4_0, Q8_0 and Q4_K, and a 134M Q8_0 model, made once
+#      FFN 5632, Llama-2 vocabulary) in Q4_0, Q8_0 and Q4_K, a 134M Q8_0 model and a
+#      SmolLM2-135M-shaped one (576 wide) in Q8_0 and Q4_0, made once
 #      with `sov gen-model` into $BENCH_MODELS (default build/bench-models);
 #   2. `sov bench -p 512 -n 128 -t 1,2 -r 3` on each, and on the real models in
 #      ../shared/models;
@@ -36,9 +37,13 @@ gen tinyllama-1.1b-q8_0 --type Q8_0 --dim 2048 --layers 22 --heads 32 --kv-heads
 # what users run
 gen tinyllama-1.1b-q4_k --type Q4_K --output-type Q6_K --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 --name tinyllama-1.1b-synthetic
 gen llama-134m-q8_0 --type Q8_0 --dim 768 --layers 12 --heads 12 --kv-heads 12 --ffn 2048 --name llama-134m-synthetic
+# SmolLM2-135M's shape: rows 576 wide (18 blocks of 32, not a multiple of the planar
+# kernels' groups of 8 or 4 blocks: the leftover-block path, docs/PERFORMANCE.md)
+gen smollm-135m-q8_0 --type Q8_0 --dim 576 --layers 30 --heads 9 --kv-heads 3 --ffn 1536 --name smollm-135m-synthetic
+gen smollm-135m-q4_0 --type Q4_0 --dim 576 --layers 30 --heads 9 --kv-heads 3 --ffn 1536 --name smollm-135m-synthetic
 
 list=("$models/tinyllama-1.1b-q4_0.gguf" "$models/tinyllama-1.1b-q8_0.gguf" "$models/tinyllama-1.1b-q4_k.gguf"
-      "$models/llama-134m-q8_0.gguf")
+      "$models/llama-134m-q8_0.gguf" "$models/smollm-135m-q8_0.gguf" "$models/smollm-135m-q4_0.gguf")
 for f in "$shared"/*.gguf; do [ -f "$f" ] && list+=("$f"); done
 
 for m in "${list[@]}"; do

@@ -149,7 +149,7 @@ static inline __m512i q4pz_off(__m512 s) {
             UNROLL for (int c = 0; c < C; c++) {                                                         \
                 const uint8_t *w = (const uint8_t *)(wb + (size_t)r * ldw), *a = (const uint8_t *)ac[c]; \
                 float v = (l[c] + l[4 + c]) + (l[8 + c] + l[12 + c]);                                    \
-                for (int64_t k = n4; k < nb; k++) v += q4_0p_block(w, a, k, nb);                         \
+                v += q4_0p_tail(w, a, n4, nb);                                                           \
                 y[(size_t)c * ldy + (size_t)r] = v;                                                      \
             }                                                                                            \
         }                                                                                                \
@@ -225,7 +225,7 @@ static inline void tile_q4_0pr_rows4(int64_t nb, const char *wb, size_t ldw, con
     _mm512_storeu_ps(l, acc);
     UNROLL for (int r = 0; r < 4; r++) {
         float v = (l[r] + l[4 + r]) + (l[8 + r] + l[12 + r]);
-        for (int64_t k = n4; k < nb; k++) v += q4_0p_block((const uint8_t *)wr[r], (const uint8_t *)ab, k, nb);
+        v += q4_0p_tail((const uint8_t *)wr[r], (const uint8_t *)ab, n4, nb);
         y[r] = v;
     }
 }
