@@ -20,7 +20,9 @@ kernel table, batch invariance, refused files.
    contradicting MLA sizes, groups that cannot hold the experts used, YaRN without
    yarn_log_multiplier, linear rope scaling on deepseek2.
    Every u32 metadata value of both set to 0, 1, 3, 2^31-1, 2^32-1: loads and runs, or one
-   line and exit 1, never a crash (the sanitizer build runs this too).
+   line and exit 1, never a crash (the sanitizer build runs this too); the deepseek2 file
+   has post-norms and an MTP block, so nextn_predict_layers is among the keys
+   (test_deepseek_mtp.py tests both features).
 5. --vocab-from works for both.
 """
 import json
@@ -216,7 +218,8 @@ def malformed_sweep():
     turn: the model loads and runs (or stops with one line, e.g. a context of 1 too small
     for the prompt), or is refused at load with one line and exit 1; never a crash, a hang
     or (under the sanitizers) a bad access."""
-    for arch, extra in (("deepseek2", ["--expert-groups", "2"]), ("qwen2moe", [])):
+    # deepseek2 with A.X K1's post-norms and an MTP block: nextn_predict_layers is swept too
+    for arch, extra in (("deepseek2", ["--expert-groups", "2", "--post-norm", "--mtp", "1"]), ("qwen2moe", [])):
         path = tmp("sweep.gguf")
         fwd.run([SOV, "gen-model", "-o", path, "--arch", arch, "--dim", "64", "--layers", "2", "--heads", "2",
                  "--kv-heads", "1", "--vocab", "300", "--ffn", "64", "--q-lora", "32", "--kv-lora", "32",
