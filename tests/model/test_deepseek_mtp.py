@@ -16,7 +16,12 @@
 4. sov_mtp_logits (tools/sov_mtp) over the model's own hidden states against the
    reference's mtp_logits: F32 and Q8_0, every kernel table, with A.X K1's post-norm, and
    with the optional nextn tensors removed (the model's embedding, norm and head instead).
-5. Refused files, one line and exit 1: nextn_predict_layers >= block_count, a missing
+5. llama.cpp (de3ff81) on a file with an MTP block: expected/mtp_llamacpp.json holds its
+   greedy tokens and top-16 log-probabilities (record_llamacpp_mtp.mjs, as
+   test_moe_llamacpp.py's records); sov (best and scalar kernels) and the reference agree
+   within test_moe_llamacpp.py's tolerance, and a reference that runs the MTP block as a
+   fourth layer does not. (llama.cpp refuses files with post_ffw_norm: nothing to record.)
+6. Refused files, one line and exit 1: nextn_predict_layers >= block_count, a missing
    nextn tensor, an eh_proj of the wrong shape, a post_ffw_norm missing from one MoE
    block; sov_mtp on a model without MTP blocks says so.
 (The metadata sweep of test_moe_deepseek.py runs over a file with an MTP block and
@@ -239,6 +244,41 @@ def reference_patch(data, key, value):
     return patch_u32(data, key, value)
 
 
+def llamacpp():
+    LP_TOL, NEAR_TIE = 5e-3, 1e-3  # as test_moe_llamacpp.py, which says why
+    doc = json.load(open(os.path.join(HERE, "expected", "mtp_llamacpp.json")))
+
+    def logprobs(logits):
+        m = logits.max(axis=1, keepdims=True)
+        return logits - (np.log(np.exp(logits - m).sum(axis=1, keepdims=True)) + m)
+
+    def worst(logp, rec):
+        return max(float(np.abs(logp[s, [i for i, _ in top]] - np.array([lp for _, lp in top])).max())
+                   for s, top in enumerate(rec["top_logprobs"]))
+
+    for rec in doc["records"]:
+        path = tmp("llamacpp.gguf")
+        fwd.run([SOV, "gen-model", "-o", path] + rec["gen_model_args"])
+        prompt, ids = rec["prompt_ids"], rec["ids"]
+        seq = prompt + ids[:-1]
+        model = reference.Model(path, n_ctx=256)
+        for isa in (None, "scalar"):
+            steps = fwd.sov_logits(path, seq, model.n_vocab, False, isa)[len(prompt) - 1:]
+            err = worst(logprobs(steps), rec)
+            same = sum(int(np.argmax(steps[s])) == ids[s] or np.diff(np.sort(steps[s])[-2:])[0] <= NEAR_TIE *
+                       abs(np.sort(steps[s])[-1]) for s in range(len(ids)))
+            check(err <= LP_TOL and same == len(ids), "%s isa %s: llama.cpp's log-probabilities within %.0e (worst "
+                  "%.2e), greedy tokens agree at %d/%d steps" % (rec["name"], isa or "best", LP_TOL, err, same,
+                                                                len(ids)))
+        err = worst(logprobs(model.logits(seq, kv_f16=True)[len(prompt) - 1:]), rec)
+        off = reference.Model(path, n_ctx=256)
+        off.n_layer, off.n_mtp = off.n_layer + off.n_mtp, 0  # the MTP block as one more layer
+        err_off = worst(logprobs(off.logits(seq, kv_f16=True)[len(prompt) - 1:]), rec)
+        check(err <= LP_TOL and err_off > 10 * LP_TOL, "%s: the reference within %.0e of llama.cpp (%.2e); running "
+              "the MTP block as a layer, %.2e away" % (rec["name"], LP_TOL, err, err_off))
+        os.remove(path)
+
+
 def main():
     if not SOV or not TOOLS:
         print("SOV_BIN / SOV_TOOLS_DIR not set: run through ctest")
@@ -247,6 +287,7 @@ def main():
     file_format()
     refused()
     mtp_excluded()
+    llamacpp()
     post_norm()
     mtp_against_reference()
     print("FAIL: %d checks" % len(failures) if failures else "PASS")
