@@ -15,7 +15,8 @@ kernel table, batch invariance, refused files.
    with the bounds of test_forward_reference.py.
 3. Batch invariance: three sequences alone, batched, stepped and mixed give bitwise the
    same logits (best and scalar kernels, 2 threads): grouped routing, shared experts and
-   the per-head absorbed products do not depend on the other tokens of a batch.
+   the per-head absorbed products do not depend on the other tokens of a batch (the Q8_0
+   deepseek2 file has A.X K1's post-norms and an MTP block).
 4. Refused files, one line each: a missing attn_k_b, the older layout (no key_length_mla),
    contradicting MLA sizes, groups that cannot hold the experts used, YaRN without
    yarn_log_multiplier, linear rope scaling on deepseek2.
@@ -150,7 +151,8 @@ def against_reference():
 def batch_invariance():
     rng = np.random.default_rng(11)
     seqs = [[1] + [int(t) for t in rng.integers(3, 300, size=n)] for n in (37, 5, 20)]
-    for arch, typ, extra in (("qwen2moe", "Q4_0", []), ("deepseek2", "Q8_0", []), ("deepseek2", "F32", V2LITE)):
+    for arch, typ, extra in (("qwen2moe", "Q4_0", []), ("deepseek2", "Q8_0", ["--post-norm", "--mtp", "1"]),
+                             ("deepseek2", "F32", V2LITE)):
         path = tmp("inv.gguf")
         fwd.gen(path, arch, typ, extra)
         for isa in ("", "scalar"):
