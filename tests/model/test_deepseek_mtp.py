@@ -9,7 +9,8 @@
    post_ffw_norm, no nextn key).
 2. Post-MoE norm: logits against reference.py for F32, Q8_0 and Q4_K, float16 and float32
    KV caches and every kernel table this CPU runs (test_forward_reference.py's bounds);
-   the reference without the norm disagrees by more than 3 times the bound (F32: 200x).
+   the reference without the norm disagrees by more than 3 times the bound (F32: 200x and
+   more).
 3. MTP blocks are left out of the forward pass and the KV cache: the model with an MTP
    block gives bitwise the logits of the same model without it (same seed: the other
    tensors are the same), and the same KV bytes per position.
