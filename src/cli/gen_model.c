@@ -34,6 +34,8 @@ static void help(FILE *f) {
             "  --kv-lora N           kv_lora_rank (default 128)    --qk-nope N  non-rotated query/key dims (64)\n"
             "  --v-head N            value head size (default 64); --rope-dims: rotated dims (default 32)\n"
             "  --gating N            1 softmax (V2), 2 sigmoid with exp_probs_b (V3, default)\n"
+            "  --post-norm           A.X K1: an RMSNorm of each MoE block's output (post_ffw_norm)\n"
+            "  --mtp N               N multi-token-prediction blocks after --layers (nextn_predict_layers)\n"
             "  --vocab N             synthetic vocabulary size (default 4096)\n"
             "  --vocab-from FILE     copy the tokenizer of another GGUF (e.g. ../shared/models/vocab/*)\n"
             "  --ctx N               training context length to record (default 2048)\n"
@@ -99,6 +101,8 @@ int cmd_gen_model(int argc, char **argv) {
         else if (cli_opt_int(argc, argv, &i, "--qk-nope", &v, &bad)) p.qk_nope = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--v-head", &v, &bad)) p.v_head = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--gating", &v, &bad)) p.expert_gating = (int32_t)v;
+        else if (cli_flag(argv, &i, "--post-norm")) p.post_norm = true;
+        else if (cli_opt_int(argc, argv, &i, "--mtp", &v, &bad)) p.n_mtp = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--vocab", &v, &bad)) p.n_vocab = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--ctx", &v, &bad)) p.n_ctx = (int32_t)v;
         else if (cli_opt_int(argc, argv, &i, "--seed", &v, &bad)) p.seed = (uint64_t)v;

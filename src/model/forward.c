@@ -20,21 +20,29 @@
  *     xb = rmsnorm(x) * ffn_norm                       (exaone4: xb = x)
  *     x += (act(xb Wgate^T) * (xb Wup^T)) Wdown^T      act silu, or gelu_tanh (gemma3); post-norm as above
  *       or, in a layer with experts, the weighted sum of its k experts' FFNs (moe.c),
- *       plus a shared expert where the layer has one (qwen2moe, deepseek2: moe_shared.c)
+ *       plus a shared expert where the layer has one (qwen2moe, deepseek2: moe_shared.c);
+ *       A.X K1 (deepseek2 with post_ffw_norm): x += rmsnorm(routed + shared) * ffn_post_norm
  *   hidden = rmsnorm(x[rows wanted]) * out_norm        (embeddings stop here)
  *   logits = hidden Wout^T                             (only for rows asking for logits)
+ *
+ * deepseek2's MTP blocks (the last nextn_predict_layers) are not run here: sov_mtp_logits,
+ * at the end of this file, runs one over given hidden states.
  *
  * Split across ranks (tp/tp.h), each rank computes its heads and FFN units, and the two
  * products that join the residual (att Wo^T, ... Wdown^T) are summed across the ranks
  * before they do: block_output.
  */
 #include <math.h>
+#include <string.h>
 
+#include "core/status.h"
+#include "core/util.h"
 #include "model/context.h"
 #include "model/mla.h"
 #include "model/moe.h"
 #include "model/moe_shared.h"
 #include "model/ops.h"
+#include "quant/quant.h"
 #include "tp/tp.h"
 
 typedef struct forward_job {
@@ -81,7 +89,20 @@ static void block_output(const op_thread *t, const sov_weight *w, const float *i
 static void attention(const op_thread *t, const sov_layer *L, int il, const float *in, int T);
 static void ffn(const op_thread *t, const sov_layer *L, int il, int T);
 
-static void layer_forward(const op_thread *t, int il, int T) {
+/* y (T, n) = 0, or = x when x is not NULL. */
+static void rows_set(const op_thread *t, float *y, const float *x, int T, int64_t n) {
+    long b, e;
+    sov_split_range(T, 1, t->ith, t->nth, &b, &e);
+    for (long i = b; i < e; i++) {
+        if (x) memcpy(y + i * n, x + i * n, (size_t)n * sizeof(float));
+        else memset(y + i * n, 0, (size_t)n * sizeof(float));
+    }
+    sov_pool_barrier(t->c->pool);
+}
+
+/* One block. cached: attention over the KV cache (the forward pass); else among the
+ * batch's rows (deepseek2 MTP blocks, which have no cache). */
+static void layer_forward(const op_thread *t, int il, int T, bool cached) {
     sov_context *c = t->c;
     const sov_layer *L = &c->model->layers[il];
     const sov_hparams *hp = &c->model->hp;
@@ -93,7 +114,8 @@ static void layer_forward(const op_thread *t, int il, int T) {
         in = c->xb;
     }
     if (hp->arch == SOV_ARCH_DEEPSEEK2) { /* multi-head latent attention (mla.c) */
-        op_mla_attention(t, il, in, T);
+        if (cached) op_mla_attention(t, il, in, T);
+        else op_mla_attention_in_batch(t, il, in, T);
         block_output(t, &L->wo, c->mla_o, T, NULL);
     } else {
         attention(t, L, il, in, T);
@@ -135,8 +157,16 @@ static void ffn(const op_thread *t, const sov_layer *L, int il, int T) {
         in = c->xb;
     }
     if (L->router.data) { /* mixture of experts (moe.c) instead of the dense FFN */
-        op_moe(t, il, c->x, in, T);
-        if (L->gate_shexp.data) op_moe_shared(t, il, c->x, in, T); /* qwen2moe, deepseek2 */
+        /* A.X K1: routed + shared output normalised before the residual add, gathered in
+         * c->att (free after attention; model.c checks it holds (T, E)) */
+        float *out = L->ffn_post_norm ? c->att : c->x;
+        if (L->ffn_post_norm) rows_set(t, out, NULL, T, hp->n_embd);
+        op_moe(t, il, out, in, T);
+        if (L->gate_shexp.data) op_moe_shared(t, il, out, in, T); /* qwen2moe, deepseek2 */
+        if (L->ffn_post_norm) {
+            op_rmsnorm(t, out, out, L->ffn_post_norm, T, hp->n_embd);
+            op_add(t, c->x, out, T, hp->n_embd);
+        }
         return;
     }
     const op_matmul gate_up[2] = {
@@ -158,7 +188,7 @@ static void forward_thread(void *arg, int ith, int nth) {
 
     op_rope_cache(&t, job->b->pos, T);
     op_embed(&t, c->x, job->b->token, T);
-    for (int il = 0; il < m->hp.n_layer; il++) layer_forward(&t, il, T);
+    for (int il = 0; il < m->hp.n_layer; il++) layer_forward(&t, il, T, true); /* not the MTP blocks */
     if (job->n_embd_out > 0) {
         op_gather(&t, job->embd, c->x, c->embd_rows, job->n_embd_out, m->hp.n_embd);
         op_rmsnorm(&t, job->embd, job->embd, m->out_norm, job->n_embd_out, m->hp.n_embd);
@@ -174,4 +204,71 @@ static void forward_thread(void *arg, int ith, int nth) {
 void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits, int n_embd_out, float *embd) {
     forward_job job = {c, b, n_out, logits, n_embd_out, embd};
     sov_pool_run(c->pool, forward_thread, &job, c->n_threads);
+}
+
+/* ---- multi-token prediction (deepseek2: DeepSeek-V3, A.X K1) ----
+ *
+ *   x = [rmsnorm(embed(next)) * enorm, rmsnorm(hidden) * hnorm] Weh^T    (T, E)
+ *   x = the MTP decoder block over x, attending among the T rows
+ *   logits = rmsnorm(x) * head_norm Whead^T                           (T, n_vocab)
+ *
+ * as llama.cpp's deepseek2 MTP graph and vLLM's DeepSeek MTP compute it (the hidden
+ * state is the main model's after output_norm). */
+typedef struct mtp_job {
+    sov_context *c;
+    const sov_mtp *mt;
+    const float *hidden;  /* (T, E) */
+    const int32_t *next;  /* (T) */
+    const int32_t *pos;   /* (T) */
+    int T;
+    float *logits;        /* (T, n_vocab) */
+} mtp_job;
+
+static void mtp_thread(void *arg, int ith, int nth) {
+    const mtp_job *job = arg;
+    sov_context *c = job->c;
+    const sov_model *m = c->model;
+    const sov_mtp *mt = job->mt;
+    const op_thread t = {c, ith, nth};
+    const int T = job->T;
+    const int64_t E = m->hp.n_embd;
+    const sov_weight *embed = mt->embed.data ? &mt->embed : &m->tok_embd;
+
+    op_rope_cache(&t, job->pos, T);
+    long b, e;
+    sov_split_range(T, 1, t.ith, t.nth, &b, &e);
+    for (long i = b; i < e; i++)
+        sov_dequantize_row((sov_type)embed->type, (const char *)embed->data + (size_t)job->next[i] * embed->row_bytes,
+                           c->xb + i * E, E);
+    sov_pool_barrier(c->pool);
+    op_rmsnorm(&t, c->xb, c->xb, mt->enorm, T, E);
+    op_rmsnorm(&t, c->x, job->hidden, mt->hnorm, T, E);
+    /* the two column halves of eh_proj, summed (an accumulating product would use c->tmp) */
+    const op_matmul from_h = {&mt->eh_proj_h, c->tmp, NULL, false}, from_e = {&mt->eh_proj_e, c->x, NULL, false};
+    op_matmuls(&t, c->x, T, &from_h, 1);
+    op_matmuls(&t, c->xb, T, &from_e, 1);
+    op_add(&t, c->x, c->tmp, T, E);
+    layer_forward(&t, mt->layer, T, false);
+    op_rmsnorm(&t, c->xb, c->x, mt->head_norm ? mt->head_norm : m->out_norm, T, E);
+    const op_matmul head = {mt->head.data ? &mt->head : &m->output, job->logits, NULL, false};
+    op_matmuls(&t, c->xb, T, &head, 1);
+}
+
+sov_status sov_mtp_logits(sov_context *c, int depth, const float *hidden, const int32_t *next, const int32_t *pos,
+                          int T, float *logits) {
+    const sov_model *m = c->model;
+    if (tp_active(m->tp)) return sov_fail(SOV_ERR_UNSUPPORTED, "mtp: a model split across ranks has no MTP blocks");
+    if (depth < 0 || depth >= m->hp.n_layer_mtp)
+        return sov_fail(SOV_ERR_ARG, "mtp: no MTP module %d (the model has %d)", depth, m->hp.n_layer_mtp);
+    if (T < 1 || T > c->p.n_batch || !hidden || !next || !pos || !logits)
+        return sov_fail(SOV_ERR_ARG, "mtp: %d rows (1..%d with hidden states, tokens, positions and logits)", T,
+                        c->p.n_batch);
+    for (int i = 0; i < T; i++) {
+        if (next[i] < 0 || next[i] >= m->hp.n_vocab)
+            return sov_fail(SOV_ERR_ARG, "mtp: token %d is out of the vocabulary (%d)", next[i], m->hp.n_vocab);
+        if (pos[i] < 0) return sov_fail(SOV_ERR_ARG, "mtp: position %d is negative", pos[i]);
+    }
+    mtp_job job = {c, &m->mtp[depth], hidden, next, pos, T, logits};
+    sov_pool_run(c->pool, mtp_thread, &job, c->n_threads);
+    return SOV_OK;
 }

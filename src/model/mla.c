@@ -21,9 +21,11 @@
  * one V of the same head size), and the value's rope part is computed and dropped:
  * 2 (L + R) values per token and layer, against 2 H Dq of full heads. scale =
  * 1/sqrt(Dq) (hp.attn_scale). The per-head products (k_b, v_b) gather each head's rows
- * of the batch and run the gemm kernels of the weight's type over them, head by head. */
+ * of the batch and run the gemm kernels of the weight's type over them, head by head.
+ * Without a cache (the MTP blocks, sov_mtp_logits), step 4 attends among the batch's rows. */
 #include "model/mla.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/util.h"
@@ -95,7 +97,48 @@ static void rope_part(const sov_hparams *hp, float *v, const float *cs) {
     }
 }
 
-void op_mla_attention(const op_thread *t, int il, const float *xb, int T) {
+/* Causal attention among the batch's own latent rows (c->kx), for blocks without a
+ * cache (the MTP blocks): row i, one sequence's consecutive positions, attends to rows
+ * 0..i, MQA over one head of L + R as op_attention does, with an online softmax. */
+static void attend_in_batch(const op_thread *t, int T) {
+    sov_context *c = t->c;
+    const sov_hparams *hp = &c->model->hp;
+    const int H = hp->n_head, Dc = hp->n_lora_kv + hp->n_rot;
+    long b, e;
+    sov_split_range((long)T * H, 1, t->ith, t->nth, &b, &e);
+    for (long r = b; r < e; r++) {
+        const long i = r / H;
+        const float *q = c->q + (size_t)r * Dc;
+        float *o = c->att + (size_t)r * Dc;
+        memset(o, 0, (size_t)Dc * sizeof(float));
+        float mx = -INFINITY, sum = 0.0f;
+        for (long j = 0; j <= i; j++) {
+            const float *kv = c->kx + (size_t)j * Dc;
+            const float s = c->k->dot_f32(q, kv, Dc) * hp->attn_scale;
+            if (s > mx) { /* rescale what was summed so far to the new maximum */
+                const float f = expf(mx - s);
+                c->k->scale(o, f, Dc);
+                sum *= f;
+                mx = s;
+            }
+            const float p = expf(s - mx);
+            sum += p;
+            c->k->axpy_f32(o, p, kv, Dc);
+        }
+        c->k->scale(o, 1.0f / sum, Dc);
+    }
+    barrier(t);
+}
+
+static void mla_attention(const op_thread *t, int il, const float *xb, int T, bool cached);
+
+void op_mla_attention(const op_thread *t, int il, const float *xb, int T) { mla_attention(t, il, xb, T, true); }
+
+void op_mla_attention_in_batch(const op_thread *t, int il, const float *xb, int T) {
+    mla_attention(t, il, xb, T, false);
+}
+
+static void mla_attention(const op_thread *t, int il, const float *xb, int T, bool cached) {
     sov_context *c = t->c;
     const sov_hparams *hp = &c->model->hp;
     const sov_layer *L = &c->model->layers[il];
@@ -136,8 +179,12 @@ void op_mla_attention(const op_thread *t, int il, const float *xb, int T) {
                   T);
 
     /* 4. cache the latent rows (as key and value), attend: MQA over one head of L + R */
-    op_kv_store(t, il, c->kx, c->kx, T);
-    op_attention(t, il, c->q, c->att, T);
+    if (cached) {
+        op_kv_store(t, il, c->kx, c->kx, T);
+        op_attention(t, il, c->q, c->att, T);
+    } else {
+        attend_in_batch(t, T);
+    }
 
     /* 5. decompress each head's output: mla_o[i, h] = v_b_h att[i, h, 0:L] */
     head_products(t, &L->wv_b, H, Dv, c->att, (size_t)H * Dc, (size_t)Dc, c->mla_o, (size_t)Dv,

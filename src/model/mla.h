@@ -10,4 +10,8 @@
  * by all threads of the pool job. */
 void op_mla_attention(const op_thread *t, int il, const float *xb, int T);
 
+/* The same without the cache: the T rows, consecutive positions of one sequence, attend
+ * causally among themselves (a deepseek2 MTP block, sov_mtp_logits). */
+void op_mla_attention_in_batch(const op_thread *t, int il, const float *xb, int T);
+
 #endif

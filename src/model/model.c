@@ -254,6 +254,25 @@ static sov_status read_mla_yarn(const gguf_file *f, sov_hparams *hp) {
     return SOV_OK;
 }
 
+/* deepseek2's multi-token-prediction blocks (DeepSeek-V3, A.X K1; GLM-4.5's convention in
+ * llama.cpp): the last nextn_predict_layers of the block_count blocks; the forward pass
+ * runs the others (n_layer), the MTP ones only through sov_mtp_logits. */
+static sov_status read_nextn(const gguf_file *f, sov_hparams *hp) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.nextn_predict_layers", hp->arch_name);
+    uint32_t v = 0;
+    if (!gguf_get_u32(f, key, &v)) {
+        if (gguf_find(f, key)) return meta_missing(key);
+        return SOV_OK;
+    }
+    if (v >= (uint32_t)hp->n_layer)
+        return sov_fail(SOV_ERR_FORMAT, "model: %s = %u leaves none of the %d blocks (block_count) to the model", key,
+                        v, hp->n_layer);
+    hp->n_layer_mtp = (int32_t)v;
+    hp->n_layer -= (int32_t)v;
+    return SOV_OK;
+}
+
 sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     memset(hp, 0, sizeof *hp);
     char arch[32];
@@ -309,6 +328,7 @@ sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp) {
     if ((st = get_dim(f, a, "context_length", &hp->n_ctx_train, false, 2048))) return st;
     if (hp->n_layer > MAX_LAYERS)
         return sov_fail(SOV_ERR_FORMAT, "model: %s.block_count = %d is more than %d", a, hp->n_layer, MAX_LAYERS);
+    if (ds2 && (st = read_nextn(f, hp))) return st;
     if (hp->n_head_kv > hp->n_head || hp->n_head % hp->n_head_kv != 0) {
         return sov_fail(SOV_ERR_FORMAT, "model: %d query heads cannot share %d key/value heads evenly",
                         hp->n_head, hp->n_head_kv);
@@ -551,6 +571,59 @@ static sov_status map_moe_extras(sov_model *m, int il) {
     return SOV_OK;
 }
 
+/* The nextn.* tensors of MTP module j (block n_layer + j), after the block's own. The
+ * embedding, head norm and head are optional (DeepSeek-V3 shares the model's; a file may
+ * hold copies), as llama.cpp reads them: left empty, sov_mtp_logits uses the model's.
+ * eh_proj (E, 2E) multiplies [enorm(e), hnorm(h)]: it is kept as its two column halves,
+ * each (E, E) in place (rows keep their stride, and it is not repacked), so no (T, 2E)
+ * activation is needed. */
+static sov_status map_mtp(sov_model *m, int j) {
+    const gguf_file *f = m->file;
+    const sov_hparams *hp = &m->hp;
+    const int il = hp->n_layer + j;
+    const int64_t E = hp->n_embd;
+    sov_mtp *mt = &m->mtp[j];
+    char name[96];
+    sov_status st;
+    mt->layer = il;
+#define NAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt, il), name)
+    sov_weight eh;
+    if ((st = find_weight(f, NAME("nextn.eh_proj.weight"), E, 2 * E, false, &eh))) return st;
+    mt->eh_proj_e = eh;
+    mt->eh_proj_e.n_cols = E;
+    mt->eh_proj_h = mt->eh_proj_e;
+    mt->eh_proj_h.data = (const char *)eh.data + sov_row_size((sov_type)eh.type, E);
+    if ((st = find_vector(m, NAME("nextn.enorm.weight"), E, false, &mt->enorm))) return st;
+    if ((st = find_vector(m, NAME("nextn.hnorm.weight"), E, false, &mt->hnorm))) return st;
+    if ((st = find_weight(f, NAME("nextn.embed_tokens.weight"), hp->n_vocab, E, true, &mt->embed))) return st;
+    if ((st = find_vector(m, NAME("nextn.shared_head_norm.weight"), E, true, &mt->head_norm))) return st;
+    if ((st = find_weight(f, NAME("nextn.shared_head_head.weight"), hp->n_vocab, E, true, &mt->head))) return st;
+#undef NAME
+    return SOV_OK;
+}
+
+/* deepseek2's post-MLP norm (A.X K1's post_mlp_layernorm, which its MoE layers have and
+ * its dense ones not): in every MoE block or in none, MTP blocks included. Its sum of
+ * routed and shared outputs is gathered in the context's attention-output buffer, (T,
+ * H*(L+R)), which is wider than E in every published MLA model; a file where it is not is
+ * refused. */
+static sov_status check_post_norms(const sov_model *m) {
+    const sov_hparams *hp = &m->hp;
+    int first_with = -1, first_without = -1;
+    for (int il = hp->n_layer_dense_lead; il < hp->n_layer + hp->n_layer_mtp; il++) {
+        if (m->layers[il].ffn_post_norm && first_with < 0) first_with = il;
+        if (!m->layers[il].ffn_post_norm && first_without < 0) first_without = il;
+    }
+    if (first_with < 0) return SOV_OK;
+    if (first_without >= 0)
+        return sov_fail(SOV_ERR_FORMAT, "model: tensor 'blk.%d.post_ffw_norm.weight' is missing (block %d has one: "
+                        "the post-MLP norm must be in every MoE block)", first_without, first_with);
+    if ((int64_t)hp->n_head * hp->head_dim < hp->n_embd)
+        return sov_fail(SOV_ERR_UNSUPPORTED, "model: deepseek2 post-MLP norms need head_count x key_length (%d x %d) "
+                        ">= embedding_length %d", hp->n_head, hp->head_dim, hp->n_embd);
+    return SOV_OK;
+}
+
 static sov_status map_tensors(sov_model *m) {
     const gguf_file *f = m->file;
     sov_hparams *hp = &m->hp;
@@ -578,7 +651,8 @@ static sov_status map_tensors(sov_model *m) {
             return sov_fail(SOV_ERR_UNSUPPORTED, "model: rope_freqs.weight and LongRoPE factors together");
     }
 
-    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    const int n_blocks = hp->n_layer + hp->n_layer_mtp; /* the MTP blocks (deepseek2) last */
+    m->layers = calloc((size_t)n_blocks, sizeof *m->layers);
     if (!m->layers) return sov_fail(SOV_ERR_NOMEM, "model: out of memory");
     char name[96];
 #define NAME(fmt) (snprintf(name, sizeof name, "blk.%d." fmt, il), name)
@@ -589,7 +663,8 @@ static sov_status map_tensors(sov_model *m) {
     const bool post_norms = hp->arch == SOV_ARCH_GEMMA3 || hp->arch == SOV_ARCH_EXAONE4;
     const bool qk_norm = hp->arch == SOV_ARCH_QWEN3 || hp->arch == SOV_ARCH_QWEN3MOE || post_norms;
     const bool fused_up = hp->arch == SOV_ARCH_PHI3;
-    for (int il = 0; il < hp->n_layer; il++) {
+    const bool ds2 = hp->arch == SOV_ARCH_DEEPSEEK2;
+    for (int il = 0; il < n_blocks; il++) {
         sov_layer *L = &m->layers[il];
         if (pre_norms && (st = find_vector(m, NAME("attn_norm.weight"), E, false, &L->attn_norm))) return st;
         if (hp->arch == SOV_ARCH_DEEPSEEK2) {
@@ -627,6 +702,7 @@ static sov_status map_tensors(sov_model *m) {
             if (L->gate_exps.type != L->up_exps.type)
                 return sov_fail(SOV_ERR_UNSUPPORTED, "model: blk.%d: ffn_gate_exps and ffn_up_exps differ in type", il);
             if ((st = map_moe_extras(m, il))) return st;
+            if (ds2 && (st = find_vector(m, NAME("post_ffw_norm.weight"), E, true, &L->ffn_post_norm))) return st;
             continue;
         }
         if (fused_up) {
@@ -640,9 +716,17 @@ static sov_status map_tensors(sov_model *m) {
             if ((st = find_weight(f, NAME("ffn_up.weight"), F, E, false, &L->w_up))) return st;
         }
         if ((st = find_weight(f, NAME("ffn_down.weight"), E, F, false, &L->w_down))) return st;
-        if (post_norms && (st = find_vector(m, NAME("post_ffw_norm.weight"), E, false, &L->ffn_post_norm))) return st;
+        if ((post_norms || ds2) && (st = find_vector(m, NAME("post_ffw_norm.weight"), E, ds2, &L->ffn_post_norm)))
+            return st;
     }
 #undef NAME
+    if (ds2 && (st = check_post_norms(m))) return st;
+    if (hp->n_layer_mtp > 0) {
+        m->mtp = calloc((size_t)hp->n_layer_mtp, sizeof *m->mtp);
+        if (!m->mtp) return sov_fail(SOV_ERR_NOMEM, "model: out of memory");
+        for (int j = 0; j < hp->n_layer_mtp; j++)
+            if ((st = map_mtp(m, j))) return st;
+    }
     return swa_layers(f, m);
 }
 
@@ -725,7 +809,8 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_
        m->layers: 3x, bench/embed_bert.sh) */
     if (m->enc) return SOV_OK;
     const sov_kernels *k = sov_kernels_select();
-    const size_t n_max = (size_t)m->hp.n_layer * 19 + 1;
+    const int n_blocks = m->hp.n_layer + m->hp.n_layer_mtp;
+    const size_t n_max = (size_t)n_blocks * 19 + 1;
     sov_weight **list = calloc(n_max, sizeof *list);
     uint8_t **dst = calloc(n_max, sizeof *dst);
     if (!list || !dst) {
@@ -734,7 +819,7 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_
         return sov_fail(SOV_ERR_NOMEM, "model: out of memory");
     }
     size_t n = 0, total = 0;
-    for (int il = 0; il < m->hp.n_layer; il++) {
+    for (int il = 0; il < n_blocks; il++) {
         sov_layer *L = &m->layers[il];
         sov_weight *ws[] = {&L->wq,         &L->wk,        &L->wv,         &L->wo,      &L->w_gate,
                             &L->w_up,       &L->w_down,    &L->router,     &L->gate_exps, &L->up_exps,
@@ -882,6 +967,7 @@ void sov_model_free(sov_model *m) {
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
+    free(m->mtp);
     gguf_close(m->file);
     free(m);
 }

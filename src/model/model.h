@@ -94,6 +94,9 @@ typedef struct sov_hparams {
     int32_t n_lora_kv;       /* kv_lora_rank */
     int32_t n_embd_head_qk;  /* nope + rope: a query head before absorption (key_length_mla) */
     int32_t n_embd_head_v;   /* a value head after decompression (value_length_mla) */
+    /* deepseek2 multi-token prediction (nextn_predict_layers): the file's last n_layer_mtp
+     * blocks are MTP blocks; n_layer counts the others, the ones the forward pass runs */
+    int32_t n_layer_mtp;
 } sov_hparams;
 
 /* A matrix view: rows of a weight in its file type, in place in the mapping. */
@@ -123,7 +126,8 @@ typedef struct sov_layer {
     sov_weight w_gate;       /* (F, E) */
     sov_weight w_up;         /* (F, E) */
     sov_weight w_down;       /* (E, F) */
-    const float *ffn_post_norm; /* (E) the same for the MLP output, or NULL */
+    const float *ffn_post_norm; /* (E) the same for the MLP output, or NULL (deepseek2: A.X K1's
+                                   post_mlp_layernorm, on the MoE output, routed + shared) */
     bool swa;                /* attends to the last hp.n_swa positions only */
     sov_layer_rope rope;     /* which RoPE (see sov_layer_rope) */
     /* MoE layers (moe.c) instead of w_gate/w_up/w_down; router.data == NULL otherwise.
@@ -151,6 +155,22 @@ typedef struct sov_layer {
     sov_weight wv_b;         /* (H*Dv, L) head h: rows [h*Dv, (h+1)*Dv), decompresses values */
 } sov_layer;
 
+/* One multi-token-prediction module (DeepSeek-V3, A.X K1; GGUF blk.N.nextn.*, N >= n_layer):
+ * from the main model's final hidden state h of token i and the embedding of token i+1,
+ *   x = [rmsnorm(embed(t_{i+1})) * enorm, rmsnorm(h) * hnorm] Weh^T      (E)
+ *   x = the decoder block layers[N] over x (MLA + MoE, its own attention)
+ *   logits = rmsnorm(x) * head_norm Whead^T                             (n_vocab): token i+2 */
+typedef struct sov_mtp {
+    int layer;               /* N: its decoder block is layers[N] */
+    sov_weight eh_proj_e;    /* (E, E) columns [0, E) of nextn.eh_proj (E, 2E): the embedding's */
+    sov_weight eh_proj_h;    /* (E, E) columns [E, 2E): the hidden state's */
+    const float *enorm;      /* (E) */
+    const float *hnorm;      /* (E) */
+    sov_weight embed;        /* (n_vocab, E) nextn.embed_tokens; data NULL: the model's token_embd */
+    const float *head_norm;  /* (E) nextn.shared_head_norm; NULL: the model's output_norm */
+    sov_weight head;         /* (n_vocab, E) nextn.shared_head_head; data NULL: the model's output */
+} sov_mtp;
+
 struct sov_model {
     gguf_file *file;
     sov_hparams hp;
@@ -161,7 +181,8 @@ struct sov_model {
     const float *rope_long;    /* (n_rot/2) LongRoPE divisors for contexts longer than
                                   rope_orig_ctx (phi3 rope_factors_long), or NULL */
     const float *rope_short;   /* (n_rot/2) the same up to rope_orig_ctx, or NULL */
-    sov_layer *layers;         /* [n_layer] */
+    sov_layer *layers;         /* [n_layer + n_layer_mtp]: the MTP blocks last */
+    sov_mtp *mtp;              /* [n_layer_mtp] (deepseek2 nextn layers), or NULL */
     sov_vocab *vocab;
     char name[128];
     bool sha256_cached;        /* sha256 came from params.digest_cache */
@@ -182,6 +203,17 @@ struct sov_model {
 /* Bytes of weights one decode step reads (every matrix once, one embedding row; of an
  * MoE layer the router and the experts one token uses, n_expert_used of n_expert). */
 uint64_t sov_model_bytes_per_token(const sov_model *m);
+
+/* Runs multi-token-prediction module `depth` (0 .. n_layer_mtp-1) over T rows of one
+ * sequence: hidden (T, E) the main model's final hidden states (after output_norm, as
+ * sov_decode returns embeddings) at positions pos[0..T), next (T) the token after each;
+ * row i attends to rows 0..i only (the MTP block's attention runs over this call's rows,
+ * not the context's cache). Writes logits (T, n_vocab), the predictions of the token
+ * after next. T <= the context's n_batch. Internal, for self-speculative decoding to
+ * come. Errors: SOV_ERR_ARG (no such module, T out of range, a token out of the
+ * vocabulary), SOV_ERR_UNSUPPORTED (a model split across ranks). */
+sov_status sov_mtp_logits(sov_context *c, int depth, const float *hidden, const int32_t *next, const int32_t *pos,
+                          int T, float *logits);
 
 /* Reads and checks the hyperparameters of a parsed file (exposed for tests). */
 sov_status sov_hparams_read(const gguf_file *f, sov_hparams *hp);

@@ -405,6 +405,62 @@ static sov_status synth_encoder(const sov_synth_params *p, const char *path, sov
     return write_tensors(p, w, ts, n, path, progress, progress_user);
 }
 
+/* The sizes of a synthetic deepseek2 block (synth_deepseek2 resolves the defaults). */
+typedef struct ds2_shape {
+    int64_t E, H, F, X, Fx, n_shared, dense, Q, Lr, R, nope, Dv;
+    int gating;
+} ds2_shape;
+
+/* nm matrices of (rows, cols) in one 3-D tensor, GGUF ne [cols, rows, nm] */
+#define ADD3(nm_, rows_, cols_, ...)                                                           \
+    do {                                                                                     \
+        snprintf(name, sizeof name, __VA_ARGS__);                                            \
+        const int64_t ne_[3] = {(cols_), (rows_), (nm_)};                                    \
+        gguf_add_tensor(w, name, p->type, 3, ne_);                                           \
+        ts[n++] = (synth_tensor){FILL_MATRIX, p->type, (rows_) * (nm_), (cols_)};            \
+    } while (0)
+
+/* Declares deepseek2 block il's tensors after ts[0..n); returns the new count. MoE
+ * blocks get A.X K1's post_ffw_norm with p->post_norm, its dense ones never. */
+static int ds2_block(const sov_synth_params *p, const ds2_shape *s, gguf_writer *w, synth_tensor *ts, int n, int il) {
+    const int64_t E = s->E, H = s->H, F = s->F, X = s->X, Fx = s->Fx, Q = s->Q, Lr = s->Lr, R = s->R;
+    const int64_t nope = s->nope, Dv = s->Dv;
+    char name[96];
+    ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.attn_norm.weight", il);
+    if (Q) {
+        ADD(FILL_MATRIX, p->type, Q, E, "blk.%d.attn_q_a.weight", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, Q, "blk.%d.attn_q_a_norm.weight", il);
+        ADD(FILL_MATRIX, p->type, H * (nope + R), Q, "blk.%d.attn_q_b.weight", il);
+    } else {
+        ADD(FILL_MATRIX, p->type, H * (nope + R), E, "blk.%d.attn_q.weight", il);
+    }
+    ADD(FILL_MATRIX, p->type, Lr + R, E, "blk.%d.attn_kv_a_mqa.weight", il);
+    ADD(FILL_NORM, SOV_TYPE_F32, 1, Lr, "blk.%d.attn_kv_a_norm.weight", il);
+    ADD3(H, Lr, nope, "blk.%d.attn_k_b.weight", il); /* per head: k_b transposed */
+    ADD3(H, Dv, Lr, "blk.%d.attn_v_b.weight", il);
+    ADD(FILL_MATRIX, p->type, E, H * Dv, "blk.%d.attn_output.weight", il);
+    ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.ffn_norm.weight", il);
+    if (il < s->dense) {
+        ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
+        ADD(FILL_MATRIX, p->type, E, F, "blk.%d.ffn_down.weight", il);
+        ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
+        return n;
+    }
+    ADD(FILL_MATRIX, SOV_TYPE_F32, X, E, "blk.%d.ffn_gate_inp.weight", il);
+    if (s->gating == 2) ADD(FILL_BIAS, SOV_TYPE_F32, 1, X, "blk.%d.exp_probs_b.bias", il);
+    ADD3(X, Fx, E, "blk.%d.ffn_gate_exps.weight", il);
+    ADD3(X, E, Fx, "blk.%d.ffn_down_exps.weight", il);
+    ADD3(X, Fx, E, "blk.%d.ffn_up_exps.weight", il);
+    if (s->n_shared) {
+        ADD(FILL_MATRIX, p->type, Fx * s->n_shared, E, "blk.%d.ffn_gate_shexp.weight", il);
+        ADD(FILL_MATRIX, p->type, E, Fx * s->n_shared, "blk.%d.ffn_down_shexp.weight", il);
+        ADD(FILL_MATRIX, p->type, Fx * s->n_shared, E, "blk.%d.ffn_up_shexp.weight", il);
+    }
+    if (p->post_norm) ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.post_ffw_norm.weight", il);
+    return n;
+}
+#undef ADD3
+
 /* deepseek2 (DeepSeek-V2/V3 shape) with llama.cpp's converter's keys and tensor names:
  * multi-head latent attention in the split layout (attn_k_b / attn_v_b), leading dense
  * layers, then MoE layers with a router, an expert selection bias (sigmoid gating),
@@ -422,12 +478,15 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
     const int64_t Lr = p->n_lora_kv ? p->n_lora_kv : 128, R = p->n_rot ? p->n_rot : 32;
     const int64_t nope = p->qk_nope ? p->qk_nope : 64, Dv = p->v_head ? p->v_head : 64;
     const int gating = p->expert_gating ? p->expert_gating : 2;
+    const int n_mtp = p->n_mtp;
     if (E < 1 || p->n_layer < 1 || H < 1 || F < 1 || p->n_ctx < 1 || X < 2 || X > 4096 || k_used < 1 ||
         k_used > X || Fx < 1 || groups < 1 || X % groups || groups_used < 1 || groups_used > groups ||
         (groups > 1 && (X / groups < 2 || k_used > groups_used * (X / groups))) || dense > p->n_layer ||
-        Lr < 2 || Lr % 2 || R < 2 || R % 2 || nope < 1 || Dv < 1 || (gating != 1 && gating != 2))
+        Lr < 2 || Lr % 2 || R < 2 || R % 2 || nope < 1 || Dv < 1 || (gating != 1 && gating != 2) || n_mtp < 0 ||
+        n_mtp > 64)
         return sov_fail(SOV_ERR_ARG, "gen-model: deepseek2 needs positive sizes, 2..4096 experts in equal groups of "
-                                     "at least 2 holding the experts used, even kv_lora and rope dims");
+                                     "at least 2 holding the experts used, even kv_lora and rope dims, 0..64 MTP "
+                                     "blocks");
     sov_status st;
     if ((st = check_rows("layer", p->type, E)) || (st = check_rows("ffn_down", p->type, Fx)) ||
         (dense && (st = check_rows("ffn_down", p->type, F))) ||
@@ -437,6 +496,7 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
         (st = check_rows("token_embd", p->embd_type, E)) ||
         (!p->tied && (st = check_rows("output", p->output_type, E))))
         return st;
+    const ds2_shape sh = {E, H, F, X, Fx, n_shared, dense, Q, Lr, R, nope, Dv, gating};
     gguf_writer *w;
     int n_vocab;
     if ((st = writer_with_vocab(p, false, &w, &n_vocab))) return st;
@@ -447,7 +507,8 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
     gguf_set_str(w, "general.description", "synthetic model with random weights (sov gen-model)");
     gguf_set_u32(w, KEY("context_length"), (uint32_t)p->n_ctx);
     gguf_set_u32(w, KEY("embedding_length"), (uint32_t)E);
-    gguf_set_u32(w, KEY("block_count"), (uint32_t)p->n_layer);
+    gguf_set_u32(w, KEY("block_count"), (uint32_t)(p->n_layer + n_mtp));
+    if (n_mtp) gguf_set_u32(w, KEY("nextn_predict_layers"), (uint32_t)n_mtp);
     gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)F);
     gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)H);
     gguf_set_u32(w, KEY("attention.head_count_kv"), 1); /* MLA as MQA over the latent */
@@ -482,7 +543,7 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
     }
     gguf_set_u32(w, "general.file_type", llama_file_type(p->type));
 #undef KEY
-    const int max_t = 24 * p->n_layer + 10;
+    const int max_t = 32 * (p->n_layer + n_mtp) + 10;
     synth_tensor *ts = calloc((size_t)max_t, sizeof *ts);
     if (!ts) {
         gguf_writer_free(w);
@@ -490,50 +551,22 @@ static sov_status synth_deepseek2(const sov_synth_params *p, const char *path, s
     }
     int n = 0;
     char name[96];
-    /* nm matrices of (rows, cols) in one 3-D tensor, GGUF ne [cols, rows, nm] */
-#define ADD3(nm_, rows_, cols_, ...)                                                           \
-    do {                                                                                     \
-        snprintf(name, sizeof name, __VA_ARGS__);                                            \
-        const int64_t ne_[3] = {(cols_), (rows_), (nm_)};                                    \
-        gguf_add_tensor(w, name, p->type, 3, ne_);                                           \
-        ts[n++] = (synth_tensor){FILL_MATRIX, p->type, (rows_) * (nm_), (cols_)};            \
-    } while (0)
     ADD(FILL_EMBD, p->embd_type, n_vocab, E, "token_embd.weight");
-    for (int il = 0; il < p->n_layer; il++) {
-        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.attn_norm.weight", il);
-        if (Q) {
-            ADD(FILL_MATRIX, p->type, Q, E, "blk.%d.attn_q_a.weight", il);
-            ADD(FILL_NORM, SOV_TYPE_F32, 1, Q, "blk.%d.attn_q_a_norm.weight", il);
-            ADD(FILL_MATRIX, p->type, H * (nope + R), Q, "blk.%d.attn_q_b.weight", il);
-        } else {
-            ADD(FILL_MATRIX, p->type, H * (nope + R), E, "blk.%d.attn_q.weight", il);
-        }
-        ADD(FILL_MATRIX, p->type, Lr + R, E, "blk.%d.attn_kv_a_mqa.weight", il);
-        ADD(FILL_NORM, SOV_TYPE_F32, 1, Lr, "blk.%d.attn_kv_a_norm.weight", il);
-        ADD3(H, Lr, nope, "blk.%d.attn_k_b.weight", il); /* per head: k_b transposed */
-        ADD3(H, Dv, Lr, "blk.%d.attn_v_b.weight", il);
-        ADD(FILL_MATRIX, p->type, E, H * Dv, "blk.%d.attn_output.weight", il);
-        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.ffn_norm.weight", il);
-        if (il < dense) {
-            ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_gate.weight", il);
-            ADD(FILL_MATRIX, p->type, E, F, "blk.%d.ffn_down.weight", il);
-            ADD(FILL_MATRIX, p->type, F, E, "blk.%d.ffn_up.weight", il);
-            continue;
-        }
-        ADD(FILL_MATRIX, SOV_TYPE_F32, X, E, "blk.%d.ffn_gate_inp.weight", il);
-        if (gating == 2) ADD(FILL_BIAS, SOV_TYPE_F32, 1, X, "blk.%d.exp_probs_b.bias", il);
-        ADD3(X, Fx, E, "blk.%d.ffn_gate_exps.weight", il);
-        ADD3(X, E, Fx, "blk.%d.ffn_down_exps.weight", il);
-        ADD3(X, Fx, E, "blk.%d.ffn_up_exps.weight", il);
-        if (n_shared) {
-            ADD(FILL_MATRIX, p->type, Fx * n_shared, E, "blk.%d.ffn_gate_shexp.weight", il);
-            ADD(FILL_MATRIX, p->type, E, Fx * n_shared, "blk.%d.ffn_down_shexp.weight", il);
-            ADD(FILL_MATRIX, p->type, Fx * n_shared, E, "blk.%d.ffn_up_shexp.weight", il);
-        }
-    }
+    for (int il = 0; il < p->n_layer; il++) n = ds2_block(p, &sh, w, ts, n, il);
     ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "output_norm.weight");
     if (!p->tied) ADD(FILL_MATRIX, p->output_type, n_vocab, E, "output.weight");
-#undef ADD3
+    /* the MTP blocks last, so that the other tensors' seeds do not depend on them: a
+     * decoder block, then nextn.* with their own embedding and head, as DeepSeek-V3's
+     * checkpoint holds them */
+    for (int il = p->n_layer; il < p->n_layer + n_mtp; il++) {
+        n = ds2_block(p, &sh, w, ts, n, il);
+        ADD(FILL_MATRIX, p->type, E, 2 * E, "blk.%d.nextn.eh_proj.weight", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.nextn.enorm.weight", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.nextn.hnorm.weight", il);
+        ADD(FILL_EMBD, p->embd_type, n_vocab, E, "blk.%d.nextn.embed_tokens.weight", il);
+        ADD(FILL_NORM, SOV_TYPE_F32, 1, E, "blk.%d.nextn.shared_head_norm.weight", il);
+        ADD(FILL_MATRIX, p->output_type, n_vocab, E, "blk.%d.nextn.shared_head_head.weight", il);
+    }
     return write_tensors(p, w, ts, n, path, progress, progress_user);
 }
 
@@ -542,6 +575,8 @@ sov_status sov_synth_write(const sov_synth_params *p, const char *path, sov_prog
     if (strcmp(p->arch, "bert") == 0 || strcmp(p->arch, "nomic-bert") == 0 || strcmp(p->arch, "nomic-bert-moe") == 0)
         return synth_encoder(p, path, progress, progress_user);
     if (strcmp(p->arch, "deepseek2") == 0) return synth_deepseek2(p, path, progress, progress_user);
+    if (p->post_norm || p->n_mtp)
+        return sov_fail(SOV_ERR_ARG, "gen-model: --post-norm and --mtp are written for deepseek2 only");
     const bool qwen2moe = strcmp(p->arch, "qwen2moe") == 0;
     const bool qwen2 = strcmp(p->arch, "qwen2") == 0 || qwen2moe, qwen3moe = strcmp(p->arch, "qwen3moe") == 0;
     const bool qwen3 = strcmp(p->arch, "qwen3") == 0 || qwen3moe, qwen = qwen2 || qwen3;

@@ -49,6 +49,8 @@ typedef struct sov_synth_params {
     int32_t n_lora_q;        /* deepseek2: q_lora_rank (-1: a plain attn_q) */
     int32_t n_lora_kv, qk_nope, v_head; /* deepseek2: kv_lora_rank, nope and value head sizes */
     int32_t expert_gating;   /* deepseek2: 1 softmax (V2, no bias), 2 sigmoid + exp_probs_b (V3) */
+    bool post_norm;          /* deepseek2: A.X K1's norm after the MoE output (post_ffw_norm) */
+    int32_t n_mtp;           /* deepseek2: MTP blocks after the n_layer ones (nextn_predict_layers) */
 } sov_synth_params;
 
 /* Defaults: a small llama (dim 256, 4 layers), F32, seed 1. */

@@ -503,6 +503,13 @@ class Model:
         # hyperparameters, as llama.cpp reads them
         self.n_embd = int(key("embedding_length"))
         self.n_layer = int(key("block_count"))
+        # deepseek2 multi-token prediction (DeepSeek-V3, A.X K1; llama.cpp's
+        # nextn_predict_layers): the last n_mtp blocks are MTP blocks (see mtp_logits), not
+        # part of the forward pass; n_layer counts the others
+        self.n_mtp = int(key("nextn_predict_layers", 0)) if a == "deepseek2" else 0
+        if not 0 <= self.n_mtp < self.n_layer:
+            raise GGUFError("%s: %d MTP blocks of %d" % (g.path, self.n_mtp, self.n_layer))
+        self.n_layer -= self.n_mtp
         self.n_head = int(key("attention.head_count"))
         self.n_head_kv = int(key("attention.head_count_kv", self.n_head))
         moe_arch = a in ("qwen3moe", "qwen2moe", "deepseek2")
@@ -535,6 +542,10 @@ class Model:
         # show that they matter
         self.apply_bias = True
         self.shexp_gate = True
+        # A.X K1 (AXK1DecoderLayer): post_mlp_layernorm, an RMSNorm of the MoE block's
+        # output (routed + shared) before the residual add, in the layers that have
+        # post_ffw_norm (its MoE layers); tests clear it to show that it matters
+        self.apply_post_norm = True
         if self.n_expert and not 1 <= self.n_expert_used <= self.n_expert:
             raise GGUFError("%s: %d experts used of %d" % (g.path, self.n_expert_used, self.n_expert))
         if self.expert_gating not in (1, 2):
@@ -719,8 +730,13 @@ class Model:
         if self.out_name == "output.weight":
             want["output.weight"] = (E, self.n_vocab)
         X, Fx, Fs, F = self.n_expert, self.n_ff_exp, self.n_ff_shexp, self.n_ff
-        for i in range(self.n_layer):
+        for i in range(self.n_layer + self.n_mtp):
             p = "blk.%d." % i
+            if i >= self.n_layer:
+                want.update({p + "nextn.eh_proj.weight": (2 * E, E), p + "nextn.enorm.weight": (E,),
+                             p + "nextn.hnorm.weight": (E,)})
+            if p + "post_ffw_norm.weight" in self.g.tensors:
+                want[p + "post_ffw_norm.weight"] = (E,)
             want.update({p + "attn_norm.weight": (E,), p + "ffn_norm.weight": (E,),
                          p + "attn_kv_a_mqa.weight": (E, L + R), p + "attn_kv_a_norm.weight": (L,),
                          p + "attn_k_b.weight": (Dq - R, L, H), p + "attn_v_b.weight": (L, Dv, H),
@@ -808,7 +824,7 @@ class Model:
     # -- the forward pass --
 
     def new_cache(self):
-        return Cache(self.n_layer)
+        return Cache(self.n_layer + self.n_mtp)
 
     def forward(self, tokens, cache=None, kv_f16=False, act_q8=False):
         """Logits float64 [len(tokens), n_vocab] of tokens at positions cache.n_past...,
@@ -836,7 +852,7 @@ class Model:
             if self.mla:                            # multi-head latent attention
                 x = x + self._mla(p, il, xb, positions, cos, sin, cache, kv_f16, act_q8)
                 xb = self.rmsnorm(x, self._vector(p + "ffn_norm.weight"))
-                x = x + (self._moe(p, xb, act_q8) if il >= self.n_dense_lead else self._ffn(p, xb, act_q8))
+                x = x + self._mla_ffn(p, il, xb, act_q8)
                 continue
             q, k, v = self._qkv(p, xb, act_q8)     # [T, H*D], [T, Hkv*D], [T, Hkv*Dv]
             if self.qk_norm and self.apply_qk_norm:  # per head: rows of D values
@@ -969,6 +985,46 @@ class Model:
         if self.arch == "qwen2moe" and self.shexp_gate:
             out = out / (1.0 + np.exp(-(xb @ g)))[:, None]
         return out
+
+    def _mla_ffn(self, p, il, xb, act_q8):
+        """deepseek2's FFN block output [T, E]: dense in the leading layers, else the
+        experts plus the shared expert; RMS-normalised by post_ffw_norm where the layer has
+        one (A.X K1's post_mlp_layernorm)."""
+        out = self._moe(p, xb, act_q8) if il >= self.n_dense_lead else self._ffn(p, xb, act_q8)
+        if self.apply_post_norm and p + "post_ffw_norm.weight" in self.g.tensors:
+            out = self.rmsnorm(out, self._vector(p + "post_ffw_norm.weight"))
+        return out
+
+    def mtp_logits(self, hidden, next_tokens, depth=0, act_q8=False):
+        """Multi-token prediction module `depth` (DeepSeek-V3 section 2.2, as llama.cpp's
+        deepseek2 MTP graph and vLLM's DeepSeekMTP compute it) over one sequence from
+        position 0: hidden [T, E] the model's final hidden states (after output_norm) of
+        tokens 0..T-1, next_tokens the T tokens 1..T. Per row
+          x = eh_proj([rmsnorm(embed(next)) * enorm, rmsnorm(hidden) * hnorm])
+          x = the MTP decoder block over x (causal among the T rows, its own attention)
+          logits = head(rmsnorm(x) * head_norm)
+        with nextn.embed_tokens / shared_head_norm / shared_head_head where the file has
+        them, else the model's token_embd / output_norm / output. Returns [T, n_vocab], row
+        i the prediction of token i + 2."""
+        il = self.n_layer + depth
+        p = "blk.%d." % il
+        has = lambda n: p + n in self.g.tensors  # noqa: E731
+        tokens = [int(t) for t in next_tokens]
+        T = len(tokens)
+        positions = np.arange(T)
+        cos, sin = self.rope_cos_sin(positions)
+        e = self._rows(p + "nextn.embed_tokens.weight" if has("nextn.embed_tokens.weight") else "token_embd.weight",
+                       tokens)
+        e = self.rmsnorm(e, self._vector(p + "nextn.enorm.weight"))
+        h = self.rmsnorm(np.asarray(hidden, dtype=np.float64), self._vector(p + "nextn.hnorm.weight"))
+        x = self._linear(p + "nextn.eh_proj.weight", np.concatenate([e, h], axis=1), act_q8)
+        xb = self.rmsnorm(x, self._vector(p + "attn_norm.weight"))
+        x = x + self._mla(p, il, xb, positions, cos, sin, self.new_cache(), False, act_q8)
+        xb = self.rmsnorm(x, self._vector(p + "ffn_norm.weight"))
+        x = x + self._mla_ffn(p, il, xb, act_q8)
+        norm = p + "nextn.shared_head_norm.weight" if has("nextn.shared_head_norm.weight") else "output_norm.weight"
+        head = p + "nextn.shared_head_head.weight" if has("nextn.shared_head_head.weight") else self.out_name
+        return self._mul(head, self.rmsnorm(x, self._vector(norm)), act_q8)
 
     def _mla(self, p, il, xb, positions, cos, sin, cache, kv_f16, act_q8):
         """DeepseekV3Attention in its plain (decompressed) form, as transformers writes it:

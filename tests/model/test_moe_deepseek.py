@@ -15,12 +15,15 @@ kernel table, batch invariance, refused files.
    with the bounds of test_forward_reference.py.
 3. Batch invariance: three sequences alone, batched, stepped and mixed give bitwise the
    same logits (best and scalar kernels, 2 threads): grouped routing, shared experts and
-   the per-head absorbed products do not depend on the other tokens of a batch.
+   the per-head absorbed products do not depend on the other tokens of a batch (the Q8_0
+   deepseek2 file has A.X K1's post-norms and an MTP block).
 4. Refused files, one line each: a missing attn_k_b, the older layout (no key_length_mla),
    contradicting MLA sizes, groups that cannot hold the experts used, YaRN without
    yarn_log_multiplier, linear rope scaling on deepseek2.
    Every u32 metadata value of both set to 0, 1, 3, 2^31-1, 2^32-1: loads and runs, or one
-   line and exit 1, never a crash (the sanitizer build runs this too).
+   line and exit 1, never a crash (the sanitizer build runs this too); the deepseek2 file
+   has post-norms and an MTP block, so nextn_predict_layers is among the keys
+   (test_deepseek_mtp.py tests both features).
 5. --vocab-from works for both.
 """
 import json
@@ -148,7 +151,8 @@ def against_reference():
 def batch_invariance():
     rng = np.random.default_rng(11)
     seqs = [[1] + [int(t) for t in rng.integers(3, 300, size=n)] for n in (37, 5, 20)]
-    for arch, typ, extra in (("qwen2moe", "Q4_0", []), ("deepseek2", "Q8_0", []), ("deepseek2", "F32", V2LITE)):
+    for arch, typ, extra in (("qwen2moe", "Q4_0", []), ("deepseek2", "Q8_0", ["--post-norm", "--mtp", "1"]),
+                             ("deepseek2", "F32", V2LITE)):
         path = tmp("inv.gguf")
         fwd.gen(path, arch, typ, extra)
         for isa in ("", "scalar"):
@@ -216,7 +220,8 @@ def malformed_sweep():
     turn: the model loads and runs (or stops with one line, e.g. a context of 1 too small
     for the prompt), or is refused at load with one line and exit 1; never a crash, a hang
     or (under the sanitizers) a bad access."""
-    for arch, extra in (("deepseek2", ["--expert-groups", "2"]), ("qwen2moe", [])):
+    # deepseek2 with A.X K1's post-norms and an MTP block: nextn_predict_layers is swept too
+    for arch, extra in (("deepseek2", ["--expert-groups", "2", "--post-norm", "--mtp", "1"]), ("qwen2moe", [])):
         path = tmp("sweep.gguf")
         fwd.run([SOV, "gen-model", "-o", path, "--arch", arch, "--dim", "64", "--layers", "2", "--heads", "2",
                  "--kv-heads", "1", "--vocab", "300", "--ffn", "64", "--q-lora", "32", "--kv-lora", "32",
