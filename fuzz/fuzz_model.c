@@ -12,6 +12,8 @@
  *      nomic-bert-moe)
  *   sov gen-model --arch deepseek2 --dim 64 --layers 2 --heads 2 --ffn 64 --q-lora 32 --kv-lora 32 \
  *       --qk-nope 32 --v-head 32 --rope-dims 16 --vocab 300 -o corpus/deepseek2.gguf
+ *   (the same with --post-norm --mtp 1 --experts 4 --experts-used 2 --expert-ffn 32: A.X K1's
+ *    post-MoE norm and an MTP block, -o corpus/deepseek2-mtp.gguf)
  *   sov gen-model --experts 4 --experts-used 2 --dim 32 --layers 1 --heads 2 --kv-heads 1 \
  *       --ffn 32 --vocab 300 -o corpus/mixtral.gguf */
 #include <stdint.h>

@@ -360,6 +360,9 @@ static inline float q8_0p_block(const uint8_t *w, const uint8_t *a, int64_t i, i
             __m256 dw[R], da[C];                                                                         \
             UNROLL for (int r = 0; r < R; r++) dw[r] = _mm256_cvtph_ps(                                  \
                 _mm_loadu_si128((const __m128i *)(wb + (size_t)r * ldw + 2 * i)));                       \
+            if (C == 1 && (i & 31) == 0) /* decode: the rows' scales PF_ROWS rows on (a line: 32) */      \
+                UNROLL for (int r = 0; r < R; r++)                                                       \
+                    _mm_prefetch((const char *)((uintptr_t)wb + (r + PF_ROWS) * ldw + 2 * (uintptr_t)i), _MM_HINT_T0); \
             UNROLL for (int c = 0; c < C; c++) da[c] = _mm256_loadu_ps((const float *)(ab + (size_t)c * lda) + i); \
             UNROLL for (int j = 0; j < 4; j++) {                                                         \
                 const __m256i idx = pair_idx(j);                                                         \

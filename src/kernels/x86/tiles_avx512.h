@@ -65,6 +65,15 @@ static inline __m512 q4pz_bc4(const float *x0, const float *x1, const float *x2,
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
 }
 
+/* the same for 2 values per column (a last pair), the other lanes zero */
+static inline __m512 q4pz_bc2(const float *x0, const float *x1, const float *x2, const float *x3) {
+    __m512 z = _mm512_castps128_ps512(_mm_maskz_loadu_ps(3, x0));
+    z = _mm512_insertf32x4(z, _mm_maskz_loadu_ps(3, x1), 1);
+    z = _mm512_insertf32x4(z, _mm_maskz_loadu_ps(3, x2), 2);
+    z = _mm512_insertf32x4(z, _mm_maskz_loadu_ps(3, x3), 3);
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+}
+
 /* -8 s as int32 from the exact float sums */
 static inline __m512i q4pz_off(__m512 s) {
     return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_cvtps_epi32(s), 3));
@@ -73,13 +82,13 @@ static inline __m512i q4pz_off(__m512 s) {
 /* One step of 4 blocks (blk its first) of an R x C tile; SA / OFF: the step's (block,
  * column) activation scales and offsets, sw[r] the row's weight scales spread per block.
  * With C < 4 the missing columns repeat the first ones (lanes ignored at the end). */
-#define Q4PZR_STEP(R, C, blk, SA, OFF)                                                                   \
+#define Q4PZR_STEP(R, C, blk, SA, OFF, LAST)                                                             \
     {                                                                                                    \
         __m512i yl[C], yh[C];                                                                            \
         UNROLL for (int c = 0; c < C; c++) {                                                             \
             const char *q8 = ac[c] + 8 * nb + 32 * (blk);                                                \
             const __m512i a0 = _mm512_loadu_si512((const void *)q8);                                     \
-            const __m512i a1 = _mm512_loadu_si512((const void *)(q8 + 64));                              \
+            const __m512i a1 = LAST ? _mm512_setzero_si512() : _mm512_loadu_si512((const void *)(q8 + 64)); \
             yl[c] = _mm512_shuffle_i64x2(a0, a1, 0x44);                                                  \
             yh[c] = _mm512_shuffle_i64x2(a0, a1, 0xee);                                                  \
         }                                                                                                \
@@ -88,7 +97,7 @@ static inline __m512i q4pz_off(__m512 s) {
             /* a few columns (batched decode) are memory-bound like decode: prefetch 4 tiles on   \
              * (measured: 16 rows ahead beats 4 and 8 by ~10% per step at 4 and 16 streams) */      \
             if (R == 4 && C <= 4) _mm_prefetch(wq + 16 * ldw, _MM_HINT_T0);                               \
-            const __m512i q = _mm512_loadu_si512((const void *)wq);                                      \
+            const __m512i q = LAST ? _mm512_maskz_loadu_epi8(0xffffffffu, wq) : _mm512_loadu_si512((const void *)wq); \
             const __m512i lo = _mm512_and_si512(q, m4);                                                  \
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);                            \
             __m512i p[4];                                                                                \
@@ -128,7 +137,7 @@ static inline __m512i q4pz_off(__m512 s) {
                 const __m512i off = q4pz_off(sf[j]);                                                     \
                 __m512 sw[R];                                                                            \
                 UNROLL for (int r = 0; r < R; r++) sw[r] = _mm512_permutexvar_ps(idx, dw[r]);            \
-                Q4PZR_STEP(R, C, i + 4 * j, sa[j], off)                                                  \
+                Q4PZR_STEP(R, C, i + 4 * j, sa[j], off, 0)                                               \
             }                                                                                            \
         }                                                                                                \
         for (; i < n4; i += 4) {                                                                         \
@@ -141,7 +150,20 @@ static inline __m512i q4pz_off(__m512 s) {
             const float *f2 = (const float *)ac[2], *f3 = (const float *)ac[3];                          \
             const __m512 sa1 = q4pz_bc4(f0 + i, f1 + i, f2 + i, f3 + i);                                 \
             const __m512i off = q4pz_off(q4pz_bc4(f0 + nb + i, f1 + nb + i, f2 + nb + i, f3 + nb + i));  \
-            Q4PZR_STEP(R, C, i, sa1, off)                                                                \
+            Q4PZR_STEP(R, C, i, sa1, off, 0)                                                             \
+        }                                                                                                \
+        if (nb - i >= 2) { /* a last pair (rows of 4k + 2 blocks: 576 wide): a step of 4 blocks of */   \
+            /* which the first 2 exist, the others' quants, scales and sums read as zeros */           \
+            const __m512i idx = q4pz_idx(0);                                                             \
+            __m512 sw[R];                                                                                \
+            UNROLL for (int r = 0; r < R; r++) sw[r] = _mm512_permutexvar_ps(                            \
+                idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(3, wb + (size_t)r * ldw + 2 * i)))); \
+            const float *f0 = (const float *)ac[0], *f1 = (const float *)ac[1];                          \
+            const float *f2 = (const float *)ac[2], *f3 = (const float *)ac[3];                          \
+            const __m512 sa1 = q4pz_bc2(f0 + i, f1 + i, f2 + i, f3 + i);                                 \
+            const __m512i off = q4pz_off(q4pz_bc2(f0 + nb + i, f1 + nb + i, f2 + nb + i, f3 + nb + i));  \
+            Q4PZR_STEP(R, C, i, sa1, off, 1)                                                             \
+            i += 2;                                                                                      \
         }                                                                                                \
         UNROLL for (int r = 0; r < R; r++) {                                                             \
             float l[16];                                                                                 \
@@ -149,7 +171,7 @@ static inline __m512i q4pz_off(__m512 s) {
             UNROLL for (int c = 0; c < C; c++) {                                                         \
                 const uint8_t *w = (const uint8_t *)(wb + (size_t)r * ldw), *a = (const uint8_t *)ac[c]; \
                 float v = (l[c] + l[4 + c]) + (l[8 + c] + l[12 + c]);                                    \
-                v += q4_0p_tail(w, a, n4, nb);                                                           \
+                v += q4_0p_tail(w, a, i, nb); /* a trailing odd block */                                 \
                 y[(size_t)c * ldy + (size_t)r] = v;                                                      \
             }                                                                                            \
         }                                                                                                \
@@ -172,17 +194,17 @@ static inline __m512 q4pz_bc4h(const char *w0, const char *w1, const char *w2, c
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
 }
 
-#define Q4PZR_ROWS_STEP(blk, SW, SA, OFF)                                                                \
+#define Q4PZR_ROWS_STEP(blk, SW, SA, OFF, LAST)                                                          \
     {                                                                                                    \
         const char *q8 = ab + 8 * nb + 32 * (blk);                                                       \
         const __m512i a0 = _mm512_loadu_si512((const void *)q8);                                         \
-        const __m512i a1 = _mm512_loadu_si512((const void *)(q8 + 64));                                  \
+        const __m512i a1 = LAST ? _mm512_setzero_si512() : _mm512_loadu_si512((const void *)(q8 + 64));  \
         const __m512i yl = _mm512_shuffle_i64x2(a0, a1, 0x44), yh = _mm512_shuffle_i64x2(a0, a1, 0xee);  \
         __m512i p[4];                                                                                    \
         UNROLL for (int r = 0; r < 4; r++) {                                                             \
             const char *wq = wb + (size_t)r * ldw + 2 * nb + 16 * (blk);                                 \
             _mm_prefetch(wq + 4 * ldw, _MM_HINT_T0); /* the same place 4 rows on: the next tile */       \
-            const __m512i q = _mm512_loadu_si512((const void *)wq);                                      \
+            const __m512i q = LAST ? _mm512_maskz_loadu_epi8(0xffffffffu, wq) : _mm512_loadu_si512((const void *)wq); \
             const __m512i lo = _mm512_and_si512(q, m4);                                                  \
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);                            \
             p[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, yl), hi, yh);     \
@@ -210,7 +232,7 @@ static inline void tile_q4_0pr_rows4(int64_t nb, const char *wb, size_t ldw, con
         const __m512i off = q4pz_off(_mm512_loadu_ps(af + nb + i));
         UNROLL for (int j = 0; j < 4; j++) {
             const __m512i idx = q4pz_idx(j);
-            Q4PZR_ROWS_STEP(i + 4 * j, sw[j], _mm512_permutexvar_ps(idx, da), _mm512_permutexvar_epi32(idx, off))
+            Q4PZR_ROWS_STEP(i + 4 * j, sw[j], _mm512_permutexvar_ps(idx, da), _mm512_permutexvar_epi32(idx, off), 0)
         }
     }
     for (; i < n4; i += 4) {
@@ -219,13 +241,29 @@ static inline void tile_q4_0pr_rows4(int64_t nb, const char *wb, size_t ldw, con
         const __m512 sa = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_loadu_ps(af + i)));
         const __m512i off =
             _mm512_permutexvar_epi32(idx, q4pz_off(_mm512_castps128_ps512(_mm_loadu_ps(af + nb + i))));
-        Q4PZR_ROWS_STEP(i, sw, sa, off)
+        Q4PZR_ROWS_STEP(i, sw, sa, off, 0)
+    }
+    if (nb - i >= 2) { /* a last pair, as in the tiles above */
+        const __m512i idx = q4pz_idx(0);
+        __m128 h[4];
+        UNROLL for (int r = 0; r < 4; r++) h[r] = _mm_cvtph_ps(_mm_maskz_loadu_epi16(3, wr[r] + 2 * i));
+        __m512 z = _mm512_castps128_ps512(h[0]);
+        z = _mm512_insertf32x4(z, h[1], 1);
+        z = _mm512_insertf32x4(z, h[2], 2);
+        z = _mm512_insertf32x4(z, h[3], 3);
+        const __m512 sw =
+            _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+        const __m512 sa = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(3, af + i)));
+        const __m512i off =
+            _mm512_permutexvar_epi32(idx, q4pz_off(_mm512_castps128_ps512(_mm_maskz_loadu_ps(3, af + nb + i))));
+        Q4PZR_ROWS_STEP(i, sw, sa, off, 1)
+        i += 2;
     }
     float l[16];
     _mm512_storeu_ps(l, acc);
     UNROLL for (int r = 0; r < 4; r++) {
         float v = (l[r] + l[4 + r]) + (l[8 + r] + l[12 + r]);
-        v += q4_0p_tail((const uint8_t *)wr[r], (const uint8_t *)ab, n4, nb);
+        v += q4_0p_tail((const uint8_t *)wr[r], (const uint8_t *)ab, i, nb); /* a trailing odd block */
         y[r] = v;
     }
 }
