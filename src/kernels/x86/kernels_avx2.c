@@ -423,35 +423,6 @@ static inline __m256i q4p_pair(__m256i lo, __m256i hi, __m256i ylo, __m256i yhi)
 #endif
 }
 
-/* q4_0P blocks i0..nb-1 (i0 even; the 512-bit tiles' leftover after groups of 4): whole
- * pairs through one pair product, each block's exact integer sum then scaled as
- * q4_0p_block does (the same float operations: the same value), a trailing odd block by
- * q4_0p_block. Rows 18 blocks long (576 wide) left 2 of 18 blocks to the scalar loop,
- * which made them ~10x slower than in the file layout. */
-static inline float q4_0p_tail(const uint8_t *w, const uint8_t *a, int64_t i0, int64_t nb) {
-    const float *af = (const float *)a;
-    float v = 0.0f;
-    int64_t i = i0;
-    for (; i + 2 <= nb; i += 2) {
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(w + 2 * nb + 16 * i));
-        const __m256i m4 = _mm256_set1_epi8(0x0f);
-        const uint8_t *aq = a + 8 * nb + 32 * i;
-        const __m256i p = q4p_pair(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
-                                   _mm256_loadu_si256((const __m256i *)aq),
-                                   _mm256_loadu_si256((const __m256i *)(aq + 32)));
-        int32_t l[8];
-        _mm256_storeu_si256((__m256i *)l, p);
-        for (int b = 0; b < 2; b++) {
-            const int s = (l[4 * b] + l[4 * b + 1]) + (l[4 * b + 2] + l[4 * b + 3]) - 8 * (int)af[nb + i + b];
-            uint16_t hd;
-            memcpy(&hd, w + 2 * (i + b), 2);
-            v += h2f(hd) * af[i + b] * (float)s;
-        }
-    }
-    for (; i < nb; i++) v += q4_0p_block(w, a, i, nb);
-    return v;
-}
-
 /* q4_0P: nibbles of blocks 2k, 2k+1 in one load */
 #define Q4P_PRODUCT                                                                                      \
     const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 16 * (i + 2 * j)));                      \

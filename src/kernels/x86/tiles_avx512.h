@@ -26,6 +26,35 @@
  * added in one fixed order at the end, so gemm equals vec_dot bit for bit. The float
  * summation order differs from the 256-bit tiles (and so from the avx2 table). */
 
+/* q4_0P blocks i0..nb-1 (i0 even; the 512-bit tiles' leftover after groups of 4): whole
+ * pairs through one pair product, each block's exact integer sum then scaled as
+ * q4_0p_block does (the same float operations: the same value), a trailing odd block by
+ * q4_0p_block. Rows 18 blocks long (576 wide) left 2 of 18 blocks to the scalar loop,
+ * which made them ~10x slower than in the file layout. */
+static inline float q4_0p_tail(const uint8_t *w, const uint8_t *a, int64_t i0, int64_t nb) {
+    const float *af = (const float *)a;
+    float v = 0.0f;
+    int64_t i = i0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(w + 2 * nb + 16 * i));
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        const uint8_t *aq = a + 8 * nb + 32 * i;
+        const __m256i p = q4p_pair(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                   _mm256_loadu_si256((const __m256i *)aq),
+                                   _mm256_loadu_si256((const __m256i *)(aq + 32)));
+        int32_t l[8];
+        _mm256_storeu_si256((__m256i *)l, p);
+        for (int b = 0; b < 2; b++) {
+            const int s = (l[4 * b] + l[4 * b + 1]) + (l[4 * b + 2] + l[4 * b + 3]) - 8 * (int)af[nb + i + b];
+            uint16_t hd;
+            memcpy(&hd, w + 2 * (i + b), 2);
+            v += h2f(hd) * af[i + b] * (float)s;
+        }
+    }
+    for (; i < nb; i++) v += q4_0p_block(w, a, i, nb);
+    return v;
+}
+
 /* lane k -> 4j + k / 4: spreads the per-block value of blocks 4j..4j+3 (of a group of
  * 16) over the 4 lanes of each 128-bit lane */
 static inline __m512i q4pz_idx(int j) {
