@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import reference  # noqa: E402
 import test_forward_reference as fwd  # noqa: E402  (gen, sov_logits, bounds, ISAS)
-from test_moe import patch_u32  # noqa: E402
+from test_moe import patch_u32, vocab_from_results  # noqa: E402
 
 SOV = os.environ.get("SOV_BIN")
 TOOLS = os.environ.get("SOV_TOOLS_DIR")
@@ -259,20 +259,8 @@ def malformed_sweep():
 
 
 def vocab_from():
-    src = os.path.join(SHARED, "stories260K.gguf")
-    if not os.path.exists(src):
-        print("skip --vocab-from (no %s)" % src)
-        return
-    n_src = len(reference.GGUF(src).kv["tokenizer.ggml.tokens"])
-    for arch in ("qwen2moe", "deepseek2"):
-        path = tmp("vocab.gguf")
-        fwd.run([SOV, "gen-model", "-o", path, "--arch", arch, "--vocab-from", src])
-        check(reference.GGUF(path).tensors["token_embd.weight"].ne[1] == n_src, "%s --vocab-from: %d rows" %
-              (arch, n_src))
-        r = subprocess.run([SOV, "run", "-m", path, "-p", "Once upon a time", "-n", "4", "--temp", "0"],
-                           capture_output=True, text=True, errors="replace", timeout=60)
-        check(r.returncode == 0, "%s --vocab-from: the model runs (%s)" % (arch, r.stderr.strip().splitlines()[-1:]))
-        os.remove(path)
+    for ok, what in vocab_from_results((("qwen2moe", []), ("deepseek2", []))):
+        check(ok, what)
 
 
 def main():
