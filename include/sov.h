@@ -419,6 +419,16 @@ size_t sov_stopper_flush(sov_stopper *stopper, const char **out);
  * SOV_ERR_UNSUPPORTED (a build without MPI), SOV_ERR_ARG (not started by mpirun, or a
  * world of another size; sov_last_error() gives the command to use), SOV_ERR_IO. */
 sov_status sov_tp_init(int32_t n_ranks, sov_tp **out);
+/* How a model is split across the ranks: tensor parallel (--tp: every layer's heads and
+ * FFN units, docs/TP.md), expert parallel (--ep: a mixture-of-experts model's routed
+ * experts, tokens exchanged with MPI_Alltoallv), pipeline parallel (--pp: the layers, in
+ * stages, docs/SCALE-OUT.md). */
+typedef enum sov_split { SOV_SPLIT_TENSOR = 0, SOV_SPLIT_EXPERT, SOV_SPLIT_PIPELINE } sov_split;
+/* sov_tp_init for any split (sov_tp_init is SOV_SPLIT_TENSOR). */
+sov_status sov_tp_init_split(int32_t n_ranks, sov_split how, sov_tp **out);
+sov_split sov_tp_split(const sov_tp *tp);
+/* The option that asks for a split: "--tp", "--ep" or "--pp". */
+const char *sov_split_option(sov_split how);
 /* This process's rank, 0..n_ranks-1, and n_ranks. */
 int32_t sov_tp_rank(const sov_tp *tp);
 int32_t sov_tp_size(const sov_tp *tp);

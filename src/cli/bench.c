@@ -48,6 +48,8 @@ static void help(FILE *f) {
             "                     for keys / values alone\n"
             "  --tp R             split the model over R MPI ranks: mpirun -np R sov bench ... --tp R\n"
             "                     (docs/TP.md; tokens/s are the whole job's, MB per token one rank's)\n"
+            "  --ep R             split a MoE model's routed experts over R ranks (mpirun -np R)\n"
+            "  --pp S             split the layers into S pipeline stages, one rank each (mpirun -np S)\n"
             "  --json             one JSON object per line per measurement (instead of the table)\n"
             "  --json-file PATH   also append those JSON lines to PATH (with the table)\n"
             "  --no-bandwidth     skip the bandwidth measurement\n"
@@ -135,7 +137,8 @@ static void json_str(FILE *f, const char *s) {
 
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *tlist = NULL, *json_path = NULL;
-    long n_pp = 512, n_tg = 128, reps = 5, depth = 0, n_tp = 1;
+    long n_pp = 512, n_tg = 128, reps = 5, depth = 0;
+    cli_split split = {1, 1, 1};
     sov_kv_type kv_k = SOV_KV_DEFAULT, kv_v = SOV_KV_DEFAULT;
     bool json = false, bandwidth = true, bad = false;
     energy_params ep = {0, 0};
@@ -146,7 +149,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (cli_opt_str(argc, argv, &i, "-m", &path, &bad) || cli_opt_str(argc, argv, &i, "--model", &path, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "-p", &n_pp, &bad) || cli_opt_int(argc, argv, &i, "-n", &n_tg, &bad) ||
                    cli_opt_int(argc, argv, &i, "-r", &reps, &bad) || cli_opt_int(argc, argv, &i, "-d", &depth, &bad)) {
-        } else if (cli_opt_int(argc, argv, &i, "--tp", &n_tp, &bad)) {
+        } else if (cli_opt_split(argc, argv, &i, &split, &bad)) {
         } else if (cli_opt_kv_type(argc, argv, &i, &kv_k, &kv_v, &bad)) {
         } else if (cli_opt_str(argc, argv, &i, "-t", &tlist, &bad)) {
         } else if (cli_opt_float(argc, argv, &i, "--cpu-watts", &ep.cpu_watts, &bad) ||
@@ -163,7 +166,6 @@ int cmd_bench(int argc, char **argv) {
     if (ep.cpu_watts < 0 || ep.cpu_watts > 10000 || ep.dram_pj_per_byte < 0 || ep.dram_pj_per_byte > 1e6)
         return cli_error("bench", "--cpu-watts must be 0..10000 and --dram-pj-per-byte 0..1000000");
     if (depth < 0 || depth > (1 << 20)) return cli_error("bench", "-d must be 0..1048576");
-    if (n_tp < 0 || n_tp > 4096) return cli_error("bench", "--tp must be 1..4096");
     int threads[MAX_THREAD_COUNTS], n_threads = 0;
     if (tlist) {
         for (const char *p = tlist; *p && n_threads < MAX_THREAD_COUNTS;) {
@@ -179,7 +181,7 @@ int cmd_bench(int argc, char **argv) {
     }
 
     sov_tp *tp = NULL;
-    if (cli_tp_start("bench", n_tp, argc, argv, &tp)) return 1;
+    if (cli_tp_start("bench", &split, argc, argv, &tp)) return 1;
     const double t_load = sov_now_s();
     sov_model *model;
     sov_model_params mp = sov_model_default_params();

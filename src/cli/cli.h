@@ -68,14 +68,22 @@ int64_t cli_parse_time(const char *v, int64_t now);
  * PostgreSQL or no store). Returns buf, or NULL when it would need HOME and there is none. */
 const char *cli_state_dir(const char *db, const char *given, char *buf, size_t cap);
 
-/* --tp R (cli/tp.c, docs/TP.md): cli_tp_start starts MPI when R > 1 (*out stays NULL for
- * 0 or 1) and returns 0, or 1 after printing why not (and, when not started by mpirun, the
- * mpirun command line to use). Ranks > 0 hand their loaded model to cli_tp_worker, which
- * follows rank 0 until it frees its model, frees model and tp, and returns the exit status. */
-int cli_tp_start(const char *cmd, long n, int argc, char **argv, sov_tp **out);
+/* --tp R, --ep R, --pp S (cli/tp.c, docs/TP.md, docs/SCALE-OUT.md): how many MPI ranks
+ * split the model, and how. cli_opt_split takes any of the three options. cli_tp_start
+ * checks that at most one is above 1, starts MPI when one is (*out stays NULL otherwise)
+ * and returns 0, or 1 after printing why not (and, when not started by mpirun, the mpirun
+ * command line to use). Ranks > 0 hand their loaded model to cli_tp_worker, which follows
+ * rank 0 until it frees its model, frees model and tp, and returns the exit status. */
+typedef struct cli_split {
+    long tp, ep, pp;
+} cli_split;
+bool cli_opt_split(int argc, char **argv, int *i, cli_split *s, bool *bad);
+int cli_tp_start(const char *cmd, const cli_split *s, int argc, char **argv, sov_tp **out);
 int cli_tp_worker(const char *cmd, sov_model *model, sov_tp *tp);
 #define CLI_TP_HELP                                                                                \
-    "  --tp R                  tensor parallel over R MPI ranks: start with mpirun -np R (docs/TP.md)\n"
+    "  --tp R                  tensor parallel over R MPI ranks: start with mpirun -np R (docs/TP.md)\n" \
+    "  --ep R                  expert parallel (MoE models): the routed experts over R MPI ranks\n"     \
+    "  --pp S                  pipeline parallel: the layers in S stages, one MPI rank each\n"
 
 /* Signed models (cli/model.c, docs/SIGNING.md): with --trusted-keys DIR, a loader checks the
  * model's signature file, key, size and name before loading it (fills *rec), and the

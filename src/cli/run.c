@@ -22,7 +22,7 @@ typedef struct run_opts {
     const char *trusted_keys; /* run the model only if one of these keys signed it */
     const char *chat_template_file; /* Jinja template instead of the model's own */
     long n_predict, n_ctx, n_batch, threads;
-    long tp; /* --tp R: ranks the model is split across (cli/tp.c) */
+    cli_split split; /* --tp/--ep/--pp: ranks the model is split across (cli/tp.c) */
     bool chat, ignore_eos, show_prompt;
     sov_kv_type kv_k, kv_v;
     const char *stops[MAX_STOPS];
@@ -108,7 +108,7 @@ static int parse_args(int argc, char **argv, run_opts *o) {
                    cli_opt_int(argc, argv, &i, "--batch", &o->n_batch, &bad) ||
                    cli_opt_int(argc, argv, &i, "-t", &o->threads, &bad) ||
                    cli_opt_int(argc, argv, &i, "--threads", &o->threads, &bad) ||
-                   cli_opt_int(argc, argv, &i, "--tp", &o->tp, &bad)) {
+                   cli_opt_split(argc, argv, &i, &o->split, &bad)) {
         } else if (cli_opt_float(argc, argv, &i, "--temp", &d, &bad)) o->sp.temperature = (float)d;
         else if (cli_opt_int(argc, argv, &i, "--top-k", &v, &bad)) o->sp.top_k = (int32_t)v;
         else if (cli_opt_float(argc, argv, &i, "--top-p", &d, &bad)) o->sp.top_p = (float)d;
@@ -132,7 +132,6 @@ static int parse_args(int argc, char **argv, run_opts *o) {
     if (bad) return 2;
     if (o->prompt && o->file) return cli_error("run", "give the prompt with -p or -f, not both");
     if (o->n_predict < -1) return cli_error("run", "-n must be -1 or more");
-    if (o->tp < 0 || o->tp > 4096) return cli_error("run", "--tp must be 1..4096");
     if (o->n_ctx < 0 || o->n_batch < 0 || o->threads < 0 || o->n_ctx > (1 << 24) || o->n_batch > 65536 ||
         o->threads > 1024)
         return cli_error("run", "-c, -b and -t must be positive and sensible");
@@ -419,7 +418,7 @@ int cmd_run(int argc, char **argv) {
         return 1;
     }
     sov_tp *tp = NULL;
-    if (cli_tp_start("run", o.tp, argc, argv, &tp)) {
+    if (cli_tp_start("run", &o.split, argc, argv, &tp)) {
         free(file_text);
         return 1;
     }

@@ -28,7 +28,7 @@ typedef struct serve_opts {
     const char *node; /* this replica's name in the X-Sov-Node header (docs/REPLICAS.md) */
     const char *tls_cert, *tls_key, *tls_client_ca;
     long port, parallel, n_ctx, kv_mb, threads, n_batch, queue, body_kb, http_timeout;
-    long tp; /* --tp R: ranks the model is split across (cli/tp.c) */
+    cli_split split; /* --tp/--ep/--pp: ranks the model is split across (cli/tp.c) */
     double timeout, shutdown_timeout;
     bool metrics_open;
     sov_kv_type kv_k, kv_v;
@@ -180,7 +180,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                    cli_opt_int(argc, argv, &i, "--kv-cache-mb", &o->kv_mb, &bad) ||
                    cli_opt_int(argc, argv, &i, "-t", &o->threads, &bad) ||
                    cli_opt_int(argc, argv, &i, "--threads", &o->threads, &bad) ||
-                   cli_opt_int(argc, argv, &i, "--tp", &o->tp, &bad) ||
+                   cli_opt_split(argc, argv, &i, &o->split, &bad) ||
                    cli_opt_int(argc, argv, &i, "-b", &o->n_batch, &bad) ||
                    cli_opt_int(argc, argv, &i, "--batch", &o->n_batch, &bad) ||
                    cli_opt_int(argc, argv, &i, "--queue", &o->queue, &bad) ||
@@ -212,7 +212,6 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
     if (o->n_ctx < 0 || o->n_ctx > (1 << 20)) return cli_error("serve", "--ctx must be 0..1048576");
     if (o->kv_mb < 0 || o->kv_mb > (1 << 20)) return cli_error("serve", "--kv-cache-mb must be positive");
     if (o->threads < 0 || o->threads > 1024) return cli_error("serve", "-t must be 0..1024");
-    if (o->tp < 0 || o->tp > 4096) return cli_error("serve", "--tp must be 1..4096");
     if (o->n_batch < 1 || o->n_batch > 65536) return cli_error("serve", "--batch must be 1..65536");
     if (o->queue < 0 || o->queue > 1000000) return cli_error("serve", "--queue must be 0..1000000");
     if (o->body_kb < 1 || o->body_kb > (1 << 20))
@@ -332,7 +331,7 @@ int cmd_serve(int argc, char **argv) {
                         "     its output is gibberish by design. For real text: sov serve -m MODEL.gguf\n");
     }
     sov_tp *ranks = NULL; /* --tp */
-    if (cli_tp_start("serve", o.tp, argc, argv, &ranks)) return 1;
+    if (cli_tp_start("serve", &o.split, argc, argv, &ranks)) return 1;
     if (sov_tp_rank(ranks) > 0) return serve_tp_worker(&o, ranks);
     char id[256];
     model_id(&o, id, sizeof id);

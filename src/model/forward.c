@@ -63,7 +63,7 @@ static const float *layer_rope(const sov_context *c, const sov_layer *L) {
  * without a post-norm the product accumulates into x directly. */
 static void block_output(const op_thread *t, const sov_weight *w, const float *in, int T, const float *post_norm) {
     sov_context *c = t->c;
-    if (tp_active(c->model->tp)) {
+    if (tp_splits(c->model->tp, SOV_SPLIT_TENSOR)) {
         /* split across ranks (tp/shard.c): each holds a partial y; the sum, added in rank
          * order by one thread, joins the residual once, after the post-norm if any */
         const op_matmul mm = {w, c->xb, NULL, false};

@@ -903,7 +903,14 @@ sov_status sov_model_load(const char *path, const sov_model_params *params, sov_
     if (!st) st = sov_hparams_read(m->file, &m->hp);
     if (!st) st = map_tensors(m);
     const bool split = tp_active(params->tp); /* this rank's shard only (tp/shard.c) */
-    if (!st && split) st = tp_shard_model(m, sov_tp_rank(params->tp), sov_tp_size(params->tp));
+    if (!st && split) {
+        const int rank = sov_tp_rank(params->tp), R = sov_tp_size(params->tp);
+        switch (sov_tp_split(params->tp)) {
+        case SOV_SPLIT_TENSOR: st = tp_shard_model(m, rank, R); break;
+        case SOV_SPLIT_EXPERT: st = ep_shard_model(m, rank, R); break;
+        case SOV_SPLIT_PIPELINE: st = pp_shard_model(m, rank, R); break;
+        }
+    }
     if (!st) st = tok_vocab_from_gguf(m->file, false, &m->vocab);
     if (!st && sov_vocab_size(m->vocab) > m->hp.n_vocab) {
         st = sov_fail(SOV_ERR_FORMAT, "model: the tokenizer has %d tokens but token_embd.weight only %d rows",
@@ -974,7 +981,8 @@ void sov_model_free(sov_model *m) {
 
 void sov_model_get_info(const sov_model *m, sov_model_info *out) {
     const sov_hparams *hp = &m->hp;
-    const int32_t R = sov_tp_size(m->tp); /* the whole model's shape, not this rank's shard */
+    /* the whole model's shape, not this rank's tensor-parallel shard */
+    const int32_t R = tp_splits(m->tp, SOV_SPLIT_TENSOR) ? sov_tp_size(m->tp) : 1;
     *out = (sov_model_info){
         .arch = hp->arch_name,
         .name = m->name,

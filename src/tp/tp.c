@@ -20,6 +20,12 @@
 #include "core/util.h"
 #include "model/context.h"
 
+const char *sov_split_option(sov_split how) {
+    return how == SOV_SPLIT_EXPERT ? "--ep" : how == SOV_SPLIT_PIPELINE ? "--pp" : "--tp";
+}
+
+sov_status sov_tp_init(int32_t n_ranks, sov_tp **out) { return sov_tp_init_split(n_ranks, SOV_SPLIT_TENSOR, out); }
+
 _Noreturn void tp_fatal(const sov_tp *tp, const char *fmt, ...) {
     char msg[512];
     va_list ap;
@@ -38,11 +44,12 @@ struct sov_tp {
     int unused;
 };
 
-sov_status sov_tp_init(int32_t n_ranks, sov_tp **out) {
+sov_status sov_tp_init_split(int32_t n_ranks, sov_split how, sov_tp **out) {
     *out = NULL;
-    return sov_fail(SOV_ERR_UNSUPPORTED, "--tp %d: this sov was built without MPI; install libopenmpi-dev and "
-                    "openmpi-bin (scripts/deps.sh) and rebuild", n_ranks);
+    return sov_fail(SOV_ERR_UNSUPPORTED, "%s %d: this sov was built without MPI; install libopenmpi-dev and "
+                    "openmpi-bin (scripts/deps.sh) and rebuild", sov_split_option(how), n_ranks);
 }
+sov_split sov_tp_split(const sov_tp *tp) { return SOV_SPLIT_TENSOR; }
 int32_t sov_tp_rank(const sov_tp *tp) { return 0; }
 int32_t sov_tp_size(const sov_tp *tp) { return 1; }
 sov_status sov_tp_worker_run(sov_model *model) {
@@ -64,6 +71,7 @@ void tp_allreduce(sov_tp *tp, float *x, size_t n) { tp_fatal(tp, "built without 
 
 struct sov_tp {
     int rank, size;
+    sov_split how;      /* what is split across the ranks */
     MPI_Comm comm;      /* a duplicate of MPI_COMM_WORLD that returns errors */
     double timeout_s;   /* longest wait inside a step; 0: none */
     float *gather;      /* (R, n) every rank's partial sums (all-reduce scratch) */
@@ -121,15 +129,16 @@ static bool launched_by_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE");
 }
 
-sov_status sov_tp_init(int32_t n_ranks, sov_tp **out) {
+sov_status sov_tp_init_split(int32_t n_ranks, sov_split how, sov_tp **out) {
     *out = NULL;
-    if (n_ranks < 2 || n_ranks > 4096) return sov_fail(SOV_ERR_ARG, "--tp must be 2..4096, not %d", n_ranks);
+    const char *opt = sov_split_option(how);
+    if (n_ranks < 2 || n_ranks > 4096) return sov_fail(SOV_ERR_ARG, "%s must be 2..4096, not %d", opt, n_ranks);
     if (!launched_by_mpi())
-        return sov_fail(SOV_ERR_ARG, "--tp %d needs %d processes started by MPI: mpirun -np %d sov ... --tp %d",
-                        n_ranks, n_ranks, n_ranks, n_ranks);
+        return sov_fail(SOV_ERR_ARG, "%s %d needs %d processes started by MPI: mpirun -np %d sov ... %s %d", opt,
+                        n_ranks, n_ranks, n_ranks, opt, n_ranks);
     const char *ws = getenv("OMPI_COMM_WORLD_SIZE");
     if (ws && atoi(ws) != n_ranks)
-        return sov_fail(SOV_ERR_ARG, "--tp %d but mpirun started %s processes: use mpirun -np %d", n_ranks, ws,
+        return sov_fail(SOV_ERR_ARG, "%s %d but mpirun started %s processes: use mpirun -np %d", opt, n_ranks, ws,
                         n_ranks);
     int provided = 0, inited = 0;
     MPI_Initialized(&inited);
@@ -142,6 +151,7 @@ sov_status sov_tp_init(int32_t n_ranks, sov_tp **out) {
     }
     sov_tp *tp = calloc(1, sizeof *tp);
     if (!tp) return sov_fail(SOV_ERR_NOMEM, "tp: out of memory");
+    tp->how = how;
     MPI_Comm_dup(MPI_COMM_WORLD, &tp->comm);
     MPI_Comm_set_errhandler(tp->comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(tp->comm, &tp->rank);
@@ -160,8 +170,8 @@ sov_status sov_tp_init(int32_t n_ranks, sov_tp **out) {
         const int size = tp->size;
         free(probe);
         sov_tp_free(tp);
-        return size != n_ranks ? sov_fail(SOV_ERR_ARG, "--tp %d but MPI started %d processes: use mpirun -np %d",
-                                          n_ranks, size, n_ranks)
+        return size != n_ranks ? sov_fail(SOV_ERR_ARG, "%s %d but MPI started %d processes: use mpirun -np %d",
+                                          opt, n_ranks, size, n_ranks)
                                : sov_fail(SOV_ERR_NOMEM, "tp: out of memory");
     }
     /* one message between every pair of ranks now, so that every connection is open
@@ -178,6 +188,7 @@ sov_status sov_tp_init(int32_t n_ranks, sov_tp **out) {
 }
 
 int32_t sov_tp_rank(const sov_tp *tp) { return tp ? tp->rank : 0; }
+sov_split sov_tp_split(const sov_tp *tp) { return tp ? tp->how : SOV_SPLIT_TENSOR; }
 int32_t sov_tp_size(const sov_tp *tp) { return tp ? tp->size : 1; }
 
 void tp_loaded(sov_tp *tp) {

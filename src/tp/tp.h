@@ -36,6 +36,9 @@ enum { TP_ARGS = 7 };
 
 /* True when tp splits the model (more than one rank). */
 static inline bool tp_active(const sov_tp *tp) { return tp && sov_tp_size(tp) > 1; }
+/* True when tp splits the model's layers tensor-parallel (--tp), the experts (--ep) or
+ * the layers into stages (--pp). */
+static inline bool tp_splits(const sov_tp *tp, sov_split how) { return tp_active(tp) && sov_tp_split(tp) == how; }
 /* True on rank 0 of a split model: the rank whose context calls are sent. */
 static inline bool tp_root(const sov_tp *tp) { return tp_active(tp) && sov_tp_rank(tp) == 0; }
 
@@ -61,6 +64,12 @@ void tp_allreduce(sov_tp *tp, float *x, size_t n);
  * the quantization block boundary), SOV_ERR_NOMEM. */
 struct sov_model;
 sov_status tp_shard_model(struct sov_model *m, int rank, int n_ranks);
+/* --ep (ep.c): keeps rank's share of every MoE layer's routed experts. Errors:
+ * SOV_ERR_UNSUPPORTED (a model without routed experts, experts not divisible by the ranks). */
+sov_status ep_shard_model(struct sov_model *m, int rank, int n_ranks);
+/* --pp (pp.c): keeps rank's stage, a contiguous range of the layers. Errors:
+ * SOV_ERR_UNSUPPORTED (fewer layers than stages, encoders). */
+sov_status pp_shard_model(struct sov_model *m, int rank, int n_ranks);
 
 /* Prints "sov: tp rank R: <message>" and ends the process with status 1 (mpirun then ends
  * the others). */
