@@ -456,16 +456,19 @@ static void check_gemm(const sov_kernels *k, const sov_type *types, size_t nt) {
  *     float sums run in another order than the 256-bit tiles: avx512_vnni's equal
  *     avx512's bit for bit, and avx512's are held to the check_dots tolerance against the
  *     double reference (no base);
+ *   - the float weights (F32, F16, BF16) have 16-lane tiles in both AVX-512 tables
+ *     (kernels_avx2.c): the same as the k-quants;
  *   - q4_0P has native 512-bit tiles in avx512_vnni only (tiles_avx512.h): tolerance;
  *   - everything else equals avx2.
  * (check_gemm still requires every table's gemm to equal its vec_dot bit for bit.) */
 static bool is_kquant(sov_type t) { return t == SOV_TYPE_Q4_K || t == SOV_TYPE_Q5_K || t == SOV_TYPE_Q6_K; }
+static bool is_float(sov_type t) { return t == SOV_TYPE_F32 || t == SOV_TYPE_F16 || t == SOV_TYPE_BF16; }
 
 static bool bitwise_table(const char *isa) { return !strcmp(isa, "avx512") || !strcmp(isa, "avx512_vnni"); }
 
 static const char *bitwise_base_of(const char *isa, sov_type t) {
     const bool vnni = !strcmp(isa, "avx512_vnni");
-    if (is_kquant(t)) return vnni ? "avx512" : NULL;
+    if (is_kquant(t) || is_float(t)) return vnni ? "avx512" : NULL;
     if (vnni && t == SOV_TYPE_Q4_0P) return NULL;
     return "avx2";
 }
@@ -532,8 +535,9 @@ static void check_same_as_base(const sov_kernels *k, const sov_type *types, size
     CHECK_MSG(bad == 0, "%s: %d vec_dot / gemm results differ from their base table or the reference", k->isa, bad);
     if (bad == 0)
         fprintf(stderr, "  %-12s vec_dot and gemm bit-identical with %s\n", k->isa,
-                !strcmp(k->isa, "avx512_vnni") ? "avx2 (k-quants: with avx512; Q4_0P: within the reference tolerance)"
-                                               : "avx2 (k-quants: within the reference tolerance)");
+                !strcmp(k->isa, "avx512_vnni")
+                    ? "avx2 (k-quants and floats: with avx512; Q4_0P: within the reference tolerance)"
+                    : "avx2 (k-quants and floats: within the reference tolerance)");
 }
 
 /* ---- float ops ---- */
