@@ -75,7 +75,8 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
 }
 
 void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t j0,
-                 int32_t j1, const float *q, int rep, float scale, float *scratch, float *state) {
+                 int32_t j1, const float *q, int rep, const int32_t *row_end, float scale, float *scratch,
+                 float *state) {
     const int D = kv->head_dim, bs = kv->block_size;
     float *sc = scratch, *kbuf = scratch + (size_t)rep * KV_ATTN_TILE, *vbuf = kbuf + (size_t)bs * D;
     float *o = state, *m = state + (size_t)rep * D, *l = m + rep;
@@ -88,10 +89,14 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
             block_scores(k, kv, kv_k(kv, layer, blk, g), SOV_MIN(bs, tn - b0), q, rep, scale, sc + b0, kbuf,
                          vbuf);
         }
-        /* positions before j0 in the first block (a window's start) take no weight */
-        for (int h = 0; h < rep; h++)
-            for (int32_t j = t0; j < j0; j++)
-                sc[(size_t)h * KV_ATTN_TILE + (size_t)(j - t0)] = -INFINITY;
+        /* positions before j0 in the first block (a window's start), past a row's own end,
+         * and the slots past the tile's end take no weight */
+        for (int h = 0; h < rep; h++) {
+            float *s = sc + (size_t)h * KV_ATTN_TILE;
+            for (int32_t j = t0; j < j0; j++) s[j - t0] = -INFINITY;
+            const int32_t end = row_end ? SOV_MIN(row_end[h] - t0, tn) : tn;
+            for (int32_t j = SOV_MAX(end, 0); j < tile; j++) s[j] = -INFINITY;
+        }
         /* 2. online softmax: rescale the state to the new maximum, weights e^(s - m') */
         for (int h = 0; h < rep; h++) {
             float *s = sc + (size_t)h * KV_ATTN_TILE;
@@ -109,7 +114,7 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
                 k->scale(o + (size_t)h * D, corr, D);
                 m[h] = mn;
             }
-            l[h] += k->exp_sum(s, tn, mn);
+            l[h] += k->exp_sum(s, tile, mn); /* the whole tile: see kv_attn_run in the header */
         }
         /* 3. o += weights x values */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
@@ -120,8 +125,13 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
 }
 
 void kv_attn_merge(const float *states, int n, int rep, int head_dim, float *out) {
+    kv_attn_merge_rows(states, n, rep, head_dim, 0, rep, out);
+}
+
+void kv_attn_merge_rows(const float *states, int n, int rep, int head_dim, int h0, int nh, float *out) {
     const size_t sf = kv_attn_state_floats(rep, head_dim), od = (size_t)rep * (size_t)head_dim;
-    for (int h = 0; h < rep; h++) {
+    out -= (size_t)h0 * (size_t)head_dim;
+    for (int h = h0; h < h0 + nh; h++) {
         float M = -INFINITY;
         for (int s = 0; s < n; s++)
             M = SOV_MAX(M, states[(size_t)s * sf + od + (size_t)h]);

@@ -32,13 +32,21 @@ size_t kv_attn_scratch_floats(const sov_kv *kv, int rep);
 void kv_attn_state_init(float *state, int rep, int head_dim);
 
 /* Adds positions [j0, j1) of a sequence (block table blocks) to the state of the rep
- * query heads q (rep, D) of KV head g in layer. scratch: kv_attn_scratch_floats. */
+ * query heads q (rep, D) of KV head g in layer. scratch: kv_attn_scratch_floats.
+ * row_end: NULL, or per query row the end (exclusive) of the positions it may see, which
+ * may be below j1: consecutive tokens of one sequence share a call (a prompt's causal
+ * mask), each row then getting exactly the state it would get alone. The weights of a
+ * tile are computed over the whole tile (KV_ATTN_TILE slots or one block, those past the
+ * row's end masked) whatever its length, so a row's sums never depend on where the call ends. */
 void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t j0,
-                 int32_t j1, const float *q, int rep, float scale, float *scratch, float *state);
+                 int32_t j1, const float *q, int rep, const int32_t *row_end, float scale, float *scratch,
+                 float *state);
 
 /* out (rep, D) = the attention of n states of disjoint ranges (each kv_attn_state_floats
  * apart); heads that saw no position get zeros. */
 void kv_attn_merge(const float *states, int n, int rep, int head_dim, float *out);
+/* The same for rows h0 .. h0 + nh - 1 of the states only, into out (nh, D). */
+void kv_attn_merge_rows(const float *states, int n, int rep, int head_dim, int h0, int nh, float *out);
 
 /* Writes one position's key and value (head_dim floats each) of KV head g in layer
  * into slot j of block blk, converting to the cache's types. */

@@ -183,7 +183,7 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
                                                sov_row_size(SOV_TYPE_Q8K, (int64_t)moeK)),
                                        sov_row_size(SOV_TYPE_Q8P, (int64_t)moeK));
     const int rep = hp->n_head / hp->n_head_kv;
-    c->attn_scratch_stride = kv_attn_scratch_floats(&c->kv, rep) + kv_attn_state_floats(rep, hp->head_dim);
+    c->attn_scratch_stride = op_attention_scratch_floats(&c->kv, rep, hp->head_dim);
     const arena_buf bufs[] = {
         {(void **)&c->x, T * E * fl},
         {(void **)&c->xb, T * E * fl},
@@ -223,10 +223,11 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     c->seqs = calloc((size_t)p.n_seq_max, sizeof *c->seqs);
     c->tok_pos = malloc(T * sizeof *c->tok_pos);
     c->tok_blocks = malloc(T * sizeof *c->tok_blocks);
+    c->attn_grp = malloc((T + 1) * sizeof *c->attn_grp);
     c->out_rows = malloc(T * sizeof *c->out_rows);
     c->embd_rows = malloc(T * sizeof *c->embd_rows);
     c->seq_next = malloc((size_t)p.n_seq_max * sizeof *c->seq_next);
-    if (oom || !c->seq_next || !c->seqs || !c->tok_pos || !c->tok_blocks || !c->out_rows || !c->embd_rows) {
+    if (oom || !c->seq_next || !c->seqs || !c->tok_pos || !c->tok_blocks || !c->attn_grp || !c->out_rows || !c->embd_rows) {
         sov_context_free(c);
         return sov_fail(SOV_ERR_NOMEM, "context: out of memory for a batch of %d tokens", p.n_batch);
     }
@@ -258,6 +259,7 @@ void sov_context_free(sov_context *c) {
     arena_unmap(c);
     free(c->tok_pos);
     free(c->tok_blocks);
+    free(c->attn_grp);
     free(c->out_rows);
     free(c->embd_rows);
     free(c->seq_next);
@@ -446,10 +448,16 @@ sov_status sov_decode_embd(sov_context *c, const sov_batch *b, float *logits_out
         if (st && c->tp_sent) tp_fatal(c->model->tp, "%s (the ranks' KV tables would differ)", sov_last_error());
         if (st) return st; /* only on out-of-memory for a block table */
     }
+    const int group = op_attention_group(c->model->hp.n_head / SOV_MAX(1, c->model->hp.n_head_kv));
+    c->n_attn_grp = 0;
     for (int i = 0; i < T; i++) {
         c->tok_pos[i] = b->pos[i];
         c->tok_blocks[i] = c->seqs[b->seq[i]].blocks;
+        const int g0 = c->n_attn_grp > 0 ? c->attn_grp[c->n_attn_grp - 1] : 0;
+        if (i == 0 || b->seq[i] != b->seq[i - 1] || b->pos[i] != b->pos[i - 1] + 1 || i - g0 >= group)
+            c->attn_grp[c->n_attn_grp++] = i; /* a new run */
     }
+    c->attn_grp[c->n_attn_grp] = T;
     if (c->tp_sent) tp_send_decode(c->model->tp, b); /* the batch is valid: every rank runs it */
 
     /* 3. run, then the sequences hold the new positions */

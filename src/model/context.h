@@ -72,6 +72,9 @@ struct sov_context {
     /* per-token view of the batch being decoded */
     int32_t *tok_pos;       /* (T) position */
     const int32_t **tok_blocks; /* (T) block table of the token's sequence */
+    int32_t *attn_grp;      /* (T + 1) starts of runs of consecutive tokens of one sequence
+                               (at most op_attention_group tokens each), then T */
+    int n_attn_grp;         /* runs in attn_grp */
     int32_t *out_rows;      /* (T) batch indices of tokens whose logits are wanted */
     int32_t *embd_rows;     /* (T) batch indices of tokens whose hidden states are wanted */
     int32_t *seq_next;      /* [n_seq_max] scratch of sov_decode's validation */

@@ -193,6 +193,57 @@ size_t op_attention_partials_floats(int n_threads, int rep, int head_dim) {
     return 4 * (size_t)n_threads * kv_attn_state_floats(rep, head_dim);
 }
 
+int op_attention_group(int rep) {
+    int g = SOV_MAX(1, 16 / SOV_MAX(rep, 1));
+    if ((rep * g) % 4 != 0 && g > 1 && (rep * (g - 1)) % 4 == 0) g--;
+    return g;
+}
+
+size_t op_attention_scratch_floats(const sov_kv *kv, int rep, int head_dim) {
+    const int rows = rep * op_attention_group(rep);
+    /* the kernels' scratch, a state, the rows' queries, their ends */
+    return kv_attn_scratch_floats(kv, rows) + kv_attn_state_floats(rows, head_dim) + (size_t)rows * head_dim +
+           (size_t)rows;
+}
+
+/* A prompt: runs of up to op_attention_group consecutive tokens of one sequence (the
+ * context's attn_grp) take one pass over the keys and values per KV head, their rep * n
+ * query rows gathered and each row masked at its own position (kv_attn_run's row ends).
+ * A key block is then read once for the run instead of once per token, and the score and
+ * value kernels work on 8- and 4-row tiles where a lone token of a model with 3 query
+ * heads per KV head took 1-row ones. Each row gets bit for bit what it gets alone. */
+static void attention_runs(const op_thread *t, int layer, const float *q, float *out) {
+    const sov_context *c = t->c;
+    const sov_kv *kv = &c->kv;
+    const sov_hparams *hp = &c->model->hp;
+    const int H = hp->n_head, Hkv = hp->n_head_kv, D = hp->head_dim, rep = H / Hkv;
+    const int rows_max = rep * op_attention_group(rep);
+    float *scratch = c->attn_scratch + (size_t)t->ith * c->attn_scratch_stride;
+    float *state = scratch + kv_attn_scratch_floats(kv, rows_max);
+    float *qr = state + kv_attn_state_floats(rows_max, D);
+    int32_t *ends = (int32_t *)(qr + (size_t)rows_max * D);
+    const int tasks = c->n_attn_grp * Hkv;
+    /* round-robin: later runs of a prompt cost more (causal) */
+    for (int task = t->ith; task < tasks; task += t->nth) {
+        const int run = task / Hkv, g = task % Hkv;
+        const int t0 = c->attn_grp[run], nt = c->attn_grp[run + 1] - t0, rows = nt * rep;
+        for (int i = 0; i < nt; i++) {
+            memcpy(qr + (size_t)i * rep * D, q + ((size_t)(t0 + i) * H + (size_t)g * rep) * D,
+                   (size_t)rep * D * sizeof(float));
+            for (int h = 0; h < rep; h++) ends[i * rep + h] = c->tok_pos[t0 + i] + 1;
+        }
+        kv_attn_state_init(state, rows, D);
+        kv_attn_run(c->k, kv, layer, g, c->tok_blocks[t0], 0, c->tok_pos[t0 + nt - 1] + 1, qr, rows, ends,
+                    hp->attn_scale, scratch, state);
+        /* the merge writes the rows of one token's rep heads: rows i*rep.. of the state */
+        for (int i = 0; i < nt; i++) {
+            float *og = out + ((size_t)(t0 + i) * H + (size_t)g * rep) * D;
+            kv_attn_merge_rows(state, 1, rows, D, i * rep, rep, og);
+        }
+    }
+    barrier(t);
+}
+
 void op_attention(const op_thread *t, int layer, const float *q, float *out, int T) {
     const sov_context *c = t->c;
     const sov_kv *kv = &c->kv;
@@ -202,6 +253,12 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
     /* sliding window (0: none): a token attends to positions max(0, pos - window + 1)..pos;
      * the tiles before the window's are not read */
     const int32_t window = c->model->layers[layer].swa ? hp->n_swa : 0;
+    /* runs of a prompt's tokens together, when they leave every thread work without
+     * splitting a task's positions (split-K is for decode) */
+    if (window == 0 && c->n_attn_grp < T && c->n_attn_grp * Hkv >= 2 * t->nth) {
+        attention_runs(t, layer, q, out);
+        return;
+    }
     float *scratch = c->attn_scratch + (size_t)t->ith * c->attn_scratch_stride;
     float *own = scratch + kv_attn_scratch_floats(kv, rep); /* this thread's state */
     const size_t sf = kv_attn_state_floats(rep, D);
@@ -223,7 +280,7 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
         const int32_t j1 = SOV_MIN(n, base + (int32_t)((int64_t)n_tiles * (part + 1) / parts) * KV_ATTN_TILE);
         float *state = parts == 1 ? own : c->attn_partials + (size_t)u * sf;
         kv_attn_state_init(state, rep, D);
-        if (j0 < j1) kv_attn_run(c->k, kv, layer, g, c->tok_blocks[tok], j0, j1, qg, rep, scale, scratch, state);
+        if (j0 < j1) kv_attn_run(c->k, kv, layer, g, c->tok_blocks[tok], j0, j1, qg, rep, NULL, scale, scratch, state);
         if (parts == 1) kv_attn_merge(state, 1, rep, D, og);
     }
     if (parts > 1) {

@@ -48,6 +48,12 @@ void op_kv_store(const op_thread *t, int layer, const float *k, const float *v, 
 void op_attention(const op_thread *t, int layer, const float *q, float *out, int T);
 /* Floats of split-K partial states op_attention needs (context.c allocates them). */
 size_t op_attention_partials_floats(int n_threads, int rep, int head_dim);
+/* How many consecutive tokens of one sequence (a prompt) share one pass over their keys
+ * and values in op_attention: rep query heads each, up to 16 rows, by fours where that
+ * costs nothing (the score and value kernels take 8, 4 and 1 rows at a time). */
+int op_attention_group(int rep);
+/* Floats of per-thread attention scratch (the context allocates n_threads of them). */
+size_t op_attention_scratch_floats(const sov_kv *kv, int rep, int head_dim);
 
 /* y(T, n) = silu(y) * x */
 void op_silu_mul(const op_thread *t, float *y, const float *x, int T, int64_t n);

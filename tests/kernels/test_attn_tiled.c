@@ -8,6 +8,9 @@
  *     nibbles i and i + g/2); bytes identical to the scalar table's; kv_dequant_* equal
  *     to this file's decoding bit for bit (one float product each).
  *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6.
+ *   kv_attn_run with row ends (a prompt's consecutive tokens in one call): every row
+ *     bit for bit what it gets alone over its own positions, for every type, GQA ratio,
+ *     block size and end (the batch invariance of the forward pass rests on it).
  *   kv_attn_run + kv_attn_merge: for K/V types f16, f32, q8_0, q4_0 (and mixed),
  *     GQA ratios 1..8, head sizes 8..128, block sizes 16 and 5, lengths 1..2000 across
  *     block and tile boundaries, blocks in shuffled pool order, the range split into
@@ -251,7 +254,7 @@ static double run_case(const sov_kernels *k, const attn_case *ac) {
         float *st = states + (size_t)p * sf;
         kv_attn_state_init(st, rep, d);
         if (cuts[p] < cuts[p + 1])
-            kv_attn_run(k, &kv, 0, 1, blocks, cuts[p], cuts[p + 1], q, rep, (float)scale, scratch, st);
+            kv_attn_run(k, &kv, 0, 1, blocks, cuts[p], cuts[p + 1], q, rep, NULL, (float)scale, scratch, st);
     }
     kv_attn_merge(states, ac->parts, rep, d, out);
     err = 0;
@@ -311,6 +314,63 @@ static void check_attention(const sov_kernels *k) {
             k->isa, cases, worst);
 }
 
+/* rows sharing a call with their own ends == each row alone over [first, its end) */
+static void check_row_ends(const sov_kernels *k) {
+    static const sov_kv_type types[][2] = {{SOV_KV_F16, SOV_KV_F16}, {SOV_KV_F32, SOV_KV_F32},
+                                           {SOV_KV_Q8_0, SOV_KV_Q4_0}};
+    int cases = 0, bad = 0;
+    for (size_t ti = 0; ti < SOV_ARRAY_LEN_T(types); ti++)
+        for (int s = 0; s < 12; s++) {
+            const int d = (int[]){8, 32, 64, 128}[rndi(4)], bs = rndi(4) ? 16 : 5, n = 1 + rndi(300);
+            const int rows = 1 + rndi(16), pool = (n + bs - 1) / bs;
+            sov_kv kv;
+            int32_t *blocks = malloc((size_t)pool * sizeof *blocks), *ends = malloc((size_t)rows * sizeof *ends);
+            float *q = malloc((size_t)rows * d * sizeof *q), *x = malloc((size_t)2 * d * sizeof *x);
+            float *all = malloc((size_t)rows * d * sizeof *all), *one = malloc((size_t)d * sizeof *one);
+            float *st = malloc(kv_attn_state_floats(rows, d) * sizeof *st);
+            float *st1 = malloc(kv_attn_state_floats(1, d) * sizeof *st1);
+            if (!make_kv(&kv, types[ti][0], types[ti][1], d, bs, pool) || !blocks || !ends || !q || !x || !all ||
+                !one || !st || !st1) {
+                CHECK_MSG(0, "out of memory");
+                return;
+            }
+            float *scratch = malloc(kv_attn_scratch_floats(&kv, rows) * sizeof(float));
+            for (int i = 0; i < pool; i++) blocks[i] = pool - 1 - i;
+            for (int j = 0; j < n; j++) {
+                for (int i = 0; i < 2 * d; i++) x[i] = test_rng_float(&rng) * 2.0f;
+                kv_attn_store(k, &kv, 0, blocks[j / bs], j % bs, 1, x, x + d);
+            }
+            for (int i = 0; i < rows * d; i++) q[i] = test_rng_float(&rng) * 2.0f;
+            const int first = rndi(4) ? 0 : rndi(n);
+            for (int h = 0; h < rows; h++) ends[h] = first + 1 + rndi(n - first); /* first < end <= n */
+            kv_attn_state_init(st, rows, d);
+            kv_attn_run(k, &kv, 0, 1, blocks, first, n, q, rows, ends, 0.125f, scratch, st);
+            kv_attn_merge(st, 1, rows, d, all);
+            for (int h = 0; h < rows; h++) {
+                kv_attn_state_init(st1, 1, d);
+                kv_attn_run(k, &kv, 0, 1, blocks, first, ends[h], q + (size_t)h * d, 1, NULL, 0.125f, scratch, st1);
+                kv_attn_merge(st1, 1, 1, d, one);
+                cases++;
+                if (memcmp(one, all + (size_t)h * d, (size_t)d * sizeof(float)) != 0 && bad++ < 5)
+                    fprintf(stderr, "%s row ends: types %d/%d d=%d bs=%d n=%d rows=%d first=%d row %d (end %d) differs\n",
+                            k->isa, types[ti][0], types[ti][1], d, bs, n, rows, first, h, ends[h]);
+            }
+            free(scratch);
+            free(kv.k);
+            free(kv.v);
+            free(blocks);
+            free(ends);
+            free(q);
+            free(x);
+            free(all);
+            free(one);
+            free(st);
+            free(st1);
+        }
+    CHECK_MSG(bad == 0, "%s: %d of %d rows with their own ends differ from the row alone", k->isa, bad, cases);
+    fprintf(stderr, "  %-12s row ends: %d rows bit for bit as alone\n", k->isa, cases);
+}
+
 int main(void) {
     int tested = 0;
     for (const char *const *name = sov_kernels_names(); *name; name++) {
@@ -322,6 +382,7 @@ int main(void) {
         check_quant_rows(k);
         check_exp_sum(k);
         check_attention(k);
+        check_row_ends(k);
         tested++;
     }
     CHECK(tested >= 1);
