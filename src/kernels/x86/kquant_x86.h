@@ -249,6 +249,86 @@ static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i
         }                                                                                                \
     }
 
+/* q4_K / q5_K decode (4 rows x 1 column), the rows side by side where the tiles above take
+ * them one after the other: the 12 scale bytes of the 4 rows unpack in one 512-bit pass
+ * (row r in 128-bit lane r: the steps of kq_scales_mins), d and dmin convert in one step,
+ * and the 4 rows' integer sums are summed by fours into one vector (lane 4L + r: group L
+ * of row r) for one float step, where the tiles above do one per row. Each (row, group)
+ * lane sees the same integers, the same product d_r da and the same fma sequence as in
+ * the other tiles (d_r da is the same float product), and the mins the same vector, so
+ * the 4 x 1 tile still equals vec_dot bit for bit. Decode of q4_K runs at one thread
+ * below the memory's speed (bench_kernels from cache: ~30 GB/s, ~60 instructions per
+ * row and super-block); this takes ~20 of them off. */
+#define KQ_TILE_Q45_ROWS4(T, BT, Q5)                                                                     \
+    static inline void tile_##T##_rows4(int64_t nb, const char *wb, size_t ldw, const char *ab, size_t lda, \
+                                        float *y, size_t ldy) {                                          \
+        enum { NR = 4, NC = 1, NG = 1 };                                                                 \
+        __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();                                    \
+        const __m512i shz = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);         \
+        const __m512i m4z = _mm512_set1_epi8(0x0f);                                                      \
+        const __m512i il = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11)); \
+        const __m512i ih = _mm512_broadcast_i32x4(_mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7)); \
+        const __m512i mlo = _mm512_broadcast_i32x4(_mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)); \
+        const __m512i mhi = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)); \
+        const __m512i q_sc = _mm512_setr_epi64(0, 2, 4, 6, 0, 2, 4, 6), q_m = _mm512_setr_epi64(1, 3, 5, 7, 1, 3, 5, 7); \
+        const __m512i k4 = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);            \
+        const __m512i lane_r = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);         \
+        for (int64_t i = 0; i < nb; i++) {                                                               \
+            const BT *w[4];                                                                              \
+            UNROLL for (int r = 0; r < 4; r++) w[r] = (const BT *)(wb + (size_t)r * ldw) + i;            \
+            KQ_PREFETCH(BT)                                                                              \
+            KQ_Z_COLUMNS                                                                                 \
+            /* kq_scales_mins on 4 rows at once: lane r, bytes [sc0..7 | m0..7] of row r */             \
+            __m512i sb = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)w[0]->scales));         \
+            sb = _mm512_inserti32x4(sb, _mm_loadu_si128((const __m128i *)w[1]->scales), 1);              \
+            sb = _mm512_inserti32x4(sb, _mm_loadu_si128((const __m128i *)w[2]->scales), 2);              \
+            sb = _mm512_inserti32x4(sb, _mm_loadu_si128((const __m128i *)w[3]->scales), 3);              \
+            const __m512i l = _mm512_shuffle_epi8(sb, il);                                                \
+            const __m512i lo = _mm512_or_si512(_mm512_and_si512(l, mlo), _mm512_and_si512(_mm512_srli_epi16(l, 4), mhi)); \
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(_mm512_shuffle_epi8(sb, ih), 2), _mm512_set1_epi8(0x30)); \
+            const __m512i sm = _mm512_or_si512(lo, hi);                                                  \
+            /* lane r: row r's 8 scales (int16); its 8 mins, lane 4r + k the pair 2k, 2k + 1 */          \
+            const __m512i sc16 = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_permutexvar_epi64(q_sc, sm))); \
+            const __m512i mins = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_permutexvar_epi64(q_m, sm))); \
+            /* d (lanes 0-3) and dmin (4-7) of the rows; dr lane 4L + r: d_r; dm lane 4r + x: dmin_r */ \
+            const __m256 dd = _mm256_cvtph_ps(_mm_setr_epi16((short)w[0]->d, (short)w[1]->d, (short)w[2]->d, \
+                                                             (short)w[3]->d, (short)w[0]->dmin, (short)w[1]->dmin, \
+                                                             (short)w[2]->dmin, (short)w[3]->dmin));     \
+            const __m512 dr = _mm512_broadcast_f32x4(_mm256_castps256_ps128(dd));                        \
+            const __m512 dm = _mm512_permutexvar_ps(lane_r, _mm512_castps256_ps512(dd));                 \
+            __m512i zs[4];                                                                               \
+            UNROLL for (int r = 0; r < 4; r++) {                                                         \
+                const BT *wr = w[r];                                                                     \
+                const __m512i scz = _mm512_permutexvar_epi32(_mm512_add_epi32(k4, _mm512_set1_epi32(4 * r)), sc16); \
+                KQ_Q5_HB_##Q5                                                                            \
+                __m512i zt[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};                        \
+                UNROLL for (int j = 0; j < 4; j++) {                                                     \
+                    const __m512i idx =                                                                  \
+                        _mm512_inserti64x4(_mm512_castsi256_si512(kq_bcast16(2 * j)), kq_bcast16(2 * j + 1), 1); \
+                    const __m512i qz =                                                                   \
+                        _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wr->qs + 32 * j)));  \
+                    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(qz, shz), m4z);                       \
+                    KQ_Q5_BITSZ_##Q5                                                                     \
+                    const __m512i sz = _mm512_shuffle_epi8(scz, idx);                                    \
+                    zt[j % 2] = KQ_DOT16Z(zt[j % 2], _mm512_maddubs_epi16(q, _mm512_loadu_si512(a[0]->qs + 64 * j)), sz); \
+                }                                                                                        \
+                zs[r] = _mm512_add_epi32(zt[0], zt[1]);                                                  \
+            }                                                                                            \
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(kq_sum4(4, zs[0], zs[1], zs[2], zs[3])),             \
+                                  _mm512_mul_ps(dr, _mm512_set1_ps(a[0]->d)), acc);                      \
+            const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[0]->bsums),             \
+                                              _mm_loadu_si128((const __m128i *)(a[0]->bsums + 8)));      \
+            const __m512i xm = KQ_DOT16Z(_mm512_setzero_si512(), mins, _mm512_broadcast_i32x4(bs));      \
+            accm = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(kq_sum4(1, xm, xm, xm, xm)), _mm512_mul_ps(dm, da[0]), accm); \
+        }                                                                                                \
+        float v[16], mv[16];                                                                             \
+        _mm512_storeu_ps(v, acc);                                                                        \
+        _mm512_storeu_ps(mv, accm);                                                                      \
+        (void)lda;                                                                                       \
+        UNROLL for (int r = 0; r < 4; r++) y[(size_t)r] = ((v[r] + v[4 + r]) + (v[8 + r] + v[12 + r])) + mv[4 * r]; \
+        (void)ldy;                                                                                       \
+    }
+
 /* q6_K: half h of the super-block is values 128h + (0..127); [q1 | q2] and [q3 | q4]
  * line up with its activations 0..63 and 64..127. The -32 offset, -32 sum_j sc_j bsum_j,
  * starts the integer accumulator (low 8 lanes; |32 sc| <= 4096 fits int16). */
@@ -533,6 +613,17 @@ static inline __m256i kq_q6_scale(__m256i scb, int k) {
 #define KQ_DEF_Q6(R, C) KQ_TILE_Q6(R, C)
 KQ_TILES(KQ_DEF_Q4, KQ_RB_Q4)
 KQ_TILES(KQ_DEF_Q5, KQ_RB_Q5)
+#if KQ_Z
+KQ_TILE_Q45_ROWS4(q4_K, block_q4_K, 0)
+KQ_TILE_Q45_ROWS4(q5_K, block_q5_K, 1)
+#define KQ_DECODE_q4_K tile_q4_K_rows4 /* the 4 x 1 tile: rows side by side */
+#define KQ_DECODE_q5_K tile_q5_K_rows4
+#define KQ_DECODE_q6_K KQ_TILE_FN(q6_K, KQ_RB1, 1)
+#else
+#define KQ_DECODE_q4_K KQ_TILE_FN(q4_K, KQ_RB1, 1)
+#define KQ_DECODE_q5_K KQ_TILE_FN(q5_K, KQ_RB1, 1)
+#define KQ_DECODE_q6_K KQ_TILE_FN(q6_K, KQ_RB1, 1)
+#endif
 KQ_TILES(KQ_DEF_Q6, KQ_RB_Q6)
 /* 8 columns: each row's unpacked quants serve twice as many products (AVX2: q4_K only;
  * q5_K's fifth bits leave no registers for them) */
@@ -566,7 +657,7 @@ KQ_DEF_Q6(KQ_RB_Q6, 8)
                          float *y, size_t ldy) {                                                         \
         typedef void (*tile_fn)(int64_t, const char *, size_t, const char *, size_t, float *, size_t);   \
         static const tile_fn tiles[2][9] = {                                                             \
-            {0, KQ_TILE_FN(T, KQ_RB1, 1), KQ_TILE_FN(T, RB, 2), 0, KQ_TILE_FN(T, RB, 4), 0, 0, 0, KQ_C8_##T(RB)}, \
+            {0, KQ_DECODE_##T, KQ_TILE_FN(T, RB, 2), 0, KQ_TILE_FN(T, RB, 4), 0, 0, 0, KQ_C8_##T(RB)}, \
             {0, KQ_TILE_FN(T, 1, 1), KQ_TILE_FN(T, 1, 2), 0, KQ_TILE_FN(T, 1, 4), 0, 0, 0, KQ_C8_##T(1)}};  \
         const int64_t nb = n / QK_K;                                                                     \
         const char *w = vw, *a = va;                                                                     \
