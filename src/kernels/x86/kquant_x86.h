@@ -165,12 +165,14 @@ static inline __m512i kq_sum4(int C, __m512i z0, __m512i z1, __m512i z2, __m512i
     }
 
 #define KQ_Q5_BITSZ_0
+/* q5_K's fifth bits: bit 2j (low half) / 2j + 1 (high half) of each qh byte to bit 4 of
+ * the quant, by rotating each 64-bit lane left by 4 - bit (mod 64: a bit within the same
+ * byte lands on bit 4, whichever way it moves), then q |= rotated & 0x10 in one vpternlog */
 #define KQ_Q5_BITSZ_1                                                                                    \
     {                                                                                                    \
-        const __m512i cnt = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j))), \
-                                               _mm256_set1_epi16((short)(2 * j + 1)), 1);                \
-        const __m512i b = _mm512_and_si512(_mm512_srlv_epi16(hb, cnt), _mm512_set1_epi8(1));             \
-        q = _mm512_or_si512(q, _mm512_slli_epi16(b, 4));                                                 \
+        const __m512i cnt = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi64x((4 - 2 * j) & 63)), \
+                                               _mm256_set1_epi64x((3 - 2 * j) & 63), 1);                 \
+        q = _mm512_ternarylogic_epi32(q, _mm512_rolv_epi64(hb, cnt), _mm512_set1_epi8(0x10), 0xF8);      \
     }
 #define KQ_Q5_HB_0
 #define KQ_Q5_HB_1 const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wr->qh));
