@@ -100,9 +100,7 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         /* 2. online softmax: rescale the state to the new maximum, weights e^(s - m') */
         for (int h = 0; h < rep; h++) {
             float *s = sc + (size_t)h * KV_ATTN_TILE;
-            float mt = -INFINITY;
-            for (int32_t j = 0; j < tn; j++)
-                mt = s[j] > mt ? s[j] : mt;
+            const float mt = k->max_f32(s, tn);
             const float mn = mt > m[h] ? mt : m[h];
             if (mn == -INFINITY) { /* every position so far masked */
                 memset(s, 0, (size_t)tn * sizeof(float));

@@ -89,6 +89,8 @@ typedef struct sov_kernels {
     /* the online softmax step of tiled attention: x = exp(x - max) for n values (n >= 0),
      * returns their sum */
     float (*exp_sum)(float *x, int64_t n, float max);
+    /* the largest of n >= 1 values, NaN ignored (-inf when there is no other) */
+    float (*max_f32)(const float *x, int64_t n);
     /* quantized KV cache rows (kv.h, kv_quant_impl.h): one position's d values in groups
      * of g (g = 32, or d when d < 32) to Q8_0 / Q4_0 codes and back to floats */
     void (*kv_quantize_q8_0)(const float *x, void *y, int d, int g);

@@ -77,6 +77,13 @@ static inline void kvq_dequant_q4_0_ref(const void *x, float *y, int d, int g) {
 }
 
 /* x = exp(x - max) for n values; returns their sum */
+static inline float kvq_max_ref(const float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 static inline float kvq_exp_sum_ref(float *x, int64_t n, float max) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n; i++) {

@@ -206,6 +206,7 @@ const sov_kernels sov_kernels_scalar = {
     .layernorm = sov_layernorm_scalar,
     .gelu_erf = sov_gelu_erf_scalar,
     .exp_sum = kvq_exp_sum_ref,
+    .max_f32 = kvq_max_ref,
     .kv_quantize_q8_0 = kvq_quantize_q8_0,
     .kv_quantize_q4_0 = kvq_quantize_q4_0,
     .kv_dequant_q8_0 = kvq_dequant_q8_0_ref,

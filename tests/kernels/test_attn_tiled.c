@@ -7,7 +7,8 @@
  *     this file's own reading of the format (kv_quant_impl.h: f16 scale, int8 codes /
  *     nibbles i and i + g/2); bytes identical to the scalar table's; kv_dequant_* equal
  *     to this file's decoding bit for bit (one float product each).
- *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6.
+ *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6;
+ *     max_f32: the largest value at every length and position, NaN and -inf ignored.
  *   kv_attn_run with row ends (a prompt's consecutive tokens in one call): every row
  *     bit for bit what it gets alone over its own positions, for every type, GQA ratio,
  *     block size and end (the batch invariance of the forward pass rests on it).
@@ -129,6 +130,19 @@ static void check_exp_sum(const sov_kernels *k) {
         if (!(fabs(sum - ref_sum) <= 1e-6 * ref_sum + 1e-38)) bad++;
     }
     CHECK_MSG(bad == 0, "%s exp_sum: %d wrong", k->isa, bad);
+    /* max_f32: the largest, NaN and -inf ignored, every length and position */
+    int badm = 0;
+    for (int n = 1; n <= 70; n++)
+        for (int at = 0; at < n; at++) {
+            float x[70];
+            for (int i = 0; i < n; i++) x[i] = i % 5 == 1 ? NAN : i % 7 == 2 ? -INFINITY : test_rng_float(&rng) - 3.0f;
+            x[at] = 2.5f; /* above every other value */
+            const float m = k->max_f32(x, n);
+            badm += m != 2.5f;
+        }
+    float none[3] = {NAN, -INFINITY, NAN};
+    badm += k->max_f32(none, 3) != -INFINITY;
+    CHECK_MSG(badm == 0, "%s max_f32: %d wrong", k->isa, badm);
 }
 
 /* A one-layer cache of 2 KV heads (head 1 is used) with n_blocks blocks. */

@@ -1002,6 +1002,65 @@ static void softmax(float *x, int64_t n) {
 
 /* ---- online softmax step and quantized KV rows (kv_quant_impl.h) ---- */
 
+#ifdef __AVX512F__
+/* exp_ps on 16 lanes (the same steps, so the same values lane for lane) */
+static inline __m512 exp16_ps(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.7f), lo = _mm512_set1_ps(-87.3f);
+    const __mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    const __m512 nf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512i n = _mm512_cvtps_epi32(nf);
+    const __m512i n1 = _mm512_srai_epi32(n, 1), n2 = _mm512_sub_epi32(n, n1);
+    const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
+    const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
+    __m512 res = _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+    res = _mm512_mask_blend_ps(over, res, _mm512_set1_ps(INFINITY));
+    return _mm512_maskz_mov_ps((__mmask16)~under, res);
+}
+
+/* 16 lanes at a time, the last step masked (its other lanes neither read nor written) */
+static float exp_sum(float *x, int64_t n, float max) {
+    const __m512 vmax = _mm512_set1_ps(max);
+    __m512 vs = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = exp16_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmax));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        vs = _mm512_add_ps(vs, _mm512_maskz_mov_ps(m, e));
+    }
+    return _mm512_reduce_add_ps(vs);
+}
+
+static float max_f32(const float *x, int64_t n) {
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        vm = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, x + i), vm); /* NaN: vm kept */
+    }
+    return _mm512_reduce_max_ps(vm);
+}
+#else
+static float max_f32(const float *x, int64_t n) {
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(_mm256_loadu_ps(x + i), vm); /* NaN: vm kept */
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    float m = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 static float exp_sum(float *x, int64_t n, float max) {
     const __m256 vmax = _mm256_set1_ps(max);
     __m256 vs = _mm256_setzero_ps();
@@ -1018,6 +1077,7 @@ static float exp_sum(float *x, int64_t n, float max) {
     }
     return sum;
 }
+#endif
 
 /* groups of a multiple of 16 values: 16 codes widened at a time; smaller groups by the
  * reference */
@@ -1121,13 +1181,18 @@ static inline void store_first8(float *y, __m256 v, int m) {
         UNROLL for (int h = 0; h < NH; h++)                                                              \
             _mm512_mask_storeu_ps(sc + (size_t)h * ldsc + j, mk, _mm512_mul_ps(acc[h], _mm512_set1_ps(scale))); \
     }
+/* rows by 8, 4, then 3 or 2 together: each row is one chain of fmas over the head's d
+ * values (the same order in every tile shape), so a lone row waits on its own latency;
+ * 3 rows (3 query heads per KV head) in one tile run 3 chains side by side */
 #define ATTN_SCORES_WIDE(T)                                                                              \
     if (bs % 16 == 0) {                                                                                  \
         for (int j = 0; j < n; j += 16) {                                                                \
             int h = 0;                                                                                   \
             for (; h + 8 <= nq; h += 8) attn_sc16_##T##_8(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
             for (; h + 4 <= nq; h += 4) attn_sc16_##T##_4(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
-            for (; h < nq; h++) attn_sc16_##T##_1(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+            if (nq - h == 3) attn_sc16_##T##_3(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+            else if (nq - h == 2) attn_sc16_##T##_2(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+            else if (nq - h == 1) attn_sc16_##T##_1(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
         }                                                                                                \
         return;                                                                                          \
     }
@@ -1142,6 +1207,8 @@ static inline void store_first8(float *y, __m256 v, int m) {
     ATTN_SCORES_TILE8(T, ET, 1)                                                                          \
     ATTN_SCORES_TILE16(T, ET, 8)                                                                         \
     ATTN_SCORES_TILE16(T, ET, 4)                                                                         \
+    ATTN_SCORES_TILE16(T, ET, 3)                                                                         \
+    ATTN_SCORES_TILE16(T, ET, 2)                                                                         \
     ATTN_SCORES_TILE16(T, ET, 1)                                                                         \
     static void attn_scores_##T(float *sc, size_t ldsc, const float *q, int nq, const ET *K, int n, int bs, int d, \
                                 float scale) {                                                           \
@@ -1181,29 +1248,44 @@ ATTN_SCORES(f32, float)
     }
 
 #ifdef __AVX512F__
-#define ATTN_VALUES_TILE16(T, ET, NH)                                                                    \
-    static inline void attn_va16_##T##_##NH(float *out, const float *p, size_t ldp, const ET *V, int n, int d, int i0) { \
-        __m512 acc[NH];                                                                                  \
-        UNROLL for (int h = 0; h < NH; h++) acc[h] = _mm512_loadu_ps(out + (size_t)h * d + i0);          \
+/* NH rows x NCH chunks of 16 of the head's values: each (row, value) is one chain of fmas
+ * over the positions in order, whatever the tile, so rows left over from the 8- and 4-row
+ * tiles take several chunks at once instead of waiting on one chain's latency */
+#define ATTN_VALUES_TILE16(T, ET, NH, NCH)                                                               \
+    static inline void attn_va16_##T##_##NH##x##NCH(float *out, const float *p, size_t ldp, const ET *V, int n, int d, \
+                                                    int i0) {                                            \
+        __m512 acc[NH][NCH];                                                                             \
+        UNROLL for (int h = 0; h < NH; h++) UNROLL for (int c = 0; c < NCH; c++)                         \
+            acc[h][c] = _mm512_loadu_ps(out + (size_t)h * d + i0 + 16 * c);                              \
         for (int j = 0; j < n; j++) {                                                                    \
-            const __m512 vv = ld16_##T(V + (size_t)j * d + i0);                                          \
-            UNROLL for (int h = 0; h < NH; h++)                                                          \
-                acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[(size_t)h * ldp + j]), vv, acc[h]);            \
+            __m512 vv[NCH];                                                                              \
+            UNROLL for (int c = 0; c < NCH; c++) vv[c] = ld16_##T(V + (size_t)j * d + i0 + 16 * c);      \
+            UNROLL for (int h = 0; h < NH; h++) {                                                        \
+                const __m512 pv = _mm512_set1_ps(p[(size_t)h * ldp + j]);                                \
+                UNROLL for (int c = 0; c < NCH; c++) acc[h][c] = _mm512_fmadd_ps(pv, vv[c], acc[h][c]);  \
+            }                                                                                            \
         }                                                                                                \
-        UNROLL for (int h = 0; h < NH; h++) _mm512_storeu_ps(out + (size_t)h * d + i0, acc[h]);          \
+        UNROLL for (int h = 0; h < NH; h++) UNROLL for (int c = 0; c < NCH; c++)                         \
+            _mm512_storeu_ps(out + (size_t)h * d + i0 + 16 * c, acc[h][c]);                              \
+    }
+#define ATTN_VALUES_ROWS(T, NH, NCH, h)                                                                  \
+    {                                                                                                    \
+        int i0 = 0;                                                                                      \
+        for (; i0 + 16 * NCH <= d; i0 += 16 * NCH)                                                       \
+            attn_va16_##T##_##NH##x##NCH(out + (size_t)(h) * d, p + (size_t)(h) * ldp, ldp, V, n, d, i0); \
+        for (; i0 < d; i0 += 16) attn_va16_##T##_##NH##x1(out + (size_t)(h) * d, p + (size_t)(h) * ldp, ldp, V, n, d, i0); \
     }
 #define ATTN_VALUES_WIDE(T)                                                                              \
     if (d % 16 == 0) {                                                                                   \
-        for (int i0 = 0; i0 < d; i0 += 16) {                                                             \
-            int h = 0;                                                                                   \
-            for (; h + 8 <= nq; h += 8) attn_va16_##T##_8(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
-            for (; h + 4 <= nq; h += 4) attn_va16_##T##_4(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
-            for (; h < nq; h++) attn_va16_##T##_1(out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, n, d, i0); \
-        }                                                                                                \
+        int h = 0;                                                                                       \
+        for (; h + 8 <= nq; h += 8) ATTN_VALUES_ROWS(T, 8, 1, h)                                         \
+        for (; h + 4 <= nq; h += 4) ATTN_VALUES_ROWS(T, 4, 2, h)                                         \
+        for (; h + 2 <= nq; h += 2) ATTN_VALUES_ROWS(T, 2, 4, h)                                         \
+        for (; h < nq; h++) ATTN_VALUES_ROWS(T, 1, 4, h)                                                 \
         return;                                                                                          \
     }
 #else
-#define ATTN_VALUES_TILE16(T, ET, NH)
+#define ATTN_VALUES_TILE16(T, ET, NH, NCH)
 #define ATTN_VALUES_WIDE(T)
 #endif
 
@@ -1211,9 +1293,13 @@ ATTN_SCORES(f32, float)
     ATTN_VALUES_TILE8(T, ET, 8)                                                                          \
     ATTN_VALUES_TILE8(T, ET, 4)                                                                          \
     ATTN_VALUES_TILE8(T, ET, 1)                                                                          \
-    ATTN_VALUES_TILE16(T, ET, 8)                                                                         \
-    ATTN_VALUES_TILE16(T, ET, 4)                                                                         \
-    ATTN_VALUES_TILE16(T, ET, 1)                                                                         \
+    ATTN_VALUES_TILE16(T, ET, 8, 1)                                                                      \
+    ATTN_VALUES_TILE16(T, ET, 4, 2)                                                                      \
+    ATTN_VALUES_TILE16(T, ET, 4, 1)                                                                      \
+    ATTN_VALUES_TILE16(T, ET, 2, 4)                                                                      \
+    ATTN_VALUES_TILE16(T, ET, 2, 1)                                                                      \
+    ATTN_VALUES_TILE16(T, ET, 1, 4)                                                                      \
+    ATTN_VALUES_TILE16(T, ET, 1, 1)                                                                      \
     static void attn_values_##T(float *out, const float *p, size_t ldp, int nq, const ET *V, int n, int d) { \
         ATTN_VALUES_WIDE(T)                                                                              \
         if (d % 8 == 0) {                                                                                \
@@ -1294,6 +1380,7 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
     .layernorm = layernorm,
     .gelu_erf = gelu_erf,
     .exp_sum = exp_sum,
+    .max_f32 = max_f32,
     .kv_quantize_q8_0 = kvq_quantize_q8_0,
     .kv_quantize_q4_0 = kvq_quantize_q4_0,
     .kv_dequant_q8_0 = kv_dequant_q8_0,
