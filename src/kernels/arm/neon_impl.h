@@ -484,9 +484,9 @@ static void NAME(softmax)(float *x, int64_t n) {
                 vst1q_f32(r, vmulq_n_f32(acc, scale));                                            \
                 for (int k = 0; k < 4 && j + k < n; k++) s[j + k] = r[k];                         \
             }                                                                                     \
-            for (; j < n; j++) {                                                                  \
-                float a = 0.0f;                                                                   \
-                for (int i = 0; i < d; i++) a += qh[i] * ELT_##T(K[(size_t)i * bs + j]);         \
+            for (; j < n; j++) { /* the vector lanes' fused steps: a position's score must not */  \
+                float a = 0.0f;  /* depend on whether it fell in a group of 4 (batch invariance) */ \
+                for (int i = 0; i < d; i++) a = fmaf(ELT_##T(K[(size_t)i * bs + j]), qh[i], a);  \
                 s[j] = scale * a;                                                                 \
             }                                                                                     \
         }                                                                                         \
