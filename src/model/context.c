@@ -448,16 +448,10 @@ sov_status sov_decode_embd(sov_context *c, const sov_batch *b, float *logits_out
         if (st && c->tp_sent) tp_fatal(c->model->tp, "%s (the ranks' KV tables would differ)", sov_last_error());
         if (st) return st; /* only on out-of-memory for a block table */
     }
-    const int group = op_attention_group(c->model->hp.n_head / SOV_MAX(1, c->model->hp.n_head_kv));
-    c->n_attn_grp = 0;
     for (int i = 0; i < T; i++) {
         c->tok_pos[i] = b->pos[i];
         c->tok_blocks[i] = c->seqs[b->seq[i]].blocks;
-        const int g0 = c->n_attn_grp > 0 ? c->attn_grp[c->n_attn_grp - 1] : 0;
-        if (i == 0 || b->seq[i] != b->seq[i - 1] || b->pos[i] != b->pos[i - 1] + 1 || i - g0 >= group)
-            c->attn_grp[c->n_attn_grp++] = i; /* a new run */
     }
-    c->attn_grp[c->n_attn_grp] = T;
     if (c->tp_sent) tp_send_decode(c->model->tp, b); /* the batch is valid: every rank runs it */
 
     /* 3. run, then the sequences hold the new positions */

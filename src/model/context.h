@@ -72,8 +72,8 @@ struct sov_context {
     /* per-token view of the batch being decoded */
     int32_t *tok_pos;       /* (T) position */
     const int32_t **tok_blocks; /* (T) block table of the token's sequence */
-    int32_t *attn_grp;      /* (T + 1) starts of runs of consecutive tokens of one sequence
-                               (at most op_attention_group tokens each), then T */
+    int32_t *attn_grp;      /* (T + 1) op_attention: starts of runs of consecutive tokens of
+                               one sequence (at most op_attention_group tokens each), then T */
     int n_attn_grp;         /* runs in attn_grp */
     int32_t *out_rows;      /* (T) batch indices of tokens whose logits are wanted */
     int32_t *embd_rows;     /* (T) batch indices of tokens whose hidden states are wanted */

@@ -254,10 +254,25 @@ void op_attention(const op_thread *t, int layer, const float *q, float *out, int
      * the tiles before the window's are not read */
     const int32_t window = c->model->layers[layer].swa ? hp->n_swa : 0;
     /* runs of a prompt's tokens together, when they leave every thread work without
-     * splitting a task's positions (split-K is for decode) */
-    if (window == 0 && c->n_attn_grp < T && c->n_attn_grp * Hkv >= 2 * t->nth) {
-        attention_runs(t, layer, q, out);
-        return;
+     * splitting a task's positions (split-K is for decode). The runs come from the ops'
+     * view of the batch (tok_pos, tok_blocks: one block table per sequence), which a
+     * pipeline stage moves to each micro-batch in turn. */
+    if (window == 0 && T > 1) {
+        if (t->ith == 0) {
+            sov_context *cw = t->c;
+            const int group = op_attention_group(rep);
+            cw->n_attn_grp = 0;
+            for (int i = 0; i < T; i++)
+                if (i == 0 || c->tok_blocks[i] != c->tok_blocks[i - 1] || c->tok_pos[i] != c->tok_pos[i - 1] + 1 ||
+                    i - cw->attn_grp[cw->n_attn_grp - 1] >= group)
+                    cw->attn_grp[cw->n_attn_grp++] = i; /* a new run */
+            cw->attn_grp[cw->n_attn_grp] = T;
+        }
+        barrier(t);
+        if (c->n_attn_grp < T && c->n_attn_grp * Hkv >= 2 * t->nth) {
+            attention_runs(t, layer, q, out);
+            return;
+        }
     }
     float *scratch = c->attn_scratch + (size_t)t->ith * c->attn_scratch_stride;
     float *own = scratch + kv_attn_scratch_floats(kv, rep); /* this thread's state */
