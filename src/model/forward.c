@@ -30,7 +30,8 @@
  *
  * Split across ranks (tp/tp.h), each rank computes its heads and FFN units, and the two
  * products that join the residual (att Wo^T, ... Wdown^T) are summed across the ranks
- * before they do: block_output.
+ * before they do: block_output. Split into pipeline stages (--pp), each rank runs its
+ * layers over micro-batches between a receive and a send: pp_forward_thread.
  */
 #include <math.h>
 #include <string.h>
@@ -201,9 +202,114 @@ static void forward_thread(void *arg, int ith, int nth) {
     op_matmuls(&t, c->xb, job->n_out, &head, 1);
 }
 
+/* ---- pipeline parallel (--pp S, tp/pp.c) ----
+ *
+ * This rank is stage s of S; m->layers holds its stage's layers. The batch goes through
+ * in micro-batches of contiguous tokens; micro-batch k lives in rows [t0, t0 + n) of x,
+ * so its hidden states are sent from and received into place, and the ops see it as a
+ * batch of n tokens through c->x, c->tok_pos and c->tok_blocks moved to row t0 (by
+ * thread 0, between barriers). Only thread 0 calls MPI. */
+enum { PP_TAG_HIDDEN = 1, PP_TAG_LOGITS, PP_TAG_EMBD };
+
+/* [*lo, *hi): the entries of rows[0..n) (ascending batch indices) within [t0, t1). */
+static void rows_within(const int32_t *rows, int n, int t0, int t1, int *lo, int *hi) {
+    int i = 0;
+    while (i < n && rows[i] < t0) i++;
+    *lo = i;
+    while (i < n && rows[i] < t1) i++;
+    *hi = i;
+}
+
+/* Rank 0 (stage 0): where each micro-batch's outputs from the last stage arrive. */
+static void pp_post_outputs(const forward_job *job, sov_tp *tp, int mb) {
+    const sov_context *c = job->c;
+    const int T = job->b->n_tokens, last = sov_tp_size(tp) - 1;
+    const int64_t E = c->model->hp.n_embd, V = c->model->hp.n_vocab;
+    for (int t0 = 0; t0 < T; t0 += mb) {
+        int lo, hi;
+        rows_within(c->embd_rows, job->n_embd_out, t0, t0 + mb, &lo, &hi);
+        if (hi > lo) tp_irecv(tp, job->embd + lo * E, (size_t)(hi - lo) * (size_t)E, last, PP_TAG_EMBD);
+        rows_within(c->out_rows, job->n_out, t0, t0 + mb, &lo, &hi);
+        if (hi > lo) tp_irecv(tp, job->logits + lo * V, (size_t)(hi - lo) * (size_t)V, last, PP_TAG_LOGITS);
+    }
+}
+
+/* The last stage: final norm (and LM head) of micro-batch [t0, t1)'s output rows, sent to rank 0. */
+static void pp_send_outputs(const forward_job *job, const op_thread *t, const float *x, int t0, int t1) {
+    sov_context *c = job->c;
+    const sov_model *m = c->model;
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
+    int lo, hi;
+    rows_within(c->embd_rows, job->n_embd_out, t0, t1, &lo, &hi);
+    if (hi > lo) {
+        float *e = job->embd + lo * E;
+        op_gather(t, e, x, c->embd_rows + lo, hi - lo, E);
+        op_rmsnorm(t, e, e, m->out_norm, hi - lo, E);
+        if (t->ith == 0) tp_isend(m->tp, e, (size_t)(hi - lo) * (size_t)E, 0, PP_TAG_EMBD);
+    }
+    rows_within(c->out_rows, job->n_out, t0, t1, &lo, &hi);
+    if (hi > lo) {
+        op_gather(t, c->xb, x, c->out_rows + lo, hi - lo, E);
+        op_rmsnorm(t, c->xb, c->xb, m->out_norm, hi - lo, E);
+        const op_matmul head = {&m->output, job->logits + lo * V, NULL, false};
+        op_matmuls(t, c->xb, hi - lo, &head, 1);
+        if (t->ith == 0) tp_isend(m->tp, job->logits + lo * V, (size_t)(hi - lo) * (size_t)V, 0, PP_TAG_LOGITS);
+    }
+}
+
+static void pp_forward_thread(void *arg, int ith, int nth) {
+    const forward_job *job = arg;
+    sov_context *c = job->c;
+    const sov_model *m = c->model;
+    sov_tp *tp = m->tp;
+    const op_thread t = {c, ith, nth};
+    const int T = job->b->n_tokens, S = sov_tp_size(tp), s = sov_tp_rank(tp), mb = pp_micro_batch(T, S);
+    const int64_t E = m->hp.n_embd;
+    float *const x = c->x;
+    int32_t *const pos = c->tok_pos;
+    const int32_t **const blocks = c->tok_blocks;
+    int h0 = 0; /* stage s > 0: micro-batch k's hidden states arrive by transfer h0 + k */
+    if (ith == 0) {
+        for (int t0 = 0; s > 0 && t0 < T; t0 += mb) {
+            const int h = tp_irecv(tp, x + t0 * E, (size_t)SOV_MIN(mb, T - t0) * (size_t)E, s - 1, PP_TAG_HIDDEN);
+            if (t0 == 0) h0 = h;
+        }
+        if (s == 0) pp_post_outputs(job, tp, mb);
+    }
+    for (int k = 0, t0 = 0; t0 < T; k++, t0 += mb) {
+        const int n = SOV_MIN(mb, T - t0);
+        if (ith == 0) {
+            if (s > 0) tp_p2p_wait(tp, h0 + k, "pipeline: the previous stage's hidden states");
+            c->x = x + t0 * E;
+            c->tok_pos = pos + t0;
+            c->tok_blocks = blocks + t0;
+        }
+        sov_pool_barrier(c->pool);
+        op_rope_cache(&t, job->b->pos + t0, n);
+        if (s == 0) op_embed(&t, c->x, job->b->token + t0, n);
+        for (int il = 0; il < m->hp.n_layer; il++) {
+            layer_forward(&t, il, n, true);
+            if (ith == 0) tp_p2p_poll(tp); /* the transfers under way move on */
+        }
+        if (s < S - 1) {
+            if (ith == 0) tp_isend(tp, c->x, (size_t)n * (size_t)E, s + 1, PP_TAG_HIDDEN);
+        } else {
+            pp_send_outputs(job, &t, x, t0, t0 + n);
+        }
+    }
+    if (ith == 0) {
+        c->x = x;
+        c->tok_pos = pos;
+        c->tok_blocks = blocks;
+        tp_p2p_wait_all(tp, s == 0 ? "pipeline: the last stage's outputs" : "pipeline: sending to the next stage");
+    }
+    sov_pool_barrier(c->pool);
+}
+
 void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits, int n_embd_out, float *embd) {
     forward_job job = {c, b, n_out, logits, n_embd_out, embd};
-    sov_pool_run(c->pool, forward_thread, &job, c->n_threads);
+    const bool pipeline = tp_splits(c->model->tp, SOV_SPLIT_PIPELINE);
+    sov_pool_run(c->pool, pipeline ? pp_forward_thread : forward_thread, &job, c->n_threads);
 }
 
 /* ---- multi-token prediction (deepseek2: DeepSeek-V3, A.X K1) ----
