@@ -53,6 +53,8 @@ typedef struct forward_job {
     float *logits; /* (n_out, n_vocab) */
     int n_embd_out;
     float *embd;   /* (n_embd_out, E) final hidden states */
+    float *pp_rows;/* --pp, rank 0 and the last stage: (n_out + n_embd_out, E) the rows wanting
+                      outputs, as they leave the last layer */
 } forward_job;
 
 /* The cos/sin cache of a layer's RoPE, or NULL when it has none. */
@@ -208,8 +210,10 @@ static void forward_thread(void *arg, int ith, int nth) {
  * in micro-batches of contiguous tokens; micro-batch k lives in rows [t0, t0 + n) of x,
  * so its hidden states are sent from and received into place, and the ops see it as a
  * batch of n tokens through c->x, c->tok_pos and c->tok_blocks moved to row t0 (by
- * thread 0, between barriers). Only thread 0 calls MPI. */
-enum { PP_TAG_HIDDEN = 1, PP_TAG_LOGITS, PP_TAG_EMBD };
+ * thread 0, between barriers). The last stage sends the rows wanting outputs back to
+ * rank 0, out rows then hidden-state rows, into job->pp_rows (n_out + n_embd_out, E);
+ * rank 0 finishes them as forward_thread does. Only thread 0 calls MPI. */
+enum { PP_TAG_HIDDEN = 1, PP_TAG_OUT, PP_TAG_EMBD };
 
 /* [*lo, *hi): the entries of rows[0..n) (ascending batch indices) within [t0, t1). */
 static void rows_within(const int32_t *rows, int n, int t0, int t1, int *lo, int *hi) {
@@ -220,40 +224,24 @@ static void rows_within(const int32_t *rows, int n, int t0, int t1, int *lo, int
     *hi = i;
 }
 
-/* Rank 0 (stage 0): where each micro-batch's outputs from the last stage arrive. */
-static void pp_post_outputs(const forward_job *job, sov_tp *tp, int mb) {
+/* The transfers of micro-batch [t0, t1)'s output rows between the last stage and rank 0:
+ * rank 0 receives them, the last stage gathers them from x and sends them. */
+static void pp_out_rows(const forward_job *job, const op_thread *t, const float *x, int t0, int t1, bool send) {
     const sov_context *c = job->c;
-    const int T = job->b->n_tokens, last = sov_tp_size(tp) - 1;
-    const int64_t E = c->model->hp.n_embd, V = c->model->hp.n_vocab;
-    for (int t0 = 0; t0 < T; t0 += mb) {
+    sov_tp *tp = c->model->tp;
+    const int64_t E = c->model->hp.n_embd;
+    const int peer = send ? 0 : sov_tp_size(tp) - 1;
+    const int32_t *rows[2] = {c->out_rows, c->embd_rows};
+    const int n[2] = {job->n_out, job->n_embd_out}, tag[2] = {PP_TAG_OUT, PP_TAG_EMBD};
+    float *dst[2] = {job->pp_rows, job->pp_rows + job->n_out * E};
+    for (int w = 0; w < 2; w++) {
         int lo, hi;
-        rows_within(c->embd_rows, job->n_embd_out, t0, t0 + mb, &lo, &hi);
-        if (hi > lo) tp_irecv(tp, job->embd + lo * E, (size_t)(hi - lo) * (size_t)E, last, PP_TAG_EMBD);
-        rows_within(c->out_rows, job->n_out, t0, t0 + mb, &lo, &hi);
-        if (hi > lo) tp_irecv(tp, job->logits + lo * V, (size_t)(hi - lo) * (size_t)V, last, PP_TAG_LOGITS);
-    }
-}
-
-/* The last stage: final norm (and LM head) of micro-batch [t0, t1)'s output rows, sent to rank 0. */
-static void pp_send_outputs(const forward_job *job, const op_thread *t, const float *x, int t0, int t1) {
-    sov_context *c = job->c;
-    const sov_model *m = c->model;
-    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
-    int lo, hi;
-    rows_within(c->embd_rows, job->n_embd_out, t0, t1, &lo, &hi);
-    if (hi > lo) {
-        float *e = job->embd + lo * E;
-        op_gather(t, e, x, c->embd_rows + lo, hi - lo, E);
-        op_rmsnorm(t, e, e, m->out_norm, hi - lo, E);
-        if (t->ith == 0) tp_isend(m->tp, e, (size_t)(hi - lo) * (size_t)E, 0, PP_TAG_EMBD);
-    }
-    rows_within(c->out_rows, job->n_out, t0, t1, &lo, &hi);
-    if (hi > lo) {
-        op_gather(t, c->xb, x, c->out_rows + lo, hi - lo, E);
-        op_rmsnorm(t, c->xb, c->xb, m->out_norm, hi - lo, E);
-        const op_matmul head = {&m->output, job->logits + lo * V, NULL, false};
-        op_matmuls(t, c->xb, hi - lo, &head, 1);
-        if (t->ith == 0) tp_isend(m->tp, job->logits + lo * V, (size_t)(hi - lo) * (size_t)V, 0, PP_TAG_LOGITS);
+        rows_within(rows[w], n[w], t0, t1, &lo, &hi);
+        if (hi == lo) continue;
+        float *at = dst[w] + lo * E;
+        const size_t len = (size_t)(hi - lo) * (size_t)E;
+        if (send) op_gather(t, at, x, rows[w] + lo, hi - lo, E);
+        if (t->ith == 0) (void)(send ? tp_isend(tp, at, len, peer, tag[w]) : tp_irecv(tp, at, len, peer, tag[w]));
     }
 }
 
@@ -274,7 +262,7 @@ static void pp_forward_thread(void *arg, int ith, int nth) {
             const int h = tp_irecv(tp, x + t0 * E, (size_t)SOV_MIN(mb, T - t0) * (size_t)E, s - 1, PP_TAG_HIDDEN);
             if (t0 == 0) h0 = h;
         }
-        if (s == 0) pp_post_outputs(job, tp, mb);
+        for (int t0 = 0; s == 0 && t0 < T; t0 += mb) pp_out_rows(job, &t, x, t0, t0 + mb, false);
     }
     for (int k = 0, t0 = 0; t0 < T; k++, t0 += mb) {
         const int n = SOV_MIN(mb, T - t0);
@@ -294,7 +282,7 @@ static void pp_forward_thread(void *arg, int ith, int nth) {
         if (s < S - 1) {
             if (ith == 0) tp_isend(tp, c->x, (size_t)n * (size_t)E, s + 1, PP_TAG_HIDDEN);
         } else {
-            pp_send_outputs(job, &t, x, t0, t0 + n);
+            pp_out_rows(job, &t, x, t0, t0 + n, true);
         }
     }
     if (ith == 0) {
@@ -304,12 +292,24 @@ static void pp_forward_thread(void *arg, int ith, int nth) {
         tp_p2p_wait_all(tp, s == 0 ? "pipeline: the last stage's outputs" : "pipeline: sending to the next stage");
     }
     sov_pool_barrier(c->pool);
+    if (s > 0) return;
+    /* rank 0: the last stage's final hidden states, finished as in one process */
+    if (job->n_embd_out > 0) op_rmsnorm(&t, job->embd, job->pp_rows + job->n_out * E, m->out_norm, job->n_embd_out, E);
+    if (job->n_out == 0) return;
+    op_rmsnorm(&t, c->xb, job->pp_rows, m->out_norm, job->n_out, E);
+    const op_matmul head = {&m->output, job->logits, NULL, false};
+    op_matmuls(&t, c->xb, job->n_out, &head, 1);
 }
 
 void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits, int n_embd_out, float *embd) {
-    forward_job job = {c, b, n_out, logits, n_embd_out, embd};
-    const bool pipeline = tp_splits(c->model->tp, SOV_SPLIT_PIPELINE);
-    sov_pool_run(c->pool, pipeline ? pp_forward_thread : forward_thread, &job, c->n_threads);
+    forward_job job = {c, b, n_out, logits, n_embd_out, embd, NULL};
+    sov_tp *tp = c->model->tp;
+    if (!tp_splits(tp, SOV_SPLIT_PIPELINE)) {
+        sov_pool_run(c->pool, forward_thread, &job, c->n_threads);
+        return;
+    }
+    job.pp_rows = tp_p2p_room(tp, (size_t)(n_out + n_embd_out) * (size_t)c->model->hp.n_embd);
+    sov_pool_run(c->pool, pp_forward_thread, &job, c->n_threads);
 }
 
 /* ---- multi-token prediction (deepseek2: DeepSeek-V3, A.X K1) ----

@@ -64,6 +64,7 @@ int tp_isend(sov_tp *tp, const float *x, size_t n, int peer, int tag) { tp_fatal
 int tp_irecv(sov_tp *tp, float *x, size_t n, int peer, int tag) { tp_fatal(tp, "built without MPI"); }
 void tp_p2p_wait(sov_tp *tp, int handle, const char *what) { tp_fatal(tp, "built without MPI"); }
 void tp_p2p_poll(sov_tp *tp) {}
+float *tp_p2p_room(sov_tp *tp, size_t n) { tp_fatal(tp, "built without MPI"); }
 void tp_p2p_wait_all(sov_tp *tp, const char *what) {}
 bool tp_context_open(sov_tp *tp) { return true; }
 void tp_loaded(sov_tp *tp) {}
@@ -265,6 +266,8 @@ void tp_send_decode(sov_tp *tp, const sov_batch *b, const uint8_t *embd) {
 
 /* ---- point to point (--pp) ---- */
 
+static void gather_room(sov_tp *tp, size_t floats);
+
 static int p2p_start(sov_tp *tp, size_t n, const char *what) {
     if (n > INT32_MAX) tp_fatal(tp, "%s: %zu floats in one message", what, n);
     if (tp->n_p2p == tp->p2p_cap) {
@@ -287,6 +290,11 @@ int tp_irecv(sov_tp *tp, float *x, size_t n, int peer, int tag) {
     const int h = p2p_start(tp, n, "pipeline receive");
     check(tp, MPI_Irecv(x, (int)n, MPI_FLOAT, peer, tag, tp->comm, &tp->p2p[h]), "pipeline receive");
     return h;
+}
+
+float *tp_p2p_room(sov_tp *tp, size_t n) {
+    gather_room(tp, SOV_MAX(n, (size_t)1));
+    return tp->gather;
 }
 
 void tp_p2p_wait(sov_tp *tp, int h, const char *what) {

@@ -68,6 +68,9 @@ void tp_allreduce(sov_tp *tp, float *x, size_t n);
  * return a handle; the buffer stays untouched until the transfer is waited for. */
 int tp_isend(sov_tp *tp, const float *x, size_t n, int peer, int tag);
 int tp_irecv(sov_tp *tp, float *x, size_t n, int peer, int tag);
+/* A scratch buffer of n floats for transfers (the all-reduce's, unused with --pp), valid
+ * until the next call; one thread only. */
+float *tp_p2p_room(sov_tp *tp, size_t n);
 /* Waits for one transfer, with the step deadline (a lost rank ends the process). */
 void tp_p2p_wait(sov_tp *tp, int handle, const char *what);
 /* Lets the transfers under way progress, without waiting (between two layers). */
@@ -85,23 +88,22 @@ sov_status tp_shard_model(struct sov_model *m, int rank, int n_ranks);
  * SOV_ERR_UNSUPPORTED (a model without routed experts, experts not divisible by the ranks). */
 sov_status ep_shard_model(struct sov_model *m, int rank, int n_ranks);
 /* --pp (pp.c): keeps rank's stage, a contiguous range of the layers (m->layers then
- * holds only them, hp.n_layer counts them, m->pp_n_layer the whole model's); only the
- * last stage keeps the LM head. Errors: SOV_ERR_UNSUPPORTED (fewer layers than stages,
+ * holds only them, hp.n_layer counts them, m->pp_n_layer the whole model's); only rank 0
+ * keeps the LM head (it applies it to the last stage's hidden states). Errors: SOV_ERR_UNSUPPORTED (fewer layers than stages,
  * encoders). */
 sov_status pp_shard_model(struct sov_model *m, int rank, int n_ranks);
 /* --pp: the tokens of one micro-batch of a batch of T tokens over S stages:
  * SOV_PP_MICRO_BATCH when set (>= 1), else max(ceil(T / 2S), PP_MICRO_BATCH_MIN). */
 enum { PP_MICRO_BATCH_MIN = 16 };
 int pp_micro_batch(int T, int S);
-/* --pp, the last stage's worker: the buffers of the outputs it computes for rank 0. */
+/* --pp, the last stage's worker: which tokens of a batch want outputs. */
 typedef struct pp_outputs {
     uint8_t *want;    /* (2, T) which tokens want logits, which hidden states */
-    float *logits;    /* (rows, n_vocab) */
-    float *embd;      /* (rows, E) */
-    size_t want_cap, logits_cap, embd_cap; /* elements */
+    size_t want_cap;
 } pp_outputs;
 /* Decodes a decode command's batch (payload: tokens, sequences, positions, PP_OUT_* bits;
- * T each) on the last stage, its outputs going to rank 0 (forward.c). */
+ * T each) on the last stage, which sends the final hidden states of the tokens wanting
+ * outputs to rank 0 (forward.c). */
 sov_status pp_last_stage_decode(sov_tp *tp, sov_context *c, const int32_t *payload, int32_t T,
                                 pp_outputs *o);
 void pp_outputs_free(pp_outputs *o);
