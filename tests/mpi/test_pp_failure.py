@@ -130,8 +130,9 @@ def test_without_mpirun(model):
 
 
 def main():
-    model = mpilib.synthetic_model("tp-gqa-q8.gguf", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--ffn",
-                                   "512", "--layers", "4", "--type", "Q8_0")
+    vocab = mpilib.vocab_source()
+    model = mpilib.synthetic_model("pp-gqa-q8.gguf", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--ffn",
+                                   "512", "--layers", "4", "--type", "Q8_0", *(["--vocab-from", vocab] if vocab else []))
     for t in (test_killed_last_stage, test_silent_middle_stage, test_without_mpirun):
         t0 = time.time()
         before = len(fails)

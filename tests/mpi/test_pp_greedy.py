@@ -100,7 +100,7 @@ def main():
             check(run_text(stories, n, "Once upon a time") == whole, "sov run --pp %d differs from one process" % n)
     else:
         print("(no shared model: synthetic models only)")
-    gqa = mpilib.synthetic_model("tp-gqa-q8.gguf", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--ffn",
+    gqa = mpilib.synthetic_model("pp-gqa-q8.gguf", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--ffn",
                                  "512", "--layers", "4", "--type", "Q8_0", *vf)
     compare(gqa, "llama-gqa-q8_0", micro=(None, 3))
     if vocab:
