@@ -246,7 +246,7 @@ void tp_send(sov_tp *tp, tp_op op, const int64_t *args, const int32_t *payload, 
 }
 
 /* Rank 0's decode command: tokens, sequences and positions in one payload; with --pp
- * also each token's outputs (PP_OUT_* bits), which the last stage computes. */
+ * also each token's outputs (PP_OUT_* bits), whose rows the last stage sends back. */
 void tp_send_decode(sov_tp *tp, const sov_batch *b, const uint8_t *embd) {
     const size_t T = (size_t)b->n_tokens, n = (tp->how == SOV_SPLIT_PIPELINE ? 4 : 3) * T;
     if (n > tp->scratch_cap) {
@@ -377,7 +377,7 @@ sov_status sov_tp_worker_run(sov_model *m) {
     sov_context *c = NULL;
     int32_t *payload = NULL;
     size_t cap = 0;
-    pp_outputs outs = {0}; /* --pp, the last stage: the buffers of its outputs */
+    pp_outputs outs = {0}; /* --pp, the last stage: which tokens want outputs */
     for (;;) {
         int64_t h[TP_HEADER];
         MPI_Request req;
