@@ -246,6 +246,7 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
                                     given.n_threads, given.kv_type,  given.kv_type_v};
         tp_send(tp, TP_OP_CTX_NEW, a, NULL, 0);
         c->tp_sent = true;
+        tp_agree(tp, c->kv.n_blocks, "the KV blocks of a new context"); /* the ranks' tables stay alike */
     }
     *out = c;
     return SOV_OK;

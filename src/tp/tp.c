@@ -67,6 +67,7 @@ void tp_p2p_poll(sov_tp *tp) {}
 float *tp_p2p_room(sov_tp *tp, size_t n) { tp_fatal(tp, "built without MPI"); }
 void tp_p2p_wait_all(sov_tp *tp, const char *what) {}
 bool tp_context_open(sov_tp *tp) { return true; }
+void tp_agree(sov_tp *tp, int64_t v, const char *what) {}
 void tp_loaded(sov_tp *tp) {}
 void tp_context_closed(sov_tp *tp) {}
 void tp_allreduce(sov_tp *tp, float *x, size_t n) { tp_fatal(tp, "built without MPI"); }
@@ -217,6 +218,17 @@ void sov_tp_free(sov_tp *tp) {
     free(tp->p2p);
     free(tp);
     MPI_Finalize();
+}
+
+void tp_agree(sov_tp *tp, int64_t v, const char *what) {
+    const int64_t in[2] = {v, -v};
+    int64_t out[2];
+    MPI_Request req;
+    check(tp, MPI_Iallreduce(in, out, 2, MPI_INT64_T, MPI_MAX, tp->comm, &req), what);
+    tp_wait(tp, &req, true, what);
+    if (out[0] != v || -out[1] != v)
+        tp_fatal(tp, "%s: %lld here, %lld to %lld across the ranks: the ranks are out of step", what, (long long)v,
+                 (long long)-out[1], (long long)out[0]);
 }
 
 bool tp_context_open(sov_tp *tp) {
@@ -412,6 +424,7 @@ sov_status sov_tp_worker_run(sov_model *m) {
                                           .kv_type = (sov_kv_type)a[5],
                                           .kv_type_v = (sov_kv_type)a[6]};
             st = sov_context_new(m, &p, &c);
+            if (!st) tp_agree(tp, c->kv.n_blocks, "the KV blocks of a new context");
             break;
         }
         case TP_OP_CTX_FREE:

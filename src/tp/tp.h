@@ -53,6 +53,10 @@ void tp_send(sov_tp *tp, tp_op op, const int64_t *args, const int32_t *payload, 
  * computes them). */
 void tp_send_decode(sov_tp *tp, const sov_batch *b, const uint8_t *embd);
 enum { PP_OUT_LOGITS = 1, PP_OUT_EMBD = 2 };
+/* Every rank, the same call: stops the job unless v is the same on every rank (what names
+ * it in the message), e.g. the KV blocks of a new context, on which every later command
+ * relies. */
+void tp_agree(sov_tp *tp, int64_t v, const char *what);
 /* Rank 0's context count: a split model runs one context at a time (the commands name
  * none). Returns false, with the error set, when one is already open. */
 bool tp_context_open(sov_tp *tp);

@@ -7,7 +7,9 @@ once (continuous batching: several sequences in one step, cut into micro-batches
 sequence boundaries), then the first prompt again (the prefix cache attaches its cached KV
 blocks on both stages); and one /v1/embeddings request of two inputs (hidden states, which
 the last stage computes and sends to rank 0). Every text is identical to the single
-process's and every embedding value bitwise equal. SIGTERM to mpirun then stops the job
+process's and every embedding value bitwise equal. (stories260K's 5 layers make stages of
+2 and 3: the server's KV cache size in bytes must give both the same number of blocks, which
+every rank checks when a context is made.) SIGTERM to mpirun then stops the job
 cleanly: rank 0 drains and says "stopped", no rank reports a failure."""
 import json
 import os
