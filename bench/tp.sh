@@ -10,21 +10,24 @@
 # cost of sharing, not of the split. Ratios are meaningful within one run only on a busy
 # machine.
 #
-#   bench/tp.sh [-r REPEATS] [-p N] [-n N] [--ranks "1 2 4"]
+#   bench/tp.sh [-r REPEATS] [-p N] [-n N] [--ranks "1 2 4"] [--split tp|pp]
+#
+# --split pp measures pipeline parallelism (--pp S: the layers in S stages) instead.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 sov=${SOV_BIN:-$here/build/sov}
 models=${BENCH_MODELS:-$here/build/bench-models}
 shared=${SOV_SHARED_MODELS:-$here/../shared/models}
 btls=${BTLS:-"tcp,self vader,self"}
-r=3 p=64 n=32 ranks="1 2 4"
+r=3 p=64 n=32 ranks="1 2 4" split=tp
 while [ $# -gt 0 ]; do
   case $1 in
-    -r) r=$2; shift 2 ;; -p) p=$2; shift 2 ;; -n) n=$2; shift 2 ;; --ranks) ranks=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -r) r=$2; shift 2 ;; -p) p=$2; shift 2 ;; -n) n=$2; shift 2 ;; --ranks) ranks=$2; shift 2 ;; --split) split=$2; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "tp.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case $split in tp|pp) ;; *) echo "tp.sh: --split is tp or pp, not $split" >&2; exit 2 ;; esac
 [ -x "$sov" ] || { echo "tp.sh: no $sov: build first (make build)" >&2; exit 1; }
 command -v mpirun >/dev/null || { echo "tp.sh: mpirun is missing: apt-get install openmpi-bin" >&2; exit 1; }
 mkdir -p "$models"
@@ -42,12 +45,12 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
 for btl in $btls; do
   for R in $ranks; do
     if [ "$R" = 1 ]; then
-      echo "== TP 1 (one process)"
+      echo "== ${split^^} 1 (one process)"
       "$sov" bench -m "$f" -p "$p" -n "$n" -r "$r" -t 1 --no-bandwidth 2>/dev/null | grep '^| [pt][pg]'
     else
-      echo "== TP $R (btl $btl)"
+      echo "== ${split^^} $R (btl $btl)"
       mpirun --oversubscribe -np "$R" --mca btl "$btl" --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
-        "$sov" bench -m "$f" -p "$p" -n "$n" -r "$r" -t 1 --no-bandwidth --tp "$R" 2>/dev/null | grep '^| [pt][pg]'
+        "$sov" bench -m "$f" -p "$p" -n "$n" -r "$r" -t 1 --no-bandwidth "--$split" "$R" 2>/dev/null | grep '^| [pt][pg]'
     fi
   done
 done

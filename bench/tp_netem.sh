@@ -3,7 +3,15 @@
 # `mpirun -np R sov bench --tp R` in bench/netns.sh's namespaces against the cost model of
 # docs/SCALE-OUT.md, per profile, with the ratio.
 #
-#   bench/tp_netem.sh [-m MODEL.gguf] [-R "2"] [-P "none dc slow"] [-p 64] [-n 16]
+#   bench/tp_netem.sh [-m MODEL.gguf] [-R "2"] [-P "none dc slow"] [-p 64] [-n 16] [-s tp|pp]
+#
+# -s pp: pipeline parallelism (--pp R, docs/TP.md) instead, predicted as R stages of 1/R of
+# the compute each, micro-batches of mb = max(ceil(T / 2R), 16) tokens (M of them), and
+# one point-to-point message p2p(m) = k(m) alpha + m / beta per stage boundary per micro-
+# batch plus one back to rank 0 (the rows wanting logits: 1 x n_embd floats here):
+#   step = (R - 1) (t_stage + p2p(mb E 4)) + M max(t_stage, p2p(mb E 4)) + p2p(E 4),
+#   t_stage = mb / (R rate_1)   (decode: t_1 + (R - 1) p2p(E 4) + p2p(E 4))
+# (rank 0's broadcast of the step overlaps stage 0's compute).
 #
 # The prediction, per profile and rank count R:
 #   1. the single-rank compute time of one step, measured: `sov bench` without --tp on the
@@ -27,7 +35,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 sov=${SOV_BIN:-$here/../build/sov}
 bench_dir=${SOV_BENCH_DIR:-$here/../build/bench}
-model="" ranks="2" profiles="none dc slow" pp=64 tg=16
+model="" ranks="2" profiles="none dc slow" pp=64 tg=16 split=tp
 while [ $# -gt 0 ]; do
     case "$1" in
     -m) model=$2; shift 2 ;;
@@ -35,6 +43,7 @@ while [ $# -gt 0 ]; do
     -P) profiles=$2; shift 2 ;;
     -p) pp=$2; shift 2 ;;
     -n) tg=$2; shift 2 ;;
+    -s) split=$2; shift 2 ;;
     *) echo "usage: bench/tp_netem.sh [-m MODEL.gguf] [-R \"2 4\"] [-P \"none dc slow\"] [-p 64] [-n 16]" >&2; exit 2 ;;
     esac
 done
@@ -84,14 +93,15 @@ for profile in $profiles; do
         "$here/netns.sh" -n "$r" -p none -- "$sov" "${bench_args[@]}" >"$work/one.json" 2>/dev/null ||
             { echo "tp_netem.sh: $r concurrent one-rank sov bench runs failed" >&2; exit 1; }
         read -r pp1 tg1 < <(rates <"$work/one.json")
-        "$here/netns.sh" -n "$r" -p "$profile" -- "$sov" "${bench_args[@]}" --tp "$r" >"$work/tp.json" 2>"$work/tp.err" ||
-            { echo "tp_netem.sh: sov bench --tp $r through $profile failed: $(grep -v '^netns.sh' "$work/tp.err" | head -3)" >&2; exit 1; }
+        "$here/netns.sh" -n "$r" -p "$profile" -- "$sov" "${bench_args[@]}" "--$split" "$r" >"$work/tp.json" 2>"$work/tp.err" ||
+            { echo "tp_netem.sh: sov bench --$split $r through $profile failed: $(grep -v '^netns.sh' "$work/tp.err" | head -3)" >&2; exit 1; }
         read -r ppR tgR < <(rates <"$work/tp.json")
-        /usr/bin/python3 - "$fit" "$profile" "$r" "$n_layer" "$n_embd" "$pp" "$pp1" "$tg1" "$ppR" "$tgR" <<'EOF'
+        /usr/bin/python3 - "$fit" "$profile" "$r" "$n_layer" "$n_embd" "$pp" "$pp1" "$tg1" "$ppR" "$tgR" "$split" <<'EOF'
 import json, sys
 fit = json.loads(sys.argv[1])[0]
 profile, R, L, E, P = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 pp1, tg1, ppR, tgR = map(float, sys.argv[7:11])
+split = sys.argv[11]
 a, ib = fit["alpha_us"] * 1e-6, 8e-9 / fit["beta_gbit"]
 k = lambda m: 1 if m <= 65536 - 64 else 3
 def allreduce(m):  # sov's tp_allreduce (src/tp/tp.c)
@@ -103,6 +113,16 @@ def step(T, rate1):
     compute = T / rate1 / R
     comm = 2 * L * allreduce(T * E * 4) + 2 * (a + (R - 1) * (64 + 4 * T) * ib)
     return T / (compute + comm)
+def p2p(m):
+    return k(m) * a + m * ib
+def pp_step(T, rate1):  # --pp (src/tp/pp.c): micro-batches through R stages
+    mb = min(max(-(-T // (2 * R)), 16), T)  # pp_micro_batch (src/tp/pp.c)
+    M = -(-T // mb)
+    t_stage = mb / rate1 / R
+    hop = p2p(mb * E * 4)
+    return T / ((R - 1) * (t_stage + hop) + M * max(t_stage, hop) + p2p(E * 4))
+if split == "pp":
+    step = pp_step
 for test, T, rate1, meas in (("pp", P, pp1, ppR), ("tg", 1, tg1, tgR)):
     pred = step(T, rate1)
     print("%-8s %2d %-4s %12.1f %12.1f %7.2f   %.0f %.2f %.1f" % (profile, R, test, meas, pred,

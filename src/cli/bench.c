@@ -215,7 +215,10 @@ int cmd_bench(int argc, char **argv) {
         printf("model: %s | %s %s | %.1fM params | %.2f GiB | %.1f MB of weights per token | load %.2f s\n", path,
                info.arch, info.weight_type, (double)info.n_params / 1e6, (double)info.weight_bytes / (1 << 30),
                (double)bpt / 1e6, load_s);
-        if (tp)
+        if (tp && sov_tp_split(tp) == SOV_SPLIT_PIPELINE)
+            printf("pipeline parallel: %d stages (MPI); MB of weights per token and bandwidth are rank 0's "
+                   "(stage 0)\n", sov_tp_size(tp));
+        else if (tp)
             printf("tensor parallel: %d ranks (MPI); MB of weights per token and bandwidth are rank 0's\n",
                    sov_tp_size(tp));
         if (depth > 0 || kv_k || kv_v)

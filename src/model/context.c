@@ -130,6 +130,11 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
         /* split across R ranks, the pool's bytes are the whole model's: each rank holds
          * the same blocks for its 1/R of the KV heads */
         n_blocks = p.kv_cache_bytes / sov_tp_size(tp) / (int64_t)block_bytes;
+        /* --pp: every stage holds the same blocks for its own layers, so the count is the
+         * whole model's (the stages' layer counts may differ by one) */
+        if (tp_splits(tp, SOV_SPLIT_PIPELINE))
+            n_blocks = p.kv_cache_bytes / (int64_t)kv_block_bytes(model->pp_n_layer, hp->n_head_kv, hp->head_dim,
+                                                                  KV_BLOCK_SIZE, p.kv_type, p.kv_type_v);
         if (n_blocks < 1)
             return sov_fail(SOV_ERR_ARG, "context: a KV cache of %lld bytes holds no block (one is %zu bytes)",
                             (long long)p.kv_cache_bytes, block_bytes);
@@ -242,6 +247,7 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
                                     given.n_threads, given.kv_type,  given.kv_type_v};
         tp_send(tp, TP_OP_CTX_NEW, a, NULL, 0);
         c->tp_sent = true;
+        tp_agree(tp, c->kv.n_blocks, "the KV blocks of a new context"); /* the ranks' tables stay alike */
     }
     *out = c;
     return SOV_OK;
@@ -452,7 +458,7 @@ sov_status sov_decode_embd(sov_context *c, const sov_batch *b, float *logits_out
         c->tok_pos[i] = b->pos[i];
         c->tok_blocks[i] = c->seqs[b->seq[i]].blocks;
     }
-    if (c->tp_sent) tp_send_decode(c->model->tp, b); /* the batch is valid: every rank runs it */
+    if (c->tp_sent) tp_send_decode(c->model->tp, b, embd); /* the batch is valid: every rank runs it */
 
     /* 3. run, then the sequences hold the new positions */
     if (c->model->enc) {

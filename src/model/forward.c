@@ -30,7 +30,8 @@
  *
  * Split across ranks (tp/tp.h), each rank computes its heads and FFN units, and the two
  * products that join the residual (att Wo^T, ... Wdown^T) are summed across the ranks
- * before they do: block_output.
+ * before they do: block_output. Split into pipeline stages (--pp), each rank runs its
+ * layers over micro-batches between a receive and a send: pp_forward_thread.
  */
 #include <math.h>
 #include <string.h>
@@ -52,6 +53,8 @@ typedef struct forward_job {
     float *logits; /* (n_out, n_vocab) */
     int n_embd_out;
     float *embd;   /* (n_embd_out, E) final hidden states */
+    float *pp_rows;/* --pp, rank 0 and the last stage: (n_out + n_embd_out, E) the rows wanting
+                      outputs, as they leave the last layer */
 } forward_job;
 
 /* The cos/sin cache of a layer's RoPE, or NULL when it has none. */
@@ -201,9 +204,112 @@ static void forward_thread(void *arg, int ith, int nth) {
     op_matmuls(&t, c->xb, job->n_out, &head, 1);
 }
 
+/* ---- pipeline parallel (--pp S, tp/pp.c) ----
+ *
+ * This rank is stage s of S; m->layers holds its stage's layers. The batch goes through
+ * in micro-batches of contiguous tokens; micro-batch k lives in rows [t0, t0 + n) of x,
+ * so its hidden states are sent from and received into place, and the ops see it as a
+ * batch of n tokens through c->x, c->tok_pos and c->tok_blocks moved to row t0 (by
+ * thread 0, between barriers). The last stage sends the rows wanting outputs back to
+ * rank 0, out rows then hidden-state rows, into job->pp_rows (n_out + n_embd_out, E);
+ * rank 0 finishes them as forward_thread does. Only thread 0 calls MPI. */
+enum { PP_TAG_HIDDEN = 1, PP_TAG_OUT, PP_TAG_EMBD };
+
+/* [*lo, *hi): the entries of rows[0..n) (ascending batch indices) within [t0, t1). */
+static void rows_within(const int32_t *rows, int n, int t0, int t1, int *lo, int *hi) {
+    int i = 0;
+    while (i < n && rows[i] < t0) i++;
+    *lo = i;
+    while (i < n && rows[i] < t1) i++;
+    *hi = i;
+}
+
+/* The transfers of micro-batch [t0, t1)'s output rows between the last stage and rank 0:
+ * rank 0 receives them, the last stage gathers them from x and sends them. */
+static void pp_out_rows(const forward_job *job, const op_thread *t, const float *x, int t0, int t1, bool send) {
+    const sov_context *c = job->c;
+    sov_tp *tp = c->model->tp;
+    const int64_t E = c->model->hp.n_embd;
+    const int peer = send ? 0 : sov_tp_size(tp) - 1;
+    const int32_t *rows[2] = {c->out_rows, c->embd_rows};
+    const int n[2] = {job->n_out, job->n_embd_out}, tag[2] = {PP_TAG_OUT, PP_TAG_EMBD};
+    float *dst[2] = {job->pp_rows, job->pp_rows + job->n_out * E};
+    for (int w = 0; w < 2; w++) {
+        int lo, hi;
+        rows_within(rows[w], n[w], t0, t1, &lo, &hi);
+        if (hi == lo) continue;
+        float *at = dst[w] + lo * E;
+        const size_t len = (size_t)(hi - lo) * (size_t)E;
+        if (send) op_gather(t, at, x, rows[w] + lo, hi - lo, E);
+        if (t->ith == 0) (void)(send ? tp_isend(tp, at, len, peer, tag[w]) : tp_irecv(tp, at, len, peer, tag[w]));
+    }
+}
+
+static void pp_forward_thread(void *arg, int ith, int nth) {
+    const forward_job *job = arg;
+    sov_context *c = job->c;
+    const sov_model *m = c->model;
+    sov_tp *tp = m->tp;
+    const op_thread t = {c, ith, nth};
+    const int T = job->b->n_tokens, S = sov_tp_size(tp), s = sov_tp_rank(tp), mb = pp_micro_batch(T, S);
+    const int64_t E = m->hp.n_embd;
+    float *const x = c->x;
+    int32_t *const pos = c->tok_pos;
+    const int32_t **const blocks = c->tok_blocks;
+    int h0 = 0; /* stage s > 0: micro-batch k's hidden states arrive by transfer h0 + k */
+    if (ith == 0) {
+        for (int t0 = 0; s > 0 && t0 < T; t0 += mb) {
+            const int h = tp_irecv(tp, x + t0 * E, (size_t)SOV_MIN(mb, T - t0) * (size_t)E, s - 1, PP_TAG_HIDDEN);
+            if (t0 == 0) h0 = h;
+        }
+        for (int t0 = 0; s == 0 && t0 < T; t0 += mb) pp_out_rows(job, &t, x, t0, t0 + mb, false);
+    }
+    for (int k = 0, t0 = 0; t0 < T; k++, t0 += mb) {
+        const int n = SOV_MIN(mb, T - t0);
+        if (ith == 0) {
+            if (s > 0) tp_p2p_wait(tp, h0 + k, "pipeline: the previous stage's hidden states");
+            c->x = x + t0 * E;
+            c->tok_pos = pos + t0;
+            c->tok_blocks = blocks + t0;
+        }
+        sov_pool_barrier(c->pool);
+        op_rope_cache(&t, job->b->pos + t0, n);
+        if (s == 0) op_embed(&t, c->x, job->b->token + t0, n);
+        for (int il = 0; il < m->hp.n_layer; il++) {
+            layer_forward(&t, il, n, true);
+            if (ith == 0) tp_p2p_poll(tp); /* the transfers under way move on */
+        }
+        if (s < S - 1) {
+            if (ith == 0) tp_isend(tp, c->x, (size_t)n * (size_t)E, s + 1, PP_TAG_HIDDEN);
+        } else {
+            pp_out_rows(job, &t, x, t0, t0 + n, true);
+        }
+    }
+    if (ith == 0) {
+        c->x = x;
+        c->tok_pos = pos;
+        c->tok_blocks = blocks;
+        tp_p2p_wait_all(tp, s == 0 ? "pipeline: the last stage's outputs" : "pipeline: sending to the next stage");
+    }
+    sov_pool_barrier(c->pool);
+    if (s > 0) return;
+    /* rank 0: the last stage's final hidden states, finished as in one process */
+    if (job->n_embd_out > 0) op_rmsnorm(&t, job->embd, job->pp_rows + job->n_out * E, m->out_norm, job->n_embd_out, E);
+    if (job->n_out == 0) return;
+    op_rmsnorm(&t, c->xb, job->pp_rows, m->out_norm, job->n_out, E);
+    const op_matmul head = {&m->output, job->logits, NULL, false};
+    op_matmuls(&t, c->xb, job->n_out, &head, 1);
+}
+
 void sov_forward(sov_context *c, const sov_batch *b, int n_out, float *logits, int n_embd_out, float *embd) {
-    forward_job job = {c, b, n_out, logits, n_embd_out, embd};
-    sov_pool_run(c->pool, forward_thread, &job, c->n_threads);
+    forward_job job = {c, b, n_out, logits, n_embd_out, embd, NULL};
+    sov_tp *tp = c->model->tp;
+    if (!tp_splits(tp, SOV_SPLIT_PIPELINE)) {
+        sov_pool_run(c->pool, forward_thread, &job, c->n_threads);
+        return;
+    }
+    job.pp_rows = tp_p2p_room(tp, (size_t)(n_out + n_embd_out) * (size_t)c->model->hp.n_embd);
+    sov_pool_run(c->pool, pp_forward_thread, &job, c->n_threads);
 }
 
 /* ---- multi-token prediction (deepseek2: DeepSeek-V3, A.X K1) ----

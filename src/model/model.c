@@ -828,7 +828,7 @@ static sov_status repack_weights(sov_model *m, const sov_model_params *p, model_
         for (size_t i = 0; i < SOV_ARRAY_LEN(ws); i++)
             if (ws[i]->data && sov_kernels_prefers_planar(k, (sov_type)ws[i]->type)) list[n++] = ws[i];
     }
-    if (sov_kernels_prefers_planar(k, (sov_type)m->output.type)) list[n++] = &m->output;
+    if (m->output.data && sov_kernels_prefers_planar(k, (sov_type)m->output.type)) list[n++] = &m->output;
     for (size_t i = 0; i < n; i++) total += (list[i]->row_bytes * (size_t)list[i]->n_rows + 63) & ~(size_t)63;
     sov_status st = SOV_OK;
     if (n > 0) {
@@ -989,7 +989,7 @@ void sov_model_get_info(const sov_model *m, sov_model_info *out) {
         .weight_type = m->weight_type,
         .n_vocab = hp->n_vocab,
         .n_embd = hp->n_embd,
-        .n_layer = hp->n_layer,
+        .n_layer = m->pp_n_layer ? m->pp_n_layer : hp->n_layer, /* --pp: all stages' */
         .n_head = hp->n_head * R,
         .n_head_kv = hp->n_head_kv * R,
         .head_dim = hp->head_dim,

@@ -198,6 +198,9 @@ struct sov_model {
                                   shard and hp its H/R, Hkv/R and F/R; NULL: whole */
     void *tp_copy;             /* anonymous mapping of the shard's column slices (Wo, Wdown) */
     size_t tp_copy_bytes;
+    int32_t pp_n_layer;        /* --pp (tp/pp.c): the whole model's layers, of which layers[]
+                                  holds this stage's hp.n_layer from layer pp_first on; else 0 */
+    int32_t pp_first;
 };
 
 /* Bytes of weights one decode step reads (every matrix once, one embedding row; of an

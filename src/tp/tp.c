@@ -59,8 +59,15 @@ void sov_tp_free(sov_tp *tp) {}
 void tp_send(sov_tp *tp, tp_op op, const int64_t *args, const int32_t *payload, size_t n) {
     tp_fatal(tp, "built without MPI");
 }
-void tp_send_decode(sov_tp *tp, const sov_batch *b) { tp_fatal(tp, "built without MPI"); }
+void tp_send_decode(sov_tp *tp, const sov_batch *b, const uint8_t *embd) { tp_fatal(tp, "built without MPI"); }
+int tp_isend(sov_tp *tp, const float *x, size_t n, int peer, int tag) { tp_fatal(tp, "built without MPI"); }
+int tp_irecv(sov_tp *tp, float *x, size_t n, int peer, int tag) { tp_fatal(tp, "built without MPI"); }
+void tp_p2p_wait(sov_tp *tp, int handle, const char *what) { tp_fatal(tp, "built without MPI"); }
+void tp_p2p_poll(sov_tp *tp) {}
+float *tp_p2p_room(sov_tp *tp, size_t n) { tp_fatal(tp, "built without MPI"); }
+void tp_p2p_wait_all(sov_tp *tp, const char *what) {}
 bool tp_context_open(sov_tp *tp) { return true; }
+void tp_agree(sov_tp *tp, int64_t v, const char *what) {}
 void tp_loaded(sov_tp *tp) {}
 void tp_context_closed(sov_tp *tp) {}
 void tp_allreduce(sov_tp *tp, float *x, size_t n) { tp_fatal(tp, "built without MPI"); }
@@ -82,6 +89,8 @@ struct sov_tp {
     size_t scratch_cap;
     int contexts;       /* rank 0: contexts open (at most one) */
     size_t gather_max;  /* bytes up to which the all-reduce gathers every partial */
+    MPI_Request *p2p;   /* --pp: the point-to-point transfers of this step (tp_isend) */
+    int n_p2p, p2p_cap;
 };
 
 /* Up to this many bytes the all-reduce gathers every partial (one collective); above it,
@@ -206,8 +215,20 @@ void sov_tp_free(sov_tp *tp) {
     free(tp->rcounts);
     free(tp->rdispls);
     free(tp->scratch);
+    free(tp->p2p);
     free(tp);
     MPI_Finalize();
+}
+
+void tp_agree(sov_tp *tp, int64_t v, const char *what) {
+    const int64_t in[2] = {v, -v};
+    int64_t out[2];
+    MPI_Request req;
+    check(tp, MPI_Iallreduce(in, out, 2, MPI_INT64_T, MPI_MAX, tp->comm, &req), what);
+    tp_wait(tp, &req, true, what);
+    if (out[0] != v || -out[1] != v)
+        tp_fatal(tp, "%s: %lld here, %lld to %lld across the ranks: the ranks are out of step", what, (long long)v,
+                 (long long)-out[1], (long long)out[0]);
 }
 
 bool tp_context_open(sov_tp *tp) {
@@ -236,20 +257,74 @@ void tp_send(sov_tp *tp, tp_op op, const int64_t *args, const int32_t *payload, 
     tp_wait(tp, &req, true, "sending a command");
 }
 
-/* Rank 0's decode command: tokens, sequences and positions in one payload. */
-void tp_send_decode(sov_tp *tp, const sov_batch *b) {
-    const size_t T = (size_t)b->n_tokens;
-    if (3 * T > tp->scratch_cap) {
-        int32_t *p = realloc(tp->scratch, 3 * T * sizeof *p);
+/* Rank 0's decode command: tokens, sequences and positions in one payload; with --pp
+ * also each token's outputs (PP_OUT_* bits), whose rows the last stage sends back. */
+void tp_send_decode(sov_tp *tp, const sov_batch *b, const uint8_t *embd) {
+    const size_t T = (size_t)b->n_tokens, n = (tp->how == SOV_SPLIT_PIPELINE ? 4 : 3) * T;
+    if (n > tp->scratch_cap) {
+        int32_t *p = realloc(tp->scratch, n * sizeof *p);
         if (!p) tp_fatal(tp, "out of memory for a batch of %zu tokens", T);
         tp->scratch = p;
-        tp->scratch_cap = 3 * T;
+        tp->scratch_cap = n;
     }
     memcpy(tp->scratch, b->token, T * sizeof *tp->scratch);
     memcpy(tp->scratch + T, b->seq, T * sizeof *tp->scratch);
     memcpy(tp->scratch + 2 * T, b->pos, T * sizeof *tp->scratch);
+    for (size_t i = 0; n > 3 * T && i < T; i++)
+        tp->scratch[3 * T + i] = (b->logits && b->logits[i] ? PP_OUT_LOGITS : 0) | (embd && embd[i] ? PP_OUT_EMBD : 0);
     const int64_t args[TP_ARGS] = {(int64_t)T};
-    tp_send(tp, TP_OP_DECODE, args, tp->scratch, 3 * T);
+    tp_send(tp, TP_OP_DECODE, args, tp->scratch, n);
+}
+
+/* ---- point to point (--pp) ---- */
+
+static void gather_room(sov_tp *tp, size_t floats);
+
+static int p2p_start(sov_tp *tp, size_t n, const char *what) {
+    if (n > INT32_MAX) tp_fatal(tp, "%s: %zu floats in one message", what, n);
+    if (tp->n_p2p == tp->p2p_cap) {
+        const int cap = tp->p2p_cap ? 2 * tp->p2p_cap : 16;
+        MPI_Request *p = realloc(tp->p2p, (size_t)cap * sizeof *p);
+        if (!p) tp_fatal(tp, "out of memory for %d transfers", cap);
+        tp->p2p = p;
+        tp->p2p_cap = cap;
+    }
+    return tp->n_p2p++;
+}
+
+int tp_isend(sov_tp *tp, const float *x, size_t n, int peer, int tag) {
+    const int h = p2p_start(tp, n, "pipeline send");
+    check(tp, MPI_Isend(x, (int)n, MPI_FLOAT, peer, tag, tp->comm, &tp->p2p[h]), "pipeline send");
+    return h;
+}
+
+int tp_irecv(sov_tp *tp, float *x, size_t n, int peer, int tag) {
+    const int h = p2p_start(tp, n, "pipeline receive");
+    check(tp, MPI_Irecv(x, (int)n, MPI_FLOAT, peer, tag, tp->comm, &tp->p2p[h]), "pipeline receive");
+    return h;
+}
+
+float *tp_p2p_room(sov_tp *tp, size_t n) {
+    gather_room(tp, SOV_MAX(n, (size_t)1));
+    return tp->gather;
+}
+
+void tp_p2p_wait(sov_tp *tp, int h, const char *what) {
+    if (h < 0 || h >= tp->n_p2p) tp_fatal(tp, "%s: no transfer %d", what, h);
+    tp_wait(tp, &tp->p2p[h], true, what); /* a completed request is MPI_REQUEST_NULL: done at once */
+}
+
+void tp_p2p_poll(sov_tp *tp) {
+    int done = 0;
+    for (int i = 0; i < tp->n_p2p; i++) {
+        if (tp->p2p[i] == MPI_REQUEST_NULL) continue;
+        check(tp, MPI_Test(&tp->p2p[i], &done, MPI_STATUS_IGNORE), "pipeline transfer");
+    }
+}
+
+void tp_p2p_wait_all(sov_tp *tp, const char *what) {
+    for (int i = 0; i < tp->n_p2p; i++) tp_wait(tp, &tp->p2p[i], true, what);
+    tp->n_p2p = 0;
 }
 
 static void gather_room(sov_tp *tp, size_t floats) {
@@ -314,6 +389,7 @@ sov_status sov_tp_worker_run(sov_model *m) {
     sov_context *c = NULL;
     int32_t *payload = NULL;
     size_t cap = 0;
+    pp_outputs outs = {0}; /* --pp, the last stage: which tokens want outputs */
     for (;;) {
         int64_t h[TP_HEADER];
         MPI_Request req;
@@ -336,6 +412,7 @@ sov_status sov_tp_worker_run(sov_model *m) {
         case TP_OP_END:
             sov_context_free(c);
             free(payload);
+            pp_outputs_free(&outs);
             return SOV_OK;
         case TP_OP_CTX_NEW: {
             if (c) tp_fatal(tp, "a second context: the ranks are out of step");
@@ -347,6 +424,7 @@ sov_status sov_tp_worker_run(sov_model *m) {
                                           .kv_type = (sov_kv_type)a[5],
                                           .kv_type_v = (sov_kv_type)a[6]};
             st = sov_context_new(m, &p, &c);
+            if (!st) tp_agree(tp, c->kv.n_blocks, "the KV blocks of a new context");
             break;
         }
         case TP_OP_CTX_FREE:
@@ -376,7 +454,13 @@ sov_status sov_tp_worker_run(sov_model *m) {
             break;
         case TP_OP_DECODE: {
             const int32_t T = (int32_t)a[0];
-            if (T < 1 || 3 * (int64_t)T != n) tp_fatal(tp, "a decode command of %d tokens with %lld values", T, (long long)n);
+            const int64_t per = tp->how == SOV_SPLIT_PIPELINE ? 4 : 3;
+            if (T < 1 || per * (int64_t)T != n)
+                tp_fatal(tp, "a decode command of %d tokens with %lld values", T, (long long)n);
+            if (tp->how == SOV_SPLIT_PIPELINE && tp->rank == tp->size - 1) {
+                st = pp_last_stage_decode(tp, need_ctx(tp, c, op), payload, T, &outs);
+                break;
+            }
             const sov_batch b = {T, payload, payload + T, payload + 2 * T, NULL};
             st = sov_decode(need_ctx(tp, c, op), &b, NULL);
             break;

@@ -29,7 +29,8 @@ typedef enum tp_op {
     TP_OP_ATTACH,      /* a: id; payload: the blocks */
     TP_OP_RETAIN,      /* a: block */
     TP_OP_RELEASE,     /* a: block */
-    TP_OP_DECODE,      /* a: n_tokens; payload: tokens, seqs, positions (3 x a) */
+    TP_OP_DECODE,      /* a: n_tokens; payload: tokens, seqs, positions (3 x a); with --pp
+                          also each token's outputs (4 x a: PP_OUT_* bits) */
 } tp_op;
 
 enum { TP_ARGS = 7 };
@@ -47,8 +48,15 @@ static inline bool tp_root(const sov_tp *tp) { return tp_active(tp) && sov_tp_ra
 void tp_loaded(sov_tp *tp);
 /* Rank 0: sends one command (args: TP_ARGS values; payload: n int32 values, may be 0). */
 void tp_send(sov_tp *tp, tp_op op, const int64_t *args, const int32_t *payload, size_t n);
-/* Rank 0: sends a batch to decode (its tokens, sequences and positions). */
-void tp_send_decode(sov_tp *tp, const sov_batch *b);
+/* Rank 0: sends a batch to decode (its tokens, sequences and positions; with --pp also
+ * which tokens want logits and, embd not NULL, which want hidden states: the last stage
+ * computes them). */
+void tp_send_decode(sov_tp *tp, const sov_batch *b, const uint8_t *embd);
+enum { PP_OUT_LOGITS = 1, PP_OUT_EMBD = 2 };
+/* Every rank, the same call: stops the job unless v is the same on every rank (what names
+ * it in the message), e.g. the KV blocks of a new context, on which every later command
+ * relies. */
+void tp_agree(sov_tp *tp, int64_t v, const char *what);
 /* Rank 0's context count: a split model runs one context at a time (the commands name
  * none). Returns false, with the error set, when one is already open. */
 bool tp_context_open(sov_tp *tp);
@@ -57,6 +65,22 @@ void tp_context_closed(sov_tp *tp);
 /* x (n floats) becomes the sum of every rank's x, added in rank order, so that the
  * result is the same on every rank and from run to run. Called by one thread. */
 void tp_allreduce(sov_tp *tp, float *x, size_t n);
+
+/* Point to point (--pp, pp.c): a rank sends a stage's hidden states to the next and the
+ * last stage its outputs to rank 0. tp_isend / tp_irecv start moving n floats to / from
+ * rank peer under tag (messages of one tag between two ranks arrive in the order sent) and
+ * return a handle; the buffer stays untouched until the transfer is waited for. */
+int tp_isend(sov_tp *tp, const float *x, size_t n, int peer, int tag);
+int tp_irecv(sov_tp *tp, float *x, size_t n, int peer, int tag);
+/* A scratch buffer of n floats for transfers (the all-reduce's, unused with --pp), valid
+ * until the next call; one thread only. */
+float *tp_p2p_room(sov_tp *tp, size_t n);
+/* Waits for one transfer, with the step deadline (a lost rank ends the process). */
+void tp_p2p_wait(sov_tp *tp, int handle, const char *what);
+/* Lets the transfers under way progress, without waiting (between two layers). */
+void tp_p2p_poll(sov_tp *tp);
+/* Waits for every transfer under way; the handles are then spent. */
+void tp_p2p_wait_all(sov_tp *tp, const char *what);
 
 /* Cuts a loaded decoder down to rank's shard (shard.c): whole query and KV heads, FFN
  * rows; the model's hparams then describe the shard. Errors: SOV_ERR_UNSUPPORTED
@@ -67,9 +91,26 @@ sov_status tp_shard_model(struct sov_model *m, int rank, int n_ranks);
 /* --ep (ep.c): keeps rank's share of every MoE layer's routed experts. Errors:
  * SOV_ERR_UNSUPPORTED (a model without routed experts, experts not divisible by the ranks). */
 sov_status ep_shard_model(struct sov_model *m, int rank, int n_ranks);
-/* --pp (pp.c): keeps rank's stage, a contiguous range of the layers. Errors:
- * SOV_ERR_UNSUPPORTED (fewer layers than stages, encoders). */
+/* --pp (pp.c): keeps rank's stage, a contiguous range of the layers (m->layers then
+ * holds only them, hp.n_layer counts them, m->pp_n_layer the whole model's); only rank 0
+ * keeps the LM head (it applies it to the last stage's hidden states). Errors: SOV_ERR_UNSUPPORTED (fewer layers than stages,
+ * encoders). */
 sov_status pp_shard_model(struct sov_model *m, int rank, int n_ranks);
+/* --pp: the tokens of one micro-batch of a batch of T tokens over S stages:
+ * SOV_PP_MICRO_BATCH when set (>= 1), else max(ceil(T / 2S), PP_MICRO_BATCH_MIN). */
+enum { PP_MICRO_BATCH_MIN = 16 };
+int pp_micro_batch(int T, int S);
+/* --pp, the last stage's worker: which tokens of a batch want outputs. */
+typedef struct pp_outputs {
+    uint8_t *want;    /* (2, T) which tokens want logits, which hidden states */
+    size_t want_cap;
+} pp_outputs;
+/* Decodes a decode command's batch (payload: tokens, sequences, positions, PP_OUT_* bits;
+ * T each) on the last stage, which sends the final hidden states of the tokens wanting
+ * outputs to rank 0 (forward.c). */
+sov_status pp_last_stage_decode(sov_tp *tp, sov_context *c, const int32_t *payload, int32_t T,
+                                pp_outputs *o);
+void pp_outputs_free(pp_outputs *o);
 
 /* Prints "sov: tp rank R: <message>" and ends the process with status 1 (mpirun then ends
  * the others). */
