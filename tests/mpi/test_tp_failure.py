@@ -149,7 +149,9 @@ def test_refusals(model):
 
 
 def main():
-    model = mpilib.synthetic_model("tp-gqa-q8.gguf", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--ffn",
+    # its own file: test_tp_greedy writes tp-gqa-q8.gguf with a vocabulary (the one made
+    # first would otherwise decide what both tests read)
+    model = mpilib.synthetic_model("tp-fail-gqa-q8.gguf", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--ffn",
                                    "512", "--layers", "4", "--type", "Q8_0")
     for t in (test_killed_rank, test_silent_rank, test_refusals):
         t0 = time.time()
