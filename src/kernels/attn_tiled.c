@@ -45,14 +45,11 @@ static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, 
     case SOV_KV_F32: k->attn_scores_f32(sc, KV_ATTN_TILE, q, rep, K, n, bs, D, scale); return;
     case SOV_KV_Q8_0:
     case SOV_KV_Q4_0:
-        /* rows to floats, transposed as float keys are, then the multi-head kernel */
-        dequant_rows(k, kv->type, K, kv->k_row, n, D, kv->group, tmp);
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i < D; i++)
-                kbuf[(size_t)i * bs + j] = tmp[(size_t)j * D + i];
-        for (int j = n; j < bs; j++) /* slots the kernel may read but not use */
-            for (int i = 0; i < D; i++)
-                kbuf[(size_t)i * bs + j] = 0.0f;
+        /* rows to floats, transposed as float keys are (the slots past n, which the kernel
+         * may read but not use, zero), then the multi-head kernel */
+        (void)tmp;
+        if (kv->type == SOV_KV_Q8_0) k->kv_dequant_t_q8_0(K, kv->k_row, n, kbuf, bs, D, kv->group);
+        else k->kv_dequant_t_q4_0(K, kv->k_row, n, kbuf, bs, D, kv->group);
         k->attn_scores_f32(sc, KV_ATTN_TILE, q, rep, kbuf, n, bs, D, scale);
         return;
     }

@@ -97,6 +97,10 @@ typedef struct sov_kernels {
     void (*kv_quantize_q4_0)(const float *x, void *y, int d, int g);
     void (*kv_dequant_q8_0)(const void *x, float *y, int d, int g);
     void (*kv_dequant_q4_0)(const void *x, float *y, int d, int g);
+    /* the keys of n positions (rows row_bytes apart) to floats transposed, as the float
+     * cache keeps them: y[i * ld + j] = value i of row j for j < n, 0 for n <= j < ld */
+    void (*kv_dequant_t_q8_0)(const void *x, size_t row_bytes, int n, float *y, int ld, int d, int g);
+    void (*kv_dequant_t_q4_0)(const void *x, size_t row_bytes, int n, float *y, int ld, int d, int g);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

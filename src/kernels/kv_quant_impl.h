@@ -76,6 +76,23 @@ static inline void kvq_dequant_q4_0_ref(const void *x, float *y, int d, int g) {
     }
 }
 
+/* n rows dequantized one by one, transposed through tmp (d floats) */
+static inline void kvq_dequant_t_ref(void (*row)(const void *, float *, int, int), const void *x, size_t rb, int n,
+                                     float *y, int ld, int d, int g) {
+    float tmp[256];
+    for (int j = 0; j < ld; j++) {
+        if (j < n) row((const uint8_t *)x + (size_t)j * rb, tmp, d, g);
+        for (int i = 0; i < d; i++)
+            y[(size_t)i * (size_t)ld + (size_t)j] = j < n ? tmp[i] : 0.0f;
+    }
+}
+static inline void kvq_dequant_t_q8_0_ref(const void *x, size_t rb, int n, float *y, int ld, int d, int g) {
+    kvq_dequant_t_ref(kvq_dequant_q8_0_ref, x, rb, n, y, ld, d, g);
+}
+static inline void kvq_dequant_t_q4_0_ref(const void *x, size_t rb, int n, float *y, int ld, int d, int g) {
+    kvq_dequant_t_ref(kvq_dequant_q4_0_ref, x, rb, n, y, ld, d, g);
+}
+
 /* x = exp(x - max) for n values; returns their sum */
 static inline float kvq_max_ref(const float *x, int64_t n) {
     float m = -INFINITY;

@@ -6,7 +6,8 @@
  *     (Q8_0 |s|/2, Q4_0 |s|, plus the f16 rounding of s: 127 |s| 2^-11) as decoded by
  *     this file's own reading of the format (kv_quant_impl.h: f16 scale, int8 codes /
  *     nibbles i and i + g/2); bytes identical to the scalar table's; kv_dequant_* equal
- *     to this file's decoding bit for bit (one float product each).
+ *     to this file's decoding bit for bit (one float product each), and so are the
+ *     transposed block decodings kv_dequant_t_* (slots past the rows zero).
  *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6;
  *     max_f32: the largest value at every length and position, NaN and -inf ignored.
  *   kv_attn_run with row ends (a prompt's consecutive tokens in one call): every row
@@ -61,6 +62,44 @@ static size_t row_bytes(sov_kv_type t, int d, int g) {
     case SOV_KV_Q8_0: return (size_t)(d / g) * (2 + (size_t)g);
     default: return (size_t)(d / g) * (2 + (size_t)g / 2);
     }
+}
+
+/* kv_dequant_t_*: n rows of a block transposed, bit for bit the rows' own decoding, the
+ * slots past n zero (every n, head size and both block sizes) */
+static void check_dequant_t(const sov_kernels *k) {
+    static const int dims[] = {8, 32, 64, 128, 256};
+    int bad = 0;
+    for (size_t di = 0; di < SOV_ARRAY_LEN_T(dims); di++) {
+        const int d = dims[di], g = d < 32 ? d : 32;
+        for (int t = SOV_KV_Q8_0; t <= SOV_KV_Q4_0; t++) {
+            const size_t rb = row_bytes((sov_kv_type)t, d, g) + (size_t)(t == SOV_KV_Q8_0 ? 0 : 6); /* any stride */
+            for (int ld = 5; ld <= 16; ld += 11)
+                for (int n = 1; n <= ld; n++) {
+                    uint8_t *rows = malloc((size_t)n * rb);
+                    float *y = malloc((size_t)d * ld * sizeof *y), x[256], want[256];
+                    for (int j = 0; j < n; j++) {
+                        for (int i = 0; i < d; i++) x[i] = test_rng_float(&rng) * (j == 2 ? 0.0f : 3.0f);
+                        if (t == SOV_KV_Q8_0) k->kv_quantize_q8_0(x, rows + (size_t)j * rb, d, g);
+                        else k->kv_quantize_q4_0(x, rows + (size_t)j * rb, d, g);
+                    }
+                    for (size_t i = 0; i < (size_t)d * ld; i++) y[i] = NAN;
+                    if (t == SOV_KV_Q8_0) k->kv_dequant_t_q8_0(rows, rb, n, y, ld, d, g);
+                    else k->kv_dequant_t_q4_0(rows, rb, n, y, ld, d, g);
+                    for (int j = 0; j < ld; j++) {
+                        if (j < n) decode_row((sov_kv_type)t, rows + (size_t)j * rb, want, d, g);
+                        for (int i = 0; i < d; i++) {
+                            const float w = j < n ? want[i] : 0.0f, got = y[(size_t)i * ld + j];
+                            if (memcmp(&w, &got, sizeof w) != 0 && bad++ < 3)
+                                fprintf(stderr, "%s dequant_t type %d d=%d ld=%d n=%d [%d][%d]: %g != %g\n", k->isa,
+                                        t, d, ld, n, i, j, got, w);
+                        }
+                    }
+                    free(rows);
+                    free(y);
+                }
+        }
+    }
+    CHECK_MSG(bad == 0, "%s kv_dequant_t: %d values differ", k->isa, bad);
 }
 
 static void check_quant_rows(const sov_kernels *k) {
@@ -394,6 +433,7 @@ int main(void) {
             continue;
         }
         check_quant_rows(k);
+        check_dequant_t(k);
         check_exp_sum(k);
         check_attention(k);
         check_row_ends(k);

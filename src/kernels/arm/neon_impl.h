@@ -530,7 +530,8 @@ static void NAME(attn_values_f32)(float *out, const float *p, size_t ldp, int nq
         .axpy_f32 = NAME(axpy_f32), .axpy_f16 = NAME(axpy_f16), .f32_to_f16 = NAME(f32_to_f16),  \
         .softmax = NAME(softmax), .attn_scores_f16 = NAME(attn_scores_f16),                      \
         .attn_scores_f32 = NAME(attn_scores_f32), .attn_values_f16 = NAME(attn_values_f16),      \
-        .attn_values_f32 = NAME(attn_values_f32), .exp_sum = kvq_exp_sum_ref, .max_f32 = kvq_max_ref,                    \
+        .attn_values_f32 = NAME(attn_values_f32), .exp_sum = kvq_exp_sum_ref, .max_f32 = kvq_max_ref, .kv_dequant_t_q8_0 = kvq_dequant_t_q8_0_ref,                   \
+        .kv_dequant_t_q4_0 = kvq_dequant_t_q4_0_ref,                    \
         .kv_quantize_q8_0 = kvq_quantize_q8_0, .kv_quantize_q4_0 = kvq_quantize_q4_0,            \
         .kv_dequant_q8_0 = kvq_dequant_q8_0_ref, .kv_dequant_q4_0 = kvq_dequant_q4_0_ref,        \
         .layernorm = sov_layernorm_scalar, .gelu_erf = sov_gelu_erf_scalar,                      \

@@ -1079,6 +1079,68 @@ static float exp_sum(float *x, int64_t n, float max) {
 }
 #endif
 
+#ifdef __AVX512F__
+/* Keys of up to 16 positions transposed (ld 16, groups of 32): one gather fetches the same
+ * 4 bytes of each of the 16 rows, so a vector holds 16 positions of 4 (q8_0) or 8 (q4_0)
+ * values; the scale of each row's group comes by a gather too. Rows past n are masked off
+ * (never read) and give zeros. The same single product s x code as the reference. */
+static inline __m512i kv_rows16(size_t rb) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32((int)rb));
+}
+static inline __m512 kv_scales16(const uint8_t *p, __m512i idx, __mmask16 live) {
+    const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, p, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)); /* the low half of each: the f16 scale */
+}
+static void kv_dequant_t_q8_0(const void *x, size_t rb, int n, float *y, int ld, int d, int g) {
+    if (g != 32 || ld != 16 || n > 16 || rb > (1u << 26)) {
+        kvq_dequant_t_q8_0_ref(x, rb, n, y, ld, d, g);
+        return;
+    }
+    const __mmask16 live = (__mmask16)((1u << n) - 1);
+    const __m512i idx = kv_rows16(rb);
+    for (int b = 0; b < d; b += 32) {
+        const uint8_t *p = (const uint8_t *)x + (size_t)(b / 32) * 34;
+        const __m512 s = kv_scales16(p, idx, live);
+        for (int m = 0; m < 32; m += 4) {
+            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, p + 2 + m, 1);
+            UNROLL for (int k = 0; k < 4; k++) {
+                const __m512i v = _mm512_srai_epi32(_mm512_slli_epi32(w, 24 - 8 * k), 24);
+                _mm512_storeu_ps(y + (size_t)(b + m + k) * 16, _mm512_maskz_mul_ps(live, s, _mm512_cvtepi32_ps(v)));
+            }
+        }
+    }
+}
+static void kv_dequant_t_q4_0(const void *x, size_t rb, int n, float *y, int ld, int d, int g) {
+    if (g != 32 || ld != 16 || n > 16 || rb > (1u << 26)) {
+        kvq_dequant_t_q4_0_ref(x, rb, n, y, ld, d, g);
+        return;
+    }
+    const __mmask16 live = (__mmask16)((1u << n) - 1);
+    const __m512i idx = kv_rows16(rb), m4 = _mm512_set1_epi32(15), eight = _mm512_set1_epi32(8);
+    for (int b = 0; b < d; b += 32) {
+        const uint8_t *p = (const uint8_t *)x + (size_t)(b / 32) * 18;
+        const __m512 s = kv_scales16(p, idx, live);
+        for (int m = 0; m < 16; m += 4) {
+            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, p + 2 + m, 1);
+            UNROLL for (int k = 0; k < 4; k++) {
+                const __m512i lo = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8 * k), m4), eight);
+                const __m512i hi = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8 * k + 4), m4), eight);
+                _mm512_storeu_ps(y + (size_t)(b + m + k) * 16, _mm512_maskz_mul_ps(live, s, _mm512_cvtepi32_ps(lo)));
+                _mm512_storeu_ps(y + (size_t)(b + m + k + 16) * 16, _mm512_maskz_mul_ps(live, s, _mm512_cvtepi32_ps(hi)));
+            }
+        }
+    }
+}
+#else
+static void kv_dequant_t_q8_0(const void *x, size_t rb, int n, float *y, int ld, int d, int g) {
+    kvq_dequant_t_q8_0_ref(x, rb, n, y, ld, d, g);
+}
+static void kv_dequant_t_q4_0(const void *x, size_t rb, int n, float *y, int ld, int d, int g) {
+    kvq_dequant_t_q4_0_ref(x, rb, n, y, ld, d, g);
+}
+#endif
+
 /* groups of a multiple of 16 values: 16 codes widened at a time; smaller groups by the
  * reference */
 static void kv_dequant_q8_0(const void *x, float *y, int d, int g) {
@@ -1385,4 +1447,6 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
     .kv_quantize_q4_0 = kvq_quantize_q4_0,
     .kv_dequant_q8_0 = kv_dequant_q8_0,
     .kv_dequant_q4_0 = kv_dequant_q4_0,
+    .kv_dequant_t_q8_0 = kv_dequant_t_q8_0,
+    .kv_dequant_t_q4_0 = kv_dequant_t_q4_0,
 };
