@@ -2,7 +2,7 @@
  * with --tp R under mpirun, writing every logit row it asks for, so that
  * tests/mpi/test_tp_greedy.py can compare split runs with the single process.
  *
- *   [mpirun -np R] tp_logits MODEL --out FILE [--tp R] [--threads N] [--kv-f32]
+ *   [mpirun -np R] tp_logits MODEL --out FILE [--tp R | --ep R] [--threads N] [--kv-f32]
  *
  * The script exercises every call rank 0 sends to the other ranks: a 40-token prompt in
  * one batch (sequence A), 12 greedy steps, a second sequence B that attaches A's first
@@ -114,10 +114,12 @@ static sov_status script(run *r) {
 int main(int argc, char **argv) {
     const char *model_path = NULL, *out_path = NULL;
     int tp_n = 1, threads = 1;
+    sov_split how = SOV_SPLIT_TENSOR;
     sov_kv_type kv = SOV_KV_F16;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "--tp") && i + 1 < argc) tp_n = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ep") && i + 1 < argc) tp_n = atoi(argv[++i]), how = SOV_SPLIT_EXPERT;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kv-f32")) kv = SOV_KV_F32;
         else if (!model_path) model_path = argv[i];
@@ -127,12 +129,12 @@ int main(int argc, char **argv) {
         }
     }
     if (!model_path || !out_path) {
-        fprintf(stderr, "usage: tp_logits MODEL --out FILE [--tp R] [--threads N] [--kv-f32]\n");
+        fprintf(stderr, "usage: tp_logits MODEL --out FILE [--tp R | --ep R] [--threads N] [--kv-f32]\n");
         return 2;
     }
     sov_tp *tp = NULL;
     sov_status st;
-    if (tp_n > 1 && (st = sov_tp_init(tp_n, &tp))) return fail("tp", st);
+    if (tp_n > 1 && (st = sov_tp_init_split(tp_n, how, &tp))) return fail("tp", st);
     sov_model_params mp = sov_model_default_params();
     mp.tp = tp;
     sov_model *m;
