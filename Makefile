@@ -10,7 +10,7 @@ BUILD_DEB  ?= build-deb
 PULL_DEMO  := Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M
 PULL_FILE  := models/qwen2.5-0.5b-instruct-q4_k_m.gguf
 
-.PHONY: all build run cluster-demo install deb deps-deb generate test test-fast test-san test-arm bench bench-tp bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
+.PHONY: all build run cluster-demo install deb deps-deb generate test test-fast test-san test-arm bench bench-tp bench-ep bench-embed bench-tenants bench-tls deps deps-test fuzz format lint clean
 
 all: build
 
@@ -97,6 +97,11 @@ bench: build
 # memory (bench/tp.sh, docs/TP.md; needs mpirun).
 bench-tp: build
 	bench/tp.sh
+
+# Expert parallelism: sov bench of a MoE model with EP 1, 2 and 4 MPI ranks and each
+# rank's peak RSS (bench/ep.sh, docs/TP.md; needs mpirun; -m FILE for another model).
+bench-ep: build
+	bench/ep.sh
 
 # Embeddings throughput, LM head skipped or not, engine and server (bench/embed.sh).
 bench-embed: build

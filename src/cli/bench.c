@@ -219,8 +219,8 @@ int cmd_bench(int argc, char **argv) {
             printf("pipeline parallel: %d stages (MPI); MB of weights per token and bandwidth are rank 0's "
                    "(stage 0)\n", sov_tp_size(tp));
         else if (tp)
-            printf("tensor parallel: %d ranks (MPI); MB of weights per token and bandwidth are rank 0's\n",
-                   sov_tp_size(tp));
+            printf("%s parallel: %d ranks (MPI); MB of weights per token and bandwidth are rank 0's\n",
+                   sov_tp_split(tp) == SOV_SPLIT_EXPERT ? "expert" : "tensor", sov_tp_size(tp));
         if (depth > 0 || kv_k || kv_v)
             printf("KV cache %s/%s | depth %ld: %.1f MB of keys and values read per generated token\n",
                    kv_type_name(kv_k ? kv_k : SOV_KV_F16), kv_type_name(kv_v ? kv_v : kv_k ? kv_k : SOV_KV_F16), depth,

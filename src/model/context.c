@@ -128,8 +128,8 @@ sov_status sov_context_new(const sov_model *model, const sov_context_params *par
     int64_t n_blocks;
     if (p.kv_cache_bytes > 0) {
         /* split across R ranks, the pool's bytes are the whole model's: each rank holds
-         * the same blocks for its 1/R of the KV heads */
-        n_blocks = p.kv_cache_bytes / sov_tp_size(tp) / (int64_t)block_bytes;
+         * the same blocks for its 1/R of the KV heads (--ep: all the heads, a whole cache) */
+        n_blocks = p.kv_cache_bytes / (tp_splits(tp, SOV_SPLIT_EXPERT) ? 1 : sov_tp_size(tp)) / (int64_t)block_bytes;
         /* --pp: every stage holds the same blocks for its own layers, so the count is the
          * whole model's (the stages' layer counts may differ by one) */
         if (tp_splits(tp, SOV_SPLIT_PIPELINE))

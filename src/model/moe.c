@@ -25,7 +25,12 @@
  * whatever else is in the batch (the gemm tiles equal single dot products, quantizing a
  * row depends only on the row, blocks sit at fixed offsets), and each token sums its k
  * expert outputs in its own order S; so a sequence's logits do not depend on which other
- * sequences share the batch, or on the number of threads. */
+ * sequences share the batch, or on the number of threads.
+ *
+ * Experts split across ranks (--ep, tp/ep.c): every rank routes and sorts the whole
+ * batch, runs steps 3-6 only for its experts [lo, hi) (whose sorted rows are the one
+ * range [start[lo], start[hi]); its weight tensors hold only those experts), and
+ * ep_combine exchanges the pair outputs between the ranks before (or instead of) step 7. */
 #include "model/moe.h"
 
 #include <math.h>
@@ -34,6 +39,8 @@
 
 #include "core/util.h"
 #include "model/moe_shared.h"
+#include "tp/ep.h"
+#include "tp/tp.h"
 
 enum {
     MOE_ROWS = 64, /* output rows of one work item (a multiple of ROW_TILE) */
@@ -111,6 +118,8 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
     const int X = hp->n_expert, K = hp->n_expert_used, R = T * K;
     const int64_t E = hp->n_embd, Fx = hp->n_ff_exp;
     long b, e;
+    int lo, hi; /* the experts this rank computes, X of them in one process (--ep: ep.c) */
+    ep_experts(c->model->tp, X, &lo, &hi);
 
     /* 1. router logits (T, X), then each token's experts and weights */
     const op_matmul router = {&L->router, c->moe_logits, NULL, false};
@@ -136,7 +145,7 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
         for (int r = 0; r < R; r++) start[c->moe_sel[r] + 1]++;
         int n_active = 0;
         for (int x_ = 0; x_ < X; x_++) {
-            if (start[x_ + 1] > 0) active[n_active++] = x_;
+            if (start[x_ + 1] > 0 && x_ >= lo && x_ < hi) active[n_active++] = x_;
             start[x_ + 1] += start[x_];
         }
         active[X] = n_active;
@@ -153,10 +162,13 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
     }
     barrier(t);
 
-    /* 3. gather the inputs of the sorted rows, in the gate/up weights' activation format */
+    /* 3. gather the inputs of the sorted rows (this rank's: [row0, row1)), in the gate/up
+     *    weights' activation format */
     const bool gated = L->gate_exps.data != NULL; /* else the GELU expert: up, gelu, down */
     const sov_type at_in = sov_type_info(gated ? L->gate_exps.type : L->up_exps.type)->act_type;
-    sov_split_range(R, 1, t->ith, t->nth, &b, &e);
+    const long row0 = c->moe_start[lo], row1 = c->moe_start[hi];
+    sov_split_range(row1 - row0, 1, t->ith, t->nth, &b, &e);
+    b += row0, e += row0;
     for (long r = b; r < e; r++) memcpy(c->moe_x + r * E, xb + (size_t)c->moe_tok[r] * (size_t)E, (size_t)E * sizeof(float));
     quantize_rows(k, at_in, c->moe_x, c->moe_act, b, e, E);
     barrier(t);
@@ -170,19 +182,20 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
     const int blocks_f = (int)((Fx + MOE_ROWS - 1) / MOE_ROWS);
     for (int it; (it = atomic_fetch_add_explicit(&c->moe_next[0], 1, memory_order_relaxed)) < n_active * blocks_f;) {
         const int ex = c->moe_active[it / blocks_f];
+        const long wx = ex - lo; /* its place in this rank's weights */
         const long r0 = (long)(it % blocks_f) * MOE_ROWS;
         const int nr = (int)SOV_MIN(MOE_ROWS, Fx - r0);
         const int s0 = c->moe_start[ex], ns = c->moe_start[ex + 1] - s0;
         if (!gated) {
-            grouped_gemm(k, &L->up_exps, ex * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_g, (size_t)Fx, r0);
+            grouped_gemm(k, &L->up_exps, wx * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_g, (size_t)Fx, r0);
             for (int s = s0; s < s0 + ns; s++) {
                 float *g = c->moe_g + (size_t)s * (size_t)Fx + r0;
                 k->gelu_erf(g, g, nr);
             }
             continue;
         }
-        grouped_gemm(k, &L->gate_exps, ex * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_g, (size_t)Fx, r0);
-        grouped_gemm(k, &L->up_exps, ex * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_u, (size_t)Fx, r0);
+        grouped_gemm(k, &L->gate_exps, wx * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_g, (size_t)Fx, r0);
+        grouped_gemm(k, &L->up_exps, wx * Fx + r0, nr, a_in, lda_in, s0, ns, c->moe_u, (size_t)Fx, r0);
         for (int s = s0; s < s0 + ns; s++) {
             float *g = c->moe_g + (size_t)s * (size_t)Fx + r0;
             k->silu_mul(g, g, c->moe_u + (size_t)s * (size_t)Fx + r0, nr);
@@ -192,8 +205,8 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
 
     /* 5. the hidden rows in the down weights' activation format */
     const sov_type at_h = sov_type_info(L->down_exps.type)->act_type;
-    sov_split_range(R, 1, t->ith, t->nth, &b, &e);
-    quantize_rows(k, at_h, c->moe_g, c->moe_act, b, e, Fx);
+    sov_split_range(row1 - row0, 1, t->ith, t->nth, &b, &e);
+    quantize_rows(k, at_h, c->moe_g, c->moe_act, row0 + b, row0 + e, Fx);
     barrier(t);
 
     /* 6. down products into moe_x (R, E); items (expert, block of MOE_ROWS of E) */
@@ -205,11 +218,12 @@ void op_moe(const op_thread *t, int il, float *x, const float *xb, int T) {
         const long r0 = (long)(it % blocks_e) * MOE_ROWS;
         const int nr = (int)SOV_MIN(MOE_ROWS, E - r0);
         const int s0 = c->moe_start[ex], ns = c->moe_start[ex + 1] - s0;
-        grouped_gemm(k, &L->down_exps, ex * E + r0, nr, a_h, lda_h, s0, ns, c->moe_x, (size_t)E, r0);
+        grouped_gemm(k, &L->down_exps, (ex - lo) * E + r0, nr, a_h, lda_h, s0, ns, c->moe_x, (size_t)E, r0);
     }
     barrier(t);
 
     /* 7. x += the weighted sum of each token's expert outputs, in its choice order */
+    if (tp_splits(c->model->tp, SOV_SPLIT_EXPERT) && ep_combine(t, x, T)) return;
     sov_split_range(T, 1, t->ith, t->nth, &b, &e);
     for (long i = b; i < e; i++) {
         float *acc = c->tmp + i * E;

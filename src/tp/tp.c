@@ -71,6 +71,15 @@ void tp_agree(sov_tp *tp, int64_t v, const char *what) {}
 void tp_loaded(sov_tp *tp) {}
 void tp_context_closed(sov_tp *tp) {}
 void tp_allreduce(sov_tp *tp, float *x, size_t n) { tp_fatal(tp, "built without MPI"); }
+void *tp_scratch(sov_tp *tp, int which, size_t bytes) { tp_fatal(tp, "built without MPI"); }
+size_t tp_gather_bytes(const sov_tp *tp) { return 0; }
+void tp_alltoallv(sov_tp *tp, const float *send, const int *scounts, const int *sdispls, float *recv,
+                  const int *rcounts, const int *rdispls, const char *what) {
+    tp_fatal(tp, "built without MPI");
+}
+void tp_allgatherv(sov_tp *tp, float *x, const int *counts, const int *displs, const char *what) {
+    tp_fatal(tp, "built without MPI");
+}
 
 #else
 
@@ -91,6 +100,12 @@ struct sov_tp {
     size_t gather_max;  /* bytes up to which the all-reduce gathers every partial */
     MPI_Request *p2p;   /* --pp: the point-to-point transfers of this step (tp_isend) */
     int n_p2p, p2p_cap;
+    void *scratch_buf[TP_SCRATCH]; /* tp_scratch: the --ep exchange's buffers */
+    size_t scratch_bytes[TP_SCRATCH];
+    bool stats;         /* SOV_TP_STATS=1: at the end, print the time waited in steps */
+    double waited_s;    /* seconds spent in tp_wait inside steps */
+    long waits;
+    double ep_sent;     /* bytes this rank sent to other ranks in --ep exchanges */
 };
 
 /* Up to this many bytes the all-reduce gathers every partial (one collective); above it,
@@ -120,7 +135,10 @@ static void tp_wait(sov_tp *tp, MPI_Request *req, bool in_step, const char *what
         int done = 0;
         const int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) tp_fatal(tp, "%s failed: %s (a rank died?); stopping", what, mpi_error(rc));
-        if (done) return;
+        if (done) {
+            if (in_step) tp->waited_s += sov_now_s() - t0, tp->waits++;
+            return;
+        }
         if (polls < 1000) continue;
         if (in_step && tp->timeout_s > 0 && sov_now_s() - t0 > tp->timeout_s)
             tp_fatal(tp, "%s: no answer from the other ranks for %.0f s (a rank died or hangs; SOV_TP_TIMEOUT "
@@ -170,6 +188,8 @@ sov_status sov_tp_init_split(int32_t n_ranks, sov_split how, sov_tp **out) {
     if (to && *to) tp->timeout_s = atof(to) > 0 ? atof(to) : 0;
     const char *gb = getenv("SOV_TP_GATHER_BYTES");
     tp->gather_max = gb && *gb ? (size_t)strtoull(gb, NULL, 10) : TP_GATHER_MAX_BYTES;
+    const char *stats = getenv("SOV_TP_STATS");
+    tp->stats = stats && *stats == '1';
     tp->counts = calloc((size_t)tp->size, sizeof *tp->counts);
     tp->displs = calloc((size_t)tp->size, sizeof *tp->displs);
     tp->rcounts = calloc((size_t)tp->size, sizeof *tp->rcounts);
@@ -208,6 +228,9 @@ void tp_loaded(sov_tp *tp) {
 
 void sov_tp_free(sov_tp *tp) {
     if (!tp) return;
+    if (tp->stats)
+        fprintf(stderr, "sov: tp rank %d of %d: %.3f s waited in %ld exchanges and commands; %.0f bytes sent in --ep "
+                "exchanges\n", tp->rank, tp->size, tp->waited_s, tp->waits, tp->ep_sent);
     MPI_Comm_free(&tp->comm);
     free(tp->gather);
     free(tp->counts);
@@ -216,6 +239,7 @@ void sov_tp_free(sov_tp *tp) {
     free(tp->rdispls);
     free(tp->scratch);
     free(tp->p2p);
+    for (int i = 0; i < TP_SCRATCH; i++) free(tp->scratch_buf[i]);
     free(tp);
     MPI_Finalize();
 }
@@ -373,6 +397,36 @@ void tp_allreduce(sov_tp *tp, float *x, size_t n) {
     check(tp, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, tp->counts, tp->displs, MPI_FLOAT, tp->comm,
                               &req), "all-reduce");
     tp_wait(tp, &req, true, "all-reduce");
+}
+
+/* ---- the exchanges of expert parallelism (ep.c) ---- */
+
+size_t tp_gather_bytes(const sov_tp *tp) { return tp->gather_max; }
+
+void *tp_scratch(sov_tp *tp, int which, size_t bytes) {
+    which = which < 0 ? 0 : which >= TP_SCRATCH ? TP_SCRATCH - 1 : which; /* callers pass constants */
+    if (bytes <= tp->scratch_bytes[which]) return tp->scratch_buf[which];
+    free(tp->scratch_buf[which]);
+    tp->scratch_buf[which] = malloc(bytes);
+    if (!tp->scratch_buf[which]) tp_fatal(tp, "out of memory for %zu bytes of exchange buffers", bytes);
+    tp->scratch_bytes[which] = bytes;
+    return tp->scratch_buf[which];
+}
+
+void tp_alltoallv(sov_tp *tp, const float *send, const int *scounts, const int *sdispls, float *recv,
+                  const int *rcounts, const int *rdispls, const char *what) {
+    MPI_Request req;
+    for (int q = 0; q < tp->size; q++) tp->ep_sent += q == tp->rank ? 0.0 : (double)scounts[q] * sizeof(float);
+    check(tp, MPI_Ialltoallv(send, scounts, sdispls, MPI_FLOAT, recv, rcounts, rdispls, MPI_FLOAT, tp->comm, &req),
+          what);
+    tp_wait(tp, &req, true, what);
+}
+
+void tp_allgatherv(sov_tp *tp, float *x, const int *counts, const int *displs, const char *what) {
+    MPI_Request req;
+    tp->ep_sent += (double)counts[tp->rank] * sizeof(float) * (double)(tp->size - 1);
+    check(tp, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, counts, displs, MPI_FLOAT, tp->comm, &req), what);
+    tp_wait(tp, &req, true, what);
 }
 
 /* ---- the worker loop ---- */

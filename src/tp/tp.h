@@ -82,6 +82,30 @@ void tp_p2p_poll(sov_tp *tp);
 /* Waits for every transfer under way; the handles are then spent. */
 void tp_p2p_wait_all(sov_tp *tp, const char *what);
 
+/* --ep's exchanges (ep.c), called by one thread between two barriers of the forward job,
+ * counts and displacements in floats, one per rank; a lost rank: tp_fatal. */
+enum { TP_SCRATCH = 4 };
+/* Buffer `which` (0..TP_SCRATCH-1) of at least `bytes`, kept with tp (freed by sov_tp_free);
+ * its contents are lost when it grows. Out of memory: tp_fatal. */
+void *tp_scratch(sov_tp *tp, int which, size_t bytes);
+/* MPI_Alltoallv of floats: send[sdispls[q] ..] (scounts[q]) to rank q, and from every
+ * rank p rcounts[p] floats into recv + rdispls[p]. */
+void tp_alltoallv(sov_tp *tp, const float *send, const int *scounts, const int *sdispls, float *recv,
+                  const int *rcounts, const int *rdispls, const char *what);
+/* MPI_Allgatherv in place: rank q's x[displs[q] .. + counts[q]) to every rank. */
+void tp_allgatherv(sov_tp *tp, float *x, const int *counts, const int *displs, const char *what);
+/* Bytes up to which an exchange gathers everything on every rank in one collective rather
+ * than two with less traffic (64 KiB; SOV_TP_GATHER_BYTES sets it, for tp_allreduce too). */
+size_t tp_gather_bytes(const sov_tp *tp);
+/* --ep: the routed experts [*lo, *hi) of X this rank holds (ep.c); all of them unless the
+ * experts are split. */
+static inline void ep_experts(const sov_tp *tp, int X, int *lo, int *hi) {
+    const bool split = tp_splits(tp, SOV_SPLIT_EXPERT);
+    const int r = split ? sov_tp_rank(tp) : 0, R = split ? sov_tp_size(tp) : 1;
+    *lo = r * (X / R);
+    *hi = (r + 1) * (X / R);
+}
+
 /* Cuts a loaded decoder down to rank's shard (shard.c): whole query and KV heads, FFN
  * rows; the model's hparams then describe the shard. Errors: SOV_ERR_UNSUPPORTED
  * (encoders, experts, heads or FFN width not divisible by the ranks, a column split off

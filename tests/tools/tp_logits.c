@@ -2,7 +2,7 @@
  * with --tp R under mpirun, writing every logit row it asks for, so that
  * tests/mpi/test_tp_greedy.py can compare split runs with the single process.
  *
- *   [mpirun -np R] tp_logits MODEL --out FILE [--tp R | --pp R] [--threads N] [--kv-f32]
+ *   [mpirun -np R] tp_logits MODEL --out FILE [--tp R | --ep R | --pp R] [--threads N] [--kv-f32]
  *
  * The script exercises every call rank 0 sends to the other ranks: a 40-token prompt in
  * one batch (sequence A), 12 greedy steps, a second sequence B that attaches A's first
@@ -120,6 +120,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "--tp") && i + 1 < argc) tp_n = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--pp") && i + 1 < argc) tp_n = atoi(argv[++i]), how = SOV_SPLIT_PIPELINE;
+        else if (!strcmp(argv[i], "--ep") && i + 1 < argc) tp_n = atoi(argv[++i]), how = SOV_SPLIT_EXPERT;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kv-f32")) kv = SOV_KV_F32;
         else if (!model_path) model_path = argv[i];
@@ -129,7 +130,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!model_path || !out_path) {
-        fprintf(stderr, "usage: tp_logits MODEL --out FILE [--tp R | --pp R] [--threads N] [--kv-f32]\n");
+        fprintf(stderr, "usage: tp_logits MODEL --out FILE [--tp R | --ep R | --pp R] [--threads N] [--kv-f32]\n");
         return 2;
     }
     sov_tp *tp = NULL;
