@@ -66,6 +66,9 @@ echo
 echo "== kernels"
 "$here/build/bench/bench_kernels" || true
 echo
+echo "== attention per cached position (decode and prompt, every KV cache type)"
+"$here/build/bench/bench_attn" --time 0.2 || true
+echo
 echo "== structured output: grammar mask cost per token vs a decode step (docs/STRUCTURED-OUTPUT.md)"
 "$here/build/bench/bench_grammar" --vocab "$vocab" -m "$models/tinyllama-1.1b-q4_0.gguf" -t 2 || true
 echo
