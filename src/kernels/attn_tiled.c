@@ -71,6 +71,20 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
     }
 }
 
+/* A KV head's share of a block is a few KB, and the next block's lies a whole block (every
+ * layer and head) further on in the pool, so the hardware's stream prefetchers lose the
+ * thread at every block: a decode step at depth read its keys and values at a fraction of
+ * the memory's speed. The tile after this one is fetched while this one is computed. */
+static void prefetch_tile(const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t t0, int32_t j1,
+                          int32_t tile, bool keys) {
+    const int bs = kv->block_size;
+    const size_t bytes = keys ? kv->head_bytes : kv->v_head_bytes;
+    for (int32_t b0 = t0; b0 < SOV_MIN(t0 + tile, j1); b0 += bs) {
+        const char *p = keys ? kv_k(kv, layer, blocks[b0 / bs], g) : kv_v(kv, layer, blocks[b0 / bs], g);
+        for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(p + at, 0, 3);
+    }
+}
+
 void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t j0,
                  int32_t j1, const float *q, int rep, const int32_t *row_end, float scale, float *scratch,
                  float *state) {
@@ -80,6 +94,8 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
     const int32_t tile = SOV_MAX(1, KV_ATTN_TILE / bs) * bs; /* whole blocks */
     for (int32_t t0 = j0 / bs * bs; t0 < j1; t0 += tile) {
         const int32_t tn = SOV_MIN(tile, j1 - t0); /* positions t0..t0+tn-1 of this tile */
+        /* the next tile's keys now, its values after this tile's scores (see prefetch_tile) */
+        prefetch_tile(kv, layer, g, blocks, t0 + tile, j1, tile, true);
         /* 1. scores of the tile */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
             const int32_t blk = blocks[(t0 + b0) / bs];
@@ -111,6 +127,7 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
             }
             l[h] += k->exp_sum(s, tile, mn); /* the whole tile: see kv_attn_run in the header */
         }
+        prefetch_tile(kv, layer, g, blocks, t0 + tile, j1, tile, false);
         /* 3. o += weights x values */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
             const int32_t blk = blocks[(t0 + b0) / bs];
