@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "core/util.h"
 #include "sandbox/sandbox_impl.h"
 
 /* ---- the kernel ABI (include/uapi/linux/landlock.h) ---- */
@@ -195,8 +196,10 @@ static void on_restrict(int sig, siginfo_t *si, void *uc) {
     errno = saved;
 }
 
-/* Asks thread tid to restrict itself and waits (2 s at most). 0, ESRCH (the thread is
- * gone), ETIMEDOUT or the thread's errno. */
+/* Asks thread tid to restrict itself and waits (10 s of wall time at most: on a loaded
+ * machine, busy MPI ranks beside it, a thread may wait seconds for a core, and 2 s made
+ * `sov serve` refuse to start in a test run). 0, ESRCH (the thread is gone), ETIMEDOUT or
+ * the thread's errno. */
 static int restrict_thread(pid_t tid, int sig, ll_job *j) {
     atomic_store(&j->state, 1);
     atomic_store(&j->err, 0);
@@ -209,11 +212,12 @@ static int restrict_thread(pid_t tid, int sig, ll_job *j) {
     si.si_value.sival_ptr = j;
     if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, &si) != 0) return errno;
     const struct timespec pause = {0, 100 * 1000};
-    for (int i = 0; i < 20000; i++) {
+    const double give_up = sov_now_s() + 10.0;
+    for (;;) {
         if (atomic_load(&j->state) == 2) return atomic_load(&j->err);
+        if (sov_now_s() > give_up) return ETIMEDOUT;
         nanosleep(&pause, NULL);
     }
-    return ETIMEDOUT;
 }
 
 static bool seen_before(const pid_t *done, size_t n, pid_t tid) {

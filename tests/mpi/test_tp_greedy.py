@@ -103,8 +103,11 @@ def main():
     else:
         print("(no shared model: synthetic models only)")
     vf = ["--vocab-from", vocab] if vocab else []
+    # gen-model's own vocabulary: with stories260K's, this Q8_0 model's greedy steps meet a
+    # near-tie that the split's float order (within 2e-2) tips the other way, and every
+    # logit after it differs; the comparison needs a model whose steps have clear winners
     gqa = mpilib.synthetic_model("tp-gqa-q8.gguf", "--dim", "256", "--heads", "8", "--kv-heads", "4", "--ffn",
-                                 "512", "--layers", "4", "--type", "Q8_0", *vf)
+                                 "512", "--layers", "4", "--type", "Q8_0")
     compare(gqa, "llama-gqa-q8_0", [], 2e-2, twice=True)
     qwen2 = mpilib.synthetic_model("tp-qwen2.gguf", "--arch", "qwen2", "--dim", "128", "--heads", "8",
                                    "--kv-heads", "4", "--ffn", "256", "--layers", "3", *vf)
