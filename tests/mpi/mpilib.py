@@ -42,6 +42,17 @@ def mpirun(n, tcp=False):
     return cmd
 
 
+# The sanitizer build (SOV_SANITIZE, `make test-san`) runs every rank 5-10x slower: there
+# the greedy tests split each model over the smallest rank count of a case only (the same
+# code paths; the release build runs them all).
+SANITIZED = os.environ.get("SOV_TEST_SANITIZED") == "1"
+
+
+def rank_set(ranks):
+    """The rank counts a case runs with: all of them, or the smallest under the sanitizers."""
+    return tuple(ranks) if not SANITIZED else (min(ranks),)
+
+
 def shared_model(name):
     p = os.path.join(SHARED, name)
     if os.path.exists(p):

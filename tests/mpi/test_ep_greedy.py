@@ -77,7 +77,7 @@ def compare(model, tag, ranks=(2, 4), extra=(), paths=(OWNER, GATHER)):
         return
     check(len(toks1) > 20 and l1.size > 0 and np.isfinite(l1).all() and float(np.abs(l1).max()) > 0,
           "%s: the whole run produced tokens and finite logits" % tag)
-    for n in ranks:
+    for n in mpilib.rank_set(ranks):
         for path in paths:
             how = "%s ep %d %s" % (tag, n, "owner-combine" if path == OWNER else "gather")
             toks, l = logits(model, n, tag, extra, path)
@@ -214,7 +214,7 @@ def main():
     if vocab:
         whole = run_text(q3, 1, "Once upon a time")
         check(len(whole) > 20, "sov run printed text: %r" % whole)
-        for n in (2, 4):
+        for n in mpilib.rank_set((2, 4)):
             split = run_text(q3, n, "Once upon a time")
             check(split == whole, "sov run --ep %d printed %r, one process %r" % (n, split, whole))
         print("sov run --ep 2, 4: the single process's text")

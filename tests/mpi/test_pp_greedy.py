@@ -58,7 +58,7 @@ def compare(model, tag, extra=(), micro=(None,), ranks=(2, 4)):
     check(len(toks1) > 20 and l1.size > 0, "%s: the whole run produced tokens and logits" % tag)
     for mb in micro:
         env = {"SOV_PP_MICRO_BATCH": str(mb)} if mb else {}
-        for n in ranks:
+        for n in mpilib.rank_set(ranks):
             toks, l = logits(model, n, extra, tag, env)
             if l is None:
                 continue
@@ -97,7 +97,7 @@ def main():
         compare(stories, "stories260K", micro=(None, 1, 3))
         whole = run_text(stories, 1, "Once upon a time")
         check(b"Lily" in whole or len(whole) > 60, "sov run printed a story: %r" % whole)
-        for n in (2, 4):
+        for n in mpilib.rank_set((2, 4)):
             check(run_text(stories, n, "Once upon a time") == whole, "sov run --pp %d differs from one process" % n)
     else:
         print("(no shared model: synthetic models only)")

@@ -56,7 +56,7 @@ def compare(model, tag, extra, tol, twice=False, ranks=(2, 4)):
         return
     check(len(toks1) > 20 and l1.size > 0, "%s: the whole run produced tokens and logits" % tag)
     split = {}
-    for n in ranks:
+    for n in mpilib.rank_set(ranks):
         toks, l = logits(model, n, extra, tag)
         split[n] = l
         if l is None:
@@ -73,7 +73,7 @@ def compare(model, tag, extra, tol, twice=False, ranks=(2, 4)):
     # deterministic: the same split twice, the same bits
     # the all-reduce's two paths (gather every partial; reduce-scatter + all-gather, forced
     # here for every size) add in the same rank order: the same bits
-    for n in ranks:
+    for n in mpilib.rank_set(ranks):
         _, b = logits(model, n, extra, tag + "-rs", {"SOV_TP_GATHER_BYTES": "0"})
         if split[n] is not None and b is not None:
             check(np.array_equal(split[n], b), "%s tp %d: the reduce-scatter path gave other bits" % (tag, n))
@@ -97,7 +97,7 @@ def main():
         compare(stories, "stories260K", [], 1e-3)
         whole = run_text(stories, 1, "Once upon a time")
         check(b"Lily" in whole or len(whole) > 60, "sov run printed a story: %r" % whole)
-        for n in (2, 4):
+        for n in mpilib.rank_set((2, 4)):
             split = run_text(stories, n, "Once upon a time")
             check(split == whole, "sov run --tp %d printed %r, one process %r" % (n, split, whole))
     else:
