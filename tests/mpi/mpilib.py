@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 SOV = os.environ.get("SOV_BIN", "build/sov")
 TOOLS = os.environ.get("SOV_TOOLS_DIR", "build/tests/tools")
@@ -76,3 +78,77 @@ def synthetic_model(name, *args):
 def vocab_source():
     """A tokenizer to give synthetic models, so `sov run` prints text."""
     return shared_model("stories260K.gguf")
+
+
+def rank_pid(tag, rank, timeout=30):
+    """The pid of the sov process of the given rank in the job tagged SOV_TEST_TAG=tag."""
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                env = open("/proc/%s/environ" % p, "rb").read().split(b"\0")
+                comm = open("/proc/%s/comm" % p).read().strip()
+            except OSError:
+                continue
+            if comm == "sov" and b"SOV_TEST_TAG=" + tag.encode() in env and \
+                    b"OMPI_COMM_WORLD_RANK=%d" % rank in env:
+                return int(p)
+        time.sleep(0.05)
+    return None
+
+
+def split_server(model, split, n, env=None):
+    """`mpirun -np n sov serve ... --<split> n` (TCP between the ranks), started and ready:
+    a serverlib.Server (its raw HTTP helpers) for the job."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
+    import serverlib
+
+    class SplitServer(serverlib.Server):
+        def __init__(self):
+            self.ready = os.path.join(TMP, "%s-serve-ready-%d-%d" % (split, os.getpid(), int(time.time() * 1e6)))
+            self.log_path = self.ready + ".log"
+            cmd = mpirun(n, tcp=True) + [SOV, "serve", "-m", model, "--port", "0", "--ready-file", self.ready,
+                                         "-t", "1", "--parallel", "4", "--" + split, str(n)]
+            self.log = open(self.log_path, "w")
+            self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=dict(ENV, **(env or {})))
+            t_end = time.time() + 120
+            while not os.path.exists(self.ready) or os.path.getsize(self.ready) == 0:
+                if self.proc.poll() is not None or time.time() > t_end:
+                    raise RuntimeError("server did not start: " + open(self.log_path).read())
+                time.sleep(0.02)
+            host, port = open(self.ready).read().split()
+            self.host, self.port = host, int(port)
+
+    return SplitServer()
+
+
+SERVE_PROMPTS = [
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the sunshine with her dog.",
+    "One day, a big bear came to the forest.",
+    "Tom had a red ball. He liked to throw it high in the sky and catch it with his hands.",
+]
+
+
+def serve_answers(srv, check, max_tokens=32):
+    """Greedy completions from srv: the first prompt alone, all three at once (one batch),
+    then the first again (the prefix cache); check(cond, what) records failures."""
+    def complete(prompt):
+        st, body = srv.json("/v1/completions", {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0})
+        check(st == 200, "status %s: %s" % (st, body))
+        return body["choices"][0]["text"] if st == 200 else None
+
+    out = {"alone": complete(SERVE_PROMPTS[0])}
+    res = [None] * len(SERVE_PROMPTS)
+
+    def one(i):
+        res[i] = complete(SERVE_PROMPTS[i])
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(SERVE_PROMPTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out["together"] = res
+    out["cached"] = complete(SERVE_PROMPTS[0])
+    return out

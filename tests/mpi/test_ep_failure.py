@@ -50,25 +50,6 @@ def test_refusals(moe):
             "encoder", "encoder with experts")
 
 
-def rank_pid(tag, rank, timeout=30):
-    """The pid of the sov process of the given rank in the job tagged SOV_TEST_TAG=tag."""
-    t_end = time.time() + timeout
-    while time.time() < t_end:
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                env = open("/proc/%s/environ" % p, "rb").read().split(b"\0")
-                comm = open("/proc/%s/comm" % p).read().strip()
-            except OSError:
-                continue
-            if comm == "sov" and b"SOV_TEST_TAG=" + tag.encode() in env and \
-                    b"OMPI_COMM_WORLD_RANK=%d" % rank in env:
-                return int(p)
-        time.sleep(0.05)
-    return None
-
-
 def long_generation(model, tag, timeout_s):
     env = dict(mpilib.ENV, SOV_TEST_TAG=tag, SOV_TP_TIMEOUT=timeout_s)
     cmd = mpilib.mpirun(2, tcp=True) + ["-x", "SOV_TEST_TAG", "-x", "SOV_TP_TIMEOUT",
@@ -82,7 +63,7 @@ def long_generation(model, tag, timeout_s):
         for chunk in iter(lambda: proc.stdout.read1(4096), b""):
             proc.generated += len(chunk)
     threading.Thread(target=drain, daemon=True).start()
-    pid = rank_pid(tag, 1)
+    pid = mpilib.rank_pid(tag, 1)
     t_end = time.time() + 60
     while proc.poll() is None and time.time() < t_end and proc.generated < 40:
         time.sleep(0.05)

@@ -27,8 +27,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 
@@ -102,58 +100,14 @@ def run_text(model, n, prompt):
     return r.stdout  # bytes: a synthetic model's text need not be UTF-8
 
 
-class EpServer(serverlib.Server):
-    """sov serve under mpirun with --ep n (the raw HTTP helpers are serverlib's)."""
-
-    def __init__(self, model, n):
-        self.ready = os.path.join(mpilib.TMP, "ep-serve-ready-%d-%d" % (os.getpid(), int(time.time() * 1e6)))
-        self.log_path = self.ready + ".log"
-        cmd = mpilib.mpirun(n, tcp=True) + [mpilib.SOV, "serve", "-m", model, "--port", "0", "--ready-file",
-                                            self.ready, "-t", "1", "--parallel", "4", "--ep", str(n)]
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=mpilib.ENV)
-        t_end = time.time() + 120
-        while not os.path.exists(self.ready) or os.path.getsize(self.ready) == 0:
-            if self.proc.poll() is not None or time.time() > t_end:
-                raise RuntimeError("server did not start: " + open(self.log_path).read())
-            time.sleep(0.02)
-        host, port = open(self.ready).read().split()
-        self.host, self.port = host, int(port)
-
-
-PROMPTS = [
-    "Once upon a time, there was a little girl named Lily. She loved to play outside in the sunshine with her dog.",
-    "One day, a big bear came to the forest.",
-    "Tom had a red ball. He liked to throw it high in the sky and catch it with his hands.",
-]
-
-
-def complete(srv, prompt):
-    st, body = srv.json("/v1/completions", {"prompt": prompt, "max_tokens": 24, "temperature": 0})
-    check(st == 200, "status %s: %s" % (st, body))
-    return body["choices"][0]["text"] if st == 200 else None
-
-
 def answers(srv):
-    out = {"alone": complete(srv, PROMPTS[0])}
-    res = [None] * len(PROMPTS)
-
-    def one(i):
-        res[i] = complete(srv, PROMPTS[i])
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out["together"] = res
-    out["cached"] = complete(srv, PROMPTS[0])
-    return out
+    return mpilib.serve_answers(srv, check, max_tokens=24)
 
 
 def serve(model):
     with serverlib.Server(model, "--parallel", "4", threads=1) as srv:
         want = answers(srv)
-    srv = EpServer(model, 2)
+    srv = mpilib.split_server(model, "ep", 2)
     try:
         got = answers(srv)
         print("serve ep 2:", json.dumps(got)[:200])

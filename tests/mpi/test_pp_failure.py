@@ -27,25 +27,6 @@ def check(cond, what):
     return cond
 
 
-def rank_pid(tag, rank, timeout=30):
-    """The pid of the sov process of the given rank in the job tagged SOV_TEST_TAG=tag."""
-    t_end = time.time() + timeout
-    while time.time() < t_end:
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                env = open("/proc/%s/environ" % p, "rb").read().split(b"\0")
-                comm = open("/proc/%s/comm" % p).read().strip()
-            except OSError:
-                continue
-            if comm == "sov" and b"SOV_TEST_TAG=" + tag.encode() in env and \
-                    b"OMPI_COMM_WORLD_RANK=%d" % rank in env:
-                return int(p)
-        time.sleep(0.05)
-    return None
-
-
 def long_generation(model, n, tag, timeout_s):
     env = dict(mpilib.ENV, SOV_TEST_TAG=tag, SOV_TP_TIMEOUT=str(timeout_s))
     cmd = mpilib.mpirun(n, tcp=True) + ["-x", "SOV_TEST_TAG", "-x", "SOV_TP_TIMEOUT",
@@ -94,7 +75,7 @@ def ended(proc, pid, sig, what):
 def test_killed_last_stage(model):
     tag = "ppkill-%d" % os.getpid()
     proc = long_generation(model, 2, tag, 60)
-    pid = rank_pid(tag, 1)
+    pid = mpilib.rank_pid(tag, 1)
     if not check(wait_started(proc, pid), "the job started (rank 1 pid %s)" % pid):
         proc.kill()
         return
@@ -107,7 +88,7 @@ def test_killed_last_stage(model):
 def test_silent_middle_stage(model):
     tag = "ppstop-%d" % os.getpid()
     proc = long_generation(model, 3, tag, 3)
-    pid = rank_pid(tag, 1)
+    pid = mpilib.rank_pid(tag, 1)
     if not check(wait_started(proc, pid), "the job started (rank 1 pid %s)" % pid):
         proc.kill()
         return

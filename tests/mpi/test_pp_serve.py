@@ -14,9 +14,7 @@ cleanly: rank 0 drains and says "stopped", no rank reports a failure."""
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -34,52 +32,9 @@ def check(cond, what):
     return cond
 
 
-class PpServer(serverlib.Server):
-    """sov serve under mpirun with --pp n (the raw HTTP helpers are serverlib's)."""
-
-    def __init__(self, model, n, env):
-        self.ready = os.path.join(mpilib.TMP, "pp-serve-ready-%d-%d" % (os.getpid(), int(time.time() * 1e6)))
-        self.log_path = self.ready + ".log"
-        cmd = mpilib.mpirun(n, tcp=True) + [mpilib.SOV, "serve", "-m", model, "--port", "0", "--ready-file",
-                                            self.ready, "-t", "1", "--parallel", "4", "--pp", str(n)]
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=dict(mpilib.ENV, **env))
-        t_end = time.time() + 120
-        while not os.path.exists(self.ready) or os.path.getsize(self.ready) == 0:
-            if self.proc.poll() is not None or time.time() > t_end:
-                raise RuntimeError("server did not start: " + open(self.log_path).read())
-            time.sleep(0.02)
-        host, port = open(self.ready).read().split()
-        self.host, self.port = host, int(port)
-
-
-PROMPTS = [
-    "Once upon a time, there was a little girl named Lily. She loved to play outside in the sunshine with her dog.",
-    "One day, a big bear came to the forest.",
-    "Tom had a red ball. He liked to throw it high in the sky and catch it with his hands.",
-]
-
-
-def complete(srv, prompt):
-    st, body = srv.json("/v1/completions", {"prompt": prompt, "max_tokens": 32, "temperature": 0})
-    check(st == 200, "status %s: %s" % (st, body))
-    return body["choices"][0]["text"] if st == 200 else None
-
-
 def answers(srv):
-    out = {"alone": complete(srv, PROMPTS[0])}
-    res = [None] * len(PROMPTS)
-
-    def one(i):
-        res[i] = complete(srv, PROMPTS[i])
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out["together"] = res
-    out["cached"] = complete(srv, PROMPTS[0])
-    st, body = srv.json("/v1/embeddings", {"input": PROMPTS[1:]})
+    out = mpilib.serve_answers(srv, check)
+    st, body = srv.json("/v1/embeddings", {"input": mpilib.SERVE_PROMPTS[1:]})
     check(st == 200, "embeddings status %s: %s" % (st, body))
     out["embeddings"] = [d["embedding"] for d in body["data"]] if st == 200 else None
     return out
@@ -95,7 +50,7 @@ def main():
         want = answers(srv)
     print("one process:", json.dumps(want)[:300])
     t0 = time.time()
-    srv = PpServer(model, 2, {"SOV_PP_MICRO_BATCH": "4"})
+    srv = mpilib.split_server(model, "pp", 2, {"SOV_PP_MICRO_BATCH": "4"})
     print("pp 2 server up in %.1f s" % (time.time() - t0))
     try:
         got = answers(srv)

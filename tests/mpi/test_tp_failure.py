@@ -29,25 +29,6 @@ def check(cond, what):
     return cond
 
 
-def rank_pid(tag, rank, timeout=30):
-    """The pid of the sov process of the given rank in the job tagged SOV_TEST_TAG=tag."""
-    t_end = time.time() + timeout
-    while time.time() < t_end:
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                env = open("/proc/%s/environ" % p, "rb").read().split(b"\0")
-                comm = open("/proc/%s/comm" % p).read().strip()
-            except OSError:
-                continue
-            if comm == "sov" and b"SOV_TEST_TAG=" + tag.encode() in env and \
-                    b"OMPI_COMM_WORLD_RANK=%d" % rank in env:
-                return int(p)
-        time.sleep(0.05)
-    return None
-
-
 def long_generation(model, tag, extra_env=None):
     env = dict(mpilib.ENV, SOV_TEST_TAG=tag, **(extra_env or {}))
     cmd = mpilib.mpirun(2, tcp=True) + ["-x", "SOV_TEST_TAG", "-x", "SOV_TP_TIMEOUT",
@@ -75,7 +56,7 @@ def wait_started(proc, pid, timeout=60):
 def test_killed_rank(model):
     tag = "kill-%d" % os.getpid()
     proc = long_generation(model, tag)
-    pid = rank_pid(tag, 1)
+    pid = mpilib.rank_pid(tag, 1)
     if not check(wait_started(proc, pid), "the job started (rank 1 pid %s)" % pid):
         proc.kill()
         return
@@ -97,7 +78,7 @@ def test_killed_rank(model):
 def test_silent_rank(model):
     tag = "stop-%d" % os.getpid()
     proc = long_generation(model, tag, {"SOV_TP_TIMEOUT": "3"})
-    pid = rank_pid(tag, 1)
+    pid = mpilib.rank_pid(tag, 1)
     if not check(wait_started(proc, pid), "the job started (rank 1 pid %s)" % pid):
         proc.kill()
         return
