@@ -11,7 +11,11 @@
  * Partial states of disjoint ranges merge exactly (kv_attn_merge: rescale each by
  * e^(m_s - max m) and add), which is how one long sequence is split across threads
  * (split-K, ops.c). Keys and values are read in their cached type (kv.h): F16/F32 by
- * the attention kernels directly, Q8_0/Q4_0 dequantized block by block into scratch. */
+ * the attention kernels directly, Q8_0/Q4_0 dequantized block by block into scratch —
+ * except Q8_0/Q4_0 keys where the table has integer scores (attn_scores_q8_0 / _q4_0:
+ * AVX-512 VNNI): the query rows are then quantized once per call, as Q8_0 rows are
+ * (kvq_quantize_query), and scored against the codes with int8 products, as llama.cpp
+ * scores quantized keys. */
 #ifndef SOV_KERNELS_ATTN_TILED_H
 #define SOV_KERNELS_ATTN_TILED_H
 

@@ -101,6 +101,15 @@ typedef struct sov_kernels {
      * cache keeps them: y[i * ld + j] = value i of row j for j < n, 0 for n <= j < ld */
     void (*kv_dequant_t_q8_0)(const void *x, size_t row_bytes, int n, float *y, int ld, int d, int g);
     void (*kv_dequant_t_q4_0)(const void *x, size_t row_bytes, int n, float *y, int ld, int d, int g);
+    /* scores against Q8_0 / Q4_0 keys (groups of 32, d a multiple of 32) in integers: the
+     * nq query rows quantized by kvq_quantize_query (codes qq, scales qd, code sums qs) dot
+     * the codes of n positions (rows row_bytes apart) with int8 products, as the
+     * reference kvq_scores_ref; NULL where the table has no integer dot product worth it
+     * (the keys are then dequantized and the float scores kernel runs) */
+    void (*attn_scores_q8_0)(float *scores, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
+                             int nq, const void *K, size_t row_bytes, int n, int d, float scale);
+    void (*attn_scores_q4_0)(float *scores, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
+                             int nq, const void *K, size_t row_bytes, int n, int d, float scale);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

@@ -13,6 +13,7 @@
 #define SOV_KV_QUANT_IMPL_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -91,6 +92,57 @@ static inline void kvq_dequant_t_q8_0_ref(const void *x, size_t rb, int n, float
 }
 static inline void kvq_dequant_t_q4_0_ref(const void *x, size_t rb, int n, float *y, int ld, int d, int g) {
     kvq_dequant_t_ref(kvq_dequant_q4_0_ref, x, rb, n, y, ld, d, g);
+}
+
+/* Query rows for the integer scores of quantized keys (attn_scores_q8_0 / _q4_0 in
+ * kernels.h): each of nq rows of d values (d a multiple of 32) in groups of 32 as int8
+ * codes qq = round(x / s) with s = max|x| / 127 kept as a float in qd, and the codes'
+ * sum per group in qs (the kernels take keys as unsigned bytes, k + 128 or u, and subtract
+ * 128 or 8 times that sum). The same rounding as the Q8_0 rows. */
+static inline void kvq_quantize_query(const float *q, int nq, int d, int8_t *qq, float *qd, int32_t *qs) {
+    for (int h = 0; h < nq; h++)
+        for (int b = 0; b < d; b += 32) {
+            const float *x = q + (size_t)h * (size_t)d + b;
+            float amax = 0.0f;
+            for (int i = 0; i < 32; i++)
+                amax = fmaxf(amax, fabsf(x[i]));
+            const float s = amax / 127.0f, is = s != 0.0f ? 1.0f / s : 0.0f;
+            int32_t sum = 0;
+            for (int i = 0; i < 32; i++) {
+                const int v = (int)roundf(x[i] * is);
+                qq[(size_t)h * (size_t)d + b + i] = (int8_t)v;
+                sum += v;
+            }
+            qd[(size_t)h * (size_t)(d / 32) + b / 32] = s;
+            qs[(size_t)h * (size_t)(d / 32) + b / 32] = sum;
+        }
+}
+
+/* The reference of the integer scores: for row h and key j (rows rb bytes apart, groups of
+ * 32), s = sum over groups b, in order, of (float)(qq_hb . k_jb) * (kd_jb * qd_hb), then
+ * sc[h * ldsc + j] = scale * s. Q4_0 codes are u - 8. */
+static inline void kvq_scores_ref(bool q4, float *sc, size_t ldsc, const int8_t *qq, const float *qd, int nq,
+                                  const void *K, size_t rb, int n, int d, float scale) {
+    const size_t gb = q4 ? 18 : 34;
+    for (int h = 0; h < nq; h++)
+        for (int j = 0; j < n; j++) {
+            const uint8_t *row = (const uint8_t *)K + (size_t)j * rb;
+            float s = 0.0f;
+            for (int b = 0; b < d / 32; b++) {
+                const uint8_t *p = row + (size_t)b * gb;
+                const int8_t *x = qq + (size_t)h * (size_t)d + (size_t)b * 32;
+                sov_half hs;
+                memcpy(&hs, p, 2);
+                int32_t dot = 0;
+                for (int i = 0; i < 32; i++) {
+                    const int k =
+                        q4 ? (i < 16 ? (p[2 + i] & 15) : (p[2 + i - 16] >> 4)) - 8 : (int8_t)p[2 + i];
+                    dot += k * x[i];
+                }
+                s += (float)dot * (sov_half_to_f32(hs) * qd[(size_t)h * (size_t)(d / 32) + b]);
+            }
+            sc[(size_t)h * ldsc + (size_t)j] = scale * s;
+        }
 }
 
 /* x = exp(x - max) for n values; returns their sum */

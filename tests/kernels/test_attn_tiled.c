@@ -8,6 +8,9 @@
  *     nibbles i and i + g/2); bytes identical to the scalar table's; kv_dequant_* equal
  *     to this file's decoding bit for bit (one float product each), and so are the
  *     transposed block decodings kv_dequant_t_* (slots past the rows zero).
+ *   attn_scores_q8_0 / _q4_0 (tables with integer scores): bit for bit the reference
+ *     kvq_scores_ref, which is within 1e-5 (of the products' magnitude) of the query's
+ *     and keys' codes decoded here and multiplied in double.
  *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6;
  *     max_f32: the largest value at every length and position, NaN and -inf ignored.
  *   kv_attn_run with row ends (a prompt's consecutive tokens in one call): every row
@@ -18,7 +21,8 @@
  *     block and tile boundaries, blocks in shuffled pool order, the range split into
  *     1..7 parts at arbitrary points (split-K) and windows starting mid-block: against
  *     softmax(q K^T / sqrt(D)) V in double over the keys and values as stored (decoded
- *     here). Bound: 2e-6 * max|v| * (1 + sqrt(n)) — float rounding of scores and sums
+ *     here; with integer scores, the query as quantized to codes). Bound: 2e-6 * max|v| *
+ *     (1 + sqrt(n)) — float rounding of scores and sums
  *     in a different order; a position dropped or counted twice moves the output by
  *     ~max|v| / n, >= 1e-5 of that scale for n <= 2000, 5x outside (measured: ~1.4e-7).
  * No files are read, so this test runs cross-compiled under qemu-aarch64 too. */
@@ -26,6 +30,7 @@
 
 #include "kernels/attn_tiled.h"
 #include "kernels/kernels.h"
+#include "kernels/kv_quant_impl.h"
 
 static test_rng rng = {0xa77e};
 
@@ -62,6 +67,86 @@ static size_t row_bytes(sov_kv_type t, int d, int g) {
     case SOV_KV_Q8_0: return (size_t)(d / g) * (2 + (size_t)g);
     default: return (size_t)(d / g) * (2 + (size_t)g / 2);
     }
+}
+
+static bool int_scores(const sov_kernels *k, sov_kv_type kt) {
+    return (kt == SOV_KV_Q8_0 && k->attn_scores_q8_0) || (kt == SOV_KV_Q4_0 && k->attn_scores_q4_0);
+}
+
+/* attn_scores_q8_0 / _q4_0, where the table has them: bit for bit kvq_scores_ref (the
+ * integer dot products are exact and the float steps the same), for 1..9 query rows,
+ * 1..40 positions (several 16-position strips and partial ones), head sizes 32..256 and
+ * padded rows; and the reference itself against the codes decoded here, in double */
+static void check_int_scores(const sov_kernels *k) {
+    if (!k->attn_scores_q8_0 && !k->attn_scores_q4_0) return;
+    static const int dims[] = {32, 64, 128, 256};
+    int bad = 0, cases = 0;
+    double worst = 0;
+    for (size_t di = 0; di < SOV_ARRAY_LEN_T(dims); di++) {
+        const int d = dims[di];
+        for (int t = SOV_KV_Q8_0; t <= SOV_KV_Q4_0; t++) {
+            void (*fn)(float *, size_t, const int8_t *, const float *, const int32_t *, int, const void *,
+                       size_t, int, int, float) =
+                t == SOV_KV_Q8_0 ? k->attn_scores_q8_0 : k->attn_scores_q4_0;
+            if (!fn) continue;
+            const size_t rb = row_bytes((sov_kv_type)t, d, 32) + (size_t)(t == SOV_KV_Q8_0 ? 0 : 6);
+            for (int nq = 1; nq <= 9; nq += 2 + (nq == 3)) /* 1, 3, 4 (a 4-row tile), 6, 8 */
+                for (int n = 1; n <= 40; n += n < 17 ? 1 : 7) {
+                    uint8_t *rows = malloc((size_t)n * rb);
+                    float *q = malloc((size_t)nq * d * sizeof *q),
+                          *qd = malloc((size_t)nq * d / 32 * sizeof *qd);
+                    int8_t *qq = malloc((size_t)nq * d);
+                    int32_t *qs = malloc((size_t)nq * d / 32 * sizeof *qs);
+                    float *got = malloc((size_t)nq * 48 * sizeof *got),
+                          *want = malloc((size_t)nq * 48 * sizeof *want);
+                    float x[256], kd[256];
+                    for (int j = 0; j < n; j++) {
+                        for (int i = 0; i < d; i++)
+                            x[i] = test_rng_float(&rng) * (j == 1 ? 0.0f : 3.0f);
+                        if (t == SOV_KV_Q8_0)
+                            k->kv_quantize_q8_0(x, rows + (size_t)j * rb, d, 32);
+                        else
+                            k->kv_quantize_q4_0(x, rows + (size_t)j * rb, d, 32);
+                    }
+                    for (int i = 0; i < nq * d; i++)
+                        q[i] = test_rng_float(&rng) * (i < 32 ? 0.0f : 2.0f);
+                    kvq_quantize_query(q, nq, d, qq, qd, qs);
+                    for (int i = 0; i < nq * 48; i++)
+                        got[i] = want[i] = NAN;
+                    fn(got, 48, qq, qd, qs, nq, rows, rb, n, d, 0.125f);
+                    kvq_scores_ref(t == SOV_KV_Q4_0, want, 48, qq, qd, nq, rows, rb, n, d, 0.125f);
+                    for (int h = 0; h < nq; h++)
+                        for (int j = 0; j < 48; j++) {
+                            const float g = got[h * 48 + j], w = want[h * 48 + j];
+                            cases++;
+                            if (memcmp(&g, &w, sizeof g) != 0 && bad++ < 3)
+                                fprintf(stderr, "%s int scores type %d d=%d nq=%d n=%d [%d][%d]: %g != %g\n",
+                                        k->isa, t, d, nq, n, h, j, g, w);
+                            if (j >= n) continue;
+                            decode_row((sov_kv_type)t, rows + (size_t)j * rb, kd, d, 32);
+                            double ref = 0, mag = 1e-30;
+                            for (int i = 0; i < d; i++) {
+                                const double pr = (double)qd[h * d / 32 + i / 32] * qq[h * d + i] * kd[i];
+                                ref += pr;
+                                mag += fabs(pr);
+                            }
+                            worst = fmax(worst, fabs(0.125 * ref - w) / (0.125 * mag));
+                        }
+                    free(rows);
+                    free(q);
+                    free(qd);
+                    free(qq);
+                    free(qs);
+                    free(got);
+                    free(want);
+                }
+        }
+    }
+    CHECK_MSG(bad == 0, "%s integer scores: %d of %d differ from kvq_scores_ref", k->isa, bad, cases);
+    CHECK_MSG(worst < 1e-5,
+              "%s kvq_scores_ref: %.3g of the products' magnitude off the decoded codes' product", k->isa,
+              worst);
+    fprintf(stderr, "  %-12s integer scores: %d bit for bit, reference within %.2g\n", k->isa, cases, worst);
 }
 
 /* kv_dequant_t_*: n rows of a block transposed, bit for bit the rows' own decoding, the
@@ -274,6 +359,23 @@ static double run_case(const sov_kernels *k, const attn_case *ac) {
     float vmax = 0;
     for (int i = 0; i < n * d; i++)
         vmax = fmaxf(vmax, fabsf(vv[i]));
+    /* tables with integer scores of quantized keys quantize the query too (per group of
+     * 32: s = max|x| / 127, codes round(x / s)): the reference takes that query */
+    float *qr = malloc((size_t)rep * d * sizeof *qr);
+    if (!qr) {
+        free(scratch);
+        goto done;
+    }
+    memcpy(qr, q, (size_t)rep * d * sizeof *qr);
+    if (int_scores(k, ac->kt) && d % 32 == 0)
+        for (int b = 0; b < rep * d; b += 32) {
+            float amax = 0;
+            for (int i = 0; i < 32; i++)
+                amax = fmaxf(amax, fabsf(q[b + i]));
+            const float st = amax / 127.0f, is = st != 0.0f ? 1.0f / st : 0.0f; /* as Q8_0 rows */
+            for (int i = 0; i < 32; i++)
+                qr[b + i] = st * roundf(q[b + i] * is);
+        }
     /* reference in double over positions first..n-1 */
     const double scale = 1.0 / sqrt((double)d);
     for (int h = 0; h < rep; h++) {
@@ -281,7 +383,7 @@ static double run_case(const sov_kernels *k, const attn_case *ac) {
         for (int j = ac->first; j < n; j++) {
             double s = 0;
             for (int i = 0; i < d; i++)
-                s += (double)q[h * d + i] * kk[(size_t)j * d + i];
+                s += (double)qr[h * d + i] * kk[(size_t)j * d + i];
             sc[j] = s * scale;
             mx = sc[j] > mx ? sc[j] : mx;
         }
@@ -315,6 +417,7 @@ static double run_case(const sov_kernels *k, const attn_case *ac) {
         err = fmax(err, fabs(out[i] - ref[i]));
     err /= vmax * (1.0 + sqrt((double)n));
     free(scratch);
+    free(qr);
 done:
     free(kv.k);
     free(kv.v);
@@ -434,6 +537,7 @@ int main(void) {
         }
         check_quant_rows(k);
         check_dequant_t(k);
+        check_int_scores(k);
         check_exp_sum(k);
         check_attention(k);
         check_row_ends(k);

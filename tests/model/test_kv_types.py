@@ -1,6 +1,10 @@
 """Quantized KV cache types and long contexts, whole forward passes.
 
-1. q8_0 / q4_0 KV against the NumPy reference (reference.py). The reference is run with
+1. q8_0 / q4_0 KV against the NumPy reference (reference.py). Where sov's kernel table
+   scores quantized keys in integers (avx512_vnni: the query per group of 32 as int8 codes,
+   scale max|x|/127 in float32, as llama.cpp scores quantized keys), the reference
+   quantizes the query the same way (quantize_query), and the float path is checked too
+   with SOV_ISA=avx512 against the reference without. The reference is run with
    its keys and values rounded as a Q8_0 / Q4_0 cache rounds them (quantize_rows below,
    written from the format: per position and KV head, groups of 32 values (head_dim when
    smaller), scale s = max|x|/127 (Q8_0) or m/-8 with m the value of largest magnitude
@@ -77,14 +81,43 @@ def quantize_rows(x, kind):
     return out.reshape(S, Hkv, D)
 
 
+def quantize_query(q):
+    """q [T, H, D] -> the query as the integer scores of quantized keys take it: per head
+    row, groups of 32, scale s = max|x|/127 kept in float32 (not rounded to f16), codes
+    round(x / s) (round half away from zero)."""
+    T, H, D = q.shape
+    y = q.reshape(T, H, D // 32, 32).astype(np.float32)
+    s = np.abs(y).max(axis=-1, keepdims=True) / np.float32(127)
+    inv = np.where(s != 0, np.float32(1) / np.where(s != 0, s, 1), 0).astype(np.float32)
+    r = y * inv
+    codes = np.trunc(r + np.copysign(np.float32(0.5), r))
+    return (s.astype(np.float64) * codes).reshape(T, H, D)
+
+
+def cpu_has_int_scores():
+    """True when sov's default kernel table here is avx512_vnni, whose scores against
+    Q8_0 / Q4_0 keys are int8 products of the keys' codes and the query quantized per
+    group of 32 (kernels.h attn_scores_q8_0); other tables dequantize the keys."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return False
+    return all(x in flags for x in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"))
+
+
 class QuantKVModel(reference.Model):
     """The reference whose attention sees keys and values as a quantized cache holds them
-    (all tokens are given in one forward call, so each is quantized once)."""
+    (all tokens are given in one forward call, so each is quantized once), and with
+    q_int, the query quantized as the integer scores take it."""
     kv_kind = None
+    q_int = False
 
     def _attention(self, q, K, V, positions, rep, window=0):
         if self.kv_kind:
             K, V = quantize_rows(K, self.kv_kind), quantize_rows(V, self.kv_kind)
+            if self.q_int and q.shape[2] % 32 == 0:
+                q = quantize_query(q)
         return super()._attention(q, K, V, positions, rep, window)
 
 
@@ -122,16 +155,24 @@ def reference_cases():
             m = QuantKVModel(path)
             toks = [int(t) for t in rng.integers(0, 512, 80)]
             exact = m.logits(toks)
+            # the default table; where that one scores quantized keys in integers, the
+            # float path too (the avx512 table: keys dequantized, the query as it is)
+            int_here = cpu_has_int_scores() and m.head_dim % 32 == 0
+            runs = [(None, int_here)] + ([("avx512", False)] if int_here else [])
             for kind in ("q8_0", "q4_0"):
-                m.kv_kind = kind
-                ref = m.logits(toks)
-                m.kv_kind = None
-                got = sov_logits(path, ["--seq", ",".join(map(str, toks))], len(toks), 512, ["--kv-type", kind])
-                e, cost = rel_err(got, ref), rel_err(got, exact)
-                check(e <= Q_BOUND[kind], "%s kv %s: sov vs reference with %s keys/values: %.2e (bound %.0e)"
-                      % (name, kind, kind, e, Q_BOUND[kind]))
-                check(cost <= COST_BOUND[kind], "%s kv %s: vs exact keys/values (the type's cost): %.2e (bound %.0e)"
-                      % (name, kind, cost, COST_BOUND[kind]))
+                for isa, q_int in runs:
+                    m.kv_kind, m.q_int = kind, q_int
+                    ref = m.logits(toks)
+                    m.kv_kind, m.q_int = None, False
+                    got = sov_logits(path, ["--seq", ",".join(map(str, toks))], len(toks), 512,
+                                     ["--kv-type", kind], env_isa=isa)
+                    e, cost = rel_err(got, ref), rel_err(got, exact)
+                    how = "%s kv %s%s" % (name, kind, " (SOV_ISA=%s)" % isa if isa else
+                                          " (integer scores)" if q_int else "")
+                    check(e <= Q_BOUND[kind], "%s: sov vs reference with %s keys/values%s: %.2e (bound %.0e)"
+                          % (how, kind, " and query codes" if q_int else "", e, Q_BOUND[kind]))
+                    check(cost <= COST_BOUND[kind], "%s: vs exact keys/values (the type's cost): %.2e (bound %.0e)"
+                          % (how, cost, COST_BOUND[kind]))
         finally:
             os.remove(path)
 

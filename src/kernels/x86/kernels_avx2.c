@@ -1132,6 +1132,96 @@ static void kv_dequant_t_q4_0(const void *x, size_t rb, int n, float *y, int ld,
         }
     }
 }
+#ifdef __AVX512VNNI__
+/* Scores against quantized keys in integers (kernels.h attn_scores_q8_0 / _q4_0). The
+ * gathers above give, for 4 bytes of a group, 16 positions x 4 codes: the dword lanes that
+ * vpdpbusd takes. The keys are its unsigned side (Q8_0 codes + 128 by flipping the sign
+ * bit; Q4_0's nibbles as stored, u = k + 8), the query's 4 codes broadcast the signed side,
+ * and 128 (8) x the query group's code sum comes off once per group: one vpdpbusd per 64
+ * products where the float path widened every key and took 4 fmas, shared by the rep
+ * heads. Per group the float steps are the reference's (a multiply, then an add: bit for
+ * bit kvq_scores_ref). Masked-off positions gather zeros, whose scale is 0. */
+enum { KVI_MAXD = 256 };
+static inline void kv_scores_int(bool q4, float *sc, size_t ldsc, const int8_t *qq, const float *qd,
+                                 const int32_t *qs, int nq, const void *K, size_t rb, int n, int d,
+                                 float scale) {
+    if (d % 32 != 0 || d > KVI_MAXD || rb > (1u << 26)) {
+        kvq_scores_ref(q4, sc, ldsc, qq, qd, nq, K, rb, n, d, scale);
+        return;
+    }
+    const int nb = d / 32;
+    const size_t gb = q4 ? 18 : 34;
+    const int32_t off = q4 ? 8 : 128;
+    const __m512i idx = kv_rows16(rb), m4 = _mm512_set1_epi8(15), sign = _mm512_set1_epi8((char)0x80);
+    __m512i w[KVI_MAXD / 4];
+    __m512 ks[KVI_MAXD / 32];
+    for (int j0 = 0; j0 < n; j0 += 16) {
+        const int m = n - j0;
+        const __mmask16 live = (__mmask16)(m >= 16 ? 0xFFFFu : (1u << m) - 1);
+        const uint8_t *base = (const uint8_t *)K + (size_t)j0 * rb;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *p = base + (size_t)b * gb;
+            ks[b] = kv_scales16(p, idx, live);
+            if (q4) {
+                UNROLL for (int t = 0; t < 4; t++) { /* bytes 4t.. hold codes 4t.. and 16 + 4t.. */
+                    const __m512i v =
+                        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, p + 2 + 4 * t, 1);
+                    w[b * 8 + t] = _mm512_and_si512(v, m4);
+                    w[b * 8 + 4 + t] = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
+                }
+            } else {
+                UNROLL for (int t = 0; t < 8; t++) w[b * 8 + t] = _mm512_xor_si512(
+                    _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, p + 2 + 4 * t, 1), sign);
+            }
+        }
+        int h = 0;
+        for (; h + 4 <= nq; h += 4) { /* 4 rows side by side: 4 independent chains */
+            __m512 s[4];
+            UNROLL for (int r = 0; r < 4; r++) s[r] = _mm512_setzero_ps();
+            for (int b = 0; b < nb; b++) {
+                __m512i acc[4];
+                UNROLL for (int r = 0; r < 4; r++) acc[r] =
+                    _mm512_set1_epi32(-off * qs[(size_t)(h + r) * nb + b]);
+                UNROLL for (int t = 0; t < 8; t++) UNROLL for (int r = 0; r < 4; r++) {
+                    int32_t x;
+                    memcpy(&x, qq + (size_t)(h + r) * d + (size_t)b * 32 + 4 * t, 4);
+                    acc[r] = _mm512_dpbusd_epi32(acc[r], w[b * 8 + t], _mm512_set1_epi32(x));
+                }
+                UNROLL for (int r = 0; r < 4; r++) s[r] = _mm512_add_ps(
+                    s[r], _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r]),
+                                        _mm512_mul_ps(ks[b], _mm512_set1_ps(qd[(size_t)(h + r) * nb + b]))));
+            }
+            UNROLL for (int r = 0; r < 4; r++) _mm512_mask_storeu_ps(
+                sc + (size_t)(h + r) * ldsc + j0, live, _mm512_mul_ps(_mm512_set1_ps(scale), s[r]));
+        }
+        for (; h < nq; h++) {
+            __m512 s = _mm512_setzero_ps();
+            for (int b = 0; b < nb; b++) {
+                __m512i acc = _mm512_set1_epi32(-off * qs[(size_t)h * nb + b]);
+                UNROLL for (int t = 0; t < 8; t++) {
+                    int32_t x;
+                    memcpy(&x, qq + (size_t)h * d + (size_t)b * 32 + 4 * t, 4);
+                    acc = _mm512_dpbusd_epi32(acc, w[b * 8 + t], _mm512_set1_epi32(x));
+                }
+                s = _mm512_add_ps(
+                    s, _mm512_mul_ps(_mm512_cvtepi32_ps(acc),
+                                     _mm512_mul_ps(ks[b], _mm512_set1_ps(qd[(size_t)h * nb + b]))));
+            }
+            _mm512_mask_storeu_ps(sc + (size_t)h * ldsc + j0, live, _mm512_mul_ps(_mm512_set1_ps(scale), s));
+        }
+    }
+}
+static void attn_scores_q8_0(float *sc, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
+                             int nq, const void *K, size_t rb, int n, int d, float scale) {
+    kv_scores_int(false, sc, ldsc, qq, qd, qs, nq, K, rb, n, d, scale);
+}
+static void attn_scores_q4_0(float *sc, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
+                             int nq, const void *K, size_t rb, int n, int d, float scale) {
+    kv_scores_int(true, sc, ldsc, qq, qd, qs, nq, K, rb, n, d, scale);
+}
+#define KV_SCORES_Q8_0 attn_scores_q8_0
+#define KV_SCORES_Q4_0 attn_scores_q4_0
+#endif
 #else
 static void kv_dequant_t_q8_0(const void *x, size_t rb, int n, float *y, int ld, int d, int g) {
     kvq_dequant_t_q8_0_ref(x, rb, n, y, ld, d, g);
@@ -1449,4 +1539,8 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
     .kv_dequant_q4_0 = kv_dequant_q4_0,
     .kv_dequant_t_q8_0 = kv_dequant_t_q8_0,
     .kv_dequant_t_q4_0 = kv_dequant_t_q4_0,
+#ifdef KV_SCORES_Q8_0
+    .attn_scores_q8_0 = KV_SCORES_Q8_0,
+    .attn_scores_q4_0 = KV_SCORES_Q4_0,
+#endif
 };
