@@ -12,6 +12,7 @@
 #ifndef SOV_KV_QUANT_IMPL_H
 #define SOV_KV_QUANT_IMPL_H
 
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -104,12 +105,17 @@ static inline void kvq_quantize_query(const float *q, int nq, int d, int8_t *qq,
         for (int b = 0; b < d; b += 32) {
             const float *x = q + (size_t)h * (size_t)d + b;
             float amax = 0.0f;
-            for (int i = 0; i < 32; i++)
+            bool finite = true;
+            for (int i = 0; i < 32; i++) {
                 amax = fmaxf(amax, fabsf(x[i]));
-            const float s = amax / 127.0f, is = s != 0.0f ? 1.0f / s : 0.0f;
+                finite = finite && fabsf(x[i]) <= FLT_MAX;
+            }
+            /* a group with an inf or NaN gets codes 0 and a NaN scale: its scores are NaN,
+             * as the float path's are */
+            const float s = finite ? amax / 127.0f : NAN, is = finite && s != 0.0f ? 1.0f / s : 0.0f;
             int32_t sum = 0;
             for (int i = 0; i < 32; i++) {
-                const int v = (int)roundf(x[i] * is);
+                const int v = finite ? (int)roundf(x[i] * is) : 0;
                 qq[(size_t)h * (size_t)d + b + i] = (int8_t)v;
                 sum += v;
             }

@@ -142,6 +142,31 @@ static void check_int_scores(const sov_kernels *k) {
                 }
         }
     }
+    /* a query row holding an inf or a NaN scores NaN everywhere (as in floats), the other
+     * rows as usual: never codes made from a float-to-int conversion of a NaN */
+    if (k->attn_scores_q8_0) {
+        float q[2 * 64], x[64], qd[4], got[2 * 16];
+        int8_t qq[2 * 64];
+        int32_t qs[4];
+        uint8_t rows[16 * 68];
+        for (int j = 0; j < 16; j++) {
+            for (int i = 0; i < 64; i++) x[i] = test_rng_float(&rng);
+            k->kv_quantize_q8_0(x, rows + (size_t)j * 68, 64, 32);
+        }
+        for (int bad_v = 0; bad_v < 2; bad_v++) {
+            for (int i = 0; i < 128; i++) q[i] = test_rng_float(&rng);
+            q[5] = bad_v ? NAN : INFINITY;
+            kvq_quantize_query(q, 2, 64, qq, qd, qs);
+            k->attn_scores_q8_0(got, 16, qq, qd, qs, 2, rows, 68, 16, 64, 0.125f);
+            int nan0 = 0, fin1 = 0;
+            for (int j = 0; j < 16; j++) {
+                nan0 += isnan(got[j]);
+                fin1 += isfinite(got[16 + j]);
+            }
+            CHECK_MSG(nan0 == 16 && fin1 == 16, "%s integer scores with a %s in the query: %d NaN, %d finite of 16",
+                      k->isa, bad_v ? "NaN" : "inf", nan0, fin1);
+        }
+    }
     CHECK_MSG(bad == 0, "%s integer scores: %d of %d differ from kvq_scores_ref", k->isa, bad, cases);
     CHECK_MSG(worst < 1e-5,
               "%s kvq_scores_ref: %.3g of the products' magnitude off the decoded codes' product", k->isa,
