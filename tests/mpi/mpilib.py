@@ -105,23 +105,8 @@ def split_server(model, split, n, env=None):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
     import serverlib
 
-    class SplitServer(serverlib.Server):
-        def __init__(self):
-            self.ready = os.path.join(TMP, "%s-serve-ready-%d-%d" % (split, os.getpid(), int(time.time() * 1e6)))
-            self.log_path = self.ready + ".log"
-            cmd = mpirun(n, tcp=True) + [SOV, "serve", "-m", model, "--port", "0", "--ready-file", self.ready,
-                                         "-t", "1", "--parallel", "4", "--" + split, str(n)]
-            self.log = open(self.log_path, "w")
-            self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=dict(ENV, **(env or {})))
-            t_end = time.time() + 120
-            while not os.path.exists(self.ready) or os.path.getsize(self.ready) == 0:
-                if self.proc.poll() is not None or time.time() > t_end:
-                    raise RuntimeError("server did not start: " + open(self.log_path).read())
-                time.sleep(0.02)
-            host, port = open(self.ready).read().split()
-            self.host, self.port = host, int(port)
-
-    return SplitServer()
+    return serverlib.Server(model, "--parallel", "4", "--" + split, str(n), threads=1,
+                            launcher=mpirun(n, tcp=True), env=dict(ENV, **(env or {})), tag=split + "-serve")
 
 
 SERVE_PROMPTS = [

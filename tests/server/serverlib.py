@@ -76,14 +76,18 @@ def synthetic_model(name, *args):
 
 
 class Server:
-    def __init__(self, model, *args, threads=2):
+    """`sov serve -m model ARGS` on a free loopback port, started and ready. launcher: a
+    command to run it under (mpirun ... for a split job); env: its environment."""
+
+    def __init__(self, model, *args, threads=2, launcher=(), env=None, tag="serve"):
         os.makedirs(TMP, exist_ok=True)
-        self.ready = os.path.join(TMP, "serve-ready-%d-%d" % (os.getpid(), int(time.time() * 1e6)))
+        self.ready = os.path.join(TMP, "%s-ready-%d-%d" % (tag, os.getpid(), int(time.time() * 1e6)))
         self.log_path = self.ready + ".log"
-        cmd = [SOV_BIN, "serve", "-m", model, "--port", "0", "--ready-file", self.ready, "-t", str(threads)]
+        cmd = list(launcher) + [SOV_BIN, "serve", "-m", model, "--port", "0", "--ready-file", self.ready,
+                                "-t", str(threads)]
         cmd += list(args)
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         t_end = time.time() + 120
         while not os.path.exists(self.ready) or os.path.getsize(self.ready) == 0:
             if self.proc.poll() is not None or time.time() > t_end:
