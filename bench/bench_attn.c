@@ -67,14 +67,16 @@ static double time_run(const sov_kernels *k, const sov_kv *kv, const int32_t *bl
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench_attn [--positions N] [--dim D] [--isa NAME] [--time SECONDS]\n");
+    fprintf(stderr, "usage: bench_attn [--positions N] [--dim D] [--isa NAME] [--kv f16|f32|q8_0|q4_0] [--rep N]\n"
+                    "                  [--time SECONDS]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     int n = 4096, d = 64;
     double budget = 0.3;
-    const char *only_isa = NULL;
+    const char *only_isa = NULL, *only_kv = NULL;
+    int only_rep = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) usage();
         if (i + 1 >= argc) usage();
@@ -82,6 +84,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--dim")) d = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--isa")) only_isa = argv[++i];
         else if (!strcmp(argv[i], "--time")) budget = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--kv")) only_kv = argv[++i];
+        else if (!strcmp(argv[i], "--rep")) only_rep = atoi(argv[++i]);
         else usage();
     }
     if (n < GROUP || n > (1 << 20) || d < 16 || d > 256 || d % 16 != 0 || !(budget > 0)) {
@@ -105,6 +109,7 @@ int main(int argc, char **argv) {
         const sov_kernels *k = sov_kernels_by_name(*name);
         if (!k || (only_isa && strcmp(only_isa, *name) != 0)) continue;
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            if (only_kv && strcmp(only_kv, type_name(types[ti])) != 0) continue;
             sov_kv kv;
             memset(&kv, 0, sizeof kv);
             kv.n_layer = 1;
@@ -131,6 +136,7 @@ int main(int argc, char **argv) {
             }
             for (size_t ri = 0; ri < sizeof reps / sizeof reps[0]; ri++) {
                 const int rep = reps[ri];
+                if (only_rep && rep != only_rep) continue;
                 fprintf(stderr, "\r%s %s rep %d ...   ", *name, type_name(types[ti]), rep);
                 const double dec = time_run(k, &kv, blocks, n, q, rep, 1, scratch, state, out, budget);
                 const double pr =

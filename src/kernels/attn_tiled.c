@@ -83,10 +83,18 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
     case SOV_KV_F16: k->attn_values_f16(o, p, KV_ATTN_TILE, rep, V, n, D); return;
     case SOV_KV_F32: k->attn_values_f32(o, p, KV_ATTN_TILE, rep, V, n, D); return;
     case SOV_KV_Q8_0:
-    case SOV_KV_Q4_0:
+    case SOV_KV_Q4_0: {
+        /* the table's fused kernel where it has one (the same sums, no rows in memory) */
+        void (*fused)(float *, const float *, size_t, int, const void *, size_t, int, int) =
+            kv->v_type == SOV_KV_Q8_0 ? k->attn_values_q8_0 : k->attn_values_q4_0;
+        if (fused && kv->group == 32 && D % 32 == 0) {
+            fused(o, p, KV_ATTN_TILE, rep, V, kv->v_row, n, D);
+            return;
+        }
         dequant_rows(k, kv->v_type, V, kv->v_row, n, D, kv->group, vbuf);
         k->attn_values_f32(o, p, KV_ATTN_TILE, rep, vbuf, n, D);
         return;
+    }
     }
 }
 

@@ -110,6 +110,14 @@ typedef struct sov_kernels {
                              int nq, const void *K, size_t row_bytes, int n, int d, float scale);
     void (*attn_scores_q4_0)(float *scores, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
                              int nq, const void *K, size_t row_bytes, int n, int d, float scale);
+    /* values of Q8_0 / Q4_0 rows (groups of 32, d a multiple of 32) added into out without
+     * writing the rows out as floats: bit for bit kv_dequant_* of each row, then
+     * attn_values_f32; NULL where the table has no such kernel (the rows are then
+     * dequantized into scratch and attn_values_f32 runs) */
+    void (*attn_values_q8_0)(float *out, const float *p, size_t ldp, int nq, const void *V, size_t row_bytes, int n,
+                             int d);
+    void (*attn_values_q4_0)(float *out, const float *p, size_t ldp, int nq, const void *V, size_t row_bytes, int n,
+                             int d);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

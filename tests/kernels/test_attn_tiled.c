@@ -11,6 +11,8 @@
  *   attn_scores_q8_0 / _q4_0 (tables with integer scores): bit for bit the reference
  *     kvq_scores_ref, which is within 1e-5 (of the products' magnitude) of the query's
  *     and keys' codes decoded here and multiplied in double.
+ *   attn_values_q8_0 / _q4_0 (tables with fused quantized values): bit for bit the rows
+ *     decoded by the table's kv_dequant_* and summed by its attn_values_f32.
  *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6;
  *     max_f32: the largest value at every length and position, NaN and -inf ignored.
  *   kv_attn_run with row ends (a prompt's consecutive tokens in one call): every row
@@ -172,6 +174,64 @@ static void check_int_scores(const sov_kernels *k) {
               "%s kvq_scores_ref: %.3g of the products' magnitude off the decoded codes' product", k->isa,
               worst);
     fprintf(stderr, "  %-12s integer scores: %d bit for bit, reference within %.2g\n", k->isa, cases, worst);
+}
+
+/* attn_values_q8_0 / _q4_0, where the table has them: bit for bit the rows decoded by the
+ * table's kv_dequant_* and summed by its attn_values_f32 (the same product s x code, then
+ * the same fma chains), for 1..9 query rows, 1..16 positions, head sizes 32..256, padded
+ * rows, weights with zeros and rows that are all zero; and out is added to, not set */
+static void check_fused_values(const sov_kernels *k) {
+    if (!k->attn_values_q8_0 && !k->attn_values_q4_0) return;
+    static const int dims[] = {32, 64, 128, 256};
+    enum { LDP = 20 };
+    int bad = 0, cases = 0;
+    for (size_t di = 0; di < SOV_ARRAY_LEN_T(dims); di++) {
+        const int d = dims[di];
+        for (int t = SOV_KV_Q8_0; t <= SOV_KV_Q4_0; t++) {
+            void (*fn)(float *, const float *, size_t, int, const void *, size_t, int, int) =
+                t == SOV_KV_Q8_0 ? k->attn_values_q8_0 : k->attn_values_q4_0;
+            if (!fn) continue;
+            const size_t rb = row_bytes((sov_kv_type)t, d, 32) + (size_t)(t == SOV_KV_Q8_0 ? 2 : 0);
+            for (int nq = 1; nq <= 9; nq++)
+                for (int n = 1; n <= 16; n += 1 + (n > 4) * 4) {
+                    uint8_t *rows = malloc((size_t)n * rb);
+                    float *p = malloc((size_t)nq * LDP * sizeof *p), *vf = malloc((size_t)n * d * sizeof *vf);
+                    float *got = malloc((size_t)nq * d * sizeof *got), *want = malloc((size_t)nq * d * sizeof *want);
+                    float x[256];
+                    for (int j = 0; j < n; j++) {
+                        for (int i = 0; i < d; i++)
+                            x[i] = test_rng_float(&rng) * (j == 1 ? 0.0f : 4.0f);
+                        if (t == SOV_KV_Q8_0) {
+                            k->kv_quantize_q8_0(x, rows + (size_t)j * rb, d, 32);
+                            k->kv_dequant_q8_0(rows + (size_t)j * rb, vf + (size_t)j * d, d, 32);
+                        } else {
+                            k->kv_quantize_q4_0(x, rows + (size_t)j * rb, d, 32);
+                            k->kv_dequant_q4_0(rows + (size_t)j * rb, vf + (size_t)j * d, d, 32);
+                        }
+                    }
+                    for (int i = 0; i < nq * LDP; i++)
+                        p[i] = i % 7 == 3 ? 0.0f : test_rng_float(&rng) + 0.5f;
+                    for (int i = 0; i < nq * d; i++)
+                        got[i] = want[i] = test_rng_float(&rng);
+                    fn(got, p, LDP, nq, rows, rb, n, d);
+                    k->attn_values_f32(want, p, LDP, nq, vf, n, d);
+                    for (int i = 0; i < nq * d; i++) {
+                        cases++;
+                        if (memcmp(&got[i], &want[i], sizeof got[i]) != 0 && bad++ < 3)
+                            fprintf(stderr, "%s fused values type %d d=%d nq=%d n=%d [%d]: %.9g != %.9g\n",
+                                    k->isa, t, d, nq, n, i, got[i], want[i]);
+                    }
+                    free(rows);
+                    free(p);
+                    free(vf);
+                    free(got);
+                    free(want);
+                }
+        }
+    }
+    CHECK_MSG(bad == 0, "%s fused quantized values: %d of %d differ from dequantize + attn_values_f32", k->isa,
+              bad, cases);
+    fprintf(stderr, "  %-12s fused quantized values: %d bit for bit\n", k->isa, cases);
 }
 
 /* kv_dequant_t_*: n rows of a block transposed, bit for bit the rows' own decoding, the
@@ -563,6 +623,7 @@ int main(void) {
         check_quant_rows(k);
         check_dequant_t(k);
         check_int_scores(k);
+        check_fused_values(k);
         check_exp_sum(k);
         check_attention(k);
         check_row_ends(k);

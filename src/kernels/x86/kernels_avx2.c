@@ -1019,11 +1019,9 @@ static inline __m512 exp16_ps(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    const __m512i n = _mm512_cvtps_epi32(nf);
-    const __m512i n1 = _mm512_srai_epi32(n, 1), n2 = _mm512_sub_epi32(n, n1);
-    const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
-    const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
-    __m512 res = _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+    /* p 2^n in one step (vscalefps): exact where the result is normal, rounded once where
+     * it is subnormal, as exp_ps's two exact-then-rounded products are */
+    __m512 res = _mm512_scalef_ps(p, nf);
     res = _mm512_mask_blend_ps(over, res, _mm512_set1_ps(INFINITY));
     return _mm512_maskz_mov_ps((__mmask16)~under, res);
 }
@@ -1132,6 +1130,69 @@ static void kv_dequant_t_q4_0(const void *x, size_t rb, int n, float *y, int ld,
         }
     }
 }
+/* Values of Q8_0 / Q4_0 rows (kernels.h attn_values_q8_0 / _q4_0), groups of 32: each
+ * group's 32 codes widened and multiplied by its scale in registers, s x code as
+ * kv_dequant_* computes it, then the fmas of attn_values_f32's 8 x 2 tile, so the sums are
+ * bit for bit the dequantize-then-f32 path's without writing the rows to memory and
+ * reading them back. NH heads x the group's 32 values: one chain per (head, value) over
+ * the positions in order, as every values kernel has. */
+static inline void kvq_group16x2(bool q4, const uint8_t *p, __m512 *v0, __m512 *v1) {
+    const __m512 s = _mm512_set1_ps(h2f((uint16_t)(p[0] | p[1] << 8)));
+    __m128i lo, hi;
+    if (q4) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2)), m4 = _mm_set1_epi8(15);
+        lo = _mm_sub_epi8(_mm_and_si128(raw, m4), _mm_set1_epi8(8));
+        hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_set1_epi8(8));
+    } else {
+        lo = _mm_loadu_si128((const __m128i *)(p + 2));
+        hi = _mm_loadu_si128((const __m128i *)(p + 18));
+    }
+    *v0 = _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)));
+    *v1 = _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)));
+}
+#define KVQ_VALUES_TILE(NH)                                                                              \
+    static inline void kvq_va_##NH(bool q4, float *out, const float *p, size_t ldp, const uint8_t *V, size_t rb, \
+                                   int n, int d, int b) {                                                \
+        __m512 acc[NH][2];                                                                               \
+        UNROLL for (int h = 0; h < NH; h++) UNROLL for (int c = 0; c < 2; c++)                           \
+            acc[h][c] = _mm512_loadu_ps(out + (size_t)h * d + b + 16 * c);                               \
+        const size_t go = (size_t)(b / 32) * (q4 ? 18 : 34);                                            \
+        for (int j = 0; j < n; j++) {                                                                    \
+            __m512 v0, v1;                                                                               \
+            kvq_group16x2(q4, V + (size_t)j * rb + go, &v0, &v1);                                        \
+            UNROLL for (int h = 0; h < NH; h++) {                                                        \
+                const __m512 pv = _mm512_set1_ps(p[(size_t)h * ldp + j]);                                \
+                acc[h][0] = _mm512_fmadd_ps(pv, v0, acc[h][0]);                                          \
+                acc[h][1] = _mm512_fmadd_ps(pv, v1, acc[h][1]);                                          \
+            }                                                                                            \
+        }                                                                                                \
+        UNROLL for (int h = 0; h < NH; h++) UNROLL for (int c = 0; c < 2; c++)                           \
+            _mm512_storeu_ps(out + (size_t)h * d + b + 16 * c, acc[h][c]);                               \
+    }
+KVQ_VALUES_TILE(8)
+KVQ_VALUES_TILE(4)
+KVQ_VALUES_TILE(2)
+KVQ_VALUES_TILE(1)
+static inline void kvq_values(bool q4, float *out, const float *p, size_t ldp, int nq, const void *V, size_t rb,
+                              int n, int d) {
+    for (int b = 0; b < d; b += 32) {
+        int h = 0;
+        for (; h + 8 <= nq; h += 8) kvq_va_8(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b);
+        for (; h + 4 <= nq; h += 4) kvq_va_4(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b);
+        for (; h + 2 <= nq; h += 2) kvq_va_2(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b);
+        for (; h < nq; h++) kvq_va_1(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b);
+    }
+}
+static void attn_values_q8_0(float *out, const float *p, size_t ldp, int nq, const void *V, size_t rb, int n,
+                             int d) {
+    kvq_values(false, out, p, ldp, nq, V, rb, n, d);
+}
+static void attn_values_q4_0(float *out, const float *p, size_t ldp, int nq, const void *V, size_t rb, int n,
+                             int d) {
+    kvq_values(true, out, p, ldp, nq, V, rb, n, d);
+}
+#define KV_VALUES_Q8_0 attn_values_q8_0
+#define KV_VALUES_Q4_0 attn_values_q4_0
 #ifdef __AVX512VNNI__
 /* Scores against quantized keys in integers (kernels.h attn_scores_q8_0 / _q4_0). The
  * gathers above give, for 4 bytes of a group, 16 positions x 4 codes: the dword lanes that
@@ -1430,7 +1491,7 @@ ATTN_SCORES(f32, float)
 #define ATTN_VALUES_WIDE(T)                                                                              \
     if (d % 16 == 0) {                                                                                   \
         int h = 0;                                                                                       \
-        for (; h + 8 <= nq; h += 8) ATTN_VALUES_ROWS(T, 8, 1, h)                                         \
+        for (; h + 8 <= nq; h += 8) ATTN_VALUES_ROWS(T, 8, 2, h)                                         \
         for (; h + 4 <= nq; h += 4) ATTN_VALUES_ROWS(T, 4, 2, h)                                         \
         for (; h + 2 <= nq; h += 2) ATTN_VALUES_ROWS(T, 2, 4, h)                                         \
         for (; h < nq; h++) ATTN_VALUES_ROWS(T, 1, 4, h)                                                 \
@@ -1445,6 +1506,7 @@ ATTN_SCORES(f32, float)
     ATTN_VALUES_TILE8(T, ET, 8)                                                                          \
     ATTN_VALUES_TILE8(T, ET, 4)                                                                          \
     ATTN_VALUES_TILE8(T, ET, 1)                                                                          \
+    ATTN_VALUES_TILE16(T, ET, 8, 2)                                                                      \
     ATTN_VALUES_TILE16(T, ET, 8, 1)                                                                      \
     ATTN_VALUES_TILE16(T, ET, 4, 2)                                                                      \
     ATTN_VALUES_TILE16(T, ET, 4, 1)                                                                      \
@@ -1542,5 +1604,9 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
 #ifdef KV_SCORES_Q8_0
     .attn_scores_q8_0 = KV_SCORES_Q8_0,
     .attn_scores_q4_0 = KV_SCORES_Q4_0,
+#endif
+#ifdef KV_VALUES_Q8_0
+    .attn_values_q8_0 = KV_VALUES_Q8_0,
+    .attn_values_q4_0 = KV_VALUES_Q4_0,
 #endif
 };
