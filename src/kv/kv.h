@@ -2,16 +2,20 @@
  *
  * The cache holds, for every layer, the keys and values of cached positions. Storage is
  * a pool of n_blocks blocks; a block holds block_size consecutive positions of one
- * sequence for all layers and KV heads, laid out
- *     values: block -> layer -> kv head -> slot (position within the block) -> head_dim
- *     keys:   block -> layer -> kv head -> head_dim -> slot   (float keys, transposed:
+ * sequence for all layers and KV heads. Each (layer, KV head) has its own region of the
+ * pool, in which its share of every block follows the previous block's:
+ *     values: layer -> kv head -> block -> slot (position within the block) -> head_dim
+ *     keys:   layer -> kv head -> block -> head_dim -> slot   (float keys, transposed:
  *             dimension i of slot j at i * block_size + j)
- *             block -> layer -> kv head -> slot -> head_dim   (quantized keys)
- * so that one head's keys and values for a block are contiguous, float keys hold one
- * dimension of consecutive positions per vector (the attention kernels need no horizontal
- * sums, see kernels.h), and one block is one contiguous region (allocated lazily by the
- * OS, cheap to zero). Nothing outside the store (ops.c) and the attention kernels depends
- * on the order within a head's slots: blocks are copied whole.
+ *             layer -> kv head -> block -> slot -> head_dim   (quantized keys)
+ * A decode step reads, per layer and KV head, that head's share of each of the sequence's
+ * blocks in order; a sequence's blocks mostly come from the pool in increasing order, so
+ * those reads are one long ascending stream that the CPU's prefetchers follow, where with
+ * blocks outermost each share (2 KB) lay a whole block (all layers) from the next. One
+ * head's keys and values for a block are contiguous, float keys hold one dimension of
+ * consecutive positions per vector (the attention kernels need no horizontal sums, see
+ * kernels.h). Nothing outside the store (ops.c) and the attention kernels depends on the
+ * order within a head's slots: blocks are copied and zeroed head by head (kv_k, kv_v).
  *
  * Keys and values each have their own element type (sov_kv_type): F16, F32, or one of
  * the quantized rows Q8_0 / Q4_0 (kv_quant.h), where one position's head_dim values are
@@ -44,10 +48,10 @@ typedef struct sov_kv {
     bool k_transposed;    /* keys stored dimension-major (float keys) */
     size_t k_row, v_row;  /* bytes of one position's head_dim keys / values */
     size_t head_bytes;    /* bytes of one head's keys in a block: block_size * k_row */
-    size_t block_bytes;   /* bytes of one block's keys, all layers */
+    size_t block_bytes;   /* bytes of one block's keys, all layers (in n_layer * n_head_kv pieces) */
     size_t map_bytes;     /* bytes mapped for k */
     size_t v_head_bytes, v_block_bytes, v_map_bytes; /* the same for the values */
-    uint8_t *k, *v;       /* [n_blocks][n_layer][n_head_kv][block_size][head_dim] */
+    uint8_t *k, *v;       /* [n_layer][n_head_kv][n_blocks][block_size][head_dim] */
     int32_t *ref;         /* [n_blocks] reference counts (0 = free) */
     int32_t *free_stack;  /* [n_blocks] free block ids; the top is reused first */
     int32_t n_free;
@@ -90,14 +94,15 @@ void kv_retain(sov_kv *kv, int32_t block);
 /* Drops a reference; at zero the block is zeroed and returns to the pool. */
 void kv_release(sov_kv *kv, int32_t block);
 
-/* Keys / values of one head of one layer in a block: block_size positions (layout above). */
+/* Keys / values of one head of one layer in a block: block_size positions (layout above;
+ * n_blocks must be set, as kv_init does). */
 static inline void *kv_k(const sov_kv *kv, int32_t layer, int32_t block, int32_t head) {
-    return kv->k + (size_t)block * kv->block_bytes +
-           ((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * kv->head_bytes;
+    return kv->k + (((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * (size_t)kv->n_blocks + (size_t)block) *
+                       kv->head_bytes;
 }
 static inline void *kv_v(const sov_kv *kv, int32_t layer, int32_t block, int32_t head) {
-    return kv->v + (size_t)block * kv->v_block_bytes +
-           ((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * kv->v_head_bytes;
+    return kv->v + (((size_t)layer * (size_t)kv->n_head_kv + (size_t)head) * (size_t)kv->n_blocks + (size_t)block) *
+                       kv->v_head_bytes;
 }
 
 /* Blocks that growing seq to new_len positions would take from the pool (new blocks,

@@ -28,16 +28,22 @@ static void blocks_do_not_overlap(void) {
     CHECK_EQ(kv_init(&kv, 3, 2, 8, 4, 4, SOV_KV_F32), SOV_OK);
     CHECK_EQ(kv.block_bytes, 3u * 2 * 4 * 8 * 4);
     CHECK_EQ(kv.v_block_bytes, kv.block_bytes);
-    /* every (block, layer, head) region is distinct and inside the mapping */
-    const uint8_t *last = NULL;
-    for (int b = 0; b < 4; b++)
-        for (int l = 0; l < 3; l++)
-            for (int h = 0; h < 2; h++) {
-                const uint8_t *p = kv_k(&kv, l, b, h);
+    /* every (block, layer, head) piece is distinct and inside the mapping, and one layer's
+     * and head's pieces of consecutive blocks follow each other (the stream a decode step
+     * reads: kv.h) */
+    const uint8_t *last = NULL, *vlast = NULL;
+    for (int l = 0; l < 3; l++)
+        for (int h = 0; h < 2; h++)
+            for (int b = 0; b < 4; b++) {
+                const uint8_t *p = kv_k(&kv, l, b, h), *v = kv_v(&kv, l, b, h);
                 if (last) CHECK(p == last + kv.head_bytes);
+                if (vlast) CHECK(v == vlast + kv.v_head_bytes);
                 CHECK(p + kv.head_bytes <= kv.k + kv.map_bytes);
+                CHECK(v + kv.v_head_bytes <= kv.v + kv.v_map_bytes);
                 last = p;
+                vlast = v;
             }
+    CHECK(last + kv.head_bytes == kv.k + kv.map_bytes);
     kv_destroy(&kv);
 }
 
@@ -97,16 +103,25 @@ static void shared_partial_block_is_copied_before_writing(void) {
 }
 
 /* True when every byte of the block's keys and values is zero. */
+/* a block is its share of every layer's and head's region (kv.h) */
 static bool block_is_zero(const sov_kv *kv, int32_t b) {
-    const uint8_t *k = kv->k + (size_t)b * kv->block_bytes, *v = kv->v + (size_t)b * kv->v_block_bytes;
-    for (size_t i = 0; i < kv->block_bytes; i++)
-        if (k[i] || v[i]) return false;
+    for (int32_t l = 0; l < kv->n_layer; l++)
+        for (int32_t h = 0; h < kv->n_head_kv; h++) {
+            const uint8_t *k = kv_k(kv, l, b, h), *v = kv_v(kv, l, b, h);
+            for (size_t i = 0; i < kv->head_bytes; i++)
+                if (k[i]) return false;
+            for (size_t i = 0; i < kv->v_head_bytes; i++)
+                if (v[i]) return false;
+        }
     return true;
 }
 
 static void fill_block(sov_kv *kv, int32_t b, uint8_t byte) {
-    memset(kv->k + (size_t)b * kv->block_bytes, byte, kv->block_bytes);
-    memset(kv->v + (size_t)b * kv->block_bytes, byte, kv->block_bytes);
+    for (int32_t l = 0; l < kv->n_layer; l++)
+        for (int32_t h = 0; h < kv->n_head_kv; h++) {
+            memset(kv_k(kv, l, b, h), byte, kv->head_bytes);
+            memset(kv_v(kv, l, b, h), byte, kv->v_head_bytes);
+        }
 }
 
 static void released_block_is_zero_when_reused(void) {
