@@ -78,6 +78,11 @@ typedef struct sov_kernels {
                             int d, float scale);
     void (*attn_scores_f32)(float *scores, size_t ldsc, const float *q, int nq, const float *K, int n, int bs,
                             int d, float scale);
+    /* the scores of two blocks at once: positions 0..bs-1 from K0, bs..n-1 from K1
+     * (bs < n <= 2 bs; a shorter n reads only K0), bit for bit attn_scores_f16 on each
+     * block; NULL where the table has no such kernel (block by block then) */
+    void (*attn_scores2_f16)(float *scores, size_t ldsc, const float *q, int nq, const sov_half *K0,
+                             const sov_half *K1, int n, int bs, int d, float scale);
     void (*attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d);
     void (*attn_values_f32)(float *out, const float *p, size_t ldp, int nq, const float *V, int n, int d);
     /* encoders (BERT family): LayerNorm with weight and bias,

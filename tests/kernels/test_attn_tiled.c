@@ -11,6 +11,8 @@
  *   attn_scores_q8_0 / _q4_0 (tables with integer scores): bit for bit the reference
  *     kvq_scores_ref, which is within 1e-5 (of the products' magnitude) of the query's
  *     and keys' codes decoded here and multiplied in double.
+ *   attn_scores2_f16 (tables with it): bit for bit attn_scores_f16 on each of the two
+ *     blocks.
  *   attn_values_q8_0 / _q4_0 (tables with fused quantized values): bit for bit the rows
  *     decoded by the table's kv_dequant_* and summed by its attn_values_f32.
  *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6;
@@ -174,6 +176,45 @@ static void check_int_scores(const sov_kernels *k) {
               "%s kvq_scores_ref: %.3g of the products' magnitude off the decoded codes' product", k->isa,
               worst);
     fprintf(stderr, "  %-12s integer scores: %d bit for bit, reference within %.2g\n", k->isa, cases, worst);
+}
+
+/* attn_scores2_f16, where the table has it: bit for bit attn_scores_f16 on each of the two
+ * blocks, for 1..9 query rows, 1..32 positions (one block, or a full one and part of the
+ * next), head sizes 16..128; scores past n untouched */
+static void check_scores2(const sov_kernels *k) {
+    if (!k->attn_scores2_f16) return;
+    enum { BS = 16, LD = 40 };
+    int bad = 0, cases = 0;
+    for (int d = 16; d <= 128; d += 16)
+        for (int nq = 1; nq <= 9; nq++)
+            for (int n = 1; n <= 2 * BS; n += 1 + (n > 18) * 2) {
+                sov_half *K0 = malloc((size_t)d * BS * sizeof *K0), *K1 = malloc((size_t)d * BS * sizeof *K1);
+                float *q = malloc((size_t)nq * d * sizeof *q);
+                float *got = malloc((size_t)nq * LD * sizeof *got), *want = malloc((size_t)nq * LD * sizeof *want);
+                for (int i = 0; i < d * BS; i++) {
+                    K0[i] = sov_f32_to_half(test_rng_float(&rng) * 2.0f);
+                    K1[i] = sov_f32_to_half(test_rng_float(&rng) * 2.0f);
+                }
+                for (int i = 0; i < nq * d; i++) q[i] = test_rng_float(&rng);
+                for (int i = 0; i < nq * LD; i++) got[i] = want[i] = -7.0f;
+                k->attn_scores2_f16(got, LD, q, nq, K0, K1, n, BS, d, 0.125f);
+                k->attn_scores_f16(want, LD, q, nq, K0, n < BS ? n : BS, BS, d, 0.125f);
+                if (n > BS) k->attn_scores_f16(want + BS, LD, q, nq, K1, n - BS, BS, d, 0.125f);
+                for (int i = 0; i < nq * LD; i++) {
+                    cases++;
+                    if (memcmp(&got[i], &want[i], sizeof got[i]) != 0 && bad++ < 3)
+                        fprintf(stderr, "%s scores2 d=%d nq=%d n=%d [%d][%d]: %.9g != %.9g\n", k->isa, d, nq, n,
+                                i / LD, i % LD, got[i], want[i]);
+                }
+                free(K0);
+                free(K1);
+                free(q);
+                free(got);
+                free(want);
+            }
+    CHECK_MSG(bad == 0, "%s attn_scores2_f16: %d of %d differ from attn_scores_f16 block by block", k->isa, bad,
+              cases);
+    fprintf(stderr, "  %-12s two-block scores: %d bit for bit\n", k->isa, cases);
 }
 
 /* attn_values_q8_0 / _q4_0, where the table has them: bit for bit the rows decoded by the
@@ -624,6 +665,7 @@ int main(void) {
         check_dequant_t(k);
         check_int_scores(k);
         check_fused_values(k);
+        check_scores2(k);
         check_exp_sum(k);
         check_attention(k);
         check_row_ends(k);

@@ -1448,6 +1448,59 @@ static inline void store_first8(float *y, __m256 v, int m) {
 ATTN_SCORES(f16, sov_half)
 ATTN_SCORES(f32, float)
 
+#ifdef __AVX512F__
+/* Scores of two blocks of 16 positions in one pass (kernels.h attn_scores2_f16): NH heads
+ * x the two blocks' strips, so each broadcast query value feeds two fmas where the
+ * one-block kernel gave it one (and 16 accumulators hide the fmas' latency). Each score is
+ * the same chain of fmas over i as in attn_sc16, then the same product by scale. */
+#define ATTN_SCORES2_TILE(NH)                                                                            \
+    static inline void attn_sc2_f16_##NH(float *sc, size_t ldsc, const float *q, const sov_half *K0,    \
+                                         const sov_half *K1, int m1, int d, float scale) {               \
+        __m512 a0[NH], a1[NH];                                                                           \
+        UNROLL for (int h = 0; h < NH; h++) a0[h] = a1[h] = _mm512_setzero_ps();                         \
+        for (int i = 0; i < d; i++) {                                                                    \
+            const __m512 k0 = ld16_f16(K0 + (size_t)i * 16), k1 = ld16_f16(K1 + (size_t)i * 16);         \
+            UNROLL for (int h = 0; h < NH; h++) {                                                        \
+                const __m512 qv = _mm512_set1_ps(q[(size_t)h * d + i]);                                  \
+                a0[h] = _mm512_fmadd_ps(qv, k0, a0[h]);                                                  \
+                a1[h] = _mm512_fmadd_ps(qv, k1, a1[h]);                                                  \
+            }                                                                                            \
+        }                                                                                                \
+        const __mmask16 mk = (__mmask16)(m1 >= 16 ? 0xFFFFu : (1u << m1) - 1);                           \
+        const __m512 sv = _mm512_set1_ps(scale);                                                         \
+        UNROLL for (int h = 0; h < NH; h++) {                                                            \
+            _mm512_storeu_ps(sc + (size_t)h * ldsc, _mm512_mul_ps(a0[h], sv));                           \
+            _mm512_mask_storeu_ps(sc + (size_t)h * ldsc + 16, mk, _mm512_mul_ps(a1[h], sv));             \
+        }                                                                                                \
+    }
+ATTN_SCORES2_TILE(8)
+ATTN_SCORES2_TILE(4)
+ATTN_SCORES2_TILE(3)
+ATTN_SCORES2_TILE(2)
+ATTN_SCORES2_TILE(1)
+static void attn_scores2_f16(float *sc, size_t ldsc, const float *q, int nq, const sov_half *K0,
+                             const sov_half *K1, int n, int bs, int d, float scale) {
+    int h = 0;
+    if (bs == 16 && n > 16) {
+        for (; h + 8 <= nq; h += 8)
+            attn_sc2_f16_8(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K0, K1, n - 16, d, scale);
+        for (; h + 4 <= nq; h += 4)
+            attn_sc2_f16_4(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K0, K1, n - 16, d, scale);
+        float *s3 = sc + (size_t)h * ldsc;
+        const float *q3 = q + (size_t)h * d;
+        if (nq - h == 3) attn_sc2_f16_3(s3, ldsc, q3, K0, K1, n - 16, d, scale);
+        else if (nq - h == 2) attn_sc2_f16_2(s3, ldsc, q3, K0, K1, n - 16, d, scale);
+        else if (nq - h == 1) attn_sc2_f16_1(s3, ldsc, q3, K0, K1, n - 16, d, scale);
+        return;
+    }
+    /* other block sizes, or one block: block by block */
+    attn_scores_f16(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, nq - h, K0, n < bs ? n : bs, bs, d, scale);
+    if (n > bs)
+        attn_scores_f16(sc + (size_t)h * ldsc + bs, ldsc, q + (size_t)h * d, nq - h, K1, n - bs, bs, d, scale);
+}
+#define KV_SCORES2_F16 attn_scores2_f16
+#endif
+
 #define ATTN_VALUES_TILE8(T, ET, NH)                                                                     \
     static inline void attn_va8_##T##_##NH(float *out, const float *p, size_t ldp, const ET *V, int n, int d, int i0) { \
         __m256 acc[NH];                                                                                  \
@@ -1604,6 +1657,9 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
 #ifdef KV_SCORES_Q8_0
     .attn_scores_q8_0 = KV_SCORES_Q8_0,
     .attn_scores_q4_0 = KV_SCORES_Q4_0,
+#endif
+#ifdef KV_SCORES2_F16
+    .attn_scores2_f16 = KV_SCORES2_F16,
 #endif
 #ifdef KV_VALUES_Q8_0
     .attn_values_q8_0 = KV_VALUES_Q8_0,
