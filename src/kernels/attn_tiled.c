@@ -76,11 +76,11 @@ static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, 
 
 /* o_h += sum_j p[h * KV_ATTN_TILE + j] v_j over the first n slots of one block */
 static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, int n, const float *p,
-                         int rep, float *o, float *vbuf) {
+                         int rep, float *o, float *vbuf, const void *ahead) {
     const int D = kv->head_dim;
     switch (kv->v_type) {
     case SOV_KV_DEFAULT: return;
-    case SOV_KV_F16: k->attn_values_f16(o, p, KV_ATTN_TILE, rep, V, n, D); return;
+    case SOV_KV_F16: k->attn_values_f16(o, p, KV_ATTN_TILE, rep, V, n, D, ahead); return;
     case SOV_KV_F32: k->attn_values_f32(o, p, KV_ATTN_TILE, rep, V, n, D); return;
     case SOV_KV_Q8_0:
     case SOV_KV_Q4_0: {
@@ -98,13 +98,14 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
     }
 }
 
-/* The tile after this one is fetched while this one is computed. A head's share of a
- * sequence's blocks is one ascending stream when the pool handed the blocks out in order
- * (kv.h), and the hardware's prefetchers follow it about as well without these (TinyLlama
- * shape at depth 8,192, t=2: 28.9 tokens/s with them, 29.1 without, and 29.5 against 28.8
- * prefetching only where the stream breaks); where the blocks are scattered (a pool after
- * many requests) they are what keeps the reads ahead: before the per-head layout, decode at
- * that depth lost 15% without them. */
+/* The tile after this one is fetched while this one is computed, block by block as the
+ * kernels go where they take the block ahead (f16 keys with two-block scores, f16 values:
+ * kernels.h "ahead"), else in one burst here. Spread, the prefetches leave the fmas room:
+ * a burst of 256 of them (a tile's keys and values) waits on the core's fill buffers, and
+ * the compute behind it (TinyLlama shape, f16 cache, depth 16,384, t=2: 20.0-20.8 tokens/s
+ * with the burst, 24.5-25.5 spread). Without any, the hardware's prefetchers follow a
+ * head's ascending stream (kv.h) but restart at each 4 KiB page; where the blocks are
+ * scattered (a pool after many requests) the prefetches are what keeps the reads ahead. */
 static void prefetch_tile(const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t t0, int32_t j1,
                           int32_t tile, bool keys) {
     const int bs = kv->block_size;
@@ -133,21 +134,26 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         kvq_quantize_query(q, rep, D, qq, qd, qs);
         qi = (query_q8){qq, qd, qs};
     }
+    /* the kernels prefetch the tile ahead themselves for f16 keys (two-block scores) and f16
+     * values; the other types' tiles come in one burst (prefetch_tile) */
+    const bool k_spread = kv->type == SOV_KV_F16 && k->attn_scores2_f16, v_spread = kv->v_type == SOV_KV_F16;
     for (int32_t t0 = j0 / bs * bs; t0 < j1; t0 += tile) {
         const int32_t tn = SOV_MIN(tile, j1 - t0); /* positions t0..t0+tn-1 of this tile */
-        /* the next tile's keys and values now (see prefetch_tile): the values used to follow
-         * this tile's scores, half a tile's time later; asked for together they came in
-         * time (TinyLlama-shaped Q4_0 at depth 8,192, t=2, on a Xeon: tg 23.9 -> 26.1
-         * tokens/s with the f16 cache, 27.5 -> 30.2 with q8_0) */
-        prefetch_tile(kv, layer, g, blocks, t0 + tile, j1, tile, true);
-        prefetch_tile(kv, layer, g, blocks, t0 + tile, j1, tile, false);
+        /* the next tile's keys and values now: the values used to follow this tile's
+         * scores, half a tile's time later; asked for together they came in time
+         * (TinyLlama-shaped Q4_0 at depth 8,192, t=2, on a Xeon: tg 23.9 -> 26.1 tokens/s
+         * with the f16 cache, 27.5 -> 30.2 with q8_0) */
+        if (!k_spread) prefetch_tile(kv, layer, g, blocks, t0 + tile, j1, tile, true);
+        if (!v_spread) prefetch_tile(kv, layer, g, blocks, t0 + tile, j1, tile, false);
         /* 1. scores of the tile */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
             const int32_t blk = blocks[(t0 + b0) / bs];
-            if (kv->type == SOV_KV_F16 && k->attn_scores2_f16 && tn - b0 > bs) { /* two blocks at once */
+            if (k_spread && tn - b0 > bs) { /* two blocks at once */
+                const int32_t a = t0 + tile + b0; /* the same two blocks of the next tile */
                 k->attn_scores2_f16(sc + b0, KV_ATTN_TILE, q, rep, kv_k(kv, layer, blk, g),
                                     kv_k(kv, layer, blocks[(t0 + b0) / bs + 1], g), SOV_MIN(2 * bs, tn - b0), bs, D,
-                                    scale);
+                                    scale, a + bs < j1 ? kv_k(kv, layer, blocks[a / bs], g) : NULL,
+                                    a + bs < j1 ? kv_k(kv, layer, blocks[a / bs + 1], g) : NULL);
                 b0 += bs;
                 continue;
             }
@@ -181,8 +187,9 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         }
         /* 3. o += weights x values */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
-            const int32_t blk = blocks[(t0 + b0) / bs];
-            block_values(k, kv, kv_v(kv, layer, blk, g), SOV_MIN(bs, tn - b0), sc + b0, rep, o, vbuf);
+            const int32_t blk = blocks[(t0 + b0) / bs], a = t0 + tile + b0;
+            block_values(k, kv, kv_v(kv, layer, blk, g), SOV_MIN(bs, tn - b0), sc + b0, rep, o, vbuf,
+                         v_spread && a < j1 ? kv_v(kv, layer, blocks[a / bs], g) : NULL);
         }
     }
 }

@@ -80,10 +80,17 @@ typedef struct sov_kernels {
                             int d, float scale);
     /* the scores of two blocks at once: positions 0..bs-1 from K0, bs..n-1 from K1
      * (bs < n <= 2 bs; a shorter n reads only K0), bit for bit attn_scores_f16 on each
-     * block; NULL where the table has no such kernel (block by block then) */
+     * block; NULL where the table has no such kernel (block by block then).
+     * ahead0 and ahead1: both NULL, or two blocks of the same shape that a later call will
+     * read, whose cache lines the kernel prefetches one at a time between its fmas. A
+     * hint only: no result depends on it, and it is never dereferenced. */
     void (*attn_scores2_f16)(float *scores, size_t ldsc, const float *q, int nq, const sov_half *K0,
-                             const sov_half *K1, int n, int bs, int d, float scale);
-    void (*attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d);
+                             const sov_half *K1, int n, int bs, int d, float scale, const sov_half *ahead0,
+                             const sov_half *ahead1);
+    /* ahead: NULL, or n rows of d values that a later call will read, prefetched as the
+     * kernel goes (row j's lines beside row j's fmas; the scalar table ignores it) */
+    void (*attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d,
+                            const sov_half *ahead);
     void (*attn_values_f32)(float *out, const float *p, size_t ldp, int nq, const float *V, int n, int d);
     /* encoders (BERT family): LayerNorm with weight and bias,
      *   y = (x - mean(x)) / sqrt(var(x) + eps) * w + b   (var the biased variance; y may be x)

@@ -109,7 +109,9 @@ static void attn_scores_f32(float *sc, size_t ldsc, const float *q, int nq, cons
             sc[(size_t)h * ldsc + j] = scale * s;
         }
 }
-static void attn_values_f16(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d) {
+static void attn_values_f16(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d,
+                            const sov_half *ahead) {
+    (void)ahead; /* a prefetch hint: the reference has no use for it */
     for (int h = 0; h < nq; h++)
         for (int j = 0; j < n; j++) axpy_f16(out + (size_t)h * d, p[(size_t)h * ldp + j], V + (size_t)j * d, d);
 }

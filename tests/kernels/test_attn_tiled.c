@@ -12,7 +12,7 @@
  *     kvq_scores_ref, which is within 1e-5 (of the products' magnitude) of the query's
  *     and keys' codes decoded here and multiplied in double.
  *   attn_scores2_f16 (tables with it): bit for bit attn_scores_f16 on each of the two
- *     blocks.
+ *     blocks, with and without blocks ahead to prefetch.
  *   attn_values_q8_0 / _q4_0 (tables with fused quantized values): bit for bit the rows
  *     decoded by the table's kv_dequant_* and summed by its attn_values_f32.
  *   exp_sum: every exp(x - max) within 4e-7 relative of double, the sum within 1e-6;
@@ -197,7 +197,10 @@ static void check_scores2(const sov_kernels *k) {
                 }
                 for (int i = 0; i < nq * d; i++) q[i] = test_rng_float(&rng);
                 for (int i = 0; i < nq * LD; i++) got[i] = want[i] = -7.0f;
-                k->attn_scores2_f16(got, LD, q, nq, K0, K1, n, BS, d, 0.125f);
+                /* the prefetch hint (blocks of the same shape; here the other block, or none)
+                 * leaves every score as it is */
+                const int hint = (d / 16 + nq + n) % 2;
+                k->attn_scores2_f16(got, LD, q, nq, K0, K1, n, BS, d, 0.125f, hint ? K1 : NULL, hint ? K0 : NULL);
                 k->attn_scores_f16(want, LD, q, nq, K0, n < BS ? n : BS, BS, d, 0.125f);
                 if (n > BS) k->attn_scores_f16(want + BS, LD, q, nq, K1, n - BS, BS, d, 0.125f);
                 for (int i = 0; i < nq * LD; i++) {

@@ -834,7 +834,7 @@ static void check_attention(const sov_kernels *k) {
                 memcpy(out, out0, (size_t)nq * d * sizeof *out);
                 for (int h = 0; h < nq; h++)
                     for (int j = 0; j < n; j++) sc[(size_t)h * ldsc + j] = test_rng_float(&rng);
-                if (f16) k->attn_values_f16(out, sc, ldsc, nq, vh, n, d);
+                if (f16) k->attn_values_f16(out, sc, ldsc, nq, vh, n, d, nq % 2 ? kh : NULL); /* a block to prefetch, or none */
                 else k->attn_values_f32(out, sc, ldsc, nq, vf, n, d);
                 for (int h = 0; h < nq; h++)
                     for (int i = 0; i < d; i++) {

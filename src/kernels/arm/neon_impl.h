@@ -498,9 +498,14 @@ typedef float f32_elt;
 NEON_ATTN_SCORES(f16, load_f16)
 NEON_ATTN_SCORES(f32, vld1q_f32)
 
-static void NAME(attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d) {
+static void NAME(attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d,
+                                  const sov_half *ahead) {
     for (int h = 0; h < nq; h++)
-        for (int j = 0; j < n; j++) NAME(axpy_f16)(out + (size_t)h * d, p[(size_t)h * ldp + j], V + (size_t)j * d, d);
+        for (int j = 0; j < n; j++) {
+            if (ahead && h == 0) /* the block a later call reads, a row at a time (kernels.h) */
+                for (int i = 0; i < d; i += 32) __builtin_prefetch(ahead + (size_t)j * d + i, 0, 3);
+            NAME(axpy_f16)(out + (size_t)h * d, p[(size_t)h * ldp + j], V + (size_t)j * d, d);
+        }
 }
 static void NAME(attn_values_f32)(float *out, const float *p, size_t ldp, int nq, const float *V, int n, int d) {
     for (int h = 0; h < nq; h++)
