@@ -49,13 +49,14 @@ static void dequant_rows(const sov_kernels *k, sov_kv_type type, const uint8_t *
 
 /* sc[h * KV_ATTN_TILE + j] = scale * q_h . k_j for the first n slots of one block */
 static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, int n, const float *q,
-                         const query_q8 *qi, int rep, float scale, float *sc, float *kbuf, float *tmp) {
+                         const query_q8 *qi, int rep, float scale, float *sc, float *kbuf, float *tmp,
+                         const void *ahead) {
     const int D = kv->head_dim, bs = kv->block_size;
     if (qi->qq) {
         if (kv->type == SOV_KV_Q8_0)
-            k->attn_scores_q8_0(sc, KV_ATTN_TILE, qi->qq, qi->qd, qi->qs, rep, K, kv->k_row, n, D, scale);
+            k->attn_scores_q8_0(sc, KV_ATTN_TILE, qi->qq, qi->qd, qi->qs, rep, K, kv->k_row, n, D, scale, ahead);
         else
-            k->attn_scores_q4_0(sc, KV_ATTN_TILE, qi->qq, qi->qd, qi->qs, rep, K, kv->k_row, n, D, scale);
+            k->attn_scores_q4_0(sc, KV_ATTN_TILE, qi->qq, qi->qd, qi->qs, rep, K, kv->k_row, n, D, scale, ahead);
         return;
     }
     switch (kv->type) {
@@ -85,10 +86,10 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
     case SOV_KV_Q8_0:
     case SOV_KV_Q4_0: {
         /* the table's fused kernel where it has one (the same sums, no rows in memory) */
-        void (*fused)(float *, const float *, size_t, int, const void *, size_t, int, int) =
+        void (*fused)(float *, const float *, size_t, int, const void *, size_t, int, int, const void *) =
             kv->v_type == SOV_KV_Q8_0 ? k->attn_values_q8_0 : k->attn_values_q4_0;
         if (fused && kv->group == 32 && D % 32 == 0) {
-            fused(o, p, KV_ATTN_TILE, rep, V, kv->v_row, n, D);
+            fused(o, p, KV_ATTN_TILE, rep, V, kv->v_row, n, D, ahead);
             return;
         }
         dequant_rows(k, kv->v_type, V, kv->v_row, n, D, kv->group, vbuf);
@@ -99,11 +100,12 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
 }
 
 /* The tile after this one is fetched while this one is computed, block by block as the
- * kernels go where they take the block ahead (f16 keys with two-block scores, f16 values:
- * kernels.h "ahead"), else in one burst here. Spread, the prefetches leave the fmas room:
+ * kernels go where they take the block ahead (kernels.h "ahead": f16 keys with two-block
+ * scores, Q8_0 / Q4_0 keys with integer scores, f16 values, fused Q8_0 / Q4_0 values),
+ * else in one burst here. Spread, the prefetches leave the fmas room:
  * a burst of 256 of them (a tile's keys and values) waits on the core's fill buffers, and
- * the compute behind it (TinyLlama shape, f16 cache, depth 16,384, t=2: 20.0-20.8 tokens/s
- * with the burst, 24.5-25.5 spread). Without any, the hardware's prefetchers follow a
+ * the compute behind it (TinyLlama shape, depth 16,384, t=2: f16 cache 20.0-20.8 tokens/s
+ * with the burst, 24.5-25.5 spread; q8_0 23.8-23.9 against 26.8-28.9). Without any, the hardware's prefetchers follow a
  * head's ascending stream (kv.h) but restart at each 4 KiB page; where the blocks are
  * scattered (a pool after many requests) the prefetches are what keeps the reads ahead. */
 static void prefetch_tile(const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t t0, int32_t j1,
@@ -134,9 +136,13 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         kvq_quantize_query(q, rep, D, qq, qd, qs);
         qi = (query_q8){qq, qd, qs};
     }
-    /* the kernels prefetch the tile ahead themselves for f16 keys (two-block scores) and f16
-     * values; the other types' tiles come in one burst (prefetch_tile) */
-    const bool k_spread = kv->type == SOV_KV_F16 && k->attn_scores2_f16, v_spread = kv->v_type == SOV_KV_F16;
+    /* the kernels that take the tile ahead prefetch it themselves; the other kernels' tiles
+     * come in one burst (prefetch_tile) */
+    const bool k_spread = kv->type == SOV_KV_F16 ? k->attn_scores2_f16 != NULL : qi.qq != NULL;
+    const bool v_spread = kv->v_type == SOV_KV_F16 ||
+                          ((kv->v_type == SOV_KV_Q8_0 ? k->attn_values_q8_0 != NULL
+                                                      : kv->v_type == SOV_KV_Q4_0 && k->attn_values_q4_0 != NULL) &&
+                           kv->group == 32 && D % 32 == 0);
     for (int32_t t0 = j0 / bs * bs; t0 < j1; t0 += tile) {
         const int32_t tn = SOV_MIN(tile, j1 - t0); /* positions t0..t0+tn-1 of this tile */
         /* the next tile's keys and values now: the values used to follow this tile's
@@ -148,7 +154,7 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         /* 1. scores of the tile */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
             const int32_t blk = blocks[(t0 + b0) / bs];
-            if (k_spread && tn - b0 > bs) { /* two blocks at once */
+            if (kv->type == SOV_KV_F16 && k_spread && tn - b0 > bs) { /* two blocks at once */
                 const int32_t a = t0 + tile + b0; /* the same two blocks of the next tile */
                 k->attn_scores2_f16(sc + b0, KV_ATTN_TILE, q, rep, kv_k(kv, layer, blk, g),
                                     kv_k(kv, layer, blocks[(t0 + b0) / bs + 1], g), SOV_MIN(2 * bs, tn - b0), bs, D,
@@ -157,8 +163,9 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
                 b0 += bs;
                 continue;
             }
+            const int32_t a = t0 + tile + b0; /* the same block of the next tile */
             block_scores(k, kv, kv_k(kv, layer, blk, g), SOV_MIN(bs, tn - b0), q, &qi, rep, scale, sc + b0,
-                         kbuf, vbuf);
+                         kbuf, vbuf, k_spread && a < j1 ? kv_k(kv, layer, blocks[a / bs], g) : NULL);
         }
         /* positions before j0 in the first block (a window's start), past a row's own end,
          * and the slots past the tile's end take no weight */

@@ -117,19 +117,21 @@ typedef struct sov_kernels {
      * nq query rows quantized by kvq_quantize_query (codes qq, scales qd, code sums qs) dot
      * the codes of n positions (rows row_bytes apart) with int8 products, as the
      * reference kvq_scores_ref; NULL where the table has no integer dot product worth it
-     * (the keys are then dequantized and the float scores kernel runs) */
+     * (the keys are then dequantized and the float scores kernel runs). ahead: NULL, or n
+     * rows (row_bytes apart) that a later call reads, prefetched as the kernel goes (a
+     * hint, as attn_scores2_f16's) */
     void (*attn_scores_q8_0)(float *scores, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
-                             int nq, const void *K, size_t row_bytes, int n, int d, float scale);
+                             int nq, const void *K, size_t row_bytes, int n, int d, float scale, const void *ahead);
     void (*attn_scores_q4_0)(float *scores, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
-                             int nq, const void *K, size_t row_bytes, int n, int d, float scale);
+                             int nq, const void *K, size_t row_bytes, int n, int d, float scale, const void *ahead);
     /* values of Q8_0 / Q4_0 rows (groups of 32, d a multiple of 32) added into out without
      * writing the rows out as floats: bit for bit kv_dequant_* of each row, then
      * attn_values_f32; NULL where the table has no such kernel (the rows are then
-     * dequantized into scratch and attn_values_f32 runs) */
+     * dequantized into scratch and attn_values_f32 runs). ahead: as the scores' */
     void (*attn_values_q8_0)(float *out, const float *p, size_t ldp, int nq, const void *V, size_t row_bytes, int n,
-                             int d);
+                             int d, const void *ahead);
     void (*attn_values_q4_0)(float *out, const float *p, size_t ldp, int nq, const void *V, size_t row_bytes, int n,
-                             int d);
+                             int d, const void *ahead);
 } sov_kernels;
 
 /* The table for this CPU, or the one SOV_ISA forces (falling back to the best available

@@ -90,7 +90,7 @@ static void check_int_scores(const sov_kernels *k) {
         const int d = dims[di];
         for (int t = SOV_KV_Q8_0; t <= SOV_KV_Q4_0; t++) {
             void (*fn)(float *, size_t, const int8_t *, const float *, const int32_t *, int, const void *,
-                       size_t, int, int, float) =
+                       size_t, int, int, float, const void *) =
                 t == SOV_KV_Q8_0 ? k->attn_scores_q8_0 : k->attn_scores_q4_0;
             if (!fn) continue;
             const size_t rb = row_bytes((sov_kv_type)t, d, 32) + (size_t)(t == SOV_KV_Q8_0 ? 0 : 6);
@@ -117,7 +117,7 @@ static void check_int_scores(const sov_kernels *k) {
                     kvq_quantize_query(q, nq, d, qq, qd, qs);
                     for (int i = 0; i < nq * 48; i++)
                         got[i] = want[i] = NAN;
-                    fn(got, 48, qq, qd, qs, nq, rows, rb, n, d, 0.125f);
+                    fn(got, 48, qq, qd, qs, nq, rows, rb, n, d, 0.125f, n % 3 ? rows : NULL); /* a prefetch hint or none */
                     kvq_scores_ref(t == SOV_KV_Q4_0, want, 48, qq, qd, nq, rows, rb, n, d, 0.125f);
                     for (int h = 0; h < nq; h++)
                         for (int j = 0; j < 48; j++) {
@@ -161,7 +161,7 @@ static void check_int_scores(const sov_kernels *k) {
             for (int i = 0; i < 128; i++) q[i] = test_rng_float(&rng);
             q[5] = bad_v ? NAN : INFINITY;
             kvq_quantize_query(q, 2, 64, qq, qd, qs);
-            k->attn_scores_q8_0(got, 16, qq, qd, qs, 2, rows, 68, 16, 64, 0.125f);
+            k->attn_scores_q8_0(got, 16, qq, qd, qs, 2, rows, 68, 16, 64, 0.125f, NULL);
             int nan0 = 0, fin1 = 0;
             for (int j = 0; j < 16; j++) {
                 nan0 += isnan(got[j]);
@@ -232,7 +232,7 @@ static void check_fused_values(const sov_kernels *k) {
     for (size_t di = 0; di < SOV_ARRAY_LEN_T(dims); di++) {
         const int d = dims[di];
         for (int t = SOV_KV_Q8_0; t <= SOV_KV_Q4_0; t++) {
-            void (*fn)(float *, const float *, size_t, int, const void *, size_t, int, int) =
+            void (*fn)(float *, const float *, size_t, int, const void *, size_t, int, int, const void *) =
                 t == SOV_KV_Q8_0 ? k->attn_values_q8_0 : k->attn_values_q4_0;
             if (!fn) continue;
             const size_t rb = row_bytes((sov_kv_type)t, d, 32) + (size_t)(t == SOV_KV_Q8_0 ? 2 : 0);
@@ -257,7 +257,7 @@ static void check_fused_values(const sov_kernels *k) {
                         p[i] = i % 7 == 3 ? 0.0f : test_rng_float(&rng) + 0.5f;
                     for (int i = 0; i < nq * d; i++)
                         got[i] = want[i] = test_rng_float(&rng);
-                    fn(got, p, LDP, nq, rows, rb, n, d);
+                    fn(got, p, LDP, nq, rows, rb, n, d, nq % 2 ? rows : NULL); /* a prefetch hint or none */
                     k->attn_values_f32(want, p, LDP, nq, vf, n, d);
                     for (int i = 0; i < nq * d; i++) {
                         cases++;

@@ -1002,6 +1002,13 @@ static void softmax(float *x, int64_t n) {
 
 /* ---- online softmax step and quantized KV rows (kv_quant_impl.h) ---- */
 
+/* A block a later call reads (kernels.h: ahead), one cache line at a time between the
+ * fmas: a burst of a tile's prefetches stalls on the core's fill buffers, and the compute
+ * waits with it (TinyLlama-shaped f16 cache, one KV head of 262,144 positions, one thread:
+ * 28.2-30.0 -> 22.2-23.1 ns per position, spread rather than in a burst a tile ahead) */
+static inline void prefetch_line(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
+
+
 #ifdef __AVX512F__
 /* exp_ps on 16 lanes (the same steps, so the same values lane for lane) */
 static inline __m512 exp16_ps(__m512 x) {
@@ -1152,7 +1159,7 @@ static inline void kvq_group16x2(bool q4, const uint8_t *p, __m512 *v0, __m512 *
 }
 #define KVQ_VALUES_TILE(NH)                                                                              \
     static inline void kvq_va_##NH(bool q4, float *out, const float *p, size_t ldp, const uint8_t *V, size_t rb, \
-                                   int n, int d, int b) {                                                \
+                                   int n, int d, int b, const uint8_t *A) {                              \
         __m512 acc[NH][2];                                                                               \
         UNROLL for (int h = 0; h < NH; h++) UNROLL for (int c = 0; c < 2; c++)                           \
             acc[h][c] = _mm512_loadu_ps(out + (size_t)h * d + b + 16 * c);                               \
@@ -1160,6 +1167,7 @@ static inline void kvq_group16x2(bool q4, const uint8_t *p, __m512 *v0, __m512 *
         for (int j = 0; j < n; j++) {                                                                    \
             __m512 v0, v1;                                                                               \
             kvq_group16x2(q4, V + (size_t)j * rb + go, &v0, &v1);                                        \
+            if (A) prefetch_line(A + (size_t)j * (q4 ? 18 : 34)); /* row j's part of the share */      \
             UNROLL for (int h = 0; h < NH; h++) {                                                        \
                 const __m512 pv = _mm512_set1_ps(p[(size_t)h * ldp + j]);                                \
                 acc[h][0] = _mm512_fmadd_ps(pv, v0, acc[h][0]);                                          \
@@ -1173,23 +1181,27 @@ KVQ_VALUES_TILE(8)
 KVQ_VALUES_TILE(4)
 KVQ_VALUES_TILE(2)
 KVQ_VALUES_TILE(1)
+/* the block ahead (n rows of rb bytes) prefetched as the f16 values kernels do (ahead_share):
+ * the group at value b of the first row tile takes the bytes from b / d of the way on, a
+ * group's bytes (rb x 32 / d) a row */
 static inline void kvq_values(bool q4, float *out, const float *p, size_t ldp, int nq, const void *V, size_t rb,
-                              int n, int d) {
+                              int n, int d, const void *ahead) {
     for (int b = 0; b < d; b += 32) {
+        const uint8_t *A = ahead ? (const uint8_t *)ahead + (size_t)b * (size_t)n * rb / (size_t)d : NULL;
         int h = 0;
-        for (; h + 8 <= nq; h += 8) kvq_va_8(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b);
-        for (; h + 4 <= nq; h += 4) kvq_va_4(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b);
-        for (; h + 2 <= nq; h += 2) kvq_va_2(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b);
-        for (; h < nq; h++) kvq_va_1(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b);
+        for (; h + 8 <= nq; h += 8, A = NULL) kvq_va_8(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b, A);
+        for (; h + 4 <= nq; h += 4, A = NULL) kvq_va_4(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b, A);
+        for (; h + 2 <= nq; h += 2, A = NULL) kvq_va_2(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b, A);
+        for (; h < nq; h++, A = NULL) kvq_va_1(q4, out + (size_t)h * d, p + (size_t)h * ldp, ldp, V, rb, n, d, b, A);
     }
 }
 static void attn_values_q8_0(float *out, const float *p, size_t ldp, int nq, const void *V, size_t rb, int n,
-                             int d) {
-    kvq_values(false, out, p, ldp, nq, V, rb, n, d);
+                             int d, const void *ahead) {
+    kvq_values(false, out, p, ldp, nq, V, rb, n, d, ahead);
 }
 static void attn_values_q4_0(float *out, const float *p, size_t ldp, int nq, const void *V, size_t rb, int n,
-                             int d) {
-    kvq_values(true, out, p, ldp, nq, V, rb, n, d);
+                             int d, const void *ahead) {
+    kvq_values(true, out, p, ldp, nq, V, rb, n, d, ahead);
 }
 #define KV_VALUES_Q8_0 attn_values_q8_0
 #define KV_VALUES_Q4_0 attn_values_q4_0
@@ -1205,7 +1217,16 @@ static void attn_values_q4_0(float *out, const float *p, size_t ldp, int nq, con
 enum { KVI_MAXD = 256 };
 static inline void kv_scores_int(bool q4, float *sc, size_t ldsc, const int8_t *qq, const float *qd,
                                  const int32_t *qs, int nq, const void *K, size_t rb, int n, int d,
-                                 float scale) {
+                                 float scale, const void *ahead) {
+    /* the block ahead's lines (kernels.h ahead): one per 64 products of the first row tile,
+     * in address order, the rest after the block */
+    const char *pa = ahead;
+    const size_t ab = ahead ? (size_t)n * rb : 0;
+    int pl = 0;
+#define KVI_AHEAD()                                                                                      \
+    do {                                                                                                 \
+        if (pa && (size_t)pl * 64 < ab) prefetch_line(pa + (size_t)64 * pl++);                          \
+    } while (0)
     if (d % 32 != 0 || d > KVI_MAXD || rb > (1u << 26)) {
         kvq_scores_ref(q4, sc, ldsc, qq, qd, nq, K, rb, n, d, scale);
         return;
@@ -1244,6 +1265,7 @@ static inline void kv_scores_int(bool q4, float *sc, size_t ldsc, const int8_t *
                 UNROLL for (int r = 0; r < 4; r++) acc[r] =
                     _mm512_set1_epi32(-off * qs[(size_t)(h + r) * nb + b]);
                 UNROLL for (int t = 0; t < 8; t++) UNROLL for (int r = 0; r < 4; r++) {
+                    if (r == 0 && h == 0) KVI_AHEAD();
                     int32_t x;
                     memcpy(&x, qq + (size_t)(h + r) * d + (size_t)b * 32 + 4 * t, 4);
                     acc[r] = _mm512_dpbusd_epi32(acc[r], w[b * 8 + t], _mm512_set1_epi32(x));
@@ -1260,6 +1282,7 @@ static inline void kv_scores_int(bool q4, float *sc, size_t ldsc, const int8_t *
             for (int b = 0; b < nb; b++) {
                 __m512i acc = _mm512_set1_epi32(-off * qs[(size_t)h * nb + b]);
                 UNROLL for (int t = 0; t < 8; t++) {
+                    if (h == 0) KVI_AHEAD();
                     int32_t x;
                     memcpy(&x, qq + (size_t)h * d + (size_t)b * 32 + 4 * t, 4);
                     acc = _mm512_dpbusd_epi32(acc, w[b * 8 + t], _mm512_set1_epi32(x));
@@ -1271,14 +1294,16 @@ static inline void kv_scores_int(bool q4, float *sc, size_t ldsc, const int8_t *
             _mm512_mask_storeu_ps(sc + (size_t)h * ldsc + j0, live, _mm512_mul_ps(_mm512_set1_ps(scale), s));
         }
     }
+    while (pa && (size_t)pl * 64 < ab) KVI_AHEAD();
+#undef KVI_AHEAD
 }
 static void attn_scores_q8_0(float *sc, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
-                             int nq, const void *K, size_t rb, int n, int d, float scale) {
-    kv_scores_int(false, sc, ldsc, qq, qd, qs, nq, K, rb, n, d, scale);
+                             int nq, const void *K, size_t rb, int n, int d, float scale, const void *ahead) {
+    kv_scores_int(false, sc, ldsc, qq, qd, qs, nq, K, rb, n, d, scale, ahead);
 }
 static void attn_scores_q4_0(float *sc, size_t ldsc, const int8_t *qq, const float *qd, const int32_t *qs,
-                             int nq, const void *K, size_t rb, int n, int d, float scale) {
-    kv_scores_int(true, sc, ldsc, qq, qd, qs, nq, K, rb, n, d, scale);
+                             int nq, const void *K, size_t rb, int n, int d, float scale, const void *ahead) {
+    kv_scores_int(true, sc, ldsc, qq, qd, qs, nq, K, rb, n, d, scale, ahead);
 }
 #define KV_SCORES_Q8_0 attn_scores_q8_0
 #define KV_SCORES_Q4_0 attn_scores_q4_0
@@ -1364,12 +1389,6 @@ static inline void store_first8(float *y, __m256 v, int m) {
     _mm256_storeu_ps(t, v);
     memcpy(y, t, (size_t)m * sizeof(float));
 }
-
-/* A block a later call reads (kernels.h: ahead), one cache line at a time between the
- * fmas: a burst of a tile's prefetches stalls on the core's fill buffers, and the compute
- * waits with it (TinyLlama-shaped f16 cache, one KV head of 262,144 positions, one thread:
- * 28.2-30.0 -> 22.2-23.1 ns per position, spread rather than in a burst a tile ahead) */
-static inline void prefetch_line(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
 
 #define ATTN_SCORES_TILE8(T, ET, NH)                                                                     \
     static inline void attn_sc8_##T##_##NH(float *sc, size_t ldsc, const float *q, const ET *K, int j, int m,   \
