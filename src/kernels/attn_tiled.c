@@ -61,7 +61,7 @@ static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, 
     }
     switch (kv->type) {
     case SOV_KV_DEFAULT: return; /* resolved before kv_init */
-    case SOV_KV_F16: k->attn_scores_f16(sc, KV_ATTN_TILE, q, rep, K, n, bs, D, scale); return;
+    case SOV_KV_F16: k->attn_scores_f16(sc, KV_ATTN_TILE, q, rep, K, n, bs, D, scale, ahead); return;
     case SOV_KV_F32: k->attn_scores_f32(sc, KV_ATTN_TILE, q, rep, K, n, bs, D, scale); return;
     case SOV_KV_Q8_0:
     case SOV_KV_Q4_0:
@@ -100,9 +100,8 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
 }
 
 /* The tile after this one is fetched while this one is computed, block by block as the
- * kernels go where they take the block ahead (kernels.h "ahead": f16 keys with two-block
- * scores, Q8_0 / Q4_0 keys with integer scores, f16 values, fused Q8_0 / Q4_0 values),
- * else in one burst here. Spread, the prefetches leave the fmas room:
+ * kernels go where they take the block ahead (kernels.h "ahead": f16 keys, Q8_0 / Q4_0 keys
+ * with integer scores, f16 values, fused Q8_0 / Q4_0 values), else in one burst here. Spread, the prefetches leave the fmas room:
  * a burst of 256 of them (a tile's keys and values) waits on the core's fill buffers, and
  * the compute behind it (TinyLlama shape, depth 16,384, t=2: f16 cache 20.0-20.8 tokens/s
  * with the burst, 24.5-25.5 spread; q8_0 23.8-23.9 against 26.8-28.9). Without any, the hardware's prefetchers follow a
@@ -138,7 +137,7 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
     }
     /* the kernels that take the tile ahead prefetch it themselves; the other kernels' tiles
      * come in one burst (prefetch_tile) */
-    const bool k_spread = kv->type == SOV_KV_F16 ? k->attn_scores2_f16 != NULL : qi.qq != NULL;
+    const bool k_spread = kv->type == SOV_KV_F16 || qi.qq != NULL;
     const bool v_spread = kv->v_type == SOV_KV_F16 ||
                           ((kv->v_type == SOV_KV_Q8_0 ? k->attn_values_q8_0 != NULL
                                                       : kv->v_type == SOV_KV_Q4_0 && k->attn_values_q4_0 != NULL) &&
@@ -154,7 +153,7 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         /* 1. scores of the tile */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
             const int32_t blk = blocks[(t0 + b0) / bs];
-            if (kv->type == SOV_KV_F16 && k_spread && tn - b0 > bs) { /* two blocks at once */
+            if (kv->type == SOV_KV_F16 && k->attn_scores2_f16 && tn - b0 > bs) { /* two blocks at once */
                 const int32_t a = t0 + tile + b0; /* the same two blocks of the next tile */
                 k->attn_scores2_f16(sc + b0, KV_ATTN_TILE, q, rep, kv_k(kv, layer, blk, g),
                                     kv_k(kv, layer, blocks[(t0 + b0) / bs + 1], g), SOV_MIN(2 * bs, tn - b0), bs, D,

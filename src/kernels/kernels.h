@@ -74,8 +74,10 @@ typedef struct sov_kernels {
      *   out[h * d + i]      += sum_{j < n} p[h * ldp + j] V[j * d + i]      (i < d)
      * Kernels may read K for positions n..bs-1 of the block (always inside the block)
      * but write only scores j < n. */
+    /* ahead: NULL, or a block of the same shape that a later call will read, prefetched as
+     * the kernel goes (a hint, as attn_scores2_f16's; the scalar table ignores it) */
     void (*attn_scores_f16)(float *scores, size_t ldsc, const float *q, int nq, const sov_half *K, int n, int bs,
-                            int d, float scale);
+                            int d, float scale, const sov_half *ahead);
     void (*attn_scores_f32)(float *scores, size_t ldsc, const float *q, int nq, const float *K, int n, int bs,
                             int d, float scale);
     /* the scores of two blocks at once: positions 0..bs-1 from K0, bs..n-1 from K1

@@ -92,7 +92,8 @@ static void softmax(float *x, int64_t n) {
 }
 
 static void attn_scores_f16(float *sc, size_t ldsc, const float *q, int nq, const sov_half *K, int n, int bs, int d,
-                            float scale) {
+                            float scale, const sov_half *ahead) {
+    (void)ahead; /* a prefetch hint: the reference has no use for it */
     for (int h = 0; h < nq; h++)
         for (int j = 0; j < n; j++) {
             float s = 0.0f;

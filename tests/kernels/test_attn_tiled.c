@@ -201,8 +201,8 @@ static void check_scores2(const sov_kernels *k) {
                  * leaves every score as it is */
                 const int hint = (d / 16 + nq + n) % 2;
                 k->attn_scores2_f16(got, LD, q, nq, K0, K1, n, BS, d, 0.125f, hint ? K1 : NULL, hint ? K0 : NULL);
-                k->attn_scores_f16(want, LD, q, nq, K0, n < BS ? n : BS, BS, d, 0.125f);
-                if (n > BS) k->attn_scores_f16(want + BS, LD, q, nq, K1, n - BS, BS, d, 0.125f);
+                k->attn_scores_f16(want, LD, q, nq, K0, n < BS ? n : BS, BS, d, 0.125f, NULL);
+                if (n > BS) k->attn_scores_f16(want + BS, LD, q, nq, K1, n - BS, BS, d, 0.125f, NULL);
                 for (int i = 0; i < nq * LD; i++) {
                     cases++;
                     if (memcmp(&got[i], &want[i], sizeof got[i]) != 0 && bad++ < 3)

@@ -807,7 +807,7 @@ static void check_attention(const sov_kernels *k) {
                 }
                 for (size_t i = 0; i < (size_t)nq * ldsc; i++) sc[i] = -7.0f;
                 const float scale = 0.125f;
-                if (f16) k->attn_scores_f16(sc, ldsc, q, nq, kh, n, bs, d, scale);
+                if (f16) k->attn_scores_f16(sc, ldsc, q, nq, kh, n, bs, d, scale, nq % 2 ? vh : NULL); /* a hint or none */
                 else k->attn_scores_f32(sc, ldsc, q, nq, kf, n, bs, d, scale);
                 for (int h = 0; h < nq; h++)
                     for (int j = 0; j < (int)ldsc; j++) {

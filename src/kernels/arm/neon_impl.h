@@ -471,14 +471,18 @@ static void NAME(softmax)(float *x, int64_t n) {
 
 /* scores: 4 consecutive positions per vector (K is stored transposed), one head at a time */
 #define NEON_ATTN_SCORES(T, LOADK)                                                                \
-    static void NAME(attn_scores_##T)(float *sc, size_t ldsc, const float *q, int nq, const T##_elt *K, int n, \
-                                      int bs, int d, float scale) {                               \
+    static void NAME(attn_scores_##T##_ahead)(float *sc, size_t ldsc, const float *q, int nq, const T##_elt *K, \
+                                              int n, int bs, int d, float scale, const T##_elt *ahead) { \
         for (int h = 0; h < nq; h++) {                                                            \
             const float *qh = q + (size_t)h * d;                                                  \
             float *s = sc + (size_t)h * ldsc;                                                     \
             int j = 0;                                                                            \
             for (; j + 4 <= n || (j < n && bs % 4 == 0); j += 4) {                                \
                 float32x4_t acc = vdupq_n_f32(0.0f);                                              \
+                /* the block ahead (kernels.h), a line per 64 bytes of it in the first strip */   \
+                if (ahead && h == 0 && j == 0)                                                    \
+                    for (int i = 0; i < d * bs; i += 64 / (int)sizeof(T##_elt))                   \
+                        __builtin_prefetch(ahead + i, 0, 3);                                      \
                 for (int i = 0; i < d; i++) acc = vfmaq_n_f32(acc, LOADK(K + (size_t)i * bs + j), qh[i]); \
                 float r[4];                                                                       \
                 vst1q_f32(r, vmulq_n_f32(acc, scale));                                            \
@@ -497,6 +501,10 @@ typedef float f32_elt;
 #define ELT_f32(x) (x)
 NEON_ATTN_SCORES(f16, load_f16)
 NEON_ATTN_SCORES(f32, vld1q_f32)
+static void NAME(attn_scores_f32)(float *sc, size_t ldsc, const float *q, int nq, const float *K, int n, int bs,
+                                  int d, float scale) {
+    NAME(attn_scores_f32_ahead)(sc, ldsc, q, nq, K, n, bs, d, scale, NULL);
+}
 
 static void NAME(attn_values_f16)(float *out, const float *p, size_t ldp, int nq, const sov_half *V, int n, int d,
                                   const sov_half *ahead) {
@@ -533,7 +541,7 @@ static void NAME(attn_values_f32)(float *out, const float *p, size_t ldp, int nq
         .gelu_mul = NAME(gelu_mul),                                                              \
         .scale = NAME(scale), .dot_f32 = NAME(dot_f32), .dot_f16 = NAME(dot_f16),                \
         .axpy_f32 = NAME(axpy_f32), .axpy_f16 = NAME(axpy_f16), .f32_to_f16 = NAME(f32_to_f16),  \
-        .softmax = NAME(softmax), .attn_scores_f16 = NAME(attn_scores_f16),                      \
+        .softmax = NAME(softmax), .attn_scores_f16 = NAME(attn_scores_f16_ahead),                      \
         .attn_scores_f32 = NAME(attn_scores_f32), .attn_values_f16 = NAME(attn_values_f16),      \
         .attn_values_f32 = NAME(attn_values_f32), .exp_sum = kvq_exp_sum_ref, .max_f32 = kvq_max_ref, .kv_dequant_t_q8_0 = kvq_dequant_t_q8_0_ref,                   \
         .kv_dequant_t_q4_0 = kvq_dequant_t_q4_0_ref,                    \

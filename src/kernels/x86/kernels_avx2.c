@@ -1008,6 +1008,25 @@ static void softmax(float *x, int64_t n) {
  * 28.2-30.0 -> 22.2-23.1 ns per position, spread rather than in a burst a tile ahead) */
 static inline void prefetch_line(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
 
+/* A kernel's share of the block ahead (n rows of d values of elt bytes, or for the
+ * transposed keys d rows of n positions): the strip at value (position) i0 of the first
+ * row tile takes the block's bytes from i0 / d of the
+ * way on, as many as it reads (n rows x its w values), row j of the strip the share's
+ * j-th w values' bytes (PREFETCH_ROW). Strip after strip the whole block goes in address
+ * order, the order the hardware's streamer follows (a strip's own bytes of each row
+ * would fetch every other line: slower). */
+static inline const void *ahead_share(const void *ahead, int n, size_t elt, int i0) {
+    return ahead ? (const char *)ahead + (size_t)i0 * (size_t)n * elt : NULL;
+}
+/* row j's part of a share, bpr bytes a row (a constant in each kernel): its lines, or
+ * under 64 bytes a row the line starting at it */
+#define PREFETCH_ROW(A, j, bpr)                                                                          \
+    do {                                                                                                 \
+        const char *a_ = (const char *)(A) + (size_t)(j) * (bpr);                                        \
+        if ((bpr) >= 64) UNROLL for (int c_ = 0; c_ < (bpr); c_ += 64) prefetch_line(a_ + c_);           \
+        else if ((j) * (bpr) % 64 == 0) prefetch_line(a_);                                               \
+    } while (0)
+
 
 #ifdef __AVX512F__
 /* exp_ps on 16 lanes (the same steps, so the same values lane for lane) */
@@ -1392,11 +1411,12 @@ static inline void store_first8(float *y, __m256 v, int m) {
 
 #define ATTN_SCORES_TILE8(T, ET, NH)                                                                     \
     static inline void attn_sc8_##T##_##NH(float *sc, size_t ldsc, const float *q, const ET *K, int j, int m,   \
-                                           int bs, int d, float scale) {                                 \
+                                           int bs, int d, float scale, const void *A) {                  \
         __m256 acc[NH];                                                                                  \
         UNROLL for (int h = 0; h < NH; h++) acc[h] = _mm256_setzero_ps();                                \
         for (int i = 0; i < d; i++) {                                                                    \
             const __m256 kv = ld8_##T(K + (size_t)i * bs + j);                                           \
+            if (A) PREFETCH_ROW(A, i, 8 * (int)sizeof(ET));                                              \
             UNROLL for (int h = 0; h < NH; h++)                                                          \
                 acc[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(q + (size_t)h * d + i), kv, acc[h]);        \
         }                                                                                                \
@@ -1407,11 +1427,12 @@ static inline void store_first8(float *y, __m256 v, int m) {
 #ifdef __AVX512F__
 #define ATTN_SCORES_TILE16(T, ET, NH)                                                                    \
     static inline void attn_sc16_##T##_##NH(float *sc, size_t ldsc, const float *q, const ET *K, int j, int m,  \
-                                            int bs, int d, float scale) {                                \
+                                            int bs, int d, float scale, const void *A) {                 \
         __m512 acc[NH];                                                                                  \
         UNROLL for (int h = 0; h < NH; h++) acc[h] = _mm512_setzero_ps();                                \
         for (int i = 0; i < d; i++) {                                                                    \
             const __m512 kv = ld16_##T(K + (size_t)i * bs + j);                                          \
+            if (A) PREFETCH_ROW(A, i, 16 * (int)sizeof(ET));                                             \
             UNROLL for (int h = 0; h < NH; h++)                                                          \
                 acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)h * d + i]), kv, acc[h]);              \
         }                                                                                                \
@@ -1425,12 +1446,13 @@ static inline void store_first8(float *y, __m256 v, int m) {
 #define ATTN_SCORES_WIDE(T)                                                                              \
     if (bs % 16 == 0) {                                                                                  \
         for (int j = 0; j < n; j += 16) {                                                                \
+            const void *A = ahead_share(ahead, d, sizeof *K, j); /* the first row tile's */              \
             int h = 0;                                                                                   \
-            for (; h + 8 <= nq; h += 8) attn_sc16_##T##_8(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
-            for (; h + 4 <= nq; h += 4) attn_sc16_##T##_4(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
-            if (nq - h == 3) attn_sc16_##T##_3(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
-            else if (nq - h == 2) attn_sc16_##T##_2(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
-            else if (nq - h == 1) attn_sc16_##T##_1(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+            for (; h + 8 <= nq; h += 8, A = NULL) attn_sc16_##T##_8(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale, A); \
+            for (; h + 4 <= nq; h += 4, A = NULL) attn_sc16_##T##_4(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale, A); \
+            if (nq - h == 3) attn_sc16_##T##_3(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale, A); \
+            else if (nq - h == 2) attn_sc16_##T##_2(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale, A); \
+            else if (nq - h == 1) attn_sc16_##T##_1(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale, A); \
         }                                                                                                \
         return;                                                                                          \
     }
@@ -1448,15 +1470,16 @@ static inline void store_first8(float *y, __m256 v, int m) {
     ATTN_SCORES_TILE16(T, ET, 3)                                                                         \
     ATTN_SCORES_TILE16(T, ET, 2)                                                                         \
     ATTN_SCORES_TILE16(T, ET, 1)                                                                         \
-    static void attn_scores_##T(float *sc, size_t ldsc, const float *q, int nq, const ET *K, int n, int bs, int d, \
-                                float scale) {                                                           \
+    static void attn_scores_##T##_ahead(float *sc, size_t ldsc, const float *q, int nq, const ET *K, int n, int bs, \
+                                        int d, float scale, const ET *ahead) {                           \
         ATTN_SCORES_WIDE(T)                                                                              \
         if (bs % 8 == 0) {                                                                               \
             for (int j = 0; j < n; j += 8) {                                                             \
+                const void *A = ahead_share(ahead, d, sizeof(ET), j); /* the first row tile's */         \
                 int h = 0;                                                                               \
-                for (; h + 8 <= nq; h += 8) attn_sc8_##T##_8(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
-                for (; h + 4 <= nq; h += 4) attn_sc8_##T##_4(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
-                for (; h < nq; h++) attn_sc8_##T##_1(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale); \
+                for (; h + 8 <= nq; h += 8, A = NULL) attn_sc8_##T##_8(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale, A); \
+                for (; h + 4 <= nq; h += 4, A = NULL) attn_sc8_##T##_4(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale, A); \
+                for (; h < nq; h++, A = NULL) attn_sc8_##T##_1(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, K, j, n - j, bs, d, scale, A); \
             }                                                                                            \
             return;                                                                                      \
         }                                                                                                \
@@ -1472,6 +1495,10 @@ static inline void store_first8(float *y, __m256 v, int m) {
 #define ELT_f32(x) (x)
 ATTN_SCORES(f16, sov_half)
 ATTN_SCORES(f32, float)
+static void attn_scores_f32(float *sc, size_t ldsc, const float *q, int nq, const float *K, int n, int bs, int d,
+                            float scale) {
+    attn_scores_f32_ahead(sc, ldsc, q, nq, K, n, bs, d, scale, NULL);
+}
 
 #ifdef __AVX512F__
 /* Scores of two blocks of 16 positions in one pass (kernels.h attn_scores2_f16): NH heads
@@ -1527,30 +1554,14 @@ static void attn_scores2_f16(float *sc, size_t ldsc, const float *q, int nq, con
         return;
     }
     /* other block sizes, or one block: block by block */
-    attn_scores_f16(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, nq - h, K0, n < bs ? n : bs, bs, d, scale);
+    attn_scores_f16_ahead(sc + (size_t)h * ldsc, ldsc, q + (size_t)h * d, nq - h, K0, n < bs ? n : bs, bs, d, scale,
+                          ahead0);
     if (n > bs)
-        attn_scores_f16(sc + (size_t)h * ldsc + bs, ldsc, q + (size_t)h * d, nq - h, K1, n - bs, bs, d, scale);
+        attn_scores_f16_ahead(sc + (size_t)h * ldsc + bs, ldsc, q + (size_t)h * d, nq - h, K1, n - bs, bs, d, scale,
+                              ahead1);
 }
 #define KV_SCORES2_F16 attn_scores2_f16
 #endif
-
-/* The values kernels' share of the block ahead (n rows of d values of elt bytes): the
- * strip at value i0 (of the first row tile) takes the block's bytes from i0 / d of the
- * way on, as many as it reads (n rows x its w values), row j of the strip the share's
- * j-th w values' bytes (PREFETCH_ROW). Strip after strip the whole block goes in address
- * order, the order the hardware's streamer follows (a strip's own bytes of each row
- * would fetch every other line: slower). */
-static inline const void *ahead_share(const void *ahead, int n, size_t elt, int i0) {
-    return ahead ? (const char *)ahead + (size_t)i0 * (size_t)n * elt : NULL;
-}
-/* row j's part of a share, bpr bytes a row (a constant in each kernel): its lines, or
- * under 64 bytes a row the line starting at it */
-#define PREFETCH_ROW(A, j, bpr)                                                                          \
-    do {                                                                                                 \
-        const char *a_ = (const char *)(A) + (size_t)(j) * (bpr);                                        \
-        if ((bpr) >= 64) UNROLL for (int c_ = 0; c_ < (bpr); c_ += 64) prefetch_line(a_ + c_);           \
-        else if ((j) * (bpr) % 64 == 0) prefetch_line(a_);                                               \
-    } while (0)
 
 #define ATTN_VALUES_TILE8(T, ET, NH)                                                                     \
     static inline void attn_va8_##T##_##NH(float *out, const float *p, size_t ldp, const ET *V, int n, int d, int i0, \
@@ -1702,7 +1713,7 @@ SOV_AVX2_TABLE_LINKAGE const sov_kernels SOV_AVX2_TABLE = {
     .axpy_f16 = axpy_f16,
     .f32_to_f16 = f32_to_f16,
     .softmax = softmax,
-    .attn_scores_f16 = attn_scores_f16,
+    .attn_scores_f16 = attn_scores_f16_ahead,
     .attn_scores_f32 = attn_scores_f32,
     .attn_values_f16 = attn_values_f16_ahead,
     .attn_values_f32 = attn_values_f32,
