@@ -75,6 +75,17 @@ static void block_scores(const sov_kernels *k, const sov_kv *kv, const void *K, 
     }
 }
 
+typedef void (*fused_values_fn)(float *, const float *, size_t, int, const void *, size_t, int, int, const void *);
+
+/* The table's fused kernel for this cache's quantized values where it has one and the
+ * groups suit it (the same sums as dequantizing, no rows in memory), else NULL */
+static fused_values_fn fused_values(const sov_kernels *k, const sov_kv *kv) {
+    const fused_values_fn f = kv->v_type == SOV_KV_Q8_0   ? k->attn_values_q8_0
+                              : kv->v_type == SOV_KV_Q4_0 ? k->attn_values_q4_0
+                                                          : NULL;
+    return f && kv->group == 32 && kv->head_dim % 32 == 0 ? f : NULL;
+}
+
 /* o_h += sum_j p[h * KV_ATTN_TILE + j] v_j over the first n slots of one block */
 static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, int n, const float *p,
                          int rep, float *o, float *vbuf, const void *ahead) {
@@ -85,10 +96,8 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
     case SOV_KV_F32: k->attn_values_f32(o, p, KV_ATTN_TILE, rep, V, n, D); return;
     case SOV_KV_Q8_0:
     case SOV_KV_Q4_0: {
-        /* the table's fused kernel where it has one (the same sums, no rows in memory) */
-        void (*fused)(float *, const float *, size_t, int, const void *, size_t, int, int, const void *) =
-            kv->v_type == SOV_KV_Q8_0 ? k->attn_values_q8_0 : k->attn_values_q4_0;
-        if (fused && kv->group == 32 && D % 32 == 0) {
+        const fused_values_fn fused = fused_values(k, kv);
+        if (fused) {
             fused(o, p, KV_ATTN_TILE, rep, V, kv->v_row, n, D, ahead);
             return;
         }
@@ -99,20 +108,29 @@ static void block_values(const sov_kernels *k, const sov_kv *kv, const void *V, 
     }
 }
 
-/* The tile after this one is fetched while this one is computed, block by block as the
- * kernels go where they take the block ahead (kernels.h "ahead": f16 keys, Q8_0 / Q4_0 keys
- * with integer scores, f16 values, fused Q8_0 / Q4_0 values), else in one burst here. Spread, the prefetches leave the fmas room:
- * a burst of 256 of them (a tile's keys and values) waits on the core's fill buffers, and
- * the compute behind it (TinyLlama shape, depth 16,384, t=2: f16 cache 20.0-20.8 tokens/s
- * with the burst, 24.5-25.5 spread; q8_0 23.8-23.9 against 26.8-28.9). Without any, the hardware's prefetchers follow a
- * head's ascending stream (kv.h) but restart at each 4 KiB page; where the blocks are
+/* Head g's keys (or values) in the block holding position pos of the sequence, NULL
+ * when pos is past the range's end j1 */
+static const char *block_at(const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t pos, int32_t j1,
+                            bool keys) {
+    if (pos >= j1) return NULL;
+    const int32_t blk = blocks[pos / kv->block_size];
+    return keys ? (const char *)kv_k(kv, layer, blk, g) : (const char *)kv_v(kv, layer, blk, g);
+}
+
+/* The tile after this one is fetched while this one is computed: block by block as the
+ * kernels go, where they take the block ahead (kernels.h "ahead": f16 keys, Q8_0 / Q4_0
+ * keys with integer scores, f16 values, fused Q8_0 / Q4_0 values), else in one burst here.
+ * Spread, the prefetches leave the fmas room: a burst of 256 of them (a tile's keys and
+ * values) waits on the core's fill buffers, and so does the compute behind it (TinyLlama
+ * shape, depth 16,384, t=2: f16 cache 20.0-20.8 tokens/s with the burst, 24.5-25.5
+ * spread; q8_0 23.8-23.9 against 26.8-28.9). Without any, the hardware's prefetchers follow
+ * a head's ascending stream (kv.h) but restart at each 4 KiB page; where the blocks are
  * scattered (a pool after many requests) the prefetches are what keeps the reads ahead. */
 static void prefetch_tile(const sov_kv *kv, int layer, int g, const int32_t *blocks, int32_t t0, int32_t j1,
                           int32_t tile, bool keys) {
-    const int bs = kv->block_size;
     const size_t bytes = keys ? kv->head_bytes : kv->v_head_bytes;
-    for (int32_t b0 = t0; b0 < SOV_MIN(t0 + tile, j1); b0 += bs) {
-        const char *p = keys ? kv_k(kv, layer, blocks[b0 / bs], g) : kv_v(kv, layer, blocks[b0 / bs], g);
+    for (int32_t b0 = t0; b0 < SOV_MIN(t0 + tile, j1); b0 += kv->block_size) {
+        const char *p = block_at(kv, layer, g, blocks, b0, j1, keys);
         for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(p + at, 0, 3);
     }
 }
@@ -138,10 +156,7 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
     /* the kernels that take the tile ahead prefetch it themselves; the other kernels' tiles
      * come in one burst (prefetch_tile) */
     const bool k_spread = kv->type == SOV_KV_F16 || qi.qq != NULL;
-    const bool v_spread = kv->v_type == SOV_KV_F16 ||
-                          ((kv->v_type == SOV_KV_Q8_0 ? k->attn_values_q8_0 != NULL
-                                                      : kv->v_type == SOV_KV_Q4_0 && k->attn_values_q4_0 != NULL) &&
-                           kv->group == 32 && D % 32 == 0);
+    const bool v_spread = kv->v_type == SOV_KV_F16 || fused_values(k, kv) != NULL;
     for (int32_t t0 = j0 / bs * bs; t0 < j1; t0 += tile) {
         const int32_t tn = SOV_MIN(tile, j1 - t0); /* positions t0..t0+tn-1 of this tile */
         /* the next tile's keys and values now: the values used to follow this tile's
@@ -154,17 +169,19 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
             const int32_t blk = blocks[(t0 + b0) / bs];
             if (kv->type == SOV_KV_F16 && k->attn_scores2_f16 && tn - b0 > bs) { /* two blocks at once */
-                const int32_t a = t0 + tile + b0; /* the same two blocks of the next tile */
+                /* the same two blocks of the next tile: both, or neither (kernels.h) */
+                const int32_t a = t0 + tile + b0;
+                const bool both = a + bs < j1;
                 k->attn_scores2_f16(sc + b0, KV_ATTN_TILE, q, rep, kv_k(kv, layer, blk, g),
                                     kv_k(kv, layer, blocks[(t0 + b0) / bs + 1], g), SOV_MIN(2 * bs, tn - b0), bs, D,
-                                    scale, a + bs < j1 ? kv_k(kv, layer, blocks[a / bs], g) : NULL,
-                                    a + bs < j1 ? kv_k(kv, layer, blocks[a / bs + 1], g) : NULL);
+                                    scale, both ? (const sov_half *)block_at(kv, layer, g, blocks, a, j1, true) : NULL,
+                                    both ? (const sov_half *)block_at(kv, layer, g, blocks, a + bs, j1, true) : NULL);
                 b0 += bs;
                 continue;
             }
-            const int32_t a = t0 + tile + b0; /* the same block of the next tile */
+            /* with the same block of the next tile */
             block_scores(k, kv, kv_k(kv, layer, blk, g), SOV_MIN(bs, tn - b0), q, &qi, rep, scale, sc + b0,
-                         kbuf, vbuf, k_spread && a < j1 ? kv_k(kv, layer, blocks[a / bs], g) : NULL);
+                         kbuf, vbuf, k_spread ? block_at(kv, layer, g, blocks, t0 + tile + b0, j1, true) : NULL);
         }
         /* positions before j0 in the first block (a window's start), past a row's own end,
          * and the slots past the tile's end take no weight */
@@ -193,9 +210,9 @@ void kv_attn_run(const sov_kernels *k, const sov_kv *kv, int layer, int g, const
         }
         /* 3. o += weights x values */
         for (int32_t b0 = 0; b0 < tn; b0 += bs) {
-            const int32_t blk = blocks[(t0 + b0) / bs], a = t0 + tile + b0;
+            const int32_t blk = blocks[(t0 + b0) / bs];
             block_values(k, kv, kv_v(kv, layer, blk, g), SOV_MIN(bs, tn - b0), sc + b0, rep, o, vbuf,
-                         v_spread && a < j1 ? kv_v(kv, layer, blocks[a / bs], g) : NULL);
+                         v_spread ? block_at(kv, layer, g, blocks, t0 + tile + b0, j1, false) : NULL);
         }
     }
 }
