@@ -479,11 +479,16 @@ static void NAME(softmax)(float *x, int64_t n) {
             int j = 0;                                                                            \
             for (; j + 4 <= n || (j < n && bs % 4 == 0); j += 4) {                                \
                 float32x4_t acc = vdupq_n_f32(0.0f);                                              \
-                /* the block ahead (kernels.h), a line per 64 bytes of it in the first strip */   \
-                if (ahead && h == 0 && j == 0)                                                    \
-                    for (int i = 0; i < d * bs; i += 64 / (int)sizeof(T##_elt))                   \
-                        __builtin_prefetch(ahead + i, 0, 3);                                      \
-                for (int i = 0; i < d; i++) acc = vfmaq_n_f32(acc, LOADK(K + (size_t)i * bs + j), qh[i]); \
+                /* the block ahead (kernels.h) in the first strip, spread over its d steps:   \
+                 * step i asks for the lines that start in its bs values' bytes */            \
+                const bool pf = ahead && h == 0 && j == 0;                                        \
+                for (int i = 0; i < d; i++) {                                                     \
+                    if (pf)                                                                       \
+                        for (size_t o = ((size_t)i * bs * sizeof *K + 63) / 64 * 64;              \
+                             o < (size_t)(i + 1) * bs * sizeof *K; o += 64)                       \
+                            __builtin_prefetch((const char *)ahead + o, 0, 3);                    \
+                    acc = vfmaq_n_f32(acc, LOADK(K + (size_t)i * bs + j), qh[i]);                 \
+                }                                                                                 \
                 float r[4];                                                                       \
                 vst1q_f32(r, vmulq_n_f32(acc, scale));                                            \
                 for (int k = 0; k < 4 && j + k < n; k++) s[j + k] = r[k];                         \
@@ -541,7 +546,7 @@ static void NAME(attn_values_f32)(float *out, const float *p, size_t ldp, int nq
         .gelu_mul = NAME(gelu_mul),                                                              \
         .scale = NAME(scale), .dot_f32 = NAME(dot_f32), .dot_f16 = NAME(dot_f16),                \
         .axpy_f32 = NAME(axpy_f32), .axpy_f16 = NAME(axpy_f16), .f32_to_f16 = NAME(f32_to_f16),  \
-        .softmax = NAME(softmax), .attn_scores_f16 = NAME(attn_scores_f16_ahead),                      \
+        .softmax = NAME(softmax), .attn_scores_f16 = NAME(attn_scores_f16_ahead),                \
         .attn_scores_f32 = NAME(attn_scores_f32), .attn_values_f16 = NAME(attn_values_f16),      \
         .attn_values_f32 = NAME(attn_values_f32), .exp_sum = kvq_exp_sum_ref, .max_f32 = kvq_max_ref, .kv_dequant_t_q8_0 = kvq_dequant_t_q8_0_ref,                   \
         .kv_dequant_t_q4_0 = kvq_dequant_t_q4_0_ref,                    \

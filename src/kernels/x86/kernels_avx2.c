@@ -1010,11 +1010,10 @@ static inline void prefetch_line(const void *p) { _mm_prefetch((const char *)p, 
 
 /* A kernel's share of the block ahead (n rows of d values of elt bytes, or for the
  * transposed keys d rows of n positions): the strip at value (position) i0 of the first
- * row tile takes the block's bytes from i0 / d of the
- * way on, as many as it reads (n rows x its w values), row j of the strip the share's
- * j-th w values' bytes (PREFETCH_ROW). Strip after strip the whole block goes in address
- * order, the order the hardware's streamer follows (a strip's own bytes of each row
- * would fetch every other line: slower). */
+ * row tile takes the block's bytes from i0 / d of the way on, as many as it reads (n rows
+ * x its w values), row j of the strip the share's j-th w values' bytes (PREFETCH_ROW).
+ * Strip after strip the whole block goes in address order, the order the hardware's
+ * streamer follows (a strip's own bytes of each row would fetch every other line: slower). */
 static inline const void *ahead_share(const void *ahead, int n, size_t elt, int i0) {
     return ahead ? (const char *)ahead + (size_t)i0 * (size_t)n * elt : NULL;
 }
@@ -1026,7 +1025,6 @@ static inline const void *ahead_share(const void *ahead, int n, size_t elt, int 
         if ((bpr) >= 64) UNROLL for (int c_ = 0; c_ < (bpr); c_ += 64) prefetch_line(a_ + c_);           \
         else if ((j) * (bpr) % 64 == 0) prefetch_line(a_);                                               \
     } while (0)
-
 
 #ifdef __AVX512F__
 /* exp_ps on 16 lanes (the same steps, so the same values lane for lane) */
